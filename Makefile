@@ -1,0 +1,42 @@
+# DSR Functions. `make run` runs the product locally; `make test` passes the tests.
+SHELL := /bin/bash
+GO ?= go
+SAMPLE ?= small
+FUZZTIME ?= 10s
+
+.PHONY: run test build package bench vet fmt clean deps
+
+node_modules/.bin/azurite-blob: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+deps: node_modules/.bin/azurite-blob
+
+build:
+	$(GO) build -o bin/dsr ./cmd/dsr
+
+## run: start Azurite, seed the sample data and serve the API on http://127.0.0.1:7071/api
+run: deps build
+	./scripts/azurite.sh
+	./bin/dsr local --sample $(SAMPLE)
+
+## test: vet, format check, every test (each test package starts its own in-memory Azurite), short fuzz runs
+test: deps
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './node_modules/*')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) test -count=1 ./...
+	$(GO) test -run '^$$' -fuzz '^FuzzContainsEmailToken$$' -fuzztime $(FUZZTIME) ./shared/match/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseSubmission$$' -fuzztime $(FUZZTIME) ./shared/dsr/
+	$(GO) test -run '^$$' -fuzz '^FuzzUnwrap$$' -fuzztime $(FUZZTIME) ./shared/funchost/
+
+## package: cross-build linux/amd64 and assemble the deployable zip in dist/
+package:
+	./scripts/package.sh
+
+## bench: scan benchmarks against grep -F on the same file
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./shared/match/
+
+clean:
+	rm -rf bin dist .azurite

@@ -1,0 +1,234 @@
+// Command dsr is the DSR Functions binary: the Azure Functions custom
+// handler (serve), the same handler with a built-in local host and embedded
+// queue (local), and the sample data generator (sample).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/dsr-functions/dsr/functions"
+	"github.com/dsr-functions/dsr/shared/blobs"
+	"github.com/dsr-functions/dsr/shared/config"
+	"github.com/dsr-functions/dsr/shared/funchost"
+	"github.com/dsr-functions/dsr/shared/queue/embedded"
+	"github.com/dsr-functions/dsr/shared/queue/servicebus"
+	"github.com/dsr-functions/dsr/shared/sample"
+)
+
+const usage = `usage: dsr <command> [flags]
+
+commands:
+  serve    run as the Azure Functions custom handler (listens on FUNCTIONS_CUSTOMHANDLER_PORT)
+  local    run locally: handler + built-in Functions host + embedded queue (port 7071)
+  sample   generate the sample datasets to a folder or into Blob Storage
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	var err error
+	switch os.Args[1] {
+	case "serve":
+		err = serve(ctx, log)
+	case "local":
+		err = local(ctx, log, os.Args[2:])
+	case "sample":
+		err = sampleCmd(ctx, os.Args[2:])
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+		return
+	default:
+		fmt.Fprintf(os.Stderr, "dsr: unknown command %q\n%s", os.Args[1], usage)
+		os.Exit(2)
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		fmt.Fprintf(os.Stderr, "dsr %s: %v\n", os.Args[1], err)
+		os.Exit(1)
+	}
+}
+
+// serve is what the Functions host starts in Azure.
+func serve(ctx context.Context, log *slog.Logger) error {
+	cfg, err := config.FromEnv()
+	if err != nil {
+		return err
+	}
+	var sbCred azcore.TokenCredential
+	if cfg.ServiceBus.ConnectionString == "" {
+		if sbCred, err = blobs.Credential(cfg.ServiceBus); err != nil {
+			return err
+		}
+	}
+	sender, err := servicebus.New(cfg.ServiceBus, sbCred)
+	if err != nil {
+		return err
+	}
+	defer sender.Close(context.Background())
+	app, err := functions.New(cfg, sender, log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.HandlerPort)))
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	log.Info("custom handler listening", "addr", ln.Addr().String(), "functions", len(app.Functions))
+	return serveUntil(ctx, ln, app.Handler)
+}
+
+func serveUntil(ctx context.Context, ln net.Listener, h http.Handler) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
+	go func() {
+		<-ctx.Done()
+		shut, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shut)
+	}()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return ctx.Err()
+}
+
+// local runs everything on one machine: Azurite for Blob Storage, the
+// embedded queue for Service Bus, the built-in host for the Functions host.
+func local(ctx context.Context, log *slog.Logger, args []string) error {
+	fs := flag.NewFlagSet("local", flag.ContinueOnError)
+	port := fs.Int("port", 7071, "port of the local Functions host (bound to 127.0.0.1)")
+	seed := fs.String("sample", "", "seed the sample datasets of this size first (tiny, small, medium, ... or a contact count)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	getenv := func(k string) string {
+		if v := os.Getenv(k); v != "" {
+			return v
+		}
+		switch k {
+		case "AzureWebJobsStorage":
+			return "UseDevelopmentStorage=true"
+		case "DSR_SOURCES_CONFIG":
+			return "sample/sources.json"
+		}
+		return ""
+	}
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return err
+	}
+	broker := embedded.New(embedded.Options{})
+	app, err := functions.New(cfg, broker, log)
+	if err != nil {
+		return err
+	}
+	if err := app.Account.EnsureContainers(ctx, cfg.StateContainer, cfg.ExportsContainer); err != nil {
+		return fmt.Errorf("%w (is Azurite running? `make run` starts it)", err)
+	}
+	if *seed != "" {
+		size, err := sample.ParseSize(*seed)
+		if err != nil {
+			return err
+		}
+		n, err := sample.Upload(ctx, app.Account.Service, size, 1)
+		if err != nil {
+			return err
+		}
+		log.Info("sample data ready", "size", size.Name, "contacts", size.Contacts, "uploaded", n, "demoSubject", "the README's demo subject")
+	}
+	handlerLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	go func() { _ = serveUntil(ctx, handlerLn, app.Handler) }()
+	hostLn, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(*port)))
+	if err != nil {
+		return fmt.Errorf("listen on port %d: %w", *port, err)
+	}
+	host := &funchost.LocalHost{
+		Functions:  app.Functions,
+		HandlerURL: &url.URL{Scheme: "http", Host: handlerLn.Addr().String()},
+		Broker:     broker,
+		Log:        log,
+	}
+	go host.Run(ctx)
+	fmt.Fprintf(os.Stderr, "DSR Functions running locally: http://%s/api (Ctrl-C to stop)\n", hostLn.Addr())
+	return serveUntil(ctx, hostLn, host)
+}
+
+// sampleCmd writes the sample datasets to a folder, or uploads them.
+func sampleCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("sample", flag.ContinueOnError)
+	sizeFlag := fs.String("size", "small", "tiny, small, medium, large, huge, or a number of contacts")
+	seed := fs.Uint64("seed", 1, "random seed (the same seed gives the same bytes)")
+	out := fs.String("out", "", "write the files under this folder")
+	upload := fs.Bool("upload", false, "upload into the storage account of AzureWebJobsStorage")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	size, err := sample.ParseSize(*sizeFlag)
+	if err != nil {
+		return err
+	}
+	switch {
+	case *upload:
+		cs := os.Getenv("AzureWebJobsStorage")
+		if cs == "" {
+			cs = "UseDevelopmentStorage=true"
+		}
+		acct, err := blobs.OpenConnectionString(cs)
+		if err != nil {
+			return err
+		}
+		n, err := sample.Upload(ctx, acct.Service, size, *seed)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("uploaded %d datasets (%s, %d contacts) to container %s\n", n, size.Name, size.Contacts, sample.Container)
+		return nil
+	case *out != "":
+		for _, f := range sample.Files() {
+			path := filepath.Join(*out, f.Container, filepath.FromSlash(f.Name))
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				return err
+			}
+			if err := writeFile(path, func(w io.Writer) error { return sample.Generate(w, f, size, *seed) }); err != nil {
+				return err
+			}
+			fmt.Println(path)
+		}
+		return nil
+	default:
+		return errors.New("sample: give -out DIR or -upload")
+	}
+}
+
+func writeFile(path string, fill func(io.Writer) error) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := fill(f); err != nil {
+		f.Close()
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return f.Close()
+}

@@ -1,0 +1,106 @@
+// Package functions holds one folder per Azure Function: its function.json
+// (the single source of truth for routes and queue names) beside its Go
+// code. This file embeds the definitions and wires the implementations.
+package functions
+
+import (
+	"embed"
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	discover "github.com/dsr-functions/dsr/functions/discover"
+	discoverdeadletter "github.com/dsr-functions/dsr/functions/discover-deadletter"
+	export "github.com/dsr-functions/dsr/functions/export"
+	exportdeadletter "github.com/dsr-functions/dsr/functions/export-deadletter"
+	exportlink "github.com/dsr-functions/dsr/functions/export-link"
+	health "github.com/dsr-functions/dsr/functions/health"
+	intake "github.com/dsr-functions/dsr/functions/intake"
+	requestscreate "github.com/dsr-functions/dsr/functions/requests-create"
+	requestsget "github.com/dsr-functions/dsr/functions/requests-get"
+	requestslist "github.com/dsr-functions/dsr/functions/requests-list"
+	"github.com/dsr-functions/dsr/shared/blobs"
+	"github.com/dsr-functions/dsr/shared/config"
+	"github.com/dsr-functions/dsr/shared/funchost"
+	"github.com/dsr-functions/dsr/shared/pipeline"
+	"github.com/dsr-functions/dsr/shared/queue"
+	"github.com/dsr-functions/dsr/shared/sources"
+	"github.com/dsr-functions/dsr/shared/sources/blobdataset"
+	"github.com/dsr-functions/dsr/shared/store"
+)
+
+//go:embed */function.json
+var definitions embed.FS
+
+// Definitions returns the app's functions as their function.json files say.
+func Definitions() ([]funchost.Function, error) { return funchost.LoadFunctions(definitions) }
+
+// Registry maps every function name to its implementation.
+func Registry(svc *pipeline.Service) funchost.Registry {
+	return funchost.Registry{
+		HTTP: map[string]http.Handler{
+			"requests-create": requestscreate.New(svc),
+			"requests-get":    requestsget.New(svc),
+			"requests-list":   requestslist.New(svc),
+			"export-link":     exportlink.New(svc),
+			"health":          health.New(svc),
+		},
+		Queue: map[string]funchost.QueueFunc{
+			"intake":              intake.New(svc),
+			"discover":            discover.New(svc),
+			"export":              export.New(svc),
+			"discover-deadletter": discoverdeadletter.New(svc),
+			"export-deadletter":   exportdeadletter.New(svc),
+		},
+	}
+}
+
+// App is the wired application: its functions, the service behind them and
+// the handler that serves them.
+type App struct {
+	Functions []funchost.Function
+	Service   *pipeline.Service
+	Account   *blobs.Account
+	Handler   http.Handler
+}
+
+// New wires the application from settings and a queue sender.
+func New(cfg *config.Config, sender queue.Sender, log *slog.Logger) (*App, error) {
+	fns, err := Definitions()
+	if err != nil {
+		return nil, err
+	}
+	acct, err := blobs.Open(cfg.Storage, nil)
+	if err != nil {
+		return nil, err
+	}
+	src, err := sources.LoadFile(cfg.SourcesConfig)
+	if err != nil {
+		return nil, err
+	}
+	q := pipeline.Queues{
+		Discover:       funchost.QueueOf(fns, "discover"),
+		Export:         funchost.QueueOf(fns, "export"),
+		IntakeRejected: cfg.IntakeRejectedQueue,
+	}
+	if q.Discover == "" || q.Export == "" {
+		return nil, fmt.Errorf("function.json: the discover and export functions must be Service Bus triggered")
+	}
+	svc := &pipeline.Service{
+		Store:            store.New(acct.Service.NewContainerClient(cfg.StateContainer)),
+		Sender:           sender,
+		Connector:        blobdataset.New(src, acct.Service),
+		Sources:          src,
+		Account:          acct,
+		ExportsContainer: cfg.ExportsContainer,
+		LinkTTL:          cfg.ExportLinkTTL,
+		PhoneRegion:      cfg.PhoneRegion,
+		Queues:           q,
+		Log:              log,
+	}
+	h, err := funchost.NewHandler(fns, Registry(svc), log)
+	if err != nil {
+		return nil, err
+	}
+	return &App{Functions: fns, Service: svc, Account: acct, Handler: h}, nil
+}

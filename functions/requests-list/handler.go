@@ -1,0 +1,71 @@
+// Package requestslist is the requests-list function: GET /api/requests.
+package requestslist
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/dsr-functions/dsr/shared/api"
+	"github.com/dsr-functions/dsr/shared/dsr"
+	"github.com/dsr-functions/dsr/shared/pipeline"
+	"github.com/dsr-functions/dsr/shared/problem"
+	"github.com/dsr-functions/dsr/shared/store"
+)
+
+// Page size limits.
+const (
+	defaultLimit = 50
+	maxLimit     = 200
+)
+
+// Page is one page of the listing.
+type Page struct {
+	Items         []store.Summary `json:"items"`
+	NextPageToken string          `json:"nextPageToken,omitempty"`
+}
+
+// New returns the handler: requests oldest first, filtered by state and
+// type, paginated with limit and pageToken.
+func New(svc *pipeline.Service) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		for name := range q {
+			switch name {
+			case "state", "type", "limit", "pageToken":
+			default:
+				problem.Write(w, r, api.BadParam(name, "unknown query parameter (known: state, type, limit, pageToken)"))
+				return
+			}
+		}
+		f := store.Filter{State: dsr.State(q.Get("state")), Type: dsr.Type(q.Get("type"))}
+		if f.State != "" && !f.State.Known() {
+			problem.Write(w, r, api.BadParam("state", "must be one of received, in_progress, completed, failed"))
+			return
+		}
+		if f.Type != "" && !f.Type.Known() {
+			problem.Write(w, r, api.BadParam("type", "must be one of access, discovery, erasure, rectification, restriction"))
+			return
+		}
+		limit := defaultLimit
+		if s := q.Get("limit"); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 1 || n > maxLimit {
+				problem.Write(w, r, api.BadParam("limit", "must be an integer from 1 to 200"))
+				return
+			}
+			limit = n
+		}
+		items, next, err := svc.Store.List(r.Context(), f, limit, q.Get("pageToken"))
+		if errors.Is(err, store.ErrBadPageToken) {
+			problem.Write(w, r, api.BadParam("pageToken", "not a token from a previous page"))
+			return
+		}
+		if err != nil {
+			svc.Log.Error("list requests", "err", err)
+			problem.Write(w, r, api.Internal())
+			return
+		}
+		api.WriteJSON(w, http.StatusOK, Page{Items: items, NextPageToken: next})
+	})
+}

@@ -1,0 +1,81 @@
+// Package api holds the HTTP plumbing the HTTP functions share: strict body
+// reading (content type, size), JSON replies and problem details for input
+// errors.
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+
+	"github.com/dsr-functions/dsr/shared/dsr"
+	"github.com/dsr-functions/dsr/shared/problem"
+)
+
+// WriteJSON sends v as application/json with the given status.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// ReadJSONBody reads a request body that must be application/json and at
+// most dsr.MaxBodyBytes long. On failure it returns the problem to send.
+func ReadJSONBody(r *http.Request) ([]byte, *problem.Details) {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return nil, problem.New(http.StatusUnsupportedMediaType, "unsupported-media-type", "", "the body must be sent with Content-Type: application/json")
+	}
+	if r.ContentLength > dsr.MaxBodyBytes {
+		return nil, tooLarge()
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, dsr.MaxBodyBytes+1))
+	if err != nil {
+		return nil, problem.New(http.StatusBadRequest, "unreadable-body", "", "the body could not be read")
+	}
+	if len(b) > dsr.MaxBodyBytes {
+		return nil, tooLarge()
+	}
+	return b, nil
+}
+
+func tooLarge() *problem.Details {
+	p := problem.New(http.StatusRequestEntityTooLarge, "body-too-large", "Request body too large", "the body must be at most 64 KiB")
+	return p
+}
+
+// InputProblem converts a validation error into problem details; other
+// errors are not input problems and give nil.
+func InputProblem(err error) *problem.Details {
+	var ie *dsr.InputError
+	if !errors.As(err, &ie) {
+		return nil
+	}
+	detail := ie.Title
+	if len(ie.Errors) > 0 {
+		detail = ie.Errors[0].Field + ": " + ie.Errors[0].Detail
+		if ie.Errors[0].Field == "" {
+			detail = ie.Errors[0].Detail
+		}
+	}
+	p := problem.New(ie.Status, ie.Code, ie.Title, detail)
+	for _, fe := range ie.Errors {
+		p.Errors = append(p.Errors, problem.FieldError{Field: fe.Field, Detail: fe.Detail})
+	}
+	return p
+}
+
+// BadParam is the problem for an invalid query or route parameter.
+func BadParam(field, detail string) *problem.Details {
+	p := problem.New(http.StatusBadRequest, "invalid-parameter", "Invalid parameter", field+": "+detail)
+	p.Errors = []problem.FieldError{{Field: field, Detail: detail}}
+	return p
+}
+
+// Internal is the problem for an unexpected failure; details go to the log.
+func Internal() *problem.Details {
+	return problem.New(http.StatusInternalServerError, "internal-error", "", "the request could not be processed; try again later")
+}

@@ -1,0 +1,212 @@
+// Package blobs opens the Blob Storage account from settings (a connection
+// string, including UseDevelopmentStorage=true for Azurite, or an account
+// name with a managed identity) and signs read-only SAS links: with the
+// shared key locally, with a user delegation key in Azure.
+package blobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/sas"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/service"
+
+	"github.com/dsr-functions/dsr/shared/config"
+)
+
+// DevelopmentAccountKey is Azurite's well-known, public devstoreaccount1 key.
+const DevelopmentAccountKey = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+// DevelopmentConnectionString is what UseDevelopmentStorage=true means.
+const DevelopmentConnectionString = "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=" + DevelopmentAccountKey + ";BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"
+
+// Account is an opened storage account.
+type Account struct {
+	// Service is the account's Blob service client.
+	Service *service.Client
+	// sharedKey is set for connection strings with a key; nil with identities.
+	sharedKey *sas.SharedKeyCredential
+	// insecure is true when the endpoint is plain HTTP (Azurite).
+	insecure bool
+
+	mu  sync.Mutex
+	udc *service.UserDelegationCredential
+	// udcExpiry is when the cached user delegation key stops being valid.
+	udcExpiry time.Time
+}
+
+// Open connects to the account a Connection describes. cred is used for
+// identity-based connections; when nil, one is built from the connection's
+// clientId (managed identity) or the default Azure credential chain.
+func Open(conn config.Connection, cred azcore.TokenCredential) (*Account, error) {
+	if conn.ConnectionString != "" {
+		return OpenConnectionString(conn.ConnectionString)
+	}
+	if conn.ServiceURI == "" {
+		return nil, errors.New("storage connection: neither a connection string nor an account name is set")
+	}
+	if cred == nil {
+		var err error
+		if cred, err = Credential(conn); err != nil {
+			return nil, err
+		}
+	}
+	svc, err := service.NewClient(conn.ServiceURI, cred, nil)
+	if err != nil {
+		return nil, fmt.Errorf("blob service client: %w", err)
+	}
+	return &Account{Service: svc, insecure: strings.HasPrefix(conn.ServiceURI, "http:")}, nil
+}
+
+// Credential picks the token credential for an identity-based connection: a
+// user-assigned managed identity when clientId is set, else the default chain
+// (managed identity in Azure, the developer's az/azd login locally).
+func Credential(conn config.Connection) (azcore.TokenCredential, error) {
+	if conn.ClientID != "" {
+		c, err := azidentity.NewManagedIdentityCredential(&azidentity.ManagedIdentityCredentialOptions{ID: azidentity.ClientID(conn.ClientID)})
+		if err != nil {
+			return nil, fmt.Errorf("managed identity credential: %w", err)
+		}
+		return c, nil
+	}
+	c, err := azidentity.NewDefaultAzureCredential(nil)
+	if err != nil {
+		return nil, fmt.Errorf("default azure credential: %w", err)
+	}
+	return c, nil
+}
+
+// OpenConnectionString opens an account from a storage connection string.
+// UseDevelopmentStorage=true means the local Azurite emulator.
+func OpenConnectionString(cs string) (*Account, error) {
+	if strings.EqualFold(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(cs), ";")), "UseDevelopmentStorage=true") {
+		cs = DevelopmentConnectionString
+	}
+	parts := map[string]string{}
+	for _, kv := range strings.Split(cs, ";") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		if ok {
+			parts[strings.ToLower(k)] = v
+		}
+	}
+	name, key := parts["accountname"], parts["accountkey"]
+	if name == "" || key == "" {
+		return nil, errors.New("storage connection string: AccountName and AccountKey are required")
+	}
+	endpoint := parts["blobendpoint"]
+	if endpoint == "" {
+		proto := parts["defaultendpointsprotocol"]
+		if proto == "" {
+			proto = "https"
+		}
+		suffix := parts["endpointsuffix"]
+		if suffix == "" {
+			suffix = "core.windows.net"
+		}
+		endpoint = fmt.Sprintf("%s://%s.blob.%s", proto, name, suffix)
+	}
+	if !strings.HasSuffix(endpoint, "/") {
+		endpoint += "/"
+	}
+	if _, err := url.Parse(endpoint); err != nil {
+		return nil, fmt.Errorf("storage connection string: BlobEndpoint: %w", err)
+	}
+	cred, err := service.NewSharedKeyCredential(name, key)
+	if err != nil {
+		return nil, fmt.Errorf("storage connection string: %w", err)
+	}
+	svc, err := service.NewClientWithSharedKeyCredential(endpoint, cred, nil)
+	if err != nil {
+		return nil, fmt.Errorf("blob service client: %w", err)
+	}
+	return &Account{Service: svc, sharedKey: cred, insecure: strings.HasPrefix(endpoint, "http:")}, nil
+}
+
+// EnsureContainers creates the containers that do not exist yet.
+func (a *Account) EnsureContainers(ctx context.Context, names ...string) error {
+	for _, n := range names {
+		_, err := a.Service.CreateContainer(ctx, n, nil)
+		if err != nil && !bloberror.HasCode(err, bloberror.ContainerAlreadyExists) {
+			return fmt.Errorf("create container %s: %w", n, err)
+		}
+	}
+	return nil
+}
+
+// ReadLink is a signed, read-only URL for one blob.
+type ReadLink struct {
+	URL       string
+	ExpiresAt time.Time
+}
+
+// SignRead returns a read-only SAS URL for one blob, valid for ttl (at most
+// config.MaxExportLinkTTL), that makes browsers save it as filename. It uses
+// the account key when there is one and a user delegation key otherwise.
+// HTTPS only, except against a plain-HTTP endpoint (Azurite).
+func (a *Account) SignRead(ctx context.Context, containerName, blobName string, ttl time.Duration, filename string, now time.Time) (ReadLink, error) {
+	if ttl <= 0 || ttl > config.MaxExportLinkTTL {
+		return ReadLink{}, fmt.Errorf("sign read link: ttl %s outside (0, %s]", ttl, config.MaxExportLinkTTL)
+	}
+	now = now.UTC()
+	expiry := now.Add(ttl).Truncate(time.Second)
+	v := sas.BlobSignatureValues{
+		Protocol:           sas.ProtocolHTTPS,
+		StartTime:          now.Add(-5 * time.Minute),
+		ExpiryTime:         expiry,
+		Permissions:        (&sas.BlobPermissions{Read: true}).String(),
+		ContainerName:      containerName,
+		BlobName:           blobName,
+		ContentDisposition: fmt.Sprintf("attachment; filename=%q", filename),
+	}
+	if a.insecure {
+		v.Protocol = sas.ProtocolHTTPSandHTTP
+	}
+	var qp sas.QueryParameters
+	var err error
+	if a.sharedKey != nil {
+		qp, err = v.SignWithSharedKey(a.sharedKey)
+	} else {
+		var udc *service.UserDelegationCredential
+		if udc, err = a.delegationKey(ctx, now, expiry); err == nil {
+			qp, err = v.SignWithUserDelegation(udc)
+		}
+	}
+	if err != nil {
+		return ReadLink{}, fmt.Errorf("sign read link: %w", err)
+	}
+	blobURL := a.Service.NewContainerClient(containerName).NewBlobClient(blobName).URL()
+	return ReadLink{URL: blobURL + "?" + qp.Encode(), ExpiresAt: expiry}, nil
+}
+
+// delegationKey returns a cached user delegation key that outlives expiry,
+// fetching a new one (valid 7 days) when needed.
+func (a *Account) delegationKey(ctx context.Context, now, expiry time.Time) (*service.UserDelegationCredential, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.udc != nil && a.udcExpiry.After(expiry) {
+		return a.udc, nil
+	}
+	start := now.Add(-5 * time.Minute)
+	keyExpiry := now.Add(config.MaxExportLinkTTL - time.Minute)
+	if keyExpiry.Before(expiry) {
+		return nil, fmt.Errorf("link would outlive the longest user delegation key")
+	}
+	udc, err := a.Service.GetUserDelegationCredential(ctx, service.KeyInfo{
+		Start:  to.Ptr(start.Format(sas.TimeFormat)),
+		Expiry: to.Ptr(keyExpiry.Format(sas.TimeFormat)),
+	}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("get user delegation key: %w", err)
+	}
+	a.udc, a.udcExpiry = udc, keyExpiry
+	return udc, nil
+}

@@ -1,0 +1,146 @@
+// Package config reads every setting of the product once, at start, from
+// app settings (environment variables), applies defaults and validates them.
+// local.settings.json.example lists the same settings with their defaults.
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// MaxExportLinkTTL is the longest lifetime an export link may have (7 days:
+// a user delegation key, and so its SAS, cannot live longer).
+const MaxExportLinkTTL = 7 * 24 * time.Hour
+
+// Connection is an identity-based or connection-string connection, read the
+// way the Functions host reads it: NAME holds a connection string, or
+// NAME__<property> settings describe an identity-based connection.
+type Connection struct {
+	// ConnectionString is NAME itself, when set.
+	ConnectionString string
+	// AccountName (storage) from NAME__accountName.
+	AccountName string
+	// ServiceURI is NAME__blobServiceUri (storage) or derived from the account name.
+	ServiceURI string
+	// FullyQualifiedNamespace (Service Bus) from NAME__fullyQualifiedNamespace.
+	FullyQualifiedNamespace string
+	// ClientID of a user-assigned managed identity, NAME__clientId.
+	ClientID string
+	// Credential is NAME__credential ("managedidentity" or empty).
+	Credential string
+}
+
+// IsSet reports whether any form of the connection is configured.
+func (c Connection) IsSet() bool {
+	return c.ConnectionString != "" || c.AccountName != "" || c.ServiceURI != "" || c.FullyQualifiedNamespace != ""
+}
+
+// Config is every setting of the product.
+type Config struct {
+	// Storage is AzureWebJobsStorage: requests, exports and datasets.
+	Storage Connection
+	// ServiceBus is ServiceBusConnection (unused by `dsr local`).
+	ServiceBus Connection
+	// StateContainer holds request documents (DSR_STATE_CONTAINER, default "state").
+	StateContainer string
+	// ExportsContainer holds export packages (DSR_EXPORTS_CONTAINER, default "exports").
+	ExportsContainer string
+	// SourcesConfig is the path of the sources config file (DSR_SOURCES_CONFIG,
+	// default "sources.json" in the app root).
+	SourcesConfig string
+	// ExportLinkTTL is the lifetime of export links (DSR_EXPORT_LINK_TTL, Go
+	// duration, default 72h, at most 168h).
+	ExportLinkTTL time.Duration
+	// PhoneRegion reads subject phone numbers written without a country code
+	// (DSR_PHONE_REGION, ISO 3166 alpha-2; default empty: + and country code required).
+	PhoneRegion string
+	// IntakeRejectedQueue receives a notice for every invalid intake message
+	// (DSR_INTAKE_REJECTED_QUEUE, default "dsr-intake-rejected").
+	IntakeRejectedQueue string
+	// AppRoot is where host.json and the function folders are (FUNCTIONS_APP_ROOT_PATH, default ".").
+	AppRoot string
+	// HandlerPort is where `dsr serve` listens (FUNCTIONS_CUSTOMHANDLER_PORT, default 8080).
+	HandlerPort int
+}
+
+// Load reads the configuration through getenv (os.Getenv in production).
+func Load(getenv func(string) string) (*Config, error) {
+	get := func(name, def string) string {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			return v
+		}
+		return def
+	}
+	c := &Config{
+		Storage:             connection(getenv, "AzureWebJobsStorage"),
+		ServiceBus:          connection(getenv, "ServiceBusConnection"),
+		StateContainer:      get("DSR_STATE_CONTAINER", "state"),
+		ExportsContainer:    get("DSR_EXPORTS_CONTAINER", "exports"),
+		PhoneRegion:         strings.ToUpper(get("DSR_PHONE_REGION", "")),
+		IntakeRejectedQueue: get("DSR_INTAKE_REJECTED_QUEUE", "dsr-intake-rejected"),
+		AppRoot:             get("FUNCTIONS_APP_ROOT_PATH", "."),
+	}
+	c.SourcesConfig = get("DSR_SOURCES_CONFIG", "sources.json")
+	if !filepath.IsAbs(c.SourcesConfig) {
+		c.SourcesConfig = filepath.Join(c.AppRoot, c.SourcesConfig)
+	}
+	ttl, err := time.ParseDuration(get("DSR_EXPORT_LINK_TTL", "72h"))
+	if err != nil {
+		return nil, fmt.Errorf("DSR_EXPORT_LINK_TTL: %w", err)
+	}
+	if ttl < time.Minute || ttl > MaxExportLinkTTL {
+		return nil, fmt.Errorf("DSR_EXPORT_LINK_TTL: must be between 1m and %s, got %s", MaxExportLinkTTL, ttl)
+	}
+	c.ExportLinkTTL = ttl
+	port := get("FUNCTIONS_CUSTOMHANDLER_PORT", get("FUNCTIONS_HTTPWORKER_PORT", "8080"))
+	if c.HandlerPort, err = strconv.Atoi(port); err != nil || c.HandlerPort <= 0 || c.HandlerPort > 65535 {
+		return nil, fmt.Errorf("FUNCTIONS_CUSTOMHANDLER_PORT: %q is not a port number", port)
+	}
+	if c.PhoneRegion != "" && len(c.PhoneRegion) != 2 {
+		return nil, fmt.Errorf("DSR_PHONE_REGION: must be an ISO 3166 alpha-2 code such as US, got %q", c.PhoneRegion)
+	}
+	for name, v := range map[string]string{"DSR_STATE_CONTAINER": c.StateContainer, "DSR_EXPORTS_CONTAINER": c.ExportsContainer} {
+		if !validContainer(v) {
+			return nil, fmt.Errorf("%s: %q is not a valid container name", name, v)
+		}
+	}
+	if !c.Storage.IsSet() {
+		return nil, fmt.Errorf("AzureWebJobsStorage: not set (use UseDevelopmentStorage=true for Azurite, or AzureWebJobsStorage__accountName with a managed identity)")
+	}
+	return c, nil
+}
+
+// FromEnv is Load(os.Getenv).
+func FromEnv() (*Config, error) { return Load(os.Getenv) }
+
+func connection(getenv func(string) string, name string) Connection {
+	p := func(prop string) string { return strings.TrimSpace(getenv(name + "__" + prop)) }
+	c := Connection{
+		ConnectionString:        strings.TrimSpace(getenv(name)),
+		AccountName:             p("accountName"),
+		ServiceURI:              p("blobServiceUri"),
+		FullyQualifiedNamespace: p("fullyQualifiedNamespace"),
+		ClientID:                p("clientId"),
+		Credential:              p("credential"),
+	}
+	if c.ServiceURI == "" && c.AccountName != "" {
+		c.ServiceURI = "https://" + c.AccountName + ".blob.core.windows.net/"
+	}
+	return c
+}
+
+func validContainer(s string) bool {
+	if len(s) < 3 || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' || strings.Contains(s, "--") {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,198 @@
+// Package dsr is the domain of Data Subject Requests: request types, states,
+// stages, the subject's identifiers, the request document and its deadlines.
+// It does no I/O.
+package dsr
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// Type is what the data subject asks for.
+type Type string
+
+// Request types (GDPR articles in brackets).
+const (
+	TypeAccess        Type = "access"        // Art. 15 + 20: a copy of the data
+	TypeDiscovery     Type = "discovery"     // find the data, report where it is
+	TypeErasure       Type = "erasure"       // Art. 17
+	TypeRectification Type = "rectification" // Art. 16
+	TypeRestriction   Type = "restriction"   // Art. 18
+)
+
+// Supported reports whether this build can process requests of type t.
+func (t Type) Supported() bool { return t == TypeAccess || t == TypeDiscovery }
+
+// Known reports whether t is a request type the API knows at all.
+func (t Type) Known() bool {
+	switch t {
+	case TypeAccess, TypeDiscovery, TypeErasure, TypeRectification, TypeRestriction:
+		return true
+	}
+	return false
+}
+
+// State is where a request stands as a whole.
+type State string
+
+// Request states.
+const (
+	StateReceived   State = "received"
+	StateInProgress State = "in_progress"
+	StateCompleted  State = "completed"
+	StateFailed     State = "failed"
+)
+
+// Terminal reports whether no further stage runs for a request in state s.
+func (s State) Terminal() bool { return s == StateCompleted || s == StateFailed }
+
+// Known reports whether s is a state the API knows.
+func (s State) Known() bool {
+	switch s {
+	case StateReceived, StateInProgress, StateCompleted, StateFailed:
+		return true
+	}
+	return false
+}
+
+// Stage is the step of the pipeline a request is at.
+type Stage string
+
+// Pipeline stages, in order.
+const (
+	StageIntake    Stage = "intake"
+	StageDiscovery Stage = "discovery"
+	StageExport    Stage = "export"
+	StageDone      Stage = "done"
+)
+
+// Subject holds the identifiers of the data subject. It is personal data:
+// it is stored with the request but never logged or put in messages.
+type Subject struct {
+	Email string            `json:"email,omitempty"`
+	Phone string            `json:"phone,omitempty"`
+	Name  string            `json:"name,omitempty"`
+	IDs   map[string]string `json:"ids,omitempty"`
+}
+
+// HistoryEntry records one transition of a request.
+type HistoryEntry struct {
+	Stage   Stage     `json:"stage"`
+	State   State     `json:"state"`
+	At      time.Time `json:"at"`
+	Attempt int       `json:"attempt"`
+	Detail  string    `json:"detail,omitempty"`
+}
+
+// SourceSummary is what discovery found in one dataset.
+type SourceSummary struct {
+	Source     string   `json:"source"`
+	Records    int64    `json:"records"`
+	Categories []string `json:"categories"`
+}
+
+// DiscoverySummary is the discovery report on a request (counts, no data).
+type DiscoverySummary struct {
+	TotalRecords int64           `json:"totalRecords"`
+	Sources      []SourceSummary `json:"sources"`
+	CompletedAt  time.Time       `json:"completedAt"`
+}
+
+// ExportInfo describes the export package of a completed access request.
+// URL and ExpiresAt are minted on read and never stored.
+type ExportInfo struct {
+	URL       string     `json:"url,omitempty"`
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+	Bytes     int64      `json:"bytes"`
+	SHA256    string     `json:"sha256"`
+	Blob      string     `json:"-"`
+	CreatedAt time.Time  `json:"createdAt"`
+}
+
+// ErrorInfo says why a request failed. Message never holds personal data.
+type ErrorInfo struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Request is the request document.
+type Request struct {
+	ID         string            `json:"id"`
+	Type       Type              `json:"type"`
+	State      State             `json:"state"`
+	Stage      Stage             `json:"stage"`
+	CreatedAt  time.Time         `json:"createdAt"`
+	ReceivedAt time.Time         `json:"receivedAt"`
+	DueAt      time.Time         `json:"dueAt"`
+	UpdatedAt  time.Time         `json:"updatedAt"`
+	Origin     string            `json:"origin,omitempty"`
+	Note       string            `json:"note,omitempty"`
+	History    []HistoryEntry    `json:"history"`
+	Discovery  *DiscoverySummary `json:"discovery,omitempty"`
+	Export     *ExportInfo       `json:"export,omitempty"`
+	Error      *ErrorInfo        `json:"error,omitempty"`
+}
+
+// Stored is the request as kept in the state store: the document plus the
+// data that must never leave it (the subject and corrections).
+type Stored struct {
+	Request
+	Subject     Subject           `json:"subject"`
+	Corrections map[string]string `json:"corrections,omitempty"`
+	// ExportBlob is the blob name of the export package.
+	ExportBlob string `json:"exportBlob,omitempty"`
+	// LastAttemptError is the latest failure of a stage, kept so that a
+	// request that finally fails can say why. Never personal data.
+	LastAttemptError string `json:"lastAttemptError,omitempty"`
+}
+
+// Advance moves the request to stage and state and appends one history entry.
+// It is a no-op returning false if the last entry already records the same
+// stage and state, so a redelivered message adds nothing.
+func (r *Request) Advance(stage Stage, state State, at time.Time, attempt int, detail string) bool {
+	if n := len(r.History); n > 0 && r.History[n-1].Stage == stage && r.History[n-1].State == state {
+		return false
+	}
+	r.Stage, r.State, r.UpdatedAt = stage, state, at
+	r.History = append(r.History, HistoryEntry{Stage: stage, State: state, At: at, Attempt: attempt, Detail: detail})
+	return true
+}
+
+// Fail ends the request in StateFailed with a reason free of personal data.
+func (r *Request) Fail(code, message string, at time.Time, attempt int) {
+	r.Error = &ErrorInfo{Code: code, Message: message}
+	r.Advance(r.Stage, StateFailed, at, attempt, code)
+}
+
+// DueAt is the Art. 12(3) deadline: one calendar month after receipt. When the
+// next month is shorter, the deadline is its last day (31 January → 28 or 29
+// February), at the same time of day, in UTC.
+func DueAt(received time.Time) time.Time {
+	r := received.UTC()
+	y, m, d := r.Date()
+	first := time.Date(y, m+1, 1, r.Hour(), r.Minute(), r.Second(), r.Nanosecond(), time.UTC)
+	last := first.AddDate(0, 1, -1).Day()
+	if d > last {
+		d = last
+	}
+	return time.Date(first.Year(), first.Month(), d, r.Hour(), r.Minute(), r.Second(), r.Nanosecond(), time.UTC)
+}
+
+var idPattern = regexp.MustCompile(`^r[0-9a-f]{12}[0-9a-f]{16}$`)
+
+// NewID returns a new request id: "r", 12 hex digits of milliseconds since
+// the epoch (so ids sort by creation time), and 16 random hex digits.
+func NewID(now time.Time) string {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("crypto/rand: %v", err))
+	}
+	return fmt.Sprintf("r%012x%s", now.UnixMilli(), hex.EncodeToString(b[:]))
+}
+
+// ValidID reports whether s has the shape of a request id; anything else is
+// refused before it reaches a blob name.
+func ValidID(s string) bool { return idPattern.MatchString(s) }

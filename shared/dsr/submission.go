@@ -1,0 +1,246 @@
+package dsr
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/dsr-functions/dsr/shared/match"
+)
+
+// MaxBodyBytes is the largest request body accepted (64 KiB).
+const MaxBodyBytes = 64 << 10
+
+// Limits on individual values.
+const (
+	maxNoteLen  = 2000
+	maxNameLen  = 200
+	maxIDs      = 20
+	maxIDValue  = 256
+	maxCorrects = 20
+)
+
+// Submission is a new request as a caller sends it.
+type Submission struct {
+	Type        Type              `json:"type"`
+	Subject     *Subject          `json:"subject"`
+	ReceivedAt  *time.Time        `json:"receivedAt,omitempty"`
+	Corrections map[string]string `json:"corrections,omitempty"`
+	Note        string            `json:"note,omitempty"`
+}
+
+// FieldError is one specific problem with one field of a submission. Detail
+// never contains the submitted value.
+type FieldError struct {
+	Field  string `json:"field"`
+	Detail string `json:"detail"`
+}
+
+// InputError is a rejected submission: the HTTP status to answer with, a
+// machine-readable code, and the problems found, each naming its field.
+type InputError struct {
+	Status int          `json:"-"`
+	Code   string       `json:"code"`
+	Title  string       `json:"-"`
+	Errors []FieldError `json:"errors"`
+}
+
+func (e *InputError) Error() string {
+	parts := make([]string, len(e.Errors))
+	for i, fe := range e.Errors {
+		parts[i] = fe.Field + ": " + fe.Detail
+	}
+	return e.Title + ": " + strings.Join(parts, "; ")
+}
+
+func inputErr(status int, code, title, field, detail string) *InputError {
+	return &InputError{Status: status, Code: code, Title: title, Errors: []FieldError{{Field: field, Detail: detail}}}
+}
+
+var idName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.-]{0,63}$`)
+
+// ParseSubmission decodes and validates a submission body strictly (unknown
+// fields, wrong types and trailing data are errors) and returns it with the
+// subject normalised: email trimmed and lower-cased, phone in E.164 with '+'.
+// phoneRegion reads numbers written without a country code ("" refuses them).
+// now bounds receivedAt, which may not lie in the future.
+func ParseSubmission(body []byte, phoneRegion string, now time.Time) (*Submission, error) {
+	if len(body) > MaxBodyBytes {
+		return nil, inputErr(http.StatusRequestEntityTooLarge, "body-too-large", "Request body too large", "", fmt.Sprintf("the body must be at most %d bytes", MaxBodyBytes))
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil, inputErr(http.StatusBadRequest, "empty-body", "Empty request body", "", "a JSON object is required")
+	}
+	if !utf8.Valid(body) {
+		return nil, inputErr(http.StatusBadRequest, "malformed-json", "Malformed JSON", "", "the body is not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	var s Submission
+	if err := dec.Decode(&s); err != nil {
+		return nil, decodeError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, inputErr(http.StatusBadRequest, "malformed-json", "Malformed JSON", "", "unexpected data after the JSON object")
+	}
+	if errs := s.validate(phoneRegion, now); len(errs) > 0 {
+		code, title := "invalid-request", "Invalid request"
+		for _, fe := range errs {
+			if fe.Field == "type" && strings.HasPrefix(fe.Detail, "not supported yet") {
+				code, title = "type-not-supported", "Request type not supported yet"
+			}
+		}
+		return nil, &InputError{Status: http.StatusUnprocessableEntity, Code: code, Title: title, Errors: errs}
+	}
+	return &s, nil
+}
+
+// decodeError turns encoding/json errors into field-naming input errors
+// without echoing values.
+func decodeError(err error) *InputError {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return inputErr(http.StatusBadRequest, "malformed-json", "Malformed JSON", "", fmt.Sprintf("syntax error at byte %d", syn.Offset))
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return inputErr(http.StatusBadRequest, "malformed-json", "Malformed JSON", "", "the JSON ends too early")
+	case errors.As(err, &typ):
+		field := typ.Field
+		if field == "" {
+			field = "(body)"
+		}
+		return inputErr(http.StatusBadRequest, "wrong-type", "Wrong type", field, fmt.Sprintf("must be %s, not a JSON %s", jsonKind(typ.Type.Kind().String()), typ.Value))
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		return inputErr(http.StatusBadRequest, "unknown-field", "Unknown field", field, "this field is not part of the API")
+	case strings.Contains(err.Error(), "parsing time"):
+		return inputErr(http.StatusBadRequest, "wrong-type", "Wrong type", "receivedAt", "must be an RFC 3339 timestamp such as 2026-01-31T09:00:00Z")
+	default:
+		return inputErr(http.StatusBadRequest, "malformed-json", "Malformed JSON", "", "the body is not a valid request object")
+	}
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "string":
+		return "a string"
+	case "map", "struct", "ptr":
+		return "an object"
+	case "slice":
+		return "an array"
+	default:
+		return "a " + goKind
+	}
+}
+
+func (s *Submission) validate(phoneRegion string, now time.Time) []FieldError {
+	var errs []FieldError
+	add := func(field, detail string) { errs = append(errs, FieldError{Field: field, Detail: detail}) }
+	switch {
+	case s.Type == "":
+		add("type", "required: one of access, discovery, erasure, rectification, restriction")
+	case !s.Type.Known():
+		add("type", "must be one of access, discovery, erasure, rectification, restriction")
+	case !s.Type.Supported():
+		add("type", "not supported yet: this deployment processes access and discovery requests")
+	}
+	if s.Subject == nil {
+		add("subject", "required: an object with at least one of email, phone, ids")
+	} else {
+		sub := s.Subject
+		if sub.Email == "" && sub.Phone == "" && len(sub.IDs) == 0 {
+			add("subject", "at least one of email, phone, ids is required")
+		}
+		if sub.Email != "" {
+			if e, err := match.NormalizeEmail(sub.Email); err != nil {
+				add("subject.email", "is not a valid email address")
+			} else {
+				sub.Email = e
+			}
+		}
+		if sub.Phone != "" {
+			if p, err := match.NormalizePhone(sub.Phone, phoneRegion); err != nil {
+				detail := "is not a valid phone number"
+				if phoneRegion == "" {
+					detail += " in international format (+ and country code)"
+				}
+				add("subject.phone", detail)
+			} else {
+				sub.Phone = "+" + p
+			}
+		}
+		sub.Name = strings.TrimSpace(sub.Name)
+		if utf8.RuneCountInString(sub.Name) > maxNameLen {
+			add("subject.name", fmt.Sprintf("must be at most %d characters", maxNameLen))
+		}
+		if len(sub.IDs) > maxIDs {
+			add("subject.ids", fmt.Sprintf("at most %d ids", maxIDs))
+		}
+		for _, k := range sortedKeys(sub.IDs) {
+			v := strings.TrimSpace(sub.IDs[k])
+			if !idName.MatchString(k) {
+				add("subject.ids", "id names must match "+idName.String())
+				continue
+			}
+			if v == "" || len(v) > maxIDValue {
+				add("subject.ids."+k, fmt.Sprintf("must be a non-empty string of at most %d bytes", maxIDValue))
+			}
+			sub.IDs[k] = v
+		}
+	}
+	if s.ReceivedAt != nil {
+		if s.ReceivedAt.After(now.Add(5 * time.Minute)) {
+			add("receivedAt", "must not be in the future")
+		}
+		if s.ReceivedAt.Year() < 2016 {
+			add("receivedAt", "must not be before 2016")
+		}
+	}
+	if utf8.RuneCountInString(s.Note) > maxNoteLen {
+		add("note", fmt.Sprintf("must be at most %d characters", maxNoteLen))
+	}
+	if len(s.Corrections) > 0 && s.Type != TypeRectification {
+		add("corrections", "only allowed on rectification requests")
+	}
+	if len(s.Corrections) > maxCorrects {
+		add("corrections", fmt.Sprintf("at most %d corrections", maxCorrects))
+	}
+	return errs
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// NewStored builds the stored request for a valid submission.
+func NewStored(s *Submission, id, origin string, now time.Time) *Stored {
+	now = now.UTC()
+	received := now
+	if s.ReceivedAt != nil {
+		received = s.ReceivedAt.UTC()
+	}
+	st := &Stored{
+		Request: Request{
+			ID: id, Type: s.Type, CreatedAt: now, ReceivedAt: received, DueAt: DueAt(received),
+			Origin: origin, Note: s.Note,
+		},
+		Subject:     *s.Subject,
+		Corrections: s.Corrections,
+	}
+	st.Advance(StageIntake, StateReceived, now, 1, "")
+	return st
+}

@@ -1,0 +1,117 @@
+package funchost
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strings"
+
+	"github.com/dsr-functions/dsr/shared/problem"
+)
+
+// QueueFunc handles one queue message. A nil error completes the message; an
+// error fails the invocation (non-2xx), so the host abandons and redelivers
+// it. The error text reaches logs: it must not hold personal data.
+type QueueFunc func(ctx context.Context, m *QueueMessage) error
+
+// Registry is the Go implementation of each function, by function name.
+type Registry struct {
+	HTTP  map[string]http.Handler
+	Queue map[string]QueueFunc
+}
+
+// maxInvocationBytes bounds an invocation payload (Service Bus Premium
+// messages reach 100 MB; ours carry ids only).
+const maxInvocationBytes = 1 << 20
+
+// NewHandler builds the custom handler's HTTP server: GET / answers the
+// host's readiness probe, forwarded HTTP functions are served at their
+// /api/... routes, and invocation payloads at /<functionName>. Every function
+// in fns must have an implementation in reg and vice versa.
+func NewHandler(fns []Function, reg Registry, log *slog.Logger) (http.Handler, error) {
+	mux := http.NewServeMux()
+	used := map[string]bool{}
+	for _, f := range fns {
+		switch f.Trigger().Type {
+		case HTTPTrigger:
+			h := reg.HTTP[f.Name]
+			if h == nil {
+				return nil, fmt.Errorf("function %s: no HTTP implementation registered", f.Name)
+			}
+			for _, p := range f.Patterns() {
+				mux.Handle(p, h)
+			}
+		case ServiceBusTrigger:
+			qf := reg.Queue[f.Name]
+			if qf == nil {
+				return nil, fmt.Errorf("function %s: no queue implementation registered", f.Name)
+			}
+			mux.Handle("POST /"+f.Name, invocationHandler(f, qf, log))
+		default:
+			return nil, fmt.Errorf("function %s: trigger %s has no implementation", f.Name, f.Trigger().Type)
+		}
+		used[f.Name] = true
+	}
+	var extra []string
+	for name := range reg.HTTP {
+		if !used[name] {
+			extra = append(extra, name)
+		}
+	}
+	for name := range reg.Queue {
+		if !used[name] {
+			extra = append(extra, name)
+		}
+	}
+	if len(extra) > 0 {
+		sort.Strings(extra)
+		return nil, fmt.Errorf("implementations without a function.json: %s", strings.Join(extra, ", "))
+	}
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"status":"ready"}`)
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		problem.Write(w, r, problem.New(http.StatusNotFound, "not-found", "", "no function serves this method and path"))
+	})
+	return mux, nil
+}
+
+func invocationHandler(f Function, qf QueueFunc, log *slog.Logger) http.Handler {
+	binding := f.Trigger().Name
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reply := func(status int, logs ...string) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(status)
+			if logs == nil {
+				logs = []string{}
+			}
+			_ = json.NewEncoder(w).Encode(InvokeResponse{Outputs: map[string]any{}, Logs: logs})
+		}
+		var req InvokeRequest
+		dec := json.NewDecoder(io.LimitReader(r.Body, maxInvocationBytes))
+		if err := dec.Decode(&req); err != nil {
+			log.Error("invalid invocation payload", "function", f.Name, "err", err)
+			reply(http.StatusBadRequest, "invalid invocation payload")
+			return
+		}
+		m, err := DecodeQueueMessage(&req, binding)
+		if err != nil {
+			log.Error("invalid invocation payload", "function", f.Name, "err", err)
+			reply(http.StatusBadRequest, err.Error())
+			return
+		}
+		m.Function = f.Name
+		m.InvocationID = r.Header.Get("X-Azure-Functions-InvocationId")
+		if err := qf(r.Context(), m); err != nil {
+			log.Warn("invocation failed", "function", f.Name, "deliveryCount", m.DeliveryCount, "err", err)
+			reply(http.StatusInternalServerError, fmt.Sprintf("%s failed: %v", f.Name, err))
+			return
+		}
+		reply(http.StatusOK)
+	})
+}

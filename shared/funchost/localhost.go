@@ -1,0 +1,228 @@
+package funchost
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/dsr-functions/dsr/shared/problem"
+	"github.com/dsr-functions/dsr/shared/queue/embedded"
+)
+
+// LocalHost does locally what the Azure Functions host does in production:
+// it routes HTTP requests whose method and path match an httpTrigger to the
+// handler (forwarding them unchanged), and delivers messages from the
+// embedded broker to Service Bus-triggered functions as invocation payloads,
+// completing them on a 2xx JSON reply and abandoning them otherwise.
+type LocalHost struct {
+	// Functions are the app's function definitions (from function.json).
+	Functions []Function
+	// HandlerURL is the custom handler's base URL, e.g. http://127.0.0.1:PORT.
+	HandlerURL *url.URL
+	// Broker is the embedded queue.
+	Broker *embedded.Broker
+	// Client calls the handler (default: a client with a 10-minute timeout, the functionTimeout).
+	Client *http.Client
+	// Log receives the host's own log lines (never message bodies).
+	Log *slog.Logger
+	// Concurrency is how many messages of one function are in flight (default 4).
+	Concurrency int
+	// FailureDelay is waited after a failed delivery from a dead-letter
+	// queue, which has no max delivery count (default 1 s).
+	FailureDelay time.Duration
+
+	proxyOnce sync.Once
+	router    *http.ServeMux
+}
+
+func (h *LocalHost) init() {
+	h.proxyOnce.Do(func() {
+		if h.Client == nil {
+			h.Client = &http.Client{Timeout: 10 * time.Minute}
+		}
+		if h.Log == nil {
+			h.Log = slog.Default()
+		}
+		if h.Concurrency <= 0 {
+			h.Concurrency = 4
+		}
+		if h.FailureDelay <= 0 {
+			h.FailureDelay = time.Second
+		}
+		proxy := httputil.NewSingleHostReverseProxy(h.HandlerURL)
+		proxy.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
+			h.Log.Error("handler unreachable", "err", err)
+			problem.Write(w, r, problem.New(http.StatusBadGateway, "handler-unreachable", "", "the function handler did not answer"))
+		}
+		h.router = http.NewServeMux()
+		for _, f := range h.Functions {
+			for _, p := range f.Patterns() {
+				h.router.Handle(p, proxy)
+			}
+		}
+		h.router.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+			problem.Write(w, r, problem.New(http.StatusNotFound, "not-found", "", "no function serves this method and path"))
+		})
+	})
+}
+
+// ServeHTTP is the host's HTTP front door.
+func (h *LocalHost) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.init()
+	h.router.ServeHTTP(w, r)
+}
+
+// Run delivers queue messages to the handler until ctx ends.
+func (h *LocalHost) Run(ctx context.Context) {
+	h.init()
+	var wg sync.WaitGroup
+	for _, f := range h.Functions {
+		if f.Trigger().Type != ServiceBusTrigger {
+			continue
+		}
+		for i := 0; i < h.Concurrency; i++ {
+			wg.Add(1)
+			go func(f Function) {
+				defer wg.Done()
+				h.pump(ctx, f)
+			}(f)
+		}
+	}
+	wg.Wait()
+}
+
+func (h *LocalHost) pump(ctx context.Context, f Function) {
+	queueName := f.Trigger().QueueName
+	for {
+		d, err := h.Broker.Receive(ctx, queueName)
+		if err != nil {
+			return
+		}
+		if err := h.Invoke(ctx, f, d); err != nil {
+			h.Log.Warn("invocation failed; message abandoned", "function", f.Name, "deliveryCount", d.DeliveryCount, "err", err)
+			_ = h.Broker.Abandon(queueName, d.LockToken)
+			if d.DeadLetterSource != "" {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(h.FailureDelay):
+				}
+			}
+			continue
+		}
+		_ = h.Broker.Complete(queueName, d.LockToken)
+	}
+}
+
+// Invoke sends one delivery to the handler as the Functions host would and
+// reports whether the invocation succeeded: a 2xx reply with Content-Type
+// application/json and a non-empty body.
+func (h *LocalHost) Invoke(ctx context.Context, f Function, d *embedded.Delivery) error {
+	h.init()
+	payload, err := InvocationPayload(f, d, time.Now())
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.HandlerURL.JoinPath(f.Name).String(), bytes.NewReader(payload))
+	if err != nil {
+		return fmt.Errorf("build invocation: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json; charset=utf-8")
+	req.Header.Set("X-Azure-Functions-InvocationId", newGUID())
+	req.Header.Set("X-Azure-Functions-HostVersion", "4.1000.0-local")
+	resp, err := h.Client.Do(req)
+	if err != nil {
+		return fmt.Errorf("invoke %s: %w", f.Name, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Errorf("invoke %s: handler answered %d", f.Name, resp.StatusCode)
+	}
+	if !isJSONContentType(resp.Header.Get("Content-Type")) {
+		return fmt.Errorf("invoke %s: reply Content-Type %q is not application/json", f.Name, resp.Header.Get("Content-Type"))
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return fmt.Errorf("invoke %s: empty reply body (the real host would hang until functionTimeout)", f.Name)
+	}
+	var ir InvokeResponse
+	if err := json.Unmarshal(body, &ir); err != nil {
+		return fmt.Errorf("invoke %s: reply is not an invocation response: %w", f.Name, err)
+	}
+	for _, l := range ir.Logs {
+		h.Log.Info("function log", "function", f.Name, "log", l)
+	}
+	return nil
+}
+
+// InvocationPayload encodes a delivery exactly as the Functions host does for
+// a Service Bus trigger bound as a string: the body serialised twice, strings
+// and numbers in metadata serialised into JSON strings, DateTimes at second
+// precision without a zone, objects as objects.
+func InvocationPayload(f Function, d *embedded.Delivery, now time.Time) ([]byte, error) {
+	twice := func(v any) json.RawMessage {
+		once, _ := json.Marshal(v)
+		b, _ := json.Marshal(string(once))
+		return b
+	}
+	dt := func(t time.Time) json.RawMessage {
+		b, _ := json.Marshal(t.UTC().Format("2006-01-02T15:04:05"))
+		return b
+	}
+	obj := func(v any) json.RawMessage {
+		b, _ := json.Marshal(v)
+		return b
+	}
+	props := d.Properties
+	if props == nil {
+		props = map[string]any{}
+	}
+	md := map[string]json.RawMessage{
+		"DeliveryCount":         twice(d.DeliveryCount),
+		"MessageId":             twice(d.MessageID),
+		"SequenceNumber":        twice(d.SequenceNumber),
+		"ContentType":           twice(d.ContentType),
+		"LockToken":             twice(d.LockToken),
+		"EnqueuedTimeUtc":       dt(d.EnqueuedTime),
+		"EnqueuedTime":          dt(d.EnqueuedTime),
+		"ExpiresAtUtc":          dt(d.ExpiresAt),
+		"ExpiresAt":             dt(d.ExpiresAt),
+		"ApplicationProperties": obj(props),
+		"UserProperties":        obj(props),
+		"sys": obj(map[string]string{
+			"MethodName": f.Name, "UtcNow": now.UTC().Format(time.RFC3339Nano), "RandGuid": newGUID(),
+		}),
+	}
+	if d.Subject != "" {
+		md["Subject"] = twice(d.Subject)
+		md["Label"] = twice(d.Subject)
+	}
+	if d.DeadLetterSource != "" {
+		md["DeadLetterSource"] = twice(d.DeadLetterSource)
+	}
+	// The body, bound as a string, is serialised by JsonConvert and then sent
+	// inside the payload: a JSON string whose content is a JSON string.
+	data := map[string]json.RawMessage{f.Trigger().Name: twice(string(d.Body))}
+	b, err := json.Marshal(map[string]any{"Data": data, "Metadata": md})
+	if err != nil {
+		return nil, fmt.Errorf("encode invocation: %w", err)
+	}
+	return b, nil
+}
+
+func newGUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}

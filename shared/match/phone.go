@@ -1,0 +1,242 @@
+package match
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/nyaruka/phonenumbers"
+)
+
+// NormalizePhone parses a phone number with github.com/nyaruka/phonenumbers,
+// using defaultRegion (ISO 3166 alpha-2, case-insensitive, may be "") for
+// numbers written without a country code, and returns E.164 digits WITHOUT
+// the leading '+', e.g. "+1 (425) 555-0100" -> "14255550100" and
+// "0044 20 7946 0958" -> "442079460958".
+//
+// A leading "00" international prefix is accepted for every region. Numbers
+// are checked with the library's possible-number (length) rules, not its
+// validity rules, so fictional ranges such as 555 numbers are accepted.
+// Invalid or unparseable numbers, numbers that are only dialable locally
+// (no area code), and national numbers when defaultRegion is "" return an
+// error that does not contain the input. Every error wraps ErrInvalidPhone.
+func NormalizePhone(s, defaultRegion string) (string, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return "", phoneError("empty")
+	}
+	if strings.HasPrefix(s, "00") {
+		s = "+" + s[2:]
+	}
+	region := strings.ToUpper(strings.TrimSpace(defaultRegion))
+	num, err := phonenumbers.Parse(s, region)
+	if err != nil {
+		// The library's errors are static sentinels that never contain the
+		// input, so they can be wrapped as they are.
+		if errors.Is(err, phonenumbers.ErrInvalidCountryCode) && region == "" && !strings.HasPrefix(s, "+") {
+			return "", fmt.Errorf("phone: no country code and no default region: %w: %w", ErrInvalidPhone, err)
+		}
+		return "", fmt.Errorf("phone: parse: %w: %w", ErrInvalidPhone, err)
+	}
+	switch phonenumbers.IsPossibleNumberWithReason(num) {
+	case phonenumbers.IS_POSSIBLE:
+	case phonenumbers.IS_POSSIBLE_LOCAL_ONLY:
+		return "", phoneError("local number without area code")
+	case phonenumbers.INVALID_COUNTRY_CODE:
+		return "", phoneError("invalid country code")
+	case phonenumbers.TOO_SHORT:
+		return "", phoneError("too short")
+	case phonenumbers.TOO_LONG:
+		return "", phoneError("too long")
+	default:
+		return "", phoneError("invalid length")
+	}
+	e164 := phonenumbers.Format(num, phonenumbers.E164)
+	return strings.TrimPrefix(e164, "+"), nil
+}
+
+func phoneError(reason string) error {
+	return fmt.Errorf("phone: %s: %w", reason, ErrInvalidPhone)
+}
+
+// Candidate limits for ContainsPhone.
+const (
+	minCandidateDigits = 7
+	// maxCandidateDigits is 15 (E.164) plus a 2-digit "00" prefix or
+	// national prefix; longer digit runs cannot be a single number.
+	maxCandidateDigits = 17
+	// maxWindowGroups bounds the fallback sub-candidates (see ContainsPhone).
+	maxWindowGroups = 8
+	// rejectKeyLen is how many trailing digits of the national significant
+	// number the fast reject looks for.
+	rejectKeyLen = 7
+)
+
+// ContainsPhone reports whether free text contains a phone number that
+// normalises (with defaultRegion) to phoneDigits (E.164 digits without '+').
+//
+// Candidates are maximal runs of bytes from "+0123456789 ()-./" that contain
+// at least 7 digits, trimmed of spaces and punctuation at both ends; each
+// candidate is normalised with NormalizePhone and compared. If a candidate
+// does not normalise at all (typically two numbers, or a date and a number,
+// separated by spaces or '/'), its contiguous sub-runs of whole
+// space/slash-separated groups (at most 8 groups, 7 to 17 digits) are tried
+// as well. Digits glued to other digits are never split, so a number inside
+// a longer digit run (an order id) does not match.
+//
+// A fast reject runs first and without allocation: the text must contain, as
+// a contiguous digit sequence inside one run, the last 7 digits of the
+// national significant number of phoneDigits (the digits after the country
+// code). Only the tail is required because some national formats insert
+// digits into the number (Argentina's mobile "15"). Only ASCII digits are
+// recognised in text. An invalid phoneDigits (non-digits, unknown country
+// code) never matches.
+func ContainsPhone(text, phoneDigits, defaultRegion string) bool {
+	nsn, ok := nationalNumber(phoneDigits)
+	if !ok {
+		return false
+	}
+	key := nsn[max(0, len(nsn)-rejectKeyLen):]
+	if !containsDigitsInRun(text, key) {
+		return false
+	}
+	for i := 0; i < len(text); {
+		if !phoneRunChars[text[i]] {
+			i++
+			continue
+		}
+		j, digits := i, 0
+		for j < len(text) && phoneRunChars[text[j]] {
+			if isDigit(text[j]) {
+				digits++
+			}
+			j++
+		}
+		if digits >= minCandidateDigits && candidateMatches(text[i:j], digits, phoneDigits, defaultRegion) {
+			return true
+		}
+		i = j
+	}
+	return false
+}
+
+// nationalNumber splits E.164 digits (without '+') into country code and
+// national significant number, using the library's table of calling codes
+// (country codes are prefix-free, so at most one split is valid).
+func nationalNumber(phoneDigits string) (string, bool) {
+	if len(phoneDigits) < 4 || len(phoneDigits) > 15 {
+		return "", false
+	}
+	for i := 0; i < len(phoneDigits); i++ {
+		if !isDigit(phoneDigits[i]) {
+			return "", false
+		}
+	}
+	codes := phonenumbers.GetSupportedCallingCodes()
+	cc := 0
+	for l := 1; l <= 3; l++ {
+		cc = cc*10 + int(phoneDigits[l-1]-'0')
+		if codes[cc] {
+			return phoneDigits[l:], true
+		}
+	}
+	return "", false
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+// containsDigitsInRun reports whether key (1 to rejectKeyLen digits) occurs
+// in the digit stream of text, where non-digit bytes of a phone run are
+// skipped and any other byte breaks the stream. It is a KMP search with the
+// failure table on the stack.
+func containsDigitsInRun(text, key string) bool {
+	var fail [rejectKeyLen + 1]int
+	m := len(key)
+	if m == 0 || m > rejectKeyLen {
+		return false
+	}
+	for i, k := 1, 0; i < m; i++ {
+		for k > 0 && key[i] != key[k] {
+			k = fail[k-1]
+		}
+		if key[i] == key[k] {
+			k++
+		}
+		fail[i] = k
+	}
+	q := 0
+	for i := 0; i < len(text); i++ {
+		c := text[i]
+		if !isDigit(c) {
+			if !phoneRunChars[c] {
+				q = 0
+			}
+			continue
+		}
+		for q > 0 && c != key[q] {
+			q = fail[q-1]
+		}
+		if c == key[q] {
+			q++
+			if q == m {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// trimCandidate removes separators that cannot start or end a number.
+func trimCandidate(s string) string {
+	s = strings.TrimLeft(s, " .-/)")
+	return strings.TrimRight(s, " .-/(")
+}
+
+// candidateMatches reports whether the run (with the given digit count), or
+// failing that one of its group windows, normalises to phoneDigits.
+func candidateMatches(run string, digits int, phoneDigits, region string) bool {
+	run = trimCandidate(run)
+	whole := false
+	if digits <= maxCandidateDigits {
+		got, err := NormalizePhone(run, region)
+		if err == nil {
+			return got == phoneDigits
+		}
+		whole = true
+	}
+	// Fallback: windows of whole groups separated by spaces or '/'.
+	var groups [][2]int // [start, end) of each group within run
+	for i := 0; i < len(run); {
+		if run[i] == ' ' || run[i] == '/' {
+			i++
+			continue
+		}
+		j := i
+		for j < len(run) && run[j] != ' ' && run[j] != '/' {
+			j++
+		}
+		groups = append(groups, [2]int{i, j})
+		i = j
+	}
+	for a := range groups {
+		d := 0
+		for b := a; b < len(groups) && b-a < maxWindowGroups; b++ {
+			for k := groups[b][0]; k < groups[b][1]; k++ {
+				if isDigit(run[k]) {
+					d++
+				}
+			}
+			if d > maxCandidateDigits {
+				break
+			}
+			if d < minCandidateDigits || (whole && a == 0 && b == len(groups)-1) {
+				continue
+			}
+			w := trimCandidate(run[groups[a][0]:groups[b][1]])
+			if got, err := NormalizePhone(w, region); err == nil && got == phoneDigits {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,169 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
+
+	"github.com/dsr-functions/dsr/shared/blobs"
+	"github.com/dsr-functions/dsr/shared/dsr"
+	"github.com/dsr-functions/dsr/shared/export"
+	"github.com/dsr-functions/dsr/shared/sources"
+	"github.com/dsr-functions/dsr/shared/store"
+)
+
+// exportBlobName is where a request's package lives in the exports container.
+func exportBlobName(id string) string { return id + "/" + exportFileName(id) }
+
+func exportFileName(id string) string { return "dsr-export-" + id + ".zip" }
+
+// Export builds the access package of a request (the dsr-export queue): a
+// ZIP streamed to the exports container, then the request completes. The
+// package is committed only when fully written (a crash leaves no partial
+// blob), and a redelivery rewrites the same bytes to the same name.
+func (s *Service) Export(ctx context.Context, id string, attempt int) error {
+	st, _, err := s.Store.Get(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		s.Log.Warn("export: unknown request; message dropped", "requestId", id)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if st.State.Terminal() {
+		return nil
+	}
+	if st.Stage != dsr.StageExport {
+		return fmt.Errorf("export %s: request is at stage %s, not export", id, st.Stage)
+	}
+	var disc sources.Discovery
+	if err := s.Store.GetDiscovery(ctx, id, &disc); err != nil {
+		return fmt.Errorf("export %s: read discovery: %w", id, err)
+	}
+	res, err := s.writePackage(ctx, st, &disc)
+	if errors.Is(err, sources.ErrChanged) {
+		// The data changed since discovery: discover again, then export what
+		// is there now. Positions from a stale discovery are never used.
+		s.Log.Info("export: data changed since discovery; discovering again", "requestId", id)
+		fresh, derr := s.Connector.Discover(ctx, subjectOf(st))
+		if derr != nil {
+			s.recordAttemptError(ctx, id, dsr.StageExport, derr)
+			return fmt.Errorf("export %s: rediscover: %w", id, derr)
+		}
+		if err := s.Store.PutDiscovery(ctx, id, fresh); err != nil {
+			return err
+		}
+		if _, err := s.Store.Update(ctx, id, func(st *dsr.Stored) (bool, error) {
+			st.Discovery = s.summary(fresh)
+			return true, nil
+		}); err != nil {
+			return err
+		}
+		st.Discovery = s.summary(fresh)
+		res, err = s.writePackage(ctx, st, fresh)
+	}
+	if err != nil {
+		s.recordAttemptError(ctx, id, dsr.StageExport, err)
+		return fmt.Errorf("export %s: %w", id, err)
+	}
+	_, err = s.Store.Update(ctx, id, func(st *dsr.Stored) (bool, error) {
+		if st.State.Terminal() {
+			return false, nil
+		}
+		st.ExportBlob = exportBlobName(id)
+		st.Export = &dsr.ExportInfo{Bytes: res.Bytes, SHA256: res.SHA256, CreatedAt: s.NowUTC()}
+		st.LastAttemptError = ""
+		st.Advance(dsr.StageDone, dsr.StateCompleted, s.NowUTC(), attempt, fmt.Sprintf("export of %d records, %d bytes", res.Records, res.Bytes))
+		return true, nil
+	})
+	if err == nil {
+		s.Log.Info("export done", "requestId", id, "bytes", res.Bytes)
+	}
+	return err
+}
+
+// writePackage streams the ZIP into the exports container.
+func (s *Service) writePackage(ctx context.Context, st *dsr.Stored, disc *sources.Discovery) (export.Result, error) {
+	var datasets []export.Dataset
+	for _, dm := range disc.Datasets {
+		d := s.Sources.Dataset(dm.Dataset)
+		if d == nil {
+			return export.Result{}, fmt.Errorf("dataset %s: %w (no longer configured)", dm.Dataset, sources.ErrChanged)
+		}
+		dm := dm
+		datasets = append(datasets, export.Dataset{
+			Name: d.Name, Description: d.Description, Facts: d.Facts,
+			Read: func(ctx context.Context, emit func(sources.Record) error) error {
+				return s.Connector.Read(ctx, dm, emit)
+			},
+		})
+	}
+	req := export.Request{ID: st.ID, Type: string(st.Type), CreatedAt: st.CreatedAt, ReceivedAt: st.ReceivedAt, DueAt: st.DueAt}
+	generatedAt := st.CreatedAt
+	if st.Discovery != nil {
+		generatedAt = st.Discovery.CompletedAt
+	}
+	pr, pw := io.Pipe()
+	var res export.Result
+	done := make(chan error, 1)
+	go func() {
+		var err error
+		res, err = export.Write(ctx, pw, req, datasets, generatedAt)
+		pw.CloseWithError(err)
+		done <- err
+	}()
+	name := exportBlobName(st.ID)
+	_, upErr := s.Account.Service.NewContainerClient(s.ExportsContainer).NewBlockBlobClient(name).UploadStream(ctx, pr, &blockblob.UploadStreamOptions{
+		BlockSize:   4 << 20,
+		Concurrency: 2,
+		HTTPHeaders: &blob.HTTPHeaders{
+			BlobContentType:        to.Ptr("application/zip"),
+			BlobContentDisposition: to.Ptr(fmt.Sprintf("attachment; filename=%q", exportFileName(st.ID))),
+		},
+		Metadata: map[string]*string{"requestid": to.Ptr(st.ID)},
+	})
+	pr.CloseWithError(upErr)
+	werr := <-done
+	if werr != nil {
+		return res, werr
+	}
+	if upErr != nil {
+		return res, fmt.Errorf("upload export: %w", upErr)
+	}
+	return res, nil
+}
+
+// ExportLink mints a fresh read-only link to a completed request's package.
+func (s *Service) ExportLink(ctx context.Context, st *dsr.Stored) (blobs.ReadLink, error) {
+	if st.State != dsr.StateCompleted || st.ExportBlob == "" {
+		return blobs.ReadLink{}, ErrNoExport
+	}
+	return s.Account.SignRead(ctx, s.ExportsContainer, st.ExportBlob, s.LinkTTL, exportFileName(st.ID), s.NowUTC())
+}
+
+// ErrNoExport is returned for a link to a request without a finished package.
+var ErrNoExport = errors.New("the request has no finished export")
+
+// View returns the request document for API callers: with a freshly minted
+// export link when there is a package (links are never stored).
+func (s *Service) View(ctx context.Context, st *dsr.Stored) (dsr.Request, error) {
+	doc := st.Request
+	if doc.History == nil {
+		doc.History = []dsr.HistoryEntry{}
+	}
+	if st.Export != nil && st.ExportBlob != "" {
+		link, err := s.ExportLink(ctx, st)
+		if err != nil {
+			return doc, err
+		}
+		e := *st.Export
+		e.URL, e.ExpiresAt = link.URL, &link.ExpiresAt
+		doc.Export = &e
+	}
+	return doc, nil
+}

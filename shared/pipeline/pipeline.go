@@ -1,0 +1,257 @@
+// Package pipeline walks a request through its stages: submit (intake) →
+// discover → export → completed. Every stage is idempotent: it reads the
+// request, does nothing a previous delivery already did, writes
+// conditionally on the ETag, and sends the next stage's message with a
+// MessageId derived from request and stage, so a redelivered message adds no
+// history entry, no second export and no second message.
+package pipeline
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/dsr-functions/dsr/shared/blobs"
+	"github.com/dsr-functions/dsr/shared/dsr"
+	"github.com/dsr-functions/dsr/shared/funchost"
+	"github.com/dsr-functions/dsr/shared/queue"
+	"github.com/dsr-functions/dsr/shared/sources"
+	"github.com/dsr-functions/dsr/shared/store"
+)
+
+// Queues are the queue names of each stage, read from function.json.
+type Queues struct {
+	Discover string
+	Export   string
+	// IntakeRejected receives a notice per invalid intake message.
+	IntakeRejected string
+}
+
+// Service holds what the stages need.
+type Service struct {
+	Store            *store.Store
+	Sender           queue.Sender
+	Connector        sources.Connector
+	Sources          *sources.Config
+	Account          *blobs.Account
+	ExportsContainer string
+	LinkTTL          time.Duration
+	PhoneRegion      string
+	Queues           Queues
+	Log              *slog.Logger
+	Now              func() time.Time
+}
+
+// NowUTC is the service clock (Now, or the wall clock), in UTC.
+func (s *Service) NowUTC() time.Time {
+	if s.Now != nil {
+		return s.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+// StageMessage is the body of every stage message: ids only.
+type StageMessage struct {
+	RequestID string    `json:"requestId"`
+	Stage     dsr.Stage `json:"stage"`
+}
+
+// ErrInvalidMessage marks a stage message that can never be processed.
+var ErrInvalidMessage = errors.New("invalid stage message")
+
+// ParseStageMessage decodes a stage message body.
+func ParseStageMessage(body []byte) (StageMessage, error) {
+	var m StageMessage
+	if err := json.Unmarshal(body, &m); err != nil {
+		return m, fmt.Errorf("%w: %v", ErrInvalidMessage, err)
+	}
+	if !dsr.ValidID(m.RequestID) {
+		return m, fmt.Errorf("%w: requestId missing or malformed", ErrInvalidMessage)
+	}
+	return m, nil
+}
+
+func (s *Service) send(ctx context.Context, queueName string, id string, stage dsr.Stage) error {
+	body, _ := json.Marshal(StageMessage{RequestID: id, Stage: stage})
+	err := s.Sender.Send(ctx, queueName, queue.Message{
+		ID: id + ":" + string(stage), Body: body, Subject: string(stage),
+		Properties: map[string]any{"requestId": id, "stage": string(stage)},
+	})
+	if err != nil {
+		return fmt.Errorf("enqueue %s of %s: %w", stage, id, err)
+	}
+	return nil
+}
+
+// Fingerprint identifies a submission's content, so an idempotency key
+// reused with different content is detected. It is a hash: no data kept.
+func Fingerprint(sub *dsr.Submission) string {
+	b, _ := json.Marshal(sub)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// Submit stores a validated submission and enqueues its discovery. With an
+// idempotency key, repeating the call returns the same request (created is
+// false) and re-sends the discovery message if a crash may have lost it.
+func (s *Service) Submit(ctx context.Context, sub *dsr.Submission, idemKey, origin string) (*dsr.Stored, bool, error) {
+	now := s.NowUTC()
+	st := dsr.NewStored(sub, dsr.NewID(now), origin, now)
+	st, created, err := s.Store.Create(ctx, st, idemKey, Fingerprint(sub))
+	if err != nil {
+		return nil, false, err
+	}
+	if st.Stage == dsr.StageIntake && st.State == dsr.StateReceived {
+		if err := s.send(ctx, s.Queues.Discover, st.ID, dsr.StageDiscovery); err != nil {
+			return nil, false, err
+		}
+	}
+	if created {
+		s.Log.Info("request received", "requestId", st.ID, "type", st.Type, "origin", origin)
+	}
+	return st, created, nil
+}
+
+// subjectOf turns the stored subject into the connector's normalised form.
+func subjectOf(st *dsr.Stored) sources.Subject {
+	var subj sources.Subject
+	if st.Subject.Email != "" {
+		subj.Emails = []string{st.Subject.Email}
+	}
+	if st.Subject.Phone != "" {
+		subj.Phones = []string{st.Subject.Phone[1:]} // stored as +E.164
+	}
+	subj.IDs = st.Subject.IDs
+	return subj
+}
+
+// recordAttemptError notes the latest failure of a stage on the request, so a
+// request that finally dead-letters says why.
+func (s *Service) recordAttemptError(ctx context.Context, id string, stage dsr.Stage, err error) {
+	_, uerr := s.Store.Update(ctx, id, func(st *dsr.Stored) (bool, error) {
+		if st.State.Terminal() {
+			return false, nil
+		}
+		st.LastAttemptError = fmt.Sprintf("%s: %v", stage, err)
+		return true, nil
+	})
+	if uerr != nil {
+		s.Log.Warn("could not record attempt error", "requestId", id, "err", uerr)
+	}
+}
+
+// Discover runs discovery for a request (the dsr-discover queue).
+func (s *Service) Discover(ctx context.Context, id string, attempt int) error {
+	st, _, err := s.Store.Get(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		s.Log.Warn("discover: unknown request; message dropped", "requestId", id)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	switch {
+	case st.State.Terminal():
+		return nil
+	case st.Stage == dsr.StageExport:
+		// Discovery already done; a crash may have lost the next message.
+		return s.send(ctx, s.Queues.Export, id, dsr.StageExport)
+	}
+	if _, err := s.Store.Update(ctx, id, func(st *dsr.Stored) (bool, error) {
+		return st.Advance(dsr.StageDiscovery, dsr.StateInProgress, s.NowUTC(), attempt, ""), nil
+	}); err != nil {
+		return err
+	}
+	disc, err := s.Connector.Discover(ctx, subjectOf(st))
+	if err != nil {
+		s.recordAttemptError(ctx, id, dsr.StageDiscovery, err)
+		return fmt.Errorf("discover %s: %w", id, err)
+	}
+	if err := s.Store.PutDiscovery(ctx, id, disc); err != nil {
+		return err
+	}
+	st, err = s.Store.Update(ctx, id, func(st *dsr.Stored) (bool, error) {
+		if st.State.Terminal() || st.Stage != dsr.StageDiscovery {
+			return false, nil
+		}
+		st.Discovery = s.summary(disc)
+		detail := fmt.Sprintf("%d records in %d sources", disc.Total(), len(st.Discovery.Sources))
+		if st.Type == dsr.TypeAccess {
+			st.Advance(dsr.StageExport, dsr.StateInProgress, s.NowUTC(), attempt, detail)
+		} else {
+			st.Advance(dsr.StageDone, dsr.StateCompleted, s.NowUTC(), attempt, detail)
+		}
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	s.Log.Info("discovery done", "requestId", id, "records", disc.Total())
+	if st.Stage == dsr.StageExport && !st.State.Terminal() {
+		return s.send(ctx, s.Queues.Export, id, dsr.StageExport)
+	}
+	return nil
+}
+
+// summary turns a discovery into the request's report: counts and Art. 15
+// categories per source, no data.
+func (s *Service) summary(disc *sources.Discovery) *dsr.DiscoverySummary {
+	sum := &dsr.DiscoverySummary{TotalRecords: disc.Total(), Sources: []dsr.SourceSummary{}, CompletedAt: s.NowUTC()}
+	for _, m := range disc.Datasets {
+		cats := []string{}
+		if d := s.Sources.Dataset(m.Dataset); d != nil {
+			cats = d.Facts.Categories
+		}
+		sum.Sources = append(sum.Sources, dsr.SourceSummary{Source: m.Dataset, Records: m.Records, Categories: cats})
+	}
+	return sum
+}
+
+// FailDeadLettered ends a request whose stage message dead-lettered, with
+// the broker's reason and the last error a stage recorded.
+func (s *Service) FailDeadLettered(ctx context.Context, m StageMessage, reason, description string) error {
+	_, err := s.Store.Update(ctx, m.RequestID, func(st *dsr.Stored) (bool, error) {
+		if st.State.Terminal() {
+			return false, nil
+		}
+		msg := fmt.Sprintf("the %s stage gave up: %s", m.Stage, reason)
+		if description != "" {
+			msg += " (" + description + ")"
+		}
+		if st.LastAttemptError != "" {
+			msg += "; last error: " + st.LastAttemptError
+		}
+		st.Fail("stage-dead-lettered", msg, s.NowUTC(), 0)
+		return true, nil
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		s.Log.Warn("dead-lettered message for unknown request", "requestId", m.RequestID)
+		return nil
+	}
+	if err == nil {
+		s.Log.Warn("request failed: stage message dead-lettered", "requestId", m.RequestID, "stage", m.Stage, "reason", reason)
+	}
+	return err
+}
+
+// DeadLetterHandler handles messages read from a stage's dead-letter queue:
+// the request fails with the dead-letter reason.
+func (s *Service) DeadLetterHandler() funchost.QueueFunc {
+	return func(ctx context.Context, m *funchost.QueueMessage) error {
+		sm, err := ParseStageMessage(m.Body)
+		if err != nil {
+			s.Log.Error("dead-letter: unusable message dropped", "err", err)
+			return nil
+		}
+		reason := m.DeadLetterReason
+		if reason == "" {
+			reason = "dead-lettered"
+		}
+		return s.FailDeadLettered(ctx, sm, reason, m.DeadLetterDescription)
+	}
+}

@@ -1,0 +1,198 @@
+// Package sources describes where personal data lives (the sources config) and
+// defines the Connector interface that finds, reads and (later) changes a data
+// subject's records in one kind of store.
+package sources
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"regexp"
+)
+
+// Format is the encoding of a Blob dataset.
+type Format string
+
+// Supported dataset formats.
+const (
+	FormatNDJSON    Format = "ndjson"     // one JSON object per line
+	FormatCSV       Format = "csv"        // RFC 4180 with a header row
+	FormatJSONArray Format = "json-array" // one top-level JSON array of objects
+)
+
+// IdentifierKind says what a field identifies a person as.
+type IdentifierKind string
+
+// Identifier kinds. A name alone never identifies a person: name fields are
+// reported but a record must match an email, phone, id or relation.
+const (
+	KindEmail IdentifierKind = "email"
+	KindPhone IdentifierKind = "phone"
+	KindID    IdentifierKind = "id"
+	KindName  IdentifierKind = "name"
+)
+
+// Config is the sources config file: every place personal data lives.
+type Config struct {
+	// Version of the schema; must be 1.
+	Version int `json:"version"`
+	// DefaultPhoneRegion is the ISO 3166 region used to read phone numbers
+	// written without a country code (for example "US"). Empty means such
+	// numbers cannot be normalised and never match.
+	DefaultPhoneRegion string `json:"defaultPhoneRegion,omitempty"`
+	// Datasets lists the Blob datasets.
+	Datasets []Dataset `json:"datasets"`
+}
+
+// Dataset is one logical table stored as one or more blobs of one format.
+type Dataset struct {
+	// Name is unique, [a-z0-9-]; it names the dataset in reports and exports.
+	Name string `json:"name"`
+	// Description is a human-readable line for the export summary.
+	Description string `json:"description,omitempty"`
+	// Container holds the blobs.
+	Container string `json:"container"`
+	// Blob is one blob name, or Prefix selects every blob under it; exactly one is set.
+	Blob   string `json:"blob,omitempty"`
+	Prefix string `json:"prefix,omitempty"`
+	// Format of every blob.
+	Format Format `json:"format"`
+	// Key is the field that identifies a record inside the dataset (optional).
+	Key string `json:"key,omitempty"`
+	// Identifiers are fields that identify a person, and as what.
+	Identifiers []Identifier `json:"identifiers,omitempty"`
+	// FreeText fields are searched for the subject's emails (as whole tokens) and phones.
+	FreeText []string `json:"freeText,omitempty"`
+	// Relations make records that reference a matched record of another
+	// dataset belong to the subject too.
+	Relations []Relation `json:"relations,omitempty"`
+	// Facts are the Art. 15 facts reported for this dataset.
+	Facts Facts `json:"facts"`
+}
+
+// Identifier maps a field to an identifier kind. For KindID, IDName is the
+// name under which a request's subject.ids carries the value (for example
+// "contactId"); it defaults to the field name.
+type Identifier struct {
+	Field  string         `json:"field"`
+	Kind   IdentifierKind `json:"kind"`
+	IDName string         `json:"idName,omitempty"`
+}
+
+// Relation says: a record whose Field equals the ReferencesField of a
+// matched record in dataset References belongs to the same subject.
+type Relation struct {
+	Field           string `json:"field"`
+	References      string `json:"references"`
+	ReferencesField string `json:"referencesField"`
+}
+
+// Facts are what Art. 15(1) obliges the controller to tell about the data.
+type Facts struct {
+	Categories []string `json:"categories"`
+	Purposes   []string `json:"purposes"`
+	Recipients []string `json:"recipients,omitempty"`
+	Retention  string   `json:"retention"`
+	Source     string   `json:"source"`
+	LegalBasis string   `json:"legalBasis,omitempty"`
+}
+
+// LoadFile reads and validates a sources config file.
+func LoadFile(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read sources config: %w", err)
+	}
+	cfg, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("sources config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Parse decodes and validates a sources config. Unknown fields are errors.
+func Parse(b []byte) (*Config, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var cfg Config
+	if err := dec.Decode(&cfg); err != nil {
+		return nil, fmt.Errorf("decode: %w", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+var datasetName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+// Validate checks the config for mistakes that would make discovery wrong.
+func (c *Config) Validate() error {
+	if c.Version != 1 {
+		return fmt.Errorf("version: must be 1, got %d", c.Version)
+	}
+	if len(c.Datasets) == 0 {
+		return fmt.Errorf("datasets: at least one dataset is required")
+	}
+	byName := map[string]*Dataset{}
+	for i := range c.Datasets {
+		d := &c.Datasets[i]
+		where := fmt.Sprintf("datasets[%d]", i)
+		if !datasetName.MatchString(d.Name) {
+			return fmt.Errorf("%s.name: %q must match %s", where, d.Name, datasetName)
+		}
+		if byName[d.Name] != nil {
+			return fmt.Errorf("%s.name: duplicate dataset %q", where, d.Name)
+		}
+		byName[d.Name] = d
+		if d.Container == "" {
+			return fmt.Errorf("%s.container: required", where)
+		}
+		if (d.Blob == "") == (d.Prefix == "") {
+			return fmt.Errorf("%s: exactly one of blob and prefix is required", where)
+		}
+		switch d.Format {
+		case FormatNDJSON, FormatCSV, FormatJSONArray:
+		default:
+			return fmt.Errorf("%s.format: %q is not one of ndjson, csv, json-array", where, d.Format)
+		}
+		if len(d.Identifiers) == 0 && len(d.FreeText) == 0 && len(d.Relations) == 0 {
+			return fmt.Errorf("%s: needs identifiers, freeText or relations, or it can never match", where)
+		}
+		for j, id := range d.Identifiers {
+			if id.Field == "" {
+				return fmt.Errorf("%s.identifiers[%d].field: required", where, j)
+			}
+			switch id.Kind {
+			case KindEmail, KindPhone, KindID, KindName:
+			default:
+				return fmt.Errorf("%s.identifiers[%d].kind: %q is not one of email, phone, id, name", where, j, id.Kind)
+			}
+		}
+		if len(d.Facts.Categories) == 0 || len(d.Facts.Purposes) == 0 || d.Facts.Retention == "" || d.Facts.Source == "" {
+			return fmt.Errorf("%s.facts: categories, purposes, retention and source are required (Art. 15)", where)
+		}
+	}
+	for i, d := range c.Datasets {
+		for j, r := range d.Relations {
+			if r.Field == "" || r.ReferencesField == "" {
+				return fmt.Errorf("datasets[%d].relations[%d]: field and referencesField are required", i, j)
+			}
+			if byName[r.References] == nil {
+				return fmt.Errorf("datasets[%d].relations[%d].references: unknown dataset %q", i, j, r.References)
+			}
+		}
+	}
+	return nil
+}
+
+// Dataset returns the dataset with the given name, or nil.
+func (c *Config) Dataset(name string) *Dataset {
+	for i := range c.Datasets {
+		if c.Datasets[i].Name == name {
+			return &c.Datasets[i]
+		}
+	}
+	return nil
+}

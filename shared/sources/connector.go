@@ -1,0 +1,98 @@
+package sources
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+)
+
+// ErrChanged reports that a dataset changed between discovery and a later
+// stage; the caller must discover again rather than act on stale positions.
+var ErrChanged = errors.New("dataset changed since discovery")
+
+// Field is one named value of a record, in the order the source holds it.
+// Value is a JSON-compatible value: string, float64/json.Number, bool, nil,
+// []any or map[string]any.
+type Field struct {
+	Name  string
+	Value any
+}
+
+// Record is one record of a dataset that belongs to the subject.
+type Record struct {
+	// Fields in source order.
+	Fields []Field
+}
+
+// MarshalJSON writes the record as a JSON object with its fields in source order.
+func (r Record) MarshalJSON() ([]byte, error) {
+	buf := []byte{'{'}
+	for i, f := range r.Fields {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		k, err := json.Marshal(f.Name)
+		if err != nil {
+			return nil, err
+		}
+		v, err := json.Marshal(f.Value)
+		if err != nil {
+			return nil, err
+		}
+		buf = append(buf, k...)
+		buf = append(buf, ':')
+		buf = append(buf, v...)
+	}
+	return append(buf, '}'), nil
+}
+
+// Subject holds a data subject's identifiers, already normalised: emails
+// lower-case and trimmed, phones as E.164 digits without '+', ids by name.
+type Subject struct {
+	Emails []string
+	Phones []string
+	IDs    map[string]string
+}
+
+// Location is where the subject's records sit in one blob (or table), pinned
+// to the version that discovery read.
+type Location struct {
+	// Blob (or table) name inside the dataset.
+	Blob string `json:"blob"`
+	// ETag of the version discovery read; reading for export is conditional on it.
+	ETag string `json:"etag"`
+	// Ordinals are the 0-based positions of the matched records in the blob.
+	Ordinals []int64 `json:"ordinals"`
+}
+
+// DatasetMatches is what discovery found in one dataset. It holds positions,
+// never personal data, so it may be stored beside the request.
+type DatasetMatches struct {
+	Dataset   string     `json:"dataset"`
+	Records   int64      `json:"records"`
+	Locations []Location `json:"locations,omitempty"`
+}
+
+// Discovery is the full result of discovery over every dataset.
+type Discovery struct {
+	Datasets []DatasetMatches `json:"datasets"`
+}
+
+// Total is the number of matched records over all datasets.
+func (d *Discovery) Total() int64 {
+	var n int64
+	for _, m := range d.Datasets {
+		n += m.Records
+	}
+	return n
+}
+
+// Connector finds and reads a subject's records in one kind of store.
+type Connector interface {
+	// Discover finds every record of the subject in every dataset, following relations.
+	Discover(ctx context.Context, subject Subject) (*Discovery, error)
+	// Read streams the records that discovery found in one dataset, calling
+	// emit once per record in blob order. It fails with ErrChanged if the
+	// data changed since discovery.
+	Read(ctx context.Context, matches DatasetMatches, emit func(Record) error) error
+}

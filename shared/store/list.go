@@ -1,0 +1,118 @@
+package store
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
+
+	"github.com/dsr-functions/dsr/shared/dsr"
+)
+
+// ErrBadPageToken is returned for a page token this store did not issue.
+var ErrBadPageToken = errors.New("invalid page token")
+
+// Filter selects requests in List. Empty fields match everything.
+type Filter struct {
+	State dsr.State
+	Type  dsr.Type
+}
+
+// Summary is a request as listed: no subject, no history.
+type Summary struct {
+	ID         string    `json:"id"`
+	Type       dsr.Type  `json:"type"`
+	State      dsr.State `json:"state"`
+	Stage      dsr.Stage `json:"stage"`
+	CreatedAt  time.Time `json:"createdAt"`
+	ReceivedAt time.Time `json:"receivedAt"`
+	DueAt      time.Time `json:"dueAt"`
+	UpdatedAt  time.Time `json:"updatedAt"`
+}
+
+// pageToken resumes a listing: the service's marker of the page being read
+// and how many entries of that page were already consumed.
+type pageToken struct {
+	Marker string `json:"m,omitempty"`
+	Skip   int    `json:"s"`
+}
+
+// listPageSize is how many blobs one service call lists.
+const listPageSize = 500
+
+// List returns up to limit requests matching f, oldest first, and a token for
+// the next page ("" when there is none). Filtering uses blob metadata, so no
+// document is read.
+func (s *Store) List(ctx context.Context, f Filter, limit int, token string) ([]Summary, string, error) {
+	var pos pageToken
+	if token != "" {
+		b, err := base64.RawURLEncoding.DecodeString(token)
+		if err != nil || json.Unmarshal(b, &pos) != nil || pos.Skip < 0 {
+			return nil, "", ErrBadPageToken
+		}
+	}
+	out := []Summary{}
+	for {
+		opts := &container.ListBlobsFlatOptions{Prefix: to.Ptr("requests/"), Include: container.ListBlobsInclude{Metadata: true}, MaxResults: to.Ptr(int32(listPageSize))}
+		if pos.Marker != "" {
+			opts.Marker = to.Ptr(pos.Marker)
+		}
+		page, err := s.c.NewListBlobsFlatPager(opts).NextPage(ctx)
+		if err != nil {
+			return nil, "", fmt.Errorf("list requests: %w", err)
+		}
+		items := page.Segment.BlobItems
+		for i := pos.Skip; i < len(items); i++ {
+			sum, ok := summaryOf(items[i].Name, items[i].Metadata)
+			if !ok || (f.State != "" && sum.State != f.State) || (f.Type != "" && sum.Type != f.Type) {
+				continue
+			}
+			out = append(out, sum)
+			if len(out) == limit {
+				next := pageToken{Marker: pos.Marker, Skip: i + 1}
+				if i+1 == len(items) {
+					if page.NextMarker == nil || *page.NextMarker == "" {
+						return out, "", nil
+					}
+					next = pageToken{Marker: *page.NextMarker}
+				}
+				b, _ := json.Marshal(next)
+				return out, base64.RawURLEncoding.EncodeToString(b), nil
+			}
+		}
+		if page.NextMarker == nil || *page.NextMarker == "" {
+			return out, "", nil
+		}
+		pos = pageToken{Marker: *page.NextMarker}
+	}
+}
+
+func summaryOf(name *string, md map[string]*string) (Summary, bool) {
+	if name == nil {
+		return Summary{}, false
+	}
+	id := strings.TrimSuffix(strings.TrimPrefix(*name, "requests/"), ".json")
+	if !dsr.ValidID(id) {
+		return Summary{}, false
+	}
+	get := func(k string) string {
+		// Azure lower-cases metadata keys on some paths; look both ways.
+		for key, v := range md {
+			if strings.EqualFold(key, k) && v != nil {
+				return *v
+			}
+		}
+		return ""
+	}
+	ts := func(k string) time.Time { t, _ := time.Parse(time.RFC3339Nano, get(k)); return t }
+	return Summary{
+		ID: id, Type: dsr.Type(get("type")), State: dsr.State(get("state")), Stage: dsr.Stage(get("stage")),
+		CreatedAt: ts("createdat"), ReceivedAt: ts("receivedat"), DueAt: ts("dueat"), UpdatedAt: ts("updatedat"),
+	}, true
+}
