@@ -1,6 +1,9 @@
 package match
 
-import "bytes"
+import (
+	"bytes"
+	"math"
+)
 
 // maxSmallPatterns is the largest pattern count searched pattern by pattern;
 // above it the Prefilter uses an Aho–Corasick automaton.
@@ -22,7 +25,8 @@ type Prefilter struct {
 }
 
 // NewPrefilter builds a prefilter for patterns (empty patterns are ignored).
-// With no patterns, Match always returns false.
+// With no patterns, Match always returns false. It panics if the patterns
+// are so large that the automaton would need more than 2^31 table entries.
 func NewPrefilter(patterns []string) *Prefilter {
 	pats := uniqueLowered(patterns)
 	return newPrefilter(pats, len(pats) > maxSmallPatterns)
@@ -237,6 +241,11 @@ func newAutomaton(pats [][]byte) *automaton {
 	total := 1
 	for _, p := range pats {
 		total += len(p)
+	}
+	if total*nclass > math.MaxInt32 {
+		// Pre-multiplied int32 state ids would overflow (the table would
+		// need more than 8 GB anyway).
+		panic("match: Prefilter patterns too large for the automaton")
 	}
 	gotoT := make([]int32, nclass, total*nclass)
 	for i := range gotoT {

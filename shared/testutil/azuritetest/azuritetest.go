@@ -63,14 +63,16 @@ func Start() (func(), string, error) {
 		return nil, "", err
 	}
 	cmd := exec.Command(bin, "--blobHost", "127.0.0.1", "--blobPort", fmt.Sprint(port), "--location", dir,
-		"--inMemoryPersistence", "--skipApiVersionCheck", "--disableTelemetry", "--silent", "--loose")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		"--skipApiVersionCheck", "--disableTelemetry", "--silent", "--loose")
+	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, "", fmt.Errorf("start azurite: %w", err)
 	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
 	stop := func() {
 		_ = cmd.Process.Kill()
-		_, _ = cmd.Process.Wait()
+		<-exited
 		os.RemoveAll(dir)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
@@ -80,6 +82,12 @@ func Start() (func(), string, error) {
 		if err == nil {
 			c.Close()
 			break
+		}
+		select {
+		case err := <-exited:
+			os.RemoveAll(dir)
+			return nil, "", fmt.Errorf("azurite exited before listening: %v", err)
+		default:
 		}
 		if time.Now().After(deadline) {
 			stop()

@@ -1,0 +1,292 @@
+package functions_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
+
+	"github.com/dsr-functions/dsr/functions"
+	"github.com/dsr-functions/dsr/shared/config"
+	"github.com/dsr-functions/dsr/shared/dsr"
+	"github.com/dsr-functions/dsr/shared/funchost"
+	"github.com/dsr-functions/dsr/shared/queue/embedded"
+	"github.com/dsr-functions/dsr/shared/sample"
+	"github.com/dsr-functions/dsr/shared/sources"
+	"github.com/dsr-functions/dsr/shared/testutil/azuritetest"
+)
+
+func TestMain(m *testing.M) { os.Exit(azuritetest.Run(m)) }
+
+// syncBuffer collects every log line of a test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// harness is the app as `dsr local` runs it: the handler behind the built-in
+// host, the embedded queue, Azurite, and the sample datasets in a container
+// of its own.
+type harness struct {
+	t        *testing.T
+	app      *functions.App
+	broker   *embedded.Broker
+	host     *funchost.LocalHost
+	front    *httptest.Server
+	logs     *syncBuffer
+	cfg      *config.Config
+	sources  *sources.Config
+	datasets string
+	size     sample.Size
+}
+
+type harnessOptions struct {
+	// manual: no message pumps; the test delivers messages itself.
+	manual bool
+	// maxDelivery of the embedded queues (default 10).
+	maxDelivery int
+	// editSources changes the sources config before the app starts.
+	editSources func(*sources.Config)
+}
+
+func newHarness(t *testing.T, o harnessOptions) *harness {
+	t.Helper()
+	acct := azuritetest.Account(t)
+	h := &harness{t: t, logs: &syncBuffer{}, size: mustSize(t, "tiny")}
+	h.datasets = azuritetest.Container(t, acct, "datasets")
+	state := azuritetest.Container(t, acct, "state")
+	exports := azuritetest.Container(t, acct, "exports")
+
+	// The sample sources config, pointed at this test's container.
+	src, err := sources.LoadFile("../sample/sources.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range src.Datasets {
+		src.Datasets[i].Container = h.datasets
+	}
+	if o.editSources != nil {
+		o.editSources(src)
+	}
+	h.sources = src
+	srcPath := filepath.Join(t.TempDir(), "sources.json")
+	b, _ := json.Marshal(src)
+	if err := os.WriteFile(srcPath, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range sample.Files() {
+		var buf bytes.Buffer
+		if err := sample.Generate(&buf, f, h.size, 1); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := acct.Service.NewContainerClient(h.datasets).NewBlockBlobClient(f.Name).UploadBuffer(context.Background(), buf.Bytes(), &blockblob.UploadBufferOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	env := map[string]string{
+		"AzureWebJobsStorage":   azuritetest.ConnectionString(t),
+		"DSR_STATE_CONTAINER":   state,
+		"DSR_EXPORTS_CONTAINER": exports,
+		"DSR_SOURCES_CONFIG":    srcPath,
+		"DSR_EXPORT_LINK_TTL":   "1h",
+	}
+	h.cfg, err = config.Load(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.broker = embedded.New(embedded.Options{MaxDeliveryCount: o.maxDelivery})
+	log := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	h.app, err = functions.New(h.cfg, h.broker, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	handler := httptest.NewServer(h.app.Handler)
+	t.Cleanup(handler.Close)
+	u, _ := url.Parse(handler.URL)
+	h.host = &funchost.LocalHost{Functions: h.app.Functions, HandlerURL: u, Broker: h.broker, Log: log, FailureDelay: 10 * time.Millisecond}
+	h.front = httptest.NewServer(h.host)
+	t.Cleanup(h.front.Close)
+	if !o.manual {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { h.host.Run(ctx); close(done) }()
+		t.Cleanup(func() { cancel(); <-done })
+	}
+	return h
+}
+
+func mustSize(t *testing.T, s string) sample.Size {
+	size, err := sample.ParseSize(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return size
+}
+
+// do sends an HTTP request through the host's front door.
+func (h *harness) do(method, path string, body string, header ...string) (*http.Response, []byte) {
+	h.t.Helper()
+	req, err := http.NewRequest(method, h.front.URL+path, strings.NewReader(body))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		if header[i+1] == "" {
+			req.Header.Del(header[i])
+		} else {
+			req.Header.Set(header[i], header[i+1])
+		}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
+// submit posts a request and returns its document.
+func (h *harness) submit(body string, header ...string) dsr.Request {
+	h.t.Helper()
+	resp, b := h.do("POST", "/api/requests", body, header...)
+	if resp.StatusCode != http.StatusAccepted {
+		h.t.Fatalf("POST /api/requests: %d %s", resp.StatusCode, b)
+	}
+	var doc dsr.Request
+	if err := json.Unmarshal(b, &doc); err != nil {
+		h.t.Fatal(err)
+	}
+	if got := resp.Header.Get("Location"); got != "/api/requests/"+doc.ID {
+		h.t.Fatalf("Location = %q", got)
+	}
+	return doc
+}
+
+// get reads a request document (with its export link when there is one).
+func (h *harness) get(id string) (dsr.Request, exportDoc) {
+	h.t.Helper()
+	resp, b := h.do("GET", "/api/requests/"+id, "")
+	if resp.StatusCode != http.StatusOK {
+		h.t.Fatalf("GET %s: %d %s", id, resp.StatusCode, b)
+	}
+	var doc dsr.Request
+	var raw struct {
+		Export exportDoc `json:"export"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		h.t.Fatal(err)
+	}
+	_ = json.Unmarshal(b, &raw)
+	return doc, raw.Export
+}
+
+type exportDoc struct {
+	URL       string    `json:"url"`
+	ExpiresAt time.Time `json:"expiresAt"`
+	Bytes     int64     `json:"bytes"`
+	SHA256    string    `json:"sha256"`
+}
+
+// waitTerminal polls a request until it completes or fails.
+func (h *harness) waitTerminal(id string) (dsr.Request, exportDoc) {
+	h.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		doc, exp := h.get(id)
+		if doc.State.Terminal() {
+			return doc, exp
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("request %s still %s/%s after 30s; logs:\n%s", id, doc.Stage, doc.State, h.logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// deliver receives the next message of a queue and invokes its function
+// through the host, as the Functions host would; it returns the delivery so
+// the test can deliver it again.
+func (h *harness) deliver(function string) *embedded.Delivery {
+	h.t.Helper()
+	f := h.function(function)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	d, err := h.broker.Receive(ctx, f.Trigger().QueueName)
+	if err != nil {
+		h.t.Fatalf("no message for %s: %v", function, err)
+	}
+	if err := h.host.Invoke(context.Background(), f, d); err != nil {
+		h.t.Fatalf("invoke %s: %v\n%s", function, err, h.logs.String())
+	}
+	if err := h.broker.Complete(f.Trigger().QueueName, d.LockToken); err != nil {
+		h.t.Fatal(err)
+	}
+	return d
+}
+
+// redeliver invokes a function again with a copy of an earlier delivery, as
+// at-least-once delivery may do after the first one succeeded.
+func (h *harness) redeliver(function string, d *embedded.Delivery) {
+	h.t.Helper()
+	again := *d
+	again.DeliveryCount++
+	if err := h.host.Invoke(context.Background(), h.function(function), &again); err != nil {
+		h.t.Fatalf("redeliver %s: %v", function, err)
+	}
+}
+
+func (h *harness) function(name string) funchost.Function {
+	for _, f := range h.app.Functions {
+		if f.Name == name {
+			return f
+		}
+	}
+	h.t.Fatalf("no function %s", name)
+	return funchost.Function{}
+}
+
+// blobNames lists a container.
+func (h *harness) blobNames(containerName string) []string {
+	h.t.Helper()
+	var names []string
+	pager := h.app.Account.Service.NewContainerClient(containerName).NewListBlobsFlatPager(nil)
+	for pager.More() {
+		page, err := pager.NextPage(context.Background())
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		for _, it := range page.Segment.BlobItems {
+			names = append(names, *it.Name)
+		}
+	}
+	return names
+}
