@@ -19,7 +19,9 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false) // links carry '&'; keep them copy-pasteable
+	_ = enc.Encode(v)
 }
 
 // ReadJSONBody reads a request body that must be application/json and at
