@@ -100,7 +100,7 @@ func Load(getenv func(string) string) (*Config, error) {
 	if c.HandlerPort, err = strconv.Atoi(port); err != nil || c.HandlerPort <= 0 || c.HandlerPort > 65535 {
 		return nil, fmt.Errorf("FUNCTIONS_CUSTOMHANDLER_PORT: %q is not a port number", port)
 	}
-	if c.PhoneRegion != "" && len(c.PhoneRegion) != 2 {
+	if c.PhoneRegion != "" && !isAlpha2(c.PhoneRegion) {
 		return nil, fmt.Errorf("DSR_PHONE_REGION: must be an ISO 3166 alpha-2 code such as US, got %q", c.PhoneRegion)
 	}
 	for name, v := range map[string]string{"DSR_STATE_CONTAINER": c.StateContainer, "DSR_EXPORTS_CONTAINER": c.ExportsContainer} {
@@ -131,6 +131,11 @@ func connection(getenv func(string) string, name string) Connection {
 		c.ServiceURI = "https://" + c.AccountName + ".blob.core.windows.net/"
 	}
 	return c
+}
+
+// isAlpha2 reports whether s is two ASCII upper-case letters.
+func isAlpha2(s string) bool {
+	return len(s) == 2 && s[0] >= 'A' && s[0] <= 'Z' && s[1] >= 'A' && s[1] <= 'Z'
 }
 
 func validContainer(s string) bool {

@@ -82,11 +82,14 @@ func ParseSubmission(body []byte, phoneRegion string, now time.Time) (*Submissio
 	if !utf8.Valid(body) {
 		return nil, inputErr(http.StatusBadRequest, "malformed-json", "Malformed JSON", "", "the body is not valid UTF-8")
 	}
+	if bytes.Equal(bytes.TrimSpace(body), []byte("null")) {
+		return nil, inputErr(http.StatusBadRequest, "wrong-type", "Wrong type", "(body)", "must be an object, not a JSON null")
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	var s Submission
 	if err := dec.Decode(&s); err != nil {
-		return nil, decodeError(err)
+		return nil, decodeError(err, body)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, inputErr(http.StatusBadRequest, "malformed-json", "Malformed JSON", "", "unexpected data after the JSON object")
@@ -103,9 +106,13 @@ func ParseSubmission(body []byte, phoneRegion string, now time.Time) (*Submissio
 	return &s, nil
 }
 
+// safeFieldName is what an unknown field name must look like to be named in
+// an error; anything else (an email used as a key, say) is not echoed.
+var safeFieldName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
+
 // decodeError turns encoding/json errors into field-naming input errors
 // without echoing values.
-func decodeError(err error) *InputError {
+func decodeError(err error, body []byte) *InputError {
 	var syn *json.SyntaxError
 	var typ *json.UnmarshalTypeError
 	switch {
@@ -120,13 +127,35 @@ func decodeError(err error) *InputError {
 		}
 		return inputErr(http.StatusBadRequest, "wrong-type", "Wrong type", field, fmt.Sprintf("must be %s, not a JSON %s", jsonKind(typ.Type.Kind().String()), typ.Value))
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		parent := unknownFieldParent(body, name)
+		if !safeFieldName.MatchString(name) {
+			return inputErr(http.StatusBadRequest, "unknown-field", "Unknown field", parent, "contains a field that is not part of the API (its name is not shown)")
+		}
+		field := name
+		if parent != "" {
+			field = parent + "." + name
+		}
 		return inputErr(http.StatusBadRequest, "unknown-field", "Unknown field", field, "this field is not part of the API")
-	case strings.Contains(err.Error(), "parsing time"):
+	case strings.Contains(err.Error(), "parsing time"), strings.HasPrefix(err.Error(), "Time.UnmarshalJSON"):
 		return inputErr(http.StatusBadRequest, "wrong-type", "Wrong type", "receivedAt", "must be an RFC 3339 timestamp such as 2026-01-31T09:00:00Z")
 	default:
 		return inputErr(http.StatusBadRequest, "malformed-json", "Malformed JSON", "", "the body is not a valid request object")
 	}
+}
+
+// unknownFieldParent says where an unknown field was found: "" for the top
+// level, "subject" inside the subject (the only nested struct; ids and
+// corrections are maps and take any key).
+func unknownFieldParent(body []byte, name string) string {
+	var top map[string]json.RawMessage
+	if json.Unmarshal(body, &top) != nil {
+		return ""
+	}
+	if _, ok := top[name]; ok {
+		return ""
+	}
+	return "subject"
 }
 
 func jsonKind(goKind string) string {

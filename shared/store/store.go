@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -157,7 +158,10 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*dsr.Stored) (boo
 			AccessConditions: &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfMatch: &etag}},
 		})
 		if bloberror.HasCode(err, bloberror.ConditionNotMet) {
-			time.Sleep(time.Duration(attempt*attempt) * 10 * time.Millisecond)
+			if attempt+1 < maxUpdateAttempts {
+				// Full jitter: writers that lost together must not retry together.
+				time.Sleep(rand.N(time.Duration(10<<attempt) * time.Millisecond))
+			}
 			continue
 		}
 		if err != nil {

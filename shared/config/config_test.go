@@ -1,0 +1,328 @@
+package config
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// env is a map-backed getenv.
+func env(kv ...string) func(string) string {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+const devStorage = "UseDevelopmentStorage=true"
+
+func TestLoadDefaults(t *testing.T) {
+	c, err := Load(env("AzureWebJobsStorage", devStorage))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.StateContainer != "state" || c.ExportsContainer != "exports" {
+		t.Errorf("containers %q %q, want state exports", c.StateContainer, c.ExportsContainer)
+	}
+	if c.ExportLinkTTL != 72*time.Hour {
+		t.Errorf("ExportLinkTTL = %s, want 72h", c.ExportLinkTTL)
+	}
+	if c.AppRoot != "." || c.SourcesConfig != "sources.json" {
+		t.Errorf("AppRoot %q SourcesConfig %q", c.AppRoot, c.SourcesConfig)
+	}
+	if c.HandlerPort != 8080 {
+		t.Errorf("HandlerPort = %d, want 8080", c.HandlerPort)
+	}
+	if c.PhoneRegion != "" {
+		t.Errorf("PhoneRegion = %q, want empty", c.PhoneRegion)
+	}
+	if c.IntakeRejectedQueue != "dsr-intake-rejected" {
+		t.Errorf("IntakeRejectedQueue = %q", c.IntakeRejectedQueue)
+	}
+	if c.Storage.ConnectionString != devStorage || !c.Storage.IsSet() {
+		t.Errorf("Storage = %+v", c.Storage)
+	}
+	if c.ServiceBus.IsSet() {
+		t.Errorf("ServiceBus set without settings: %+v", c.ServiceBus)
+	}
+}
+
+func TestLoadSourcesConfigJoinsAppRoot(t *testing.T) {
+	abs := filepath.Join(t.TempDir(), "elsewhere.json")
+	tests := []struct {
+		name string
+		env  func(string) string
+		want string
+	}{
+		{"default in app root", env("AzureWebJobsStorage", devStorage, "FUNCTIONS_APP_ROOT_PATH", "/home/site/wwwroot"), "/home/site/wwwroot/sources.json"},
+		{"relative joined to app root", env("AzureWebJobsStorage", devStorage, "FUNCTIONS_APP_ROOT_PATH", "/app", "DSR_SOURCES_CONFIG", "conf/s.json"), "/app/conf/s.json"},
+		{"absolute kept", env("AzureWebJobsStorage", devStorage, "FUNCTIONS_APP_ROOT_PATH", "/app", "DSR_SOURCES_CONFIG", abs), abs},
+		{"blank app root is the default", env("AzureWebJobsStorage", devStorage, "FUNCTIONS_APP_ROOT_PATH", "   "), "sources.json"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Load(tc.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.SourcesConfig != tc.want {
+				t.Errorf("SourcesConfig = %q, want %q", c.SourcesConfig, tc.want)
+			}
+		})
+	}
+}
+
+func TestLoadExportLinkTTL(t *testing.T) {
+	tests := []struct {
+		value string
+		want  time.Duration
+		err   string // substring of the error; "" for success
+	}{
+		{"72h", 72 * time.Hour, ""},
+		{"1m", time.Minute, ""},
+		{"168h", 168 * time.Hour, ""},
+		{" 24h ", 24 * time.Hour, ""},
+		{"90m", 90 * time.Minute, ""},
+		{"168h0m1s", 0, "DSR_EXPORT_LINK_TTL"},
+		{"169h", 0, "DSR_EXPORT_LINK_TTL"},
+		{"720h", 0, "DSR_EXPORT_LINK_TTL"},
+		{"59s", 0, "DSR_EXPORT_LINK_TTL"},
+		{"0s", 0, "DSR_EXPORT_LINK_TTL"},
+		{"-1h", 0, "DSR_EXPORT_LINK_TTL"},
+		{"3 days", 0, "DSR_EXPORT_LINK_TTL"},
+		{"72", 0, "DSR_EXPORT_LINK_TTL"},
+		{"P3D", 0, "DSR_EXPORT_LINK_TTL"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.value, func(t *testing.T) {
+			c, err := Load(env("AzureWebJobsStorage", devStorage, "DSR_EXPORT_LINK_TTL", tc.value))
+			if tc.err == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				if c.ExportLinkTTL != tc.want {
+					t.Errorf("ExportLinkTTL = %s, want %s", c.ExportLinkTTL, tc.want)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("accepted as %s", c.ExportLinkTTL)
+			}
+			if !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("error %q does not name %s", err, tc.err)
+			}
+		})
+	}
+}
+
+func TestLoadStorageRequired(t *testing.T) {
+	for _, e := range []func(string) string{
+		env(),
+		env("AzureWebJobsStorage", "   "),
+		env("AzureWebJobsStorage__clientId", "00000000-0000-0000-0000-000000000001"),
+		env("AzureWebJobsStorage__credential", "managedidentity"),
+	} {
+		_, err := Load(e)
+		if err == nil {
+			t.Fatal("loaded without a storage connection")
+		}
+		msg := err.Error()
+		for _, want := range []string{"AzureWebJobsStorage", "UseDevelopmentStorage=true", "AzureWebJobsStorage__accountName"} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("error %q should mention %s", msg, want)
+			}
+		}
+	}
+}
+
+func TestLoadIdentityBasedConnections(t *testing.T) {
+	c, err := Load(env(
+		"AzureWebJobsStorage__accountName", "dsrprod01",
+		"AzureWebJobsStorage__clientId", "11111111-1111-1111-1111-111111111111",
+		"AzureWebJobsStorage__credential", "managedidentity",
+		"ServiceBusConnection__fullyQualifiedNamespace", "dsr-prod.servicebus.windows.net",
+		"ServiceBusConnection__clientId", "22222222-2222-2222-2222-222222222222",
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.Storage
+	if s.ConnectionString != "" || s.AccountName != "dsrprod01" || s.ServiceURI != "https://dsrprod01.blob.core.windows.net/" {
+		t.Errorf("Storage = %+v", s)
+	}
+	if s.ClientID != "11111111-1111-1111-1111-111111111111" || s.Credential != "managedidentity" || !s.IsSet() {
+		t.Errorf("Storage = %+v", s)
+	}
+	sb := c.ServiceBus
+	if sb.FullyQualifiedNamespace != "dsr-prod.servicebus.windows.net" || sb.ClientID != "22222222-2222-2222-2222-222222222222" || !sb.IsSet() {
+		t.Errorf("ServiceBus = %+v", sb)
+	}
+	if sb.ServiceURI != "" || sb.ConnectionString != "" {
+		t.Errorf("ServiceBus has storage fields: %+v", sb)
+	}
+}
+
+func TestLoadExplicitBlobServiceURI(t *testing.T) {
+	c, err := Load(env(
+		"AzureWebJobsStorage__accountName", "dsrprod01",
+		"AzureWebJobsStorage__blobServiceUri", "https://dsrprod01.blob.core.usgovcloudapi.net",
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Storage.ServiceURI != "https://dsrprod01.blob.core.usgovcloudapi.net" {
+		t.Errorf("ServiceURI = %q: an explicit blobServiceUri must win over the derived one", c.Storage.ServiceURI)
+	}
+	c, err = Load(env("AzureWebJobsStorage__blobServiceUri", "https://x.blob.core.windows.net/"))
+	if err != nil {
+		t.Fatalf("blobServiceUri alone should be enough: %v", err)
+	}
+	if !c.Storage.IsSet() {
+		t.Error("Storage not set")
+	}
+}
+
+func TestLoadServiceBusConnectionString(t *testing.T) {
+	cs := "Endpoint=sb://x.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=s"
+	c, err := Load(env("AzureWebJobsStorage", devStorage, "ServiceBusConnection", cs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ServiceBus.ConnectionString != cs {
+		t.Errorf("ServiceBus.ConnectionString = %q", c.ServiceBus.ConnectionString)
+	}
+}
+
+func TestLoadContainerNames(t *testing.T) {
+	tests := []struct {
+		name string
+		ok   bool
+	}{
+		{"state", true},
+		{"abc", true},
+		{"dsr-state-2", true},
+		{strings.Repeat("a", 63), true},
+		{"ab", false},
+		{strings.Repeat("a", 64), false},
+		{"State", false},
+		{"-state", false},
+		{"state-", false},
+		{"st--ate", false},
+		{"st_ate", false},
+		{"st.ate", false},
+		{"stäte", false},
+		{"../state", false},
+	}
+	for _, tc := range tests {
+		for _, setting := range []string{"DSR_STATE_CONTAINER", "DSR_EXPORTS_CONTAINER"} {
+			c, err := Load(env("AzureWebJobsStorage", devStorage, setting, tc.name))
+			if tc.ok {
+				if err != nil {
+					t.Errorf("%s=%q refused: %v", setting, tc.name, err)
+					continue
+				}
+				got := c.StateContainer
+				if setting == "DSR_EXPORTS_CONTAINER" {
+					got = c.ExportsContainer
+				}
+				if got != tc.name {
+					t.Errorf("%s=%q read as %q", setting, tc.name, got)
+				}
+				continue
+			}
+			if err == nil {
+				t.Errorf("%s=%q accepted", setting, tc.name)
+			} else if !strings.Contains(err.Error(), setting) {
+				t.Errorf("error %q does not name %s", err, setting)
+			}
+		}
+	}
+}
+
+func TestLoadPort(t *testing.T) {
+	tests := []struct {
+		env  func(string) string
+		want int
+		ok   bool
+	}{
+		{env("AzureWebJobsStorage", devStorage, "FUNCTIONS_CUSTOMHANDLER_PORT", "34567"), 34567, true},
+		{env("AzureWebJobsStorage", devStorage, "FUNCTIONS_HTTPWORKER_PORT", "4567"), 4567, true},
+		{env("AzureWebJobsStorage", devStorage, "FUNCTIONS_CUSTOMHANDLER_PORT", "1234", "FUNCTIONS_HTTPWORKER_PORT", "4567"), 1234, true},
+		{env("AzureWebJobsStorage", devStorage, "FUNCTIONS_CUSTOMHANDLER_PORT", "65535"), 65535, true},
+		{env("AzureWebJobsStorage", devStorage, "FUNCTIONS_CUSTOMHANDLER_PORT", "0"), 0, false},
+		{env("AzureWebJobsStorage", devStorage, "FUNCTIONS_CUSTOMHANDLER_PORT", "-1"), 0, false},
+		{env("AzureWebJobsStorage", devStorage, "FUNCTIONS_CUSTOMHANDLER_PORT", "65536"), 0, false},
+		{env("AzureWebJobsStorage", devStorage, "FUNCTIONS_CUSTOMHANDLER_PORT", "http"), 0, false},
+		{env("AzureWebJobsStorage", devStorage, "FUNCTIONS_CUSTOMHANDLER_PORT", "80a"), 0, false},
+		{env("AzureWebJobsStorage", devStorage, "FUNCTIONS_HTTPWORKER_PORT", "99999"), 0, false},
+	}
+	for i, tc := range tests {
+		c, err := Load(tc.env)
+		if !tc.ok {
+			if err == nil {
+				t.Errorf("case %d: accepted port %d", i, c.HandlerPort)
+			} else if !strings.Contains(err.Error(), "PORT") {
+				t.Errorf("case %d: error %q does not name the setting", i, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("case %d: %v", i, err)
+		} else if c.HandlerPort != tc.want {
+			t.Errorf("case %d: port %d, want %d", i, c.HandlerPort, tc.want)
+		}
+	}
+}
+
+func TestLoadPhoneRegion(t *testing.T) {
+	tests := []struct {
+		value string
+		want  string
+		ok    bool
+	}{
+		{"us", "US", true},
+		{"US", "US", true},
+		{"Gb", "GB", true},
+		{" de ", "DE", true},
+		{"", "", true},
+		{"USA", "", false},
+		{"U", "", false},
+		{"1A", "", false},
+		{"+1", "", false},
+		{"é", "", false},
+	}
+	for _, tc := range tests {
+		c, err := Load(env("AzureWebJobsStorage", devStorage, "DSR_PHONE_REGION", tc.value))
+		if !tc.ok {
+			if err == nil {
+				t.Errorf("DSR_PHONE_REGION=%q accepted as %q", tc.value, c.PhoneRegion)
+			} else if !strings.Contains(err.Error(), "DSR_PHONE_REGION") {
+				t.Errorf("error %q does not name the setting", err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("DSR_PHONE_REGION=%q: %v", tc.value, err)
+		} else if c.PhoneRegion != tc.want {
+			t.Errorf("DSR_PHONE_REGION=%q read as %q, want %q", tc.value, c.PhoneRegion, tc.want)
+		}
+	}
+}
+
+func TestLoadOverrides(t *testing.T) {
+	c, err := Load(env(
+		"AzureWebJobsStorage", devStorage,
+		"DSR_STATE_CONTAINER", "dsr-state",
+		"DSR_EXPORTS_CONTAINER", "dsr-exports",
+		"DSR_INTAKE_REJECTED_QUEUE", "rejected",
+		"DSR_EXPORT_LINK_TTL", "24h",
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.StateContainer != "dsr-state" || c.ExportsContainer != "dsr-exports" || c.IntakeRejectedQueue != "rejected" || c.ExportLinkTTL != 24*time.Hour {
+		t.Errorf("config = %+v", c)
+	}
+}
