@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"path"
 	"regexp"
 	"sort"
@@ -53,22 +54,48 @@ func (f Function) Trigger() Binding {
 }
 
 // Pattern is the net/http ServeMux pattern(s) of an HTTP function, one per
-// method, e.g. "POST /api/requests/{id}/export-link".
+// method (methods are case-insensitive; each appears once), e.g.
+// "POST /api/requests/{id}/export-link". Constraints are dropped
+// ({id:guid} becomes {id}) and a catch-all {*path} becomes {path...}.
 func (f Function) Patterns() []string {
 	t := f.Trigger()
 	if t.Type != HTTPTrigger {
 		return nil
 	}
-	route := "/api/" + routeParam.ReplaceAllString(t.Route, "{$1}")
+	route := "/api/" + routeParam.ReplaceAllStringFunc(t.Route, func(p string) string {
+		m := routeParam.FindStringSubmatch(p)
+		if m[1] == "*" {
+			return "{" + m[2] + "...}"
+		}
+		return "{" + m[2] + "}"
+	})
 	var out []string
+	seen := map[string]bool{}
 	for _, m := range t.Methods {
-		out = append(out, strings.ToUpper(m)+" "+route)
+		p := strings.ToUpper(m) + " " + route
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
 	}
 	return out
 }
 
-// routeParam matches a route parameter with an optional constraint, {id:guid}.
-var routeParam = regexp.MustCompile(`\{([A-Za-z_][A-Za-z0-9_]*)(?::[^}]*)?\}`)
+// routeParam matches a route parameter with an optional constraint, {id:guid},
+// or a catch-all, {*path}.
+var routeParam = regexp.MustCompile(`\{(\*?)([A-Za-z_][A-Za-z0-9_]*)(?::[^}]*)?\}`)
+
+// register adds pattern to mux, turning the ServeMux's panic on an invalid
+// or conflicting pattern into an error.
+func register(mux *http.ServeMux, pattern string, h http.Handler) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%v", r)
+		}
+	}()
+	mux.Handle(pattern, h)
+	return nil
+}
 
 var functionName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,127}$`)
 
@@ -82,6 +109,10 @@ func LoadFunctions(fsys fs.FS) ([]Function, error) {
 	sort.Strings(paths)
 	var fns []Function
 	routes := map[string]string{}
+	// probe holds every route so far: a ServeMux refuses two patterns that
+	// match the same requests (requests/{id} and requests/{rid}), as the
+	// host's router could not choose between them either.
+	probe := http.NewServeMux()
 	for _, p := range paths {
 		b, err := fs.ReadFile(fsys, p)
 		if err != nil {
@@ -95,6 +126,9 @@ func LoadFunctions(fsys fs.FS) ([]Function, error) {
 			if other, dup := routes[pat]; dup {
 				return nil, fmt.Errorf("%s: route %q is also served by %s", p, pat, other)
 			}
+			if err := register(probe, pat, http.NotFoundHandler()); err != nil {
+				return nil, fmt.Errorf("%s: route %q conflicts with %s", p, pat, conflicting(routes, pat))
+			}
 			routes[pat] = f.Name
 		}
 		fns = append(fns, f)
@@ -103,6 +137,23 @@ func LoadFunctions(fsys fs.FS) ([]Function, error) {
 		return nil, fmt.Errorf("no */function.json found")
 	}
 	return fns, nil
+}
+
+// conflicting names the registered route that pattern conflicts with.
+func conflicting(routes map[string]string, pattern string) string {
+	pats := make([]string, 0, len(routes))
+	for p := range routes {
+		pats = append(pats, p)
+	}
+	sort.Strings(pats)
+	for _, p := range pats {
+		mux := http.NewServeMux()
+		mux.Handle(p, http.NotFoundHandler())
+		if register(mux, pattern, http.NotFoundHandler()) != nil {
+			return fmt.Sprintf("%q of %s", p, routes[p])
+		}
+	}
+	return "another function's route"
 }
 
 // ParseFunction decodes and validates one function.json.
@@ -137,6 +188,9 @@ func ParseFunction(name string, b []byte) (Function, error) {
 		return f, fmt.Errorf("function %s: needs exactly one trigger binding, has %d", name, triggers)
 	}
 	t := f.Trigger()
+	if t.Direction != "in" {
+		return f, fmt.Errorf("function %s: trigger binding %s: direction must be in", name, t.Name)
+	}
 	switch t.Type {
 	case HTTPTrigger:
 		// The host forwards the raw request only to functions with exactly
@@ -150,6 +204,14 @@ func ParseFunction(name string, b []byte) (Function, error) {
 		}
 		if strings.Contains(t.Route, "?}") {
 			return f, fmt.Errorf("function %s: optional route parameters are not supported", name)
+		}
+		// The route must make valid, distinct ServeMux patterns, or
+		// NewHandler and LocalHost would panic registering it.
+		probe := http.NewServeMux()
+		for _, p := range f.Patterns() {
+			if err := register(probe, p, http.NotFoundHandler()); err != nil {
+				return f, fmt.Errorf("function %s: route %q cannot be served: %w", name, t.Route, err)
+			}
 		}
 	case ServiceBusTrigger:
 		if t.QueueName == "" || t.Connection == "" {

@@ -34,7 +34,9 @@ const maxInvocationBytes = 1 << 20
 // in fns must have an implementation in reg and vice versa.
 func NewHandler(fns []Function, reg Registry, log *slog.Logger) (http.Handler, error) {
 	mux := http.NewServeMux()
-	used := map[string]bool{}
+	// Usage is tracked per kind: an HTTP implementation registered under the
+	// name of a queue function serves nothing and is reported.
+	usedHTTP, usedQueue := map[string]bool{}, map[string]bool{}
 	for _, f := range fns {
 		switch f.Trigger().Type {
 		case HTTPTrigger:
@@ -43,27 +45,32 @@ func NewHandler(fns []Function, reg Registry, log *slog.Logger) (http.Handler, e
 				return nil, fmt.Errorf("function %s: no HTTP implementation registered", f.Name)
 			}
 			for _, p := range f.Patterns() {
-				mux.Handle(p, h)
+				if err := register(mux, p, h); err != nil {
+					return nil, fmt.Errorf("function %s: route %q: %w", f.Name, p, err)
+				}
 			}
+			usedHTTP[f.Name] = true
 		case ServiceBusTrigger:
 			qf := reg.Queue[f.Name]
 			if qf == nil {
 				return nil, fmt.Errorf("function %s: no queue implementation registered", f.Name)
 			}
-			mux.Handle("POST /"+f.Name, invocationHandler(f, qf, log))
+			if err := register(mux, "POST /"+f.Name, invocationHandler(f, qf, log)); err != nil {
+				return nil, fmt.Errorf("function %s: %w", f.Name, err)
+			}
+			usedQueue[f.Name] = true
 		default:
 			return nil, fmt.Errorf("function %s: trigger %s has no implementation", f.Name, f.Trigger().Type)
 		}
-		used[f.Name] = true
 	}
 	var extra []string
 	for name := range reg.HTTP {
-		if !used[name] {
+		if !usedHTTP[name] {
 			extra = append(extra, name)
 		}
 	}
 	for name := range reg.Queue {
-		if !used[name] {
+		if !usedQueue[name] {
 			extra = append(extra, name)
 		}
 	}

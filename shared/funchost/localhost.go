@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,8 +38,9 @@ type LocalHost struct {
 	Log *slog.Logger
 	// Concurrency is how many messages of one function are in flight (default 4).
 	Concurrency int
-	// FailureDelay is waited after a failed delivery from a dead-letter
-	// queue, which has no max delivery count (default 1 s).
+	// FailureDelay is how long a message from a dead-letter queue, which has
+	// no max delivery count, stays locked after a failed delivery before it
+	// is abandoned and can be retried (default 1 s).
 	FailureDelay time.Duration
 
 	proxyOnce sync.Once
@@ -110,17 +112,25 @@ func (h *LocalHost) pump(ctx context.Context, f Function) {
 		}
 		if err := h.Invoke(ctx, f, d); err != nil {
 			h.Log.Warn("invocation failed; message abandoned", "function", f.Name, "deliveryCount", d.DeliveryCount, "err", err)
-			_ = h.Broker.Abandon(queueName, d.LockToken)
-			if d.DeadLetterSource != "" {
+			if strings.HasSuffix(queueName, embedded.DeadLetterSuffix) {
+				// Keep the lock while waiting: abandoned at once, the
+				// message would go straight to another of this function's
+				// pumps and a failing dead-letter handler would spin.
+				t := time.NewTimer(h.FailureDelay)
 				select {
 				case <-ctx.Done():
-					return
-				case <-time.After(h.FailureDelay):
+				case <-t.C:
 				}
+				t.Stop()
 			}
+			_ = h.Broker.Abandon(queueName, d.LockToken)
 			continue
 		}
-		_ = h.Broker.Complete(queueName, d.LockToken)
+		if err := h.Broker.Complete(queueName, d.LockToken); err != nil {
+			// The lock expired during the invocation: the message will be
+			// delivered again (at least once), as Service Bus would.
+			h.Log.Warn("could not complete message", "function", f.Name, "deliveryCount", d.DeliveryCount, "err", err)
+		}
 	}
 }
 
@@ -155,7 +165,12 @@ func (h *LocalHost) Invoke(ctx context.Context, f Function, d *embedded.Delivery
 	if len(bytes.TrimSpace(body)) == 0 {
 		return fmt.Errorf("invoke %s: empty reply body (the real host would hang until functionTimeout)", f.Name)
 	}
+	// The reply must be an object: "null" reads as no result at all, like an
+	// empty body, and an array or scalar is no invocation response.
 	var ir InvokeResponse
+	if trimmed := bytes.TrimSpace(body); trimmed[0] != '{' {
+		return fmt.Errorf("invoke %s: reply is not an invocation response (a JSON object)", f.Name)
+	}
 	if err := json.Unmarshal(body, &ir); err != nil {
 		return fmt.Errorf("invoke %s: reply is not an invocation response: %w", f.Name, err)
 	}

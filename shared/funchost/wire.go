@@ -25,8 +25,12 @@ type InvokeResponse struct {
 	ReturnValue any            `json:"ReturnValue"`
 }
 
-// maxUnwrap bounds how many string layers Unwrap peels.
-const maxUnwrap = 4
+// maxUnwrap bounds how many string layers Unwrap peels. It is a safety net
+// only: every layer escapes the backslashes and quotes of the one inside, so
+// their number at least doubles per layer and no payload that fits in memory
+// reaches this depth. A small bound (it was 4) made a value sent twice-encoded
+// decode differently from the same value sent once-encoded.
+const maxUnwrap = 64
 
 // Unwrap peels JSON string layers off a value as long as the string's
 // content is itself JSON, and returns the innermost JSON. The host sends

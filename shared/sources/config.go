@@ -7,8 +7,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"regexp"
+	"strings"
+
+	"github.com/nyaruka/phonenumbers"
 )
 
 // Format is the encoding of a Blob dataset.
@@ -111,13 +115,17 @@ func LoadFile(path string) (*Config, error) {
 	return cfg, nil
 }
 
-// Parse decodes and validates a sources config. Unknown fields are errors.
+// Parse decodes and validates a sources config. Unknown fields and data
+// after the config object are errors.
 func Parse(b []byte) (*Config, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	var cfg Config
 	if err := dec.Decode(&cfg); err != nil {
 		return nil, fmt.Errorf("decode: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("decode: unexpected data after the config object")
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -131,6 +139,9 @@ var datasetName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 func (c *Config) Validate() error {
 	if c.Version != 1 {
 		return fmt.Errorf("version: must be 1, got %d", c.Version)
+	}
+	if r := strings.ToUpper(strings.TrimSpace(c.DefaultPhoneRegion)); r != "" && !phonenumbers.GetSupportedRegions()[r] {
+		return fmt.Errorf("defaultPhoneRegion: %q is not an ISO 3166 region with phone numbers", c.DefaultPhoneRegion)
 	}
 	if len(c.Datasets) == 0 {
 		return fmt.Errorf("datasets: at least one dataset is required")
@@ -157,8 +168,14 @@ func (c *Config) Validate() error {
 		default:
 			return fmt.Errorf("%s.format: %q is not one of ndjson, csv, json-array", where, d.Format)
 		}
-		if len(d.Identifiers) == 0 && len(d.FreeText) == 0 && len(d.Relations) == 0 {
-			return fmt.Errorf("%s: needs identifiers, freeText or relations, or it can never match", where)
+		identifying := 0 // identifiers other than names, which never identify a person
+		for _, id := range d.Identifiers {
+			if id.Kind != KindName {
+				identifying++
+			}
+		}
+		if identifying == 0 && len(d.FreeText) == 0 && len(d.Relations) == 0 {
+			return fmt.Errorf("%s: needs identifiers (other than names), freeText or relations, or it can never match", where)
 		}
 		for j, id := range d.Identifiers {
 			if id.Field == "" {

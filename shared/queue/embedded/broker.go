@@ -176,7 +176,7 @@ func (b *Broker) Receive(ctx context.Context, queueName string) (*Delivery, erro
 				e.d.LockToken = strconv.FormatInt(e.d.SequenceNumber, 10) + "-" + strconv.Itoa(e.d.DeliveryCount)
 				token := e.d.LockToken
 				e.lockTimer = time.AfterFunc(b.opts.LockDuration, func() { b.expireLock(queueName, token) })
-				d := e.d
+				d := e.d.clone()
 				b.mu.Unlock()
 				return &d, nil
 			}
@@ -186,19 +186,39 @@ func (b *Broker) Receive(ctx context.Context, queueName string) (*Delivery, erro
 		}
 		changed := b.changed
 		b.mu.Unlock()
-		var timer <-chan time.Time
+		var (
+			timer <-chan time.Time
+			t     *time.Timer
+		)
 		if !next.IsZero() {
-			t := time.NewTimer(next.Sub(now))
-			defer t.Stop()
+			t = time.NewTimer(next.Sub(now))
 			timer = t.C
 		}
 		select {
 		case <-ctx.Done():
+			if t != nil {
+				t.Stop()
+			}
 			return nil, ctx.Err()
 		case <-changed:
 		case <-timer:
 		}
+		if t != nil {
+			t.Stop()
+		}
 	}
+}
+
+// clone returns a copy of d that shares no mutable state with it, as each
+// Service Bus receive hands out an independent message.
+func (d Delivery) clone() Delivery {
+	d.Body = append([]byte(nil), d.Body...)
+	props := make(map[string]any, len(d.Properties))
+	for k, v := range d.Properties {
+		props[k] = v
+	}
+	d.Properties = props
+	return d
 }
 
 func (b *Broker) find(queueName, token string) (*queueState, int, error) {
@@ -255,13 +275,19 @@ func (b *Broker) abandonLocked(queueName, lockToken string) error {
 
 // DeadLetter moves a delivered message to the queue's dead-letter queue with
 // a reason and description (application properties DeadLetterReason and
-// DeadLetterErrorDescription, as Service Bus records them).
+// DeadLetterErrorDescription, as Service Bus records them). A message
+// received from a dead-letter queue cannot be dead-lettered further: that
+// fails and leaves its lock in place, so it can still be completed or
+// abandoned.
 func (b *Broker) DeadLetter(queueName, lockToken, reason, description string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	qs, i, err := b.find(queueName, lockToken)
 	if err != nil {
 		return err
+	}
+	if strings.HasSuffix(queueName, DeadLetterSuffix) {
+		return fmt.Errorf("embedded queue: %q is a dead-letter queue; its messages cannot be dead-lettered further", queueName)
 	}
 	qs.entries[i].lockTimer.Stop()
 	b.deadLetterAt(queueName, qs, i, reason, description)
@@ -300,7 +326,7 @@ func (b *Broker) Peek(queueName string) []Delivery {
 	qs := b.q(queueName)
 	out := make([]Delivery, 0, len(qs.entries))
 	for _, e := range qs.entries {
-		out = append(out, e.d)
+		out = append(out, e.d.clone())
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].SequenceNumber < out[j].SequenceNumber })
 	return out

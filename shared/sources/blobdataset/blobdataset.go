@@ -72,15 +72,22 @@ func (k keySet) size(dataset string) int {
 // Discover finds the subject's records in every dataset. Datasets are
 // scanned referenced-first; a dataset is scanned again only when the keys it
 // relates to grew after its last scan, so the result is the fixed point.
+//
+// Matching is monotone (keys only grow, so a rescan matches a superset), so
+// every pass but the last adds at least one record and discovery ends after
+// at most one pass per matched record, however long a chain of relations
+// (through cycles or a dataset relating to itself) is. A rescan that
+// matches fewer records than before means the data changed during
+// discovery: that fails with sources.ErrChanged rather than loop.
 func (c *Connector) Discover(ctx context.Context, subj sources.Subject) (*sources.Discovery, error) {
 	order := c.order()
 	keys := keySet{}
 	results := map[string]*sources.DatasetMatches{}
 	// seen[d] is, per referenced dataset, the key count when d was last scanned.
 	seen := map[string]map[string]int{}
-	for pass := 0; ; pass++ {
-		if pass > len(order)+1 {
-			return nil, fmt.Errorf("discover: relations did not settle after %d passes", pass)
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
 		}
 		changed := false
 		for _, d := range order {
@@ -105,6 +112,9 @@ func (c *Connector) Discover(ctx context.Context, subj sources.Subject) (*source
 				return nil, err
 			}
 			old := results[d.Name]
+			if old != nil && m.Records < old.Records {
+				return nil, fmt.Errorf("dataset %s: %w (fewer records matched on a later pass)", d.Name, sources.ErrChanged)
+			}
 			if old == nil || old.Records != m.Records {
 				changed = true
 			}
@@ -218,7 +228,7 @@ func (c *Connector) scan(ctx context.Context, d *sources.Dataset, subj sources.S
 			}
 			loc.Ordinals = append(loc.Ordinals, r.ordinal)
 			for _, f := range refs {
-				if v, ok := scalar(lookup(fields, f)); ok {
+				if v, ok := relationValue(fields, f); ok {
 					keys.add(d.Name, f, v)
 				}
 			}
@@ -248,7 +258,7 @@ func (c *Connector) Read(ctx context.Context, dm sources.DatasetMatches, emit fu
 		resp, err := c.svc.NewContainerClient(d.Container).NewBlobClient(loc.Blob).DownloadStream(ctx, &blob.DownloadStreamOptions{
 			AccessConditions: &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfMatch: &etag}},
 		})
-		if bloberror.HasCode(err, bloberror.ConditionNotMet, bloberror.BlobNotFound) {
+		if bloberror.HasCode(err, bloberror.ConditionNotMet, bloberror.BlobNotFound, bloberror.ContainerNotFound) {
 			return fmt.Errorf("dataset %s: blob %s: %w", d.Name, loc.Blob, sources.ErrChanged)
 		}
 		if err != nil {
@@ -310,6 +320,17 @@ func scalar(v any) (string, bool) {
 		return "false", true
 	}
 	return "", false
+}
+
+// relationValue is the value of a relation field (on either side of a
+// relation), trimmed like ids; blank values relate nothing.
+func relationValue(fields map[string]any, path string) (string, bool) {
+	v, ok := scalar(lookup(fields, path))
+	if !ok {
+		return "", false
+	}
+	v = strings.TrimSpace(v)
+	return v, v != ""
 }
 
 // textValues yields every string inside a value (free text may be nested).
@@ -415,7 +436,7 @@ func (m *matcher) matches(fields map[string]any) bool {
 		}
 	}
 	for _, r := range m.d.Relations {
-		if v, ok := scalar(lookup(fields, r.Field)); ok && m.keys.has(r.References, r.ReferencesField, v) {
+		if v, ok := relationValue(fields, r.Field); ok && m.keys.has(r.References, r.ReferencesField, v) {
 			return true
 		}
 	}

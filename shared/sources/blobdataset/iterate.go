@@ -56,6 +56,14 @@ func (r *rawRecord) fields() (map[string]any, error) {
 	if err := dec.Decode(&m); err != nil {
 		return nil, err
 	}
+	if m == nil {
+		return nil, errors.New("not a JSON object")
+	}
+	// Like ParseRecordJSON (which Read uses): one object and nothing else,
+	// so discovery never matches a record that the export cannot read.
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("unexpected data after the object")
+	}
 	return m, nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -64,7 +65,16 @@ func Start() (func(), string, error) {
 	}
 	cmd := exec.Command(bin, "--blobHost", "127.0.0.1", "--blobPort", fmt.Sprint(port), "--location", dir,
 		"--skipApiVersionCheck", "--disableTelemetry", "--silent", "--loose")
-	cmd.Stderr = os.Stderr
+	// Azurite's output goes to a file: a child holding the test's stderr
+	// open would keep `go test` waiting if the test binary died.
+	logFile, err := os.Create(filepath.Join(dir, "azurite.log"))
+	if err != nil {
+		return nil, "", err
+	}
+	defer logFile.Close()
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// Azurite dies with the test binary, whatever ends it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return nil, "", fmt.Errorf("start azurite: %w", err)
 	}
