@@ -152,7 +152,7 @@ func local(ctx context.Context, log *slog.Logger, args []string) error {
 		if err != nil {
 			return err
 		}
-		log.Info("sample data ready", "size", size.Name, "contacts", size.Contacts, "uploaded", n, "demoSubject", "the README's demo subject")
+		log.Info("sample data ready", "size", size.Name, "contacts", size.Contacts, "uploaded", n)
 	}
 	handlerLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -42,6 +42,9 @@ type LocalHost struct {
 	// no max delivery count, stays locked after a failed delivery before it
 	// is abandoned and can be retried (default 1 s).
 	FailureDelay time.Duration
+	// MaxLockRenewal bounds how long a running invocation keeps its
+	// message locked (default 5 min, host.json maxAutoLockRenewalDuration).
+	MaxLockRenewal time.Duration
 
 	proxyOnce sync.Once
 	router    *http.ServeMux
@@ -57,6 +60,9 @@ func (h *LocalHost) init() {
 		}
 		if h.Concurrency <= 0 {
 			h.Concurrency = 4
+		}
+		if h.MaxLockRenewal <= 0 {
+			h.MaxLockRenewal = 5 * time.Minute
 		}
 		if h.FailureDelay <= 0 {
 			h.FailureDelay = time.Second
@@ -110,7 +116,10 @@ func (h *LocalHost) pump(ctx context.Context, f Function) {
 		if err != nil {
 			return
 		}
-		if err := h.Invoke(ctx, f, d); err != nil {
+		stopRenewing := h.renewLock(ctx, queueName, d.LockToken)
+		err = h.Invoke(ctx, f, d)
+		stopRenewing()
+		if err != nil {
 			h.Log.Warn("invocation failed; message abandoned", "function", f.Name, "deliveryCount", d.DeliveryCount, "err", err)
 			if strings.HasSuffix(queueName, embedded.DeadLetterSuffix) {
 				// Keep the lock while waiting: abandoned at once, the
@@ -132,6 +141,30 @@ func (h *LocalHost) pump(ctx context.Context, f Function) {
 			h.Log.Warn("could not complete message", "function", f.Name, "deliveryCount", d.DeliveryCount, "err", err)
 		}
 	}
+}
+
+// renewLock keeps a delivery locked while its invocation runs, for at most
+// MaxLockRenewal, as the host's maxAutoLockRenewalDuration does.
+func (h *LocalHost) renewLock(ctx context.Context, queueName, token string) (stop func()) {
+	every := h.Broker.LockDuration() / 2
+	ctx, cancel := context.WithTimeout(ctx, h.MaxLockRenewal)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if h.Broker.RenewLock(queueName, token) != nil {
+					return
+				}
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 // Invoke sends one delivery to the handler as the Functions host would and

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -626,5 +627,49 @@ func TestLocalHostFrontDoorHandlerDown(t *testing.T) {
 	host.ServeHTTP(w, httptest.NewRequest("GET", "/api/items/1", nil))
 	if w.Code != http.StatusBadGateway || w.Header().Get("Content-Type") != "application/problem+json" {
 		t.Errorf("handler down: %d %q %s, want 502 problem+json", w.Code, w.Header().Get("Content-Type"), w.Body)
+	}
+}
+
+// A slow invocation keeps its message locked, as the host's automatic lock
+// renewal does, so it is not delivered a second time meanwhile.
+func TestLocalHostRenewsLocksOfRunningInvocations(t *testing.T) {
+	broker := embedded.New(embedded.Options{LockDuration: 60 * time.Millisecond})
+	var mu sync.Mutex
+	deliveries := 0
+	fns := []funchost.Function{{Name: "slow", Bindings: []funchost.Binding{{Type: funchost.ServiceBusTrigger, Direction: "in", Name: "msg", QueueName: "q", Connection: "c"}}}}
+	h, err := funchost.NewHandler(fns, funchost.Registry{Queue: map[string]funchost.QueueFunc{
+		"slow": func(ctx context.Context, m *funchost.QueueMessage) error {
+			mu.Lock()
+			deliveries++
+			mu.Unlock()
+			time.Sleep(300 * time.Millisecond) // five lock durations
+			return nil
+		},
+	}}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL)
+	host := &funchost.LocalHost{Functions: fns, HandlerURL: u, Broker: broker, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Concurrency: 2}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { host.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	if err := broker.Send(ctx, "q", queue.Message{ID: "m1", Body: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !broker.Idle() {
+		if time.Now().After(deadline) {
+			t.Fatal("message never completed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if deliveries != 1 {
+		t.Fatalf("delivered %d times while the first invocation ran, want 1", deliveries)
 	}
 }

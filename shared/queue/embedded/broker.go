@@ -312,6 +312,24 @@ func (b *Broker) deadLetterAt(queueName string, qs *queueState, i int, reason, d
 	b.notify()
 }
 
+// RenewLock extends a delivery's lock by the lock duration from now, as the
+// Functions host does while an invocation runs.
+func (b *Broker) RenewLock(queueName, lockToken string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	qs, i, err := b.find(queueName, lockToken)
+	if err != nil {
+		return err
+	}
+	e := qs.entries[i]
+	e.lockTimer.Stop()
+	e.lockTimer = time.AfterFunc(b.opts.LockDuration, func() { b.expireLock(queueName, lockToken) })
+	return nil
+}
+
+// LockDuration is how long a delivery stays locked without renewal.
+func (b *Broker) LockDuration() time.Duration { return b.opts.LockDuration }
+
 func (b *Broker) expireLock(queueName, token string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
