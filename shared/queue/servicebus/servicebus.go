@@ -54,6 +54,17 @@ func (s *Sender) Send(ctx context.Context, queueName string, m queue.Message) er
 	if err != nil {
 		return err
 	}
+	msg := toMessage(m)
+	if err := snd.SendMessage(ctx, msg, nil); err != nil {
+		return fmt.Errorf("send to %s: %w", queueName, err)
+	}
+	return nil
+}
+
+// toMessage maps our message onto the Service Bus message: MessageId (the
+// duplicate detection key), content type (default application/json),
+// subject, application properties and scheduled enqueue time.
+func toMessage(m queue.Message) *azservicebus.Message {
 	ct := m.ContentType
 	if ct == "" {
 		ct = "application/json"
@@ -70,10 +81,7 @@ func (s *Sender) Send(ctx context.Context, queueName string, m queue.Message) er
 	if !m.ScheduledAt.IsZero() {
 		msg.ScheduledEnqueueTime = to.Ptr(m.ScheduledAt.UTC())
 	}
-	if err := snd.SendMessage(ctx, msg, nil); err != nil {
-		return fmt.Errorf("send to %s: %w", queueName, err)
-	}
-	return nil
+	return msg
 }
 
 func (s *Sender) sender(queueName string) (*azservicebus.Sender, error) {
