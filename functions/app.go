@@ -19,6 +19,7 @@ import (
 	requestscreate "github.com/dsr-functions/dsr/functions/requests-create"
 	requestsget "github.com/dsr-functions/dsr/functions/requests-get"
 	requestslist "github.com/dsr-functions/dsr/functions/requests-list"
+	"github.com/dsr-functions/dsr/shared/auth"
 	"github.com/dsr-functions/dsr/shared/blobs"
 	"github.com/dsr-functions/dsr/shared/config"
 	"github.com/dsr-functions/dsr/shared/funchost"
@@ -35,15 +36,29 @@ var definitions embed.FS
 // Definitions returns the app's functions as their function.json files say.
 func Definitions() ([]funchost.Function, error) { return funchost.LoadFunctions(definitions) }
 
-// Registry maps every function name to its implementation.
-func Registry(svc *pipeline.Service) funchost.Registry {
+// Policies says, for every HTTP function, which roles may call it. It is the
+// one place where access is decided; README's role matrix mirrors it.
+var Policies = map[string]auth.Policy{
+	"requests-create": {Any: []auth.Role{auth.RoleSubmit}},
+	"requests-get":    {Any: []auth.Role{auth.RoleRead}, Own: auth.RoleSubmit},
+	"requests-list":   {Any: []auth.Role{auth.RoleRead}, Own: auth.RoleSubmit},
+	"export-link":     {Any: []auth.Role{auth.RoleExport}},
+	"health":          {Anonymous: true},
+}
+
+// Registry maps every function name to its implementation, HTTP functions
+// behind their access policy.
+func Registry(svc *pipeline.Service, authn *auth.Authenticator) funchost.Registry {
+	guard := func(name string, h http.Handler) http.Handler {
+		return auth.Guard(authn, Policies[name], h, svc.Log)
+	}
 	return funchost.Registry{
 		HTTP: map[string]http.Handler{
-			"requests-create": requestscreate.New(svc),
-			"requests-get":    requestsget.New(svc),
-			"requests-list":   requestslist.New(svc),
-			"export-link":     exportlink.New(svc),
-			"health":          health.New(svc),
+			"requests-create": guard("requests-create", requestscreate.New(svc)),
+			"requests-get":    guard("requests-get", requestsget.New(svc)),
+			"requests-list":   guard("requests-list", requestslist.New(svc)),
+			"export-link":     guard("export-link", exportlink.New(svc)),
+			"health":          guard("health", health.New(svc)),
 		},
 		Queue: map[string]funchost.QueueFunc{
 			"intake":              intake.New(svc),
@@ -78,7 +93,16 @@ func New(cfg *config.Config, sender queue.Sender, log *slog.Logger) (*App, error
 	if err != nil {
 		return nil, err
 	}
+	if err := checkPolicies(fns); err != nil {
+		return nil, err
+	}
+	keyRoles, err := auth.ParseRoles(cfg.KeyRoles)
+	if err != nil {
+		return nil, fmt.Errorf("DSR_KEY_ROLES: %w", err)
+	}
+	authn := &auth.Authenticator{Mode: auth.Mode(cfg.AuthMode), KeyRoles: keyRoles, AllowTestRoles: cfg.AllowTestRoles}
 	q := pipeline.Queues{
+		Intake:         funchost.QueueOf(fns, "intake"),
 		Discover:       funchost.QueueOf(fns, "discover"),
 		Export:         funchost.QueueOf(fns, "export"),
 		IntakeRejected: cfg.IntakeRejectedQueue,
@@ -98,9 +122,31 @@ func New(cfg *config.Config, sender queue.Sender, log *slog.Logger) (*App, error
 		Queues:           q,
 		Log:              log,
 	}
-	h, err := funchost.NewHandler(fns, Registry(svc), log)
+	h, err := funchost.NewHandler(fns, Registry(svc, authn), log)
 	if err != nil {
 		return nil, err
 	}
 	return &App{Functions: fns, Service: svc, Account: acct, Handler: h}, nil
+}
+
+// checkPolicies makes function.json and Policies agree: every HTTP function
+// has a policy, and exactly the anonymous ones are authLevel anonymous.
+func checkPolicies(fns []funchost.Function) error {
+	for _, f := range fns {
+		t := f.Trigger()
+		if t.Type != funchost.HTTPTrigger {
+			continue
+		}
+		p, ok := Policies[f.Name]
+		if !ok {
+			return fmt.Errorf("function %s: no access policy", f.Name)
+		}
+		if p.Anonymous != (t.AuthLevel == "anonymous") {
+			return fmt.Errorf("function %s: authLevel %q disagrees with its access policy", f.Name, t.AuthLevel)
+		}
+		if !p.Anonymous && len(p.Any) == 0 && p.Own == "" {
+			return fmt.Errorf("function %s: its policy admits nobody", f.Name)
+		}
+	}
+	return nil
 }

@@ -71,7 +71,12 @@ type harnessOptions struct {
 	maxDelivery int
 	// editSources changes the sources config before the app starts.
 	editSources func(*sources.Config)
+	// env overrides settings (e.g. DSR_AUTH_MODE).
+	env map[string]string
 }
+
+// harnessKey is the function key of every harness's local host.
+const harnessKey = "harness-function-key-0123456789"
 
 func newHarness(t *testing.T, o harnessOptions) *harness {
 	t.Helper()
@@ -114,6 +119,11 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		"DSR_EXPORTS_CONTAINER": exports,
 		"DSR_SOURCES_CONFIG":    srcPath,
 		"DSR_EXPORT_LINK_TTL":   "1h",
+		"DSR_KEY_ROLES":         "DSR.Admin",
+		"DSR_ALLOW_TEST_ROLES":  "true",
+	}
+	for k, v := range o.env {
+		env[k] = v
 	}
 	h.cfg, err = config.Load(func(k string) string { return env[k] })
 	if err != nil {
@@ -128,7 +138,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	handler := httptest.NewServer(h.app.Handler)
 	t.Cleanup(handler.Close)
 	u, _ := url.Parse(handler.URL)
-	h.host = &funchost.LocalHost{Functions: h.app.Functions, HandlerURL: u, Broker: h.broker, Log: log, FailureDelay: 10 * time.Millisecond}
+	h.host = &funchost.LocalHost{Functions: h.app.Functions, HandlerURL: u, Broker: h.broker, Log: log, FailureDelay: 10 * time.Millisecond, FunctionKey: harnessKey}
 	h.front = httptest.NewServer(h.host)
 	t.Cleanup(h.front.Close)
 	if !o.manual {
@@ -158,6 +168,7 @@ func (h *harness) do(method, path string, body string, header ...string) (*http.
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	req.Header.Set("x-functions-key", harnessKey)
 	for i := 0; i+1 < len(header); i += 2 {
 		if header[i+1] == "" {
 			req.Header.Del(header[i])

@@ -5,6 +5,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -128,6 +130,9 @@ func local(ctx context.Context, log *slog.Logger, args []string) error {
 			return "UseDevelopmentStorage=true"
 		case "DSR_SOURCES_CONFIG":
 			return "sample/sources.json"
+		case "DSR_KEY_ROLES":
+			// The holder of the local function key is the developer.
+			return "DSR.Admin"
 		}
 		return ""
 	}
@@ -163,15 +168,48 @@ func local(ctx context.Context, log *slog.Logger, args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen on port %d: %w", *port, err)
 	}
+	key, err := localFunctionKey()
+	if err != nil {
+		return err
+	}
 	host := &funchost.LocalHost{
-		Functions:  app.Functions,
-		HandlerURL: &url.URL{Scheme: "http", Host: handlerLn.Addr().String()},
-		Broker:     broker,
-		Log:        log,
+		FunctionKey: key,
+		Functions:   app.Functions,
+		HandlerURL:  &url.URL{Scheme: "http", Host: handlerLn.Addr().String()},
+		Broker:      broker,
+		Log:         log,
 	}
 	go host.Run(ctx)
 	fmt.Fprintf(os.Stderr, "DSR Functions running locally: http://%s/api (Ctrl-C to stop)\n", hostLn.Addr())
 	return serveUntil(ctx, hostLn, host)
+}
+
+// localKeyFile is where `dsr local` keeps a generated function key, so the
+// README's walkthrough can read it.
+const localKeyFile = ".local/function-key"
+
+// localFunctionKey is DSR_LOCAL_FUNCTION_KEY, or a key generated now,
+// printed once and written (mode 0600) to localKeyFile.
+func localFunctionKey() (string, error) {
+	if k := os.Getenv("DSR_LOCAL_FUNCTION_KEY"); k != "" {
+		if len(k) < 16 {
+			return "", errors.New("DSR_LOCAL_FUNCTION_KEY: use at least 16 characters")
+		}
+		return k, nil
+	}
+	var b [24]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	k := base64.RawURLEncoding.EncodeToString(b[:])
+	if err := os.MkdirAll(filepath.Dir(localKeyFile), 0o700); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(localKeyFile, []byte(k+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	fmt.Fprintf(os.Stderr, "Function key for this run (header x-functions-key; also in %s):\n  %s\n", localKeyFile, k)
+	return k, nil
 }
 
 // sampleCmd writes the sample datasets to a folder, or uploads them.

@@ -19,6 +19,8 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(azuritetest.Run(m)) }
 
+const localKey = "local-test-function-key-42"
+
 // build compiles the dsr binary once per test binary.
 func build(t *testing.T) string {
 	t.Helper()
@@ -140,10 +142,23 @@ func TestLocalServesTheWalkthrough(t *testing.T) {
 		"AzureWebJobsStorage=" + azuritetest.ConnectionString(t),
 		"DSR_STATE_CONTAINER=" + azuritetest.Container(t, acct, "state"),
 		"DSR_EXPORTS_CONTAINER=" + azuritetest.Container(t, acct, "exports"),
+		"DSR_LOCAL_FUNCTION_KEY=" + localKey,
 	}
 	logs := start(t, bin, port, env, "local", "-port", fmt.Sprint(port), "-sample", "tiny")
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	// Without the function key: refused.
 	resp, err := http.Post(base+"/api/requests", "application/json", strings.NewReader(`{"type":"access","subject":{"email":"avery.morgan@contoso.example"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("without a key: %d", resp.StatusCode)
+	}
+	req, _ := http.NewRequest("POST", base+"/api/requests", strings.NewReader(`{"type":"access","subject":{"email":"avery.morgan@contoso.example"}}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("x-functions-key", localKey)
+	resp, err = http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +180,7 @@ func TestLocalServesTheWalkthrough(t *testing.T) {
 			t.Fatalf("request %s is %s\n%s", doc.ID, doc.State, logs)
 		}
 		time.Sleep(50 * time.Millisecond)
-		resp, err := http.Get(base + "/api/requests/" + doc.ID)
+		resp, err := http.Get(base + "/api/requests/" + doc.ID + "?code=" + localKey)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/dsr-functions/dsr/shared/api"
+	"github.com/dsr-functions/dsr/shared/auth"
 	"github.com/dsr-functions/dsr/shared/dsr"
 	"github.com/dsr-functions/dsr/shared/pipeline"
 	"github.com/dsr-functions/dsr/shared/problem"
@@ -39,10 +40,8 @@ func New(svc *pipeline.Service) http.Handler {
 			problem.Write(w, r, api.Internal())
 			return
 		}
-		if key != "" {
-			key = "http:" + key
-		}
-		st, created, err := svc.Submit(r.Context(), sub, key, "http")
+		caller := auth.FromContext(r.Context())
+		st, created, err := svc.Submit(r.Context(), sub, key, "http", caller.Ref())
 		if errors.Is(err, store.ErrIdempotencyMismatch) {
 			problem.Write(w, r, problem.New(http.StatusUnprocessableEntity, "idempotency-key-reused", "Idempotency key reused",
 				"this Idempotency-Key was already used with a different request body"))
@@ -53,7 +52,7 @@ func New(svc *pipeline.Service) http.Handler {
 			problem.Write(w, r, api.Internal())
 			return
 		}
-		doc, err := svc.View(r.Context(), st)
+		doc, err := svc.View(r.Context(), st, caller.Has(auth.RoleExport))
 		if err != nil {
 			svc.Log.Error("view request", "requestId", st.ID, "err", err)
 			problem.Write(w, r, api.Internal())

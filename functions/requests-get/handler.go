@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/dsr-functions/dsr/shared/api"
+	"github.com/dsr-functions/dsr/shared/auth"
 	"github.com/dsr-functions/dsr/shared/dsr"
 	"github.com/dsr-functions/dsr/shared/pipeline"
 	"github.com/dsr-functions/dsr/shared/problem"
@@ -20,7 +21,7 @@ func New(svc *pipeline.Service) http.Handler {
 		if !ok {
 			return
 		}
-		doc, err := svc.View(r.Context(), st)
+		doc, err := svc.View(r.Context(), st, auth.FromContext(r.Context()).Has(auth.RoleExport))
 		if err != nil {
 			svc.Log.Error("view request", "requestId", st.ID, "err", err)
 			problem.Write(w, r, api.Internal())
@@ -31,7 +32,9 @@ func New(svc *pipeline.Service) http.Handler {
 }
 
 // Load reads the request named by the {id} route value, answering 400 for
-// a malformed id and 404 for an unknown one.
+// a malformed id and 404 for an unknown one, or for another caller's
+// request when the caller may only see its own (its existence is not
+// disclosed).
 func Load(w http.ResponseWriter, r *http.Request, svc *pipeline.Service) (*dsr.Stored, bool) {
 	id := r.PathValue("id")
 	if !dsr.ValidID(id) {
@@ -39,6 +42,9 @@ func Load(w http.ResponseWriter, r *http.Request, svc *pipeline.Service) (*dsr.S
 		return nil, false
 	}
 	st, _, err := svc.Store.Get(r.Context(), id)
+	if err == nil && auth.OwnOnly(r.Context()) && st.CreatedBy != auth.FromContext(r.Context()).Ref() {
+		err = store.ErrNotFound
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		problem.Write(w, r, problem.New(http.StatusNotFound, "request-not-found", "", "no request has this id"))
 		return nil, false

@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/dsr-functions/dsr/shared/api"
+	"github.com/dsr-functions/dsr/shared/auth"
 	"github.com/dsr-functions/dsr/shared/dsr"
 	"github.com/dsr-functions/dsr/shared/pipeline"
 	"github.com/dsr-functions/dsr/shared/problem"
@@ -26,7 +27,8 @@ type Page struct {
 }
 
 // New returns the handler: requests oldest first, filtered by state and
-// type, paginated with limit and pageToken.
+// type, paginated with limit and pageToken. Callers who may only see their
+// own requests list only those. Listings never carry subject identifiers.
 func New(svc *pipeline.Service) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
@@ -39,6 +41,9 @@ func New(svc *pipeline.Service) http.Handler {
 			}
 		}
 		f := store.Filter{State: dsr.State(q.Get("state")), Type: dsr.Type(q.Get("type"))}
+		if auth.OwnOnly(r.Context()) {
+			f.CreatedBy = auth.FromContext(r.Context()).Ref()
+		}
 		if f.State != "" && !f.State.Known() {
 			problem.Write(w, r, api.BadParam("state", "must be one of received, in_progress, completed, failed"))
 			return

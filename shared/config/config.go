@@ -63,6 +63,17 @@ type Config struct {
 	IntakeRejectedQueue string
 	// AppRoot is where host.json and the function folders are (FUNCTIONS_APP_ROOT_PATH, default ".").
 	AppRoot string
+	// AuthMode is how callers are authenticated (DSR_AUTH_MODE): "platform"
+	// (App Service Authentication injects X-MS-CLIENT-PRINCIPAL) or "keys"
+	// (default: principal headers ignored; function-key callers get KeyRoles).
+	AuthMode string
+	// KeyRoles are the roles of callers known only by a function key
+	// (DSR_KEY_ROLES, comma-separated; default none, so key-only callers
+	// can do nothing).
+	KeyRoles string
+	// AllowTestRoles honours the X-DSR-Test-Roles header that narrows a key
+	// caller's roles (DSR_ALLOW_TEST_ROLES=true; for tests only).
+	AllowTestRoles bool
 	// HandlerPort is where `dsr serve` listens (FUNCTIONS_CUSTOMHANDLER_PORT, default 8080).
 	HandlerPort int
 }
@@ -83,6 +94,18 @@ func Load(getenv func(string) string) (*Config, error) {
 		PhoneRegion:         strings.ToUpper(get("DSR_PHONE_REGION", "")),
 		IntakeRejectedQueue: get("DSR_INTAKE_REJECTED_QUEUE", "dsr-intake-rejected"),
 		AppRoot:             get("FUNCTIONS_APP_ROOT_PATH", "."),
+	}
+	c.AuthMode = get("DSR_AUTH_MODE", "keys")
+	if c.AuthMode != "keys" && c.AuthMode != "platform" {
+		return nil, fmt.Errorf("DSR_AUTH_MODE: must be platform (behind App Service Authentication) or keys, got %q", c.AuthMode)
+	}
+	c.KeyRoles = get("DSR_KEY_ROLES", "")
+	switch v := strings.ToLower(get("DSR_ALLOW_TEST_ROLES", "false")); v {
+	case "true", "1":
+		c.AllowTestRoles = true
+	case "false", "0":
+	default:
+		return nil, fmt.Errorf("DSR_ALLOW_TEST_ROLES: must be true or false, got %q", v)
 	}
 	c.SourcesConfig = get("DSR_SOURCES_CONFIG", "sources.json")
 	if !filepath.IsAbs(c.SourcesConfig) {

@@ -142,6 +142,9 @@ type Stored struct {
 	Request
 	Subject     Subject           `json:"subject"`
 	Corrections map[string]string `json:"corrections,omitempty"`
+	// CreatedBy is an opaque reference to the caller that submitted the
+	// request (auth.Principal.Ref), for "own requests" access.
+	CreatedBy string `json:"createdBy,omitempty"`
 	// ExportBlob is the blob name of the export package.
 	ExportBlob string `json:"exportBlob,omitempty"`
 	// LastAttemptError is the latest failure of a stage, kept so that a

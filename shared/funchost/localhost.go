@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -34,6 +35,10 @@ type LocalHost struct {
 	Broker *embedded.Broker
 	// Client calls the handler (default: a client with a 10-minute timeout, the functionTimeout).
 	Client *http.Client
+	// FunctionKey is the key callers must present, as header x-functions-key
+	// or query parameter code, to functions whose authLevel is not
+	// anonymous. Empty refuses every such call.
+	FunctionKey string
 	// Log receives the host's own log lines (never message bodies).
 	Log *slog.Logger
 	// Concurrency is how many messages of one function are in flight (default 4).
@@ -74,13 +79,34 @@ func (h *LocalHost) init() {
 		}
 		h.router = http.NewServeMux()
 		for _, f := range h.Functions {
+			var route http.Handler = proxy
+			if f.Trigger().AuthLevel != "anonymous" {
+				route = h.requireKey(proxy)
+			}
 			for _, p := range f.Patterns() {
-				h.router.Handle(p, proxy)
+				h.router.Handle(p, route)
 			}
 		}
 		h.router.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 			problem.Write(w, r, problem.New(http.StatusNotFound, "not-found", "", "no function serves this method and path"))
 		})
+	})
+}
+
+// requireKey does the host's function key check: the key travels in the
+// x-functions-key header or the code query parameter.
+func (h *LocalHost) requireKey(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key := r.Header.Get("x-functions-key")
+		if key == "" {
+			key = r.URL.Query().Get("code")
+		}
+		if h.FunctionKey == "" || subtle.ConstantTimeCompare([]byte(key), []byte(h.FunctionKey)) != 1 {
+			problem.Write(w, r, problem.New(http.StatusUnauthorized, "function-key-required", "",
+				"send the function key in the x-functions-key header (dsr local prints it at start)"))
+			return
+		}
+		next.ServeHTTP(w, r)
 	})
 }
 

@@ -64,6 +64,7 @@ func startLocal(t *testing.T, fsys fstest.MapFS, handler http.Handler, opts embe
 		Client:       &http.Client{Timeout: 2 * time.Second},
 		Log:          discardLog(),
 		FailureDelay: 10 * time.Millisecond,
+		FunctionKey:  testKey,
 	}
 	if tweak != nil {
 		tweak(e.host)
@@ -593,6 +594,7 @@ func TestLocalHostFrontDoor(t *testing.T) {
 			before := len(h.callsTo("/work")) + len(h.callsTo("/"))
 			req, _ := http.NewRequest(tt.method, e.front.URL+tt.path, strings.NewReader(`{"Data":{"msg":"\"x\""},"Metadata":{}}`))
 			req.Header.Set("X-Test", "t")
+			req.Header.Set("x-functions-key", testKey)
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				t.Fatal(err)
@@ -622,9 +624,11 @@ func TestLocalHostFrontDoorHandlerDown(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	u, _ := url.Parse(srv.URL)
 	srv.Close()
-	host := &funchost.LocalHost{Functions: loadDefs(t, localDefs), HandlerURL: u, Broker: embedded.New(embedded.Options{}), Log: discardLog()}
+	host := &funchost.LocalHost{Functions: loadDefs(t, localDefs), HandlerURL: u, Broker: embedded.New(embedded.Options{}), Log: discardLog(), FunctionKey: testKey}
 	w := httptest.NewRecorder()
-	host.ServeHTTP(w, httptest.NewRequest("GET", "/api/items/1", nil))
+	req := httptest.NewRequest("GET", "/api/items/1", nil)
+	req.Header.Set("x-functions-key", testKey)
+	host.ServeHTTP(w, req)
 	if w.Code != http.StatusBadGateway || w.Header().Get("Content-Type") != "application/problem+json" {
 		t.Errorf("handler down: %d %q %s, want 502 problem+json", w.Code, w.Header().Get("Content-Type"), w.Body)
 	}
@@ -671,5 +675,56 @@ func TestLocalHostRenewsLocksOfRunningInvocations(t *testing.T) {
 	defer mu.Unlock()
 	if deliveries != 1 {
 		t.Fatalf("delivered %d times while the first invocation ran, want 1", deliveries)
+	}
+}
+
+const testKey = "k3y-for-tests"
+
+// The local host checks function keys as the Functions host does: header
+// x-functions-key or query code, for every function not authLevel anonymous.
+func TestLocalHostRequiresTheFunctionKey(t *testing.T) {
+	defs := fstest.MapFS{
+		"items-get/function.json": {Data: []byte(httpFn("get", "items/{id}"))},
+		"open/function.json": {Data: []byte(`{"bindings":[{"type":"httpTrigger","direction":"in","name":"req","authLevel":"anonymous","methods":["get"],"route":"open"},
+			{"type":"http","direction":"out","name":"res"}]}`)},
+	}
+	h := &fakeHandler{reply: func(r *http.Request, _ int) (int, string, string) { return 200, "application/json", `{}` }}
+	for _, tc := range []struct {
+		name, key string
+		path      string
+		header    string
+		query     string
+		want      int
+	}{
+		{"key in header", testKey, "/api/items/1", testKey, "", 200},
+		{"key in code query", testKey, "/api/items/1", "", testKey, 200},
+		{"no key", testKey, "/api/items/1", "", "", 401},
+		{"wrong key", testKey, "/api/items/1", "nope", "", 401},
+		{"key prefix", testKey, "/api/items/1", testKey[:4], "", 401},
+		{"host without a key refuses all", "", "/api/items/1", "", "", 401},
+		{"anonymous function needs none", testKey, "/api/open", "", "", 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := startLocal(t, defs, h, embedded.Options{}, func(lh *funchost.LocalHost) { lh.FunctionKey = tc.key })
+			target := e.front.URL + tc.path
+			if tc.query != "" {
+				target += "?code=" + url.QueryEscape(tc.query)
+			}
+			req, _ := http.NewRequest("GET", target, nil)
+			if tc.header != "" {
+				req.Header.Set("x-functions-key", tc.header)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tc.want)
+			}
+			if tc.want == 401 && resp.Header.Get("Content-Type") != "application/problem+json" {
+				t.Fatalf("401 without problem details")
+			}
+		})
 	}
 }

@@ -149,21 +149,25 @@ func (s *Service) ExportLink(ctx context.Context, st *dsr.Stored) (blobs.ReadLin
 // ErrNoExport is returned for a link to a request without a finished package.
 var ErrNoExport = errors.New("the request has no finished export")
 
-// View returns the request document for API callers: with a freshly minted
-// export link when there is a package (links are never stored).
-func (s *Service) View(ctx context.Context, st *dsr.Stored) (dsr.Request, error) {
+// View returns the request document for API callers. withLink adds a
+// freshly minted export link when there is a package (links are never
+// stored); callers without the export role get the package facts only.
+func (s *Service) View(ctx context.Context, st *dsr.Stored, withLink bool) (dsr.Request, error) {
 	doc := st.Request
 	if doc.History == nil {
 		doc.History = []dsr.HistoryEntry{}
 	}
 	if st.Export != nil && st.ExportBlob != "" {
+		e := *st.Export
+		doc.Export = &e
+		if !withLink {
+			return doc, nil
+		}
 		link, err := s.ExportLink(ctx, st)
 		if err != nil {
 			return doc, err
 		}
-		e := *st.Export
 		e.URL, e.ExpiresAt = link.URL, &link.ExpiresAt
-		doc.Export = &e
 	}
 	return doc, nil
 }

@@ -28,6 +28,8 @@ import (
 type Queues struct {
 	Discover string
 	Export   string
+	// Intake is the queue other systems submit requests to.
+	Intake string
 	// IntakeRejected receives a notice per invalid intake message.
 	IntakeRejected string
 }
@@ -99,9 +101,14 @@ func Fingerprint(sub *dsr.Submission) string {
 // Submit stores a validated submission and enqueues its discovery. With an
 // idempotency key, repeating the call returns the same request (created is
 // false) and re-sends the discovery message if a crash may have lost it.
-func (s *Service) Submit(ctx context.Context, sub *dsr.Submission, idemKey, origin string) (*dsr.Stored, bool, error) {
+// createdBy is the caller's opaque reference; idempotency keys are scoped to it.
+func (s *Service) Submit(ctx context.Context, sub *dsr.Submission, idemKey, origin, createdBy string) (*dsr.Stored, bool, error) {
 	now := s.NowUTC()
 	st := dsr.NewStored(sub, dsr.NewID(now), origin, now)
+	st.CreatedBy = createdBy
+	if idemKey != "" {
+		idemKey = createdBy + "|" + idemKey
+	}
 	st, created, err := s.Store.Create(ctx, st, idemKey, Fingerprint(sub))
 	if err != nil {
 		return nil, false, err

@@ -22,6 +22,8 @@ var ErrBadPageToken = errors.New("invalid page token")
 type Filter struct {
 	State dsr.State
 	Type  dsr.Type
+	// CreatedBy keeps only requests submitted by this caller reference.
+	CreatedBy string
 }
 
 // Summary is a request as listed: no subject, no history.
@@ -69,8 +71,8 @@ func (s *Store) List(ctx context.Context, f Filter, limit int, token string) ([]
 		}
 		items := page.Segment.BlobItems
 		for i := pos.Skip; i < len(items); i++ {
-			sum, ok := summaryOf(items[i].Name, items[i].Metadata)
-			if !ok || (f.State != "" && sum.State != f.State) || (f.Type != "" && sum.Type != f.Type) {
+			sum, createdBy, ok := summaryOf(items[i].Name, items[i].Metadata)
+			if !ok || (f.State != "" && sum.State != f.State) || (f.Type != "" && sum.Type != f.Type) || (f.CreatedBy != "" && createdBy != f.CreatedBy) {
 				continue
 			}
 			out = append(out, sum)
@@ -93,13 +95,13 @@ func (s *Store) List(ctx context.Context, f Filter, limit int, token string) ([]
 	}
 }
 
-func summaryOf(name *string, md map[string]*string) (Summary, bool) {
+func summaryOf(name *string, md map[string]*string) (Summary, string, bool) {
 	if name == nil {
-		return Summary{}, false
+		return Summary{}, "", false
 	}
 	id := strings.TrimSuffix(strings.TrimPrefix(*name, "requests/"), ".json")
 	if !dsr.ValidID(id) {
-		return Summary{}, false
+		return Summary{}, "", false
 	}
 	get := func(k string) string {
 		// Azure lower-cases metadata keys on some paths; look both ways.
@@ -114,5 +116,5 @@ func summaryOf(name *string, md map[string]*string) (Summary, bool) {
 	return Summary{
 		ID: id, Type: dsr.Type(get("type")), State: dsr.State(get("state")), Stage: dsr.Stage(get("stage")),
 		CreatedAt: ts("createdat"), ReceivedAt: ts("receivedat"), DueAt: ts("dueat"), UpdatedAt: ts("updatedat"),
-	}, true
+	}, get("createdby"), true
 }

@@ -221,6 +221,7 @@ func metadata(st *dsr.Stored) map[string]*string {
 		"receivedat": to.Ptr(st.ReceivedAt.UTC().Format(time.RFC3339Nano)),
 		"dueat":      to.Ptr(st.DueAt.UTC().Format(time.RFC3339Nano)),
 		"updatedat":  to.Ptr(st.UpdatedAt.UTC().Format(time.RFC3339Nano)),
+		"createdby":  to.Ptr(st.CreatedBy),
 	}
 }
 
