@@ -17,6 +17,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/sas"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/service"
 
@@ -170,21 +171,55 @@ func (a *Account) SignRead(ctx context.Context, containerName, blobName string, 
 	if a.insecure {
 		v.Protocol = sas.ProtocolHTTPSandHTTP
 	}
-	var qp sas.QueryParameters
-	var err error
-	if a.sharedKey != nil {
-		qp, err = v.SignWithSharedKey(a.sharedKey)
-	} else {
-		var udc *service.UserDelegationCredential
-		if udc, err = a.delegationKey(ctx, now, expiry); err == nil {
-			qp, err = v.SignWithUserDelegation(udc)
-		}
-	}
+	qp, err := a.sign(ctx, v, now)
 	if err != nil {
 		return ReadLink{}, fmt.Errorf("sign read link: %w", err)
 	}
 	blobURL := a.Service.NewContainerClient(containerName).NewBlobClient(blobName).URL()
 	return ReadLink{URL: blobURL + "?" + qp.Encode(), ExpiresAt: expiry}, nil
+}
+
+// sign signs v with the account key, or with a user delegation key.
+func (a *Account) sign(ctx context.Context, v sas.BlobSignatureValues, now time.Time) (sas.QueryParameters, error) {
+	if a.sharedKey != nil {
+		return v.SignWithSharedKey(a.sharedKey)
+	}
+	udc, err := a.delegationKey(ctx, now, v.ExpiryTime)
+	if err != nil {
+		return sas.QueryParameters{}, err
+	}
+	return v.SignWithUserDelegation(udc)
+}
+
+// ContainerClient returns a client for one container that can do only what
+// perms allow, for ttl: the service itself refuses anything else, whatever
+// the code holding the client tries. The audit trail writes through one that
+// may add and create but never overwrite or delete.
+func (a *Account) ContainerClient(ctx context.Context, containerName string, perms sas.ContainerPermissions, ttl time.Duration, now time.Time) (*container.Client, time.Time, error) {
+	if ttl <= 0 || ttl > config.MaxExportLinkTTL {
+		return nil, time.Time{}, fmt.Errorf("container client: ttl %s outside (0, %s]", ttl, config.MaxExportLinkTTL)
+	}
+	now = now.UTC()
+	expiry := now.Add(ttl).Truncate(time.Second)
+	v := sas.BlobSignatureValues{
+		Protocol:      sas.ProtocolHTTPS,
+		StartTime:     now.Add(-5 * time.Minute),
+		ExpiryTime:    expiry,
+		Permissions:   perms.String(),
+		ContainerName: containerName,
+	}
+	if a.insecure {
+		v.Protocol = sas.ProtocolHTTPSandHTTP
+	}
+	qp, err := a.sign(ctx, v, now)
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("sign container %s: %w", containerName, err)
+	}
+	c, err := container.NewClientWithNoCredential(a.Service.NewContainerClient(containerName).URL()+"?"+qp.Encode(), nil)
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("container client %s: %w", containerName, err)
+	}
+	return c, expiry, nil
 }
 
 // delegationKey returns a cached user delegation key that outlives expiry,
