@@ -113,6 +113,7 @@ var (
 	ErrBadPrincipal    = errors.New("malformed client principal")
 	ErrTestRolesOff    = errors.New("test role header sent, but test roles are not enabled")
 	ErrBadTestRoleList = errors.New("test role header names an unknown role")
+	ErrTestRolesWiden  = errors.New("test role header names a role the function key does not grant")
 )
 
 // Authenticator turns a request into a Principal.
@@ -150,14 +151,29 @@ func (a *Authenticator) Authenticate(r *http.Request) (*Principal, error) {
 			return nil, ErrNoPrincipal
 		}
 	}
-	p := &Principal{Kind: "key", ID: "key", Name: "function key", Roles: a.KeyRoles}
-	if h := r.Header.Get(TestRolesHeader); h != "" {
+	p := &Principal{Kind: "key", ID: "key", Name: "function key", Roles: slices.Clone(a.KeyRoles)}
+	// The header narrows the key's roles as soon as it is sent, even empty
+	// (narrowed to no role): an empty value must not mean "all key roles".
+	if vals, sent := r.Header[http.CanonicalHeaderKey(TestRolesHeader)]; sent {
 		if !a.AllowTestRoles {
 			return nil, ErrTestRolesOff
 		}
-		roles, err := ParseRoles(h)
+		parsed, err := ParseRoles(strings.Join(vals, ","))
 		if err != nil {
 			return nil, ErrBadTestRoleList
+		}
+		// Narrow only: a role the key does not grant is refused, never
+		// granted. The roles (and so the caller's id) are in canonical
+		// order, so one role set is one caller whatever the header's order.
+		roles := []Role{}
+		for _, role := range AllRoles {
+			if !slices.Contains(parsed, role) {
+				continue
+			}
+			if !p.Has(role) {
+				return nil, ErrTestRolesWiden
+			}
+			roles = append(roles, role)
 		}
 		p.Roles = roles
 		p.ID = "key:" + strings.Join(roleStrings(roles), ",")
