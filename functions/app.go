@@ -16,9 +16,11 @@ import (
 	exportlink "github.com/dsr-functions/dsr/functions/export-link"
 	health "github.com/dsr-functions/dsr/functions/health"
 	intake "github.com/dsr-functions/dsr/functions/intake"
+	requestsaudit "github.com/dsr-functions/dsr/functions/requests-audit"
 	requestscreate "github.com/dsr-functions/dsr/functions/requests-create"
 	requestsget "github.com/dsr-functions/dsr/functions/requests-get"
 	requestslist "github.com/dsr-functions/dsr/functions/requests-list"
+	"github.com/dsr-functions/dsr/shared/audit"
 	"github.com/dsr-functions/dsr/shared/auth"
 	"github.com/dsr-functions/dsr/shared/blobs"
 	"github.com/dsr-functions/dsr/shared/config"
@@ -42,6 +44,7 @@ var Policies = map[string]auth.Policy{
 	"requests-create": {Any: []auth.Role{auth.RoleSubmit}},
 	"requests-get":    {Any: []auth.Role{auth.RoleRead}, Own: auth.RoleSubmit},
 	"requests-list":   {Any: []auth.Role{auth.RoleRead}, Own: auth.RoleSubmit},
+	"requests-audit":  {Any: []auth.Role{auth.RoleRead}},
 	"export-link":     {Any: []auth.Role{auth.RoleExport}},
 	"health":          {Anonymous: true},
 }
@@ -57,6 +60,7 @@ func Registry(svc *pipeline.Service, authn *auth.Authenticator) funchost.Registr
 			"requests-create": guard("requests-create", requestscreate.New(svc)),
 			"requests-get":    guard("requests-get", requestsget.New(svc)),
 			"requests-list":   guard("requests-list", requestslist.New(svc)),
+			"requests-audit":  guard("requests-audit", requestsaudit.New(svc)),
 			"export-link":     guard("export-link", exportlink.New(svc)),
 			"health":          guard("health", health.New(svc)),
 		},
@@ -112,6 +116,7 @@ func New(cfg *config.Config, sender queue.Sender, log *slog.Logger) (*App, error
 	}
 	svc := &pipeline.Service{
 		Store:            store.New(acct.Service.NewContainerClient(cfg.StateContainer)),
+		Audit:            audit.New(acct, cfg.AuditContainer),
 		Sender:           sender,
 		Connector:        blobdataset.New(src, acct.Service),
 		Sources:          src,

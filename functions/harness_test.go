@@ -85,6 +85,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	h.datasets = azuritetest.Container(t, acct, "datasets")
 	state := azuritetest.Container(t, acct, "state")
 	exports := azuritetest.Container(t, acct, "exports")
+	auditName := azuritetest.Container(t, acct, "audit")
 
 	// The sample sources config, pointed at this test's container.
 	src, err := sources.LoadFile("../sample/sources.json")
@@ -117,6 +118,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		"AzureWebJobsStorage":   azuritetest.ConnectionString(t),
 		"DSR_STATE_CONTAINER":   state,
 		"DSR_EXPORTS_CONTAINER": exports,
+		"DSR_AUDIT_CONTAINER":   auditName,
 		"DSR_SOURCES_CONFIG":    srcPath,
 		"DSR_EXPORT_LINK_TTL":   "1h",
 		"DSR_KEY_ROLES":         "DSR.Admin",

@@ -53,6 +53,39 @@ func TestRedeliveryIsIdempotent(t *testing.T) {
 	if !h.broker.Idle() {
 		t.Fatal("redelivery after completion enqueued more work")
 	}
+	// The audit trail has one entry per transition, whatever was redelivered.
+	entries := h.auditTrail(doc.ID)
+	var got []string
+	for _, e := range entries {
+		got = append(got, e.Stage+"/"+e.State+"/"+e.Actor.Kind)
+	}
+	if strings.Join(got, " ") != "intake/received/key discovery/in_progress/system export/in_progress/system done/completed/system" {
+		t.Fatalf("audit trail: %v", got)
+	}
+}
+
+type auditEntry struct {
+	ID    string `json:"id"`
+	Stage string `json:"stage"`
+	State string `json:"state"`
+	Actor struct {
+		Kind string `json:"kind"`
+	} `json:"actor"`
+}
+
+func (h *harness) auditTrail(id string) []auditEntry {
+	h.t.Helper()
+	resp, b := h.do("GET", "/api/requests/"+id+"/audit", "")
+	if resp.StatusCode != http.StatusOK {
+		h.t.Fatalf("audit: %d %s", resp.StatusCode, b)
+	}
+	var trail struct {
+		Items []auditEntry `json:"items"`
+	}
+	if err := json.Unmarshal(b, &trail); err != nil {
+		h.t.Fatal(err)
+	}
+	return trail.Items
 }
 
 // A crash after discovery saved its result but before the next message went

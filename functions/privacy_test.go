@@ -84,6 +84,8 @@ func TestNoPersonalDataInLogsMessagesOrErrors(t *testing.T) {
 		h.waitTerminal(doc.ID)
 		resp, b := h.do("GET", "/api/requests/"+doc.ID, "")
 		note(resp.StatusCode, b)
+		resp, b = h.do("GET", "/api/requests/"+doc.ID+"/audit", "")
+		note(resp.StatusCode, b)
 	}
 	// the other types are refused for now: their error bodies count too.
 	for _, typ := range []string{"erasure", "rectification", "restriction"} {
@@ -126,6 +128,11 @@ func TestNoPersonalDataInLogsMessagesOrErrors(t *testing.T) {
 	failed, _ := failing.waitTerminal(doc.ID)
 	resp, b = failing.do("GET", "/api/requests/"+doc.ID, "")
 	note(resp.StatusCode, b)
+	resp, b = failing.do("GET", "/api/requests/"+doc.ID+"/audit", "")
+	note(resp.StatusCode, b)
+	if !strings.Contains(string(b), "stage-dead-lettered") {
+		t.Fatalf("the audit trail does not record the failure: %s", b)
+	}
 	if failed.Error == nil {
 		t.Fatal("the failing request did not fail")
 	}

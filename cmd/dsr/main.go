@@ -145,7 +145,7 @@ func local(ctx context.Context, log *slog.Logger, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := app.Account.EnsureContainers(ctx, cfg.StateContainer, cfg.ExportsContainer); err != nil {
+	if err := app.Account.EnsureContainers(ctx, cfg.StateContainer, cfg.ExportsContainer, cfg.AuditContainer); err != nil {
 		return fmt.Errorf("%w (is Azurite running? `make run` starts it)", err)
 	}
 	if *seed != "" {

@@ -41,7 +41,7 @@ func New(svc *pipeline.Service) http.Handler {
 			return
 		}
 		caller := auth.FromContext(r.Context())
-		st, created, err := svc.Submit(r.Context(), sub, key, "http", caller.Ref())
+		st, created, err := svc.Submit(r.Context(), sub, key, "http", caller.Ref(), dsr.Actor{Kind: caller.Kind, ID: caller.ID, Name: caller.Name})
 		if errors.Is(err, store.ErrIdempotencyMismatch) {
 			problem.Write(w, r, problem.New(http.StatusUnprocessableEntity, "idempotency-key-reused", "Idempotency key reused",
 				"this Idempotency-Key was already used with a different request body"))

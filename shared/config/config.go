@@ -49,6 +49,8 @@ type Config struct {
 	StateContainer string
 	// ExportsContainer holds export packages (DSR_EXPORTS_CONTAINER, default "exports").
 	ExportsContainer string
+	// AuditContainer holds the append-only audit trail (DSR_AUDIT_CONTAINER, default "audit").
+	AuditContainer string
 	// SourcesConfig is the path of the sources config file (DSR_SOURCES_CONFIG,
 	// default "sources.json" in the app root).
 	SourcesConfig string
@@ -91,6 +93,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		ServiceBus:          connection(getenv, "ServiceBusConnection"),
 		StateContainer:      get("DSR_STATE_CONTAINER", "state"),
 		ExportsContainer:    get("DSR_EXPORTS_CONTAINER", "exports"),
+		AuditContainer:      get("DSR_AUDIT_CONTAINER", "audit"),
 		PhoneRegion:         strings.ToUpper(get("DSR_PHONE_REGION", "")),
 		IntakeRejectedQueue: get("DSR_INTAKE_REJECTED_QUEUE", "dsr-intake-rejected"),
 		AppRoot:             get("FUNCTIONS_APP_ROOT_PATH", "."),
@@ -126,7 +129,7 @@ func Load(getenv func(string) string) (*Config, error) {
 	if c.PhoneRegion != "" && !isAlpha2(c.PhoneRegion) {
 		return nil, fmt.Errorf("DSR_PHONE_REGION: must be an ISO 3166 alpha-2 code such as US, got %q", c.PhoneRegion)
 	}
-	for name, v := range map[string]string{"DSR_STATE_CONTAINER": c.StateContainer, "DSR_EXPORTS_CONTAINER": c.ExportsContainer} {
+	for name, v := range map[string]string{"DSR_STATE_CONTAINER": c.StateContainer, "DSR_EXPORTS_CONTAINER": c.ExportsContainer, "DSR_AUDIT_CONTAINER": c.AuditContainer} {
 		if !validContainer(v) {
 			return nil, fmt.Errorf("%s: %q is not a valid container name", name, v)
 		}

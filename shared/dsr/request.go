@@ -78,6 +78,14 @@ type Subject struct {
 	IDs   map[string]string `json:"ids,omitempty"`
 }
 
+// Actor is who caused a transition: a person or app (their platform
+// principal), a function-key caller, a queue, or a pipeline stage.
+type Actor struct {
+	Kind string `json:"kind"`
+	ID   string `json:"id,omitempty"`
+	Name string `json:"name,omitempty"`
+}
+
 // HistoryEntry records one transition of a request.
 type HistoryEntry struct {
 	Stage   Stage     `json:"stage"`
@@ -85,6 +93,7 @@ type HistoryEntry struct {
 	At      time.Time `json:"at"`
 	Attempt int       `json:"attempt"`
 	Detail  string    `json:"detail,omitempty"`
+	By      *Actor    `json:"by,omitempty"`
 }
 
 // SourceSummary is what discovery found in one dataset.
@@ -147,6 +156,8 @@ type Stored struct {
 	CreatedBy string `json:"createdBy,omitempty"`
 	// ExportBlob is the blob name of the export package.
 	ExportBlob string `json:"exportBlob,omitempty"`
+	// Audited is how many history entries are in the audit trail.
+	Audited int `json:"audited,omitempty"`
 	// LastAttemptError is the latest failure of a stage, kept so that a
 	// request that finally fails can say why. Never personal data.
 	LastAttemptError string `json:"lastAttemptError,omitempty"`

@@ -137,7 +137,7 @@ func (h *LocalHost) Run(ctx context.Context) {
 
 func (h *LocalHost) pump(ctx context.Context, f Function) {
 	queueName := f.Trigger().QueueName
-	for {
+	for ctx.Err() == nil {
 		d, err := h.Broker.Receive(ctx, queueName)
 		if err != nil {
 			return

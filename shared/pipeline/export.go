@@ -35,6 +35,9 @@ func (s *Service) Export(ctx context.Context, id string, attempt int) error {
 	if err != nil {
 		return err
 	}
+	if err := s.syncAudit(ctx, st); err != nil {
+		return err
+	}
 	if st.State.Terminal() {
 		return nil
 	}
@@ -71,7 +74,7 @@ func (s *Service) Export(ctx context.Context, id string, attempt int) error {
 		s.recordAttemptError(ctx, id, dsr.StageExport, err)
 		return fmt.Errorf("export %s: %w", id, err)
 	}
-	_, err = s.Store.Update(ctx, id, func(st *dsr.Stored) (bool, error) {
+	st, err = s.Store.Update(ctx, id, func(st *dsr.Stored) (bool, error) {
 		if st.State.Terminal() {
 			return false, nil
 		}
@@ -81,10 +84,11 @@ func (s *Service) Export(ctx context.Context, id string, attempt int) error {
 		st.Advance(dsr.StageDone, dsr.StateCompleted, s.NowUTC(), attempt, fmt.Sprintf("export of %d records, %d bytes", res.Records, res.Bytes))
 		return true, nil
 	})
-	if err == nil {
-		s.Log.Info("export done", "requestId", id, "bytes", res.Bytes)
+	if err != nil {
+		return err
 	}
-	return err
+	s.Log.Info("export done", "requestId", id, "bytes", res.Bytes)
+	return s.syncAudit(ctx, st)
 }
 
 // writePackage streams the ZIP into the exports container.
@@ -154,8 +158,14 @@ var ErrNoExport = errors.New("the request has no finished export")
 // stored); callers without the export role get the package facts only.
 func (s *Service) View(ctx context.Context, st *dsr.Stored, withLink bool) (dsr.Request, error) {
 	doc := st.Request
-	if doc.History == nil {
-		doc.History = []dsr.HistoryEntry{}
+	// Who acted is kept in the audit trail; documents say only what kind of
+	// caller it was (minimum disclosure).
+	doc.History = make([]dsr.HistoryEntry, len(st.History))
+	for i, h := range st.History {
+		if h.By != nil {
+			h.By = &dsr.Actor{Kind: h.By.Kind}
+		}
+		doc.History[i] = h
 	}
 	if st.Export != nil && st.ExportBlob != "" {
 		e := *st.Export

@@ -37,7 +37,7 @@ func (s *Service) Intake(ctx context.Context, messageID string, body []byte) err
 	if err != nil {
 		return err
 	}
-	st, created, err := s.Submit(ctx, sub, messageID, "queue", "queue:"+s.Queues.Intake)
+	st, created, err := s.Submit(ctx, sub, messageID, "queue", "queue:"+s.Queues.Intake, dsr.Actor{Kind: "queue", ID: s.Queues.Intake})
 	if err != nil {
 		if errors.Is(err, store.ErrIdempotencyMismatch) {
 			return s.reject(ctx, messageID, &dsr.InputError{Code: "idempotency-key-reused", Title: "MessageId reused",

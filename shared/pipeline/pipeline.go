@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/dsr-functions/dsr/shared/audit"
 	"github.com/dsr-functions/dsr/shared/blobs"
 	"github.com/dsr-functions/dsr/shared/dsr"
 	"github.com/dsr-functions/dsr/shared/funchost"
@@ -38,6 +39,7 @@ type Queues struct {
 type Service struct {
 	Store            *store.Store
 	Sender           queue.Sender
+	Audit            *audit.Trail
 	Connector        sources.Connector
 	Sources          *sources.Config
 	Account          *blobs.Account
@@ -101,11 +103,13 @@ func Fingerprint(sub *dsr.Submission) string {
 // Submit stores a validated submission and enqueues its discovery. With an
 // idempotency key, repeating the call returns the same request (created is
 // false) and re-sends the discovery message if a crash may have lost it.
-// createdBy is the caller's opaque reference; idempotency keys are scoped to it.
-func (s *Service) Submit(ctx context.Context, sub *dsr.Submission, idemKey, origin, createdBy string) (*dsr.Stored, bool, error) {
+// createdBy is the caller's opaque reference (idempotency keys are scoped to
+// it) and by the caller as the audit trail names it.
+func (s *Service) Submit(ctx context.Context, sub *dsr.Submission, idemKey, origin, createdBy string, by dsr.Actor) (*dsr.Stored, bool, error) {
 	now := s.NowUTC()
 	st := dsr.NewStored(sub, dsr.NewID(now), origin, now)
 	st.CreatedBy = createdBy
+	st.History[0].By = &by
 	if idemKey != "" {
 		idemKey = createdBy + "|" + idemKey
 	}
@@ -120,6 +124,11 @@ func (s *Service) Submit(ctx context.Context, sub *dsr.Submission, idemKey, orig
 	}
 	if created {
 		s.Log.Info("request received", "requestId", st.ID, "type", st.Type, "origin", origin)
+	}
+	// The request exists whatever happens here: a failed audit append is
+	// caught up by the next stage, which syncs the trail before it acts.
+	if err := s.syncAudit(ctx, st); err != nil {
+		s.Log.Warn("audit append deferred to the next stage", "requestId", st.ID, "err", err)
 	}
 	return st, created, nil
 }
@@ -162,6 +171,9 @@ func (s *Service) Discover(ctx context.Context, id string, attempt int) error {
 	if err != nil {
 		return err
 	}
+	if err := s.syncAudit(ctx, st); err != nil {
+		return err
+	}
 	switch {
 	case st.State.Terminal():
 		return nil
@@ -169,9 +181,13 @@ func (s *Service) Discover(ctx context.Context, id string, attempt int) error {
 		// Discovery already done; a crash may have lost the next message.
 		return s.send(ctx, s.Queues.Export, id, dsr.StageExport)
 	}
-	if _, err := s.Store.Update(ctx, id, func(st *dsr.Stored) (bool, error) {
+	st, err = s.Store.Update(ctx, id, func(st *dsr.Stored) (bool, error) {
 		return st.Advance(dsr.StageDiscovery, dsr.StateInProgress, s.NowUTC(), attempt, ""), nil
-	}); err != nil {
+	})
+	if err != nil {
+		return err
+	}
+	if err := s.syncAudit(ctx, st); err != nil {
 		return err
 	}
 	disc, err := s.Connector.Discover(ctx, subjectOf(st))
@@ -199,6 +215,9 @@ func (s *Service) Discover(ctx context.Context, id string, attempt int) error {
 		return err
 	}
 	s.Log.Info("discovery done", "requestId", id, "records", disc.Total())
+	if err := s.syncAudit(ctx, st); err != nil {
+		return err
+	}
 	if st.Stage == dsr.StageExport && !st.State.Terminal() {
 		return s.send(ctx, s.Queues.Export, id, dsr.StageExport)
 	}
@@ -222,7 +241,7 @@ func (s *Service) summary(disc *sources.Discovery) *dsr.DiscoverySummary {
 // FailDeadLettered ends a request whose stage message dead-lettered, with
 // the broker's reason and the last error a stage recorded.
 func (s *Service) FailDeadLettered(ctx context.Context, m StageMessage, reason, description string) error {
-	_, err := s.Store.Update(ctx, m.RequestID, func(st *dsr.Stored) (bool, error) {
+	st, err := s.Store.Update(ctx, m.RequestID, func(st *dsr.Stored) (bool, error) {
 		if st.State.Terminal() {
 			return false, nil
 		}
@@ -240,10 +259,11 @@ func (s *Service) FailDeadLettered(ctx context.Context, m StageMessage, reason, 
 		s.Log.Warn("dead-lettered message for unknown request", "requestId", m.RequestID)
 		return nil
 	}
-	if err == nil {
-		s.Log.Warn("request failed: stage message dead-lettered", "requestId", m.RequestID, "stage", m.Stage, "reason", reason)
+	if err != nil {
+		return err
 	}
-	return err
+	s.Log.Warn("request failed: stage message dead-lettered", "requestId", m.RequestID, "stage", m.Stage, "reason", reason)
+	return s.syncAudit(ctx, st)
 }
 
 // DeadLetterHandler handles messages read from a stage's dead-letter queue:
@@ -261,4 +281,45 @@ func (s *Service) DeadLetterHandler() funchost.QueueFunc {
 		}
 		return s.FailDeadLettered(ctx, sm, reason, m.DeadLetterDescription)
 	}
+}
+
+// syncAudit appends the history entries that are not in the audit trail yet,
+// then records how far the trail goes. Entry ids derive from the request and
+// the entry's position, so a crash between the two steps leads to a repeat
+// that readers recognise, never a gap.
+func (s *Service) syncAudit(ctx context.Context, st *dsr.Stored) error {
+	if s.Audit == nil || st.Audited >= len(st.History) {
+		return nil
+	}
+	from, to := st.Audited, len(st.History)
+	entries := make([]audit.Entry, 0, to-from)
+	for i := from; i < to; i++ {
+		h := st.History[i]
+		e := audit.Entry{
+			ID: fmt.Sprintf("%s:%d", st.ID, i+1), At: h.At, RequestID: st.ID, Event: "state",
+			Stage: string(h.Stage), State: string(h.State), Attempt: h.Attempt, Detail: h.Detail,
+			Actor: &audit.Actor{Kind: "system", ID: string(h.Stage)},
+		}
+		if h.By != nil {
+			e.Actor = &audit.Actor{Kind: h.By.Kind, ID: h.By.ID, Name: h.By.Name}
+		}
+		if h.State == dsr.StateFailed && st.Error != nil {
+			e.Detail = st.Error.Code + ": " + st.Error.Message
+		}
+		entries = append(entries, e)
+	}
+	if err := s.Audit.Append(ctx, entries...); err != nil {
+		return fmt.Errorf("audit %s: %w", st.ID, err)
+	}
+	_, err := s.Store.Update(ctx, st.ID, func(cur *dsr.Stored) (bool, error) {
+		if cur.Audited >= to {
+			return false, nil
+		}
+		cur.Audited = to
+		return true, nil
+	})
+	if err == nil {
+		st.Audited = to
+	}
+	return err
 }

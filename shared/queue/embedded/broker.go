@@ -162,6 +162,10 @@ func (b *Broker) Send(_ context.Context, queueName string, m queue.Message) erro
 // DeliveryCount raised by one.
 func (b *Broker) Receive(ctx context.Context, queueName string) (*Delivery, error) {
 	for {
+		// A cancelled receiver gets nothing, even when a message is ready.
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		b.mu.Lock()
 		now := b.opts.Now()
 		qs := b.q(queueName)

@@ -749,3 +749,20 @@ func TestIdle(t *testing.T) {
 		}
 	}
 }
+
+// A cancelled receiver gets nothing even when a message is waiting; a pump
+// that stops must not keep taking (and abandoning) messages.
+func TestReceiveWithCancelledContextTakesNothing(t *testing.T) {
+	b := embedded.New(embedded.Options{})
+	if err := b.Send(context.Background(), "q", queue.Message{ID: "m", Body: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if d, err := b.Receive(ctx, "q"); err == nil || d != nil {
+		t.Fatalf("cancelled receive returned %v, %v", d, err)
+	}
+	if got := b.Peek("q"); len(got) != 1 || got[0].DeliveryCount != 0 {
+		t.Fatalf("message after a cancelled receive: %+v", got)
+	}
+}

@@ -200,5 +200,12 @@ func iterateJSONArray(ctx context.Context, rd io.Reader, fn func(*rawRecord) err
 			return err
 		}
 	}
+	// A cut-off or padded blob is an error, never a shorter dataset.
+	if tok, err := dec.Token(); err != nil || tok != json.Delim(']') {
+		return errors.New("read json array: the array is not closed (truncated blob?)")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("read json array: unexpected data after the array")
+	}
 	return nil
 }
