@@ -17,7 +17,9 @@ import (
 	health "github.com/dsr-functions/dsr/functions/health"
 	intake "github.com/dsr-functions/dsr/functions/intake"
 	requestsaudit "github.com/dsr-functions/dsr/functions/requests-audit"
+	requestscancel "github.com/dsr-functions/dsr/functions/requests-cancel"
 	requestscreate "github.com/dsr-functions/dsr/functions/requests-create"
+	requestsextend "github.com/dsr-functions/dsr/functions/requests-extend"
 	requestsget "github.com/dsr-functions/dsr/functions/requests-get"
 	requestslist "github.com/dsr-functions/dsr/functions/requests-list"
 	"github.com/dsr-functions/dsr/shared/audit"
@@ -45,6 +47,8 @@ var Policies = map[string]auth.Policy{
 	"requests-get":    {Any: []auth.Role{auth.RoleRead}, Own: auth.RoleSubmit},
 	"requests-list":   {Any: []auth.Role{auth.RoleRead}, Own: auth.RoleSubmit},
 	"requests-audit":  {Any: []auth.Role{auth.RoleRead}},
+	"requests-cancel": {Any: []auth.Role{auth.RoleApprove}},
+	"requests-extend": {Any: []auth.Role{auth.RoleApprove}},
 	"export-link":     {Any: []auth.Role{auth.RoleExport}},
 	"health":          {Anonymous: true},
 }
@@ -61,6 +65,8 @@ func Registry(svc *pipeline.Service, authn *auth.Authenticator) funchost.Registr
 			"requests-get":    guard("requests-get", requestsget.New(svc)),
 			"requests-list":   guard("requests-list", requestslist.New(svc)),
 			"requests-audit":  guard("requests-audit", requestsaudit.New(svc)),
+			"requests-cancel": guard("requests-cancel", requestscancel.New(svc)),
+			"requests-extend": guard("requests-extend", requestsextend.New(svc)),
 			"export-link":     guard("export-link", exportlink.New(svc)),
 			"health":          guard("health", health.New(svc)),
 		},

@@ -129,6 +129,9 @@ func TestRoleMatrix(t *testing.T) {
 		{"export link of one's own completed request", "POST", "/api/requests/" + ownReq + "/export-link", "", map[string]int{"DSR.Export": 200, "DSR.Admin": 200}},
 		{"export link of an unfinished request", "POST", "/api/requests/" + otherReq + "/export-link", "", map[string]int{"DSR.Export": 409, "DSR.Admin": 409}},
 		{"health", "GET", "/api/health", "", all(200)},
+		{"audit trail", "GET", "/api/requests/" + adminReq + "/audit", "", map[string]int{"DSR.Read": 200, "DSR.Admin": 200}},
+		{"cancel an ended request", "POST", "/api/requests/" + adminReq + "/cancel", `{"reason":"duplicate"}`, map[string]int{"DSR.Approve": 409, "DSR.Admin": 409}},
+		{"extend an ended request", "POST", "/api/requests/" + adminReq + "/extend", `{"months":1,"reason":"complex"}`, map[string]int{"DSR.Approve": 409, "DSR.Admin": 409}},
 	}
 	for _, c := range cases {
 		for _, r := range authzRoles {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/dsr-functions/dsr/shared/api"
 	"github.com/dsr-functions/dsr/shared/auth"
@@ -26,17 +27,18 @@ type Page struct {
 	NextPageToken string          `json:"nextPageToken,omitempty"`
 }
 
-// New returns the handler: requests oldest first, filtered by state and
-// type, paginated with limit and pageToken. Callers who may only see their
+// New returns the handler: requests oldest first, filtered by state, type,
+// overdue (open and past their deadline) and dueBefore, paginated with limit
+// and pageToken. Callers who may only see their
 // own requests list only those. Listings never carry subject identifiers.
 func New(svc *pipeline.Service) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		for name := range q {
 			switch name {
-			case "state", "type", "limit", "pageToken":
+			case "state", "type", "limit", "pageToken", "overdue", "dueBefore":
 			default:
-				problem.Write(w, r, api.BadParam(name, "unknown query parameter (known: state, type, limit, pageToken)"))
+				problem.Write(w, r, api.BadParam(name, "unknown query parameter (known: state, type, overdue, dueBefore, limit, pageToken)"))
 				return
 			}
 		}
@@ -44,8 +46,26 @@ func New(svc *pipeline.Service) http.Handler {
 		if auth.OwnOnly(r.Context()) {
 			f.CreatedBy = auth.FromContext(r.Context()).Ref()
 		}
+		switch q.Get("overdue") {
+		case "", "false":
+		case "true":
+			f.Open, f.DueBefore = true, svc.NowUTC()
+		default:
+			problem.Write(w, r, api.BadParam("overdue", "must be true or false"))
+			return
+		}
+		if s := q.Get("dueBefore"); s != "" {
+			t, err := time.Parse(time.RFC3339, s)
+			if err != nil {
+				problem.Write(w, r, api.BadParam("dueBefore", "must be an RFC 3339 timestamp such as 2026-02-28T00:00:00Z"))
+				return
+			}
+			if f.DueBefore.IsZero() || t.Before(f.DueBefore) {
+				f.DueBefore = t
+			}
+		}
 		if f.State != "" && !f.State.Known() {
-			problem.Write(w, r, api.BadParam("state", "must be one of received, in_progress, completed, failed"))
+			problem.Write(w, r, api.BadParam("state", "must be one of received, in_progress, completed, failed, cancelled"))
 			return
 		}
 		if f.Type != "" && !f.Type.Known() {

@@ -4,11 +4,13 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
 	"mime"
 	"net/http"
+	"strings"
 
 	"github.com/dsr-functions/dsr/shared/dsr"
 	"github.com/dsr-functions/dsr/shared/problem"
@@ -46,6 +48,34 @@ func ReadJSONBody(r *http.Request) ([]byte, *problem.Details) {
 
 func tooLarge() *problem.Details {
 	p := problem.New(http.StatusRequestEntityTooLarge, "body-too-large", "Request body too large", "the body must be at most 64 KiB")
+	return p
+}
+
+// DecodeStrict decodes a JSON object body into v, refusing unknown fields,
+// wrong types and trailing data, with a problem naming the field.
+func DecodeStrict(body []byte, v any) *problem.Details {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var typ *json.UnmarshalTypeError
+		if errors.As(err, &typ) {
+			return BadField(http.StatusBadRequest, "wrong-type", typ.Field, "has the wrong type")
+		}
+		if strings.HasPrefix(err.Error(), "json: unknown field ") {
+			return BadField(http.StatusBadRequest, "unknown-field", strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`), "this field is not part of the API")
+		}
+		return problem.New(http.StatusBadRequest, "malformed-json", "Malformed JSON", "the body is not a valid JSON object")
+	}
+	if dec.More() {
+		return problem.New(http.StatusBadRequest, "malformed-json", "Malformed JSON", "unexpected data after the JSON object")
+	}
+	return nil
+}
+
+// BadField is a problem about one body field.
+func BadField(status int, code, field, detail string) *problem.Details {
+	p := problem.New(status, code, "", field+": "+detail)
+	p.Errors = []problem.FieldError{{Field: field, Detail: detail}}
 	return p
 }
 

@@ -44,15 +44,18 @@ const (
 	StateInProgress State = "in_progress"
 	StateCompleted  State = "completed"
 	StateFailed     State = "failed"
+	StateCancelled  State = "cancelled"
 )
 
 // Terminal reports whether no further stage runs for a request in state s.
-func (s State) Terminal() bool { return s == StateCompleted || s == StateFailed }
+func (s State) Terminal() bool {
+	return s == StateCompleted || s == StateFailed || s == StateCancelled
+}
 
 // Known reports whether s is a state the API knows.
 func (s State) Known() bool {
 	switch s {
-	case StateReceived, StateInProgress, StateCompleted, StateFailed:
+	case StateReceived, StateInProgress, StateCompleted, StateFailed, StateCancelled:
 		return true
 	}
 	return false
@@ -129,20 +132,26 @@ type ErrorInfo struct {
 
 // Request is the request document.
 type Request struct {
-	ID         string            `json:"id"`
-	Type       Type              `json:"type"`
-	State      State             `json:"state"`
-	Stage      Stage             `json:"stage"`
-	CreatedAt  time.Time         `json:"createdAt"`
-	ReceivedAt time.Time         `json:"receivedAt"`
-	DueAt      time.Time         `json:"dueAt"`
-	UpdatedAt  time.Time         `json:"updatedAt"`
-	Origin     string            `json:"origin,omitempty"`
-	Note       string            `json:"note,omitempty"`
-	History    []HistoryEntry    `json:"history"`
-	Discovery  *DiscoverySummary `json:"discovery,omitempty"`
-	Export     *ExportInfo       `json:"export,omitempty"`
-	Error      *ErrorInfo        `json:"error,omitempty"`
+	ID         string         `json:"id"`
+	Type       Type           `json:"type"`
+	State      State          `json:"state"`
+	Stage      Stage          `json:"stage"`
+	CreatedAt  time.Time      `json:"createdAt"`
+	ReceivedAt time.Time      `json:"receivedAt"`
+	DueAt      time.Time      `json:"dueAt"`
+	UpdatedAt  time.Time      `json:"updatedAt"`
+	Origin     string         `json:"origin,omitempty"`
+	Note       string         `json:"note,omitempty"`
+	History    []HistoryEntry `json:"history"`
+	// OriginalDueAt is the one-month deadline; DueAt moves with an extension.
+	OriginalDueAt *time.Time    `json:"originalDueAt,omitempty"`
+	Extension     *Extension    `json:"extension,omitempty"`
+	Cancellation  *Cancellation `json:"cancellation,omitempty"`
+	// DueSoon is set on read when the request is open and due within 7 days.
+	DueSoon   bool              `json:"dueSoon,omitempty"`
+	Discovery *DiscoverySummary `json:"discovery,omitempty"`
+	Export    *ExportInfo       `json:"export,omitempty"`
+	Error     *ErrorInfo        `json:"error,omitempty"`
 }
 
 // Stored is the request as kept in the state store: the document plus the
@@ -184,10 +193,14 @@ func (r *Request) Fail(code, message string, at time.Time, attempt int) {
 // DueAt is the Art. 12(3) deadline: one calendar month after receipt. When the
 // next month is shorter, the deadline is its last day (31 January → 28 or 29
 // February), at the same time of day, in UTC.
-func DueAt(received time.Time) time.Time {
-	r := received.UTC()
+func DueAt(received time.Time) time.Time { return AddMonths(received, 1) }
+
+// AddMonths adds calendar months the Art. 12(3) way: the same day of the
+// month, or the last day of a shorter month, at the same time of day, in UTC.
+func AddMonths(t time.Time, months int) time.Time {
+	r := t.UTC()
 	y, m, d := r.Date()
-	first := time.Date(y, m+1, 1, r.Hour(), r.Minute(), r.Second(), r.Nanosecond(), time.UTC)
+	first := time.Date(y, m+time.Month(months), 1, r.Hour(), r.Minute(), r.Second(), r.Nanosecond(), time.UTC)
 	last := first.AddDate(0, 1, -1).Day()
 	if d > last {
 		d = last
@@ -210,3 +223,68 @@ func NewID(now time.Time) string {
 // ValidID reports whether s has the shape of a request id; anything else is
 // refused before it reaches a blob name.
 func ValidID(s string) bool { return idPattern.MatchString(s) }
+
+// MaxExtensionMonths is the longest extension Art. 12(3) allows.
+const MaxExtensionMonths = 2
+
+// DueSoonWindow is how close to its deadline an open request is flagged.
+const DueSoonWindow = 7 * 24 * time.Hour
+
+// Extension records an Art. 12(3) extension of the deadline. The reason is
+// told to the subject; it is kept on the request, never in logs or audit.
+type Extension struct {
+	Months int       `json:"months"`
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at"`
+}
+
+// Cancellation records why and when a request was cancelled.
+type Cancellation struct {
+	Reason string    `json:"reason,omitempty"`
+	At     time.Time `json:"at"`
+}
+
+// Extend moves the deadline by months more (in total at most two months
+// beyond the original one-month deadline), only before the original
+// deadline, and only for open requests.
+func (r *Request) Extend(months int, reason string, now time.Time) error {
+	switch {
+	case r.State.Terminal():
+		return fmt.Errorf("the request is %s", r.State)
+	case months < 1 || months > MaxExtensionMonths:
+		return fmt.Errorf("months must be 1 or 2")
+	}
+	original := r.DueAt
+	if r.OriginalDueAt != nil {
+		original = *r.OriginalDueAt
+	}
+	if !now.Before(original) {
+		return fmt.Errorf("an extension must be decided before the original deadline")
+	}
+	total := months
+	if r.Extension != nil {
+		total += r.Extension.Months
+	}
+	if total > MaxExtensionMonths {
+		return fmt.Errorf("at most %d months in total may be added", MaxExtensionMonths)
+	}
+	r.OriginalDueAt = &original
+	r.Extension = &Extension{Months: total, Reason: reason, At: now.UTC()}
+	r.DueAt = AddMonths(r.ReceivedAt, 1+total)
+	r.UpdatedAt = now.UTC()
+	return nil
+}
+
+// Cancel ends an open request in StateCancelled.
+func (r *Request) Cancel(reason string, now time.Time, by *Actor) error {
+	if r.State.Terminal() {
+		return fmt.Errorf("the request is already %s", r.State)
+	}
+	r.Cancellation = &Cancellation{Reason: reason, At: now.UTC()}
+	r.Advance(r.Stage, StateCancelled, now.UTC(), 0, "")
+	r.History[len(r.History)-1].By = by
+	return nil
+}
+
+// Overdue reports whether an open request is past its deadline at now.
+func (r *Request) Overdue(now time.Time) bool { return !r.State.Terminal() && now.After(r.DueAt) }

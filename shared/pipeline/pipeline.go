@@ -283,6 +283,15 @@ func (s *Service) DeadLetterHandler() funchost.QueueFunc {
 	}
 }
 
+// decisionEntry is the audit entry of a staff decision that is not a state
+// change. Its id is derived from the request's state so a retry repeats it.
+func (s *Service) decisionEntry(st *dsr.Stored, event string, by dsr.Actor, detail string) audit.Entry {
+	return audit.Entry{
+		ID: fmt.Sprintf("%s:%s:%d", st.ID, event, st.UpdatedAt.UnixNano()), At: s.NowUTC(), RequestID: st.ID, Event: event,
+		Stage: string(st.Stage), State: string(st.State), Actor: &audit.Actor{Kind: by.Kind, ID: by.ID, Name: by.Name}, Detail: detail,
+	}
+}
+
 // syncAudit appends the history entries that are not in the audit trail yet,
 // then records how far the trail goes. Entry ids derive from the request and
 // the entry's position, so a crash between the two steps leads to a repeat

@@ -24,6 +24,16 @@ type Filter struct {
 	Type  dsr.Type
 	// CreatedBy keeps only requests submitted by this caller reference.
 	CreatedBy string
+	// DueBefore keeps only requests due before it (zero: no limit).
+	DueBefore time.Time
+	// Open keeps only requests that are not in a terminal state.
+	Open bool
+}
+
+func (f Filter) match(s Summary, createdBy string) bool {
+	return (f.State == "" || s.State == f.State) && (f.Type == "" || s.Type == f.Type) &&
+		(f.CreatedBy == "" || createdBy == f.CreatedBy) &&
+		(f.DueBefore.IsZero() || s.DueAt.Before(f.DueBefore)) && (!f.Open || !s.State.Terminal())
 }
 
 // Summary is a request as listed: no subject, no history.
@@ -72,7 +82,7 @@ func (s *Store) List(ctx context.Context, f Filter, limit int, token string) ([]
 		items := page.Segment.BlobItems
 		for i := pos.Skip; i < len(items); i++ {
 			sum, createdBy, ok := summaryOf(items[i].Name, items[i].Metadata)
-			if !ok || (f.State != "" && sum.State != f.State) || (f.Type != "" && sum.Type != f.Type) || (f.CreatedBy != "" && createdBy != f.CreatedBy) {
+			if !ok || !f.match(sum, createdBy) {
 				continue
 			}
 			out = append(out, sum)

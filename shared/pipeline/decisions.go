@@ -1,0 +1,62 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/dsr-functions/dsr/shared/dsr"
+)
+
+// ErrConflict wraps a decision the request's state does not allow; its text
+// says why and holds no personal data.
+var ErrConflict = errors.New("not allowed in the request's current state")
+
+// Cancel ends an open request in cancelled, recording who did it. Stages
+// that run later see a terminal request and do nothing.
+func (s *Service) Cancel(ctx context.Context, id, reason string, by dsr.Actor) (*dsr.Stored, error) {
+	return s.decide(ctx, id, func(st *dsr.Stored) error {
+		return st.Cancel(reason, s.NowUTC(), &by)
+	})
+}
+
+// Extend moves a request's deadline by one or two months (Art. 12(3)),
+// recording the reason on the request and the decision in the audit trail.
+func (s *Service) Extend(ctx context.Context, id string, months int, reason string, by dsr.Actor) (*dsr.Stored, error) {
+	var extended *dsr.Stored
+	st, err := s.decide(ctx, id, func(st *dsr.Stored) error {
+		if err := st.Extend(months, reason, s.NowUTC()); err != nil {
+			return err
+		}
+		extended = st
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if extended != nil {
+		if err := s.Audit.Append(ctx, s.decisionEntry(st, "deadline.extended", by,
+			fmt.Sprintf("deadline moved to %s (%d months added in total)", st.DueAt.Format("2006-01-02"), st.Extension.Months))); err != nil {
+			return st, fmt.Errorf("audit extension of %s: %w", id, err)
+		}
+	}
+	return st, nil
+}
+
+// decide applies a staff decision to a request conditionally and syncs the
+// audit trail.
+func (s *Service) decide(ctx context.Context, id string, apply func(*dsr.Stored) error) (*dsr.Stored, error) {
+	st, err := s.Store.Update(ctx, id, func(st *dsr.Stored) (bool, error) {
+		if err := apply(st); err != nil {
+			return false, fmt.Errorf("%w: %v", ErrConflict, err)
+		}
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.syncAudit(ctx, st); err != nil {
+		return st, err
+	}
+	return st, nil
+}
