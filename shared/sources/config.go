@@ -73,6 +73,52 @@ type Dataset struct {
 	Relations []Relation `json:"relations,omitempty"`
 	// Facts are the Art. 15 facts reported for this dataset.
 	Facts Facts `json:"facts"`
+	// Erasure says what an erasure request does to the subject's records
+	// here (default: delete them).
+	Erasure *Erasure `json:"erasure,omitempty"`
+	// SystemLog marks a system-generated log or audit dataset: never erased
+	// ("except audit log information") and never rectified.
+	SystemLog bool `json:"systemLog,omitempty"`
+}
+
+// ErasureAction is what erasure does to a record.
+type ErasureAction string
+
+// Erasure actions.
+const (
+	EraseDelete ErasureAction = "delete" // remove the record
+	EraseMask   ErasureAction = "mask"   // keep the record, mask fields
+	EraseRetain ErasureAction = "retain" // keep it under an Art. 17(3) ground
+)
+
+// Erasure is a dataset's erasure policy.
+type Erasure struct {
+	Action ErasureAction `json:"action"`
+	// Mask lists the fields to mask and how (action mask).
+	Mask []MaskRule `json:"mask,omitempty"`
+	// Ground, LegalBasis and RetainUntil justify keeping records (action
+	// retain): the Art. 17(3) exception, its legal basis, and until when.
+	Ground      string `json:"ground,omitempty"`
+	LegalBasis  string `json:"legalBasis,omitempty"`
+	RetainUntil string `json:"retainUntil,omitempty"`
+}
+
+// MaskStrategy is how one field is masked.
+type MaskStrategy string
+
+// Masking strategies.
+const (
+	MaskNull   MaskStrategy = "null"   // the value becomes null (CSV: empty)
+	MaskRedact MaskStrategy = "redact" // a fixed text replaces it (Text, default "[redacted]")
+	MaskHMAC   MaskStrategy = "hmac"   // keyed HMAC-SHA256 pseudonym (secret from settings)
+	MaskYear   MaskStrategy = "year"   // a date or timestamp generalised to its year
+)
+
+// MaskRule masks one field (dotted paths reach into nested objects).
+type MaskRule struct {
+	Field    string       `json:"field"`
+	Strategy MaskStrategy `json:"strategy"`
+	Text     string       `json:"text,omitempty"`
 }
 
 // Identifier maps a field to an identifier kind. For KindID, IDName is the
@@ -146,6 +192,94 @@ func (c *Config) Validate() error {
 	if len(c.Datasets) == 0 {
 		return fmt.Errorf("datasets: at least one dataset is required")
 	}
+	// retainDate matches YYYY-MM-DD or an RFC 3339 timestamp; the ranges of
+	// the parts are checked by validDate.
+	retainDate := regexp.MustCompile(`^([0-9]{4})-([0-9]{2})-([0-9]{2})(?:[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.[0-9]+)?(?:[Zz]|[+-]([0-9]{2}):([0-9]{2})))?$`)
+	validDate := func(s string) bool {
+		m := retainDate.FindStringSubmatch(s)
+		if m == nil {
+			return false
+		}
+		n := make([]int, len(m))
+		for k, part := range m[1:] {
+			for _, r := range part {
+				n[k+1] = n[k+1]*10 + int(r-'0')
+			}
+		}
+		year, month, day := n[1], n[2], n[3]
+		days := [13]int{0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			days[2] = 29
+		}
+		if month < 1 || month > 12 || day < 1 || day > days[month] {
+			return false
+		}
+		// Absent time parts are zero, which is in range.
+		return n[4] < 24 && n[5] < 60 && n[6] < 60 && n[7] < 24 && n[8] < 60
+	}
+	// validErasure checks a dataset's erasure policy; where names the dataset.
+	validErasure := func(d *Dataset, where string) error {
+		e := d.Erasure
+		if e == nil {
+			return nil
+		}
+		where += ".erasure"
+		if d.SystemLog {
+			return fmt.Errorf("%s: systemLog datasets are never erased; remove erasure", where)
+		}
+		switch e.Action {
+		case EraseDelete, EraseMask, EraseRetain:
+		default:
+			return fmt.Errorf("%s.action: %q is not one of delete, mask, retain", where, e.Action)
+		}
+		if e.Action != EraseMask && len(e.Mask) > 0 {
+			return fmt.Errorf("%s.mask: only action mask takes mask rules, not %s", where, e.Action)
+		}
+		if e.Action != EraseRetain && (e.Ground != "" || e.LegalBasis != "" || e.RetainUntil != "") {
+			return fmt.Errorf("%s: ground, legalBasis and retainUntil apply only to action retain, not %s", where, e.Action)
+		}
+		switch e.Action {
+		case EraseMask:
+			if len(e.Mask) == 0 {
+				return fmt.Errorf("%s.mask: action mask needs at least one rule", where)
+			}
+			seen := map[string]bool{}
+			for j, r := range e.Mask {
+				at := fmt.Sprintf("%s.mask[%d]", where, j)
+				if r.Field == "" {
+					return fmt.Errorf("%s.field: required", at)
+				}
+				for _, seg := range strings.Split(r.Field, ".") {
+					if seg == "" {
+						return fmt.Errorf("%s.field: %q has an empty path segment", at, r.Field)
+					}
+				}
+				if seen[r.Field] {
+					return fmt.Errorf("%s.field: duplicate rule for %q", at, r.Field)
+				}
+				seen[r.Field] = true
+				switch r.Strategy {
+				case MaskNull, MaskRedact, MaskHMAC, MaskYear:
+				default:
+					return fmt.Errorf("%s.strategy: %q is not one of null, redact, hmac, year", at, r.Strategy)
+				}
+				if r.Text != "" && r.Strategy != MaskRedact {
+					return fmt.Errorf("%s.text: only strategy redact takes a text, not %s", at, r.Strategy)
+				}
+			}
+		case EraseRetain:
+			if strings.TrimSpace(e.Ground) == "" {
+				return fmt.Errorf("%s.ground: required for action retain (the Art. 17(3) exception)", where)
+			}
+			if strings.TrimSpace(e.LegalBasis) == "" {
+				return fmt.Errorf("%s.legalBasis: required for action retain", where)
+			}
+			if e.RetainUntil != "" && !validDate(e.RetainUntil) {
+				return fmt.Errorf("%s.retainUntil: %q is not a date (YYYY-MM-DD) or an RFC 3339 timestamp", where, e.RetainUntil)
+			}
+		}
+		return nil
+	}
 	byName := map[string]*Dataset{}
 	for i := range c.Datasets {
 		d := &c.Datasets[i]
@@ -189,6 +323,9 @@ func (c *Config) Validate() error {
 		}
 		if len(d.Facts.Categories) == 0 || len(d.Facts.Purposes) == 0 || d.Facts.Retention == "" || d.Facts.Source == "" {
 			return fmt.Errorf("%s.facts: categories, purposes, retention and source are required (Art. 15)", where)
+		}
+		if err := validErasure(d, where); err != nil {
+			return err
 		}
 	}
 	for i, d := range c.Datasets {

@@ -2,6 +2,7 @@ package sources
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -142,6 +143,80 @@ func TestValidateRejects(t *testing.T) {
 			c.Datasets[0].Identifiers = []Identifier{{Field: "fullname", Kind: KindName}}
 		}, []string{"datasets[0]", "never match"}},
 		{"unknown phone region", func(c *Config) { c.DefaultPhoneRegion = "UK" }, []string{"defaultPhoneRegion", `"UK"`}},
+
+		// Erasure policies.
+		{"unknown erasure action", func(c *Config) { c.Datasets[1].Erasure = &Erasure{Action: "anonymise"} }, []string{"datasets[1].erasure.action", `"anonymise"`}},
+		{"empty erasure action", func(c *Config) { c.Datasets[0].Erasure = &Erasure{} }, []string{"datasets[0].erasure.action"}},
+		{"erasure action in upper case", func(c *Config) { c.Datasets[0].Erasure = &Erasure{Action: "DELETE"} }, []string{"datasets[0].erasure.action", `"DELETE"`}},
+		{"mask without rules", func(c *Config) { c.Datasets[2].Erasure = &Erasure{Action: EraseMask} }, []string{"datasets[2].erasure.mask", "at least one"}},
+		{"mask rule without field", func(c *Config) {
+			c.Datasets[2].Erasure = &Erasure{Action: EraseMask, Mask: []MaskRule{{Field: "a", Strategy: MaskNull}, {Strategy: MaskNull}}}
+		}, []string{"datasets[2].erasure.mask[1].field", "required"}},
+		{"mask rule with empty path segment", func(c *Config) {
+			c.Datasets[0].Erasure = &Erasure{Action: EraseMask, Mask: []MaskRule{{Field: "address..city", Strategy: MaskNull}}}
+		}, []string{"datasets[0].erasure.mask[0].field", "empty path segment"}},
+		{"mask rule with trailing dot", func(c *Config) {
+			c.Datasets[0].Erasure = &Erasure{Action: EraseMask, Mask: []MaskRule{{Field: "address.", Strategy: MaskNull}}}
+		}, []string{"datasets[0].erasure.mask[0].field"}},
+		{"duplicate mask field", func(c *Config) {
+			c.Datasets[0].Erasure = &Erasure{Action: EraseMask, Mask: []MaskRule{
+				{Field: "email", Strategy: MaskHMAC}, {Field: "phone", Strategy: MaskNull}, {Field: "email", Strategy: MaskRedact},
+			}}
+		}, []string{"datasets[0].erasure.mask[2].field", "duplicate", `"email"`}},
+		{"unknown mask strategy", func(c *Config) {
+			c.Datasets[2].Erasure = &Erasure{Action: EraseMask, Mask: []MaskRule{{Field: "email", Strategy: "scramble"}}}
+		}, []string{"datasets[2].erasure.mask[0].strategy", `"scramble"`}},
+		{"empty mask strategy", func(c *Config) {
+			c.Datasets[2].Erasure = &Erasure{Action: EraseMask, Mask: []MaskRule{{Field: "email"}}}
+		}, []string{"datasets[2].erasure.mask[0].strategy"}},
+		{"text with strategy null", func(c *Config) {
+			c.Datasets[1].Erasure = &Erasure{Action: EraseMask, Mask: []MaskRule{{Field: "description", Strategy: MaskNull, Text: "gone"}}}
+		}, []string{"datasets[1].erasure.mask[0].text", "redact"}},
+		{"text with strategy hmac", func(c *Config) {
+			c.Datasets[1].Erasure = &Erasure{Action: EraseMask, Mask: []MaskRule{{Field: "email", Strategy: MaskHMAC, Text: "x"}}}
+		}, []string{"datasets[1].erasure.mask[0].text"}},
+		{"delete with mask rules", func(c *Config) {
+			c.Datasets[0].Erasure = &Erasure{Action: EraseDelete, Mask: []MaskRule{{Field: "email", Strategy: MaskNull}}}
+		}, []string{"datasets[0].erasure.mask", "delete"}},
+		{"retain with mask rules", func(c *Config) {
+			c.Datasets[0].Erasure = &Erasure{Action: EraseRetain, Ground: "legal claims", LegalBasis: "Art. 17(3)(e)", Mask: []MaskRule{{Field: "email", Strategy: MaskNull}}}
+		}, []string{"datasets[0].erasure.mask", "retain"}},
+		{"delete with a ground", func(c *Config) {
+			c.Datasets[0].Erasure = &Erasure{Action: EraseDelete, Ground: "legal claims"}
+		}, []string{"datasets[0].erasure", "retain"}},
+		{"mask with retainUntil", func(c *Config) {
+			c.Datasets[0].Erasure = &Erasure{Action: EraseMask, Mask: []MaskRule{{Field: "email", Strategy: MaskNull}}, RetainUntil: "2030-01-01"}
+		}, []string{"datasets[0].erasure", "retain"}},
+		{"retain without ground", func(c *Config) {
+			c.Datasets[1].Erasure = &Erasure{Action: EraseRetain, LegalBasis: "Art. 6(1)(c) GDPR"}
+		}, []string{"datasets[1].erasure.ground", "required"}},
+		{"retain with blank ground", func(c *Config) {
+			c.Datasets[1].Erasure = &Erasure{Action: EraseRetain, Ground: "  ", LegalBasis: "Art. 6(1)(c) GDPR"}
+		}, []string{"datasets[1].erasure.ground"}},
+		{"retain without legalBasis", func(c *Config) {
+			c.Datasets[1].Erasure = &Erasure{Action: EraseRetain, Ground: "tax law"}
+		}, []string{"datasets[1].erasure.legalBasis", "required"}},
+		{"systemLog with retain policy", func(c *Config) {
+			c.Datasets[2].SystemLog = true
+			c.Datasets[2].Erasure = &Erasure{Action: EraseRetain, Ground: "audit", LegalBasis: "Art. 6(1)(c) GDPR"}
+		}, []string{"datasets[2].erasure", "systemLog datasets are never erased; remove erasure"}},
+		{"systemLog with delete policy", func(c *Config) {
+			c.Datasets[0].SystemLog = true
+			c.Datasets[0].Erasure = &Erasure{Action: EraseDelete}
+		}, []string{"datasets[0].erasure", "never erased"}},
+	}
+	for _, bad := range []string{
+		"2030-13-01", "2030-00-10", "2030-02-29", "2030-04-31", "2030-12-00", "2030-1-1", "30-12-31", "31/12/2030", "12/31/2030",
+		"2030-12-31T10:00:00", "2030-12-31T24:00:00Z", "2030-12-31T10:60:00Z", "2030-12-31T10:00:60Z",
+		"2030-12-31T10:00:00+25:00", "2030-12-31 10:00:00Z", "2030-12-31Z", " 2030-12-31", "soon", "2030",
+	} {
+		tests = append(tests, struct {
+			name   string
+			mutate func(c *Config)
+			want   []string
+		}{"retainUntil " + bad, func(c *Config) {
+			c.Datasets[1].Erasure = &Erasure{Action: EraseRetain, Ground: "tax law", LegalBasis: "Art. 6(1)(c) GDPR", RetainUntil: bad}
+		}, []string{"datasets[1].erasure.retainUntil", fmt.Sprintf("%q", bad)}})
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -163,6 +238,57 @@ func TestValidateRejects(t *testing.T) {
 			}
 			if _, perr := Parse(b); perr == nil {
 				t.Error("Parse accepted the config")
+			}
+		})
+	}
+}
+
+func TestValidateAcceptsErasure(t *testing.T) {
+	retain := func(until string) *Erasure {
+		return &Erasure{Action: EraseRetain, Ground: "Art. 17(3)(b): statutory retention of invoices", LegalBasis: "Art. 6(1)(c) GDPR", RetainUntil: until}
+	}
+	tests := []struct {
+		name   string
+		mutate func(c *Config)
+	}{
+		{"delete", func(c *Config) { c.Datasets[0].Erasure = &Erasure{Action: EraseDelete} }},
+		{"mask with every strategy", func(c *Config) {
+			c.Datasets[0].Erasure = &Erasure{Action: EraseMask, Mask: []MaskRule{
+				{Field: "email", Strategy: MaskHMAC},
+				{Field: "phone", Strategy: MaskNull},
+				{Field: "notes", Strategy: MaskRedact, Text: "[removed on request]"},
+				{Field: "address.city", Strategy: MaskRedact},
+				{Field: "birthdate", Strategy: MaskYear},
+			}}
+		}},
+		{"mask on a csv dataset", func(c *Config) {
+			c.Datasets[1].Erasure = &Erasure{Action: EraseMask, Mask: []MaskRule{{Field: "description", Strategy: MaskRedact}}}
+		}},
+		{"retain without retainUntil", func(c *Config) { c.Datasets[2].Erasure = retain("") }},
+		{"retain until a date", func(c *Config) { c.Datasets[2].Erasure = retain("2030-12-31") }},
+		{"retain until a leap day", func(c *Config) { c.Datasets[2].Erasure = retain("2028-02-29") }},
+		{"retain until a UTC timestamp", func(c *Config) { c.Datasets[2].Erasure = retain("2030-12-31T23:59:59Z") }},
+		{"retain until a timestamp with offset", func(c *Config) { c.Datasets[2].Erasure = retain("2030-12-31T23:59:59.123+01:00") }},
+		{"systemLog without erasure", func(c *Config) { c.Datasets[2].SystemLog = true }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := validConfig()
+			tt.mutate(c)
+			if err := c.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			// The policy survives its JSON form.
+			b, err := json.Marshal(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := Parse(b)
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if !reflect.DeepEqual(p.Datasets, c.Datasets) {
+				t.Errorf("datasets after a JSON round trip:\n%+v\nwant\n%+v", p.Datasets, c.Datasets)
 			}
 		})
 	}

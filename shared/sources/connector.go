@@ -96,3 +96,22 @@ type Connector interface {
 	// data changed since discovery.
 	Read(ctx context.Context, matches DatasetMatches, emit func(Record) error) error
 }
+
+// Edit decides what happens to one discovered record during a rewrite:
+// (nil, nil) deletes it, (&rec, nil) replaces it, an error aborts the
+// rewrite without changing anything.
+type Edit func(ordinal int64, rec Record) (*Record, error)
+
+// RewriteResult says what a rewrite changed in one blob (or table).
+type RewriteResult struct {
+	ETag     string
+	Deleted  int
+	Replaced int
+}
+
+// Rewriter changes a subject's records in place: conditionally on the
+// version discovery saw (ErrChanged otherwise), atomically, leaving every
+// other record as it was.
+type Rewriter interface {
+	Rewrite(ctx context.Context, dataset string, loc Location, edit Edit) (RewriteResult, error)
+}
