@@ -8,24 +8,32 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	discover "github.com/dsr-functions/dsr/functions/discover"
 	discoverdeadletter "github.com/dsr-functions/dsr/functions/discover-deadletter"
+	erase "github.com/dsr-functions/dsr/functions/erase"
+	erasedeadletter "github.com/dsr-functions/dsr/functions/erase-deadletter"
 	export "github.com/dsr-functions/dsr/functions/export"
 	exportdeadletter "github.com/dsr-functions/dsr/functions/export-deadletter"
 	exportlink "github.com/dsr-functions/dsr/functions/export-link"
 	health "github.com/dsr-functions/dsr/functions/health"
 	intake "github.com/dsr-functions/dsr/functions/intake"
+	requestsapprove "github.com/dsr-functions/dsr/functions/requests-approve"
 	requestsaudit "github.com/dsr-functions/dsr/functions/requests-audit"
 	requestscancel "github.com/dsr-functions/dsr/functions/requests-cancel"
 	requestscreate "github.com/dsr-functions/dsr/functions/requests-create"
 	requestsextend "github.com/dsr-functions/dsr/functions/requests-extend"
 	requestsget "github.com/dsr-functions/dsr/functions/requests-get"
 	requestslist "github.com/dsr-functions/dsr/functions/requests-list"
+	requestsreject "github.com/dsr-functions/dsr/functions/requests-reject"
+	verify "github.com/dsr-functions/dsr/functions/verify"
+	verifydeadletter "github.com/dsr-functions/dsr/functions/verify-deadletter"
 	"github.com/dsr-functions/dsr/shared/audit"
 	"github.com/dsr-functions/dsr/shared/auth"
 	"github.com/dsr-functions/dsr/shared/blobs"
 	"github.com/dsr-functions/dsr/shared/config"
+	"github.com/dsr-functions/dsr/shared/dsr"
 	"github.com/dsr-functions/dsr/shared/funchost"
 	"github.com/dsr-functions/dsr/shared/pipeline"
 	"github.com/dsr-functions/dsr/shared/queue"
@@ -43,14 +51,16 @@ func Definitions() ([]funchost.Function, error) { return funchost.LoadFunctions(
 // Policies says, for every HTTP function, which roles may call it. It is the
 // one place where access is decided; README's role matrix mirrors it.
 var Policies = map[string]auth.Policy{
-	"requests-create": {Any: []auth.Role{auth.RoleSubmit}},
-	"requests-get":    {Any: []auth.Role{auth.RoleRead}, Own: auth.RoleSubmit},
-	"requests-list":   {Any: []auth.Role{auth.RoleRead}, Own: auth.RoleSubmit},
-	"requests-audit":  {Any: []auth.Role{auth.RoleRead}},
-	"requests-cancel": {Any: []auth.Role{auth.RoleApprove}},
-	"requests-extend": {Any: []auth.Role{auth.RoleApprove}},
-	"export-link":     {Any: []auth.Role{auth.RoleExport}},
-	"health":          {Anonymous: true},
+	"requests-create":  {Any: []auth.Role{auth.RoleSubmit}},
+	"requests-get":     {Any: []auth.Role{auth.RoleRead}, Own: auth.RoleSubmit},
+	"requests-list":    {Any: []auth.Role{auth.RoleRead}, Own: auth.RoleSubmit},
+	"requests-audit":   {Any: []auth.Role{auth.RoleRead}},
+	"requests-cancel":  {Any: []auth.Role{auth.RoleApprove}},
+	"requests-extend":  {Any: []auth.Role{auth.RoleApprove}},
+	"requests-approve": {Any: []auth.Role{auth.RoleApprove}},
+	"requests-reject":  {Any: []auth.Role{auth.RoleApprove}},
+	"export-link":      {Any: []auth.Role{auth.RoleExport}},
+	"health":           {Anonymous: true},
 }
 
 // Registry maps every function name to its implementation, HTTP functions
@@ -61,14 +71,16 @@ func Registry(svc *pipeline.Service, authn *auth.Authenticator) funchost.Registr
 	}
 	return funchost.Registry{
 		HTTP: map[string]http.Handler{
-			"requests-create": guard("requests-create", requestscreate.New(svc)),
-			"requests-get":    guard("requests-get", requestsget.New(svc)),
-			"requests-list":   guard("requests-list", requestslist.New(svc)),
-			"requests-audit":  guard("requests-audit", requestsaudit.New(svc)),
-			"requests-cancel": guard("requests-cancel", requestscancel.New(svc)),
-			"requests-extend": guard("requests-extend", requestsextend.New(svc)),
-			"export-link":     guard("export-link", exportlink.New(svc)),
-			"health":          guard("health", health.New(svc)),
+			"requests-create":  guard("requests-create", requestscreate.New(svc)),
+			"requests-get":     guard("requests-get", requestsget.New(svc)),
+			"requests-list":    guard("requests-list", requestslist.New(svc)),
+			"requests-audit":   guard("requests-audit", requestsaudit.New(svc)),
+			"requests-cancel":  guard("requests-cancel", requestscancel.New(svc)),
+			"requests-extend":  guard("requests-extend", requestsextend.New(svc)),
+			"requests-approve": guard("requests-approve", requestsapprove.New(svc)),
+			"requests-reject":  guard("requests-reject", requestsreject.New(svc)),
+			"export-link":      guard("export-link", exportlink.New(svc)),
+			"health":           guard("health", health.New(svc)),
 		},
 		Queue: map[string]funchost.QueueFunc{
 			"intake":              intake.New(svc),
@@ -76,6 +88,10 @@ func Registry(svc *pipeline.Service, authn *auth.Authenticator) funchost.Registr
 			"export":              export.New(svc),
 			"discover-deadletter": discoverdeadletter.New(svc),
 			"export-deadletter":   exportdeadletter.New(svc),
+			"erase":               erase.New(svc),
+			"verify":              verify.New(svc),
+			"erase-deadletter":    erasedeadletter.New(svc),
+			"verify-deadletter":   verifydeadletter.New(svc),
 		},
 	}
 }
@@ -115,10 +131,22 @@ func New(cfg *config.Config, sender queue.Sender, log *slog.Logger) (*App, error
 		Intake:         funchost.QueueOf(fns, "intake"),
 		Discover:       funchost.QueueOf(fns, "discover"),
 		Export:         funchost.QueueOf(fns, "export"),
+		Erase:          funchost.QueueOf(fns, "erase"),
+		Verify:         funchost.QueueOf(fns, "verify"),
 		IntakeRejected: cfg.IntakeRejectedQueue,
 	}
-	if q.Discover == "" || q.Export == "" {
-		return nil, fmt.Errorf("function.json: the discover and export functions must be Service Bus triggered")
+	if q.Discover == "" || q.Export == "" || q.Erase == "" || q.Verify == "" {
+		return nil, fmt.Errorf("function.json: the discover, export, erase and verify functions must be Service Bus triggered")
+	}
+	approval := map[dsr.Type]bool{}
+	for _, t := range strings.Split(cfg.ApprovalTypes, ",") {
+		if t = strings.TrimSpace(t); t == "" {
+			continue
+		}
+		if !dsr.Type(t).Known() {
+			return nil, fmt.Errorf("DSR_APPROVAL_TYPES: unknown request type %q", t)
+		}
+		approval[dsr.Type(t)] = true
 	}
 	svc := &pipeline.Service{
 		Store:            store.New(acct.Service.NewContainerClient(cfg.StateContainer)),
@@ -130,6 +158,8 @@ func New(cfg *config.Config, sender queue.Sender, log *slog.Logger) (*App, error
 		ExportsContainer: cfg.ExportsContainer,
 		LinkTTL:          cfg.ExportLinkTTL,
 		PhoneRegion:      cfg.PhoneRegion,
+		Secret:           []byte(cfg.PseudonymSecret),
+		ApprovalTypes:    approval,
 		Queues:           q,
 		Log:              log,
 	}

@@ -37,7 +37,7 @@ func TestBadInputsAreRefusedAndLeaveNoTrace(t *testing.T) {
 		{"national phone without region", "POST", "/api/requests", `{"type":"access","subject":{"phone":"(425) 555-0199"}}`, nil, 422, "invalid-request", "subject.phone"},
 		{"missing type", "POST", "/api/requests", `{"subject":{"email":"a@b.example"}}`, nil, 422, "invalid-request", "type"},
 		{"unknown type", "POST", "/api/requests", `{"type":"delete-everything","subject":{"email":"a@b.example"}}`, nil, 422, "invalid-request", "type"},
-		{"erasure not supported yet", "POST", "/api/requests", `{"type":"erasure","subject":{"email":"a@b.example"}}`, nil, 422, "type-not-supported", "type"},
+		{"erasure with corrections", "POST", "/api/requests", `{"type":"erasure","subject":{"email":"a@b.example"},"corrections":{"name":"A"}}`, nil, 422, "invalid-request", "corrections"},
 		{"rectification not supported yet", "POST", "/api/requests", `{"type":"rectification","subject":{"email":"a@b.example"},"corrections":{"name":"A"}}`, nil, 422, "type-not-supported", "type"},
 		{"restriction not supported yet", "POST", "/api/requests", `{"type":"restriction","subject":{"email":"a@b.example"}}`, nil, 422, "type-not-supported", "type"},
 		{"corrections on access", "POST", "/api/requests", `{"type":"access","subject":{"email":"a@b.example"},"corrections":{"name":"A"}}`, nil, 422, "invalid-request", "corrections"},

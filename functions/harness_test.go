@@ -122,6 +122,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		"DSR_SOURCES_CONFIG":    srcPath,
 		"DSR_EXPORT_LINK_TTL":   "1h",
 		"DSR_KEY_ROLES":         "DSR.Admin",
+		"DSR_PSEUDONYM_SECRET":  "harness-pseudonym-secret-0123456789",
 		"DSR_ALLOW_TEST_ROLES":  "true",
 	}
 	for k, v := range o.env {
@@ -302,4 +303,36 @@ func (h *harness) blobNames(containerName string) []string {
 		}
 	}
 	return names
+}
+
+// waitState polls a request until it reaches state (or ends).
+func (h *harness) waitState(id string, state dsr.State) dsr.Request {
+	h.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		doc, _ := h.get(id)
+		if doc.State == state || doc.State.Terminal() {
+			return doc
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("request %s still %s/%s after 30s, want %s", id, doc.Stage, doc.State, state)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// approveWhenAsked approves a request once it awaits approval; requests of
+// types that need none are left alone.
+func (h *harness) approveWhenAsked(id string) {
+	h.t.Helper()
+	doc, _ := h.get(id)
+	if doc.Type != dsr.TypeErasure && doc.Type != dsr.TypeRectification {
+		return
+	}
+	if doc = h.waitState(id, dsr.StateAwaitingApproval); doc.State != dsr.StateAwaitingApproval {
+		return
+	}
+	if resp, b := h.do("POST", "/api/requests/"+id+"/approve", ""); resp.StatusCode != 200 {
+		h.t.Fatalf("approve %s: %d %s", id, resp.StatusCode, b)
+	}
 }

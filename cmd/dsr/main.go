@@ -130,6 +130,9 @@ func local(ctx context.Context, log *slog.Logger, args []string) error {
 			return "UseDevelopmentStorage=true"
 		case "DSR_SOURCES_CONFIG":
 			return "sample/sources.json"
+		case "DSR_PSEUDONYM_SECRET":
+			// Local only: a fixed, public development secret.
+			return "dsr-local-development-secret-not-for-production"
 		case "DSR_KEY_ROLES":
 			// The holder of the local function key is the developer.
 			return "DSR.Admin"

@@ -76,6 +76,12 @@ type Config struct {
 	// AllowTestRoles honours the X-DSR-Test-Roles header that narrows a key
 	// caller's roles (DSR_ALLOW_TEST_ROLES=true; for tests only).
 	AllowTestRoles bool
+	// PseudonymSecret keys HMAC pseudonyms and the audit trail's record key
+	// hashes (DSR_PSEUDONYM_SECRET, at least 16 bytes; required for erasure).
+	PseudonymSecret string
+	// ApprovalTypes are the request types that wait for approval after
+	// discovery (DSR_APPROVAL_TYPES, default "erasure,rectification").
+	ApprovalTypes string
 	// HandlerPort is where `dsr serve` listens (FUNCTIONS_CUSTOMHANDLER_PORT, default 8080).
 	HandlerPort int
 }
@@ -109,6 +115,14 @@ func Load(getenv func(string) string) (*Config, error) {
 	case "false", "0":
 	default:
 		return nil, fmt.Errorf("DSR_ALLOW_TEST_ROLES: must be true or false, got %q", v)
+	}
+	c.PseudonymSecret = strings.TrimSpace(getenv("DSR_PSEUDONYM_SECRET"))
+	if c.PseudonymSecret != "" && len(c.PseudonymSecret) < 16 {
+		return nil, fmt.Errorf("DSR_PSEUDONYM_SECRET: use at least 16 characters")
+	}
+	c.ApprovalTypes = get("DSR_APPROVAL_TYPES", "erasure,rectification")
+	if strings.TrimSpace(getenv("DSR_APPROVAL_TYPES")) == "none" {
+		c.ApprovalTypes = ""
 	}
 	c.SourcesConfig = get("DSR_SOURCES_CONFIG", "sources.json")
 	if !filepath.IsAbs(c.SourcesConfig) {

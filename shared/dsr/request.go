@@ -24,7 +24,7 @@ const (
 )
 
 // Supported reports whether this build can process requests of type t.
-func (t Type) Supported() bool { return t == TypeAccess || t == TypeDiscovery }
+func (t Type) Supported() bool { return t == TypeAccess || t == TypeDiscovery || t == TypeErasure }
 
 // Known reports whether t is a request type the API knows at all.
 func (t Type) Known() bool {
@@ -45,17 +45,21 @@ const (
 	StateCompleted  State = "completed"
 	StateFailed     State = "failed"
 	StateCancelled  State = "cancelled"
+	// StateAwaitingApproval: discovery is done; a person decides whether to
+	// honour the request (approve) or decline it (reject).
+	StateAwaitingApproval State = "awaiting_approval"
+	StateRejected         State = "rejected"
 )
 
 // Terminal reports whether no further stage runs for a request in state s.
 func (s State) Terminal() bool {
-	return s == StateCompleted || s == StateFailed || s == StateCancelled
+	return s == StateCompleted || s == StateFailed || s == StateCancelled || s == StateRejected
 }
 
 // Known reports whether s is a state the API knows.
 func (s State) Known() bool {
 	switch s {
-	case StateReceived, StateInProgress, StateCompleted, StateFailed, StateCancelled:
+	case StateReceived, StateInProgress, StateCompleted, StateFailed, StateCancelled, StateAwaitingApproval, StateRejected:
 		return true
 	}
 	return false
@@ -66,10 +70,13 @@ type Stage string
 
 // Pipeline stages, in order.
 const (
-	StageIntake    Stage = "intake"
-	StageDiscovery Stage = "discovery"
-	StageExport    Stage = "export"
-	StageDone      Stage = "done"
+	StageIntake       Stage = "intake"
+	StageDiscovery    Stage = "discovery"
+	StageExport       Stage = "export"
+	StageApproval     Stage = "approval"
+	StageErasure      Stage = "erasure"
+	StageVerification Stage = "verification"
+	StageDone         Stage = "done"
 )
 
 // Subject holds the identifiers of the data subject. It is personal data:
@@ -147,11 +154,14 @@ type Request struct {
 	OriginalDueAt *time.Time    `json:"originalDueAt,omitempty"`
 	Extension     *Extension    `json:"extension,omitempty"`
 	Cancellation  *Cancellation `json:"cancellation,omitempty"`
+	Rejection     *Rejection    `json:"rejection,omitempty"`
 	// DueSoon is set on read when the request is open and due within 7 days.
-	DueSoon   bool              `json:"dueSoon,omitempty"`
-	Discovery *DiscoverySummary `json:"discovery,omitempty"`
-	Export    *ExportInfo       `json:"export,omitempty"`
-	Error     *ErrorInfo        `json:"error,omitempty"`
+	DueSoon      bool                `json:"dueSoon,omitempty"`
+	Discovery    *DiscoverySummary   `json:"discovery,omitempty"`
+	Export       *ExportInfo         `json:"export,omitempty"`
+	Erasure      *ErasureReport      `json:"erasure,omitempty"`
+	Verification *VerificationReport `json:"verification,omitempty"`
+	Error        *ErrorInfo          `json:"error,omitempty"`
 }
 
 // Stored is the request as kept in the state store: the document plus the
@@ -165,6 +175,9 @@ type Stored struct {
 	CreatedBy string `json:"createdBy,omitempty"`
 	// ExportBlob is the blob name of the export package.
 	ExportBlob string `json:"exportBlob,omitempty"`
+	// ErasedBlobs records, per blob, that the erasure stage rewrote it (so a
+	// redelivered erase message does not do it twice).
+	ErasedBlobs map[string]ErasedBlob `json:"erasedBlobs,omitempty"`
 	// Audited is how many history entries are in the audit trail.
 	Audited int `json:"audited,omitempty"`
 	// LastAttemptError is the latest failure of a stage, kept so that a
@@ -288,3 +301,79 @@ func (r *Request) Cancel(reason string, now time.Time, by *Actor) error {
 
 // Overdue reports whether an open request is past its deadline at now.
 func (r *Request) Overdue(now time.Time) bool { return !r.State.Terminal() && now.After(r.DueAt) }
+
+// RefusalNotice is what Art. 12(4) requires a refusal to tell the subject.
+const RefusalNotice = "Your request was declined for the reason given. You have the right to lodge a complaint " +
+	"with a supervisory authority and to seek a judicial remedy (GDPR Art. 12(4), 77 and 79)."
+
+// Rejection records a declined request: the reason (for the subject) and
+// the Art. 12(4) notice.
+type Rejection struct {
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at"`
+	Notice string    `json:"notice"`
+}
+
+// ErasureResult is what erasure did in one dataset.
+type ErasureResult struct {
+	Source      string `json:"source"`
+	Action      string `json:"action"`
+	Deleted     int64  `json:"deleted"`
+	Masked      int64  `json:"masked"`
+	Retained    int64  `json:"retained"`
+	Ground      string `json:"ground,omitempty"`
+	LegalBasis  string `json:"legalBasis,omitempty"`
+	RetainUntil string `json:"retainUntil,omitempty"`
+}
+
+// ErasureReport is the erasure stage's result on the request.
+type ErasureReport struct {
+	Sources     []ErasureResult `json:"sources"`
+	CompletedAt time.Time       `json:"completedAt"`
+}
+
+// VerificationSource is what verification found again in one dataset.
+type VerificationSource struct {
+	Source   string `json:"source"`
+	Residual int64  `json:"residual"`
+	Retained int64  `json:"retained"`
+}
+
+// VerificationReport is the result of discovering again after erasure:
+// residual records must be zero apart from retained ones.
+type VerificationReport struct {
+	Residual int64                `json:"residual"`
+	Retained int64                `json:"retained"`
+	Sources  []VerificationSource `json:"sources"`
+	At       time.Time            `json:"at"`
+}
+
+// Approve lets a request waiting for approval go on to the erasure stage.
+func (r *Request) Approve(now time.Time, by *Actor) error {
+	if r.State != StateAwaitingApproval {
+		return fmt.Errorf("only a request awaiting approval can be approved; this one is %s", r.State)
+	}
+	r.Advance(StageErasure, StateInProgress, now.UTC(), 0, "approved")
+	r.History[len(r.History)-1].By = by
+	return nil
+}
+
+// Reject declines a request waiting for approval, with the reason and the
+// Art. 12(4) notice.
+func (r *Request) Reject(reason string, now time.Time, by *Actor) error {
+	if r.State != StateAwaitingApproval {
+		return fmt.Errorf("only a request awaiting approval can be rejected; this one is %s", r.State)
+	}
+	r.Rejection = &Rejection{Reason: reason, At: now.UTC(), Notice: RefusalNotice}
+	r.Advance(StageApproval, StateRejected, now.UTC(), 0, "rejected")
+	r.History[len(r.History)-1].By = by
+	return nil
+}
+
+// ErasedBlob is the erasure stage's progress mark for one blob.
+type ErasedBlob struct {
+	Dataset string `json:"dataset"`
+	ETag    string `json:"etag"`
+	Deleted int    `json:"deleted"`
+	Masked  int    `json:"masked"`
+}

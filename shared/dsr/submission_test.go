@@ -94,7 +94,7 @@ func TestParseSubmissionRejects(t *testing.T) {
 		{"unknown type", body(`"type":"deletion","subject":{"email":"` + piiEmail + `"}`), "", 422, "invalid-request", "type", []string{piiEmail}},
 		{"upper-case type", body(`"type":"ACCESS","subject":{"email":"a@example.com"}`), "", 422, "invalid-request", "type", nil},
 		{"missing type", body(`"subject":{"email":"a@example.com"}`), "", 422, "invalid-request", "type", nil},
-		{"erasure not supported", body(`"type":"erasure","subject":{"email":"` + piiEmail + `"}`), "", 422, "type-not-supported", "type", []string{piiEmail}},
+		{"restriction not supported", body(`"type":"restriction","subject":{"email":"` + piiEmail + `"}`), "", 422, "type-not-supported", "type", []string{piiEmail}},
 		{"restriction not supported", body(`"type":"restriction","subject":{"email":"a@example.com"}`), "", 422, "type-not-supported", "type", nil},
 		{"rectification not supported", body(`"type":"rectification","subject":{"email":"a@example.com"},"corrections":{"name":"` + piiName + `"}`), "", 422, "type-not-supported", "type", []string{piiName}},
 		{"note too long", body(`"type":"access","subject":{"email":"a@example.com"},"note":"` + longNote + `"`), "", 422, "invalid-request", "note", nil},
@@ -191,7 +191,7 @@ func assertNoPersonalData(t *testing.T, ie *InputError, values []string) {
 }
 
 func TestParseSubmissionAllErrorsReported(t *testing.T) {
-	b := body(`"type":"erasure","subject":{"email":"nope","phone":"nope","name":"` + strings.Repeat("x", 201) + `"},"note":"` + strings.Repeat("n", 2001) + `"`)
+	b := body(`"type":"restriction","subject":{"email":"nope","phone":"nope","name":"` + strings.Repeat("x", 201) + `"},"note":"` + strings.Repeat("n", 2001) + `"`)
 	_, err := ParseSubmission(b, "", testNow)
 	var ie *InputError
 	if !errors.As(err, &ie) {

@@ -29,6 +29,8 @@ import (
 type Queues struct {
 	Discover string
 	Export   string
+	Erase    string
+	Verify   string
 	// Intake is the queue other systems submit requests to.
 	Intake string
 	// IntakeRejected receives a notice per invalid intake message.
@@ -46,9 +48,14 @@ type Service struct {
 	ExportsContainer string
 	LinkTTL          time.Duration
 	PhoneRegion      string
-	Queues           Queues
-	Log              *slog.Logger
-	Now              func() time.Time
+	// Secret keys pseudonyms and the audit trail's record key hashes.
+	Secret []byte
+	// ApprovalTypes are the request types that wait for a person's approval
+	// after discovery.
+	ApprovalTypes map[dsr.Type]bool
+	Queues        Queues
+	Log           *slog.Logger
+	Now           func() time.Time
 }
 
 // NowUTC is the service clock (Now, or the wall clock), in UTC.
@@ -177,9 +184,9 @@ func (s *Service) Discover(ctx context.Context, id string, attempt int) error {
 	switch {
 	case st.State.Terminal():
 		return nil
-	case st.Stage == dsr.StageExport:
+	case st.Stage != dsr.StageIntake && st.Stage != dsr.StageDiscovery:
 		// Discovery already done; a crash may have lost the next message.
-		return s.send(ctx, s.Queues.Export, id, dsr.StageExport)
+		return s.nextMessage(ctx, st)
 	}
 	st, err = s.Store.Update(ctx, id, func(st *dsr.Stored) (bool, error) {
 		return st.Advance(dsr.StageDiscovery, dsr.StateInProgress, s.NowUTC(), attempt, ""), nil
@@ -203,12 +210,7 @@ func (s *Service) Discover(ctx context.Context, id string, attempt int) error {
 			return false, nil
 		}
 		st.Discovery = s.summary(disc)
-		detail := fmt.Sprintf("%d records in %d sources", disc.Total(), len(st.Discovery.Sources))
-		if st.Type == dsr.TypeAccess {
-			st.Advance(dsr.StageExport, dsr.StateInProgress, s.NowUTC(), attempt, detail)
-		} else {
-			st.Advance(dsr.StageDone, dsr.StateCompleted, s.NowUTC(), attempt, detail)
-		}
+		s.afterDiscovery(st, attempt, fmt.Sprintf("%d records in %d sources", disc.Total(), len(st.Discovery.Sources)))
 		return true, nil
 	})
 	if err != nil {
@@ -218,10 +220,7 @@ func (s *Service) Discover(ctx context.Context, id string, attempt int) error {
 	if err := s.syncAudit(ctx, st); err != nil {
 		return err
 	}
-	if st.Stage == dsr.StageExport && !st.State.Terminal() {
-		return s.send(ctx, s.Queues.Export, id, dsr.StageExport)
-	}
-	return nil
+	return s.nextMessage(ctx, st)
 }
 
 // summary turns a discovery into the request's report: counts and Art. 15

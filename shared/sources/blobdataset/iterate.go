@@ -21,6 +21,11 @@ type rawRecord struct {
 	ordinal int64
 	// raw is the NDJSON line or JSON array element; nil for CSV.
 	raw []byte
+	// span is the record's exact bytes in the blob: the NDJSON line with its
+	// surrounding blanks and line ending, the CSV row with its quoting and
+	// line ending, or the JSON array element. It is set for NDJSON always
+	// and for the other formats when iterating with iterateSpans.
+	span []byte
 	// header and row are the CSV header and this record's cells.
 	header, row []string
 }
@@ -88,14 +93,27 @@ var errStop = errors.New("stop")
 // records (blank NDJSON lines are not records), from 0. fn may return
 // errStop to end early.
 func iterate(ctx context.Context, rd io.Reader, format sources.Format, fn func(*rawRecord) error) error {
+	return iterateSpans(ctx, rd, format, fn, nil)
+}
+
+// iterateSpans is iterate that, when gap is not nil, also hands back every
+// byte of the blob: each record's exact bytes as rawRecord.span, and the
+// bytes that belong to no record (blank NDJSON lines, the CSV header row and
+// the empty lines CSV skips, the JSON array's brackets, separators and
+// whitespace) to gap, in blob order: the bytes before a record go to gap
+// before fn sees the record, and the bytes after the last record go to gap
+// before iterateSpans returns nil. So when it returns nil, the gaps and
+// spans joined in call order are the blob. Slices passed to fn and gap may
+// be reused once they return. Records and ordinals are the same as iterate's.
+func iterateSpans(ctx context.Context, rd io.Reader, format sources.Format, fn func(*rawRecord) error, gap func([]byte) error) error {
 	var err error
 	switch format {
 	case sources.FormatNDJSON:
-		err = iterateNDJSON(ctx, rd, fn)
+		err = iterateNDJSON(ctx, rd, fn, gap)
 	case sources.FormatCSV:
-		err = iterateCSV(ctx, rd, fn)
+		err = iterateCSV(ctx, rd, fn, gap)
 	case sources.FormatJSONArray:
-		err = iterateJSONArray(ctx, rd, fn)
+		err = iterateJSONArray(ctx, rd, fn, gap)
 	default:
 		err = fmt.Errorf("unsupported format %q", format)
 	}
@@ -105,20 +123,80 @@ func iterate(ctx context.Context, rd io.Reader, format sources.Format, fn func(*
 	return err
 }
 
-func iterateNDJSON(ctx context.Context, rd io.Reader, fn func(*rawRecord) error) error {
+// scanLinesKeep is bufio.ScanLines keeping the line ending in the token.
+func scanLinesKeep(data []byte, atEOF bool) (int, []byte, error) {
+	if atEOF && len(data) == 0 {
+		return 0, nil, nil
+	}
+	if i := bytes.IndexByte(data, '\n'); i >= 0 {
+		return i + 1, data[:i+1], nil
+	}
+	if atEOF {
+		return len(data), data, nil
+	}
+	return 0, nil, nil
+}
+
+// tracker remembers the bytes read through it from a mark on, so that the
+// exact bytes of what a reading-ahead parser (csv.Reader, json.Decoder)
+// parsed can be cut out by the parser's input offset.
+type tracker struct {
+	r io.Reader
+	// buf holds the bytes read from stream offset base (the mark) on.
+	buf  []byte
+	base int64
+}
+
+func (t *tracker) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	t.buf = append(t.buf, p[:n]...)
+	return n, err
+}
+
+// take returns the bytes from the mark up to stream offset end and moves
+// the mark to end. Bytes are never overwritten in place, so the slice stays
+// valid; buf only keeps what lies after the mark.
+func (t *tracker) take(end int64) ([]byte, error) {
+	k := end - t.base
+	if k < 0 || k > int64(len(t.buf)) {
+		return nil, errors.New("internal error: parser offset outside the bytes read")
+	}
+	b := t.buf[:k:k]
+	t.buf = t.buf[k:]
+	t.base = end
+	return b, nil
+}
+
+// rest returns every byte read after the mark (at the end of the stream:
+// the bytes after the last record).
+func (t *tracker) rest() []byte {
+	b, _ := t.take(t.base + int64(len(t.buf)))
+	return b
+}
+
+func iterateNDJSON(ctx context.Context, rd io.Reader, fn func(*rawRecord) error, gap func([]byte) error) error {
 	sc := bufio.NewScanner(rd)
 	sc.Buffer(make([]byte, 0, 1<<20), maxLine)
+	// Lines keep their ending (a line and its ending fit in the buffer
+	// either way); trimming yields what bufio.ScanLines would.
+	sc.Split(scanLinesKeep)
 	rec := &rawRecord{}
 	var n int64
 	for sc.Scan() {
-		line := bytes.TrimSpace(sc.Bytes())
+		full := sc.Bytes()
+		line := bytes.TrimSpace(full)
 		if len(line) == 0 {
+			if gap != nil {
+				if err := gap(full); err != nil {
+					return err
+				}
+			}
 			continue
 		}
 		if n%4096 == 0 && ctx.Err() != nil {
 			return ctx.Err()
 		}
-		rec.ordinal, rec.raw = n, line
+		rec.ordinal, rec.raw, rec.span = n, line, full
 		n++
 		if err := fn(rec); err != nil {
 			return err
@@ -130,15 +208,32 @@ func iterateNDJSON(ctx context.Context, rd io.Reader, fn func(*rawRecord) error)
 	return nil
 }
 
-func iterateCSV(ctx context.Context, rd io.Reader, fn func(*rawRecord) error) error {
+func iterateCSV(ctx context.Context, rd io.Reader, fn func(*rawRecord) error, gap func([]byte) error) error {
+	var t *tracker
+	if gap != nil {
+		t = &tracker{r: rd}
+		rd = t
+	}
 	cr := csv.NewReader(bufio.NewReaderSize(rd, 1<<20))
 	cr.ReuseRecord = true
 	header, err := cr.Read()
 	if err == io.EOF {
+		if t != nil {
+			return gap(t.rest())
+		}
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("read csv header: %w", err)
+	}
+	if t != nil {
+		b, err := t.take(cr.InputOffset())
+		if err != nil {
+			return err
+		}
+		if err := gap(b); err != nil {
+			return err
+		}
 	}
 	header = append([]string(nil), header...)
 	if len(header) > 0 {
@@ -149,6 +244,9 @@ func iterateCSV(ctx context.Context, rd io.Reader, fn func(*rawRecord) error) er
 	for {
 		row, err := cr.Read()
 		if err == io.EOF {
+			if t != nil {
+				return gap(t.rest())
+			}
 			return nil
 		}
 		if err != nil {
@@ -162,6 +260,30 @@ func iterateCSV(ctx context.Context, rd io.Reader, fn func(*rawRecord) error) er
 			return ctx.Err()
 		}
 		rec.ordinal, rec.row = n, row
+		if t != nil {
+			b, err := t.take(cr.InputOffset())
+			if err != nil {
+				return err
+			}
+			// The bytes since the last row start with the empty lines
+			// csv.Reader skipped: they belong to no record.
+			lead := 0
+			for {
+				if bytes.HasPrefix(b[lead:], []byte("\n")) {
+					lead++
+				} else if bytes.HasPrefix(b[lead:], []byte("\r\n")) {
+					lead += 2
+				} else {
+					break
+				}
+			}
+			if lead > 0 {
+				if err := gap(b[:lead]); err != nil {
+					return err
+				}
+			}
+			rec.span = b[lead:]
+		}
 		n++
 		if err := fn(rec); err != nil {
 			return err
@@ -169,10 +291,18 @@ func iterateCSV(ctx context.Context, rd io.Reader, fn func(*rawRecord) error) er
 	}
 }
 
-func iterateJSONArray(ctx context.Context, rd io.Reader, fn func(*rawRecord) error) error {
+func iterateJSONArray(ctx context.Context, rd io.Reader, fn func(*rawRecord) error, gap func([]byte) error) error {
+	var t *tracker
+	if gap != nil {
+		t = &tracker{r: rd}
+		rd = t
+	}
 	dec := json.NewDecoder(bufio.NewReaderSize(rd, 1<<20))
 	tok, err := dec.Token()
 	if err == io.EOF {
+		if t != nil {
+			return gap(t.rest())
+		}
 		return nil
 	}
 	if err != nil {
@@ -194,7 +324,22 @@ func iterateJSONArray(ctx context.Context, rd io.Reader, fn func(*rawRecord) err
 		if n%4096 == 0 && ctx.Err() != nil {
 			return ctx.Err()
 		}
-		rec.ordinal, rec.raw = n, raw
+		rec.ordinal, rec.raw, rec.span = n, raw, raw
+		if t != nil {
+			// The decoder stops right after the element, so the bytes
+			// since the last one end with it; before it lie the
+			// separator and whitespace (or the opening bracket).
+			b, err := t.take(dec.InputOffset())
+			if err != nil {
+				return err
+			}
+			if !bytes.HasSuffix(b, raw) {
+				return fmt.Errorf("internal error: json array element %d is not where the decoder ended", n)
+			}
+			if err := gap(b[:len(b)-len(raw)]); err != nil {
+				return err
+			}
+		}
 		n++
 		if err := fn(rec); err != nil {
 			return err
@@ -206,6 +351,9 @@ func iterateJSONArray(ctx context.Context, rd io.Reader, fn func(*rawRecord) err
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return errors.New("read json array: unexpected data after the array")
+	}
+	if t != nil {
+		return gap(t.rest())
 	}
 	return nil
 }

@@ -1,0 +1,11 @@
+// Package erasedeadletter is the erase-deadletter function: an erase message that dead-lettered
+// fails its request with the reason.
+package erasedeadletter
+
+import (
+	"github.com/dsr-functions/dsr/shared/funchost"
+	"github.com/dsr-functions/dsr/shared/pipeline"
+)
+
+// New returns the queue handler.
+func New(svc *pipeline.Service) funchost.QueueFunc { return svc.DeadLetterHandler() }

@@ -1,0 +1,257 @@
+package functions_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/dsr-functions/dsr/shared/dsr"
+	"github.com/dsr-functions/dsr/shared/sample"
+)
+
+const demoErasure = `{"type":"erasure","subject":{"email":"avery.morgan@contoso.example","ids":{"contactId":"` + sample.DemoContactID + `"}}}`
+
+// snapshot downloads every sample dataset blob.
+func (h *harness) snapshot() map[string][]byte {
+	h.t.Helper()
+	out := map[string][]byte{}
+	for _, f := range sample.Files() {
+		resp, err := h.app.Account.Service.NewContainerClient(h.datasets).NewBlobClient(f.Name).DownloadStream(context.Background(), nil)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		out[f.Name], _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+	}
+	return out
+}
+
+// rawRecords splits NDJSON or CSV bytes into raw records, each with its line
+// ending (a CSV record ends at a newline outside quotes).
+func rawRecords(b []byte) [][]byte {
+	var out [][]byte
+	start, quotes := 0, 0
+	for i, c := range b {
+		switch c {
+		case '"':
+			quotes++
+		case '\n':
+			if quotes%2 == 0 {
+				out = append(out, b[start:i+1])
+				start, quotes = i+1, 0
+			}
+		}
+	}
+	if start < len(b) {
+		out = append(out, b[start:])
+	}
+	return out
+}
+
+func csvCells(t *testing.T, raw []byte) []string {
+	t.Helper()
+	rec, err := csv.NewReader(bytes.NewReader(raw)).Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec
+}
+
+func TestErasureEndToEnd(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	before := h.snapshot()
+	doc := h.submit(demoErasure)
+	waiting := h.waitState(doc.ID, dsr.StateAwaitingApproval)
+	if waiting.State != dsr.StateAwaitingApproval || waiting.Discovery == nil || waiting.Discovery.TotalRecords == 0 {
+		t.Fatalf("erasure did not stop for approval after discovery: %+v", waiting)
+	}
+	// Nothing changes before a person approves.
+	if now := h.snapshot(); !equalSnapshots(before, now) {
+		t.Fatal("datasets changed before approval")
+	}
+	if resp, b := h.do("POST", "/api/requests/"+doc.ID+"/approve", ""); resp.StatusCode != 200 {
+		t.Fatalf("approve: %d %s", resp.StatusCode, b)
+	}
+	done, _ := h.waitTerminal(doc.ID)
+	if done.State != dsr.StateCompleted {
+		t.Fatalf("state %s error %+v\n%s", done.State, done.Error, h.logs.String())
+	}
+	results := map[string]dsr.ErasureResult{}
+	for _, r := range done.Erasure.Sources {
+		results[r.Source] = r
+	}
+	demo := sample.Demo(h.size)
+	want := h.datasetCounts(demo.RecordsWithoutPhone)
+	if r := results["contacts"]; r.Deleted != int64(want["contacts"]) || r.Action != "delete" {
+		t.Errorf("contacts: %+v", r)
+	}
+	if r := results["surveys"]; r.Deleted != int64(want["surveys"]) {
+		t.Errorf("surveys: %+v", r)
+	}
+	if r := results["cases"]; r.Masked != int64(want["cases"]) || r.Action != "mask" {
+		t.Errorf("cases: %+v", r)
+	}
+	if r := results["activity-log"]; r.Retained != int64(want["activity-log"]) || r.Action != "retain" || !strings.Contains(r.Ground, "system-generated log") || r.LegalBasis == "" {
+		t.Errorf("activity-log: %+v", r)
+	}
+	if done.Verification == nil || done.Verification.Residual != 0 {
+		t.Fatalf("verification: %+v", done.Verification)
+	}
+
+	// Byte-level: only the subject's records changed, exactly as configured.
+	after := h.snapshot()
+	for _, name := range []string{sample.AgentsBlob, sample.ActivityBlob} {
+		if !bytes.Equal(before[name], after[name]) {
+			t.Errorf("%s changed; it must be kept as it was", name)
+		}
+	}
+	expectRemoved := func(name, field string, hers func(map[string]any) bool) {
+		var kept [][]byte
+		removed := 0
+		for _, line := range rawRecords(before[name]) {
+			var m map[string]any
+			if json.Unmarshal(line, &m) == nil && hers(m) {
+				removed++
+				continue
+			}
+			kept = append(kept, line)
+		}
+		if removed == 0 {
+			t.Fatalf("%s: the test found none of her records", name)
+		}
+		if got := after[name]; !bytes.Equal(got, bytes.Join(kept, nil)) {
+			t.Errorf("%s: after erasure is not exactly the old content without her %d records", name, removed)
+		}
+	}
+	expectRemoved(sample.ContactsBlob, "contactid", func(m map[string]any) bool { return m["contactid"] == sample.DemoContactID })
+	herCases := map[string]bool{}
+	oldRows, newRows := rawRecords(before[sample.CasesBlob]), rawRecords(after[sample.CasesBlob])
+	if len(oldRows) != len(newRows) {
+		t.Fatalf("cases: %d rows became %d; masking must keep rows", len(oldRows), len(newRows))
+	}
+	header := csvCells(t, oldRows[0])
+	changed := 0
+	for i := range oldRows {
+		if bytes.Equal(oldRows[i], newRows[i]) {
+			continue
+		}
+		changed++
+		o, n := csvCells(t, oldRows[i]), csvCells(t, newRows[i])
+		for j, col := range header {
+			if col == "description" {
+				if n[j] != "[redacted: data subject erasure]" {
+					t.Errorf("cases row %d description = %q", i, n[j])
+				}
+				continue
+			}
+			if o[j] != n[j] {
+				t.Errorf("cases row %d: column %s changed", i, col)
+			}
+		}
+		herCases[o[0]] = true
+	}
+	if changed != want["cases"] {
+		t.Errorf("cases: %d rows changed, want %d", changed, want["cases"])
+	}
+	expectRemoved(sample.SurveysBlob, "incidentid", func(m map[string]any) bool {
+		id, _ := m["incidentid"].(string)
+		email, _ := m["respondentemail"].(string)
+		return herCases[id] || strings.EqualFold(strings.TrimSpace(email), sample.DemoEmail)
+	})
+
+	// A later access request finds nothing but retained records.
+	access := h.submit(demoAccess)
+	later, _ := h.waitTerminal(access.ID)
+	for _, s := range later.Discovery.Sources {
+		if s.Records > 0 && s.Source != "activity-log" {
+			t.Errorf("after erasure, access still finds %d records in %s", s.Records, s.Source)
+		}
+	}
+
+	// The audit trail records every record action with a keyed hash, never
+	// the subject's identifiers.
+	raw := h.auditRaw(doc.ID)
+	for _, want := range []string{`"event":"record"`, `"action":"deleted"`, `"action":"masked"`, `"action":"retained"`, `"recordKey":"k_`} {
+		if !strings.Contains(raw, want) {
+			t.Errorf("audit trail lacks %s", want)
+		}
+	}
+	if found := leaks(raw); len(found) > 0 {
+		t.Errorf("audit trail holds personal data: %v", found)
+	}
+}
+
+func equalSnapshots(a, b map[string][]byte) bool {
+	for k := range a {
+		if !bytes.Equal(a[k], b[k]) {
+			return false
+		}
+	}
+	return len(a) == len(b)
+}
+
+// The same erase message delivered twice changes nothing the second time,
+// and writes one audit entry per record action.
+func TestEraseRedeliveredChangesNothing(t *testing.T) {
+	h := newHarness(t, harnessOptions{manual: true})
+	doc := h.submit(demoErasure)
+	h.deliver("discover")
+	if resp, b := h.do("POST", "/api/requests/"+doc.ID+"/approve", ""); resp.StatusCode != 200 {
+		t.Fatalf("approve: %d %s", resp.StatusCode, b)
+	}
+	e := h.deliver("erase")
+	once := h.snapshot()
+	h.redeliver("erase", e)
+	if twice := h.snapshot(); !equalSnapshots(once, twice) {
+		t.Fatal("a redelivered erase changed the datasets again")
+	}
+	h.deliver("verify")
+	got, _ := h.get(doc.ID)
+	if got.State != dsr.StateCompleted {
+		t.Fatalf("state %s %+v", got.State, got.Error)
+	}
+	seen := map[string]bool{}
+	for _, e := range h.auditTrail(doc.ID) {
+		if seen[e.ID] {
+			t.Fatalf("audit entry %s twice", e.ID)
+		}
+		seen[e.ID] = true
+	}
+	_, b := h.do("GET", "/api/requests/"+doc.ID+"/audit", "")
+	records := strings.Count(string(b), `"event":"record"`)
+	if records == 0 || records != int(got.Discovery.TotalRecords) {
+		t.Fatalf("%d record entries for %d records", records, got.Discovery.TotalRecords)
+	}
+}
+
+func TestRejectGivesTheArticle12Notice(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	doc := h.submit(demoErasure)
+	h.waitState(doc.ID, dsr.StateAwaitingApproval)
+	if resp, b := h.do("POST", "/api/requests/"+doc.ID+"/reject", `{}`); resp.StatusCode != 422 {
+		t.Fatalf("reject without reason: %d %s", resp.StatusCode, b)
+	}
+	before := h.snapshot()
+	resp, b := h.do("POST", "/api/requests/"+doc.ID+"/reject", `{"reason":"the data is needed for an ongoing legal claim"}`)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("reject: %d %s", resp.StatusCode, b)
+	}
+	got, _ := h.get(doc.ID)
+	if got.State != dsr.StateRejected || got.Rejection == nil || !strings.Contains(got.Rejection.Notice, "supervisory authority") || got.Rejection.Reason == "" {
+		t.Fatalf("rejected request: %+v", got)
+	}
+	if resp, _ := h.do("POST", "/api/requests/"+doc.ID+"/approve", ""); resp.StatusCode != http.StatusConflict {
+		t.Fatalf("approve after reject: %d", resp.StatusCode)
+	}
+	if !equalSnapshots(before, h.snapshot()) {
+		t.Fatal("a rejected erasure changed data")
+	}
+	if strings.Contains(h.auditRaw(doc.ID), "legal claim") {
+		t.Fatal("the free-text reason reached the audit trail")
+	}
+}

@@ -1,0 +1,27 @@
+// Package requestsapprove is the requests-approve function:
+// POST /api/requests/{id}/approve lets a request awaiting approval go on.
+package requestsapprove
+
+import (
+	"net/http"
+
+	requestscancel "github.com/dsr-functions/dsr/functions/requests-cancel"
+	requestsget "github.com/dsr-functions/dsr/functions/requests-get"
+	"github.com/dsr-functions/dsr/shared/auth"
+	"github.com/dsr-functions/dsr/shared/dsr"
+	"github.com/dsr-functions/dsr/shared/pipeline"
+)
+
+// New returns the handler: 200 with the request, now at the erasure stage;
+// 409 unless it was awaiting approval.
+func New(svc *pipeline.Service) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		st, ok := requestsget.Load(w, r, svc)
+		if !ok {
+			return
+		}
+		caller := auth.FromContext(r.Context())
+		st, err := svc.Approve(r.Context(), st.ID, dsr.Actor{Kind: caller.Kind, ID: caller.ID, Name: caller.Name})
+		requestscancel.Respond(w, r, svc, st, err)
+	})
+}

@@ -1,0 +1,52 @@
+// Package requestsreject is the requests-reject function:
+// POST /api/requests/{id}/reject {"reason"} declines a request awaiting
+// approval, with the Art. 12(4) notice.
+package requestsreject
+
+import (
+	"net/http"
+	"strings"
+	"unicode/utf8"
+
+	requestscancel "github.com/dsr-functions/dsr/functions/requests-cancel"
+	requestsget "github.com/dsr-functions/dsr/functions/requests-get"
+	"github.com/dsr-functions/dsr/shared/api"
+	"github.com/dsr-functions/dsr/shared/auth"
+	"github.com/dsr-functions/dsr/shared/dsr"
+	"github.com/dsr-functions/dsr/shared/pipeline"
+	"github.com/dsr-functions/dsr/shared/problem"
+)
+
+// Body is the request body.
+type Body struct {
+	Reason string `json:"reason"`
+}
+
+// New returns the handler: 200 with the rejected request; 409 unless it was
+// awaiting approval.
+func New(svc *pipeline.Service) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw, p := api.ReadJSONBody(r)
+		var b Body
+		if p == nil {
+			p = api.DecodeStrict(raw, &b)
+		}
+		if p == nil && strings.TrimSpace(b.Reason) == "" {
+			p = api.BadField(http.StatusUnprocessableEntity, "invalid-request", "reason", "required: a refusal must give its reasons (Art. 12(4))")
+		}
+		if p == nil && utf8.RuneCountInString(b.Reason) > requestscancel.MaxReason {
+			p = api.BadField(http.StatusUnprocessableEntity, "invalid-request", "reason", "must be at most 1000 characters")
+		}
+		if p != nil {
+			problem.Write(w, r, p)
+			return
+		}
+		st, ok := requestsget.Load(w, r, svc)
+		if !ok {
+			return
+		}
+		caller := auth.FromContext(r.Context())
+		st, err := svc.Reject(r.Context(), st.ID, b.Reason, dsr.Actor{Kind: caller.Kind, ID: caller.ID, Name: caller.Name})
+		requestscancel.Respond(w, r, svc, st, err)
+	})
+}

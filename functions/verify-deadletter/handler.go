@@ -1,0 +1,11 @@
+// Package verifydeadletter is the verify-deadletter function: a verify message that dead-lettered
+// fails its request with the reason.
+package verifydeadletter
+
+import (
+	"github.com/dsr-functions/dsr/shared/funchost"
+	"github.com/dsr-functions/dsr/shared/pipeline"
+)
+
+// New returns the queue handler.
+func New(svc *pipeline.Service) funchost.QueueFunc { return svc.DeadLetterHandler() }

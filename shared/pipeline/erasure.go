@@ -1,0 +1,374 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/dsr-functions/dsr/shared/audit"
+	"github.com/dsr-functions/dsr/shared/dsr"
+	"github.com/dsr-functions/dsr/shared/policy"
+	"github.com/dsr-functions/dsr/shared/sources"
+	"github.com/dsr-functions/dsr/shared/store"
+)
+
+// ErrNoSecret is returned when erasure needs the pseudonymisation secret
+// (for audit record keys and HMAC masks) and none is configured.
+var ErrNoSecret = errors.New("DSR_PSEUDONYM_SECRET is not set")
+
+// afterDiscovery is where a request goes once discovery is done.
+func (s *Service) afterDiscovery(st *dsr.Stored, attempt int, detail string) {
+	now := s.NowUTC()
+	switch {
+	case st.Type == dsr.TypeAccess:
+		st.Advance(dsr.StageExport, dsr.StateInProgress, now, attempt, detail)
+	case st.Type == dsr.TypeErasure && s.ApprovalTypes[st.Type]:
+		st.Advance(dsr.StageApproval, dsr.StateAwaitingApproval, now, attempt, detail)
+	case st.Type == dsr.TypeErasure:
+		st.Advance(dsr.StageErasure, dsr.StateInProgress, now, attempt, detail)
+	default:
+		st.Advance(dsr.StageDone, dsr.StateCompleted, now, attempt, detail)
+	}
+}
+
+// nextMessage sends the message of the stage a request is at, if any.
+func (s *Service) nextMessage(ctx context.Context, st *dsr.Stored) error {
+	if st.State.Terminal() {
+		return nil
+	}
+	switch st.Stage {
+	case dsr.StageExport:
+		return s.send(ctx, s.Queues.Export, st.ID, dsr.StageExport)
+	case dsr.StageErasure:
+		return s.send(ctx, s.Queues.Erase, st.ID, dsr.StageErasure)
+	case dsr.StageVerification:
+		return s.send(ctx, s.Queues.Verify, st.ID, dsr.StageVerification)
+	}
+	return nil
+}
+
+// Approve lets a request waiting for approval continue to erasure.
+func (s *Service) Approve(ctx context.Context, id string, by dsr.Actor) (*dsr.Stored, error) {
+	st, err := s.decide(ctx, id, func(st *dsr.Stored) error { return st.Approve(s.NowUTC(), &by) })
+	if err != nil {
+		return st, err
+	}
+	return st, s.nextMessage(ctx, st)
+}
+
+// Reject declines a request waiting for approval, with the reason and the
+// Art. 12(4) notice.
+func (s *Service) Reject(ctx context.Context, id, reason string, by dsr.Actor) (*dsr.Stored, error) {
+	return s.decide(ctx, id, func(st *dsr.Stored) error { return st.Reject(reason, s.NowUTC(), &by) })
+}
+
+// Erase applies each dataset's erasure policy to the subject's records (the
+// dsr-erase queue): delete, mask, or retain under an Art. 17(3) ground.
+// System logs are always retained. Each blob is rewritten conditionally on
+// the ETag discovery saw and marked done on the request, so a redelivered
+// message skips it; data that changed meanwhile is discovered again, never
+// clobbered.
+func (s *Service) Erase(ctx context.Context, id string, attempt int) error {
+	st, _, err := s.Store.Get(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		s.Log.Warn("erase: unknown request; message dropped", "requestId", id)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := s.syncAudit(ctx, st); err != nil {
+		return err
+	}
+	if st.State.Terminal() || st.Stage == dsr.StageVerification {
+		return s.nextMessage(ctx, st)
+	}
+	if st.Stage != dsr.StageErasure {
+		return fmt.Errorf("erase %s: request is at stage %s, not erasure", id, st.Stage)
+	}
+	if len(s.Secret) == 0 {
+		s.recordAttemptError(ctx, id, dsr.StageErasure, ErrNoSecret)
+		return fmt.Errorf("erase %s: %w", id, ErrNoSecret)
+	}
+	rw, ok := s.Connector.(sources.Rewriter)
+	if !ok {
+		return fmt.Errorf("erase %s: the connector cannot change data", id)
+	}
+	var disc sources.Discovery
+	if err := s.Store.GetDiscovery(ctx, id, &disc); err != nil {
+		return fmt.Errorf("erase %s: read discovery: %w", id, err)
+	}
+	report := &dsr.ErasureReport{Sources: []dsr.ErasureResult{}}
+	for _, dm := range disc.Datasets {
+		d := s.Sources.Dataset(dm.Dataset)
+		if d == nil {
+			continue
+		}
+		out := policy.Decide(d)
+		res := dsr.ErasureResult{Source: d.Name, Action: string(out.Action), Ground: out.Ground, LegalBasis: out.LegalBasis, RetainUntil: out.RetainUntil}
+		if out.Action == sources.EraseRetain {
+			res.Retained = dm.Records
+			if dm.Records > 0 {
+				if err := s.Audit.Append(ctx, s.recordEntries(st, d, dm, "retained", out)...); err != nil {
+					return fmt.Errorf("erase %s: audit: %w", id, err)
+				}
+			}
+			report.Sources = append(report.Sources, res)
+			continue
+		}
+		for _, loc := range dm.Locations {
+			done, ok := st.ErasedBlobs[d.Name+"/"+loc.Blob]
+			if !ok {
+				if done, err = s.eraseBlob(ctx, rw, st, d, loc, out); err != nil {
+					return err
+				}
+			}
+			res.Deleted += int64(done.Deleted)
+			res.Masked += int64(done.Masked)
+		}
+		report.Sources = append(report.Sources, res)
+	}
+	report.CompletedAt = s.NowUTC()
+	st, err = s.Store.Update(ctx, id, func(st *dsr.Stored) (bool, error) {
+		if st.State.Terminal() || st.Stage != dsr.StageErasure {
+			return false, nil
+		}
+		st.Erasure = report
+		st.LastAttemptError = ""
+		st.Advance(dsr.StageVerification, dsr.StateInProgress, s.NowUTC(), attempt, eraseDetail(report))
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	s.Log.Info("erasure done", "requestId", id)
+	if err := s.syncAudit(ctx, st); err != nil {
+		return err
+	}
+	return s.nextMessage(ctx, st)
+}
+
+func eraseDetail(r *dsr.ErasureReport) string {
+	var del, mask, keep int64
+	for _, x := range r.Sources {
+		del, mask, keep = del+x.Deleted, mask+x.Masked, keep+x.Retained
+	}
+	return fmt.Sprintf("%d deleted, %d masked, %d retained", del, mask, keep)
+}
+
+// eraseBlob rewrites one blob and marks it done on the request. Positions
+// that went stale make it discover again and fail this attempt, so the
+// redelivered message works from fresh positions.
+func (s *Service) eraseBlob(ctx context.Context, rw sources.Rewriter, st *dsr.Stored, d *sources.Dataset, loc sources.Location, out policy.Outcome) (dsr.ErasedBlob, error) {
+	masker := policy.Masker{Secret: s.Secret}
+	var actions []audit.Entry
+	edit := func(ordinal int64, rec sources.Record) (*sources.Record, error) {
+		// Only the keyed hash of the record key is written, in the id too.
+		key := policy.KeyHash(s.Secret, d.Name, recordKey(d, loc.Blob, ordinal, rec))
+		e := audit.Entry{
+			ID: fmt.Sprintf("%s:record:%s:%s", st.ID, d.Name, key), RequestID: st.ID, Event: "record",
+			Dataset: d.Name, RecordKey: key, Action: string(out.Action), Policy: string(out.Action),
+			Actor: &audit.Actor{Kind: "system", ID: string(dsr.StageErasure)},
+		}
+		if out.Action == sources.EraseDelete {
+			actions = append(actions, withAction(e, "deleted"))
+			return nil, nil
+		}
+		rules := pendingRules(rec, d.Erasure.Mask)
+		masked, err := masker.Mask(rec, rules, d.Format == sources.FormatCSV)
+		if err != nil {
+			return nil, err
+		}
+		actions = append(actions, withAction(e, "masked"))
+		return &masked, nil
+	}
+	res, err := rw.Rewrite(ctx, d.Name, loc, edit)
+	if errors.Is(err, sources.ErrChanged) {
+		s.Log.Info("erase: data changed since discovery; discovering again", "requestId", st.ID, "dataset", d.Name)
+		fresh, derr := s.Connector.Discover(ctx, subjectOf(st))
+		if derr != nil {
+			return dsr.ErasedBlob{}, fmt.Errorf("erase %s: rediscover: %w", st.ID, derr)
+		}
+		if perr := s.Store.PutDiscovery(ctx, st.ID, fresh); perr != nil {
+			return dsr.ErasedBlob{}, perr
+		}
+		s.recordAttemptError(ctx, st.ID, dsr.StageErasure, err)
+		return dsr.ErasedBlob{}, fmt.Errorf("erase %s: %w; discovered again, retrying", st.ID, err)
+	}
+	if err != nil {
+		s.recordAttemptError(ctx, st.ID, dsr.StageErasure, err)
+		return dsr.ErasedBlob{}, fmt.Errorf("erase %s: %w", st.ID, err)
+	}
+	done := dsr.ErasedBlob{Dataset: d.Name, ETag: res.ETag, Deleted: res.Deleted, Masked: res.Replaced}
+	if err := s.Audit.Append(ctx, actions...); err != nil {
+		return done, fmt.Errorf("erase %s: audit: %w", st.ID, err)
+	}
+	_, err = s.Store.Update(ctx, st.ID, func(cur *dsr.Stored) (bool, error) {
+		if cur.ErasedBlobs == nil {
+			cur.ErasedBlobs = map[string]dsr.ErasedBlob{}
+		}
+		cur.ErasedBlobs[d.Name+"/"+loc.Blob] = done
+		return true, nil
+	})
+	return done, err
+}
+
+func withAction(e audit.Entry, action string) audit.Entry {
+	e.Action = action
+	return e
+}
+
+// recordEntries are the audit entries of records kept under a retention
+// ground.
+func (s *Service) recordEntries(st *dsr.Stored, d *sources.Dataset, dm sources.DatasetMatches, action string, out policy.Outcome) []audit.Entry {
+	var out2 []audit.Entry
+	for _, loc := range dm.Locations {
+		for _, o := range loc.Ordinals {
+			key := policy.KeyHash(s.Secret, d.Name, loc.Blob+"#"+strconv.FormatInt(o, 10))
+			out2 = append(out2, audit.Entry{
+				ID: fmt.Sprintf("%s:record:%s:%s", st.ID, d.Name, key), RequestID: st.ID, Event: "record",
+				Dataset: d.Name, RecordKey: key, Action: action, Policy: "retain: " + out.Ground,
+				Actor: &audit.Actor{Kind: "system", ID: string(dsr.StageErasure)},
+			})
+		}
+	}
+	return out2
+}
+
+// recordKey names a record for the audit trail (hashed before it is
+// written): its key field, or its position.
+func recordKey(d *sources.Dataset, blob string, ordinal int64, rec sources.Record) string {
+	if d.Key != "" {
+		for _, f := range rec.Fields {
+			if f.Name == d.Key {
+				if v, ok := f.Value.(string); ok && v != "" {
+					return v
+				}
+				return fmt.Sprint(f.Value)
+			}
+		}
+	}
+	return blob + "#" + strconv.FormatInt(ordinal, 10)
+}
+
+// pendingRules drops the mask rules whose field already holds a masked
+// value, so masking a record again (after a crash) changes nothing: a
+// pseudonym is never pseudonymised twice.
+func pendingRules(rec sources.Record, rules []sources.MaskRule) []sources.MaskRule {
+	var out []sources.MaskRule
+	for _, r := range rules {
+		v, found := topValue(rec, r.Field)
+		if found && alreadyMasked(v, r) {
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func topValue(rec sources.Record, path string) (any, bool) {
+	head, rest, nested := strings.Cut(path, ".")
+	for _, f := range rec.Fields {
+		if f.Name == path {
+			return f.Value, true
+		}
+		if nested && f.Name == head {
+			cur := f.Value
+			for _, part := range strings.Split(rest, ".") {
+				m, ok := cur.(map[string]any)
+				if !ok {
+					return nil, false
+				}
+				cur = m[part]
+			}
+			return cur, true
+		}
+	}
+	return nil, false
+}
+
+func alreadyMasked(v any, r sources.MaskRule) bool {
+	s, isString := v.(string)
+	switch r.Strategy {
+	case sources.MaskNull:
+		return v == nil || (isString && s == "")
+	case sources.MaskRedact:
+		text := r.Text
+		if text == "" {
+			text = "[redacted]"
+		}
+		return isString && s == text
+	case sources.MaskHMAC:
+		return isString && strings.HasPrefix(s, "pseu_")
+	case sources.MaskYear:
+		if !isString || len(s) != 4 {
+			return false
+		}
+		_, err := strconv.Atoi(s)
+		return err == nil
+	}
+	return false
+}
+
+// Verify discovers again after erasure (the dsr-verify queue): records
+// found in datasets whose policy deletes or masks are residuals and fail the
+// request with details; retained records are reported, not counted.
+func (s *Service) Verify(ctx context.Context, id string, attempt int) error {
+	st, _, err := s.Store.Get(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		s.Log.Warn("verify: unknown request; message dropped", "requestId", id)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := s.syncAudit(ctx, st); err != nil {
+		return err
+	}
+	if st.State.Terminal() {
+		return nil
+	}
+	if st.Stage != dsr.StageVerification {
+		return fmt.Errorf("verify %s: request is at stage %s, not verification", id, st.Stage)
+	}
+	disc, err := s.Connector.Discover(ctx, subjectOf(st))
+	if err != nil {
+		s.recordAttemptError(ctx, id, dsr.StageVerification, err)
+		return fmt.Errorf("verify %s: %w", id, err)
+	}
+	rep := &dsr.VerificationReport{Sources: []dsr.VerificationSource{}, At: s.NowUTC()}
+	var residualIn []string
+	for _, dm := range disc.Datasets {
+		d := s.Sources.Dataset(dm.Dataset)
+		vs := dsr.VerificationSource{Source: dm.Dataset}
+		if d != nil && policy.Decide(d).Action == sources.EraseRetain {
+			vs.Retained = dm.Records
+		} else {
+			vs.Residual = dm.Records
+		}
+		if vs.Residual > 0 {
+			residualIn = append(residualIn, fmt.Sprintf("%s (%d)", dm.Dataset, vs.Residual))
+		}
+		rep.Residual += vs.Residual
+		rep.Retained += vs.Retained
+		rep.Sources = append(rep.Sources, vs)
+	}
+	st, err = s.Store.Update(ctx, id, func(st *dsr.Stored) (bool, error) {
+		if st.State.Terminal() || st.Stage != dsr.StageVerification {
+			return false, nil
+		}
+		st.Verification = rep
+		if rep.Residual > 0 {
+			st.Fail("residual-data", "verification found records left after erasure in: "+strings.Join(residualIn, ", "), s.NowUTC(), attempt)
+			return true, nil
+		}
+		st.Advance(dsr.StageDone, dsr.StateCompleted, s.NowUTC(), attempt, fmt.Sprintf("0 residual, %d retained", rep.Retained))
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	return s.syncAudit(ctx, st)
+}
