@@ -26,17 +26,17 @@ test: deps
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
-	$(GO) test -run '^$$' -fuzz '^FuzzContainsEmailToken$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./shared/match/
-	$(GO) test -run '^$$' -fuzz '^FuzzParseSubmission$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./shared/dsr/
-	$(GO) test -run '^$$' -fuzz '^FuzzUnwrap$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./shared/funchost/
-	$(GO) test -run '^$$' -fuzz '^FuzzPrefilter$$' -fuzztime 5s -fuzzminimizetime 5s ./shared/match/
-	$(GO) test -run '^$$' -fuzz '^FuzzParseRecordJSON$$' -fuzztime 5s -fuzzminimizetime 5s ./shared/sources/
-	$(GO) test -run '^$$' -fuzz '^FuzzIterateNDJSON$$' -fuzztime 5s -fuzzminimizetime 5s ./shared/sources/blobdataset/
-	$(GO) test -run '^$$' -fuzz '^FuzzIterateCSV$$' -fuzztime 5s -fuzzminimizetime 5s ./shared/sources/blobdataset/
-	$(GO) test -run '^$$' -fuzz '^FuzzIterateJSONArray$$' -fuzztime 5s -fuzzminimizetime 5s ./shared/sources/blobdataset/
-	$(GO) test -run '^$$' -fuzz '^FuzzInvocation$$' -fuzztime 5s -fuzzminimizetime 5s ./shared/funchost/
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeQueueMessage$$' -fuzztime 5s -fuzzminimizetime 5s ./shared/funchost/
-	$(GO) test -run '^$$' -fuzz '^FuzzAuthenticate$$' -fuzztime 5s -fuzzminimizetime 5s ./shared/auth/
+	./scripts/fuzz.sh ./shared/match/ FuzzContainsEmailToken $(FUZZTIME)
+	./scripts/fuzz.sh ./shared/dsr/ FuzzParseSubmission $(FUZZTIME)
+	./scripts/fuzz.sh ./shared/funchost/ FuzzUnwrap $(FUZZTIME)
+	./scripts/fuzz.sh ./shared/match/ FuzzPrefilter 5s
+	./scripts/fuzz.sh ./shared/sources/ FuzzParseRecordJSON 5s
+	./scripts/fuzz.sh ./shared/sources/blobdataset/ FuzzIterateNDJSON 5s
+	./scripts/fuzz.sh ./shared/sources/blobdataset/ FuzzIterateCSV 5s
+	./scripts/fuzz.sh ./shared/sources/blobdataset/ FuzzIterateJSONArray 5s
+	./scripts/fuzz.sh ./shared/funchost/ FuzzInvocation 5s
+	./scripts/fuzz.sh ./shared/funchost/ FuzzDecodeQueueMessage 5s
+	./scripts/fuzz.sh ./shared/auth/ FuzzAuthenticate 5s
 
 ## package: cross-build linux/amd64 and assemble the deployable zip in dist/
 package:
