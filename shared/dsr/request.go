@@ -24,7 +24,9 @@ const (
 )
 
 // Supported reports whether this build can process requests of type t.
-func (t Type) Supported() bool { return t == TypeAccess || t == TypeDiscovery || t == TypeErasure }
+func (t Type) Supported() bool {
+	return t == TypeAccess || t == TypeDiscovery || t == TypeErasure || t == TypeRectification
+}
 
 // Known reports whether t is a request type the API knows at all.
 func (t Type) Known() bool {
@@ -70,13 +72,14 @@ type Stage string
 
 // Pipeline stages, in order.
 const (
-	StageIntake       Stage = "intake"
-	StageDiscovery    Stage = "discovery"
-	StageExport       Stage = "export"
-	StageApproval     Stage = "approval"
-	StageErasure      Stage = "erasure"
-	StageVerification Stage = "verification"
-	StageDone         Stage = "done"
+	StageIntake        Stage = "intake"
+	StageDiscovery     Stage = "discovery"
+	StageExport        Stage = "export"
+	StageApproval      Stage = "approval"
+	StageErasure       Stage = "erasure"
+	StageRectification Stage = "rectification"
+	StageVerification  Stage = "verification"
+	StageDone          Stage = "done"
 )
 
 // Subject holds the identifiers of the data subject. It is personal data:
@@ -156,12 +159,13 @@ type Request struct {
 	Cancellation  *Cancellation `json:"cancellation,omitempty"`
 	Rejection     *Rejection    `json:"rejection,omitempty"`
 	// DueSoon is set on read when the request is open and due within 7 days.
-	DueSoon      bool                `json:"dueSoon,omitempty"`
-	Discovery    *DiscoverySummary   `json:"discovery,omitempty"`
-	Export       *ExportInfo         `json:"export,omitempty"`
-	Erasure      *ErasureReport      `json:"erasure,omitempty"`
-	Verification *VerificationReport `json:"verification,omitempty"`
-	Error        *ErrorInfo          `json:"error,omitempty"`
+	DueSoon       bool                 `json:"dueSoon,omitempty"`
+	Discovery     *DiscoverySummary    `json:"discovery,omitempty"`
+	Export        *ExportInfo          `json:"export,omitempty"`
+	Erasure       *ErasureReport       `json:"erasure,omitempty"`
+	Rectification *RectificationReport `json:"rectification,omitempty"`
+	Verification  *VerificationReport  `json:"verification,omitempty"`
+	Error         *ErrorInfo           `json:"error,omitempty"`
 }
 
 // Stored is the request as kept in the state store: the document plus the
@@ -353,7 +357,11 @@ func (r *Request) Approve(now time.Time, by *Actor) error {
 	if r.State != StateAwaitingApproval {
 		return fmt.Errorf("only a request awaiting approval can be approved; this one is %s", r.State)
 	}
-	r.Advance(StageErasure, StateInProgress, now.UTC(), 0, "approved")
+	stage := StageErasure
+	if r.Type == TypeRectification {
+		stage = StageRectification
+	}
+	r.Advance(stage, StateInProgress, now.UTC(), 0, "approved")
 	r.History[len(r.History)-1].By = by
 	return nil
 }
@@ -376,4 +384,20 @@ type ErasedBlob struct {
 	ETag    string `json:"etag"`
 	Deleted int    `json:"deleted"`
 	Masked  int    `json:"masked"`
+}
+
+// RectificationSource is what rectification did in one dataset.
+type RectificationSource struct {
+	Source    string `json:"source"`
+	Rectified int64  `json:"rectified"`
+	// Status is "rectified", or why not: "not rectifiable: system-generated
+	// log" (a factual record of events) or "not rectifiable: not marked
+	// rectifiable".
+	Status string `json:"status"`
+}
+
+// RectificationReport is the rectification stage's result on the request.
+type RectificationReport struct {
+	Sources     []RectificationSource `json:"sources"`
+	CompletedAt time.Time             `json:"completedAt"`
 }

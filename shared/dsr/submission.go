@@ -243,6 +243,47 @@ func (s *Submission) validate(phoneRegion string, now time.Time) []FieldError {
 	if len(s.Corrections) > maxCorrects {
 		add("corrections", fmt.Sprintf("at most %d corrections", maxCorrects))
 	}
+	if s.Type == TypeRectification {
+		if len(s.Corrections) == 0 {
+			add("corrections", "required: the new values, e.g. {\"email\": \"...\"}")
+		}
+		for _, k := range sortedKeys(s.Corrections) {
+			v := strings.TrimSpace(s.Corrections[k])
+			switch k {
+			case "email":
+				if e, err := match.NormalizeEmail(v); err != nil {
+					add("corrections.email", "is not a valid email address")
+				} else {
+					s.Corrections[k] = e
+				}
+			case "phone":
+				if p, err := match.NormalizePhone(v, phoneRegion); err != nil {
+					add("corrections.phone", "is not a valid phone number")
+				} else {
+					s.Corrections[k] = "+" + p
+				}
+			case "name":
+				if v == "" || utf8.RuneCountInString(v) > maxNameLen {
+					add("corrections.name", fmt.Sprintf("must be 1 to %d characters", maxNameLen))
+				} else {
+					s.Corrections[k] = v
+				}
+			default:
+				add("corrections", "only email, phone and name can be corrected")
+			}
+		}
+		if s.Subject != nil {
+			if _, ok := s.Corrections["email"]; ok && s.Subject.Email == "" {
+				add("subject.email", "required to correct the email: the current address to replace")
+			}
+			if _, ok := s.Corrections["phone"]; ok && s.Subject.Phone == "" {
+				add("subject.phone", "required to correct the phone: the current number to replace")
+			}
+			if _, ok := s.Corrections["name"]; ok && s.Subject.Name == "" {
+				add("subject.name", "required to correct the name: the current name to replace")
+			}
+		}
+	}
 	return errs
 }
 

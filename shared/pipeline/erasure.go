@@ -24,10 +24,12 @@ func (s *Service) afterDiscovery(st *dsr.Stored, attempt int, detail string) {
 	switch {
 	case st.Type == dsr.TypeAccess:
 		st.Advance(dsr.StageExport, dsr.StateInProgress, now, attempt, detail)
-	case st.Type == dsr.TypeErasure && s.ApprovalTypes[st.Type]:
+	case (st.Type == dsr.TypeErasure || st.Type == dsr.TypeRectification) && s.ApprovalTypes[st.Type]:
 		st.Advance(dsr.StageApproval, dsr.StateAwaitingApproval, now, attempt, detail)
 	case st.Type == dsr.TypeErasure:
 		st.Advance(dsr.StageErasure, dsr.StateInProgress, now, attempt, detail)
+	case st.Type == dsr.TypeRectification:
+		st.Advance(dsr.StageRectification, dsr.StateInProgress, now, attempt, detail)
 	default:
 		st.Advance(dsr.StageDone, dsr.StateCompleted, now, attempt, detail)
 	}
@@ -43,6 +45,9 @@ func (s *Service) nextMessage(ctx context.Context, st *dsr.Stored) error {
 		return s.send(ctx, s.Queues.Export, st.ID, dsr.StageExport)
 	case dsr.StageErasure:
 		return s.send(ctx, s.Queues.Erase, st.ID, dsr.StageErasure)
+	case dsr.StageRectification:
+		// The change stage of rectification runs on the erase queue too.
+		return s.send(ctx, s.Queues.Erase, st.ID, dsr.StageRectification)
 	case dsr.StageVerification:
 		return s.send(ctx, s.Queues.Verify, st.ID, dsr.StageVerification)
 	}
@@ -85,7 +90,7 @@ func (s *Service) Erase(ctx context.Context, id string, attempt int) error {
 	if st.State.Terminal() || st.Stage == dsr.StageVerification {
 		return s.nextMessage(ctx, st)
 	}
-	if st.Stage != dsr.StageErasure {
+	if st.Stage != dsr.StageErasure && st.Stage != dsr.StageRectification {
 		return fmt.Errorf("erase %s: request is at stage %s, not erasure", id, st.Stage)
 	}
 	if len(s.Secret) == 0 {
@@ -99,6 +104,9 @@ func (s *Service) Erase(ctx context.Context, id string, attempt int) error {
 	var disc sources.Discovery
 	if err := s.Store.GetDiscovery(ctx, id, &disc); err != nil {
 		return fmt.Errorf("erase %s: read discovery: %w", id, err)
+	}
+	if st.Stage == dsr.StageRectification {
+		return s.rectify(ctx, rw, st, &disc, attempt)
 	}
 	report := &dsr.ErasureReport{Sources: []dsr.ErasureResult{}}
 	for _, dm := range disc.Datasets {
@@ -158,52 +166,67 @@ func eraseDetail(r *dsr.ErasureReport) string {
 	return fmt.Sprintf("%d deleted, %d masked, %d retained", del, mask, keep)
 }
 
-// eraseBlob rewrites one blob and marks it done on the request. Positions
-// that went stale make it discover again and fail this attempt, so the
-// redelivered message works from fresh positions.
+// eraseBlob applies an erasure policy to one blob: delete or mask.
 func (s *Service) eraseBlob(ctx context.Context, rw sources.Rewriter, st *dsr.Stored, d *sources.Dataset, loc sources.Location, out policy.Outcome) (dsr.ErasedBlob, error) {
 	masker := policy.Masker{Secret: s.Secret}
+	return s.changeBlob(ctx, rw, st, d, loc, dsr.StageErasure, string(out.Action), func(_ int64, rec sources.Record) (*sources.Record, string, error) {
+		if out.Action == sources.EraseDelete {
+			return nil, "deleted", nil
+		}
+		masked, err := masker.Mask(rec, pendingRules(rec, d.Erasure.Mask), d.Format == sources.FormatCSV)
+		if err != nil {
+			return nil, "", err
+		}
+		return &masked, "masked", nil
+	})
+}
+
+// changeBlob rewrites one blob with decide (which returns the new record,
+// or nil to delete it, and the action to audit) and marks the blob done on
+// the request, so a redelivered message skips it. Positions that went stale
+// make it discover again and fail this attempt, so the redelivery works from
+// fresh positions.
+func (s *Service) changeBlob(ctx context.Context, rw sources.Rewriter, st *dsr.Stored, d *sources.Dataset, loc sources.Location, stage dsr.Stage, policyName string,
+	decide func(ordinal int64, rec sources.Record) (*sources.Record, string, error)) (dsr.ErasedBlob, error) {
 	var actions []audit.Entry
+	changed := 0
 	edit := func(ordinal int64, rec sources.Record) (*sources.Record, error) {
 		// Only the keyed hash of the record key is written, in the id too.
 		key := policy.KeyHash(s.Secret, d.Name, recordKey(d, loc.Blob, ordinal, rec))
-		e := audit.Entry{
-			ID: fmt.Sprintf("%s:record:%s:%s", st.ID, d.Name, key), RequestID: st.ID, Event: "record",
-			Dataset: d.Name, RecordKey: key, Action: string(out.Action), Policy: string(out.Action),
-			Actor: &audit.Actor{Kind: "system", ID: string(dsr.StageErasure)},
-		}
-		if out.Action == sources.EraseDelete {
-			actions = append(actions, withAction(e, "deleted"))
-			return nil, nil
-		}
-		rules := pendingRules(rec, d.Erasure.Mask)
-		masked, err := masker.Mask(rec, rules, d.Format == sources.FormatCSV)
+		next, action, err := decide(ordinal, rec)
 		if err != nil {
 			return nil, err
 		}
-		actions = append(actions, withAction(e, "masked"))
-		return &masked, nil
+		if next != nil && action != "unchanged" {
+			changed++
+		}
+		actions = append(actions, audit.Entry{
+			ID: fmt.Sprintf("%s:record:%s:%s", st.ID, d.Name, key), RequestID: st.ID, Event: "record",
+			Dataset: d.Name, RecordKey: key, Action: action, Policy: policyName,
+			Actor: &audit.Actor{Kind: "system", ID: string(stage)},
+		})
+		return next, nil
 	}
 	res, err := rw.Rewrite(ctx, d.Name, loc, edit)
 	if errors.Is(err, sources.ErrChanged) {
-		s.Log.Info("erase: data changed since discovery; discovering again", "requestId", st.ID, "dataset", d.Name)
+		s.Log.Info("data changed since discovery; discovering again", "requestId", st.ID, "stage", stage, "dataset", d.Name)
 		fresh, derr := s.Connector.Discover(ctx, subjectOf(st))
 		if derr != nil {
-			return dsr.ErasedBlob{}, fmt.Errorf("erase %s: rediscover: %w", st.ID, derr)
+			return dsr.ErasedBlob{}, fmt.Errorf("%s %s: rediscover: %w", stage, st.ID, derr)
 		}
 		if perr := s.Store.PutDiscovery(ctx, st.ID, fresh); perr != nil {
 			return dsr.ErasedBlob{}, perr
 		}
-		s.recordAttemptError(ctx, st.ID, dsr.StageErasure, err)
-		return dsr.ErasedBlob{}, fmt.Errorf("erase %s: %w; discovered again, retrying", st.ID, err)
+		s.recordAttemptError(ctx, st.ID, stage, err)
+		return dsr.ErasedBlob{}, fmt.Errorf("%s %s: %w; discovered again, retrying", stage, st.ID, err)
 	}
 	if err != nil {
-		s.recordAttemptError(ctx, st.ID, dsr.StageErasure, err)
-		return dsr.ErasedBlob{}, fmt.Errorf("erase %s: %w", st.ID, err)
+		s.recordAttemptError(ctx, st.ID, stage, err)
+		return dsr.ErasedBlob{}, fmt.Errorf("%s %s: %w", stage, st.ID, err)
 	}
-	done := dsr.ErasedBlob{Dataset: d.Name, ETag: res.ETag, Deleted: res.Deleted, Masked: res.Replaced}
+	done := dsr.ErasedBlob{Dataset: d.Name, ETag: res.ETag, Deleted: res.Deleted, Masked: changed}
 	if err := s.Audit.Append(ctx, actions...); err != nil {
-		return done, fmt.Errorf("erase %s: audit: %w", st.ID, err)
+		return done, fmt.Errorf("%s %s: audit: %w", stage, st.ID, err)
 	}
 	_, err = s.Store.Update(ctx, st.ID, func(cur *dsr.Stored) (bool, error) {
 		if cur.ErasedBlobs == nil {
@@ -213,11 +236,6 @@ func (s *Service) eraseBlob(ctx context.Context, rw sources.Rewriter, st *dsr.St
 		return true, nil
 	})
 	return done, err
-}
-
-func withAction(e audit.Entry, action string) audit.Entry {
-	e.Action = action
-	return e
 }
 
 // recordEntries are the audit entries of records kept under a retention
@@ -332,6 +350,9 @@ func (s *Service) Verify(ctx context.Context, id string, attempt int) error {
 	}
 	if st.Stage != dsr.StageVerification {
 		return fmt.Errorf("verify %s: request is at stage %s, not verification", id, st.Stage)
+	}
+	if st.Type == dsr.TypeRectification {
+		return s.verifyRectification(ctx, st, attempt)
 	}
 	disc, err := s.Connector.Discover(ctx, subjectOf(st))
 	if err != nil {

@@ -79,6 +79,9 @@ type Dataset struct {
 	// SystemLog marks a system-generated log or audit dataset: never erased
 	// ("except audit log information") and never rectified.
 	SystemLog bool `json:"systemLog,omitempty"`
+	// Rectifiable datasets get a rectification request's corrections in their
+	// email, phone and name identifier fields.
+	Rectifiable bool `json:"rectifiable,omitempty"`
 }
 
 // ErasureAction is what erasure does to a record.
