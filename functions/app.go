@@ -27,6 +27,8 @@ import (
 	requestsget "github.com/dsr-functions/dsr/functions/requests-get"
 	requestslist "github.com/dsr-functions/dsr/functions/requests-list"
 	requestsreject "github.com/dsr-functions/dsr/functions/requests-reject"
+	restrictionsget "github.com/dsr-functions/dsr/functions/restrictions-get"
+	sweeper "github.com/dsr-functions/dsr/functions/sweeper"
 	verify "github.com/dsr-functions/dsr/functions/verify"
 	verifydeadletter "github.com/dsr-functions/dsr/functions/verify-deadletter"
 	"github.com/dsr-functions/dsr/shared/audit"
@@ -59,6 +61,7 @@ var Policies = map[string]auth.Policy{
 	"requests-extend":  {Any: []auth.Role{auth.RoleApprove}},
 	"requests-approve": {Any: []auth.Role{auth.RoleApprove}},
 	"requests-reject":  {Any: []auth.Role{auth.RoleApprove}},
+	"restrictions-get": {Any: []auth.Role{auth.RoleRead}},
 	"export-link":      {Any: []auth.Role{auth.RoleExport}},
 	"health":           {Anonymous: true},
 }
@@ -79,6 +82,7 @@ func Registry(svc *pipeline.Service, authn *auth.Authenticator) funchost.Registr
 			"requests-extend":  guard("requests-extend", requestsextend.New(svc)),
 			"requests-approve": guard("requests-approve", requestsapprove.New(svc)),
 			"requests-reject":  guard("requests-reject", requestsreject.New(svc)),
+			"restrictions-get": guard("restrictions-get", restrictionsget.New(svc)),
 			"export-link":      guard("export-link", exportlink.New(svc)),
 			"health":           guard("health", health.New(svc)),
 		},
@@ -92,6 +96,9 @@ func Registry(svc *pipeline.Service, authn *auth.Authenticator) funchost.Registr
 			"verify":              verify.New(svc),
 			"erase-deadletter":    erasedeadletter.New(svc),
 			"verify-deadletter":   verifydeadletter.New(svc),
+		},
+		Timer: map[string]funchost.TimerFunc{
+			"sweeper": sweeper.New(svc),
 		},
 	}
 }
@@ -162,6 +169,7 @@ func New(cfg *config.Config, sender queue.Sender, log *slog.Logger) (*App, error
 		ApprovalTypes:    approval,
 		Queues:           q,
 		Log:              log,
+		SweepStuckAfter:  cfg.SweepStuckAfter,
 	}
 	h, err := funchost.NewHandler(fns, Registry(svc, authn), log)
 	if err != nil {

@@ -40,7 +40,7 @@ func TestBadInputsAreRefusedAndLeaveNoTrace(t *testing.T) {
 		{"erasure with corrections", "POST", "/api/requests", `{"type":"erasure","subject":{"email":"a@b.example"},"corrections":{"name":"A"}}`, nil, 422, "invalid-request", "corrections"},
 		{"rectification without the current name", "POST", "/api/requests", `{"type":"rectification","subject":{"email":"a@b.example"},"corrections":{"name":"A"}}`, nil, 422, "invalid-request", "subject.name"},
 		{"rectification without corrections", "POST", "/api/requests", `{"type":"rectification","subject":{"email":"a@b.example"}}`, nil, 422, "invalid-request", "corrections"},
-		{"restriction not supported yet", "POST", "/api/requests", `{"type":"restriction","subject":{"email":"a@b.example"}}`, nil, 422, "type-not-supported", "type"},
+		{"lift on an access request", "POST", "/api/requests", `{"type":"access","subject":{"email":"a@b.example"},"lift":true}`, nil, 422, "invalid-request", "lift"},
 		{"corrections on access", "POST", "/api/requests", `{"type":"access","subject":{"email":"a@b.example"},"corrections":{"name":"A"}}`, nil, 422, "invalid-request", "corrections"},
 		{"invalid id name", "POST", "/api/requests", `{"type":"access","subject":{"ids":{"contact id":"1"}}}`, nil, 422, "invalid-request", "subject.ids"},
 		{"oversize body", "POST", "/api/requests", big, nil, 413, "body-too-large", ""},
@@ -56,6 +56,10 @@ func TestBadInputsAreRefusedAndLeaveNoTrace(t *testing.T) {
 		{"forged page token", "GET", "/api/requests?pageToken=bm9wZQ", "", nil, 400, "invalid-parameter", "pageToken"},
 		{"export link for unknown id", "POST", "/api/requests/r000000000000aaaaaaaaaaaaaaaa/export-link", "", nil, 404, "request-not-found", ""},
 		{"undeclared route", "DELETE", "/api/requests", "", nil, 404, "not-found", ""},
+		{"restriction lookup without identifier", "GET", "/api/restrictions", "", nil, 400, "invalid-parameter", "query"},
+		{"restriction lookup by two identifiers", "GET", "/api/restrictions?email=a@b.example&phone=%2B14255550199", "", nil, 400, "invalid-parameter", "query"},
+		{"restriction lookup by an invalid email", "GET", "/api/restrictions?email=avery.morgan@", "", nil, 400, "invalid-parameter", "email"},
+		{"restriction lookup by an unknown key", "GET", "/api/restrictions?name=Avery+Morgan", "", nil, 400, "invalid-parameter", "name"},
 	}
 	if len(cases) < 20 {
 		t.Fatal("the contract asks for at least 20 bad inputs")

@@ -82,6 +82,10 @@ type Config struct {
 	// ApprovalTypes are the request types that wait for approval after
 	// discovery (DSR_APPROVAL_TYPES, default "erasure,rectification").
 	ApprovalTypes string
+	// SweepStuckAfter is how long a request may sit in a non-terminal stage
+	// (received or in progress) before the sweeper sends its stage message
+	// again (DSR_SWEEP_STUCK_AFTER, Go duration, default 30m, 1m–24h).
+	SweepStuckAfter time.Duration
 	// HandlerPort is where `dsr serve` listens (FUNCTIONS_CUSTOMHANDLER_PORT, default 8080).
 	HandlerPort int
 }
@@ -136,6 +140,14 @@ func Load(getenv func(string) string) (*Config, error) {
 		return nil, fmt.Errorf("DSR_EXPORT_LINK_TTL: must be between 1m and %s, got %s", MaxExportLinkTTL, ttl)
 	}
 	c.ExportLinkTTL = ttl
+	stuck, err := time.ParseDuration(get("DSR_SWEEP_STUCK_AFTER", "30m"))
+	if err != nil {
+		return nil, fmt.Errorf("DSR_SWEEP_STUCK_AFTER: %w", err)
+	}
+	if stuck < time.Minute || stuck > 24*time.Hour {
+		return nil, fmt.Errorf("DSR_SWEEP_STUCK_AFTER: must be between 1m and 24h, got %s", stuck)
+	}
+	c.SweepStuckAfter = stuck
 	port := get("FUNCTIONS_CUSTOMHANDLER_PORT", get("FUNCTIONS_HTTPWORKER_PORT", "8080"))
 	if c.HandlerPort, err = strconv.Atoi(port); err != nil || c.HandlerPort <= 0 || c.HandlerPort > 65535 {
 		return nil, fmt.Errorf("FUNCTIONS_CUSTOMHANDLER_PORT: %q is not a port number", port)

@@ -326,3 +326,40 @@ func TestLoadOverrides(t *testing.T) {
 		t.Errorf("config = %+v", c)
 	}
 }
+
+func TestLoadSweepStuckAfter(t *testing.T) {
+	tests := []struct {
+		value string
+		want  time.Duration
+		err   bool
+	}{
+		{"", 30 * time.Minute, false},
+		{"30m", 30 * time.Minute, false},
+		{"1m", time.Minute, false},
+		{"24h", 24 * time.Hour, false},
+		{" 2h ", 2 * time.Hour, false},
+		{"59s", 0, true},
+		{"24h0m1s", 0, true},
+		{"0s", 0, true},
+		{"-5m", 0, true},
+		{"30", 0, true},
+		{"half an hour", 0, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.value, func(t *testing.T) {
+			c, err := Load(env("AzureWebJobsStorage", devStorage, "DSR_SWEEP_STUCK_AFTER", tc.value))
+			if tc.err {
+				if err == nil || !strings.Contains(err.Error(), "DSR_SWEEP_STUCK_AFTER") {
+					t.Fatalf("Load = %v, want an error naming DSR_SWEEP_STUCK_AFTER", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.SweepStuckAfter != tc.want {
+				t.Errorf("SweepStuckAfter = %s, want %s", c.SweepStuckAfter, tc.want)
+			}
+		})
+	}
+}

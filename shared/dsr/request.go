@@ -25,7 +25,7 @@ const (
 
 // Supported reports whether this build can process requests of type t.
 func (t Type) Supported() bool {
-	return t == TypeAccess || t == TypeDiscovery || t == TypeErasure || t == TypeRectification
+	return t.Known()
 }
 
 // Known reports whether t is a request type the API knows at all.
@@ -78,6 +78,7 @@ const (
 	StageApproval      Stage = "approval"
 	StageErasure       Stage = "erasure"
 	StageRectification Stage = "rectification"
+	StageRestriction   Stage = "restriction"
 	StageVerification  Stage = "verification"
 	StageDone          Stage = "done"
 )
@@ -124,7 +125,9 @@ type DiscoverySummary struct {
 }
 
 // ExportInfo describes the export package of a completed access request.
-// URL and ExpiresAt are minted on read and never stored.
+// URL and ExpiresAt are minted on read and never stored. DeletedAt is set
+// once the sweeper has deleted the package (its links plus a grace period
+// have expired); no link is minted after that.
 type ExportInfo struct {
 	URL       string     `json:"url,omitempty"`
 	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
@@ -132,6 +135,7 @@ type ExportInfo struct {
 	SHA256    string     `json:"sha256"`
 	Blob      string     `json:"-"`
 	CreatedAt time.Time  `json:"createdAt"`
+	DeletedAt *time.Time `json:"deletedAt,omitempty"`
 }
 
 // ErrorInfo says why a request failed. Message never holds personal data.
@@ -164,6 +168,7 @@ type Request struct {
 	Export        *ExportInfo          `json:"export,omitempty"`
 	Erasure       *ErasureReport       `json:"erasure,omitempty"`
 	Rectification *RectificationReport `json:"rectification,omitempty"`
+	Restriction   *RestrictionReport   `json:"restriction,omitempty"`
 	Verification  *VerificationReport  `json:"verification,omitempty"`
 	Error         *ErrorInfo           `json:"error,omitempty"`
 }
@@ -174,6 +179,8 @@ type Stored struct {
 	Request
 	Subject     Subject           `json:"subject"`
 	Corrections map[string]string `json:"corrections,omitempty"`
+	// Lift: a restriction request that lifts an earlier restriction.
+	Lift bool `json:"lift,omitempty"`
 	// CreatedBy is an opaque reference to the caller that submitted the
 	// request (auth.Principal.Ref), for "own requests" access.
 	CreatedBy string `json:"createdBy,omitempty"`
@@ -187,6 +194,10 @@ type Stored struct {
 	// LastAttemptError is the latest failure of a stage, kept so that a
 	// request that finally fails can say why. Never personal data.
 	LastAttemptError string `json:"lastAttemptError,omitempty"`
+	// LastSweptAt is when the sweeper last re-sent the request's stage
+	// message; it claims the request (an ETag-conditional write) so that
+	// concurrent sweepers re-drive it once per window.
+	LastSweptAt *time.Time `json:"lastSweptAt,omitempty"`
 }
 
 // Advance moves the request to stage and state and appends one history entry.
@@ -358,8 +369,11 @@ func (r *Request) Approve(now time.Time, by *Actor) error {
 		return fmt.Errorf("only a request awaiting approval can be approved; this one is %s", r.State)
 	}
 	stage := StageErasure
-	if r.Type == TypeRectification {
+	switch r.Type {
+	case TypeRectification:
 		stage = StageRectification
+	case TypeRestriction:
+		stage = StageRestriction
 	}
 	r.Advance(stage, StateInProgress, now.UTC(), 0, "approved")
 	r.History[len(r.History)-1].By = by
@@ -400,4 +414,24 @@ type RectificationSource struct {
 type RectificationReport struct {
 	Sources     []RectificationSource `json:"sources"`
 	CompletedAt time.Time             `json:"completedAt"`
+}
+
+// LiftNotice is what Art. 18(3) requires before a restriction is lifted.
+const LiftNotice = "The restriction of processing of your personal data is being lifted. " +
+	"GDPR Art. 18(3) requires that you are told before it is lifted."
+
+// RestrictionSource is what restriction did in one dataset with a
+// restriction flag field.
+type RestrictionSource struct {
+	Source  string `json:"source"`
+	Flagged int64  `json:"flagged"`
+}
+
+// RestrictionReport is the restriction stage's result on the request.
+type RestrictionReport struct {
+	Lifted      bool                `json:"lifted"`
+	Identifiers int                 `json:"identifiers"`
+	Sources     []RestrictionSource `json:"sources"`
+	Notice      string              `json:"notice,omitempty"`
+	CompletedAt time.Time           `json:"completedAt"`
 }

@@ -35,6 +35,8 @@ type Submission struct {
 	ReceivedAt  *time.Time        `json:"receivedAt,omitempty"`
 	Corrections map[string]string `json:"corrections,omitempty"`
 	Note        string            `json:"note,omitempty"`
+	// Lift, on a restriction request, lifts the subject's restriction.
+	Lift bool `json:"lift,omitempty"`
 }
 
 // FieldError is one specific problem with one field of a submission. Detail
@@ -240,6 +242,9 @@ func (s *Submission) validate(phoneRegion string, now time.Time) []FieldError {
 	if len(s.Corrections) > 0 && s.Type != TypeRectification {
 		add("corrections", "only allowed on rectification requests")
 	}
+	if s.Lift && s.Type != TypeRestriction {
+		add("lift", "only allowed on restriction requests")
+	}
 	if len(s.Corrections) > maxCorrects {
 		add("corrections", fmt.Sprintf("at most %d corrections", maxCorrects))
 	}
@@ -310,6 +315,7 @@ func NewStored(s *Submission, id, origin string, now time.Time) *Stored {
 		},
 		Subject:     *s.Subject,
 		Corrections: s.Corrections,
+		Lift:        s.Lift,
 	}
 	st.Advance(StageIntake, StateReceived, now, 1, "")
 	return st

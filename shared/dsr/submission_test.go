@@ -94,8 +94,8 @@ func TestParseSubmissionRejects(t *testing.T) {
 		{"unknown type", body(`"type":"deletion","subject":{"email":"` + piiEmail + `"}`), "", 422, "invalid-request", "type", []string{piiEmail}},
 		{"upper-case type", body(`"type":"ACCESS","subject":{"email":"a@example.com"}`), "", 422, "invalid-request", "type", nil},
 		{"missing type", body(`"subject":{"email":"a@example.com"}`), "", 422, "invalid-request", "type", nil},
-		{"restriction not supported", body(`"type":"restriction","subject":{"email":"` + piiEmail + `"}`), "", 422, "type-not-supported", "type", []string{piiEmail}},
-		{"restriction not supported", body(`"type":"restriction","subject":{"email":"a@example.com"}`), "", 422, "type-not-supported", "type", nil},
+		{"lift on an erasure", body(`"type":"erasure","lift":true,"subject":{"email":"` + piiEmail + `"}`), "", 422, "invalid-request", "lift", []string{piiEmail}},
+		{"lift as a string", body(`"type":"restriction","lift":"yes","subject":{"email":"a@example.com"}`), "", 400, "wrong-type", "lift", nil},
 		{"rectification without the current name", body(`"type":"rectification","subject":{"email":"a@example.com"},"corrections":{"name":"` + piiName + `"}`), "", 422, "invalid-request", "subject.name", []string{piiName}},
 		{"rectification without corrections", body(`"type":"rectification","subject":{"email":"a@example.com"}`), "", 422, "invalid-request", "corrections", nil},
 		{"rectification of an unknown field", body(`"type":"rectification","subject":{"email":"a@example.com"},"corrections":{"iban":"DE00"}`), "", 422, "invalid-request", "corrections", []string{"DE00"}},
@@ -194,7 +194,7 @@ func assertNoPersonalData(t *testing.T, ie *InputError, values []string) {
 }
 
 func TestParseSubmissionAllErrorsReported(t *testing.T) {
-	b := body(`"type":"restriction","subject":{"email":"nope","phone":"nope","name":"` + strings.Repeat("x", 201) + `"},"note":"` + strings.Repeat("n", 2001) + `"`)
+	b := body(`"type":"forget-me","subject":{"email":"nope","phone":"nope","name":"` + strings.Repeat("x", 201) + `"},"note":"` + strings.Repeat("n", 2001) + `"`)
 	_, err := ParseSubmission(b, "", testNow)
 	var ie *InputError
 	if !errors.As(err, &ie) {
@@ -208,7 +208,7 @@ func TestParseSubmissionAllErrorsReported(t *testing.T) {
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("fields = %v, want %v", got, want)
 	}
-	if ie.Code != "type-not-supported" || ie.Status != http.StatusUnprocessableEntity {
+	if ie.Code != "invalid-request" || ie.Status != http.StatusUnprocessableEntity {
 		t.Errorf("code %q status %d", ie.Code, ie.Status)
 	}
 }

@@ -221,6 +221,9 @@ func ParseFunction(name string, b []byte) (Function, error) {
 		if t.Schedule == "" {
 			return f, fmt.Errorf("function %s: timerTrigger needs a schedule", name)
 		}
+		if _, err := f.Schedule(); err != nil {
+			return f, fmt.Errorf("function %s: timerTrigger schedule: %w", name, err)
+		}
 	default:
 		return f, fmt.Errorf("function %s: trigger type %s is not supported by this app", name, t.Type)
 	}

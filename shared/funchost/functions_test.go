@@ -365,7 +365,7 @@ func TestRealDefinitions(t *testing.T) {
 	if err != nil {
 		t.Fatalf("functions.Definitions: %v", err)
 	}
-	var queues, https []string
+	var queues, https, timers []string
 	for _, f := range fns {
 		tr := f.Trigger()
 		switch tr.Type {
@@ -389,6 +389,11 @@ func TestRealDefinitions(t *testing.T) {
 			if strings.HasSuffix(tr.QueueName, "/$deadletterqueue") != strings.HasSuffix(f.Name, "-deadletter") {
 				t.Errorf("%s listens on %s: dead-letter functions and queues must match", f.Name, tr.QueueName)
 			}
+		case funchost.TimerTrigger:
+			timers = append(timers, f.Name+" "+tr.Schedule)
+			if _, err := f.Schedule(); err != nil {
+				t.Errorf("%s: %v", f.Name, err)
+			}
 		default:
 			t.Errorf("%s: unexpected trigger %s", f.Name, tr.Type)
 		}
@@ -400,6 +405,9 @@ func TestRealDefinitions(t *testing.T) {
 	want := []string{"dsr-discover", "dsr-discover/$deadletterqueue", "dsr-erase", "dsr-erase/$deadletterqueue", "dsr-export", "dsr-export/$deadletterqueue", "dsr-intake", "dsr-verify", "dsr-verify/$deadletterqueue"}
 	if !reflect.DeepEqual(queues, want) {
 		t.Errorf("queues = %q, want %q", queues, want)
+	}
+	if want := []string{"sweeper 0 */5 * * * *"}; !reflect.DeepEqual(timers, want) {
+		t.Errorf("timers = %q, want %q", timers, want)
 	}
 }
 

@@ -22,6 +22,7 @@ type QueueFunc func(ctx context.Context, m *QueueMessage) error
 type Registry struct {
 	HTTP  map[string]http.Handler
 	Queue map[string]QueueFunc
+	Timer map[string]TimerFunc
 }
 
 // maxInvocationBytes bounds an invocation payload (Service Bus Premium
@@ -30,13 +31,14 @@ const maxInvocationBytes = 1 << 20
 
 // NewHandler builds the custom handler's HTTP server: GET / answers the
 // host's readiness probe, forwarded HTTP functions are served at their
-// /api/... routes, and invocation payloads at /<functionName>. Every function
+// /api/... routes, and invocation payloads (queue messages, timer ticks) at
+// /<functionName>. Every function
 // in fns must have an implementation in reg and vice versa.
 func NewHandler(fns []Function, reg Registry, log *slog.Logger) (http.Handler, error) {
 	mux := http.NewServeMux()
 	// Usage is tracked per kind: an HTTP implementation registered under the
 	// name of a queue function serves nothing and is reported.
-	usedHTTP, usedQueue := map[string]bool{}, map[string]bool{}
+	usedHTTP, usedQueue, usedTimer := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	for _, f := range fns {
 		switch f.Trigger().Type {
 		case HTTPTrigger:
@@ -59,6 +61,18 @@ func NewHandler(fns []Function, reg Registry, log *slog.Logger) (http.Handler, e
 				return nil, fmt.Errorf("function %s: %w", f.Name, err)
 			}
 			usedQueue[f.Name] = true
+		case TimerTrigger:
+			tf := reg.Timer[f.Name]
+			if tf == nil {
+				return nil, fmt.Errorf("function %s: no timer implementation registered", f.Name)
+			}
+			if _, err := f.Schedule(); err != nil {
+				return nil, fmt.Errorf("function %s: %w", f.Name, err)
+			}
+			if err := register(mux, "POST /"+f.Name, timerHandler(f, tf, log)); err != nil {
+				return nil, fmt.Errorf("function %s: %w", f.Name, err)
+			}
+			usedTimer[f.Name] = true
 		default:
 			return nil, fmt.Errorf("function %s: trigger %s has no implementation", f.Name, f.Trigger().Type)
 		}
@@ -71,6 +85,11 @@ func NewHandler(fns []Function, reg Registry, log *slog.Logger) (http.Handler, e
 	}
 	for name := range reg.Queue {
 		if !usedQueue[name] {
+			extra = append(extra, name)
+		}
+	}
+	for name := range reg.Timer {
+		if !usedTimer[name] {
 			extra = append(extra, name)
 		}
 	}
@@ -88,17 +107,23 @@ func NewHandler(fns []Function, reg Registry, log *slog.Logger) (http.Handler, e
 	return mux, nil
 }
 
+// invocationReply writes an invocation response: always application/json,
+// always a body (an empty 2xx body would leave the host waiting).
+func invocationReply(w http.ResponseWriter) func(status int, logs ...string) {
+	return func(status int, logs ...string) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		if logs == nil {
+			logs = []string{}
+		}
+		_ = json.NewEncoder(w).Encode(InvokeResponse{Outputs: map[string]any{}, Logs: logs})
+	}
+}
+
 func invocationHandler(f Function, qf QueueFunc, log *slog.Logger) http.Handler {
 	binding := f.Trigger().Name
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		reply := func(status int, logs ...string) {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(status)
-			if logs == nil {
-				logs = []string{}
-			}
-			_ = json.NewEncoder(w).Encode(InvokeResponse{Outputs: map[string]any{}, Logs: logs})
-		}
+		reply := invocationReply(w)
 		var req InvokeRequest
 		dec := json.NewDecoder(io.LimitReader(r.Body, maxInvocationBytes))
 		if err := dec.Decode(&req); err != nil {
@@ -116,6 +141,37 @@ func invocationHandler(f Function, qf QueueFunc, log *slog.Logger) http.Handler 
 		m.InvocationID = r.Header.Get("X-Azure-Functions-InvocationId")
 		if err := qf(r.Context(), m); err != nil {
 			log.Warn("invocation failed", "function", f.Name, "deliveryCount", m.DeliveryCount, "err", err)
+			reply(http.StatusInternalServerError, fmt.Sprintf("%s failed: %v", f.Name, err))
+			return
+		}
+		reply(http.StatusOK)
+	})
+}
+
+func timerHandler(f Function, tf TimerFunc, log *slog.Logger) http.Handler {
+	binding := f.Trigger().Name
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reply := invocationReply(w)
+		var req InvokeRequest
+		dec := json.NewDecoder(io.LimitReader(r.Body, maxInvocationBytes))
+		if err := dec.Decode(&req); err != nil {
+			log.Error("invalid invocation payload", "function", f.Name, "err", err)
+			reply(http.StatusBadRequest, "invalid invocation payload")
+			return
+		}
+		info, err := DecodeTimerInfo(&req, binding)
+		if err != nil {
+			log.Error("invalid invocation payload", "function", f.Name, "err", err)
+			reply(http.StatusBadRequest, err.Error())
+			return
+		}
+		info.Function = f.Name
+		info.InvocationID = r.Header.Get("X-Azure-Functions-InvocationId")
+		if info.IsPastDue {
+			log.Info("timer is past due", "function", f.Name)
+		}
+		if err := tf(r.Context(), info); err != nil {
+			log.Warn("invocation failed", "function", f.Name, "err", err)
 			reply(http.StatusInternalServerError, fmt.Sprintf("%s failed: %v", f.Name, err))
 			return
 		}

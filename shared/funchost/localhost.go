@@ -25,7 +25,8 @@ import (
 // it routes HTTP requests whose method and path match an httpTrigger to the
 // handler (forwarding them unchanged), and delivers messages from the
 // embedded broker to Service Bus-triggered functions as invocation payloads,
-// completing them on a 2xx JSON reply and abandoning them otherwise.
+// completing them on a 2xx JSON reply and abandoning them otherwise, and
+// invokes timer-triggered functions on their NCRONTAB schedules (in UTC).
 type LocalHost struct {
 	// Functions are the app's function definitions (from function.json).
 	Functions []Function
@@ -116,11 +117,20 @@ func (h *LocalHost) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.router.ServeHTTP(w, r)
 }
 
-// Run delivers queue messages to the handler until ctx ends.
+// Run delivers queue messages to the handler and fires timer functions on
+// their schedules until ctx ends.
 func (h *LocalHost) Run(ctx context.Context) {
 	h.init()
 	var wg sync.WaitGroup
 	for _, f := range h.Functions {
+		if f.Trigger().Type == TimerTrigger {
+			wg.Add(1)
+			go func(f Function) {
+				defer wg.Done()
+				h.runTimer(ctx, f)
+			}(f)
+			continue
+		}
 		if f.Trigger().Type != ServiceBusTrigger {
 			continue
 		}
@@ -193,6 +203,49 @@ func (h *LocalHost) renewLock(ctx context.Context, queueName, token string) (sto
 	return func() { cancel(); <-done }
 }
 
+// runTimer invokes a timer function at every occurrence of its schedule,
+// one invocation at a time (a tick that comes while the previous one still
+// runs is skipped, as the host's singleton lock does).
+func (h *LocalHost) runTimer(ctx context.Context, f Function) {
+	sched, err := f.Schedule()
+	if err != nil {
+		h.Log.Error("timer function not scheduled", "function", f.Name, "err", err)
+		return
+	}
+	var last time.Time
+	for ctx.Err() == nil {
+		next := sched.Next(time.Now().UTC())
+		if next.IsZero() {
+			h.Log.Warn("timer schedule never fires", "function", f.Name, "schedule", sched.String())
+			return
+		}
+		t := time.NewTimer(time.Until(next))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		following := sched.Next(next)
+		if err := h.InvokeTimer(ctx, f, last, following); err != nil && ctx.Err() == nil {
+			h.Log.Warn("timer invocation failed", "function", f.Name, "err", err)
+		}
+		last = next
+	}
+}
+
+// InvokeTimer sends one timer tick to the handler as the Functions host
+// would (last and next are the schedule status it reports) and reports
+// whether the invocation succeeded.
+func (h *LocalHost) InvokeTimer(ctx context.Context, f Function, last, next time.Time) error {
+	h.init()
+	payload, err := TimerPayload(f, last, next, false, time.Now())
+	if err != nil {
+		return err
+	}
+	return h.post(ctx, f, payload)
+}
+
 // Invoke sends one delivery to the handler as the Functions host would and
 // reports whether the invocation succeeded: a 2xx reply with Content-Type
 // application/json and a non-empty body.
@@ -202,6 +255,11 @@ func (h *LocalHost) Invoke(ctx context.Context, f Function, d *embedded.Delivery
 	if err != nil {
 		return err
 	}
+	return h.post(ctx, f, payload)
+}
+
+// post sends an invocation payload to /<functionName> and checks the reply.
+func (h *LocalHost) post(ctx context.Context, f Function, payload []byte) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.HandlerURL.JoinPath(f.Name).String(), bytes.NewReader(payload))
 	if err != nil {
 		return fmt.Errorf("build invocation: %w", err)

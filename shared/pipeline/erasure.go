@@ -24,12 +24,14 @@ func (s *Service) afterDiscovery(st *dsr.Stored, attempt int, detail string) {
 	switch {
 	case st.Type == dsr.TypeAccess:
 		st.Advance(dsr.StageExport, dsr.StateInProgress, now, attempt, detail)
-	case (st.Type == dsr.TypeErasure || st.Type == dsr.TypeRectification) && s.ApprovalTypes[st.Type]:
+	case st.Type != dsr.TypeAccess && st.Type != dsr.TypeDiscovery && s.ApprovalTypes[st.Type]:
 		st.Advance(dsr.StageApproval, dsr.StateAwaitingApproval, now, attempt, detail)
 	case st.Type == dsr.TypeErasure:
 		st.Advance(dsr.StageErasure, dsr.StateInProgress, now, attempt, detail)
 	case st.Type == dsr.TypeRectification:
 		st.Advance(dsr.StageRectification, dsr.StateInProgress, now, attempt, detail)
+	case st.Type == dsr.TypeRestriction:
+		st.Advance(dsr.StageRestriction, dsr.StateInProgress, now, attempt, detail)
 	default:
 		st.Advance(dsr.StageDone, dsr.StateCompleted, now, attempt, detail)
 	}
@@ -45,9 +47,10 @@ func (s *Service) nextMessage(ctx context.Context, st *dsr.Stored) error {
 		return s.send(ctx, s.Queues.Export, st.ID, dsr.StageExport)
 	case dsr.StageErasure:
 		return s.send(ctx, s.Queues.Erase, st.ID, dsr.StageErasure)
-	case dsr.StageRectification:
-		// The change stage of rectification runs on the erase queue too.
-		return s.send(ctx, s.Queues.Erase, st.ID, dsr.StageRectification)
+	case dsr.StageRectification, dsr.StageRestriction:
+		// The change stages of rectification and restriction run on the
+		// erase queue too.
+		return s.send(ctx, s.Queues.Erase, st.ID, st.Stage)
 	case dsr.StageVerification:
 		return s.send(ctx, s.Queues.Verify, st.ID, dsr.StageVerification)
 	}
@@ -90,7 +93,7 @@ func (s *Service) Erase(ctx context.Context, id string, attempt int) error {
 	if st.State.Terminal() || st.Stage == dsr.StageVerification {
 		return s.nextMessage(ctx, st)
 	}
-	if st.Stage != dsr.StageErasure && st.Stage != dsr.StageRectification {
+	if st.Stage != dsr.StageErasure && st.Stage != dsr.StageRectification && st.Stage != dsr.StageRestriction {
 		return fmt.Errorf("erase %s: request is at stage %s, not erasure", id, st.Stage)
 	}
 	if len(s.Secret) == 0 {
@@ -105,8 +108,11 @@ func (s *Service) Erase(ctx context.Context, id string, attempt int) error {
 	if err := s.Store.GetDiscovery(ctx, id, &disc); err != nil {
 		return fmt.Errorf("erase %s: read discovery: %w", id, err)
 	}
-	if st.Stage == dsr.StageRectification {
+	switch st.Stage {
+	case dsr.StageRectification:
 		return s.rectify(ctx, rw, st, &disc, attempt)
+	case dsr.StageRestriction:
+		return s.restrict(ctx, rw, st, &disc, attempt)
 	}
 	report := &dsr.ErasureReport{Sources: []dsr.ErasureResult{}}
 	for _, dm := range disc.Datasets {

@@ -144,13 +144,14 @@ func (s *Service) writePackage(ctx context.Context, st *dsr.Stored, disc *source
 
 // ExportLink mints a fresh read-only link to a completed request's package.
 func (s *Service) ExportLink(ctx context.Context, st *dsr.Stored) (blobs.ReadLink, error) {
-	if st.State != dsr.StateCompleted || st.ExportBlob == "" {
+	if st.State != dsr.StateCompleted || st.ExportBlob == "" || st.Export == nil || st.Export.DeletedAt != nil {
 		return blobs.ReadLink{}, ErrNoExport
 	}
 	return s.Account.SignRead(ctx, s.ExportsContainer, st.ExportBlob, s.LinkTTL, exportFileName(st.ID), s.NowUTC())
 }
 
-// ErrNoExport is returned for a link to a request without a finished package.
+// ErrNoExport is returned for a link to a request without a finished
+// package, or whose package the sweeper has deleted.
 var ErrNoExport = errors.New("the request has no finished export")
 
 // View returns the request document for API callers. withLink adds a
@@ -168,10 +169,11 @@ func (s *Service) View(ctx context.Context, st *dsr.Stored, withLink bool) (dsr.
 		}
 		doc.History[i] = h
 	}
-	if st.Export != nil && st.ExportBlob != "" {
+	if st.Export != nil && (st.ExportBlob != "" || st.Export.DeletedAt != nil) {
 		e := *st.Export
 		doc.Export = &e
-		if !withLink {
+		if !withLink || e.DeletedAt != nil {
+			// A deleted package keeps its facts and when it was deleted.
 			return doc, nil
 		}
 		link, err := s.ExportLink(ctx, st)

@@ -56,6 +56,9 @@ type Service struct {
 	Queues        Queues
 	Log           *slog.Logger
 	Now           func() time.Time
+	// SweepStuckAfter is how long a request may wait in a stage before the
+	// sweeper sends its stage message again (default DefaultSweepStuckAfter).
+	SweepStuckAfter time.Duration
 }
 
 // NowUTC is the service clock (Now, or the wall clock), in UTC.

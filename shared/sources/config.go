@@ -82,6 +82,10 @@ type Dataset struct {
 	// Rectifiable datasets get a rectification request's corrections in their
 	// email, phone and name identifier fields.
 	Rectifiable bool `json:"rectifiable,omitempty"`
+	// RestrictionField, when set, is a boolean field that restriction sets on
+	// the subject's records (and lifting clears); downstream systems skip
+	// flagged records.
+	RestrictionField string `json:"restrictionField,omitempty"`
 }
 
 // ErasureAction is what erasure does to a record.

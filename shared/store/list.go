@@ -28,12 +28,15 @@ type Filter struct {
 	DueBefore time.Time
 	// Open keeps only requests that are not in a terminal state.
 	Open bool
+	// Where, when set, keeps only the summaries it accepts.
+	Where func(Summary) bool
 }
 
 func (f Filter) match(s Summary, createdBy string) bool {
 	return (f.State == "" || s.State == f.State) && (f.Type == "" || s.Type == f.Type) &&
 		(f.CreatedBy == "" || createdBy == f.CreatedBy) &&
-		(f.DueBefore.IsZero() || s.DueAt.Before(f.DueBefore)) && (!f.Open || !s.State.Terminal())
+		(f.DueBefore.IsZero() || s.DueAt.Before(f.DueBefore)) && (!f.Open || !s.State.Terminal()) &&
+		(f.Where == nil || f.Where(s))
 }
 
 // Summary is a request as listed: no subject, no history.
@@ -46,6 +49,9 @@ type Summary struct {
 	ReceivedAt time.Time `json:"receivedAt"`
 	DueAt      time.Time `json:"dueAt"`
 	UpdatedAt  time.Time `json:"updatedAt"`
+	// Export is the package state (ExportNone, ExportLive, ExportDeleted;
+	// "" for documents written before it was recorded). Not listed.
+	Export string `json:"-"`
 }
 
 // pageToken resumes a listing: the service's marker of the page being read
@@ -126,5 +132,6 @@ func summaryOf(name *string, md map[string]*string) (Summary, string, bool) {
 	return Summary{
 		ID: id, Type: dsr.Type(get("type")), State: dsr.State(get("state")), Stage: dsr.Stage(get("stage")),
 		CreatedAt: ts("createdat"), ReceivedAt: ts("receivedat"), DueAt: ts("dueat"), UpdatedAt: ts("updatedat"),
+		Export: get("export"),
 	}, get("createdby"), true
 }

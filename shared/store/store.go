@@ -222,7 +222,26 @@ func metadata(st *dsr.Stored) map[string]*string {
 		"dueat":      to.Ptr(st.DueAt.UTC().Format(time.RFC3339Nano)),
 		"updatedat":  to.Ptr(st.UpdatedAt.UTC().Format(time.RFC3339Nano)),
 		"createdby":  to.Ptr(st.CreatedBy),
+		"export":     to.Ptr(exportState(st)),
 	}
+}
+
+// Export package states in blob metadata, so the sweeper reads only the
+// documents of requests whose package may still exist.
+const (
+	ExportNone    = "none"
+	ExportLive    = "live"
+	ExportDeleted = "deleted"
+)
+
+func exportState(st *dsr.Stored) string {
+	switch {
+	case st.Export != nil && st.Export.DeletedAt != nil:
+		return ExportDeleted
+	case st.ExportBlob != "":
+		return ExportLive
+	}
+	return ExportNone
 }
 
 func isConflict(err error) bool {

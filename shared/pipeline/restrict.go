@@ -1,0 +1,151 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/dsr-functions/dsr/shared/dsr"
+	"github.com/dsr-functions/dsr/shared/policy"
+	"github.com/dsr-functions/dsr/shared/sources"
+	"github.com/dsr-functions/dsr/shared/store"
+)
+
+// restrictionGround is recorded for restrictions requested by the subject.
+const restrictionGround = "Art. 18(1) GDPR: restriction requested by the data subject"
+
+// RestrictionKey is the registry key of one identifier: a keyed hash, so
+// the registry holds no raw identifiers. kind is "email", "phone" or
+// "id:<name>"; values are normalised as requests normalise them.
+func RestrictionKey(secret []byte, kind, value string) string {
+	return policy.KeyHash(secret, "restriction", kind+"\x00"+value)
+}
+
+// restrictionKeys are the registry keys of a request's subject.
+func (s *Service) restrictionKeys(st *dsr.Stored) []string {
+	var keys []string
+	if st.Subject.Email != "" {
+		keys = append(keys, RestrictionKey(s.Secret, "email", st.Subject.Email))
+	}
+	if st.Subject.Phone != "" {
+		keys = append(keys, RestrictionKey(s.Secret, "phone", st.Subject.Phone))
+	}
+	names := make([]string, 0, len(st.Subject.IDs))
+	for n := range st.Subject.IDs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		keys = append(keys, RestrictionKey(s.Secret, "id:"+n, st.Subject.IDs[n]))
+	}
+	return keys
+}
+
+// Restricted looks one identifier up in the registry.
+func (s *Service) Restricted(ctx context.Context, kind, value string) (*store.Restriction, error) {
+	if len(s.Secret) == 0 {
+		return nil, ErrNoSecret
+	}
+	return s.Store.GetRestriction(ctx, RestrictionKey(s.Secret, kind, value))
+}
+
+// restrict records (or lifts) the subject's restriction in the registry
+// that downstream systems query, and sets (or clears) the restriction flag
+// field of their records in datasets that have one (Art. 18). Lifting
+// records the Art. 18(3) notice on the request.
+func (s *Service) restrict(ctx context.Context, rw sources.Rewriter, st *dsr.Stored, disc *sources.Discovery, attempt int) error {
+	now := s.NowUTC()
+	for _, key := range s.restrictionKeys(st) {
+		entry := store.Restriction{Restricted: true, Since: now, RequestID: st.ID, Ground: restrictionGround}
+		prev, err := s.Store.GetRestriction(ctx, key)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			if st.Lift {
+				continue // nothing to lift for this identifier
+			}
+		case err != nil:
+			return err
+		case st.Lift:
+			entry = *prev
+			entry.Restricted, entry.LiftedAt, entry.LiftedBy = false, &now, st.ID
+		case prev.Restricted:
+			entry = *prev // already restricted: keep since when
+		}
+		if err := s.Store.PutRestriction(ctx, key, entry); err != nil {
+			return err
+		}
+	}
+	rep := &dsr.RestrictionReport{Lifted: st.Lift, Identifiers: len(s.restrictionKeys(st)), Sources: []dsr.RestrictionSource{}}
+	if st.Lift {
+		rep.Notice = dsr.LiftNotice
+	}
+	flag := !st.Lift
+	for _, dm := range disc.Datasets {
+		d := s.Sources.Dataset(dm.Dataset)
+		if d == nil || d.RestrictionField == "" || dm.Records == 0 {
+			continue
+		}
+		src := dsr.RestrictionSource{Source: d.Name}
+		for _, loc := range dm.Locations {
+			done, ok := st.ErasedBlobs[d.Name+"/"+loc.Blob]
+			if !ok {
+				var err error
+				done, err = s.changeBlob(ctx, rw, st, d, loc, dsr.StageRestriction, "restrict", func(_ int64, rec sources.Record) (*sources.Record, string, error) {
+					next, changed := setFlag(rec, d.RestrictionField, flag, d.Format == sources.FormatCSV)
+					if !changed {
+						return &rec, "unchanged", nil
+					}
+					if flag {
+						return &next, "restricted", nil
+					}
+					return &next, "restriction lifted", nil
+				})
+				if err != nil {
+					return err
+				}
+			}
+			src.Flagged += int64(done.Masked)
+		}
+		rep.Sources = append(rep.Sources, src)
+	}
+	rep.CompletedAt = s.NowUTC()
+	detail := fmt.Sprintf("restriction recorded for %d identifiers", rep.Identifiers)
+	if st.Lift {
+		detail = fmt.Sprintf("restriction lifted for %d identifiers", rep.Identifiers)
+	}
+	st, err := s.Store.Update(ctx, st.ID, func(st *dsr.Stored) (bool, error) {
+		if st.State.Terminal() || st.Stage != dsr.StageRestriction {
+			return false, nil
+		}
+		st.Restriction = rep
+		st.LastAttemptError = ""
+		st.Advance(dsr.StageDone, dsr.StateCompleted, s.NowUTC(), attempt, detail)
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	return s.syncAudit(ctx, st)
+}
+
+// setFlag sets a boolean field (a "true"/"false" string in CSV), adding it
+// to JSON records that lack it.
+func setFlag(rec sources.Record, field string, on bool, csv bool) (sources.Record, bool) {
+	var value any = on
+	if csv {
+		value = fmt.Sprint(on)
+	}
+	out := sources.Record{Fields: append([]sources.Field(nil), rec.Fields...)}
+	for i, f := range out.Fields {
+		if f.Name == field {
+			if fmt.Sprint(f.Value) == fmt.Sprint(on) {
+				return rec, false
+			}
+			out.Fields[i].Value = value
+			return out, true
+		}
+	}
+	out.Fields = append(out.Fields, sources.Field{Name: field, Value: value})
+	return out, true
+}
