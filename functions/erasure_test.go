@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/dsr-functions/dsr/shared/dsr"
 	"github.com/dsr-functions/dsr/shared/sample"
+	"github.com/dsr-functions/dsr/shared/sources"
 )
 
 const demoErasure = `{"type":"erasure","subject":{"email":"avery.morgan@contoso.example","ids":{"contactId":"` + sample.DemoContactID + `"}}}`
@@ -253,5 +255,99 @@ func TestRejectGivesTheArticle12Notice(t *testing.T) {
 	}
 	if strings.Contains(h.auditRaw(doc.ID), "legal claim") {
 		t.Fatal("the free-text reason reached the audit trail")
+	}
+}
+
+// crashingConnector fails the first rewrite of one dataset after reading
+// it and before committing, as a crash would.
+type crashingConnector struct {
+	sources.Connector
+	dataset string
+	crashed bool
+}
+
+func (c *crashingConnector) Rewrite(ctx context.Context, dataset string, loc sources.Location, edit sources.Edit) (sources.RewriteResult, error) {
+	rw := c.Connector.(sources.Rewriter)
+	if dataset == c.dataset && !c.crashed {
+		c.crashed = true
+		return rw.Rewrite(ctx, dataset, loc, func(o int64, rec sources.Record) (*sources.Record, error) {
+			if _, err := edit(o, rec); err != nil {
+				return nil, err
+			}
+			return nil, errors.New("injected crash between reading and committing")
+		})
+	}
+	return rw.Rewrite(ctx, dataset, loc, edit)
+}
+
+// A crash between reading and committing a dataset, and a dataset that
+// changes after discovery, both end with the correct data and one audit
+// entry per record action.
+func TestEraseSurvivesCrashAndConcurrentChange(t *testing.T) {
+	h := newHarness(t, harnessOptions{manual: true})
+	before := h.snapshot()
+	crash := &crashingConnector{Connector: h.app.Service.Connector, dataset: "cases"}
+	h.app.Service.Connector = crash
+	doc := h.submit(demoErasure)
+	h.deliver("discover")
+	if resp, b := h.do("POST", "/api/requests/"+doc.ID+"/approve", ""); resp.StatusCode != 200 {
+		t.Fatalf("approve: %d %s", resp.StatusCode, b)
+	}
+	// Someone appends a survey after discovery: erasure must not clobber it.
+	newSurvey := []byte(`{"responseid":"zz-new","incidentid":"none","respondentemail":"someone@contoso.example","score":5,"comment":"fine"}` + "\n")
+	changed := append(append([]byte(nil), before[sample.SurveysBlob]...), newSurvey...)
+	if _, err := h.app.Account.Service.NewContainerClient(h.datasets).NewBlockBlobClient(sample.SurveysBlob).UploadBuffer(context.Background(), changed, nil); err != nil {
+		t.Fatal(err)
+	}
+	// The erase message fails (crash in cases, stale surveys) and is
+	// delivered again until the stage is done.
+	f := h.function("erase")
+	for attempt := 1; ; attempt++ {
+		if attempt > 5 {
+			t.Fatalf("erasure did not finish:\n%s", h.logs.String())
+		}
+		d, err := h.broker.Receive(context.Background(), "dsr-erase")
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = h.host.Invoke(context.Background(), f, d)
+		if err == nil {
+			_ = h.broker.Complete("dsr-erase", d.LockToken)
+			break
+		}
+		_ = h.broker.Abandon("dsr-erase", d.LockToken)
+	}
+	if !crash.crashed {
+		t.Fatal("the crash was never injected")
+	}
+	h.deliver("verify")
+	got, _ := h.get(doc.ID)
+	if got.State != dsr.StateCompleted {
+		t.Fatalf("state %s %+v", got.State, got.Error)
+	}
+	after := h.snapshot()
+	if !bytes.Contains(after[sample.SurveysBlob], newSurvey) {
+		t.Fatal("the survey added after discovery was lost")
+	}
+	for _, line := range rawRecords(after[sample.SurveysBlob]) {
+		var m map[string]any
+		if json.Unmarshal(line, &m) == nil {
+			if email, _ := m["respondentemail"].(string); strings.EqualFold(strings.TrimSpace(email), sample.DemoEmail) {
+				t.Fatalf("her survey survived: %s", line)
+			}
+		}
+	}
+	seen := map[string]bool{}
+	records := 0
+	for _, e := range h.auditTrail(doc.ID) {
+		if seen[e.ID] {
+			t.Fatalf("audit entry %s twice", e.ID)
+		}
+		seen[e.ID] = true
+	}
+	_, b := h.do("GET", "/api/requests/"+doc.ID+"/audit", "")
+	records = strings.Count(string(b), `"event":"record"`)
+	if records != int(got.Discovery.TotalRecords) {
+		t.Fatalf("%d record entries for %d records", records, got.Discovery.TotalRecords)
 	}
 }

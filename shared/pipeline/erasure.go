@@ -115,7 +115,7 @@ func (s *Service) Erase(ctx context.Context, id string, attempt int) error {
 		return s.restrict(ctx, rw, st, &disc, attempt)
 	}
 	report := &dsr.ErasureReport{Sources: []dsr.ErasureResult{}}
-	for _, dm := range disc.Datasets {
+	for _, dm := range s.dependentsFirst(&disc) {
 		d := s.Sources.Dataset(dm.Dataset)
 		if d == nil {
 			continue
@@ -398,4 +398,53 @@ func (s *Service) Verify(ctx context.Context, id string, attempt int) error {
 		return err
 	}
 	return s.syncAudit(ctx, st)
+}
+
+// dependentsFirst orders a discovery's datasets so that a dataset comes
+// before the datasets it references (surveys → cases → contacts). Changing
+// children before parents keeps every relation intact until the parent's
+// turn, so a rediscovery after a crash or a concurrent change, at any point,
+// still finds every remaining record of the subject.
+func (s *Service) dependentsFirst(disc *sources.Discovery) []sources.DatasetMatches {
+	refs := map[string][]string{}
+	for _, d := range s.Sources.Datasets {
+		for _, r := range d.Relations {
+			refs[r.References] = append(refs[r.References], d.Name)
+		}
+	}
+	var order []string
+	state := map[string]int{}
+	var visit func(name string)
+	visit = func(name string) {
+		if state[name] != 0 {
+			return
+		}
+		state[name] = 1
+		for _, child := range refs[name] {
+			visit(child)
+		}
+		state[name] = 2
+		order = append(order, name)
+	}
+	for _, d := range s.Sources.Datasets {
+		visit(d.Name)
+	}
+	// visit appends parents after their children.
+	byName := map[string]sources.DatasetMatches{}
+	for _, dm := range disc.Datasets {
+		byName[dm.Dataset] = dm
+	}
+	out := make([]sources.DatasetMatches, 0, len(disc.Datasets))
+	for _, name := range order {
+		if dm, ok := byName[name]; ok {
+			out = append(out, dm)
+			delete(byName, name)
+		}
+	}
+	for _, dm := range disc.Datasets {
+		if _, left := byName[dm.Dataset]; left {
+			out = append(out, dm)
+		}
+	}
+	return out
 }

@@ -25,7 +25,7 @@ const (
 // a relation is never overwritten.
 func (s *Service) rectify(ctx context.Context, rw sources.Rewriter, st *dsr.Stored, disc *sources.Discovery, attempt int) error {
 	rep := &dsr.RectificationReport{Sources: []dsr.RectificationSource{}}
-	for _, dm := range disc.Datasets {
+	for _, dm := range s.dependentsFirst(disc) {
 		d := s.Sources.Dataset(dm.Dataset)
 		if d == nil || dm.Records == 0 {
 			continue

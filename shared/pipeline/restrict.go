@@ -81,7 +81,7 @@ func (s *Service) restrict(ctx context.Context, rw sources.Rewriter, st *dsr.Sto
 		rep.Notice = dsr.LiftNotice
 	}
 	flag := !st.Lift
-	for _, dm := range disc.Datasets {
+	for _, dm := range s.dependentsFirst(disc) {
 		d := s.Sources.Dataset(dm.Dataset)
 		if d == nil || d.RestrictionField == "" || dm.Records == 0 {
 			continue
