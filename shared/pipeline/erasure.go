@@ -11,7 +11,6 @@ import (
 	"github.com/dsr-functions/dsr/shared/dsr"
 	"github.com/dsr-functions/dsr/shared/policy"
 	"github.com/dsr-functions/dsr/shared/sources"
-	"github.com/dsr-functions/dsr/shared/store"
 )
 
 // ErrNoSecret is returned when erasure needs the pseudonymisation secret
@@ -79,15 +78,8 @@ func (s *Service) Reject(ctx context.Context, id, reason string, by dsr.Actor) (
 // message skips it; data that changed meanwhile is discovered again, never
 // clobbered.
 func (s *Service) Erase(ctx context.Context, id string, attempt int) error {
-	st, _, err := s.Store.Get(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		s.Log.Warn("erase: unknown request; message dropped", "requestId", id)
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if err := s.syncAudit(ctx, st); err != nil {
+	st, err := s.loadForStage(ctx, id, "erase")
+	if st == nil || err != nil {
 		return err
 	}
 	if st.State.Terminal() || st.Stage == dsr.StageVerification {
@@ -340,15 +332,8 @@ func alreadyMasked(v any, r sources.MaskRule) bool {
 // found in datasets whose policy deletes or masks are residuals and fail the
 // request with details; retained records are reported, not counted.
 func (s *Service) Verify(ctx context.Context, id string, attempt int) error {
-	st, _, err := s.Store.Get(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		s.Log.Warn("verify: unknown request; message dropped", "requestId", id)
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if err := s.syncAudit(ctx, st); err != nil {
+	st, err := s.loadForStage(ctx, id, "verify")
+	if st == nil || err != nil {
 		return err
 	}
 	if st.State.Terminal() {

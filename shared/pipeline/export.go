@@ -14,7 +14,6 @@ import (
 	"github.com/dsr-functions/dsr/shared/dsr"
 	"github.com/dsr-functions/dsr/shared/export"
 	"github.com/dsr-functions/dsr/shared/sources"
-	"github.com/dsr-functions/dsr/shared/store"
 )
 
 // exportBlobName is where a request's package lives in the exports container.
@@ -27,15 +26,8 @@ func exportFileName(id string) string { return "dsr-export-" + id + ".zip" }
 // package is committed only when fully written (a crash leaves no partial
 // blob), and a redelivery rewrites the same bytes to the same name.
 func (s *Service) Export(ctx context.Context, id string, attempt int) error {
-	st, _, err := s.Store.Get(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		s.Log.Warn("export: unknown request; message dropped", "requestId", id)
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if err := s.syncAudit(ctx, st); err != nil {
+	st, err := s.loadForStage(ctx, id, "export")
+	if st == nil || err != nil {
 		return err
 	}
 	if st.State.Terminal() {

@@ -173,15 +173,8 @@ func (s *Service) recordAttemptError(ctx context.Context, id string, stage dsr.S
 
 // Discover runs discovery for a request (the dsr-discover queue).
 func (s *Service) Discover(ctx context.Context, id string, attempt int) error {
-	st, _, err := s.Store.Get(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		s.Log.Warn("discover: unknown request; message dropped", "requestId", id)
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if err := s.syncAudit(ctx, st); err != nil {
+	st, err := s.loadForStage(ctx, id, "discover")
+	if st == nil || err != nil {
 		return err
 	}
 	switch {
@@ -333,4 +326,36 @@ func (s *Service) syncAudit(ctx context.Context, st *dsr.Stored) error {
 		st.Audited = to
 	}
 	return err
+}
+
+// loadForStage reads the request a stage message names and brings its audit
+// trail up to date. It returns (nil, nil) for an unknown request: the
+// message is dropped (logged), since retrying cannot help.
+func (s *Service) loadForStage(ctx context.Context, id, stage string) (*dsr.Stored, error) {
+	st, _, err := s.Store.Get(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		s.Log.Warn(stage+": unknown request; message dropped", "requestId", id)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := s.syncAudit(ctx, st); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// StageHandler is the queue function of a stage: it reads the stage message
+// and runs the stage for its request with the delivery count as attempt.
+// A message that can never be processed is dropped, not retried.
+func (s *Service) StageHandler(name string, run func(ctx context.Context, id string, attempt int) error) funchost.QueueFunc {
+	return func(ctx context.Context, m *funchost.QueueMessage) error {
+		sm, err := ParseStageMessage(m.Body)
+		if err != nil {
+			s.Log.Error(name+": unusable message dropped", "err", err)
+			return nil
+		}
+		return run(ctx, sm.RequestID, m.DeliveryCount)
+	}
 }
