@@ -1,0 +1,165 @@
+// DSR Functions on Azure: a Go custom handler on Flex Consumption, a
+// user-assigned managed identity with narrowly scoped roles, storage without
+// shared keys, Service Bus without SAS keys, Entra-authenticated telemetry and
+// the pseudonym secret in Key Vault. Deploy with `azd up` (azure.yaml) or
+// `az deployment group create` (docs/deploy.md).
+targetScope = 'resourceGroup'
+
+@minLength(1)
+@maxLength(40)
+@description('Environment name (azd sets it); names and tags derive from it.')
+param environmentName string
+
+@description('Region for every resource (must offer Flex Consumption).')
+param location string = resourceGroup().location
+
+@secure()
+@minLength(16)
+@description('Seeds DSR_PSEUDONYM_SECRET in Key Vault (at least 16 characters). Keep it: changing it unlinks earlier pseudonyms.')
+param pseudonymSecret string
+
+@description('Lifetime of export links in hours (DSR_EXPORT_LINK_TTL; 1 to 168).')
+@minValue(1)
+@maxValue(168)
+param exportLinkTtlHours int = 72
+
+@description('Extra days exports are kept after their link expired, before the lifecycle rule deletes them.')
+@minValue(1)
+param exportGraceDays int = 1
+
+@description('Client id of the Entra app registration for App Service Authentication (DSR_AUTH_MODE=platform). Empty: keys mode until set.')
+param authClientId string = ''
+
+@description('Roles of callers known only by a function key (DSR_KEY_ROLES). Empty: none.')
+param keyRoles string = ''
+
+@description('Request types that wait for approval after discovery (DSR_APPROVAL_TYPES).')
+param approvalTypes string = 'erasure,rectification'
+
+@description('Region for phone numbers given without a country code (DSR_PHONE_REGION, ISO 3166 alpha-2). Empty: + required.')
+param phoneRegion string = ''
+
+@description('Object id of the deploying user (azd sets AZURE_PRINCIPAL_ID): may upload datasets. Empty: no assignment.')
+param principalId string = ''
+
+param tags object = {}
+
+var token = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
+var allTags = union(tags, {
+  'azd-env-name': environmentName
+})
+var containers = {
+  deployment: 'deployment'
+  state: 'state'
+  exports: 'exports'
+  audit: 'audit'
+  datasets: 'datasets'
+}
+var intakeRejectedQueue = 'dsr-intake-rejected'
+// Whole days covering the link lifetime, plus the grace period.
+var exportRetentionDays = (exportLinkTtlHours + 23) / 24 + exportGraceDays
+
+module identity 'modules/identity.bicep' = {
+  name: 'identity'
+  params: {
+    name: 'id-dsr-${token}'
+    location: location
+    tags: allTags
+  }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'storage'
+  params: {
+    name: 'stdsr${token}'
+    location: location
+    tags: allTags
+    deploymentContainer: containers.deployment
+    stateContainer: containers.state
+    exportsContainer: containers.exports
+    auditContainer: containers.audit
+    datasetsContainer: containers.datasets
+    exportRetentionDays: exportRetentionDays
+  }
+}
+
+module serviceBus 'modules/servicebus.bicep' = {
+  name: 'servicebus'
+  params: {
+    name: 'sb-dsr-${token}'
+    location: location
+    tags: allTags
+    intakeRejectedQueue: intakeRejectedQueue
+  }
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  params: {
+    logAnalyticsName: 'log-dsr-${token}'
+    appInsightsName: 'appi-dsr-${token}'
+    location: location
+    tags: allTags
+  }
+}
+
+module keyVault 'modules/keyvault.bicep' = {
+  name: 'keyvault'
+  params: {
+    name: 'kv-dsr-${take(token, 17)}'
+    location: location
+    tags: allTags
+    pseudonymSecret: pseudonymSecret
+  }
+}
+
+module roles 'modules/roles.bicep' = {
+  name: 'roles'
+  params: {
+    principalId: identity.outputs.principalId
+    storageAccountName: storage.outputs.name
+    serviceBusNamespaceName: serviceBus.outputs.name
+    appInsightsName: monitoring.outputs.appInsightsName
+    keyVaultName: keyVault.outputs.name
+    deployerPrincipalId: principalId
+  }
+}
+
+module functionApp 'modules/functionapp.bicep' = {
+  name: 'functionapp'
+  params: {
+    planName: 'plan-dsr-${token}'
+    appName: 'func-dsr-${token}'
+    location: location
+    tags: allTags
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    storageAccountName: storage.outputs.name
+    deploymentContainerUrl: storage.outputs.deploymentContainerUrl
+    serviceBusNamespace: serviceBus.outputs.fullyQualifiedNamespace
+    appInsightsConnectionString: monitoring.outputs.connectionString
+    pseudonymSecretUri: keyVault.outputs.secretUri
+    stateContainer: containers.state
+    exportsContainer: containers.exports
+    auditContainer: containers.audit
+    exportLinkTtlHours: exportLinkTtlHours
+    intakeRejectedQueue: intakeRejectedQueue
+    approvalTypes: approvalTypes
+    phoneRegion: phoneRegion
+    authMode: 'platform'
+    authClientId: authClientId
+    keyRoles: keyRoles
+  }
+  // The app starts resolving its connections at once: roles first.
+  dependsOn: [
+    roles
+  ]
+}
+
+output AZURE_LOCATION string = location
+output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
+output AZURE_FUNCTION_URL string = 'https://${functionApp.outputs.defaultHostName}/api'
+output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+output AZURE_SERVICEBUS_NAMESPACE string = serviceBus.outputs.fullyQualifiedNamespace
+output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
+output AZURE_MANAGED_IDENTITY_CLIENT_ID string = identity.outputs.clientId

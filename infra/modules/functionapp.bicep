@@ -1,0 +1,180 @@
+// The Function App on the Flex Consumption plan (FC1), runtime custom 1.0:
+// the Go custom handler from dist/dsr-functions.zip. It runs as the
+// user-assigned identity; every connection is identity-based. The app settings
+// are checked against shared/config/config.go by infra/infra_test.go.
+param planName string
+param appName string
+param location string
+param tags object = {}
+
+param identityId string
+param identityClientId string
+param storageAccountName string
+param deploymentContainerUrl string
+param serviceBusNamespace string
+param appInsightsConnectionString string
+param pseudonymSecretUri string
+
+param stateContainer string = 'state'
+param exportsContainer string = 'exports'
+param auditContainer string = 'audit'
+param sourcesConfig string = 'sources.json'
+@minValue(1)
+@maxValue(168)
+param exportLinkTtlHours int = 72
+param sweepStuckAfter string = '30m'
+param phoneRegion string = ''
+param intakeRejectedQueue string = 'dsr-intake-rejected'
+param approvalTypes string = 'erasure,rectification'
+@allowed([
+  'platform'
+  'keys'
+])
+param authMode string = 'platform'
+param keyRoles string = ''
+
+@description('Client id of the Entra app registration for App Service Authentication. Empty: configure it later (see docs/deploy.md).')
+param authClientId string = ''
+
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    name: 'FC1'
+    tier: 'FlexConsumption'
+  }
+  properties: {
+    reserved: true
+  }
+}
+
+resource app 'Microsoft.Web/sites@2024-04-01' = {
+  name: appName
+  location: location
+  tags: union(tags, {
+    'azd-service-name': 'api'
+  })
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    keyVaultReferenceIdentity: identityId
+    siteConfig: {
+      minTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: deploymentContainerUrl
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: maximumInstanceCount
+        instanceMemoryMB: instanceMemoryMB
+      }
+      runtime: {
+        name: 'custom'
+        version: '1.0'
+      }
+    }
+  }
+}
+
+// Every setting the code reads (shared/config/config.go), identity-based
+// connections only. On Flex Consumption the runtime is set by
+// functionAppConfig.runtime, not FUNCTIONS_WORKER_RUNTIME.
+var appSettings = {
+  AzureWebJobsStorage__accountName: storageAccountName
+  AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__clientId: identityClientId
+  ServiceBusConnection__fullyQualifiedNamespace: serviceBusNamespace
+  ServiceBusConnection__credential: 'managedidentity'
+  ServiceBusConnection__clientId: identityClientId
+  APPLICATIONINSIGHTS_CONNECTION_STRING: appInsightsConnectionString
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+  DSR_STATE_CONTAINER: stateContainer
+  DSR_EXPORTS_CONTAINER: exportsContainer
+  DSR_AUDIT_CONTAINER: auditContainer
+  DSR_SOURCES_CONFIG: sourcesConfig
+  DSR_EXPORT_LINK_TTL: '${exportLinkTtlHours}h'
+  DSR_SWEEP_STUCK_AFTER: sweepStuckAfter
+  DSR_PHONE_REGION: phoneRegion
+  DSR_INTAKE_REJECTED_QUEUE: intakeRejectedQueue
+  DSR_PSEUDONYM_SECRET: '@Microsoft.KeyVault(SecretUri=${pseudonymSecretUri})'
+  DSR_APPROVAL_TYPES: approvalTypes
+  // platform trusts X-MS-CLIENT-PRINCIPAL, which only App Service
+  // Authentication may set: without it, fall back to keys (closed by default).
+  DSR_AUTH_MODE: empty(authClientId) ? 'keys' : authMode
+  DSR_KEY_ROLES: keyRoles
+  DSR_ALLOW_TEST_ROLES: 'false'
+}
+
+resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
+  parent: app
+  name: 'appsettings'
+  properties: appSettings
+}
+
+// App Service Authentication (Entra ID) in front of the app, when an app
+// registration is given: it validates tokens and injects X-MS-CLIENT-PRINCIPAL
+// (DSR_AUTH_MODE=platform). The anonymous health probe stays reachable.
+resource auth 'Microsoft.Web/sites/config@2024-04-01' = if (!empty(authClientId)) {
+  parent: app
+  name: 'authsettingsV2'
+  properties: {
+    platform: {
+      enabled: true
+    }
+    globalValidation: {
+      requireAuthentication: true
+      unauthenticatedClientAction: 'Return401'
+      excludedPaths: [
+        '/api/health'
+      ]
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: authClientId
+          openIdIssuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+        }
+        validation: {
+          allowedAudiences: [
+            'api://${authClientId}'
+            authClientId
+          ]
+        }
+      }
+    }
+  }
+}
+
+output id string = app.id
+output name string = app.name
+output defaultHostName string = app.properties.defaultHostName
