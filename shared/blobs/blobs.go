@@ -49,6 +49,13 @@ type Account struct {
 // identity-based connections; when nil, one is built from the connection's
 // clientId (managed identity) or the default Azure credential chain.
 func Open(conn config.Connection, cred azcore.TokenCredential) (*Account, error) {
+	return OpenWithOptions(conn, cred, nil)
+}
+
+// OpenWithOptions is Open with client options (a custom transport, say) for
+// identity-based connections; nil means the defaults. Connection strings
+// ignore them.
+func OpenWithOptions(conn config.Connection, cred azcore.TokenCredential, opts *service.ClientOptions) (*Account, error) {
 	if conn.ConnectionString != "" {
 		return OpenConnectionString(conn.ConnectionString)
 	}
@@ -61,7 +68,7 @@ func Open(conn config.Connection, cred azcore.TokenCredential) (*Account, error)
 			return nil, err
 		}
 	}
-	svc, err := service.NewClient(conn.ServiceURI, cred, nil)
+	svc, err := service.NewClient(conn.ServiceURI, cred, opts)
 	if err != nil {
 		return nil, fmt.Errorf("blob service client: %w", err)
 	}
