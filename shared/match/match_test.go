@@ -328,3 +328,24 @@ func refLower(s string) string {
 	}
 	return string(b)
 }
+
+// Normalisation is a fixed point: a normalised number normalises to itself
+// (found by FuzzParseSubmission: "R000000000" in region BY became
+// +37500000000, which parses as +3750000000).
+func TestNormalizePhoneIsAFixedPoint(t *testing.T) {
+	if got, err := NormalizePhone("R000000000", "BY"); err == nil {
+		again, err2 := NormalizePhone("+"+got, "")
+		if err2 != nil || again != got {
+			t.Fatalf("%q then %q (%v)", got, again, err2)
+		}
+	}
+	for _, in := range []string{"+1 (425) 555-0199", "0044 20 7946 0958", "(425) 555-0100"} {
+		got, err := NormalizePhone(in, "US")
+		if err != nil {
+			t.Fatalf("%s: %v", in, err)
+		}
+		if again, err := NormalizePhone("+"+got, ""); err != nil || again != got {
+			t.Fatalf("%s: %q then %q (%v)", in, got, again, err)
+		}
+	}
+}

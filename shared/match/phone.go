@@ -52,6 +52,14 @@ func NormalizePhone(s, defaultRegion string) (string, error) {
 		return "", phoneError("invalid length")
 	}
 	e164 := phonenumbers.Format(num, phonenumbers.E164)
+	// Some inputs (a national trunk prefix inside an otherwise implausible
+	// number) format to an E.164 string that parses to a different number.
+	// Normalisation must be a fixed point, or a stored subject and a dataset
+	// value would never compare equal: refuse such numbers.
+	again, err := phonenumbers.Parse(e164, "")
+	if err != nil || phonenumbers.Format(again, phonenumbers.E164) != e164 {
+		return "", phoneError("ambiguous number")
+	}
 	return strings.TrimPrefix(e164, "+"), nil
 }
 
