@@ -1,0 +1,635 @@
+// Package postgres is the connector for PostgreSQL tables. Discovery finds
+// the subject's rows by identifier columns (emails compared
+// case-insensitively, phones normalised in Go after a coarse SQL prefilter on
+// their digits, ids exactly), by free-text columns (a coarse SQL
+// ILIKE/position prefilter, then the shared match functions), and by
+// relations followed to a fixed point (contact → cases → notes). Read
+// streams the discovered rows back in key order; Rewrite deletes or updates
+// them in one transaction per table.
+//
+// Every query is parameterised ($1…) and every identifier from the config is
+// quoted with pgx.Identifier.Sanitize, so neither config nor subject values
+// can inject SQL.
+//
+// Limitation of this increment: each table's primary key must be a single
+// integer column (smallint, integer or bigint). Locations carry the key
+// values as Ordinals (int64); ETag is empty, since PostgreSQL rows carry no
+// version the connector pins (Read and Rewrite fail with sources.ErrChanged
+// when a discovered row no longer exists).
+package postgres
+
+import (
+	"context"
+	"database/sql/driver"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/dsr-functions/dsr/shared/match"
+	"github.com/dsr-functions/dsr/shared/sources"
+)
+
+// Config describes the PostgreSQL tables that hold personal data.
+type Config struct {
+	// DSN is the pgx connection string (key=value or URL form).
+	DSN string `json:"dsn"`
+	// DefaultPhoneRegion reads phone numbers written without a country
+	// code (ISO 3166 alpha-2, e.g. "US"); empty means they never match.
+	DefaultPhoneRegion string `json:"defaultPhoneRegion,omitempty"`
+	// Tables lists the tables.
+	Tables []Table `json:"tables"`
+}
+
+// Table is one table holding personal data.
+type Table struct {
+	// Name is the dataset name (unique in the config).
+	Name string `json:"name"`
+	// Schema defaults to "public".
+	Schema string `json:"schema,omitempty"`
+	// Table is the SQL table name, quoted as given.
+	Table string `json:"table"`
+	// Key is the primary key column; it must hold integers.
+	Key string `json:"key"`
+	// Identifiers are columns that identify a person (kind email, phone or id).
+	Identifiers []sources.Identifier `json:"identifiers,omitempty"`
+	// FreeText columns are searched for the subject's emails (as whole
+	// tokens) and phones.
+	FreeText []string `json:"freeText,omitempty"`
+	// Relations make rows that reference a matched row of another table
+	// belong to the subject too.
+	Relations []Relation `json:"relations,omitempty"`
+}
+
+// Relation says: a row whose Column equals ReferencesColumn of a matched row
+// of table References (a Table.Name of this config) belongs to the subject.
+type Relation struct {
+	Column           string `json:"column"`
+	References       string `json:"references"`
+	ReferencesColumn string `json:"referencesColumn"`
+}
+
+// Validate checks the config's structure.
+func (c *Config) Validate() error {
+	names := map[string]bool{}
+	for _, t := range c.Tables {
+		if t.Name == "" || t.Table == "" || t.Key == "" {
+			return fmt.Errorf("postgres: every table needs name, table and key")
+		}
+		if names[t.Name] {
+			return fmt.Errorf("postgres: table name %q is used twice", t.Name)
+		}
+		names[t.Name] = true
+		for _, id := range t.Identifiers {
+			if id.Field == "" {
+				return fmt.Errorf("postgres: table %s: identifier without a column", t.Name)
+			}
+			switch id.Kind {
+			case sources.KindEmail, sources.KindPhone, sources.KindID, sources.KindName:
+			default:
+				return fmt.Errorf("postgres: table %s: identifier %s: unknown kind %q", t.Name, id.Field, id.Kind)
+			}
+		}
+	}
+	for _, t := range c.Tables {
+		for _, r := range t.Relations {
+			if !names[r.References] {
+				return fmt.Errorf("postgres: table %s: relation references unknown table %q", t.Name, r.References)
+			}
+			if r.Column == "" || r.ReferencesColumn == "" {
+				return fmt.Errorf("postgres: table %s: relation needs column and referencesColumn", t.Name)
+			}
+		}
+	}
+	return nil
+}
+
+// Connector reads and rewrites the tables of a Config.
+type Connector struct {
+	cfg  *Config
+	pool *pgxpool.Pool
+}
+
+var (
+	_ sources.Connector = (*Connector)(nil)
+	_ sources.Rewriter  = (*Connector)(nil)
+)
+
+// New validates cfg and opens a connection pool to cfg.DSN.
+func New(ctx context.Context, cfg *Config) (*Connector, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	pool, err := pgxpool.New(ctx, cfg.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: connect: %w", err)
+	}
+	return &Connector{cfg: cfg, pool: pool}, nil
+}
+
+// Close closes the connection pool.
+func (c *Connector) Close() { c.pool.Close() }
+
+func (c *Connector) table(name string) (*Table, error) {
+	for i := range c.cfg.Tables {
+		if c.cfg.Tables[i].Name == name {
+			return &c.cfg.Tables[i], nil
+		}
+	}
+	return nil, fmt.Errorf("postgres: unknown dataset %q", name)
+}
+
+func (t *Table) qualified() string {
+	schema := t.Schema
+	if schema == "" {
+		schema = "public"
+	}
+	return pgx.Identifier{schema, t.Table}.Sanitize()
+}
+
+func quote(col string) string { return pgx.Identifier{col}.Sanitize() }
+
+// tableState is what discovery knows about one table.
+type tableState struct {
+	keys map[int64]struct{}
+	// refs holds, per column that other tables reference, the values of
+	// the matched rows.
+	refs map[string]map[string]struct{}
+}
+
+// Discover finds the subject's rows in every table, following relations
+// until no new row joins (the fixed point). Matching is monotone, so every
+// pass but the last adds a row; a table matching fewer rows on a later pass
+// changed during discovery and fails with sources.ErrChanged.
+func (c *Connector) Discover(ctx context.Context, subj sources.Subject) (*sources.Discovery, error) {
+	// Which columns of each table other tables reference.
+	referenced := map[string][]string{}
+	for _, t := range c.cfg.Tables {
+		for _, r := range t.Relations {
+			if !slices.Contains(referenced[r.References], r.ReferencesColumn) {
+				referenced[r.References] = append(referenced[r.References], r.ReferencesColumn)
+			}
+		}
+	}
+	state := map[string]*tableState{}
+	for _, t := range c.cfg.Tables {
+		state[t.Name] = &tableState{keys: map[int64]struct{}{}, refs: map[string]map[string]struct{}{}}
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		changed := false
+		for i := range c.cfg.Tables {
+			t := &c.cfg.Tables[i]
+			st, err := c.scan(ctx, t, subj, state, referenced[t.Name])
+			if err != nil {
+				return nil, err
+			}
+			old := state[t.Name]
+			if len(st.keys) < len(old.keys) {
+				return nil, fmt.Errorf("postgres: table %s: %w (fewer rows matched on a later pass)", t.Name, sources.ErrChanged)
+			}
+			if len(st.keys) != len(old.keys) {
+				changed = true
+			}
+			state[t.Name] = st
+		}
+		if !changed {
+			break
+		}
+	}
+	out := &sources.Discovery{}
+	for _, t := range c.cfg.Tables {
+		m := sources.DatasetMatches{Dataset: t.Name}
+		keys := make([]int64, 0, len(state[t.Name].keys))
+		for k := range state[t.Name].keys {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		m.Records = int64(len(keys))
+		if len(keys) > 0 {
+			m.Locations = []sources.Location{{Blob: t.Table, Ordinals: keys}}
+		}
+		out.Datasets = append(out.Datasets, m)
+	}
+	return out, nil
+}
+
+// likeEscape escapes LIKE metacharacters with backslash (the default escape).
+func likeEscape(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+	return r.Replace(s)
+}
+
+// scan runs one coarse, parameterised query over a table and applies the
+// exact matching rules to the candidate rows in Go.
+func (c *Connector) scan(ctx context.Context, t *Table, subj sources.Subject, state map[string]*tableState, refCols []string) (*tableState, error) {
+	var conds []string
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	// Columns fetched as text for the exact checks, in a fixed order.
+	var cols []string
+	colIdx := map[string]int{}
+	fetch := func(col string) {
+		if _, ok := colIdx[col]; !ok {
+			colIdx[col] = len(cols)
+			cols = append(cols, col)
+		}
+	}
+	var tails []string
+	for _, p := range subj.Phones {
+		if len(p) > 7 {
+			p = p[len(p)-7:]
+		}
+		tails = append(tails, "%"+p+"%")
+	}
+	var emailLikes []string
+	for _, e := range subj.Emails {
+		emailLikes = append(emailLikes, "%"+likeEscape(e)+"%")
+	}
+	for _, id := range t.Identifiers {
+		col := quote(id.Field) + "::text"
+		switch id.Kind {
+		case sources.KindEmail:
+			if len(subj.Emails) > 0 {
+				conds = append(conds, "lower(btrim("+col+")) = ANY("+arg(subj.Emails)+"::text[])")
+				fetch(id.Field)
+			}
+		case sources.KindPhone:
+			if len(tails) > 0 {
+				conds = append(conds, "regexp_replace("+col+", '[^0-9]', '', 'g') LIKE ANY("+arg(tails)+"::text[])")
+				fetch(id.Field)
+			}
+		case sources.KindID:
+			name := id.IDName
+			if name == "" {
+				name = id.Field
+			}
+			if v, ok := subj.IDs[name]; ok {
+				conds = append(conds, "btrim("+col+") = "+arg(v)+"::text")
+				fetch(id.Field)
+			}
+		}
+	}
+	for _, r := range t.Relations {
+		vals := make([]string, 0, len(state[r.References].refs[r.ReferencesColumn]))
+		for v := range state[r.References].refs[r.ReferencesColumn] {
+			vals = append(vals, v)
+		}
+		if len(vals) > 0 {
+			slices.Sort(vals)
+			conds = append(conds, quote(r.Column)+"::text = ANY("+arg(vals)+"::text[])")
+			fetch(r.Column)
+		}
+	}
+	for _, f := range t.FreeText {
+		col := quote(f) + "::text"
+		if len(emailLikes) > 0 {
+			conds = append(conds, col+" ILIKE ANY("+arg(emailLikes)+"::text[])")
+			fetch(f)
+		}
+		if len(tails) > 0 {
+			conds = append(conds, "regexp_replace("+col+", '[^0-9]', '', 'g') LIKE ANY("+arg(tails)+"::text[])")
+			fetch(f)
+		}
+	}
+	st := &tableState{keys: map[int64]struct{}{}, refs: map[string]map[string]struct{}{}}
+	if len(conds) == 0 {
+		return st, nil
+	}
+	for _, rc := range refCols {
+		fetch(rc)
+	}
+	sel := []string{quote(t.Key) + "::bigint"}
+	for _, col := range cols {
+		sel = append(sel, quote(col)+"::text")
+	}
+	q := "SELECT " + strings.Join(sel, ", ") + " FROM " + t.qualified() + " WHERE " + strings.Join(conds, " OR ")
+	rows, err := c.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: table %s: discover: %w", t.Name, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var key int64
+		vals := make([]*string, len(cols))
+		dest := []any{&key}
+		for i := range vals {
+			dest = append(dest, &vals[i])
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return nil, fmt.Errorf("postgres: table %s: discover: %w", t.Name, err)
+		}
+		get := func(col string) (string, bool) {
+			i, ok := colIdx[col]
+			if !ok || vals[i] == nil {
+				return "", false
+			}
+			return *vals[i], true
+		}
+		if !c.matches(t, subj, state, get) {
+			continue
+		}
+		st.keys[key] = struct{}{}
+		for _, rc := range refCols {
+			if v, ok := get(rc); ok {
+				if st.refs[rc] == nil {
+					st.refs[rc] = map[string]struct{}{}
+				}
+				st.refs[rc][v] = struct{}{}
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: table %s: discover: %w", t.Name, err)
+	}
+	return st, nil
+}
+
+// matches applies the exact rules to a candidate row.
+func (c *Connector) matches(t *Table, subj sources.Subject, state map[string]*tableState, get func(string) (string, bool)) bool {
+	region := c.cfg.DefaultPhoneRegion
+	for _, id := range t.Identifiers {
+		v, ok := get(id.Field)
+		if !ok {
+			continue
+		}
+		switch id.Kind {
+		case sources.KindEmail:
+			if e, err := match.NormalizeEmail(v); err == nil && slices.Contains(subj.Emails, e) {
+				return true
+			}
+		case sources.KindPhone:
+			if p, err := match.NormalizePhone(v, region); err == nil && slices.Contains(subj.Phones, p) {
+				return true
+			}
+		case sources.KindID:
+			name := id.IDName
+			if name == "" {
+				name = id.Field
+			}
+			if want, ok := subj.IDs[name]; ok && strings.TrimSpace(v) == want {
+				return true
+			}
+		}
+	}
+	for _, r := range t.Relations {
+		if v, ok := get(r.Column); ok {
+			if _, hit := state[r.References].refs[r.ReferencesColumn][v]; hit {
+				return true
+			}
+		}
+	}
+	for _, f := range t.FreeText {
+		v, ok := get(f)
+		if !ok {
+			continue
+		}
+		for _, e := range subj.Emails {
+			if match.ContainsEmailToken(v, e) {
+				return true
+			}
+		}
+		for _, p := range subj.Phones {
+			if match.ContainsPhone(v, p, region) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Read streams the discovered rows of one table in key order, each as a
+// record with the columns in table order. It fails with sources.ErrChanged
+// if a discovered row no longer exists.
+func (c *Connector) Read(ctx context.Context, m sources.DatasetMatches, emit func(sources.Record) error) error {
+	t, err := c.table(m.Dataset)
+	if err != nil {
+		return err
+	}
+	for _, loc := range m.Locations {
+		if loc.Blob != t.Table {
+			return fmt.Errorf("postgres: dataset %s: location names table %q, want %q", t.Name, loc.Blob, t.Table)
+		}
+		keys := uniqueSorted(loc.Ordinals)
+		q := "SELECT * FROM " + t.qualified() + " WHERE " + quote(t.Key) + " = ANY($1::bigint[]) ORDER BY " + quote(t.Key)
+		rows, err := c.pool.Query(ctx, q, keys)
+		if err != nil {
+			return fmt.Errorf("postgres: dataset %s: read: %w", t.Name, err)
+		}
+		n := 0
+		for rows.Next() {
+			rec, _, err := record(rows, t.Key)
+			if err != nil {
+				rows.Close()
+				return fmt.Errorf("postgres: dataset %s: read: %w", t.Name, err)
+			}
+			n++
+			if err := emit(rec); err != nil {
+				rows.Close()
+				return err
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("postgres: dataset %s: read: %w", t.Name, err)
+		}
+		if n != len(keys) {
+			return fmt.Errorf("postgres: dataset %s: %w (%d of %d rows remain)", t.Name, sources.ErrChanged, n, len(keys))
+		}
+	}
+	return nil
+}
+
+// Rewrite applies edit to the discovered rows of one table in one
+// transaction: the rows are locked (SELECT … FOR UPDATE) in key order, a
+// missing row rolls back with sources.ErrChanged, edit(nil) deletes a row
+// and edit(&rec) updates only its changed columns.
+func (c *Connector) Rewrite(ctx context.Context, dataset string, loc sources.Location, edit sources.Edit) (res sources.RewriteResult, err error) {
+	t, err := c.table(dataset)
+	if err != nil {
+		return res, err
+	}
+	if loc.Blob != t.Table {
+		return res, fmt.Errorf("postgres: dataset %s: location names table %q, want %q", t.Name, loc.Blob, t.Table)
+	}
+	keys := uniqueSorted(loc.Ordinals)
+	tx, err := c.pool.Begin(ctx)
+	if err != nil {
+		return res, fmt.Errorf("postgres: dataset %s: rewrite: %w", t.Name, err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+		}
+	}()
+	q := "SELECT * FROM " + t.qualified() + " WHERE " + quote(t.Key) + " = ANY($1::bigint[]) ORDER BY " + quote(t.Key) + " FOR UPDATE"
+	rows, err := tx.Query(ctx, q, keys)
+	if err != nil {
+		return res, fmt.Errorf("postgres: dataset %s: rewrite: %w", t.Name, err)
+	}
+	type row struct {
+		key int64
+		rec sources.Record
+	}
+	var got []row
+	for rows.Next() {
+		rec, key, err := record(rows, t.Key)
+		if err != nil {
+			rows.Close()
+			return res, fmt.Errorf("postgres: dataset %s: rewrite: %w", t.Name, err)
+		}
+		got = append(got, row{key, rec})
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return res, fmt.Errorf("postgres: dataset %s: rewrite: %w", t.Name, err)
+	}
+	if len(got) != len(keys) {
+		return res, fmt.Errorf("postgres: dataset %s: %w (%d of %d rows remain)", t.Name, sources.ErrChanged, len(got), len(keys))
+	}
+	for _, r := range got {
+		newRec, err := edit(r.key, r.rec)
+		if err != nil {
+			return sources.RewriteResult{}, err
+		}
+		if newRec == nil {
+			if _, err := tx.Exec(ctx, "DELETE FROM "+t.qualified()+" WHERE "+quote(t.Key)+" = $1", r.key); err != nil {
+				return sources.RewriteResult{}, fmt.Errorf("postgres: dataset %s: delete: %w", t.Name, err)
+			}
+			res.Deleted++
+			continue
+		}
+		old := map[string]any{}
+		for _, f := range r.rec.Fields {
+			old[f.Name] = f.Value
+		}
+		var sets []string
+		var args []any
+		for _, f := range newRec.Fields {
+			ov, ok := old[f.Name]
+			if !ok {
+				return sources.RewriteResult{}, fmt.Errorf("postgres: dataset %s: edit sets unknown column %q", t.Name, f.Name)
+			}
+			if reflect.DeepEqual(ov, f.Value) {
+				continue
+			}
+			if f.Name == t.Key {
+				return sources.RewriteResult{}, fmt.Errorf("postgres: dataset %s: edit changes the key column", t.Name)
+			}
+			args = append(args, f.Value)
+			sets = append(sets, quote(f.Name)+" = $"+strconv.Itoa(len(args)))
+		}
+		if len(sets) == 0 {
+			continue
+		}
+		args = append(args, r.key)
+		q := "UPDATE " + t.qualified() + " SET " + strings.Join(sets, ", ") + " WHERE " + quote(t.Key) + " = $" + strconv.Itoa(len(args))
+		if _, err := tx.Exec(ctx, q, args...); err != nil {
+			return sources.RewriteResult{}, fmt.Errorf("postgres: dataset %s: update: %w", t.Name, err)
+		}
+		res.Replaced++
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return sources.RewriteResult{}, fmt.Errorf("postgres: dataset %s: commit: %w", t.Name, err)
+	}
+	return res, nil
+}
+
+func uniqueSorted(in []int64) []int64 {
+	out := slices.Clone(in)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// record turns the current row into a record with columns in table order
+// and returns its key.
+func record(rows pgx.Rows, keyCol string) (sources.Record, int64, error) {
+	vals, err := rows.Values()
+	if err != nil {
+		return sources.Record{}, 0, err
+	}
+	var rec sources.Record
+	var key int64
+	found := false
+	for i, fd := range rows.FieldDescriptions() {
+		v := jsonValue(vals[i])
+		if fd.Name == keyCol {
+			switch k := vals[i].(type) {
+			case int64:
+				key, found = k, true
+			case int32:
+				key, found = int64(k), true
+			case int16:
+				key, found = int64(k), true
+			}
+		}
+		rec.Fields = append(rec.Fields, sources.Field{Name: fd.Name, Value: v})
+	}
+	if !found {
+		return rec, 0, errors.New("primary key column missing or not an integer")
+	}
+	return rec, key, nil
+}
+
+// jsonValue converts a pgx value to a JSON-compatible one: strings,
+// numbers, bools, nil, timestamps as RFC 3339 strings, bytes as base64.
+func jsonValue(v any) any {
+	switch x := v.(type) {
+	case nil, string, bool, int64, int32, int16, int8, int, float64, float32:
+		return x
+	case time.Time:
+		return x.UTC().Format(time.RFC3339Nano)
+	case []byte:
+		return base64.StdEncoding.EncodeToString(x)
+	case [16]byte: // uuid
+		return fmt.Sprintf("%x-%x-%x-%x-%x", x[0:4], x[4:6], x[6:8], x[8:10], x[10:16])
+	case pgtype.Numeric:
+		if !x.Valid {
+			return nil
+		}
+		if x.NaN || x.InfinityModifier != pgtype.Finite {
+			b, _ := x.MarshalJSON()
+			return strings.Trim(string(b), `"`)
+		}
+		b, err := x.MarshalJSON()
+		if err != nil {
+			return nil
+		}
+		return jsonNumber(string(b))
+	case map[string]any, []any:
+		return x
+	case driver.Valuer:
+		dv, err := x.Value()
+		if err != nil {
+			return fmt.Sprint(v)
+		}
+		return jsonValue(dv)
+	case fmt.Stringer:
+		return x.String()
+	default:
+		return fmt.Sprint(v)
+	}
+}
+
+// jsonNumber keeps a numeric's exact decimal text as a JSON number.
+func jsonNumber(s string) any {
+	if _, ok := new(big.Float).SetString(s); !ok {
+		return s
+	}
+	return json.Number(s)
+}

@@ -1,0 +1,283 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"reflect"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/dsr-functions/dsr/shared/match"
+	"github.com/dsr-functions/dsr/shared/sources"
+	"github.com/dsr-functions/dsr/shared/testutil/pgtest"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
+
+const schema = `
+CREATE TABLE contacts (id bigint PRIMARY KEY, email text, phone text, full_name text, created_at timestamptz, active boolean);
+CREATE TABLE cases (id bigint PRIMARY KEY, contact_id bigint REFERENCES contacts(id), description text);
+CREATE TABLE "Case Notes" (id bigint PRIMARY KEY, case_id bigint REFERENCES cases(id), body text);
+INSERT INTO contacts VALUES
+ (1, 'ann@x.example', '+1 425 555 0100', 'Ann', '2024-03-01 10:00:00+00', true),
+ (2, 'joann@x.example', '+1 425 555 0101', 'Joann', NULL, true),
+ (3, 'ann@x.example.au', '+61 2 9999 0000', 'Ann Au', NULL, false),
+ (4, 'O''Brien@X.example', NULL, 'O''Brien', NULL, NULL),
+ (5, ' ANN@X.EXAMPLE ', NULL, 'Ann again', NULL, NULL),
+ (6, 'other@x.example', '(425) 555-0100', 'Ann by phone', NULL, NULL),
+ (7, 'bob@x.example', '+1 425 555 0109', 'Bob', NULL, NULL);
+INSERT INTO cases VALUES
+ (10, 1, 'Billing question'),
+ (11, 2, 'Joann''s case, nothing about the subject'),
+ (12, 6, 'Phone contact'),
+ (13, 3, 'forwarded: please contact ann@x.example today'),
+ (14, 2, 'joann@x.example wrote in; also ann@x.example.au'),
+ (15, 7, 'call back on 425-555-0100');
+INSERT INTO "Case Notes" VALUES
+ (100, 10, 'note on billing'),
+ (101, 11, 'note on another person''s case'),
+ (102, 12, 'note on phone case'),
+ (103, 11, 'call 425 555 0101'),
+ (104, 13, 'note on forwarded case'),
+ (105, 14, 'unrelated');
+`
+
+func setup(t *testing.T) (*Connector, *pgx.Conn) {
+	t.Helper()
+	ctx := context.Background()
+	dsn := pgtest.Database(t)
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(ctx) })
+	if _, err := conn.Exec(ctx, schema); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &Config{
+		DSN:                dsn,
+		DefaultPhoneRegion: "US",
+		Tables: []Table{
+			{Name: "contacts", Table: "contacts", Key: "id", Identifiers: []sources.Identifier{
+				{Field: "email", Kind: sources.KindEmail}, {Field: "phone", Kind: sources.KindPhone}, {Field: "id", Kind: sources.KindID, IDName: "contactId"},
+			}},
+			{Name: "cases", Schema: "public", Table: "cases", Key: "id", FreeText: []string{"description"},
+				Relations: []Relation{{Column: "contact_id", References: "contacts", ReferencesColumn: "id"}}},
+			{Name: "case-notes", Table: "Case Notes", Key: "id", FreeText: []string{"body"},
+				Relations: []Relation{{Column: "case_id", References: "cases", ReferencesColumn: "id"}}},
+		},
+	}
+	c, err := New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c, conn
+}
+
+func keysOf(t *testing.T, d *sources.Discovery) map[string][]int64 {
+	t.Helper()
+	out := map[string][]int64{}
+	for _, m := range d.Datasets {
+		var ks []int64
+		for _, l := range m.Locations {
+			ks = append(ks, l.Ordinals...)
+		}
+		if int64(len(ks)) != m.Records {
+			t.Fatalf("%s: %d records but %d ordinals", m.Dataset, m.Records, len(ks))
+		}
+		out[m.Dataset] = ks
+	}
+	return out
+}
+
+func TestDiscoverRecallPrecision(t *testing.T) {
+	c, _ := setup(t)
+	ctx := context.Background()
+	d, err := c.Discover(ctx, sources.Subject{Emails: []string{"ann@x.example"}, Phones: []string{"14255550100"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := keysOf(t, d)
+	want := map[string][]int64{
+		// 1 by email, 5 by email case-insensitively, 6 by phone in another format;
+		// 2 (joann, phone one digit off), 3 (.au), 7 are decoys.
+		"contacts": {1, 5, 6},
+		// 10, 12 by relation, 13 by free-text email, 15 by free-text phone;
+		// 11, 14 are another person's cases (14 mentions near misses only).
+		"cases": {10, 12, 13, 15},
+		// two hops: notes of the subject's cases; 101, 103 (phone one digit off), 105 are decoys.
+		"case-notes": {100, 102, 104},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("discovered %v, want %v", got, want)
+	}
+	if d.Datasets[2].Locations[0].Blob != "Case Notes" {
+		t.Fatalf("location blob %q", d.Datasets[2].Locations[0].Blob)
+	}
+}
+
+func TestDiscoverByID(t *testing.T) {
+	c, _ := setup(t)
+	d, err := c.Discover(context.Background(), sources.Subject{IDs: map[string]string{"contactId": "7"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]int64{"contacts": {7}, "cases": {15}, "case-notes": nil}
+	if got := keysOf(t, d); !reflect.DeepEqual(got, want) {
+		t.Fatalf("discovered %v, want %v", got, want)
+	}
+}
+
+func TestDiscoverQuotesAndInjection(t *testing.T) {
+	c, _ := setup(t)
+	ctx := context.Background()
+	e, err := match.NormalizeEmail("O'Brien@X.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := c.Discover(ctx, sources.Subject{Emails: []string{e}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := keysOf(t, d); !reflect.DeepEqual(got["contacts"], []int64{4}) || len(got["cases"]) != 0 {
+		t.Fatalf("o'brien: discovered %v", got)
+	}
+	evil := "x' OR '1'='1@x.example"
+	if _, err := match.NormalizeEmail(evil); err == nil {
+		t.Fatal("normalisation accepted an email with spaces")
+	}
+	// Even unnormalised, the value is only ever a parameter.
+	for _, s := range []sources.Subject{
+		{Emails: []string{evil}},
+		{Emails: []string{"%@x.example"}},
+		{Emails: []string{"_nn@x.example"}},
+		{IDs: map[string]string{"contactId": "1 OR 1=1"}},
+	} {
+		d, err := c.Discover(ctx, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Total() != 0 {
+			t.Fatalf("subject %v matched %v", s, keysOf(t, d))
+		}
+	}
+	var n int
+	if err := c.pool.QueryRow(ctx, `SELECT count(*) FROM contacts`).Scan(&n); err != nil || n != 7 {
+		t.Fatalf("contacts = %d, %v", n, err)
+	}
+}
+
+func TestRead(t *testing.T) {
+	c, _ := setup(t)
+	ctx := context.Background()
+	d, err := c.Discover(ctx, sources.Subject{Emails: []string{"ann@x.example"}, Phones: []string{"14255550100"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs []string
+	if err := c.Read(ctx, d.Datasets[0], func(r sources.Record) error {
+		b, err := json.Marshal(r)
+		recs = append(recs, string(b))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		`{"id":1,"email":"ann@x.example","phone":"+1 425 555 0100","full_name":"Ann","created_at":"2024-03-01T10:00:00Z","active":true}`,
+		`{"id":5,"email":" ANN@X.EXAMPLE ","phone":null,"full_name":"Ann again","created_at":null,"active":null}`,
+		`{"id":6,"email":"other@x.example","phone":"(425) 555-0100","full_name":"Ann by phone","created_at":null,"active":null}`,
+	}
+	if !reflect.DeepEqual(recs, want) {
+		t.Fatalf("read\n%v\nwant\n%v", recs, want)
+	}
+	// A row deleted since discovery: ErrChanged.
+	if _, err := c.pool.Exec(ctx, `DELETE FROM "Case Notes" WHERE id = 100`); err != nil {
+		t.Fatal(err)
+	}
+	err = c.Read(ctx, d.Datasets[2], func(sources.Record) error { return nil })
+	if !errors.Is(err, sources.ErrChanged) {
+		t.Fatalf("read after delete: %v", err)
+	}
+}
+
+func snapshot(t *testing.T, conn *pgx.Conn) []string {
+	t.Helper()
+	rows, err := conn.Query(context.Background(), `SELECT row_to_json(c)::text FROM contacts c ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestRewrite(t *testing.T) {
+	c, conn := setup(t)
+	ctx := context.Background()
+	d, err := c.Discover(ctx, sources.Subject{Emails: []string{"ann@x.example"}, Phones: []string{"14255550100"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	loc := d.Datasets[0].Locations[0]
+	before := snapshot(t, conn)
+
+	// An edit that fails part-way changes nothing.
+	_, err = c.Rewrite(ctx, "contacts", loc, func(k int64, r sources.Record) (*sources.Record, error) {
+		if k == 6 {
+			return nil, errors.New("boom")
+		}
+		return nil, nil
+	})
+	if err == nil || !reflect.DeepEqual(snapshot(t, conn), before) {
+		t.Fatalf("failed edit: err %v, data changed", err)
+	}
+
+	res, err := c.Rewrite(ctx, "contacts", loc, func(k int64, r sources.Record) (*sources.Record, error) {
+		switch k {
+		case 5:
+			return nil, nil
+		case 1:
+			out := sources.Record{Fields: append([]sources.Field(nil), r.Fields...)}
+			for i := range out.Fields {
+				switch out.Fields[i].Name {
+				case "email":
+					out.Fields[i].Value = nil
+				case "full_name":
+					out.Fields[i].Value = "[redacted]"
+				}
+			}
+			return &out, nil
+		}
+		return &r, nil // unchanged
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res != (sources.RewriteResult{Deleted: 1, Replaced: 1}) {
+		t.Fatalf("result %+v", res)
+	}
+	after := snapshot(t, conn)
+	want := []string{
+		`{"id":1,"email":null,"phone":"+1 425 555 0100","full_name":"[redacted]","created_at":"2024-03-01T10:00:00+00:00","active":true}`,
+	}
+	want = append(want, before[1:4]...)
+	want = append(want, before[5:]...)
+	if !reflect.DeepEqual(after, want) {
+		t.Fatalf("after rewrite\n%v\nwant\n%v", after, want)
+	}
+
+	// Row 5 is gone: rewriting the old location fails and changes nothing.
+	_, err = c.Rewrite(ctx, "contacts", loc, func(int64, sources.Record) (*sources.Record, error) { return nil, nil })
+	if !errors.Is(err, sources.ErrChanged) {
+		t.Fatalf("rewrite of a deleted row: %v", err)
+	}
+	if !reflect.DeepEqual(snapshot(t, conn), after) {
+		t.Fatal("ErrChanged rewrite changed data")
+	}
+}
