@@ -7,8 +7,6 @@ import (
 
 	requestscancel "github.com/dsr-functions/dsr/functions/requests-cancel"
 	requestsget "github.com/dsr-functions/dsr/functions/requests-get"
-	"github.com/dsr-functions/dsr/shared/auth"
-	"github.com/dsr-functions/dsr/shared/dsr"
 	"github.com/dsr-functions/dsr/shared/pipeline"
 )
 
@@ -20,8 +18,7 @@ func New(svc *pipeline.Service) http.Handler {
 		if !ok {
 			return
 		}
-		caller := auth.FromContext(r.Context())
-		st, err := svc.Approve(r.Context(), st.ID, dsr.Actor{Kind: caller.Kind, ID: caller.ID, Name: caller.Name})
+		st, err := svc.Approve(r.Context(), st.ID, requestscancel.Caller(r))
 		requestscancel.Respond(w, r, svc, st, err)
 	})
 }

@@ -5,6 +5,7 @@ package requestscancel
 import (
 	"errors"
 	"net/http"
+	"strings"
 	"unicode/utf8"
 
 	requestsget "github.com/dsr-functions/dsr/functions/requests-get"
@@ -38,18 +39,35 @@ func New(svc *pipeline.Service) http.Handler {
 				return
 			}
 		}
-		if utf8.RuneCountInString(b.Reason) > MaxReason {
-			problem.Write(w, r, api.BadField(http.StatusUnprocessableEntity, "invalid-request", "reason", "must be at most 1000 characters"))
+		if p := CheckReason(b.Reason, ""); p != nil {
+			problem.Write(w, r, p)
 			return
 		}
 		st, ok := requestsget.Load(w, r, svc)
 		if !ok {
 			return
 		}
-		caller := auth.FromContext(r.Context())
-		st, err := svc.Cancel(r.Context(), st.ID, b.Reason, dsr.Actor{Kind: caller.Kind, ID: caller.ID, Name: caller.Name})
+		st, err := svc.Cancel(r.Context(), st.ID, b.Reason, Caller(r))
 		Respond(w, r, svc, st, err)
 	})
+}
+
+// CheckReason validates a decision reason: at most MaxReason characters,
+// and, when requiredWhy is set, present (requiredWhy says why it is needed).
+func CheckReason(reason, requiredWhy string) *problem.Details {
+	if requiredWhy != "" && strings.TrimSpace(reason) == "" {
+		return api.BadField(http.StatusUnprocessableEntity, "invalid-request", "reason", "required: "+requiredWhy)
+	}
+	if utf8.RuneCountInString(reason) > MaxReason {
+		return api.BadField(http.StatusUnprocessableEntity, "invalid-request", "reason", "must be at most 1000 characters")
+	}
+	return nil
+}
+
+// Caller is the deciding caller as the audit trail names it.
+func Caller(r *http.Request) dsr.Actor {
+	c := auth.FromContext(r.Context())
+	return dsr.Actor{Kind: c.Kind, ID: c.ID, Name: c.Name}
 }
 
 // Respond answers a staff decision: the request document, 409 when the

@@ -5,13 +5,10 @@ package requestsextend
 
 import (
 	"net/http"
-	"strings"
-	"unicode/utf8"
 
 	requestscancel "github.com/dsr-functions/dsr/functions/requests-cancel"
 	requestsget "github.com/dsr-functions/dsr/functions/requests-get"
 	"github.com/dsr-functions/dsr/shared/api"
-	"github.com/dsr-functions/dsr/shared/auth"
 	"github.com/dsr-functions/dsr/shared/dsr"
 	"github.com/dsr-functions/dsr/shared/pipeline"
 	"github.com/dsr-functions/dsr/shared/problem"
@@ -36,11 +33,8 @@ func New(svc *pipeline.Service) http.Handler {
 		if p == nil && (b.Months < 1 || b.Months > dsr.MaxExtensionMonths) {
 			p = api.BadField(http.StatusUnprocessableEntity, "invalid-request", "months", "must be 1 or 2")
 		}
-		if p == nil && strings.TrimSpace(b.Reason) == "" {
-			p = api.BadField(http.StatusUnprocessableEntity, "invalid-request", "reason", "required: the subject must be told why (Art. 12(3))")
-		}
-		if p == nil && utf8.RuneCountInString(b.Reason) > requestscancel.MaxReason {
-			p = api.BadField(http.StatusUnprocessableEntity, "invalid-request", "reason", "must be at most 1000 characters")
+		if p == nil {
+			p = requestscancel.CheckReason(b.Reason, "the subject must be told why (Art. 12(3))")
 		}
 		if p != nil {
 			problem.Write(w, r, p)
@@ -50,8 +44,7 @@ func New(svc *pipeline.Service) http.Handler {
 		if !ok {
 			return
 		}
-		caller := auth.FromContext(r.Context())
-		st, err := svc.Extend(r.Context(), st.ID, b.Months, b.Reason, dsr.Actor{Kind: caller.Kind, ID: caller.ID, Name: caller.Name})
+		st, err := svc.Extend(r.Context(), st.ID, b.Months, b.Reason, requestscancel.Caller(r))
 		requestscancel.Respond(w, r, svc, st, err)
 	})
 }

@@ -5,14 +5,10 @@ package requestsreject
 
 import (
 	"net/http"
-	"strings"
-	"unicode/utf8"
 
 	requestscancel "github.com/dsr-functions/dsr/functions/requests-cancel"
 	requestsget "github.com/dsr-functions/dsr/functions/requests-get"
 	"github.com/dsr-functions/dsr/shared/api"
-	"github.com/dsr-functions/dsr/shared/auth"
-	"github.com/dsr-functions/dsr/shared/dsr"
 	"github.com/dsr-functions/dsr/shared/pipeline"
 	"github.com/dsr-functions/dsr/shared/problem"
 )
@@ -31,11 +27,8 @@ func New(svc *pipeline.Service) http.Handler {
 		if p == nil {
 			p = api.DecodeStrict(raw, &b)
 		}
-		if p == nil && strings.TrimSpace(b.Reason) == "" {
-			p = api.BadField(http.StatusUnprocessableEntity, "invalid-request", "reason", "required: a refusal must give its reasons (Art. 12(4))")
-		}
-		if p == nil && utf8.RuneCountInString(b.Reason) > requestscancel.MaxReason {
-			p = api.BadField(http.StatusUnprocessableEntity, "invalid-request", "reason", "must be at most 1000 characters")
+		if p == nil {
+			p = requestscancel.CheckReason(b.Reason, "a refusal must give its reasons (Art. 12(4))")
 		}
 		if p != nil {
 			problem.Write(w, r, p)
@@ -45,8 +38,7 @@ func New(svc *pipeline.Service) http.Handler {
 		if !ok {
 			return
 		}
-		caller := auth.FromContext(r.Context())
-		st, err := svc.Reject(r.Context(), st.ID, b.Reason, dsr.Actor{Kind: caller.Kind, ID: caller.ID, Name: caller.Name})
+		st, err := svc.Reject(r.Context(), st.ID, b.Reason, requestscancel.Caller(r))
 		requestscancel.Respond(w, r, svc, st, err)
 	})
 }
