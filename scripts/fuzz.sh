@@ -10,8 +10,10 @@ pkg=$1 target=$2 time=${3:-10s}
 for attempt in 1 2; do
   out=$(go test -run '^$' -fuzz "^${target}\$" -fuzztime "$time" -fuzzminimizetime 5s "$pkg" 2>&1)
   rc=$?
-  printf '%s\n' "$out" | tail -n 3
-  [ $rc -eq 0 ] && exit 0
+  if [ $rc -eq 0 ]; then
+    printf '%s\n' "$out" | tail -n 3
+    exit 0
+  fi
   if grep -q 'Failing input written\|panic:' <<<"$out" || ! grep -q 'context deadline exceeded' <<<"$out"; then
     printf '%s\n' "$out" >&2
     echo "fuzz: $target found a failure" >&2
