@@ -162,8 +162,21 @@ func bicepBlock(src, name string, open, close byte) (string, error) {
 	if loc == nil {
 		return "", fmt.Errorf("no `var %s = %c...%c` found", name, open, close)
 	}
+	body, closer, ok := bracketBody(src, loc[1]-1)
+	switch {
+	case !ok:
+		return "", fmt.Errorf("var %s: unterminated %c", name, open)
+	case closer != close:
+		return "", fmt.Errorf("var %s: unbalanced brackets", name)
+	}
+	return body, nil
+}
+
+// bracketBody returns the text inside the bracket at src[open] and the
+// bracket that closes it, skipping single-quoted strings and // comments.
+func bracketBody(src string, open int) (string, byte, bool) {
 	depth, inStr := 0, false
-	for i := loc[1] - 1; i < len(src); i++ {
+	for i := open; i < len(src); i++ {
 		c := src[i]
 		switch {
 		case inStr:
@@ -183,14 +196,11 @@ func bicepBlock(src, name string, open, close byte) (string, error) {
 		case c == '}' || c == ']' || c == ')':
 			depth--
 			if depth == 0 {
-				if c != close {
-					return "", fmt.Errorf("var %s: unbalanced brackets", name)
-				}
-				return src[loc[1]:i], nil
+				return src[open+1 : i], c, true
 			}
 		}
 	}
-	return "", fmt.Errorf("var %s: unterminated %c", name, open)
+	return "", 0, false
 }
 
 // scanStrings returns the single-quoted literals of a Bicep fragment, outside comments.

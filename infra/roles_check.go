@@ -370,31 +370,10 @@ func CheckRoleCoverage(goSources map[string]string, functionJSONs, bicepText str
 	return out
 }
 
-// braceBody returns the text inside the brace at src[open], skipping string
-// literals (comments must already be stripped).
+// braceBody returns the text inside the brace at src[open].
 func braceBody(src string, open int) (string, bool) {
-	depth, inStr := 0, false
-	for i := open; i < len(src); i++ {
-		c := src[i]
-		switch {
-		case inStr:
-			if c == '\\' {
-				i++
-			} else if c == '\'' {
-				inStr = false
-			}
-		case c == '\'':
-			inStr = true
-		case c == '{':
-			depth++
-		case c == '}':
-			depth--
-			if depth == 0 {
-				return src[open+1 : i], true
-			}
-		}
-	}
-	return "", false
+	body, closer, ok := bracketBody(src, open)
+	return body, ok && closer == '}'
 }
 
 // wildcardMatch matches s against pattern, where * matches any run of characters.

@@ -120,8 +120,11 @@ func invocationReply(w http.ResponseWriter) func(status int, logs ...string) {
 	}
 }
 
-func invocationHandler(f Function, qf QueueFunc, log *slog.Logger) http.Handler {
-	binding := f.Trigger().Name
+// serveInvocation serves one non-HTTP function: it decodes the invocation
+// payload, lets decode read the trigger value (an error is a bad payload,
+// 400), runs the function (an error fails the invocation, 500) and replies
+// per the host contract.
+func serveInvocation(f Function, log *slog.Logger, decode func(req *InvokeRequest, invocationID string) (run func(context.Context) error, err error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		reply := invocationReply(w)
 		var req InvokeRequest
@@ -131,16 +134,14 @@ func invocationHandler(f Function, qf QueueFunc, log *slog.Logger) http.Handler 
 			reply(http.StatusBadRequest, "invalid invocation payload")
 			return
 		}
-		m, err := DecodeQueueMessage(&req, binding)
+		run, err := decode(&req, r.Header.Get("X-Azure-Functions-InvocationId"))
 		if err != nil {
 			log.Error("invalid invocation payload", "function", f.Name, "err", err)
 			reply(http.StatusBadRequest, err.Error())
 			return
 		}
-		m.Function = f.Name
-		m.InvocationID = r.Header.Get("X-Azure-Functions-InvocationId")
-		if err := qf(r.Context(), m); err != nil {
-			log.Warn("invocation failed", "function", f.Name, "deliveryCount", m.DeliveryCount, "err", err)
+		if err := run(r.Context()); err != nil {
+			log.Warn("invocation failed", "function", f.Name, "err", err)
 			reply(http.StatusInternalServerError, fmt.Sprintf("%s failed: %v", f.Name, err))
 			return
 		}
@@ -148,33 +149,34 @@ func invocationHandler(f Function, qf QueueFunc, log *slog.Logger) http.Handler 
 	})
 }
 
+func invocationHandler(f Function, qf QueueFunc, log *slog.Logger) http.Handler {
+	binding := f.Trigger().Name
+	return serveInvocation(f, log, func(req *InvokeRequest, invocationID string) (func(context.Context) error, error) {
+		m, err := DecodeQueueMessage(req, binding)
+		if err != nil {
+			return nil, err
+		}
+		m.Function, m.InvocationID = f.Name, invocationID
+		return func(ctx context.Context) error {
+			if err := qf(ctx, m); err != nil {
+				return fmt.Errorf("delivery %d: %w", m.DeliveryCount, err)
+			}
+			return nil
+		}, nil
+	})
+}
+
 func timerHandler(f Function, tf TimerFunc, log *slog.Logger) http.Handler {
 	binding := f.Trigger().Name
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		reply := invocationReply(w)
-		var req InvokeRequest
-		dec := json.NewDecoder(io.LimitReader(r.Body, maxInvocationBytes))
-		if err := dec.Decode(&req); err != nil {
-			log.Error("invalid invocation payload", "function", f.Name, "err", err)
-			reply(http.StatusBadRequest, "invalid invocation payload")
-			return
-		}
-		info, err := DecodeTimerInfo(&req, binding)
+	return serveInvocation(f, log, func(req *InvokeRequest, invocationID string) (func(context.Context) error, error) {
+		info, err := DecodeTimerInfo(req, binding)
 		if err != nil {
-			log.Error("invalid invocation payload", "function", f.Name, "err", err)
-			reply(http.StatusBadRequest, err.Error())
-			return
+			return nil, err
 		}
-		info.Function = f.Name
-		info.InvocationID = r.Header.Get("X-Azure-Functions-InvocationId")
+		info.Function, info.InvocationID = f.Name, invocationID
 		if info.IsPastDue {
 			log.Info("timer is past due", "function", f.Name)
 		}
-		if err := tf(r.Context(), info); err != nil {
-			log.Warn("invocation failed", "function", f.Name, "err", err)
-			reply(http.StatusInternalServerError, fmt.Sprintf("%s failed: %v", f.Name, err))
-			return
-		}
-		reply(http.StatusOK)
+		return func(ctx context.Context) error { return tf(ctx, info) }, nil
 	})
 }

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/dsr-functions/dsr/shared/blobs"
+	"github.com/dsr-functions/dsr/shared/testutil"
 )
 
 // EnvVar names the connection string of an already running Azurite.
@@ -27,20 +28,7 @@ const EnvVar = "DSR_TEST_STORAGE"
 
 // Run starts Azurite if needed, runs the tests and stops it. Use it from
 // TestMain: os.Exit(azuritetest.Run(m)).
-func Run(m *testing.M) int {
-	if os.Getenv(EnvVar) != "" {
-		return m.Run()
-	}
-	stop, cs, err := Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "azuritetest:", err)
-		return 1
-	}
-	os.Setenv(EnvVar, cs)
-	code := m.Run()
-	stop()
-	return code
-}
+func Run(m *testing.M) int { return testutil.RunWith(m, "azuritetest", EnvVar, Start) }
 
 // Start launches Azurite's Blob service on a free loopback port and returns
 // a stop function and its connection string.

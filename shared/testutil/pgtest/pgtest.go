@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dsr-functions/dsr/shared/testutil"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -31,20 +32,7 @@ const EnvVar = "DSR_TEST_POSTGRES"
 
 // Run starts PostgreSQL if needed, runs the tests and stops it. Use it from
 // TestMain: os.Exit(pgtest.Run(m)).
-func Run(m *testing.M) int {
-	if os.Getenv(EnvVar) != "" {
-		return m.Run()
-	}
-	stop, dsn, err := Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "pgtest:", err)
-		return 1
-	}
-	os.Setenv(EnvVar, dsn)
-	code := m.Run()
-	stop()
-	return code
-}
+func Run(m *testing.M) int { return testutil.RunWith(m, "pgtest", EnvVar, Start) }
 
 // binDir finds the newest PostgreSQL server binaries.
 func binDir() (string, error) {
