@@ -61,8 +61,13 @@ type Location struct {
 	Blob string `json:"blob"`
 	// ETag of the version discovery read; reading for export is conditional on it.
 	ETag string `json:"etag"`
-	// Ordinals are the 0-based positions of the matched records in the blob.
+	// Ordinals are the 0-based positions of the matched records in the blob
+	// (for PostgreSQL: the integer primary keys).
 	Ordinals []int64 `json:"ordinals"`
+	// Keys name the matched records of sources whose records have string
+	// keys (Dataverse GUIDs, a webhook system's ids), instead of Ordinals.
+	// An Edit on such a location receives the index into Keys as its ordinal.
+	Keys []string `json:"keys,omitempty"`
 }
 
 // DatasetMatches is what discovery found in one dataset. It holds positions,
@@ -114,4 +119,38 @@ type RewriteResult struct {
 // other record as it was.
 type Rewriter interface {
 	Rewrite(ctx context.Context, dataset string, loc Location, edit Edit) (RewriteResult, error)
+}
+
+// Change is an erasure, rectification or restriction that a delegating
+// system applies itself (see Delegator). It carries ids and the subject's
+// identifiers, which the connector sends only to that system.
+type Change struct {
+	// Action is "erasure", "rectification", "restriction" or "lift-restriction".
+	Action string
+	// RequestID names the request; systems use it to make the change idempotent.
+	RequestID string
+	// Subject is the data subject.
+	Subject Subject
+	// Corrections are a rectification's new values by identifier kind
+	// ("email", "phone", "name").
+	Corrections map[string]string
+}
+
+// ChangeResult is what a delegating system reports it did.
+type ChangeResult struct {
+	Deleted  int64
+	Masked   int64
+	Retained int64
+	Changed  int64
+}
+
+// Delegator is implemented by connectors whose systems apply erasure,
+// rectification and restriction themselves (a webhook), instead of the
+// pipeline rewriting records through a Rewriter. Apply must be idempotent
+// per RequestID and Action: the pipeline may call it again after a crash.
+type Delegator interface {
+	// Delegates reports whether changes to the dataset go through Apply.
+	Delegates(dataset string) bool
+	// Apply asks the dataset's system to make the change and reports the result.
+	Apply(ctx context.Context, dataset string, ch Change) (ChangeResult, error)
 }
