@@ -8,9 +8,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/nyaruka/phonenumbers"
 )
@@ -45,8 +48,57 @@ type Config struct {
 	// written without a country code (for example "US"). Empty means such
 	// numbers cannot be normalised and never match.
 	DefaultPhoneRegion string `json:"defaultPhoneRegion,omitempty"`
-	// Datasets lists the Blob datasets.
+	// Connections name the systems, other than this app's Blob Storage,
+	// that hold datasets: PostgreSQL databases, Dataverse environments and
+	// webhook systems. Datasets refer to them by name.
+	Connections map[string]Connection `json:"connections,omitempty"`
+	// Datasets lists every dataset: Blob datasets (no connection) and the
+	// tables, entity sets or webhook datasets of the connections.
 	Datasets []Dataset `json:"datasets"`
+}
+
+// ConnectionKind is the kind of system a connection reaches.
+type ConnectionKind string
+
+// Connection kinds.
+const (
+	ConnPostgres  ConnectionKind = "postgres"  // PostgreSQL (Azure Database for PostgreSQL)
+	ConnDataverse ConnectionKind = "dataverse" // Dataverse Web API (Dynamics 365)
+	ConnWebhook   ConnectionKind = "webhook"   // any system behind signed HTTP POSTs
+)
+
+// Connection is one system that holds datasets. Secrets never sit in the
+// config file: settings (app settings, Key Vault references) hold them and
+// the config names those settings.
+type Connection struct {
+	Kind ConnectionKind `json:"kind"`
+	// DSNSetting (postgres) names the setting that holds the pgx connection
+	// string (key=value or URL form).
+	DSNSetting string `json:"dsnSetting,omitempty"`
+	// EntraAuth (postgres) signs in with a Microsoft Entra token of the
+	// app's identity as the password (Azure Database for PostgreSQL).
+	EntraAuth bool `json:"entraAuth,omitempty"`
+	// URL is the Dataverse environment (https://org.crm.dynamics.com) or
+	// the webhook endpoint.
+	URL string `json:"url,omitempty"`
+	// URLSetting (webhook) names a setting holding the URL instead.
+	URLSetting string `json:"urlSetting,omitempty"`
+	// SecretSetting (webhook) names the setting holding the HMAC signing
+	// secret (at least 32 bytes).
+	SecretSetting string `json:"secretSetting,omitempty"`
+	// Identifiers (webhook) is "raw" (default) or "hashed": whether the
+	// subject's identifiers are sent as they are or as keyed hashes.
+	Identifiers string `json:"identifiers,omitempty"`
+	// HashKeySetting (webhook, identifiers "hashed") names the setting
+	// holding the key of the identifier hashes.
+	HashKeySetting string `json:"hashKeySetting,omitempty"`
+	// Async (webhook) lets the system answer access requests later through
+	// the callback endpoint.
+	Async bool `json:"async,omitempty"`
+	// Timeout (webhook, Go duration, default 30s) of one attempt.
+	Timeout string `json:"timeout,omitempty"`
+	// MaxAttempts before a call fails (default 5).
+	MaxAttempts int `json:"maxAttempts,omitempty"`
 }
 
 // Dataset is one logical table stored as one or more blobs of one format.
@@ -55,14 +107,26 @@ type Dataset struct {
 	Name string `json:"name"`
 	// Description is a human-readable line for the export summary.
 	Description string `json:"description,omitempty"`
-	// Container holds the blobs.
-	Container string `json:"container"`
+	// Connection names the connection that holds the dataset; empty means
+	// a Blob dataset in this app's storage account.
+	Connection string `json:"connection,omitempty"`
+	// Schema and Table (postgres) name the table; Schema defaults to "public".
+	Schema string `json:"schema,omitempty"`
+	Table  string `json:"table,omitempty"`
+	// EntitySet (dataverse) is the Web API entity set, e.g. "contacts".
+	EntitySet string `json:"entitySet,omitempty"`
+	// Select (dataverse) lists the columns read for export (default: all).
+	Select []string `json:"select,omitempty"`
+	// Container holds the blobs (Blob datasets).
+	Container string `json:"container,omitempty"`
 	// Blob is one blob name, or Prefix selects every blob under it; exactly one is set.
 	Blob   string `json:"blob,omitempty"`
 	Prefix string `json:"prefix,omitempty"`
-	// Format of every blob.
-	Format Format `json:"format"`
-	// Key is the field that identifies a record inside the dataset (optional).
+	// Format of every blob (Blob datasets).
+	Format Format `json:"format,omitempty"`
+	// Key is the field that identifies a record inside the dataset
+	// (optional for Blob datasets; the primary key column of a table, the
+	// entity's id column, or the webhook record id field, default "id").
 	Key string `json:"key,omitempty"`
 	// Identifiers are fields that identify a person, and as what.
 	Identifiers []Identifier `json:"identifiers,omitempty"`
@@ -298,16 +362,12 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%s.name: duplicate dataset %q", where, d.Name)
 		}
 		byName[d.Name] = d
-		if d.Container == "" {
-			return fmt.Errorf("%s.container: required", where)
+		kind, err := c.datasetKind(d, where)
+		if err != nil {
+			return err
 		}
-		if (d.Blob == "") == (d.Prefix == "") {
-			return fmt.Errorf("%s: exactly one of blob and prefix is required", where)
-		}
-		switch d.Format {
-		case FormatNDJSON, FormatCSV, FormatJSONArray:
-		default:
-			return fmt.Errorf("%s.format: %q is not one of ndjson, csv, json-array", where, d.Format)
+		if err := validLocation(d, kind, where); err != nil {
+			return err
 		}
 		identifying := 0 // identifiers other than names, which never identify a person
 		for _, id := range d.Identifiers {
@@ -315,7 +375,14 @@ func (c *Config) Validate() error {
 				identifying++
 			}
 		}
-		if identifying == 0 && len(d.FreeText) == 0 && len(d.Relations) == 0 {
+		if kind == ConnWebhook {
+			if len(d.Identifiers) > 0 || len(d.FreeText) > 0 || len(d.Relations) > 0 {
+				return fmt.Errorf("%s: a webhook system finds the subject's records itself; remove identifiers, freeText and relations", where)
+			}
+			if d.Erasure != nil || d.RestrictionField != "" {
+				return fmt.Errorf("%s: a webhook system applies erasure and restriction itself; remove erasure and restrictionField", where)
+			}
+		} else if identifying == 0 && len(d.FreeText) == 0 && len(d.Relations) == 0 {
 			return fmt.Errorf("%s: needs identifiers (other than names), freeText or relations, or it can never match", where)
 		}
 		for j, id := range d.Identifiers {
@@ -343,9 +410,186 @@ func (c *Config) Validate() error {
 			if byName[r.References] == nil {
 				return fmt.Errorf("datasets[%d].relations[%d].references: unknown dataset %q", i, j, r.References)
 			}
+			if byName[r.References].Connection != d.Connection {
+				return fmt.Errorf("datasets[%d].relations[%d].references: dataset %q is in another source; relations link datasets of one connection (or Blob datasets to Blob datasets)", i, j, r.References)
+			}
+		}
+	}
+	used := map[string]bool{}
+	for _, d := range c.Datasets {
+		used[d.Connection] = true
+	}
+	for _, name := range sortedNames(c.Connections) {
+		if !used[name] {
+			return fmt.Errorf("connections.%s: no dataset uses it", name)
 		}
 	}
 	return nil
+}
+
+func sortedNames(m map[string]Connection) []string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+var (
+	simpleName  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
+	settingName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
+)
+
+// datasetKind checks the dataset's connection and returns its kind ("" for
+// a Blob dataset).
+func (c *Config) datasetKind(d *Dataset, where string) (ConnectionKind, error) {
+	if d.Connection == "" {
+		return "", nil
+	}
+	conn, ok := c.Connections[d.Connection]
+	if !ok {
+		return "", fmt.Errorf("%s.connection: unknown connection %q", where, d.Connection)
+	}
+	if err := conn.validate("connections." + d.Connection); err != nil {
+		return "", err
+	}
+	return conn.Kind, nil
+}
+
+// validLocation checks the fields that say where a dataset's records are.
+func validLocation(d *Dataset, kind ConnectionKind, where string) error {
+	blobFields := d.Container != "" || d.Blob != "" || d.Prefix != "" || d.Format != ""
+	switch kind {
+	case "":
+		if d.Table != "" || d.Schema != "" || d.EntitySet != "" || len(d.Select) > 0 {
+			return fmt.Errorf("%s: schema, table, entitySet and select belong to datasets with a connection", where)
+		}
+		if d.Container == "" {
+			return fmt.Errorf("%s.container: required", where)
+		}
+		if (d.Blob == "") == (d.Prefix == "") {
+			return fmt.Errorf("%s: exactly one of blob and prefix is required", where)
+		}
+		switch d.Format {
+		case FormatNDJSON, FormatCSV, FormatJSONArray:
+		default:
+			return fmt.Errorf("%s.format: %q is not one of ndjson, csv, json-array", where, d.Format)
+		}
+		return nil
+	case ConnPostgres:
+		if blobFields || d.EntitySet != "" || len(d.Select) > 0 {
+			return fmt.Errorf("%s: a postgres dataset takes schema, table and key, not container, blob, prefix, format, entitySet or select", where)
+		}
+		if d.Table == "" || d.Key == "" {
+			return fmt.Errorf("%s: a postgres dataset needs table and key (its integer primary key column)", where)
+		}
+	case ConnDataverse:
+		if blobFields || d.Table != "" || d.Schema != "" {
+			return fmt.Errorf("%s: a dataverse dataset takes entitySet, key and select, not container, blob, prefix, format, schema or table", where)
+		}
+		if !simpleName.MatchString(d.EntitySet) || !simpleName.MatchString(d.Key) {
+			return fmt.Errorf("%s: a dataverse dataset needs entitySet and key, each a plain name ([A-Za-z_][A-Za-z0-9_]*)", where)
+		}
+		cols := append([]string(nil), d.Select...)
+		for _, id := range d.Identifiers {
+			cols = append(cols, id.Field)
+		}
+		cols = append(cols, d.FreeText...)
+		for _, r := range d.Relations {
+			cols = append(cols, r.Field, r.ReferencesField)
+		}
+		for _, col := range cols {
+			if !simpleName.MatchString(col) {
+				return fmt.Errorf("%s: dataverse column %q is not a plain name ([A-Za-z_][A-Za-z0-9_]*)", where, col)
+			}
+		}
+	case ConnWebhook:
+		if blobFields || d.Table != "" || d.Schema != "" || d.EntitySet != "" || len(d.Select) > 0 {
+			return fmt.Errorf("%s: a webhook dataset takes only name, key and facts (and rectifiable, systemLog)", where)
+		}
+	}
+	return nil
+}
+
+// validate checks one connection; where names it in errors.
+func (conn Connection) validate(where string) error {
+	setting := func(field, v string, required bool) error {
+		if v == "" && !required {
+			return nil
+		}
+		if !settingName.MatchString(v) {
+			// The value is not echoed: a misplaced secret may be in it.
+			return fmt.Errorf("%s.%s: not a setting name ([A-Za-z_][A-Za-z0-9_]*); it names the app setting that holds the value, never the value itself", where, field)
+		}
+		return nil
+	}
+	switch conn.Kind {
+	case ConnPostgres:
+		if err := setting("dsnSetting", conn.DSNSetting, true); err != nil {
+			return err
+		}
+		if conn.URL != "" || conn.URLSetting != "" || conn.SecretSetting != "" || conn.Identifiers != "" || conn.HashKeySetting != "" || conn.Async || conn.Timeout != "" {
+			return fmt.Errorf("%s: a postgres connection takes dsnSetting and entraAuth only", where)
+		}
+	case ConnDataverse:
+		u, err := url.Parse(conn.URL)
+		if err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+			return fmt.Errorf("%s.url: must be the environment's https URL, like https://contoso.crm.dynamics.com", where)
+		}
+		if conn.DSNSetting != "" || conn.EntraAuth || conn.URLSetting != "" || conn.SecretSetting != "" || conn.Identifiers != "" || conn.HashKeySetting != "" || conn.Async || conn.Timeout != "" {
+			return fmt.Errorf("%s: a dataverse connection takes url and maxAttempts only", where)
+		}
+	case ConnWebhook:
+		if (conn.URL == "") == (conn.URLSetting == "") {
+			return fmt.Errorf("%s: exactly one of url and urlSetting is required", where)
+		}
+		if conn.URL != "" {
+			if u, err := url.Parse(conn.URL); err != nil || u.Scheme != "https" || u.Host == "" {
+				return fmt.Errorf("%s.url: must be an https URL", where)
+			}
+		}
+		if err := setting("urlSetting", conn.URLSetting, false); err != nil {
+			return err
+		}
+		if err := setting("secretSetting", conn.SecretSetting, true); err != nil {
+			return err
+		}
+		switch conn.Identifiers {
+		case "", "raw":
+			if conn.HashKeySetting != "" {
+				return fmt.Errorf("%s.hashKeySetting: only identifiers \"hashed\" takes a hash key", where)
+			}
+		case "hashed":
+			if err := setting("hashKeySetting", conn.HashKeySetting, true); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("%s.identifiers: %q is not one of raw, hashed", where, conn.Identifiers)
+		}
+		if conn.Timeout != "" {
+			if d, err := time.ParseDuration(conn.Timeout); err != nil || d <= 0 || d > 10*time.Minute {
+				return fmt.Errorf("%s.timeout: %q is not a Go duration between 0 and 10m", where, conn.Timeout)
+			}
+		}
+		if conn.DSNSetting != "" || conn.EntraAuth {
+			return fmt.Errorf("%s: a webhook connection takes no dsnSetting or entraAuth", where)
+		}
+	default:
+		return fmt.Errorf("%s.kind: %q is not one of postgres, dataverse, webhook", where, conn.Kind)
+	}
+	if conn.MaxAttempts < 0 || conn.MaxAttempts > 20 {
+		return fmt.Errorf("%s.maxAttempts: must be between 1 and 20 (0 means the default, 5)", where)
+	}
+	return nil
+}
+
+// Kind returns the kind of the dataset's connection, "" for a Blob dataset.
+func (c *Config) Kind(d *Dataset) ConnectionKind {
+	if d.Connection == "" {
+		return ""
+	}
+	return c.Connections[d.Connection].Kind
 }
 
 // Dataset returns the dataset with the given name, or nil.
