@@ -76,11 +76,26 @@ type DatasetMatches struct {
 	Dataset   string     `json:"dataset"`
 	Records   int64      `json:"records"`
 	Locations []Location `json:"locations,omitempty"`
+	// Error, when set, says why the dataset's system could not be searched
+	// (never personal data); Records and Locations are then empty. The rest
+	// of the discovery stands: one failing system does not lose the others.
+	Error string `json:"error,omitempty"`
 }
 
 // Discovery is the full result of discovery over every dataset.
 type Discovery struct {
 	Datasets []DatasetMatches `json:"datasets"`
+}
+
+// Failed lists the datasets whose systems could not be searched.
+func (d *Discovery) Failed() []DatasetMatches {
+	var out []DatasetMatches
+	for _, m := range d.Datasets {
+		if m.Error != "" {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // Total is the number of matched records over all datasets.

@@ -32,7 +32,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -49,7 +52,15 @@ type Config struct {
 	DefaultPhoneRegion string `json:"defaultPhoneRegion,omitempty"`
 	// Tables lists the tables.
 	Tables []Table `json:"tables"`
+	// Credential, when set, signs in with a Microsoft Entra access token
+	// for EntraScope as the password of every new connection (Azure
+	// Database for PostgreSQL with Entra authentication); the DSN then
+	// names the Entra principal as its user and holds no password.
+	Credential azcore.TokenCredential `json:"-"`
 }
+
+// EntraScope is the token scope of Azure Database for PostgreSQL.
+const EntraScope = "https://ossrdbms-aad.database.windows.net/.default"
 
 // Table is one table holding personal data.
 type Table struct {
@@ -130,9 +141,24 @@ func New(ctx context.Context, cfg *Config) (*Connector, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	pool, err := pgxpool.New(ctx, cfg.DSN)
+	pc, err := pgxpool.ParseConfig(cfg.DSN)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: connect: %w", err)
+		// pgx's parse errors can quote the DSN, password included.
+		return nil, errors.New("postgres: the connection string does not parse")
+	}
+	if cred := cfg.Credential; cred != nil {
+		pc.BeforeConnect = func(ctx context.Context, cc *pgx.ConnConfig) error {
+			tok, err := cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{EntraScope}})
+			if err != nil {
+				return fmt.Errorf("postgres: Entra token: %w", err)
+			}
+			cc.Password = tok.Token
+			return nil
+		}
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: connect: %w", safe(err))
 	}
 	return &Connector{cfg: cfg, pool: pool}, nil
 }
@@ -321,7 +347,7 @@ func (c *Connector) scan(ctx context.Context, t *Table, subj sources.Subject, st
 	q := "SELECT " + strings.Join(sel, ", ") + " FROM " + t.qualified() + " WHERE " + strings.Join(conds, " OR ")
 	rows, err := c.pool.Query(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: table %s: discover: %w", t.Name, err)
+		return nil, fmt.Errorf("postgres: table %s: discover: %w", t.Name, safe(err))
 	}
 	defer rows.Close()
 	for rows.Next() {
@@ -332,7 +358,7 @@ func (c *Connector) scan(ctx context.Context, t *Table, subj sources.Subject, st
 			dest = append(dest, &vals[i])
 		}
 		if err := rows.Scan(dest...); err != nil {
-			return nil, fmt.Errorf("postgres: table %s: discover: %w", t.Name, err)
+			return nil, fmt.Errorf("postgres: table %s: discover: %w", t.Name, safe(err))
 		}
 		get := func(col string) (string, bool) {
 			i, ok := colIdx[col]
@@ -355,7 +381,7 @@ func (c *Connector) scan(ctx context.Context, t *Table, subj sources.Subject, st
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("postgres: table %s: discover: %w", t.Name, err)
+		return nil, fmt.Errorf("postgres: table %s: discover: %w", t.Name, safe(err))
 	}
 	return st, nil
 }
@@ -429,14 +455,14 @@ func (c *Connector) Read(ctx context.Context, m sources.DatasetMatches, emit fun
 		q := "SELECT * FROM " + t.qualified() + " WHERE " + quote(t.Key) + " = ANY($1::bigint[]) ORDER BY " + quote(t.Key)
 		rows, err := c.pool.Query(ctx, q, keys)
 		if err != nil {
-			return fmt.Errorf("postgres: dataset %s: read: %w", t.Name, err)
+			return fmt.Errorf("postgres: dataset %s: read: %w", t.Name, safe(err))
 		}
 		n := 0
 		for rows.Next() {
 			rec, _, err := record(rows, t.Key)
 			if err != nil {
 				rows.Close()
-				return fmt.Errorf("postgres: dataset %s: read: %w", t.Name, err)
+				return fmt.Errorf("postgres: dataset %s: read: %w", t.Name, safe(err))
 			}
 			n++
 			if err := emit(rec); err != nil {
@@ -446,7 +472,7 @@ func (c *Connector) Read(ctx context.Context, m sources.DatasetMatches, emit fun
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
-			return fmt.Errorf("postgres: dataset %s: read: %w", t.Name, err)
+			return fmt.Errorf("postgres: dataset %s: read: %w", t.Name, safe(err))
 		}
 		if n != len(keys) {
 			return fmt.Errorf("postgres: dataset %s: %w (%d of %d rows remain)", t.Name, sources.ErrChanged, n, len(keys))
@@ -470,7 +496,7 @@ func (c *Connector) Rewrite(ctx context.Context, dataset string, loc sources.Loc
 	keys := uniqueSorted(loc.Ordinals)
 	tx, err := c.pool.Begin(ctx)
 	if err != nil {
-		return res, fmt.Errorf("postgres: dataset %s: rewrite: %w", t.Name, err)
+		return res, fmt.Errorf("postgres: dataset %s: rewrite: %w", t.Name, safe(err))
 	}
 	defer func() {
 		if err != nil {
@@ -480,7 +506,7 @@ func (c *Connector) Rewrite(ctx context.Context, dataset string, loc sources.Loc
 	q := "SELECT * FROM " + t.qualified() + " WHERE " + quote(t.Key) + " = ANY($1::bigint[]) ORDER BY " + quote(t.Key) + " FOR UPDATE"
 	rows, err := tx.Query(ctx, q, keys)
 	if err != nil {
-		return res, fmt.Errorf("postgres: dataset %s: rewrite: %w", t.Name, err)
+		return res, fmt.Errorf("postgres: dataset %s: rewrite: %w", t.Name, safe(err))
 	}
 	type row struct {
 		key int64
@@ -491,13 +517,13 @@ func (c *Connector) Rewrite(ctx context.Context, dataset string, loc sources.Loc
 		rec, key, err := record(rows, t.Key)
 		if err != nil {
 			rows.Close()
-			return res, fmt.Errorf("postgres: dataset %s: rewrite: %w", t.Name, err)
+			return res, fmt.Errorf("postgres: dataset %s: rewrite: %w", t.Name, safe(err))
 		}
 		got = append(got, row{key, rec})
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return res, fmt.Errorf("postgres: dataset %s: rewrite: %w", t.Name, err)
+		return res, fmt.Errorf("postgres: dataset %s: rewrite: %w", t.Name, safe(err))
 	}
 	if len(got) != len(keys) {
 		return res, fmt.Errorf("postgres: dataset %s: %w (%d of %d rows remain)", t.Name, sources.ErrChanged, len(got), len(keys))
@@ -509,7 +535,7 @@ func (c *Connector) Rewrite(ctx context.Context, dataset string, loc sources.Loc
 		}
 		if newRec == nil {
 			if _, err := tx.Exec(ctx, "DELETE FROM "+t.qualified()+" WHERE "+quote(t.Key)+" = $1", r.key); err != nil {
-				return sources.RewriteResult{}, fmt.Errorf("postgres: dataset %s: delete: %w", t.Name, err)
+				return sources.RewriteResult{}, fmt.Errorf("postgres: dataset %s: delete: %w", t.Name, safe(err))
 			}
 			res.Deleted++
 			continue
@@ -540,12 +566,12 @@ func (c *Connector) Rewrite(ctx context.Context, dataset string, loc sources.Loc
 		args = append(args, r.key)
 		q := "UPDATE " + t.qualified() + " SET " + strings.Join(sets, ", ") + " WHERE " + quote(t.Key) + " = $" + strconv.Itoa(len(args))
 		if _, err := tx.Exec(ctx, q, args...); err != nil {
-			return sources.RewriteResult{}, fmt.Errorf("postgres: dataset %s: update: %w", t.Name, err)
+			return sources.RewriteResult{}, fmt.Errorf("postgres: dataset %s: update: %w", t.Name, safe(err))
 		}
 		res.Replaced++
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return sources.RewriteResult{}, fmt.Errorf("postgres: dataset %s: commit: %w", t.Name, err)
+		return sources.RewriteResult{}, fmt.Errorf("postgres: dataset %s: commit: %w", t.Name, safe(err))
 	}
 	return res, nil
 }
@@ -633,3 +659,29 @@ func jsonNumber(s string) any {
 	}
 	return json.Number(s)
 }
+
+// safe returns err without the server's message text, which can quote the
+// values of a row ("invalid input syntax for type bigint: \"…\"", a
+// duplicate key's value): a PostgreSQL error keeps its SQLSTATE code and
+// the names of the table, column and constraint involved.
+func safe(err error) error {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	s := "SQLSTATE " + pe.Code
+	for _, part := range []struct{ k, v string }{{"table", pe.TableName}, {"column", pe.ColumnName}, {"constraint", pe.ConstraintName}} {
+		if part.v != "" {
+			s += " " + part.k + " " + part.v
+		}
+	}
+	return &safeError{msg: s, code: pe.Code}
+}
+
+// safeError is a PostgreSQL error reduced to what may be logged.
+type safeError struct{ msg, code string }
+
+func (e *safeError) Error() string { return e.msg }
+
+// Code is the SQLSTATE code.
+func (e *safeError) Code() string { return e.code }

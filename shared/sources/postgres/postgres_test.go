@@ -4,9 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"reflect"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 
 	"github.com/jackc/pgx/v5"
 
@@ -279,5 +285,101 @@ func TestRewrite(t *testing.T) {
 	}
 	if !reflect.DeepEqual(snapshot(t, conn), after) {
 		t.Fatal("ErrChanged rewrite changed data")
+	}
+}
+
+// fakeToken is an Entra credential that hands out a fixed token and
+// records the scopes it was asked for.
+type fakeToken struct {
+	token  string
+	scopes [][]string
+}
+
+func (f *fakeToken) GetToken(_ context.Context, o policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	f.scopes = append(f.scopes, o.Scopes)
+	return azcore.AccessToken{Token: f.token, ExpiresOn: time.Now().Add(time.Hour)}, nil
+}
+
+func TestEntraTokenIsThePassword(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.Database(t)
+	admin, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	const token = "eyJ0eXAi.fake-entra-token.sig"
+	role := pgx.Identifier{pgtest.EntraRole}.Sanitize()
+	if _, err := admin.Exec(ctx, "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '"+pgtest.EntraRole+"') THEN CREATE ROLE "+role+" LOGIN; END IF; END $$"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Exec(ctx, "ALTER ROLE "+role+" PASSWORD '"+token+"'"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Exec(ctx, schema+"; GRANT SELECT ON ALL TABLES IN SCHEMA public TO "+role); err != nil {
+		t.Fatal(err)
+	}
+	cc, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entraDSN := fmt.Sprintf("host=%s port=%d dbname=%s user=%s sslmode=disable", cc.Host, cc.Port, cc.Database, pgtest.EntraRole)
+	cfg := func(tok *fakeToken) *Config {
+		return &Config{DSN: entraDSN, Credential: tok, Tables: []Table{{Name: "contacts", Table: "contacts", Key: "id",
+			Identifiers: []sources.Identifier{{Field: "email", Kind: sources.KindEmail}}}}}
+	}
+	good := &fakeToken{token: token}
+	c, err := New(ctx, cfg(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	d, err := c.Discover(ctx, sources.Subject{Emails: []string{"ann@x.example"}})
+	if err != nil {
+		t.Fatalf("discover with the right token: %v", err)
+	}
+	if d.Total() != 2 {
+		t.Errorf("found %d rows, want 2", d.Total())
+	}
+	if len(good.scopes) == 0 || !reflect.DeepEqual(good.scopes[0], []string{EntraScope}) {
+		t.Errorf("token scopes %v, want [%s]", good.scopes, EntraScope)
+	}
+	// A wrong token is refused by the server: the password really is checked.
+	bad := &fakeToken{token: "not-the-token"}
+	c2, err := New(ctx, cfg(bad))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	_, err = c2.Discover(ctx, sources.Subject{Emails: []string{"ann@x.example"}})
+	if err == nil {
+		t.Fatal("discover with a wrong token succeeded")
+	}
+	if strings.Contains(err.Error(), "not-the-token") || strings.Contains(err.Error(), "ann@x.example") {
+		t.Errorf("error %q leaks the token or the subject", err)
+	}
+}
+
+func TestErrorsDoNotQuoteValues(t *testing.T) {
+	c, conn := setup(t)
+	ctx := context.Background()
+	// A key column that holds text makes the ::bigint cast fail, and
+	// PostgreSQL's message quotes the offending value.
+	if _, err := conn.Exec(ctx, `CREATE TABLE odd (id text PRIMARY KEY, email text); INSERT INTO odd VALUES ('ann@x.example', 'ann@x.example')`); err != nil {
+		t.Fatal(err)
+	}
+	c.cfg.Tables = append(c.cfg.Tables, Table{Name: "odd", Table: "odd", Key: "id", Identifiers: []sources.Identifier{{Field: "email", Kind: sources.KindEmail}}})
+	_, err := c.Discover(ctx, sources.Subject{Emails: []string{"ann@x.example"}})
+	if err == nil {
+		t.Fatal("discover over a text key succeeded")
+	}
+	if strings.Contains(err.Error(), "ann@x.example") {
+		t.Errorf("error %q quotes a value", err)
+	}
+	if !strings.Contains(err.Error(), "SQLSTATE 22P02") || !strings.Contains(err.Error(), "odd") {
+		t.Errorf("error %q lacks the SQLSTATE and the table", err)
+	}
+	if _, err := New(ctx, &Config{DSN: "host=db password=hunter2 port=notaport"}); err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("New with a bad DSN = %v; want an error without the password", err)
 	}
 }

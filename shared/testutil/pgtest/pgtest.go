@@ -30,6 +30,10 @@ import (
 // EnvVar names the DSN of an already running PostgreSQL.
 const EnvVar = "DSR_TEST_POSTGRES"
 
+// EntraRole is a role that the test server authenticates by password (all
+// others are trusted), for tests of token-as-password sign-in.
+const EntraRole = "dsr_entra"
+
 // Run starts PostgreSQL if needed, runs the tests and stops it. Use it from
 // TestMain: os.Exit(pgtest.Run(m)).
 func Run(m *testing.M) int { return testutil.RunWith(m, "pgtest", EnvVar, Start) }
@@ -97,6 +101,23 @@ func Start() (func(), string, error) {
 	if out, err := initdb.CombinedOutput(); err != nil {
 		os.RemoveAll(dir)
 		return nil, "", fmt.Errorf("initdb: %v: %s", err, out)
+	}
+	// Role EntraRole signs in with a password over TCP (scram-sha-256), the
+	// way Azure Database for PostgreSQL checks an Entra token; every other
+	// role is trusted. pg_hba.conf's first matching line wins.
+	hba := filepath.Join(data, "pg_hba.conf")
+	old, err := os.ReadFile(hba)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, "", err
+	}
+	line := "host all " + EntraRole + " 127.0.0.1/32 scram-sha-256\n"
+	if err := os.WriteFile(hba, append([]byte(line), old...), 0o600); err != nil {
+		os.RemoveAll(dir)
+		return nil, "", err
+	}
+	if cred != nil {
+		_ = os.Chown(hba, int(cred.Uid), int(cred.Gid))
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
