@@ -4,11 +4,15 @@
 package functions
 
 import (
+	"context"
 	"embed"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 
 	discover "github.com/dsr-functions/dsr/functions/discover"
 	discoverdeadletter "github.com/dsr-functions/dsr/functions/discover-deadletter"
@@ -40,7 +44,7 @@ import (
 	"github.com/dsr-functions/dsr/shared/pipeline"
 	"github.com/dsr-functions/dsr/shared/queue"
 	"github.com/dsr-functions/dsr/shared/sources"
-	"github.com/dsr-functions/dsr/shared/sources/blobdataset"
+	"github.com/dsr-functions/dsr/shared/sources/open"
 	"github.com/dsr-functions/dsr/shared/store"
 )
 
@@ -110,6 +114,8 @@ type App struct {
 	Service   *pipeline.Service
 	Account   *blobs.Account
 	Handler   http.Handler
+	// Close releases the data sources' connections.
+	Close func()
 }
 
 // New wires the application from settings and a queue sender.
@@ -155,11 +161,19 @@ func New(cfg *config.Config, sender queue.Sender, log *slog.Logger) (*App, error
 		}
 		approval[dsr.Type(t)] = true
 	}
+	conns, err := open.Connectors(context.Background(), src, open.Deps{
+		Blob:       acct.Service,
+		Getenv:     os.Getenv,
+		Credential: func() (azcore.TokenCredential, error) { return blobs.Credential(cfg.Storage) },
+	})
+	if err != nil {
+		return nil, err
+	}
 	svc := &pipeline.Service{
 		Store:            store.New(acct.Service.NewContainerClient(cfg.StateContainer)),
 		Audit:            audit.New(acct, cfg.AuditContainer),
 		Sender:           sender,
-		Connector:        blobdataset.New(src, acct.Service),
+		Connector:        conns,
 		Sources:          src,
 		Account:          acct,
 		ExportsContainer: cfg.ExportsContainer,
@@ -173,9 +187,10 @@ func New(cfg *config.Config, sender queue.Sender, log *slog.Logger) (*App, error
 	}
 	h, err := funchost.NewHandler(fns, Registry(svc, authn), log)
 	if err != nil {
+		conns.Close()
 		return nil, err
 	}
-	return &App{Functions: fns, Service: svc, Account: acct, Handler: h}, nil
+	return &App{Functions: fns, Service: svc, Account: acct, Handler: h, Close: conns.Close}, nil
 }
 
 // checkPolicies makes function.json and Policies agree: every HTTP function

@@ -90,6 +90,7 @@ func serve(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	defer app.Close()
 	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.HandlerPort)))
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -148,6 +149,7 @@ func local(ctx context.Context, log *slog.Logger, args []string) error {
 	if err != nil {
 		return err
 	}
+	defer app.Close()
 	if err := app.Account.EnsureContainers(ctx, cfg.StateContainer, cfg.ExportsContainer, cfg.AuditContainer); err != nil {
 		return fmt.Errorf("%w (is Azurite running? `make run` starts it)", err)
 	}

@@ -115,6 +115,8 @@ type SourceSummary struct {
 	Source     string   `json:"source"`
 	Records    int64    `json:"records"`
 	Categories []string `json:"categories"`
+	// Error says why the dataset's system could not be searched.
+	Error string `json:"error,omitempty"`
 }
 
 // DiscoverySummary is the discovery report on a request (counts, no data).
@@ -171,6 +173,20 @@ type Request struct {
 	Restriction   *RestrictionReport   `json:"restriction,omitempty"`
 	Verification  *VerificationReport  `json:"verification,omitempty"`
 	Error         *ErrorInfo           `json:"error,omitempty"`
+	// FailedSources names the datasets whose systems failed their part of
+	// the request after every retry; the reports say why. The rest of the
+	// request went ahead: such a request needs a person to follow up.
+	FailedSources []string `json:"failedSources,omitempty"`
+}
+
+// AddFailedSource records that dataset's system failed its part.
+func (r *Request) AddFailedSource(dataset string) {
+	for _, f := range r.FailedSources {
+		if f == dataset {
+			return
+		}
+	}
+	r.FailedSources = append(r.FailedSources, dataset)
 }
 
 // Stored is the request as kept in the state store: the document plus the
@@ -339,6 +355,9 @@ type ErasureResult struct {
 	Ground      string `json:"ground,omitempty"`
 	LegalBasis  string `json:"legalBasis,omitempty"`
 	RetainUntil string `json:"retainUntil,omitempty"`
+	// Error says why the dataset's system could not be changed (or
+	// searched); nothing was done there.
+	Error string `json:"error,omitempty"`
 }
 
 // ErasureReport is the erasure stage's result on the request.
@@ -352,6 +371,8 @@ type VerificationSource struct {
 	Source   string `json:"source"`
 	Residual int64  `json:"residual"`
 	Retained int64  `json:"retained"`
+	// Error says why the dataset's system could not be searched again.
+	Error string `json:"error,omitempty"`
 }
 
 // VerificationReport is the result of discovering again after erasure:
@@ -398,6 +419,8 @@ type ErasedBlob struct {
 	ETag    string `json:"etag"`
 	Deleted int    `json:"deleted"`
 	Masked  int    `json:"masked"`
+	// Retained is what a delegating system reports it kept.
+	Retained int `json:"retained,omitempty"`
 }
 
 // RectificationSource is what rectification did in one dataset.
@@ -408,6 +431,8 @@ type RectificationSource struct {
 	// log" (a factual record of events) or "not rectifiable: not marked
 	// rectifiable".
 	Status string `json:"status"`
+	// Error says why the dataset's system could not be changed.
+	Error string `json:"error,omitempty"`
 }
 
 // RectificationReport is the rectification stage's result on the request.
@@ -425,6 +450,8 @@ const LiftNotice = "The restriction of processing of your personal data is being
 type RestrictionSource struct {
 	Source  string `json:"source"`
 	Flagged int64  `json:"flagged"`
+	// Error says why the dataset's system could not be changed.
+	Error string `json:"error,omitempty"`
 }
 
 // RestrictionReport is the restriction stage's result on the request.

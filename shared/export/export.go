@@ -56,6 +56,9 @@ type Dataset struct {
 	// after returning; if emit returns an error, Read should stop and return
 	// it (Write fails either way).
 	Read func(ctx context.Context, emit func(sources.Record) error) error
+	// Unavailable, when set, says why the dataset's system could not be
+	// searched; Read is then not called and the package says so.
+	Unavailable string
 }
 
 // Result describes the written package.
@@ -123,6 +126,9 @@ func write(ctx context.Context, w io.Writer, req Request, datasets []Dataset, ge
 
 	parts := make([]spooled, len(datasets))
 	for i, d := range datasets {
+		if d.Unavailable != "" {
+			continue
+		}
 		if parts[i], err = sp.add(ctx, d); err != nil {
 			return Result{}, fmt.Errorf("dataset %q: %w", d.Name, err)
 		}
@@ -201,7 +207,7 @@ func validate(datasets []Dataset, generatedAt time.Time) error {
 			return fmt.Errorf("datasets[%d]: duplicate dataset %q", i, d.Name)
 		}
 		seen[d.Name] = true
-		if d.Read == nil {
+		if d.Read == nil && d.Unavailable == "" {
 			return fmt.Errorf("datasets[%d] (%q): Read is nil", i, d.Name)
 		}
 	}

@@ -816,3 +816,28 @@ func BenchmarkWrite(b *testing.B) {
 		}
 	}
 }
+
+func TestUnavailableDataset(t *testing.T) {
+	ds := testDatasets(nil)
+	ds[1].Read = nil
+	ds[1].Unavailable = "billing: HTTP 503 after 5 attempts"
+	b, res := writeZip(t, ds)
+	a := openZip(t, b)
+	for _, name := range a.names {
+		if strings.HasPrefix(name, "data/"+ds[1].Name) {
+			t.Errorf("unavailable dataset has data file %s", name)
+		}
+	}
+	if !bytes.Contains(a.data["manifest.json"], []byte(`"unavailable": "billing: HTTP 503 after 5 attempts"`)) {
+		t.Errorf("manifest does not say the dataset was unavailable:\n%s", a.data["manifest.json"])
+	}
+	s := string(a.data["summary.txt"])
+	if !strings.Contains(s, "1 dataset could not be searched in time") || !strings.Contains(s, "HTTP 503 after 5 attempts") {
+		t.Errorf("summary does not report the unavailable dataset:\n%s", s)
+	}
+	for _, d := range res.Datasets {
+		if d.Name == ds[1].Name && d.Records != 0 {
+			t.Errorf("unavailable dataset counted %d records", d.Records)
+		}
+	}
+}

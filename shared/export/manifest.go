@@ -44,6 +44,8 @@ type manifestDataset struct {
 	Records     int64         `json:"records"`
 	Files       []string      `json:"files"`
 	Facts       sources.Facts `json:"facts"`
+	// Unavailable says why the dataset could not be searched.
+	Unavailable string `json:"unavailable,omitempty"`
 }
 
 func manifestTime(t time.Time) *string {
@@ -88,6 +90,7 @@ func buildManifest(req Request, datasets []Dataset, parts []spooled, total int64
 			Records:     parts[i].records,
 			Files:       files,
 			Facts:       facts,
+			Unavailable: d.Unavailable,
 		}
 	}
 	var buf bytes.Buffer
@@ -164,9 +167,12 @@ func buildSummary(req Request, datasets []Dataset, parts []spooled, total int64,
 	line("Answer due by:  %s", humanTime(req.DueAt))
 	line("This copy made: %s", humanTime(generatedAt))
 
-	var empty int
-	for _, p := range parts {
-		if p.records == 0 {
+	var empty, unavailable int
+	for i, p := range parts {
+		switch {
+		case datasets[i].Unavailable != "":
+			unavailable++
+		case p.records == 0:
 			empty++
 		}
 	}
@@ -179,6 +185,10 @@ func buildSummary(req Request, datasets []Dataset, parts []spooled, total int64,
 	case empty > 1:
 		line("%d datasets held nothing about you; they are listed so you can see where we looked.", empty)
 	}
+	if unavailable > 0 {
+		line("%s could not be searched in time; the list below says which, and we will send what they hold separately.",
+			plural(int64(unavailable), "dataset", "datasets"))
+	}
 	for i, d := range datasets {
 		p := parts[i]
 		f := d.Facts
@@ -188,9 +198,12 @@ func buildSummary(req Request, datasets []Dataset, parts []spooled, total int64,
 			desc = "(no description)"
 		}
 		line("%d. %s: %s", i+1, d.Name, desc)
-		if p.records == 0 {
+		switch {
+		case d.Unavailable != "":
+			item("Records about you", "not included: this system could not be searched in time ("+d.Unavailable+"); we will send what it holds separately")
+		case p.records == 0:
 			item("Records about you", "none found, so there is no data file for this dataset")
-		} else {
+		default:
 			item("Records about you", fmt.Sprint(p.records))
 			item("Files", jsonName(d.Name)+" and "+csvName(d.Name))
 		}

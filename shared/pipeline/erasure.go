@@ -107,13 +107,34 @@ func (s *Service) Erase(ctx context.Context, id string, attempt int) error {
 		return s.restrict(ctx, rw, st, &disc, attempt)
 	}
 	report := &dsr.ErasureReport{Sources: []dsr.ErasureResult{}}
+	var failed []string
 	for _, dm := range s.dependentsFirst(&disc) {
 		d := s.Sources.Dataset(dm.Dataset)
 		if d == nil {
 			continue
 		}
+		if s.delegates(d.Name) {
+			// The system erases by itself, whatever discovery found there.
+			res := dsr.ErasureResult{Source: d.Name, Action: "delegated"}
+			done, failure, err := s.delegate(ctx, st, d, dsr.StageErasure, "erasure", attempt)
+			if err != nil {
+				return err
+			}
+			if failure != "" {
+				res.Error, failed = failure, append(failed, d.Name)
+			}
+			res.Deleted, res.Masked, res.Retained = int64(done.Deleted), int64(done.Masked), int64(done.Retained)
+			report.Sources = append(report.Sources, res)
+			continue
+		}
 		out := policy.Decide(d)
 		res := dsr.ErasureResult{Source: d.Name, Action: string(out.Action), Ground: out.Ground, LegalBasis: out.LegalBasis, RetainUntil: out.RetainUntil}
+		if dm.Error != "" {
+			// The system could not be searched: nothing is known to erase.
+			res.Error, failed = dm.Error, append(failed, d.Name)
+			report.Sources = append(report.Sources, res)
+			continue
+		}
 		if out.Action == sources.EraseRetain {
 			res.Retained = dm.Records
 			if dm.Records > 0 {
@@ -142,6 +163,9 @@ func (s *Service) Erase(ctx context.Context, id string, attempt int) error {
 			return false, nil
 		}
 		st.Erasure = report
+		for _, f := range failed {
+			st.AddFailedSource(f)
+		}
 		st.LastAttemptError = ""
 		st.Advance(dsr.StageVerification, dsr.StateInProgress, s.NowUTC(), attempt, eraseDetail(report))
 		return true, nil
@@ -190,7 +214,7 @@ func (s *Service) changeBlob(ctx context.Context, rw sources.Rewriter, st *dsr.S
 	changed := 0
 	edit := func(ordinal int64, rec sources.Record) (*sources.Record, error) {
 		// Only the keyed hash of the record key is written, in the id too.
-		key := policy.KeyHash(s.Secret, d.Name, recordKey(d, loc.Blob, ordinal, rec))
+		key := policy.KeyHash(s.Secret, d.Name, recordKey(d, loc, ordinal, rec))
 		next, action, err := decide(ordinal, rec)
 		if err != nil {
 			return nil, err
@@ -241,8 +265,14 @@ func (s *Service) changeBlob(ctx context.Context, rw sources.Rewriter, st *dsr.S
 func (s *Service) recordEntries(st *dsr.Stored, d *sources.Dataset, dm sources.DatasetMatches, action string, out policy.Outcome) []audit.Entry {
 	var out2 []audit.Entry
 	for _, loc := range dm.Locations {
-		for _, o := range loc.Ordinals {
-			key := policy.KeyHash(s.Secret, d.Name, loc.Blob+"#"+strconv.FormatInt(o, 10))
+		names := loc.Keys
+		if len(names) == 0 {
+			for _, o := range loc.Ordinals {
+				names = append(names, loc.Blob+"#"+strconv.FormatInt(o, 10))
+			}
+		}
+		for _, name := range names {
+			key := policy.KeyHash(s.Secret, d.Name, name)
 			out2 = append(out2, audit.Entry{
 				ID: fmt.Sprintf("%s:record:%s:%s", st.ID, d.Name, key), RequestID: st.ID, Event: "record",
 				Dataset: d.Name, RecordKey: key, Action: action, Policy: "retain: " + out.Ground,
@@ -254,8 +284,8 @@ func (s *Service) recordEntries(st *dsr.Stored, d *sources.Dataset, dm sources.D
 }
 
 // recordKey names a record for the audit trail (hashed before it is
-// written): its key field, or its position.
-func recordKey(d *sources.Dataset, blob string, ordinal int64, rec sources.Record) string {
+// written): its key field, its key in the location, or its position.
+func recordKey(d *sources.Dataset, loc sources.Location, ordinal int64, rec sources.Record) string {
 	if d.Key != "" {
 		for _, f := range rec.Fields {
 			if f.Name == d.Key {
@@ -266,7 +296,10 @@ func recordKey(d *sources.Dataset, blob string, ordinal int64, rec sources.Recor
 			}
 		}
 	}
-	return blob + "#" + strconv.FormatInt(ordinal, 10)
+	if len(loc.Keys) > 0 && ordinal >= 0 && ordinal < int64(len(loc.Keys)) {
+		return loc.Keys[ordinal]
+	}
+	return loc.Blob + "#" + strconv.FormatInt(ordinal, 10)
 }
 
 // pendingRules drops the mask rules whose field already holds a masked
@@ -354,10 +387,18 @@ func (s *Service) Verify(ctx context.Context, id string, attempt int) error {
 	var residualIn []string
 	for _, dm := range disc.Datasets {
 		d := s.Sources.Dataset(dm.Dataset)
-		vs := dsr.VerificationSource{Source: dm.Dataset}
-		if d != nil && policy.Decide(d).Action == sources.EraseRetain {
+		vs := dsr.VerificationSource{Source: dm.Dataset, Error: dm.Error}
+		switch {
+		case dm.Error != "":
+			// Not searchable now: reported, and a follow-up for a person.
+		case d != nil && s.delegates(d.Name):
+			// The system may keep what it reported as retained.
+			kept := int64(st.ErasedBlobs[d.Name+delegatedKey].Retained)
+			vs.Retained = min(dm.Records, kept)
+			vs.Residual = dm.Records - vs.Retained
+		case d != nil && policy.Decide(d).Action == sources.EraseRetain:
 			vs.Retained = dm.Records
-		} else {
+		default:
 			vs.Residual = dm.Records
 		}
 		if vs.Residual > 0 {
@@ -376,7 +417,14 @@ func (s *Service) Verify(ctx context.Context, id string, attempt int) error {
 			st.Fail("residual-data", "verification found records left after erasure in: "+strings.Join(residualIn, ", "), s.NowUTC(), attempt)
 			return true, nil
 		}
-		st.Advance(dsr.StageDone, dsr.StateCompleted, s.NowUTC(), attempt, fmt.Sprintf("0 residual, %d retained", rep.Retained))
+		detail := fmt.Sprintf("0 residual, %d retained", rep.Retained)
+		for _, vs := range rep.Sources {
+			if vs.Error != "" {
+				st.AddFailedSource(vs.Source)
+			}
+		}
+		detail = withFailures(&st.Request, detail)
+		st.Advance(dsr.StageDone, dsr.StateCompleted, s.NowUTC(), attempt, detail)
 		return true, nil
 	})
 	if err != nil {

@@ -55,6 +55,9 @@ func (s *Service) Export(ctx context.Context, id string, attempt int) error {
 		}
 		if _, err := s.Store.Update(ctx, id, func(st *dsr.Stored) (bool, error) {
 			st.Discovery = s.summary(fresh)
+			for _, f := range fresh.Failed() {
+				st.AddFailedSource(f.Dataset)
+			}
 			return true, nil
 		}); err != nil {
 			return err
@@ -73,7 +76,7 @@ func (s *Service) Export(ctx context.Context, id string, attempt int) error {
 		st.ExportBlob = exportBlobName(id)
 		st.Export = &dsr.ExportInfo{Bytes: res.Bytes, SHA256: res.SHA256, CreatedAt: s.NowUTC()}
 		st.LastAttemptError = ""
-		st.Advance(dsr.StageDone, dsr.StateCompleted, s.NowUTC(), attempt, fmt.Sprintf("export of %d records, %d bytes", res.Records, res.Bytes))
+		st.Advance(dsr.StageDone, dsr.StateCompleted, s.NowUTC(), attempt, withFailures(&st.Request, fmt.Sprintf("export of %d records, %d bytes", res.Records, res.Bytes)))
 		return true, nil
 	})
 	if err != nil {
@@ -92,6 +95,10 @@ func (s *Service) writePackage(ctx context.Context, st *dsr.Stored, disc *source
 			return export.Result{}, fmt.Errorf("dataset %s: %w (no longer configured)", dm.Dataset, sources.ErrChanged)
 		}
 		dm := dm
+		if dm.Error != "" {
+			datasets = append(datasets, export.Dataset{Name: d.Name, Description: d.Description, Facts: d.Facts, Unavailable: dm.Error})
+			continue
+		}
 		datasets = append(datasets, export.Dataset{
 			Name: d.Name, Description: d.Description, Facts: d.Facts,
 			Read: func(ctx context.Context, emit func(sources.Record) error) error {

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/dsr-functions/dsr/shared/audit"
@@ -59,6 +60,34 @@ type Service struct {
 	// SweepStuckAfter is how long a request may wait in a stage before the
 	// sweeper sends its stage message again (default DefaultSweepStuckAfter).
 	SweepStuckAfter time.Duration
+	// SourceAttempts is how many deliveries of a stage message retry a
+	// failing system before its part of the request is given up as failed
+	// and the rest goes ahead (default DefaultSourceAttempts).
+	SourceAttempts int
+}
+
+// DefaultSourceAttempts is the default of Service.SourceAttempts; it is
+// below the queues' max delivery count so the stage itself never
+// dead-letters because of one system.
+const DefaultSourceAttempts = 3
+
+// retrySources reports whether a stage should fail this delivery, so the
+// message is redelivered, because systems failed: true until the delivery
+// count reaches SourceAttempts. It records why on the request.
+func (s *Service) retrySources(ctx context.Context, id string, stage dsr.Stage, attempt int, reasons []string) error {
+	if len(reasons) == 0 {
+		return nil
+	}
+	limit := s.SourceAttempts
+	if limit <= 0 {
+		limit = DefaultSourceAttempts
+	}
+	if attempt >= limit {
+		return nil
+	}
+	err := fmt.Errorf("%d source(s) failed, retrying: %s", len(reasons), strings.Join(reasons, "; "))
+	s.recordAttemptError(ctx, id, stage, err)
+	return fmt.Errorf("%s %s: %w", stage, id, err)
 }
 
 // NowUTC is the service clock (Now, or the wall clock), in UTC.
@@ -198,6 +227,13 @@ func (s *Service) Discover(ctx context.Context, id string, attempt int) error {
 		s.recordAttemptError(ctx, id, dsr.StageDiscovery, err)
 		return fmt.Errorf("discover %s: %w", id, err)
 	}
+	var reasons []string
+	for _, f := range disc.Failed() {
+		reasons = append(reasons, f.Error)
+	}
+	if err := s.retrySources(ctx, id, dsr.StageDiscovery, attempt, reasons); err != nil {
+		return err
+	}
 	if err := s.Store.PutDiscovery(ctx, id, disc); err != nil {
 		return err
 	}
@@ -206,7 +242,14 @@ func (s *Service) Discover(ctx context.Context, id string, attempt int) error {
 			return false, nil
 		}
 		st.Discovery = s.summary(disc)
-		s.afterDiscovery(st, attempt, fmt.Sprintf("%d records in %d sources", disc.Total(), len(st.Discovery.Sources)))
+		detail := fmt.Sprintf("%d records in %d sources", disc.Total(), len(st.Discovery.Sources))
+		for _, f := range disc.Failed() {
+			st.AddFailedSource(f.Dataset)
+		}
+		if n := len(disc.Failed()); n > 0 {
+			detail += fmt.Sprintf("; %d could not be searched", n)
+		}
+		s.afterDiscovery(st, attempt, detail)
 		return true, nil
 	})
 	if err != nil {
@@ -228,7 +271,7 @@ func (s *Service) summary(disc *sources.Discovery) *dsr.DiscoverySummary {
 		if d := s.Sources.Dataset(m.Dataset); d != nil {
 			cats = d.Facts.Categories
 		}
-		sum.Sources = append(sum.Sources, dsr.SourceSummary{Source: m.Dataset, Records: m.Records, Categories: cats})
+		sum.Sources = append(sum.Sources, dsr.SourceSummary{Source: m.Dataset, Records: m.Records, Categories: cats, Error: m.Error})
 	}
 	return sum
 }

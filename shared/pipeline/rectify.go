@@ -16,6 +16,7 @@ const (
 	statusRectified     = "rectified"
 	statusSystemLog     = "not rectifiable: system-generated log"
 	statusNotRectifible = "not rectifiable: not marked rectifiable"
+	statusFailed        = "failed: the system could not be reached"
 )
 
 // rectify applies a rectification request's corrections (Art. 16) to the
@@ -25,9 +26,10 @@ const (
 // a relation is never overwritten.
 func (s *Service) rectify(ctx context.Context, rw sources.Rewriter, st *dsr.Stored, disc *sources.Discovery, attempt int) error {
 	rep := &dsr.RectificationReport{Sources: []dsr.RectificationSource{}}
+	var failed []string
 	for _, dm := range s.dependentsFirst(disc) {
 		d := s.Sources.Dataset(dm.Dataset)
-		if d == nil || dm.Records == 0 {
+		if d == nil || (dm.Records == 0 && dm.Error == "" && !s.delegates(d.Name)) {
 			continue
 		}
 		src := dsr.RectificationSource{Source: d.Name, Status: statusRectified}
@@ -36,6 +38,17 @@ func (s *Service) rectify(ctx context.Context, rw sources.Rewriter, st *dsr.Stor
 			src.Status = statusSystemLog
 		case !d.Rectifiable:
 			src.Status = statusNotRectifible
+		case s.delegates(d.Name):
+			done, failure, err := s.delegate(ctx, st, d, dsr.StageRectification, "rectification", attempt)
+			if err != nil {
+				return err
+			}
+			if failure != "" {
+				src.Status, src.Error, failed = statusFailed, failure, append(failed, d.Name)
+			}
+			src.Rectified = int64(done.Masked)
+		case dm.Error != "":
+			src.Status, src.Error, failed = statusFailed, dm.Error, append(failed, d.Name)
 		default:
 			for _, loc := range dm.Locations {
 				done, ok := st.ErasedBlobs[d.Name+"/"+loc.Blob]
@@ -63,6 +76,9 @@ func (s *Service) rectify(ctx context.Context, rw sources.Rewriter, st *dsr.Stor
 			return false, nil
 		}
 		st.Rectification = rep
+		for _, f := range failed {
+			st.AddFailedSource(f)
+		}
 		st.LastAttemptError = ""
 		st.Advance(dsr.StageVerification, dsr.StateInProgress, s.NowUTC(), attempt, "corrections applied")
 		return true, nil
@@ -137,8 +153,8 @@ func (s *Service) verifyRectification(ctx context.Context, st *dsr.Stored, attem
 			if !ok {
 				continue
 			}
-			now := sources.DatasetMatches{Dataset: d.Name, Records: int64(len(loc.Ordinals)),
-				Locations: []sources.Location{{Blob: loc.Blob, ETag: done.ETag, Ordinals: loc.Ordinals}}}
+			now := sources.DatasetMatches{Dataset: d.Name, Records: int64(len(loc.Ordinals) + len(loc.Keys)),
+				Locations: []sources.Location{{Blob: loc.Blob, ETag: done.ETag, Ordinals: loc.Ordinals, Keys: loc.Keys}}}
 			err := s.Connector.Read(ctx, now, func(rec sources.Record) error {
 				if _, stale := s.correct(st, d, rec); stale {
 					vs.Residual++
@@ -165,7 +181,7 @@ func (s *Service) verifyRectification(ctx context.Context, st *dsr.Stored, attem
 			st.Fail("residual-data", "verification found old values left after rectification in: "+strings.Join(residualIn, ", "), s.NowUTC(), attempt)
 			return true, nil
 		}
-		st.Advance(dsr.StageDone, dsr.StateCompleted, s.NowUTC(), attempt, "corrections verified")
+		st.Advance(dsr.StageDone, dsr.StateCompleted, s.NowUTC(), attempt, withFailures(&st.Request, "corrections verified"))
 		return true, nil
 	})
 	if err != nil {

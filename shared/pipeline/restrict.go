@@ -81,12 +81,35 @@ func (s *Service) restrict(ctx context.Context, rw sources.Rewriter, st *dsr.Sto
 		rep.Notice = dsr.LiftNotice
 	}
 	flag := !st.Lift
+	var failed []string
 	for _, dm := range s.dependentsFirst(disc) {
 		d := s.Sources.Dataset(dm.Dataset)
-		if d == nil || d.RestrictionField == "" || dm.Records == 0 {
+		if d != nil && s.delegates(d.Name) {
+			action := "restriction"
+			if st.Lift {
+				action = "lift-restriction"
+			}
+			src := dsr.RestrictionSource{Source: d.Name}
+			done, failure, err := s.delegate(ctx, st, d, dsr.StageRestriction, action, attempt)
+			if err != nil {
+				return err
+			}
+			if failure != "" {
+				src.Error, failed = failure, append(failed, d.Name)
+			}
+			src.Flagged = int64(done.Masked)
+			rep.Sources = append(rep.Sources, src)
+			continue
+		}
+		if d == nil || d.RestrictionField == "" || (dm.Records == 0 && dm.Error == "") {
 			continue
 		}
 		src := dsr.RestrictionSource{Source: d.Name}
+		if dm.Error != "" {
+			src.Error, failed = dm.Error, append(failed, d.Name)
+			rep.Sources = append(rep.Sources, src)
+			continue
+		}
 		for _, loc := range dm.Locations {
 			done, ok := st.ErasedBlobs[d.Name+"/"+loc.Blob]
 			if !ok {
@@ -119,6 +142,10 @@ func (s *Service) restrict(ctx context.Context, rw sources.Rewriter, st *dsr.Sto
 			return false, nil
 		}
 		st.Restriction = rep
+		for _, f := range failed {
+			st.AddFailedSource(f)
+		}
+		detail = withFailures(&st.Request, detail)
 		st.LastAttemptError = ""
 		st.Advance(dsr.StageDone, dsr.StateCompleted, s.NowUTC(), attempt, detail)
 		return true, nil

@@ -23,6 +23,10 @@ type Part struct {
 	// Connector serves them; it may also be a sources.Rewriter and a
 	// sources.Delegator.
 	Connector sources.Connector
+	// Required parts fail the whole discovery when they fail (the app's
+	// own storage: if it fails, nothing else can work); the others only
+	// mark their datasets.
+	Required bool
 }
 
 // Connector dispatches to the parts by dataset name.
@@ -77,8 +81,8 @@ func (c *Connector) part(dataset string) (*Part, error) {
 // Discover runs every part's discovery concurrently and merges the results
 // in dataset order. A part that fails has each of its datasets reported
 // with the reason in DatasetMatches.Error; Discover itself fails only when
-// ctx ends, or when a part reports sources.ErrChanged (the data moved under
-// it: the caller retries).
+// ctx ends, when a required part fails, or when a part reports
+// sources.ErrChanged (the data moved under it: the caller retries).
 func (c *Connector) Discover(ctx context.Context, subj sources.Subject) (*sources.Discovery, error) {
 	type result struct {
 		disc *sources.Discovery
@@ -102,7 +106,7 @@ func (c *Connector) Discover(ctx context.Context, subj sources.Subject) (*source
 	for i, r := range results {
 		p := &c.parts[i]
 		if r.err != nil {
-			if errors.Is(r.err, sources.ErrChanged) {
+			if errors.Is(r.err, sources.ErrChanged) || p.Required {
 				return nil, fmt.Errorf("%s: %w", p.Name, r.err)
 			}
 			for _, d := range p.Datasets {

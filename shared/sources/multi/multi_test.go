@@ -199,6 +199,11 @@ func TestDiscoverFailsOnChangeAndOnCancel(t *testing.T) {
 	if _, err := c.Discover(context.Background(), sources.Subject{}); !errors.Is(err, sources.ErrChanged) {
 		t.Errorf("Discover = %v, want ErrChanged", err)
 	}
+	c, _ = New([]string{"a", "b"}, Part{Name: "blob", Datasets: []string{"a"}, Connector: &memory{fail: errors.New("container not found")}, Required: true},
+		Part{Name: "y", Datasets: []string{"b"}, Connector: &memory{records: map[string][]sources.Record{"b": nil}}})
+	if _, err := c.Discover(context.Background(), sources.Subject{}); err == nil || !strings.Contains(err.Error(), "blob: container not found") {
+		t.Errorf("Discover with a failing required part = %v", err)
+	}
 	slow := &memory{records: map[string][]sources.Record{"a": nil}, delay: time.Minute}
 	c, _ = New([]string{"a"}, Part{Name: "slow", Datasets: []string{"a"}, Connector: slow})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)

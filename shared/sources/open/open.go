@@ -1,0 +1,149 @@
+// Package open builds the connector of a sources config: one connector per
+// connection (PostgreSQL, Dataverse, webhook) plus the Blob connector for
+// the app's own datasets, combined by package multi. Secrets come from the
+// settings the config names, read through Deps.Getenv.
+package open
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/service"
+
+	"github.com/dsr-functions/dsr/shared/sources"
+	"github.com/dsr-functions/dsr/shared/sources/blobdataset"
+	"github.com/dsr-functions/dsr/shared/sources/multi"
+	"github.com/dsr-functions/dsr/shared/sources/postgres"
+)
+
+// Deps are what the connectors need from the app.
+type Deps struct {
+	// Blob is the storage account of the Blob datasets.
+	Blob *service.Client
+	// Getenv reads a setting named in the config (os.Getenv in the app).
+	Getenv func(string) string
+	// Credential returns the app's Microsoft Entra credential; it is
+	// called only when a connection signs in with Entra.
+	Credential func() (azcore.TokenCredential, error)
+	// WrapBlob, when set, wraps the Blob connector (batching).
+	WrapBlob func(*blobdataset.Connector) sources.Connector
+}
+
+// Sources is the combined connector and what must be closed with it.
+type Sources struct {
+	*multi.Connector
+	closers []func()
+}
+
+// Close releases the connections' resources (database pools).
+func (s *Sources) Close() {
+	for _, c := range s.closers {
+		c()
+	}
+}
+
+// Connectors builds the combined connector of cfg.
+func Connectors(ctx context.Context, cfg *sources.Config, deps Deps) (*Sources, error) {
+	out := &Sources{}
+	var order []string
+	var parts []multi.Part
+	blobCfg := *cfg
+	blobCfg.Connections = nil
+	blobCfg.Datasets = nil
+	byConn := map[string][]*sources.Dataset{}
+	for i := range cfg.Datasets {
+		d := &cfg.Datasets[i]
+		order = append(order, d.Name)
+		if d.Connection == "" {
+			blobCfg.Datasets = append(blobCfg.Datasets, *d)
+			continue
+		}
+		byConn[d.Connection] = append(byConn[d.Connection], d)
+	}
+	if len(blobCfg.Datasets) > 0 {
+		bc := blobdataset.New(&blobCfg, deps.Blob)
+		var c sources.Connector = bc
+		if deps.WrapBlob != nil {
+			c = deps.WrapBlob(bc)
+		}
+		parts = append(parts, multi.Part{Name: "blob", Datasets: names(blobCfg.Datasets), Connector: c, Required: true})
+	}
+	for _, name := range sortedKeys(byConn) {
+		conn := cfg.Connections[name]
+		ds := byConn[name]
+		var c sources.Connector
+		var err error
+		switch conn.Kind {
+		case sources.ConnPostgres:
+			c, err = openPostgres(ctx, cfg, name, conn, ds, deps, out)
+		default:
+			err = fmt.Errorf("connection kind %s is not supported yet", conn.Kind)
+		}
+		if err != nil {
+			out.Close()
+			return nil, fmt.Errorf("sources: connection %s: %w", name, err)
+		}
+		dn := make([]string, len(ds))
+		for i, d := range ds {
+			dn[i] = d.Name
+		}
+		parts = append(parts, multi.Part{Name: name, Datasets: dn, Connector: c})
+	}
+	m, err := multi.New(order, parts...)
+	if err != nil {
+		out.Close()
+		return nil, err
+	}
+	out.Connector = m
+	return out, nil
+}
+
+func openPostgres(ctx context.Context, cfg *sources.Config, name string, conn sources.Connection, ds []*sources.Dataset, deps Deps, out *Sources) (sources.Connector, error) {
+	dsn := deps.Getenv(conn.DSNSetting)
+	if dsn == "" {
+		return nil, fmt.Errorf("setting %s (dsnSetting) is empty", conn.DSNSetting)
+	}
+	pc := &postgres.Config{DSN: dsn, DefaultPhoneRegion: cfg.DefaultPhoneRegion}
+	if conn.EntraAuth {
+		if deps.Credential == nil {
+			return nil, fmt.Errorf("entraAuth needs the app's credential")
+		}
+		cred, err := deps.Credential()
+		if err != nil {
+			return nil, fmt.Errorf("entraAuth: %w", err)
+		}
+		pc.Credential = cred
+	}
+	for _, d := range ds {
+		t := postgres.Table{Name: d.Name, Schema: d.Schema, Table: d.Table, Key: d.Key, Identifiers: d.Identifiers, FreeText: d.FreeText}
+		for _, r := range d.Relations {
+			t.Relations = append(t.Relations, postgres.Relation{Column: r.Field, References: r.References, ReferencesColumn: r.ReferencesField})
+		}
+		pc.Tables = append(pc.Tables, t)
+	}
+	c, err := postgres.New(ctx, pc)
+	if err != nil {
+		return nil, err
+	}
+	out.closers = append(out.closers, c.Close)
+	return c, nil
+}
+
+func names(ds []sources.Dataset) []string {
+	out := make([]string, len(ds))
+	for i, d := range ds {
+		out[i] = d.Name
+	}
+	return out
+}
+
+func sortedKeys(m map[string][]*sources.Dataset) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
