@@ -274,3 +274,60 @@ func nesting(line string) int {
 	}
 	return n
 }
+
+// AppRole is one app role of infra/app-roles.json (the Entra app
+// registration's appRoles, applied with `az ad app update --app-roles`).
+type AppRole struct {
+	ID                 string   `json:"id"`
+	Value              string   `json:"value"`
+	AllowedMemberTypes []string `json:"allowedMemberTypes"`
+	IsEnabled          bool     `json:"isEnabled"`
+}
+
+// RolesInCode returns the app roles shared/auth declares (`Role = "DSR.x"`).
+func RolesInCode(authGo string) []string {
+	re := regexp.MustCompile(`\bRole\s*=\s*"(DSR\.[A-Za-z]+)"`)
+	var out []string
+	for _, m := range re.FindAllStringSubmatch(authGo, -1) {
+		if !slices.Contains(out, m[1]) {
+			out = append(out, m[1])
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// CheckAppRoles compares an app-roles.json with the roles the code checks:
+// every role declared once, enabled, for users and applications, with a
+// unique GUID id, and no role the code does not know.
+func CheckAppRoles(appRolesJSON []byte, codeRoles []string) []string {
+	var roles []AppRole
+	if err := json.Unmarshal(appRolesJSON, &roles); err != nil {
+		return []string{"app-roles.json: " + err.Error()}
+	}
+	var out, values []string
+	ids := map[string]bool{}
+	for _, r := range roles {
+		switch {
+		case !guidRe.MatchString(r.ID) || len(r.ID) != 36:
+			out = append(out, fmt.Sprintf("app-roles.json: %s: id %q is not a GUID", r.Value, r.ID))
+		case ids[strings.ToLower(r.ID)]:
+			out = append(out, fmt.Sprintf("app-roles.json: %s: id %s used twice", r.Value, r.ID))
+		}
+		ids[strings.ToLower(r.ID)] = true
+		if slices.Contains(values, r.Value) {
+			out = append(out, fmt.Sprintf("app-roles.json: %s declared twice", r.Value))
+		}
+		values = append(values, r.Value)
+		if !r.IsEnabled || !slices.Contains(r.AllowedMemberTypes, "User") || !slices.Contains(r.AllowedMemberTypes, "Application") {
+			out = append(out, fmt.Sprintf("app-roles.json: %s must be enabled for User and Application members", r.Value))
+		}
+	}
+	for _, m := range missing(codeRoles, values) {
+		out = append(out, fmt.Sprintf("app-roles.json: %s is checked by the code but not declared", m))
+	}
+	for _, m := range missing(values, codeRoles) {
+		out = append(out, fmt.Sprintf("app-roles.json: %s is declared but the code knows no such role", m))
+	}
+	return out
+}

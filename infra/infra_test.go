@@ -283,3 +283,49 @@ func TestRoleAssignmentsNamedByGuid(t *testing.T) {
 		}
 	}
 }
+
+func TestAppRolesMatchCode(t *testing.T) {
+	code := infra.RolesInCode(read(t, "shared/auth/auth.go"))
+	if !slices.Equal(code, []string{"DSR.Admin", "DSR.Approve", "DSR.Export", "DSR.Read", "DSR.Submit"}) {
+		t.Fatalf("role scan of shared/auth/auth.go looks wrong: %v", code)
+	}
+	if p := infra.CheckAppRoles([]byte(read(t, "infra/app-roles.json")), code); len(p) > 0 {
+		t.Fatalf("infra/app-roles.json does not match the code:\n%s", strings.Join(p, "\n"))
+	}
+}
+
+func TestAppRoleDriftCaught(t *testing.T) {
+	src := read(t, "infra/app-roles.json")
+	code := infra.RolesInCode(read(t, "shared/auth/auth.go"))
+	dropped := strings.Replace(src, `"value": "DSR.Export"`, `"value": "DSR.Exports"`, 1)
+	sameID := strings.Replace(src, "e0881fed-4df6-4fe2-bcf8-d1fc62050fd5", "5d2ac443-ab88-42c9-93dc-a9bb23efcea7", 1)
+	appOnly := strings.Replace(src, `"allowedMemberTypes": ["User", "Application"],
+    "isEnabled": true
+  },
+  {
+    "id": "e0881fed`, `"allowedMemberTypes": ["Application"],
+    "isEnabled": true
+  },
+  {
+    "id": "e0881fed`, 1)
+	cases := map[string]struct {
+		json string
+		code []string
+		want string
+	}{
+		"role renamed":      {dropped, code, "DSR.Export is checked by the code but not declared"},
+		"unknown role":      {dropped, code, "DSR.Exports is declared but the code knows no such role"},
+		"duplicate id":      {sameID, code, "used twice"},
+		"users cannot hold": {appOnly, code, "DSR.Submit must be enabled for User and Application members"},
+		"new role in code":  {src, append(slices.Clone(code), "DSR.Audit"), "DSR.Audit is checked by the code but not declared"},
+		"not json":          {"{", code, "app-roles.json:"},
+	}
+	for name, c := range cases {
+		if c.json == src && slices.Equal(c.code, code) {
+			t.Fatalf("%s: mutation did not apply", name)
+		}
+		if p := infra.CheckAppRoles([]byte(c.json), c.code); !strings.Contains(strings.Join(p, "\n"), c.want) {
+			t.Errorf("%s: want %q, got %q", name, c.want, p)
+		}
+	}
+}

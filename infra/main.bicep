@@ -27,6 +27,22 @@ param exportLinkTtlHours int = 72
 @minValue(1)
 param exportGraceDays int = 1
 
+@description('Days every audit blob stays write-once after its last append (time-based retention on the audit container, 1 to 146000). Default 2190, about six years. See docs/deploy.md.')
+@minValue(1)
+@maxValue(146000)
+param auditRetentionDays int = 2190
+
+@description('unlocked (default): the template creates and updates the audit retention policy. Set locked once an operator has locked it (irreversible, docs/deploy.md); the template then leaves the locked policy alone.')
+@allowed([
+  'unlocked'
+  'locked'
+])
+param auditImmutability string = 'unlocked'
+
+@description('Days a previous blob version is kept (versioning is on): erased or overwritten data lives on in versions, and then in soft delete for 7 more days.')
+@minValue(1)
+param previousVersionRetentionDays int = 7
+
 @description('Client id of the Entra app registration for App Service Authentication (DSR_AUTH_MODE=platform). Empty: keys mode until set.')
 param authClientId string = ''
 
@@ -80,6 +96,9 @@ module storage 'modules/storage.bicep' = {
     auditContainer: containers.audit
     datasetsContainer: containers.datasets
     exportRetentionDays: exportRetentionDays
+    auditRetentionDays: auditRetentionDays
+    auditImmutability: auditImmutability
+    previousVersionRetentionDays: previousVersionRetentionDays
   }
 }
 
@@ -160,6 +179,7 @@ output AZURE_LOCATION string = location
 output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
 output AZURE_FUNCTION_URL string = 'https://${functionApp.outputs.defaultHostName}/api'
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+output AZURE_AUDIT_CONTAINER string = containers.audit
 output AZURE_SERVICEBUS_NAMESPACE string = serviceBus.outputs.fullyQualifiedNamespace
 output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
 output AZURE_MANAGED_IDENTITY_CLIENT_ID string = identity.outputs.clientId

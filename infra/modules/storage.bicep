@@ -1,7 +1,10 @@
 // The storage account: no shared key access, TLS 1.2, no public blob access.
 // Containers for the deployment package, request state, exports, the audit
-// trail and datasets; blob versioning on; a lifecycle rule that deletes export
-// packages once their link has expired (plus a grace day) as a backstop.
+// trail and datasets; blob versioning on; the audit container write-once
+// (container-level time-based retention that still allows appends); lifecycle
+// rules that delete export packages once their link has expired (plus a grace
+// day), and previous blob versions after a few days, so that data erasure
+// rewrote does not live on in old versions. Checked by infra/immutability_check.go.
 param name string
 param location string
 param tags object = {}
@@ -16,6 +19,22 @@ param datasetsContainer string = 'datasets'
 @description('Days after which export blobs are deleted (link lifetime rounded up to days, plus grace).')
 @minValue(1)
 param exportRetentionDays int
+
+@description('Days each audit blob stays write-once after its last append (immutabilityPeriodSinceCreationInDays, 1 to 146000).')
+@minValue(1)
+@maxValue(146000)
+param auditRetentionDays int
+
+@description('unlocked: this template creates and updates the audit retention policy. locked: an operator has locked it (irreversible); the template leaves it alone, since a locked policy can only be extended.')
+@allowed([
+  'unlocked'
+  'locked'
+])
+param auditImmutability string = 'unlocked'
+
+@description('Days a previous blob version is kept before the lifecycle rule deletes it (erased or overwritten data lives on in versions until then).')
+@minValue(1)
+param previousVersionRetentionDays int = 7
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: name
@@ -57,11 +76,12 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
   }
 }
 
+// The audit container is declared on its own below: its retention policy is
+// a child of it.
 var containerNames = [
   deploymentContainer
   stateContainer
   exportsContainer
-  auditContainer
   datasetsContainer
 ]
 
@@ -74,6 +94,33 @@ resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2
     }
   }
 ]
+
+resource auditContainerResource 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: auditContainer
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+// Write-once audit trail (container-level WORM). Every blob in the container
+// can be created and read but neither overwritten nor deleted until
+// auditRetentionDays after its last append. allowProtectedAppendWrites lets
+// shared/audit keep appending blocks to its existing append blobs (without it
+// every Append Block to a protected blob fails); not allowProtectedAppendWritesAll
+// (mutually exclusive with it), which only adds block-blob appends through the
+// Data Lake API, which nothing here uses. Deployed unlocked: locking is
+// irreversible and is an operator decision (docs/deploy.md, "Lock the audit
+// retention policy"). A locked policy accepts no update but an extension, so
+// once locked this template must not send it again (auditImmutability=locked).
+resource auditRetention 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies@2023-05-01' = if (auditImmutability != 'locked') {
+  parent: auditContainerResource
+  name: 'default'
+  properties: {
+    immutabilityPeriodSinceCreationInDays: auditRetentionDays
+    allowProtectedAppendWrites: true
+  }
+}
 
 resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
   parent: storage
@@ -108,11 +155,33 @@ resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05
             }
           }
         }
+        {
+          // Versioning keeps the previous content of every overwritten block
+          // blob, erased dataset records included: delete old versions.
+          name: 'delete-previous-versions'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [
+                'blockBlob'
+              ]
+            }
+            actions: {
+              version: {
+                delete: {
+                  daysAfterCreationGreaterThan: previousVersionRetentionDays
+                }
+              }
+            }
+          }
+        }
       ]
     }
   }
   dependsOn: [
     containers
+    auditContainerResource
   ]
 }
 
