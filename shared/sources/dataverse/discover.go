@@ -1,0 +1,277 @@
+package dataverse
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/dsr-functions/dsr/shared/match"
+	"github.com/dsr-functions/dsr/shared/sources"
+)
+
+// tableState is what discovery knows about one table.
+type tableState struct {
+	keys map[string]struct{}
+	// refs holds, per column that other tables reference, the values of
+	// the matched records (GUIDs in lower case).
+	refs map[string]map[string]struct{}
+}
+
+// Discover finds the subject's records in every table, following relations
+// until no new record joins (the fixed point). Each pass queries every
+// table again; matching is monotone, so every pass but the last adds a
+// record, and a table losing a record it matched on an earlier pass changed
+// during discovery: that fails with sources.ErrChanged.
+func (c *Connector) Discover(ctx context.Context, subj sources.Subject) (*sources.Discovery, error) {
+	// Which columns of each table other tables reference.
+	referenced := map[string][]string{}
+	for _, t := range c.cfg.Tables {
+		for _, r := range t.Relations {
+			if !slices.Contains(referenced[r.References], r.ReferencesColumn) {
+				referenced[r.References] = append(referenced[r.References], r.ReferencesColumn)
+			}
+		}
+	}
+	state := map[string]*tableState{}
+	for _, t := range c.cfg.Tables {
+		state[t.Name] = &tableState{keys: map[string]struct{}{}, refs: map[string]map[string]struct{}{}}
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		changed := false
+		for i := range c.cfg.Tables {
+			t := &c.cfg.Tables[i]
+			st, err := c.scan(ctx, t, subj, state, referenced[t.Name])
+			if err != nil {
+				return nil, err
+			}
+			old := state[t.Name]
+			for k := range old.keys {
+				if _, ok := st.keys[k]; !ok {
+					return nil, fmt.Errorf("dataverse: dataset %s: %w (a record matched on an earlier pass no longer does)", t.Name, sources.ErrChanged)
+				}
+			}
+			if len(st.keys) != len(old.keys) {
+				changed = true
+			}
+			state[t.Name] = st
+		}
+		if !changed {
+			break
+		}
+	}
+	out := &sources.Discovery{}
+	for _, t := range c.cfg.Tables {
+		m := sources.DatasetMatches{Dataset: t.Name}
+		keys := slices.Sorted(maps.Keys(state[t.Name].keys))
+		m.Records = int64(len(keys))
+		if len(keys) > 0 {
+			m.Locations = []sources.Location{{Blob: t.EntitySet, Keys: keys}}
+		}
+		out.Datasets = append(out.Datasets, m)
+	}
+	return out, nil
+}
+
+// phoneTails are the coarse server-side patterns of the subject's phones:
+// the last four digits together and as two pairs split by a space, dot or
+// hyphen. Every format of a number has its last digits in one of these
+// forms unless it splits them otherwise; the exact check happens in Go.
+func phoneTails(phones []string) []string {
+	var out []string
+	for _, p := range phones {
+		if len(p) < 4 {
+			continue
+		}
+		d := p[len(p)-4:]
+		for _, v := range []string{d, d[:2] + " " + d[2:], d[:2] + "." + d[2:], d[:2] + "-" + d[2:]} {
+			if !slices.Contains(out, v) {
+				out = append(out, v)
+			}
+		}
+	}
+	return out
+}
+
+// normRef puts a referenced value in the form it is compared in: GUIDs in
+// lower case, anything else as it is.
+func normRef(v string) string {
+	if g, ok := parseGUID(v); ok {
+		return g
+	}
+	return v
+}
+
+// scan runs the coarse queries of one table (OR-chains of at most
+// maxTermsPerRequest terms) and applies the exact matching rules to the
+// candidates in Go.
+func (c *Connector) scan(ctx context.Context, t *Table, subj sources.Subject, state map[string]*tableState, refCols []string) (*tableState, error) {
+	var terms []string
+	seen := map[string]bool{}
+	term := func(s string) {
+		if !seen[s] {
+			seen[s] = true
+			terms = append(terms, s)
+		}
+	}
+	// Columns fetched for the exact checks, the key first.
+	cols := []string{t.Key}
+	fetch := func(col string) {
+		if !slices.Contains(cols, col) {
+			cols = append(cols, col)
+		}
+	}
+	tails := phoneTails(subj.Phones)
+	for _, id := range t.Identifiers {
+		switch id.Kind {
+		case sources.KindEmail:
+			for _, e := range subj.Emails {
+				term(eqString(id.Field, e))
+				fetch(id.Field)
+			}
+		case sources.KindPhone:
+			for _, tail := range tails {
+				term(contains(id.Field, tail))
+				fetch(id.Field)
+			}
+		case sources.KindID:
+			v, ok := subj.IDs[idName(id)]
+			if !ok || strings.TrimSpace(v) == "" {
+				continue
+			}
+			if t.isGUIDColumn(id.Field) {
+				g, ok := parseGUID(v)
+				if !ok {
+					continue // not a GUID: it cannot match a GUID column
+				}
+				term(eqGUID(id.Field, g))
+			} else {
+				term(eqString(id.Field, strings.TrimSpace(v)))
+			}
+			fetch(id.Field)
+		}
+	}
+	for _, r := range t.Relations {
+		vals := slices.Sorted(maps.Keys(state[r.References].refs[r.ReferencesColumn]))
+		for _, v := range vals {
+			if t.isGUIDColumn(r.Column) {
+				if g, ok := parseGUID(v); ok {
+					term(eqGUID(r.Column, g))
+				}
+			} else {
+				term(eqString(r.Column, v))
+			}
+		}
+		if len(vals) > 0 {
+			fetch(r.Column)
+		}
+	}
+	for _, f := range t.FreeText {
+		for _, e := range subj.Emails {
+			term(contains(f, e))
+			fetch(f)
+		}
+		for _, tail := range tails {
+			term(contains(f, tail))
+			fetch(f)
+		}
+	}
+	st := &tableState{keys: map[string]struct{}{}, refs: map[string]map[string]struct{}{}}
+	if len(terms) == 0 {
+		return st, nil
+	}
+	for _, rc := range refCols {
+		fetch(rc)
+	}
+	for chunk := range slices.Chunk(terms, maxTermsPerRequest) {
+		err := c.query(ctx, "discover", t, cols, strings.Join(chunk, " or "), func(e *entity) error {
+			if _, done := st.keys[e.key]; done || !c.matches(t, subj, state, e) {
+				return nil
+			}
+			st.keys[e.key] = struct{}{}
+			for _, rc := range refCols {
+				if v, ok := e.text(rc); ok {
+					if st.refs[rc] == nil {
+						st.refs[rc] = map[string]struct{}{}
+					}
+					st.refs[rc][normRef(v)] = struct{}{}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return st, nil
+}
+
+func idName(id sources.Identifier) string {
+	if id.IDName != "" {
+		return id.IDName
+	}
+	return id.Field
+}
+
+// matches applies the exact rules to a candidate record.
+func (c *Connector) matches(t *Table, subj sources.Subject, state map[string]*tableState, e *entity) bool {
+	region := c.cfg.DefaultPhoneRegion
+	for _, id := range t.Identifiers {
+		v, ok := e.text(id.Field)
+		if !ok {
+			continue
+		}
+		switch id.Kind {
+		case sources.KindEmail:
+			if n, err := match.NormalizeEmail(v); err == nil && slices.Contains(subj.Emails, n) {
+				return true
+			}
+		case sources.KindPhone:
+			if n, err := match.NormalizePhone(v, region); err == nil && slices.Contains(subj.Phones, n) {
+				return true
+			}
+		case sources.KindID:
+			want, ok := subj.IDs[idName(id)]
+			if !ok {
+				continue
+			}
+			if t.isGUIDColumn(id.Field) {
+				g, ok1 := parseGUID(v)
+				w, ok2 := parseGUID(want)
+				if ok1 && ok2 && g == w {
+					return true
+				}
+			} else if strings.TrimSpace(v) == strings.TrimSpace(want) {
+				return true
+			}
+		}
+	}
+	for _, r := range t.Relations {
+		if v, ok := e.text(r.Column); ok {
+			if _, hit := state[r.References].refs[r.ReferencesColumn][normRef(v)]; hit {
+				return true
+			}
+		}
+	}
+	for _, f := range t.FreeText {
+		v, ok := e.text(f)
+		if !ok {
+			continue
+		}
+		for _, em := range subj.Emails {
+			if match.ContainsEmailToken(v, em) {
+				return true
+			}
+		}
+		for _, p := range subj.Phones {
+			if match.ContainsPhone(v, p, region) {
+				return true
+			}
+		}
+	}
+	return false
+}
