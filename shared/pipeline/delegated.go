@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -19,6 +20,10 @@ func (s *Service) delegates(dataset string) bool {
 	dg, ok := s.Connector.(sources.Delegator)
 	return ok && dg.Delegates(dataset)
 }
+
+// errWaiting ends a stage delivery that waits for a system: its message
+// has been scheduled again, so the delivery itself succeeds.
+var errWaiting = errors.New("waiting for a system to finish a change")
 
 // delegate asks a delegating system (a webhook) to make a change for the
 // subject, once per request: the result is kept on the request, so a
@@ -38,7 +43,18 @@ func (s *Service) delegate(ctx context.Context, st *dsr.Stored, d *sources.Datas
 	if action == "rectification" {
 		ch.Corrections = st.Corrections
 	}
-	res, aerr := dg.Apply(ctx, d.Name, ch)
+	res, aerr := dg.Apply(s.requestContext(ctx, st), d.Name, ch)
+	if errors.Is(aerr, sources.ErrPending) {
+		// The system took the job and will finish it later: ask again.
+		waiting, werr := s.waitForSystems(ctx, st, stage, s.Queues.Erase, aerr)
+		if werr != nil {
+			return done, "", werr
+		}
+		if waiting {
+			return done, "", errWaiting
+		}
+		return done, "the system accepted the change but did not confirm it in time", nil
+	}
 	if aerr != nil {
 		reason := aerr.Error()
 		if len(reason) > 300 {

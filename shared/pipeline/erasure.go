@@ -11,6 +11,7 @@ import (
 	"github.com/dsr-functions/dsr/shared/dsr"
 	"github.com/dsr-functions/dsr/shared/policy"
 	"github.com/dsr-functions/dsr/shared/sources"
+	"github.com/dsr-functions/dsr/shared/sources/multi"
 )
 
 // ErrNoSecret is returned when erasure needs the pseudonymisation secret
@@ -158,6 +159,13 @@ func (s *Service) Erase(ctx context.Context, id string, attempt int) error {
 		report.Sources = append(report.Sources, res)
 	}
 	report.CompletedAt = s.NowUTC()
+	if s.Cleanup != nil {
+		// Verification must ask the systems again, not reuse answers
+		// they gave before the erasure.
+		if err := s.Cleanup(ctx, id); err != nil {
+			return fmt.Errorf("erase %s: forget systems' earlier answers: %w", id, err)
+		}
+	}
 	st, err = s.Store.Update(ctx, id, func(st *dsr.Stored) (bool, error) {
 		if st.State.Terminal() || st.Stage != dsr.StageErasure {
 			return false, nil
@@ -232,7 +240,7 @@ func (s *Service) changeBlob(ctx context.Context, rw sources.Rewriter, st *dsr.S
 	res, err := rw.Rewrite(ctx, d.Name, loc, edit)
 	if errors.Is(err, sources.ErrChanged) {
 		s.Log.Info("data changed since discovery; discovering again", "requestId", st.ID, "stage", stage, "dataset", d.Name)
-		fresh, derr := s.Connector.Discover(ctx, subjectOf(st))
+		fresh, derr := s.Connector.Discover(s.requestContext(ctx, st), subjectOf(st))
 		if derr != nil {
 			return dsr.ErasedBlob{}, fmt.Errorf("%s %s: rediscover: %w", stage, st.ID, derr)
 		}
@@ -378,7 +386,13 @@ func (s *Service) Verify(ctx context.Context, id string, attempt int) error {
 	if st.Type == dsr.TypeRectification {
 		return s.verifyRectification(ctx, st, attempt)
 	}
-	disc, err := s.Connector.Discover(ctx, subjectOf(st))
+	disc, err := s.Connector.Discover(s.requestContext(ctx, st), subjectOf(st))
+	if errors.Is(err, sources.ErrPending) {
+		if waiting, werr := s.waitForSystems(ctx, st, dsr.StageVerification, s.Queues.Verify, err); waiting || werr != nil {
+			return werr
+		}
+		disc, err = s.Connector.Discover(multi.GiveUpWaiting(s.requestContext(ctx, st)), subjectOf(st))
+	}
 	if err != nil {
 		s.recordAttemptError(ctx, id, dsr.StageVerification, err)
 		return fmt.Errorf("verify %s: %w", id, err)

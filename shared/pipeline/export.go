@@ -45,7 +45,7 @@ func (s *Service) Export(ctx context.Context, id string, attempt int) error {
 		// The data changed since discovery: discover again, then export what
 		// is there now. Positions from a stale discovery are never used.
 		s.Log.Info("export: data changed since discovery; discovering again", "requestId", id)
-		fresh, derr := s.Connector.Discover(ctx, subjectOf(st))
+		fresh, derr := s.Connector.Discover(s.requestContext(ctx, st), subjectOf(st))
 		if derr != nil {
 			s.recordAttemptError(ctx, id, dsr.StageExport, derr)
 			return fmt.Errorf("export %s: rediscover: %w", id, derr)
@@ -88,6 +88,7 @@ func (s *Service) Export(ctx context.Context, id string, attempt int) error {
 
 // writePackage streams the ZIP into the exports container.
 func (s *Service) writePackage(ctx context.Context, st *dsr.Stored, disc *sources.Discovery) (export.Result, error) {
+	ctx = s.requestContext(ctx, st)
 	var datasets []export.Dataset
 	for _, dm := range disc.Datasets {
 		d := s.Sources.Dataset(dm.Dataset)

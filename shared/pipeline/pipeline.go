@@ -23,6 +23,7 @@ import (
 	"github.com/dsr-functions/dsr/shared/funchost"
 	"github.com/dsr-functions/dsr/shared/queue"
 	"github.com/dsr-functions/dsr/shared/sources"
+	"github.com/dsr-functions/dsr/shared/sources/multi"
 	"github.com/dsr-functions/dsr/shared/store"
 )
 
@@ -60,11 +61,26 @@ type Service struct {
 	// SweepStuckAfter is how long a request may wait in a stage before the
 	// sweeper sends its stage message again (default DefaultSweepStuckAfter).
 	SweepStuckAfter time.Duration
+	// Cleanup, when set, removes what connectors kept for a request (an
+	// asynchronous webhook's stored answer) once the request has ended.
+	Cleanup func(ctx context.Context, requestID string) error
+	// PendingDelay is how long a stage waits before asking a system that
+	// will answer later again (default DefaultPendingDelay); MaxPending is
+	// how long it keeps waiting before that system's part is given up as
+	// failed (default DefaultMaxPending).
+	PendingDelay time.Duration
+	MaxPending   time.Duration
 	// SourceAttempts is how many deliveries of a stage message retry a
 	// failing system before its part of the request is given up as failed
 	// and the rest goes ahead (default DefaultSourceAttempts).
 	SourceAttempts int
 }
+
+// Defaults of Service.PendingDelay and Service.MaxPending.
+const (
+	DefaultPendingDelay = time.Minute
+	DefaultMaxPending   = 7 * 24 * time.Hour
+)
 
 // DefaultSourceAttempts is the default of Service.SourceAttempts; it is
 // below the queues' max delivery count so the stage itself never
@@ -222,7 +238,14 @@ func (s *Service) Discover(ctx context.Context, id string, attempt int) error {
 	if err := s.syncAudit(ctx, st); err != nil {
 		return err
 	}
-	disc, err := s.Connector.Discover(ctx, subjectOf(st))
+	disc, err := s.Connector.Discover(s.requestContext(ctx, st), subjectOf(st))
+	if errors.Is(err, sources.ErrPending) {
+		if waiting, werr := s.waitForSystems(ctx, st, dsr.StageDiscovery, s.Queues.Discover, err); waiting || werr != nil {
+			return werr
+		}
+		// Waited long enough: go ahead without the late systems.
+		disc, err = s.Connector.Discover(multi.GiveUpWaiting(s.requestContext(ctx, st)), subjectOf(st))
+	}
 	if err != nil {
 		s.recordAttemptError(ctx, id, dsr.StageDiscovery, err)
 		return fmt.Errorf("discover %s: %w", id, err)
@@ -368,6 +391,13 @@ func (s *Service) syncAudit(ctx context.Context, st *dsr.Stored) error {
 	if err == nil {
 		st.Audited = to
 	}
+	if err == nil && st.State.Terminal() && s.Cleanup != nil {
+		// Whatever systems kept for the request (an asynchronous
+		// webhook's stored answer) goes when it ends.
+		if cerr := s.Cleanup(ctx, st.ID); cerr != nil {
+			s.Log.Warn("could not remove what systems kept for a finished request", "requestId", st.ID, "err", cerr)
+		}
+	}
 	return err
 }
 
@@ -387,6 +417,71 @@ func (s *Service) loadForStage(ctx context.Context, id, stage string) (*dsr.Stor
 		return nil, err
 	}
 	return st, nil
+}
+
+// requestContext is ctx carrying the request, for connectors that need its
+// id or subject (webhooks).
+func (s *Service) requestContext(ctx context.Context, st *dsr.Stored) context.Context {
+	return sources.WithRequest(ctx, st.ID, subjectOf(st))
+}
+
+// waitForSystems handles a system that will answer later: until MaxPending
+// after the request entered stage, it notes the wait on the request and
+// schedules the stage's message again after PendingDelay (a callback may
+// bring it sooner), and reports waiting. After that it reports not
+// waiting: the stage goes ahead and the late system's part fails.
+func (s *Service) waitForSystems(ctx context.Context, st *dsr.Stored, stage dsr.Stage, queueName string, cause error) (waiting bool, err error) {
+	delay, limit := s.PendingDelay, s.MaxPending
+	if delay <= 0 {
+		delay = DefaultPendingDelay
+	}
+	if limit <= 0 {
+		limit = DefaultMaxPending
+	}
+	now := s.NowUTC()
+	since := st.CreatedAt
+	for _, h := range st.History {
+		if h.Stage == stage {
+			since = h.At
+		}
+	}
+	if now.Sub(since) >= limit {
+		s.Log.Warn("gave up waiting for a system", "requestId", st.ID, "stage", stage)
+		return false, nil
+	}
+	s.recordAttemptError(ctx, st.ID, stage, cause)
+	at := now.Add(delay)
+	body, _ := json.Marshal(StageMessage{RequestID: st.ID, Stage: stage})
+	err = s.Sender.Send(ctx, queueName, queue.Message{
+		// A distinct id per wait, or duplicate detection would drop it.
+		ID: fmt.Sprintf("%s:%s:wait:%d", st.ID, stage, at.Unix()), Body: body, Subject: string(stage),
+		Properties: map[string]any{"requestId": st.ID, "stage": string(stage)}, ScheduledAt: at,
+	})
+	if err != nil {
+		return true, fmt.Errorf("%s %s: schedule a retry: %w", stage, st.ID, err)
+	}
+	s.Log.Info("waiting for a system to answer", "requestId", st.ID, "stage", stage, "retryAt", at)
+	return true, nil
+}
+
+// Redrive sends a request's current stage message again, for a system that
+// has just delivered what a stage waits for (a webhook callback).
+func (s *Service) Redrive(ctx context.Context, id string) error {
+	st, _, err := s.Store.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	if st.State.Terminal() {
+		return nil
+	}
+	if st.Stage == dsr.StageIntake || st.Stage == dsr.StageDiscovery {
+		body, _ := json.Marshal(StageMessage{RequestID: id, Stage: dsr.StageDiscovery})
+		return s.Sender.Send(ctx, s.Queues.Discover, queue.Message{
+			ID: fmt.Sprintf("%s:discovery:redrive:%d", id, s.NowUTC().UnixNano()), Body: body, Subject: string(dsr.StageDiscovery),
+			Properties: map[string]any{"requestId": id, "stage": string(dsr.StageDiscovery)},
+		})
+	}
+	return s.nextMessage(ctx, st)
 }
 
 // StageHandler is the queue function of a stage: it reads the stage message

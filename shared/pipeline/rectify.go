@@ -155,7 +155,7 @@ func (s *Service) verifyRectification(ctx context.Context, st *dsr.Stored, attem
 			}
 			now := sources.DatasetMatches{Dataset: d.Name, Records: int64(len(loc.Ordinals) + len(loc.Keys)),
 				Locations: []sources.Location{{Blob: loc.Blob, ETag: done.ETag, Ordinals: loc.Ordinals, Keys: loc.Keys}}}
-			err := s.Connector.Read(ctx, now, func(rec sources.Record) error {
+			err := s.Connector.Read(s.requestContext(ctx, st), now, func(rec sources.Record) error {
 				if _, stale := s.correct(st, d, rec); stale {
 					vs.Residual++
 				}

@@ -169,3 +169,28 @@ type Delegator interface {
 	// Apply asks the dataset's system to make the change and reports the result.
 	Apply(ctx context.Context, dataset string, ch Change) (ChangeResult, error)
 }
+
+// ErrPending reports that a system accepted a call and will deliver the
+// result later (an asynchronous webhook): the caller asks again after a
+// while instead of counting it as a failure.
+var ErrPending = errors.New("the system will deliver the result later")
+
+type requestKey struct{}
+
+type requestInfo struct {
+	id      string
+	subject Subject
+}
+
+// WithRequest returns ctx carrying the request that a Discover or Read
+// serves: its id (systems use it for idempotency and callbacks) and its
+// subject (a Read that must ask a system again needs it).
+func WithRequest(ctx context.Context, requestID string, subject Subject) context.Context {
+	return context.WithValue(ctx, requestKey{}, requestInfo{id: requestID, subject: subject})
+}
+
+// RequestFrom returns the request that ctx carries (see WithRequest).
+func RequestFrom(ctx context.Context) (requestID string, subject Subject, ok bool) {
+	info, ok := ctx.Value(requestKey{}).(requestInfo)
+	return info.id, info.subject, ok && info.id != ""
+}

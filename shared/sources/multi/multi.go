@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/dsr-functions/dsr/shared/sources"
@@ -79,7 +80,9 @@ func (c *Connector) part(dataset string) (*Part, error) {
 }
 
 // Discover runs every part's discovery concurrently and merges the results
-// in dataset order. A part that fails has each of its datasets reported
+// in dataset order. If a part will answer later (sources.ErrPending), the
+// whole discovery fails with an error wrapping sources.ErrPending, so the
+// caller asks again later. A part that fails has each of its datasets reported
 // with the reason in DatasetMatches.Error; Discover itself fails only when
 // ctx ends, when a required part fails, or when a part reports
 // sources.ErrChanged (the data moved under it: the caller retries).
@@ -103,8 +106,16 @@ func (c *Connector) Discover(ctx context.Context, subj sources.Subject) (*source
 		return nil, err
 	}
 	byName := map[string]sources.DatasetMatches{}
+	var pending []string
 	for i, r := range results {
 		p := &c.parts[i]
+		if r.err != nil && errors.Is(r.err, sources.ErrPending) {
+			if !givingUp(ctx) {
+				pending = append(pending, p.Name)
+				continue
+			}
+			r.err = errors.New("no answer in time: the system accepted the request but never delivered its result")
+		}
 		if r.err != nil {
 			if errors.Is(r.err, sources.ErrChanged) || p.Required {
 				return nil, fmt.Errorf("%s: %w", p.Name, r.err)
@@ -126,12 +137,25 @@ func (c *Connector) Discover(ctx context.Context, subj sources.Subject) (*source
 			}
 		}
 	}
+	if len(pending) > 0 {
+		return nil, fmt.Errorf("waiting for %s: %w", strings.Join(pending, ", "), sources.ErrPending)
+	}
 	out := &sources.Discovery{Datasets: make([]sources.DatasetMatches, 0, len(c.order))}
 	for _, d := range c.order {
 		out.Datasets = append(out.Datasets, byName[d])
 	}
 	return out, nil
 }
+
+type giveUpKey struct{}
+
+// GiveUpWaiting returns ctx for a Discover that no longer waits: parts that
+// would answer later are reported as failed instead.
+func GiveUpWaiting(ctx context.Context) context.Context {
+	return context.WithValue(ctx, giveUpKey{}, true)
+}
+
+func givingUp(ctx context.Context) bool { v, _ := ctx.Value(giveUpKey{}).(bool); return v }
 
 // maxReason bounds a failure reason kept on a request.
 const maxReason = 300

@@ -3,6 +3,7 @@ package multi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"sync"
@@ -203,6 +204,15 @@ func TestDiscoverFailsOnChangeAndOnCancel(t *testing.T) {
 		Part{Name: "y", Datasets: []string{"b"}, Connector: &memory{records: map[string][]sources.Record{"b": nil}}})
 	if _, err := c.Discover(context.Background(), sources.Subject{}); err == nil || !strings.Contains(err.Error(), "blob: container not found") {
 		t.Errorf("Discover with a failing required part = %v", err)
+	}
+	c, _ = New([]string{"a", "b"}, Part{Name: "x", Datasets: []string{"a"}, Connector: ok},
+		Part{Name: "async-hook", Datasets: []string{"b"}, Connector: &memory{fail: fmt.Errorf("webhook: accepted: %w", sources.ErrPending)}})
+	if _, err := c.Discover(context.Background(), sources.Subject{}); !errors.Is(err, sources.ErrPending) || !strings.Contains(err.Error(), "async-hook") {
+		t.Errorf("Discover with a pending part = %v, want ErrPending naming the part", err)
+	}
+	d, err := c.Discover(GiveUpWaiting(context.Background()), sources.Subject{})
+	if err != nil || !strings.Contains(d.Datasets[1].Error, "async-hook: no answer in time") || d.Datasets[0].Error != "" {
+		t.Errorf("Discover giving up on a pending part = %+v, %v", d, err)
 	}
 	slow := &memory{records: map[string][]sources.Record{"a": nil}, delay: time.Minute}
 	c, _ = New([]string{"a"}, Part{Name: "slow", Datasets: []string{"a"}, Connector: slow})

@@ -40,7 +40,7 @@ var (
 	// ErrPending reports that the system accepted an access (or change)
 	// with 202 and will deliver the result later: call again once the
 	// callback has delivered it (see CallbackOptions.OnComplete).
-	ErrPending = errors.New("webhook: the system accepted the request and will deliver the result later")
+	ErrPending = fmt.Errorf("webhook: the system accepted the request: %w", sources.ErrPending)
 	// ErrHashedRectification reports a rectification for a system that
 	// receives hashed identifiers only: it cannot be told new values.
 	ErrHashedRectification = errors.New("webhook: rectification is not possible with hashed identifiers (the system cannot be sent the new values); rectify this system by hand or switch it to raw identifiers")
@@ -55,8 +55,6 @@ var requestIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$`)
 // 128 characters of [A-Za-z0-9_-], not starting with '_' or '-'.
 func ValidRequestID(s string) bool { return requestIDRE.MatchString(s) }
 
-type requestKey struct{}
-
 type requestInfo struct {
 	id      string
 	subject sources.Subject
@@ -65,16 +63,17 @@ type requestInfo struct {
 // WithRequest returns ctx carrying the request a Discover or Read serves:
 // its id (sent as "requestId", used for idempotency and the callback URL)
 // and its subject (Read fetches the records again, so it needs the
-// subject; Discover uses its own argument).
+// subject; Discover uses its own argument). It is sources.WithRequest.
 func WithRequest(ctx context.Context, requestID string, subject sources.Subject) context.Context {
-	return context.WithValue(ctx, requestKey{}, requestInfo{id: requestID, subject: subject})
+	return sources.WithRequest(ctx, requestID, subject)
 }
 
 func requestFrom(ctx context.Context) (requestInfo, error) {
-	info, ok := ctx.Value(requestKey{}).(requestInfo)
-	if !ok || info.id == "" {
+	id, subject, ok := sources.RequestFrom(ctx)
+	if !ok {
 		return requestInfo{}, ErrNoRequest
 	}
+	info := requestInfo{id: id, subject: subject}
 	if !ValidRequestID(info.id) {
 		return requestInfo{}, fmt.Errorf("webhook: request id is not [A-Za-z0-9_-], 1 to 128 characters")
 	}
