@@ -1,6 +1,7 @@
 package match
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -35,6 +36,12 @@ func FuzzPrefilter(f *testing.F) {
 			if got := p.Match(line); got != want {
 				t.Fatalf("impl %d: Match(%q) with patterns %q = %v, want %v", k, line, patterns, got, want)
 			}
+		}
+		if got, want := NewPrefilter(patterns).AppendMatches(nil, line), naiveMatches(patterns, line); !slices.Equal(got, want) {
+			t.Fatalf("AppendMatches(%q) with patterns %q = %v, want %v", line, patterns, got, want)
+		}
+		if got, want := NewDigitsPrefilter(patterns).AppendMatches(nil, line), naiveDigitsMatches(patterns, line); !slices.Equal(got, want) {
+			t.Fatalf("digits AppendMatches(%q) with patterns %q = %v, want %v", line, patterns, got, want)
 		}
 	})
 }

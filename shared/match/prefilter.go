@@ -2,7 +2,10 @@ package match
 
 import (
 	"bytes"
+	"encoding/binary"
 	"math"
+	"math/bits"
+	"slices"
 )
 
 // maxSmallPatterns is the largest pattern count searched pattern by pattern;
@@ -19,17 +22,45 @@ const maxSmallPatterns = 8
 // hit. For more patterns a dense Aho–Corasick DFA over case-folded byte
 // classes is used, whose memory is about 4 bytes × states × distinct
 // pattern bytes (about 4 MB for 1000 email addresses).
+//
+// A Prefilter made by NewDigitsPrefilter searches the digits of a line
+// instead (see there).
 type Prefilter struct {
 	small []anchoredPattern
 	ac    *automaton
+	// orig[u] lists the indices, in the patterns given to the constructor,
+	// of unique pattern u (nil: u itself).
+	orig [][]int
 }
 
 // NewPrefilter builds a prefilter for patterns (empty patterns are ignored).
 // With no patterns, Match always returns false. It panics if the patterns
 // are so large that the automaton would need more than 2^31 table entries.
 func NewPrefilter(patterns []string) *Prefilter {
-	pats := uniqueLowered(patterns)
-	return newPrefilter(pats, len(pats) > maxSmallPatterns)
+	pats, orig := uniqueLoweredIndexed(patterns)
+	p := newPrefilter(pats, len(pats) > maxSmallPatterns)
+	p.orig = orig
+	return p
+}
+
+// NewDigitsPrefilter builds a prefilter that searches the ASCII digits of a
+// line for patterns of digits, skipping every other byte of the line: it
+// matches where AppendDigits(nil, line) contains a pattern, without
+// building that slice. Non-digit bytes of the patterns are dropped
+// ("+1 425-555-0100" is the pattern "14255550100"); patterns without digits
+// are ignored. It is meant for phone numbers, whose digits a line may
+// separate with spaces, dashes or brackets. It always uses the automaton
+// (one table step per byte of the line).
+func NewDigitsPrefilter(patterns []string) *Prefilter {
+	digits := make([]string, len(patterns))
+	for i, p := range patterns {
+		digits[i] = string(AppendDigits(nil, []byte(p)))
+	}
+	pats, orig := uniqueLoweredIndexed(digits)
+	if len(pats) == 0 {
+		return &Prefilter{}
+	}
+	return &Prefilter{ac: newAutomaton(pats, true), orig: orig}
 }
 
 // newPrefilter builds either implementation for lower-cased, de-duplicated
@@ -39,7 +70,7 @@ func newPrefilter(pats [][]byte, useAutomaton bool) *Prefilter {
 		return &Prefilter{}
 	}
 	if useAutomaton {
-		return &Prefilter{ac: newAutomaton(pats)}
+		return &Prefilter{ac: newAutomaton(pats, false)}
 	}
 	small := make([]anchoredPattern, len(pats))
 	for i, p := range pats {
@@ -65,6 +96,54 @@ func (p *Prefilter) Match(line []byte) bool {
 	return false
 }
 
+// AppendMatches appends to dst the index, in the patterns given to the
+// constructor, of every pattern that line contains (as Match decides) and
+// returns the extended slice. Each index is appended once, in increasing
+// order; patterns that are equal after ASCII lower-casing (or, for a digits
+// prefilter, after dropping non-digits) match together. It finds every
+// occurrence rather than the first, so it is slower than Match: call it on
+// the lines Match accepted, to learn which patterns they hold. It allocates
+// only to grow dst.
+func (p *Prefilter) AppendMatches(dst []int, line []byte) []int {
+	if p == nil {
+		return dst
+	}
+	start := len(dst)
+	add := func(u int) {
+		if p.orig == nil {
+			dst = append(dst, u)
+		} else {
+			dst = append(dst, p.orig[u]...)
+		}
+	}
+	if p.ac != nil {
+		s := int32(0)
+		trans, class, out := p.ac.trans, &p.ac.class, p.ac.out
+		nclass := int32(p.ac.nclass)
+		for _, c := range line {
+			s = trans[s+int32(class[c])]
+			if s < 0 {
+				s = ^s
+				for _, u := range out[s/nclass] {
+					add(int(u))
+				}
+			}
+		}
+	} else {
+		for u := range p.small {
+			if p.small[u].match(line) {
+				add(u)
+			}
+		}
+	}
+	found := dst[start:]
+	if len(found) > 1 {
+		slices.Sort(found)
+		dst = dst[:start+len(slices.Compact(found))]
+	}
+	return dst
+}
+
 // AppendDigits appends the ASCII digits of line to dst and returns the
 // extended slice. It is a helper for phone prefilters: search the digits of
 // a line for the digits of a number, whatever its punctuation.
@@ -80,20 +159,30 @@ func AppendDigits(dst, line []byte) []byte {
 // uniqueLowered returns the non-empty patterns, ASCII lower-cased and
 // de-duplicated, in first-seen order.
 func uniqueLowered(patterns []string) [][]byte {
-	seen := make(map[string]struct{}, len(patterns))
+	pats, _ := uniqueLoweredIndexed(patterns)
+	return pats
+}
+
+// uniqueLoweredIndexed is uniqueLowered that also returns, for each unique
+// pattern, the indices of the patterns it stands for.
+func uniqueLoweredIndexed(patterns []string) ([][]byte, [][]int) {
+	seen := make(map[string]int, len(patterns))
 	out := make([][]byte, 0, len(patterns))
-	for _, p := range patterns {
+	var orig [][]int
+	for i, p := range patterns {
 		if p == "" {
 			continue
 		}
 		l := asciiLower(p)
-		if _, dup := seen[l]; dup {
+		if u, dup := seen[l]; dup {
+			orig[u] = append(orig[u], i)
 			continue
 		}
-		seen[l] = struct{}{}
+		seen[l] = len(out)
 		out = append(out, []byte(l))
+		orig = append(orig, []int{i})
 	}
-	return out
+	return out, orig
 }
 
 // anchoredPattern is one lower-cased pattern searched by its rarest byte.
@@ -106,7 +195,7 @@ type anchoredPattern struct {
 func newAnchoredPattern(pat []byte) anchoredPattern {
 	best := 0
 	for i := 1; i < len(pat); i++ {
-		if foldedFreq(pat[i]) < foldedFreq(pat[best]) {
+		if anchorCost(pat[i]) < anchorCost(pat[best]) {
 			best = i
 		}
 	}
@@ -175,6 +264,16 @@ func equalFoldLower(b, pat []byte) bool {
 	return true
 }
 
+// anchorCost is the cost of searching for c as an anchor: its frequency in
+// both letter cases, doubled for a letter, whose two cases take two
+// searches.
+func anchorCost(c byte) int {
+	if upperByte(c) != c {
+		return 2 * foldedFreq(c)
+	}
+	return foldedFreq(c)
+}
+
 // foldedFreq is the combined frequency of c in both letter cases.
 func foldedFreq(c byte) int {
 	f := int(byteFreq[c])
@@ -209,17 +308,45 @@ var byteFreq = [256]uint16{
 // equivalence classes (both cases of a letter share a class; bytes absent
 // from every pattern share class 0). States are numbered breadth-first so
 // the hot shallow states are contiguous, and transition entries hold the
-// target state pre-multiplied by the class count; a negative entry means
-// "a pattern ends here".
+// target state pre-multiplied by the class count; a negative entry ^t means
+// "a pattern ends here, in state t".
+//
+// In digits mode (NewDigitsPrefilter) every non-digit byte falls into one
+// extra class whose transitions leave the state as it is.
 type automaton struct {
 	class  [256]uint8
 	trans  []int32
 	nclass int
 	maxLen int // longest pattern
+	digits bool
+	// out[s] lists the unique patterns that end in state s (by state
+	// number, not pre-multiplied); nil for non-final states.
+	out [][]int32
+	// anchors, when set, are bytes one of which every pattern holds (both
+	// cases of a letter), rare enough that running the DFA only near them
+	// beats running it over every byte.
+	anchors []byte
+	// reach is how far the window around an anchor byte reaches: from
+	// reach[0] bytes before it to reach[1] bytes after it (excluded). It
+	// is the same for every anchor so that windows start in the order of
+	// their anchors.
+	reach [2]int
 }
 
-func newAutomaton(pats [][]byte) *automaton {
-	a := &automaton{}
+// maxAnchors is the most anchor byte values an automaton searches for;
+// each costs one bytes.IndexByte pass over the line.
+const maxAnchors = 4
+
+// maxAnchorCover is the largest expected share of line bytes that anchor
+// windows may cover (by the static byte frequencies) for anchors to be
+// used.
+const maxAnchorCover = 0.5
+
+// newAutomaton builds the DFA of lower-cased, de-duplicated, non-empty
+// patterns; with digits set the patterns must be ASCII digits only and
+// non-digit input bytes are skipped.
+func newAutomaton(pats [][]byte, digits bool) *automaton {
+	a := &automaton{digits: digits}
 	nclass := 1
 	for _, p := range pats {
 		for _, c := range p {
@@ -229,8 +356,19 @@ func newAutomaton(pats [][]byte) *automaton {
 			}
 		}
 	}
-	for c := 'a'; c <= 'z'; c++ {
-		a.class[c-'a'+'A'] = a.class[c]
+	skip := -1
+	if digits {
+		skip = nclass
+		nclass++
+		for c := range a.class {
+			if c < '0' || c > '9' {
+				a.class[c] = uint8(skip)
+			}
+		}
+	} else {
+		for c := 'a'; c <= 'z'; c++ {
+			a.class[c-'a'+'A'] = a.class[c]
+		}
 	}
 	a.nclass = nclass
 	for _, p := range pats {
@@ -252,7 +390,8 @@ func newAutomaton(pats [][]byte) *automaton {
 		gotoT[i] = -1
 	}
 	terminal := []bool{false}
-	for _, p := range pats {
+	ends := map[int32]int32{} // trie node -> the pattern ending there
+	for u, p := range pats {
 		s := 0
 		for _, c := range p {
 			idx := s*nclass + int(a.class[c])
@@ -267,12 +406,15 @@ func newAutomaton(pats [][]byte) *automaton {
 			s = int(gotoT[idx])
 		}
 		terminal[s] = true
+		ends[int32(s)] = int32(u)
 	}
 	nstates := len(terminal)
 
 	// Breadth-first: failure links, output propagation and completion of
-	// the goto function into a DFA.
+	// the goto function into a DFA. out[s] is the patterns ending at s and
+	// those of its failure state (which is shallower, so done before s).
 	fail := make([]int32, nstates)
+	out := make([][]int32, nstates)
 	order := make([]int32, 0, nstates)
 	order = append(order, 0)
 	for c := range nclass {
@@ -287,6 +429,12 @@ func newAutomaton(pats [][]byte) *automaton {
 		s := int(order[qi])
 		f := int(fail[s])
 		terminal[s] = terminal[s] || terminal[f]
+		if terminal[s] {
+			if u, ok := ends[int32(s)]; ok {
+				out[s] = append(out[s], u)
+			}
+			out[s] = append(out[s], out[f]...)
+		}
 		for c := range nclass {
 			idx := s*nclass + c
 			if child := gotoT[idx]; child < 0 {
@@ -304,25 +452,109 @@ func newAutomaton(pats [][]byte) *automaton {
 		newID[s] = int32(i)
 	}
 	a.trans = make([]int32, nstates*nclass)
+	a.out = make([][]int32, nstates)
 	for _, s := range order {
 		row := int(newID[s]) * nclass
 		for c := range nclass {
 			t := gotoT[int(s)*nclass+c]
-			if terminal[t] {
-				a.trans[row+c] = -1
-			} else {
+			switch {
+			case c == skip:
+				// A skipped byte leaves the state (even a final one) as
+				// it is; a match is reported on the digit that ends it.
+				a.trans[row+c] = int32(row)
+			case terminal[t]:
+				a.trans[row+c] = ^(newID[t] * int32(nclass))
+			default:
 				a.trans[row+c] = newID[t] * int32(nclass)
 			}
 		}
+		a.out[newID[s]] = out[s]
+	}
+	if !digits {
+		a.anchors, a.reach = chooseAnchors(pats)
 	}
 	return a
 }
 
+// chooseAnchors picks bytes such that every pattern holds one of them
+// (greedy set cover, cheapest by static frequency first, a letter costing
+// two searches), and how far the window around them must reach to hold
+// the patterns: a pattern whose first anchor byte (of the one that covers
+// it) is at offset j needs j bytes before the anchor and len-j from it on.
+// It returns nil if that takes more than maxAnchors byte values or the
+// windows would cover too much of a line by the static frequencies.
+func chooseAnchors(pats [][]byte) ([]byte, [2]int) {
+	cost := func(c byte) float64 {
+		if u := upperByte(c); u != c {
+			return 2 * float64(foldedFreq(c)+1)
+		}
+		return float64(foldedFreq(c) + 1)
+	}
+	covered := make([]bool, len(pats))
+	left := len(pats)
+	var anchors []byte
+	var reach [2]int
+	freq := 0
+	for left > 0 {
+		var count [256]int
+		for i, p := range pats {
+			if covered[i] {
+				continue
+			}
+			var seen [256]bool
+			for _, c := range p {
+				if !seen[c] {
+					seen[c] = true
+					count[c]++
+				}
+			}
+		}
+		best, bestScore := -1, 0.0
+		for c := range 256 {
+			if count[c] == 0 {
+				continue
+			}
+			if score := float64(count[c]) / cost(byte(c)); score > bestScore {
+				best, bestScore = c, score
+			}
+		}
+		b := byte(best)
+		for i, p := range pats {
+			if j := bytes.IndexByte(p, b); !covered[i] && j >= 0 {
+				covered[i] = true
+				left--
+				reach[0] = max(reach[0], j)
+				reach[1] = max(reach[1], len(p)-j)
+			}
+		}
+		anchors = append(anchors, b)
+		if u := upperByte(b); u != b {
+			anchors = append(anchors, u)
+		}
+		freq += foldedFreq(b)
+		if len(anchors) > maxAnchors || float64(freq)/10000*float64(reach[0]+reach[1]) > maxAnchorCover {
+			return nil, [2]int{}
+		}
+	}
+	return anchors, reach
+}
+
 // match runs the DFA over line. A DFA step is one dependent load, so the
-// loop is bound by load latency; long lines are therefore split into two
-// halves that overlap by maxLen-1 bytes and are run as two independent
-// interleaved streams (every occurrence lies entirely inside one of them).
+// loop is bound by load latency; three ways keep the steps few or fast:
+//
+//   - In digits mode only the digits of the line are stepped (the others
+//     leave the state as it is); they are found eight bytes at a time.
+//   - With anchors, only windows around the anchor bytes are run.
+//   - Otherwise long lines are split into two halves that overlap by
+//     maxLen-1 bytes and are run as two independent interleaved streams
+//     (every occurrence lies entirely inside one of them).
 func (a *automaton) match(line []byte) bool {
+	if a.digits {
+		return a.matchDigits(line)
+	}
+	if a.anchors != nil {
+		return a.matchAnchored(line)
+	}
 	if len(line) < 4*a.maxLen {
 		return a.matchFrom(0, line)
 	}
@@ -341,6 +573,74 @@ func (a *automaton) match(line []byte) bool {
 		}
 	}
 	return a.matchFrom(sx, xrest) || a.matchFrom(sy, yrest)
+}
+
+// matchAnchored runs the DFA over the windows of line around the anchor
+// bytes. Every pattern holds an anchor byte, and the window around it
+// reaches as far as the patterns it covers, so an occurrence lies inside
+// the window of its first anchor byte. Overlapping windows
+// are run as one stretch; a new stretch starts in the root state.
+func (a *automaton) matchAnchored(line []byte) bool {
+	n := len(line)
+	var next [maxAnchors]int
+	for k := range a.anchors {
+		next[k] = -1
+	}
+	trans, class := a.trans, &a.class
+	s := int32(0)
+	done := 0 // the current stretch has been run up to line[done]
+	for pos := 0; ; {
+		q := n
+		for k, c := range a.anchors {
+			if next[k] < pos {
+				next[k] = n
+				if j := bytes.IndexByte(line[pos:], c); j >= 0 {
+					next[k] = pos + j
+				}
+			}
+			q = min(q, next[k])
+		}
+		if q == n {
+			return false
+		}
+		lo, hi := q-a.reach[0], min(n, q+a.reach[1])
+		if lo > done {
+			s, done = 0, lo
+		}
+		for _, c := range line[done:hi] {
+			s = trans[s+int32(class[c])]
+			if s < 0 {
+				return true
+			}
+		}
+		done = max(done, hi)
+		pos = q + 1
+	}
+}
+
+// matchDigits steps the DFA on the ASCII digits of line only (the other
+// bytes would leave the state as it is). It looks at eight bytes at a time
+// and skips words without a digit.
+func (a *automaton) matchDigits(line []byte) bool {
+	trans, class := a.trans, &a.class
+	s := int32(0)
+	i := 0
+	for ; i+8 <= len(line); i += 8 {
+		// High bit of each byte of m: that byte is in '0'..'9'. x is
+		// below 10 exactly for digits; adding 0x76 to its low 7 bits sets
+		// their high bit when they are 10 or more, without carries.
+		x := binary.LittleEndian.Uint64(line[i:]) ^ 0x3030303030303030
+		m := ^(((x & 0x7f7f7f7f7f7f7f7f) + 0x7676767676767676) | x) & 0x8080808080808080
+		for m != 0 {
+			j := i + bits.TrailingZeros64(m)>>3
+			s = trans[s+int32(class[line[j]])]
+			if s < 0 {
+				return true
+			}
+			m &= m - 1
+		}
+	}
+	return a.matchFrom(s, line[i:])
 }
 
 // matchFrom runs the DFA over line starting in state s.
