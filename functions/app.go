@@ -35,6 +35,7 @@ import (
 	sweeper "github.com/dsr-functions/dsr/functions/sweeper"
 	verify "github.com/dsr-functions/dsr/functions/verify"
 	verifydeadletter "github.com/dsr-functions/dsr/functions/verify-deadletter"
+	webhookcallback "github.com/dsr-functions/dsr/functions/webhook-callback"
 	"github.com/dsr-functions/dsr/shared/audit"
 	"github.com/dsr-functions/dsr/shared/auth"
 	"github.com/dsr-functions/dsr/shared/blobs"
@@ -45,6 +46,7 @@ import (
 	"github.com/dsr-functions/dsr/shared/queue"
 	"github.com/dsr-functions/dsr/shared/sources"
 	"github.com/dsr-functions/dsr/shared/sources/open"
+	"github.com/dsr-functions/dsr/shared/sources/webhook"
 	"github.com/dsr-functions/dsr/shared/store"
 )
 
@@ -68,11 +70,14 @@ var Policies = map[string]auth.Policy{
 	"restrictions-get": {Any: []auth.Role{auth.RoleRead}},
 	"export-link":      {Any: []auth.Role{auth.RoleExport}},
 	"health":           {Anonymous: true},
+	// Webhook systems authenticate each delivery with their signature.
+	"webhook-callback": {Anonymous: true},
 }
 
 // Registry maps every function name to its implementation, HTTP functions
 // behind their access policy.
-func Registry(svc *pipeline.Service, authn *auth.Authenticator) funchost.Registry {
+// callbacks are the asynchronous webhook systems' endpoints by name.
+func Registry(svc *pipeline.Service, authn *auth.Authenticator, callbacks map[string]http.Handler) funchost.Registry {
 	guard := func(name string, h http.Handler) http.Handler {
 		return auth.Guard(authn, Policies[name], h, svc.Log)
 	}
@@ -89,6 +94,7 @@ func Registry(svc *pipeline.Service, authn *auth.Authenticator) funchost.Registr
 			"restrictions-get": guard("restrictions-get", restrictionsget.New(svc)),
 			"export-link":      guard("export-link", exportlink.New(svc)),
 			"health":           guard("health", health.New(svc)),
+			"webhook-callback": guard("webhook-callback", webhookcallback.New(callbacks)),
 		},
 		Queue: map[string]funchost.QueueFunc{
 			"intake":              intake.New(svc),
@@ -118,8 +124,23 @@ type App struct {
 	Close func()
 }
 
+// Options change how the application reaches data sources; the zero value
+// is production's.
+type Options struct {
+	// HTTPClient calls Dataverse and webhook systems.
+	HTTPClient *http.Client
+	// Credential replaces the app's Microsoft Entra credential for data
+	// sources (tests use a fixed-token credential).
+	Credential azcore.TokenCredential
+}
+
 // New wires the application from settings and a queue sender.
 func New(cfg *config.Config, sender queue.Sender, log *slog.Logger) (*App, error) {
+	return NewWithOptions(cfg, sender, log, Options{})
+}
+
+// NewWithOptions is New with Options.
+func NewWithOptions(cfg *config.Config, sender queue.Sender, log *slog.Logger, opts Options) (*App, error) {
 	fns, err := Definitions()
 	if err != nil {
 		return nil, err
@@ -161,10 +182,20 @@ func New(cfg *config.Config, sender queue.Sender, log *slog.Logger) (*App, error
 		}
 		approval[dsr.Type(t)] = true
 	}
+	credential := func() (azcore.TokenCredential, error) { return blobs.Credential(cfg.Storage) }
+	if opts.Credential != nil {
+		credential = func() (azcore.TokenCredential, error) { return opts.Credential, nil }
+	}
+	stateContainer := acct.Service.NewContainerClient(cfg.StateContainer)
 	conns, err := open.Connectors(context.Background(), src, open.Deps{
 		Blob:       acct.Service,
 		Getenv:     os.Getenv,
-		Credential: func() (azcore.TokenCredential, error) { return blobs.Credential(cfg.Storage) },
+		Credential: credential,
+		HTTPClient: opts.HTTPClient,
+		PublicURL:  cfg.PublicURL,
+		WebhookStore: func(name string) webhook.ResultStore {
+			return webhook.NewBlobStore(stateContainer, "webhooks/"+name+"/")
+		},
 	})
 	if err != nil {
 		return nil, err
@@ -184,8 +215,13 @@ func New(cfg *config.Config, sender queue.Sender, log *slog.Logger) (*App, error
 		Queues:           q,
 		Log:              log,
 		SweepStuckAfter:  cfg.SweepStuckAfter,
+		Cleanup:          conns.Cleanup,
 	}
-	h, err := funchost.NewHandler(fns, Registry(svc, authn), log)
+	callbacks := map[string]http.Handler{}
+	for name, wh := range conns.Webhooks {
+		callbacks[name] = wh.CallbackHandler(webhook.CallbackOptions{OnComplete: svc.Redrive})
+	}
+	h, err := funchost.NewHandler(fns, Registry(svc, authn, callbacks), log)
 	if err != nil {
 		conns.Close()
 		return nil, err

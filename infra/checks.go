@@ -19,7 +19,7 @@ const DeadLetterSuffix = "/$deadletterqueue"
 
 // HostProvided are settings config.go reads that the Functions host sets
 // itself; a deployment must not set them.
-var HostProvided = []string{"FUNCTIONS_APP_ROOT_PATH", "FUNCTIONS_CUSTOMHANDLER_PORT", "FUNCTIONS_HTTPWORKER_PORT"}
+var HostProvided = []string{"FUNCTIONS_APP_ROOT_PATH", "FUNCTIONS_CUSTOMHANDLER_PORT", "FUNCTIONS_HTTPWORKER_PORT", "WEBSITE_HOSTNAME"}
 
 // QueuesFromFunctionJSON returns the queue names a function.json binds to,
 // with any /$deadletterqueue suffix stripped.

@@ -137,6 +137,9 @@ func local(ctx context.Context, log *slog.Logger, args []string) error {
 		case "DSR_KEY_ROLES":
 			// The holder of the local function key is the developer.
 			return "DSR.Admin"
+		case "WEBSITE_HOSTNAME":
+			// Where asynchronous webhook systems post their answers.
+			return "127.0.0.1:" + strconv.Itoa(*port)
 		}
 		return ""
 	}

@@ -153,8 +153,13 @@ resource auth 'Microsoft.Web/sites/config@2024-04-01' = if (!empty(authClientId)
     globalValidation: {
       requireAuthentication: true
       unauthenticatedClientAction: 'Return401'
+      // Webhook systems deliver asynchronous answers without an Entra
+      // token; the app checks each delivery's HMAC signature instead.
+      // Whether App Service Authentication matches the wildcard form is not
+      // verified here (no Azure): docs/deploy.md says how to check it.
       excludedPaths: [
         '/api/health'
+        '/api/webhooks/*'
       ]
     }
     identityProviders: {

@@ -88,6 +88,11 @@ type Config struct {
 	SweepStuckAfter time.Duration
 	// HandlerPort is where `dsr serve` listens (FUNCTIONS_CUSTOMHANDLER_PORT, default 8080).
 	HandlerPort int
+	// PublicURL is the app's own base URL, under which asynchronous
+	// webhook systems deliver their answers: https://<WEBSITE_HOSTNAME>
+	// (set by the platform), or http:// for a loopback host (`dsr local`).
+	// Empty when WEBSITE_HOSTNAME is not set.
+	PublicURL string
 }
 
 // Load reads the configuration through getenv (os.Getenv in production).
@@ -159,6 +164,13 @@ func Load(getenv func(string) string) (*Config, error) {
 		if !validContainer(v) {
 			return nil, fmt.Errorf("%s: %q is not a valid container name", name, v)
 		}
+	}
+	if host := get("WEBSITE_HOSTNAME", ""); host != "" {
+		scheme := "https://"
+		if h, _, _ := strings.Cut(host, ":"); h == "localhost" || h == "127.0.0.1" || h == "[::1]" {
+			scheme = "http://"
+		}
+		c.PublicURL = scheme + host
 	}
 	if !c.Storage.IsSet() {
 		return nil, fmt.Errorf("AzureWebJobsStorage: not set (use UseDevelopmentStorage=true for Azurite, or AzureWebJobsStorage__accountName with a managed identity)")

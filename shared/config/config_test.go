@@ -363,3 +363,21 @@ func TestLoadSweepStuckAfter(t *testing.T) {
 		})
 	}
 }
+
+func TestLoadPublicURL(t *testing.T) {
+	for host, want := range map[string]string{
+		"":                            "",
+		"dsr-prod.azurewebsites.net":  "https://dsr-prod.azurewebsites.net",
+		"127.0.0.1:7071":              "http://127.0.0.1:7071",
+		"localhost:7071":              "http://localhost:7071",
+		"localhost.evil.example:7071": "https://localhost.evil.example:7071",
+	} {
+		c, err := Load(env("AzureWebJobsStorage", devStorage, "WEBSITE_HOSTNAME", host))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.PublicURL != want {
+			t.Errorf("WEBSITE_HOSTNAME %q: PublicURL %q, want %q", host, c.PublicURL, want)
+		}
+	}
+}

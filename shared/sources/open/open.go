@@ -6,16 +6,22 @@ package open
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"slices"
+	"strings"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/service"
 
 	"github.com/dsr-functions/dsr/shared/sources"
 	"github.com/dsr-functions/dsr/shared/sources/blobdataset"
+	"github.com/dsr-functions/dsr/shared/sources/dataverse"
 	"github.com/dsr-functions/dsr/shared/sources/multi"
 	"github.com/dsr-functions/dsr/shared/sources/postgres"
+	"github.com/dsr-functions/dsr/shared/sources/webhook"
 )
 
 // Deps are what the connectors need from the app.
@@ -29,12 +35,40 @@ type Deps struct {
 	Credential func() (azcore.TokenCredential, error)
 	// WrapBlob, when set, wraps the Blob connector (batching).
 	WrapBlob func(*blobdataset.Connector) sources.Connector
+	// HTTPClient calls Dataverse and webhook systems (default: a client
+	// with a 2-minute timeout; each connector adds its own limits).
+	HTTPClient *http.Client
+	// PublicURL is the app's base URL; asynchronous webhook systems post
+	// their answers to PublicURL/api/webhooks/<connection>/<requestId>.
+	PublicURL string
+	// WebhookStore returns where an asynchronous webhook system's answers
+	// are kept (one store per connection).
+	WebhookStore func(connection string) webhook.ResultStore
 }
+
+// CallbackPath is the route under which asynchronous webhook systems
+// deliver their answers: CallbackPath + "/<connection>/<requestId>".
+const CallbackPath = "/api/webhooks"
 
 // Sources is the combined connector and what must be closed with it.
 type Sources struct {
 	*multi.Connector
-	closers []func()
+	// Webhooks are the webhook connections' connectors, by connection name
+	// (their callback endpoints serve asynchronous answers).
+	Webhooks map[string]*webhook.Connector
+	closers  []func()
+	stores   []webhook.ResultStore
+}
+
+// Cleanup removes what webhook systems' stores keep for a request.
+func (s *Sources) Cleanup(ctx context.Context, requestID string) error {
+	var errs []error
+	for _, st := range s.stores {
+		if err := st.Delete(ctx, requestID); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Close releases the connections' resources (database pools).
@@ -46,7 +80,10 @@ func (s *Sources) Close() {
 
 // Connectors builds the combined connector of cfg.
 func Connectors(ctx context.Context, cfg *sources.Config, deps Deps) (*Sources, error) {
-	out := &Sources{}
+	out := &Sources{Webhooks: map[string]*webhook.Connector{}}
+	if deps.HTTPClient == nil {
+		deps.HTTPClient = &http.Client{Timeout: 2 * time.Minute}
+	}
 	var order []string
 	var parts []multi.Part
 	blobCfg := *cfg
@@ -78,6 +115,15 @@ func Connectors(ctx context.Context, cfg *sources.Config, deps Deps) (*Sources, 
 		switch conn.Kind {
 		case sources.ConnPostgres:
 			c, err = openPostgres(ctx, cfg, name, conn, ds, deps, out)
+		case sources.ConnDataverse:
+			c, err = openDataverse(cfg, conn, ds, deps)
+		case sources.ConnWebhook:
+			var wh *webhook.Connector
+			wh, err = openWebhook(name, conn, ds, deps, out)
+			if err == nil {
+				out.Webhooks[name] = wh
+				c = wh
+			}
 		default:
 			err = fmt.Errorf("connection kind %s is not supported yet", conn.Kind)
 		}
@@ -129,6 +175,69 @@ func openPostgres(ctx context.Context, cfg *sources.Config, name string, conn so
 	}
 	out.closers = append(out.closers, c.Close)
 	return c, nil
+}
+
+func openDataverse(cfg *sources.Config, conn sources.Connection, ds []*sources.Dataset, deps Deps) (sources.Connector, error) {
+	if deps.Credential == nil {
+		return nil, errors.New("dataverse needs the app's credential")
+	}
+	cred, err := deps.Credential()
+	if err != nil {
+		return nil, fmt.Errorf("credential: %w", err)
+	}
+	dc := &dataverse.Config{URL: conn.URL, DefaultPhoneRegion: cfg.DefaultPhoneRegion, MaxAttempts: conn.MaxAttempts}
+	for _, d := range ds {
+		t := dataverse.Table{Name: d.Name, EntitySet: d.EntitySet, Key: d.Key, Select: d.Select, Identifiers: d.Identifiers, FreeText: d.FreeText}
+		for _, r := range d.Relations {
+			t.Relations = append(t.Relations, dataverse.Relation{Column: r.Field, References: r.References, ReferencesColumn: r.ReferencesField})
+		}
+		dc.Tables = append(dc.Tables, t)
+	}
+	return dataverse.New(dc, deps.HTTPClient, cred)
+}
+
+func openWebhook(name string, conn sources.Connection, ds []*sources.Dataset, deps Deps, out *Sources) (*webhook.Connector, error) {
+	url := conn.URL
+	if conn.URLSetting != "" {
+		if url = deps.Getenv(conn.URLSetting); url == "" {
+			return nil, fmt.Errorf("setting %s (urlSetting) is empty", conn.URLSetting)
+		}
+	}
+	secret := deps.Getenv(conn.SecretSetting)
+	if secret == "" {
+		return nil, fmt.Errorf("setting %s (secretSetting) is empty", conn.SecretSetting)
+	}
+	wc := &webhook.Config{Name: name, URL: url, Secret: []byte(secret), Identifiers: conn.Identifiers, MaxAttempts: conn.MaxAttempts}
+	if conn.HashKeySetting != "" {
+		key := deps.Getenv(conn.HashKeySetting)
+		if key == "" {
+			return nil, fmt.Errorf("setting %s (hashKeySetting) is empty", conn.HashKeySetting)
+		}
+		wc.HashKey = []byte(key)
+	}
+	if conn.Timeout != "" {
+		d, err := time.ParseDuration(conn.Timeout)
+		if err != nil {
+			return nil, fmt.Errorf("timeout: %w", err)
+		}
+		wc.Timeout = d
+	}
+	for _, d := range ds {
+		wc.Datasets = append(wc.Datasets, webhook.Dataset{Name: d.Name, Key: d.Key})
+	}
+	var store webhook.ResultStore
+	if conn.Async {
+		if deps.PublicURL == "" {
+			return nil, errors.New("async needs the app's public URL (WEBSITE_HOSTNAME, set by the platform; `dsr local` sets it)")
+		}
+		if deps.WebhookStore == nil {
+			return nil, errors.New("async needs a result store")
+		}
+		wc.CallbackBase = strings.TrimRight(deps.PublicURL, "/") + CallbackPath + "/" + name
+		store = deps.WebhookStore(name)
+		out.stores = append(out.stores, store)
+	}
+	return webhook.New(wc, deps.HTTPClient, store)
 }
 
 func names(ds []sources.Dataset) []string {
