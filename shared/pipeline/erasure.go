@@ -220,7 +220,9 @@ func (s *Service) changeBlob(ctx context.Context, rw sources.Rewriter, st *dsr.S
 	decide func(ordinal int64, rec sources.Record) (*sources.Record, string, error)) (dsr.ErasedBlob, error) {
 	var actions []audit.Entry
 	changed := 0
+	edited := map[int64]bool{}
 	edit := func(ordinal int64, rec sources.Record) (*sources.Record, error) {
+		edited[ordinal] = true
 		// Only the keyed hash of the record key is written, in the id too.
 		key := policy.KeyHash(s.Secret, d.Name, recordKey(d, loc, ordinal, rec))
 		next, action, err := decide(ordinal, rec)
@@ -253,6 +255,19 @@ func (s *Service) changeBlob(ctx context.Context, rw sources.Rewriter, st *dsr.S
 	if err != nil {
 		s.recordAttemptError(ctx, st.ID, stage, err)
 		return dsr.ErasedBlob{}, fmt.Errorf("%s %s: %w", stage, st.ID, err)
+	}
+	// A system that changes record by record (Dataverse) skips records
+	// an interrupted earlier attempt already deleted; they are audited too.
+	for i, k := range loc.Keys {
+		if edited[int64(i)] {
+			continue
+		}
+		key := policy.KeyHash(s.Secret, d.Name, k)
+		actions = append(actions, audit.Entry{
+			ID: fmt.Sprintf("%s:record:%s:%s", st.ID, d.Name, key), RequestID: st.ID, Event: "record",
+			Dataset: d.Name, RecordKey: key, Action: "already gone", Policy: policyName,
+			Actor: &audit.Actor{Kind: "system", ID: string(stage)},
+		})
 	}
 	done := dsr.ErasedBlob{Dataset: d.Name, ETag: res.ETag, Deleted: res.Deleted, Masked: changed}
 	if err := s.Audit.Append(ctx, actions...); err != nil {
