@@ -3,39 +3,64 @@
 // rejects records with a byte-level prefilter before parsing, matches
 // identifiers exactly after normalisation, searches free text for whole
 // email tokens and phone numbers, and follows relations until no new record
-// joins. It records positions pinned to ETags; Read streams those records
-// back, refusing data that changed since discovery.
+// joins. The blobs of a dataset are streamed a few at a time, and one pass
+// can serve many subjects (DiscoverMany). It records positions pinned to
+// ETags; Read streams those records back, refusing data that changed since
+// discovery.
 package blobdataset
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/service"
 
 	"github.com/dsr-functions/dsr/shared/match"
 	"github.com/dsr-functions/dsr/shared/sources"
 )
 
-// Connector reads Blob datasets described by a sources config.
+// Connector reads Blob datasets described by a sources config. It is safe
+// for concurrent use.
 type Connector struct {
 	cfg *sources.Config
 	svc *service.Client
+	// store is where discovery lists and streams blobs.
+	store blobStore
+	// parallelism is how many blobs of one dataset a scan reads at once.
+	parallelism int
 }
 
 var _ sources.Connector = (*Connector)(nil)
 
+// DefaultParallelism is how many blobs of one dataset discovery scans at the
+// same time unless WithParallelism says otherwise. Each scan streams its
+// blob through a buffer of about 1 MiB (more only for longer records), so
+// memory stays flat; four keeps two cores busy while other blobs wait on the
+// network.
+const DefaultParallelism = 4
+
+// Option configures a Connector.
+type Option func(*Connector)
+
+// WithParallelism sets how many blobs of one dataset (a prefix holding many
+// blobs) discovery scans at the same time; values below 1 mean 1. The
+// result does not depend on it.
+func WithParallelism(n int) Option {
+	return func(c *Connector) { c.parallelism = max(1, n) }
+}
+
 // New returns a connector over the datasets of cfg in the account of svc.
-func New(cfg *sources.Config, svc *service.Client) *Connector {
-	return &Connector{cfg: cfg, svc: svc}
+func New(cfg *sources.Config, svc *service.Client, opts ...Option) *Connector {
+	c := &Connector{cfg: cfg, svc: svc, store: azureStore{svc: svc}, parallelism: DefaultParallelism}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
 }
 
 // keySet holds, per dataset and field, the values of the subject's matched
@@ -79,54 +104,113 @@ func (k keySet) size(dataset string) int {
 // (through cycles or a dataset relating to itself) is. A rescan that
 // matches fewer records than before means the data changed during
 // discovery: that fails with sources.ErrChanged rather than loop.
+//
+// The blobs of a dataset are scanned up to the connector's parallelism at a
+// time; the result is the same as one by one (Locations in blob name order).
 func (c *Connector) Discover(ctx context.Context, subj sources.Subject) (*sources.Discovery, error) {
+	ds, err := c.DiscoverMany(ctx, []sources.Subject{subj})
+	if err != nil {
+		return nil, err
+	}
+	return ds[0], nil
+}
+
+// subjectState is one subject's progress towards its fixed point.
+type subjectState struct {
+	subj    sources.Subject
+	keys    keySet
+	results map[string]*sources.DatasetMatches
+	// seen[d] is, per referenced dataset, the key count when d was last
+	// scanned for this subject.
+	seen map[string]map[string]int
+}
+
+// due reports whether dataset d must be scanned (again) for the subject:
+// never scanned, or the keys it relates to grew since.
+func (st *subjectState) due(d *sources.Dataset) bool {
+	prev, ok := st.seen[d.Name]
+	if !ok {
+		return true
+	}
+	for _, r := range d.Relations {
+		if st.keys.size(r.References) != prev[r.References] {
+			return true
+		}
+	}
+	return false
+}
+
+// DiscoverMany discovers several subjects in one go: result i is what
+// Discover(ctx, subjects[i]) returns. Each pass reads every blob once for
+// all the subjects it is due for: one combined prefilter over every
+// subject's identifiers and relation keys rejects lines, and only the
+// lines it accepts are parsed and matched exactly, each against the
+// subjects whose identifiers it holds. Relations are followed per subject
+// to that subject's fixed point; a dataset is scanned again only for the
+// subjects whose keys it relates to grew, and passes continue only while
+// some subject's keys still grow.
+//
+// Errors are shared: a record that one subject's identifiers make a
+// candidate but that cannot be parsed, a blob that cannot be read, or a
+// cancelled ctx fails the whole call. Subjects may repeat; an empty list
+// returns an empty result.
+func (c *Connector) DiscoverMany(ctx context.Context, subjects []sources.Subject) ([]*sources.Discovery, error) {
 	order := c.order()
-	keys := keySet{}
-	results := map[string]*sources.DatasetMatches{}
-	// seen[d] is, per referenced dataset, the key count when d was last scanned.
-	seen := map[string]map[string]int{}
+	states := make([]*subjectState, len(subjects))
+	for i, s := range subjects {
+		states[i] = &subjectState{subj: s, keys: keySet{}, results: map[string]*sources.DatasetMatches{}, seen: map[string]map[string]int{}}
+	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		changed := false
 		for _, d := range order {
-			if prev, ok := seen[d.Name]; ok {
-				stale := false
+			var due []*subjectState
+			for _, st := range states {
+				if st.due(d) {
+					due = append(due, st)
+				}
+			}
+			if len(due) == 0 {
+				continue
+			}
+			for _, st := range due {
+				snap := map[string]int{}
 				for _, r := range d.Relations {
-					if keys.size(r.References) != prev[r.References] {
-						stale = true
-					}
+					snap[r.References] = st.keys.size(r.References)
 				}
-				if !stale {
-					continue
-				}
+				st.seen[d.Name] = snap
 			}
-			snap := map[string]int{}
-			for _, r := range d.Relations {
-				snap[r.References] = keys.size(r.References)
-			}
-			seen[d.Name] = snap
-			m, err := c.scan(ctx, d, subj, keys)
+			found, err := c.scan(ctx, d, due)
 			if err != nil {
 				return nil, err
 			}
-			old := results[d.Name]
-			if old != nil && m.Records < old.Records {
-				return nil, fmt.Errorf("dataset %s: %w (fewer records matched on a later pass)", d.Name, sources.ErrChanged)
+			for k, st := range due {
+				m := found[k]
+				old := st.results[d.Name]
+				if old != nil && m.matches.Records < old.Records {
+					return nil, fmt.Errorf("dataset %s: %w (fewer records matched on a later pass)", d.Name, sources.ErrChanged)
+				}
+				if old == nil || old.Records != m.matches.Records {
+					changed = true
+				}
+				st.results[d.Name] = &m.matches
+				for _, kv := range m.keys {
+					st.keys.add(d.Name, kv.field, kv.value)
+				}
 			}
-			if old == nil || old.Records != m.Records {
-				changed = true
-			}
-			results[d.Name] = m
 		}
 		if !changed {
 			break
 		}
 	}
-	out := &sources.Discovery{}
-	for _, d := range c.cfg.Datasets {
-		out.Datasets = append(out.Datasets, *results[d.Name])
+	out := make([]*sources.Discovery, len(states))
+	for i, st := range states {
+		out[i] = &sources.Discovery{}
+		for _, d := range c.cfg.Datasets {
+			out[i].Datasets = append(out[i].Datasets, *st.results[d.Name])
+		}
 	}
 	return out, nil
 }
@@ -174,76 +258,6 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// blobs lists the dataset's blobs in name order.
-func (c *Connector) blobs(ctx context.Context, d *sources.Dataset) ([]string, error) {
-	if d.Blob != "" {
-		return []string{d.Blob}, nil
-	}
-	var names []string
-	pager := c.svc.NewContainerClient(d.Container).NewListBlobsFlatPager(&container.ListBlobsFlatOptions{Prefix: to.Ptr(d.Prefix)})
-	for pager.More() {
-		page, err := pager.NextPage(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("dataset %s: list blobs: %w", d.Name, err)
-		}
-		for _, it := range page.Segment.BlobItems {
-			names = append(names, *it.Name)
-		}
-	}
-	sort.Strings(names)
-	return names, nil
-}
-
-// scan finds the subject's records in one dataset given the keys found so
-// far, and adds the referenced fields of its matches to keys.
-func (c *Connector) scan(ctx context.Context, d *sources.Dataset, subj sources.Subject, keys keySet) (*sources.DatasetMatches, error) {
-	m := newMatcher(c.cfg, d, subj, keys)
-	refs := c.referencedFields(d.Name)
-	names, err := c.blobs(ctx, d)
-	if err != nil {
-		return nil, err
-	}
-	res := &sources.DatasetMatches{Dataset: d.Name}
-	for _, name := range names {
-		resp, err := c.svc.NewContainerClient(d.Container).NewBlobClient(name).DownloadStream(ctx, nil)
-		if bloberror.HasCode(err, bloberror.BlobNotFound, bloberror.ContainerNotFound) && d.Blob != "" {
-			return nil, fmt.Errorf("dataset %s: blob %s/%s not found", d.Name, d.Container, name)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("dataset %s: read blob %s: %w", d.Name, name, err)
-		}
-		loc := sources.Location{Blob: name, ETag: string(*resp.ETag)}
-		err = iterate(ctx, resp.Body, d.Format, func(r *rawRecord) error {
-			if !r.candidate(m.prefilter) {
-				return nil
-			}
-			fields, err := r.fields()
-			if err != nil {
-				return fmt.Errorf("record %d is not a valid %s record", r.ordinal, d.Format)
-			}
-			if !m.matches(fields) {
-				return nil
-			}
-			loc.Ordinals = append(loc.Ordinals, r.ordinal)
-			for _, f := range refs {
-				if v, ok := relationValue(fields, f); ok {
-					keys.add(d.Name, f, v)
-				}
-			}
-			return nil
-		})
-		resp.Body.Close()
-		if err != nil {
-			return nil, fmt.Errorf("dataset %s: blob %s: %w", d.Name, name, err)
-		}
-		if len(loc.Ordinals) > 0 {
-			res.Locations = append(res.Locations, loc)
-			res.Records += int64(len(loc.Ordinals))
-		}
-	}
-	return res, nil
 }
 
 // Read streams the records discovery found in one dataset, reading each blob
@@ -354,57 +368,14 @@ func textValues(v any, yield func(string) bool) bool {
 	return true
 }
 
-// matcher decides whether a record of one dataset belongs to the subject.
+// matcher decides whether a parsed record of one dataset belongs to the
+// subject, by the exact rules; which records it sees is up to the
+// prefilter (see datasetMatcher). keys are only read.
 type matcher struct {
 	d      *sources.Dataset
 	subj   sources.Subject
 	keys   keySet
 	region string
-	pf     *match.Prefilter
-	// phoneTails are the last 7 digits of each subject phone, searched in
-	// the digits of a line.
-	phoneTails [][]byte
-	digits     []byte
-}
-
-func newMatcher(cfg *sources.Config, d *sources.Dataset, subj sources.Subject, keys keySet) *matcher {
-	m := &matcher{d: d, subj: subj, keys: keys, region: cfg.DefaultPhoneRegion}
-	var pats []string
-	pats = append(pats, subj.Emails...)
-	for _, v := range subj.IDs {
-		pats = append(pats, v)
-	}
-	for _, r := range d.Relations {
-		for v := range keys[r.References][r.ReferencesField] {
-			pats = append(pats, v)
-		}
-	}
-	m.pf = match.NewPrefilter(pats)
-	for _, p := range subj.Phones {
-		tail := p
-		if len(tail) > 7 {
-			tail = tail[len(tail)-7:]
-		}
-		m.phoneTails = append(m.phoneTails, []byte(tail))
-	}
-	return m
-}
-
-// prefilter reports whether raw bytes may hold one of the subject's values.
-func (m *matcher) prefilter(raw []byte) bool {
-	if m.pf.Match(raw) {
-		return true
-	}
-	if len(m.phoneTails) == 0 {
-		return false
-	}
-	m.digits = match.AppendDigits(m.digits[:0], raw)
-	for _, t := range m.phoneTails {
-		if strings.Contains(string(m.digits), string(t)) {
-			return true
-		}
-	}
-	return false
 }
 
 // matches applies the exact rules to a parsed record.

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/dsr-functions/dsr/shared/sources"
 )
@@ -123,20 +124,6 @@ func iterateSpans(ctx context.Context, rd io.Reader, format sources.Format, fn f
 	return err
 }
 
-// scanLinesKeep is bufio.ScanLines keeping the line ending in the token.
-func scanLinesKeep(data []byte, atEOF bool) (int, []byte, error) {
-	if atEOF && len(data) == 0 {
-		return 0, nil, nil
-	}
-	if i := bytes.IndexByte(data, '\n'); i >= 0 {
-		return i + 1, data[:i+1], nil
-	}
-	if atEOF {
-		return len(data), data, nil
-	}
-	return 0, nil, nil
-}
-
 // tracker remembers the bytes read through it from a mark on, so that the
 // exact bytes of what a reading-ahead parser (csv.Reader, json.Decoder)
 // parsed can be cut out by the parser's input offset.
@@ -174,38 +161,116 @@ func (t *tracker) rest() []byte {
 	return b
 }
 
+// ndjsonBufSize is the first size of the buffer NDJSON blobs are read
+// through; it doubles, up to maxLine, only for longer lines. A variable so
+// that tests can cross buffer boundaries with little data.
+var ndjsonBufSize = 1 << 20
+
+// ndjsonBufs keeps the read buffers of finished NDJSON iterations (those
+// that did not grow), so that datasets of many small blobs do not allocate
+// a buffer per blob.
+var ndjsonBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// readers keeps the 1 MiB buffered readers of finished CSV and JSON-array
+// iterations.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 1<<20) }}
+
+// pooledReader returns a buffered reader over rd and a function that gives
+// it back to the pool.
+func pooledReader(rd io.Reader) (*bufio.Reader, func()) {
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(rd)
+	return br, func() {
+		br.Reset(nil)
+		readers.Put(br)
+	}
+}
+
+// maxEmptyReads is how many reads in a row may return no data and no error
+// before a reader counts as broken (as in bufio).
+const maxEmptyReads = 100
+
+// iterateNDJSON splits the stream into lines in its own buffer: this is the
+// hot loop of discovery. A line (with its ending) longer than maxLine
+// fails, as does a final line without ending that fills maxLine.
 func iterateNDJSON(ctx context.Context, rd io.Reader, fn func(*rawRecord) error, gap func([]byte) error) error {
-	sc := bufio.NewScanner(rd)
-	sc.Buffer(make([]byte, 0, 1<<20), maxLine)
-	// Lines keep their ending (a line and its ending fit in the buffer
-	// either way); trimming yields what bufio.ScanLines would.
-	sc.Split(scanLinesKeep)
+	pooled := ndjsonBufs.Get().(*[]byte)
+	buf := *pooled
+	if len(buf) != ndjsonBufSize {
+		buf = make([]byte, ndjsonBufSize)
+	}
+	defer func() {
+		if len(buf) == ndjsonBufSize {
+			*pooled = buf
+			ndjsonBufs.Put(pooled)
+		}
+	}()
+	start, end := 0, 0 // buf[start:end] is read but not yet split
+	eof := false
 	rec := &rawRecord{}
 	var n int64
-	for sc.Scan() {
-		full := sc.Bytes()
-		line := bytes.TrimSpace(full)
-		if len(line) == 0 {
+	line := func(full []byte) error {
+		// Lines keep their ending (a line and its ending fit in the
+		// buffer either way); trimming yields what bufio.ScanLines would.
+		trimmed := bytes.TrimSpace(full)
+		if len(trimmed) == 0 {
 			if gap != nil {
-				if err := gap(full); err != nil {
-					return err
-				}
+				return gap(full)
 			}
-			continue
+			return nil
 		}
 		if n%4096 == 0 && ctx.Err() != nil {
 			return ctx.Err()
 		}
-		rec.ordinal, rec.raw, rec.span = n, line, full
+		rec.ordinal, rec.raw, rec.span = n, trimmed, full
 		n++
-		if err := fn(rec); err != nil {
-			return err
+		return fn(rec)
+	}
+	for empty := 0; ; {
+		for {
+			i := bytes.IndexByte(buf[start:end], '\n')
+			if i < 0 {
+				break
+			}
+			full := buf[start : start+i+1]
+			start += i + 1
+			if err := line(full); err != nil {
+				return err
+			}
+		}
+		if eof {
+			if start < end {
+				full := buf[start:end]
+				start = end
+				return line(full)
+			}
+			return nil
+		}
+		if start > 0 {
+			end = copy(buf, buf[start:end])
+			start = 0
+		}
+		if end == len(buf) {
+			if len(buf) >= maxLine {
+				return fmt.Errorf("read ndjson: a line is longer than %d bytes", maxLine)
+			}
+			buf = append(buf, make([]byte, min(2*len(buf), maxLine)-len(buf))...)
+		}
+		k, err := rd.Read(buf[end:])
+		end += k
+		switch {
+		case err == io.EOF:
+			eof = true
+		case err != nil:
+			return fmt.Errorf("read ndjson: %w", err)
+		case k == 0:
+			if empty++; empty >= maxEmptyReads {
+				return fmt.Errorf("read ndjson: %w", io.ErrNoProgress)
+			}
+		default:
+			empty = 0
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("read ndjson: %w", err)
-	}
-	return nil
 }
 
 func iterateCSV(ctx context.Context, rd io.Reader, fn func(*rawRecord) error, gap func([]byte) error) error {
@@ -214,7 +279,9 @@ func iterateCSV(ctx context.Context, rd io.Reader, fn func(*rawRecord) error, ga
 		t = &tracker{r: rd}
 		rd = t
 	}
-	cr := csv.NewReader(bufio.NewReaderSize(rd, 1<<20))
+	br, release := pooledReader(rd)
+	defer release()
+	cr := csv.NewReader(br)
 	cr.ReuseRecord = true
 	header, err := cr.Read()
 	if err == io.EOF {
@@ -297,7 +364,9 @@ func iterateJSONArray(ctx context.Context, rd io.Reader, fn func(*rawRecord) err
 		t = &tracker{r: rd}
 		rd = t
 	}
-	dec := json.NewDecoder(bufio.NewReaderSize(rd, 1<<20))
+	br, release := pooledReader(rd)
+	defer release()
+	dec := json.NewDecoder(br)
 	tok, err := dec.Token()
 	if err == io.EOF {
 		if t != nil {

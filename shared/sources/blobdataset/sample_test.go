@@ -148,10 +148,18 @@ func TestDiscoverSample(t *testing.T) {
 			}
 
 			// Somebody the sample does not know has no records.
-			d := f.discover(c, sources.Subject{Emails: []string{"nobody@contoso.example"}, IDs: map[string]string{"contactId": "00000000-0000-0000-0000-000000000000"}})
+			unknown := sources.Subject{Emails: []string{"nobody@contoso.example"}, IDs: map[string]string{"contactId": "00000000-0000-0000-0000-000000000000"}}
+			d := f.discover(c, unknown)
 			if d.Total() != 0 {
 				t.Errorf("unknown email matched %d records", d.Total())
 			}
+
+			// All of them at once: each gets its own result.
+			all := []sources.Subject{unknown}
+			for _, s := range subjects {
+				all = append(all, s.subject)
+			}
+			checkManyEqualsOne(t, c, all)
 		})
 	}
 }

@@ -1,0 +1,327 @@
+package blobdataset
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/dsr-functions/dsr/shared/match"
+	"github.com/dsr-functions/dsr/shared/sources"
+)
+
+// scanResult is what one scan of a dataset found for one subject: its
+// matches, and the values of the referenced fields of the matched records
+// (to be added to the subject's keys once the scan is over).
+type scanResult struct {
+	matches sources.DatasetMatches
+	keys    []keyValue
+}
+
+type keyValue struct{ field, value string }
+
+// blobResult is what the scan of one blob found, for every subject.
+type blobResult struct {
+	etag string
+	// hits are the matched records in blob order; a record matched for
+	// several subjects appears once per subject, in subject order.
+	hits []hit
+	keys []subjectKey
+}
+
+type hit struct {
+	subject int
+	ordinal int64
+}
+
+type subjectKey struct {
+	subject int
+	keyValue
+}
+
+// scan finds the records of dataset d that belong to each of the due
+// subjects, given the keys found so far (read, not changed: the keys of
+// the matches come back in the results). The dataset's blobs are read once
+// for all subjects, up to c.parallelism at a time, and the results are
+// assembled in blob name order, so they do not depend on the parallelism.
+func (c *Connector) scan(ctx context.Context, d *sources.Dataset, due []*subjectState) ([]scanResult, error) {
+	m := newDatasetMatcher(c.cfg, d, due)
+	refs := c.referencedFields(d.Name)
+	names, err := c.blobs(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	blobs := make([]blobResult, len(names))
+	err = c.forEachBlob(ctx, len(names), func(ctx context.Context, i int) error {
+		var err error
+		blobs[i], err = c.scanBlob(ctx, d, names[i], m, refs)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]scanResult, len(due))
+	for k := range out {
+		out[k].matches.Dataset = d.Name
+	}
+	for i, b := range blobs {
+		for _, h := range b.hits {
+			dm := &out[h.subject].matches
+			if n := len(dm.Locations); n == 0 || dm.Locations[n-1].Blob != names[i] {
+				dm.Locations = append(dm.Locations, sources.Location{Blob: names[i], ETag: b.etag})
+			}
+			loc := &dm.Locations[len(dm.Locations)-1]
+			loc.Ordinals = append(loc.Ordinals, h.ordinal)
+			dm.Records++
+		}
+		for _, k := range b.keys {
+			out[k.subject].keys = append(out[k.subject].keys, k.keyValue)
+		}
+	}
+	return out, nil
+}
+
+// blobs lists the dataset's blobs in name order.
+func (c *Connector) blobs(ctx context.Context, d *sources.Dataset) ([]string, error) {
+	if d.Blob != "" {
+		return []string{d.Blob}, nil
+	}
+	names, err := c.store.list(ctx, d.Container, d.Prefix)
+	if err != nil {
+		return nil, fmt.Errorf("dataset %s: %w", d.Name, err)
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// forEachBlob calls fn for blobs 0..n-1, handing them out in order to at
+// most c.parallelism goroutines, and waits for all of them. The first
+// failure cancels the context the others run under, so they stop early;
+// the error returned is ctx's if it ended, otherwise the failure of the
+// first blob (in order) that failed for a reason of its own rather than
+// because another one did.
+func (c *Connector) forEachBlob(ctx context.Context, n int, fn func(ctx context.Context, i int) error) error {
+	inner, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make([]error, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(max(1, c.parallelism), n) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || inner.Err() != nil {
+					return
+				}
+				if err := fn(inner, i); err != nil {
+					errs[i] = err
+					cancel()
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+	}
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// scanBlob streams one blob and matches its records for every subject of m.
+func (c *Connector) scanBlob(ctx context.Context, d *sources.Dataset, name string, m *datasetMatcher, refs []string) (blobResult, error) {
+	body, etag, err := c.store.open(ctx, d.Container, name)
+	if errors.Is(err, errBlobNotFound) && d.Blob != "" {
+		return blobResult{}, fmt.Errorf("dataset %s: blob %s/%s not found", d.Name, d.Container, name)
+	}
+	if err != nil {
+		return blobResult{}, fmt.Errorf("dataset %s: read blob %s: %w", d.Name, name, err)
+	}
+	defer body.Close()
+	res := blobResult{etag: etag}
+	var sc scratch
+	err = iterate(ctx, body, d.Format, func(r *rawRecord) error {
+		owners := m.owners(r, &sc)
+		if len(owners) == 0 {
+			return nil
+		}
+		fields, err := r.fields()
+		if err != nil {
+			return fmt.Errorf("record %d is not a valid %s record", r.ordinal, d.Format)
+		}
+		var rel []keyValue
+		relDone := false
+		for _, k := range owners {
+			if !m.rules[k].matches(fields) {
+				continue
+			}
+			res.hits = append(res.hits, hit{subject: k, ordinal: r.ordinal})
+			if !relDone {
+				for _, f := range refs {
+					if v, ok := relationValue(fields, f); ok {
+						rel = append(rel, keyValue{f, v})
+					}
+				}
+				relDone = true
+			}
+			for _, kv := range rel {
+				res.keys = append(res.keys, subjectKey{k, kv})
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return blobResult{}, fmt.Errorf("dataset %s: blob %s: %w", d.Name, name, err)
+	}
+	return res, nil
+}
+
+// datasetMatcher decides, for the records of one dataset, which of several
+// subjects they may belong to (the prefilter, on raw bytes) and which they
+// do belong to (the exact rules, on parsed fields). It is only read while
+// blobs are scanned, so the scans share it.
+//
+// A subject's record is a candidate when its raw bytes hold one of the
+// subject's emails, ids or relation keys (ASCII case-insensitively), or when
+// their digits hold the last 7 digits of one of its phones; for CSV each
+// cell is looked at on its own. The combined prefilters give the same
+// candidates per subject as a prefilter of that subject alone, so a record
+// matches for a subject exactly when it would in a scan for that subject.
+type datasetMatcher struct {
+	// text searches every subject's emails, ids and relation keys;
+	// textOwner[i] is the subject of its pattern i.
+	text      *match.Prefilter
+	textOwner []int
+	// phones searches the digits of a record for phone tails (nil if no
+	// subject has a phone); phoneOwner[i] is the subject of tail i.
+	phones     *match.Prefilter
+	phoneOwner []int
+	// always are the subjects every record is a candidate for (one of
+	// their phones is empty, and the empty tail is in every line).
+	always []int
+	// rules[k] are subject k's exact rules.
+	rules []matcher
+}
+
+// phoneTailLen is how many trailing digits of a phone the prefilter
+// searches for (as ContainsPhone's fast reject does).
+const phoneTailLen = 7
+
+func newDatasetMatcher(cfg *sources.Config, d *sources.Dataset, due []*subjectState) *datasetMatcher {
+	m := &datasetMatcher{rules: make([]matcher, len(due))}
+	var pats, tails []string
+	for k, st := range due {
+		m.rules[k] = matcher{d: d, subj: st.subj, keys: st.keys, region: cfg.DefaultPhoneRegion}
+		add := func(p string) {
+			pats = append(pats, p)
+			m.textOwner = append(m.textOwner, k)
+		}
+		for _, e := range st.subj.Emails {
+			add(e)
+		}
+		for _, v := range st.subj.IDs {
+			add(v)
+		}
+		for _, r := range d.Relations {
+			for v := range st.keys[r.References][r.ReferencesField] {
+				add(v)
+			}
+		}
+		always := false
+		for _, p := range st.subj.Phones {
+			tail := p[max(0, len(p)-phoneTailLen):]
+			if tail == "" {
+				always = true
+			}
+			if tail == "" || strings.ContainsFunc(tail, func(r rune) bool { return r < '0' || r > '9' }) {
+				// A tail with a non-digit is never in a line's digits.
+				continue
+			}
+			tails = append(tails, tail)
+			m.phoneOwner = append(m.phoneOwner, k)
+		}
+		if always {
+			m.always = append(m.always, k)
+		}
+	}
+	m.text = match.NewPrefilter(pats)
+	if len(tails) > 0 {
+		m.phones = match.NewDigitsPrefilter(tails)
+	}
+	return m
+}
+
+// scratch is one scan's reusable memory for datasetMatcher.owners.
+type scratch struct {
+	idx, owners []int
+}
+
+// owners returns the subjects, in increasing order, that record r is a
+// candidate for (nil if none). The slice is reused by the next call.
+func (m *datasetMatcher) owners(r *rawRecord, sc *scratch) []int {
+	if r.raw != nil {
+		if !m.hitsAny(r.raw) && len(m.always) == 0 {
+			return nil
+		}
+		if len(m.rules) == 1 {
+			return append(sc.owners[:0], 0)
+		}
+		sc.owners = m.appendOwners(sc.owners[:0], r.raw, sc)
+	} else {
+		sc.owners = sc.owners[:0]
+		for _, cell := range r.row {
+			b := unsafe.Slice(unsafe.StringData(cell), len(cell)) // only read
+			if !m.hitsAny(b) {
+				continue
+			}
+			if len(m.rules) == 1 {
+				return append(sc.owners[:0], 0)
+			}
+			sc.owners = m.appendOwners(sc.owners, b, sc)
+		}
+		if len(sc.owners) == 0 && len(m.always) == 0 {
+			return nil
+		}
+		if len(m.rules) == 1 {
+			return append(sc.owners[:0], 0)
+		}
+	}
+	sc.owners = append(sc.owners, m.always...)
+	slices.Sort(sc.owners)
+	return slices.Compact(sc.owners)
+}
+
+// hitsAny reports whether b holds a pattern or a phone tail of any subject.
+func (m *datasetMatcher) hitsAny(b []byte) bool {
+	return m.text.Match(b) || (m.phones != nil && m.phones.Match(b))
+}
+
+// appendOwners appends the subjects whose patterns or phone tails b holds.
+func (m *datasetMatcher) appendOwners(dst []int, b []byte, sc *scratch) []int {
+	sc.idx = m.text.AppendMatches(sc.idx[:0], b)
+	for _, i := range sc.idx {
+		dst = append(dst, m.textOwner[i])
+	}
+	if m.phones != nil {
+		sc.idx = m.phones.AppendMatches(sc.idx[:0], b)
+		for _, i := range sc.idx {
+			dst = append(dst, m.phoneOwner[i])
+		}
+	}
+	return dst
+}
