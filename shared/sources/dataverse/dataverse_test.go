@@ -14,38 +14,10 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 
 	"github.com/dsr-functions/dsr/shared/sources"
+	"github.com/dsr-functions/dsr/shared/sources/dataverse/dataversetest"
 )
-
-// fakeCred is a TokenCredential that hands out a fixed token and records
-// what it was asked for.
-type fakeCred struct {
-	mu     sync.Mutex
-	token  string
-	life   time.Duration
-	err    error
-	calls  int
-	scopes [][]string
-}
-
-func (f *fakeCred) GetToken(_ context.Context, o policy.TokenRequestOptions) (azcore.AccessToken, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls++
-	f.scopes = append(f.scopes, slices.Clone(o.Scopes))
-	if f.err != nil {
-		return azcore.AccessToken{}, f.err
-	}
-	return azcore.AccessToken{Token: f.token, ExpiresOn: time.Now().Add(f.life)}, nil
-}
-
-func (f *fakeCred) count() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.calls
-}
 
 // guid makes a readable, valid, lower-case GUID: set is a hex digit naming
 // the table (c contacts, a incidents, b annotations, e emails, d activities).
@@ -79,12 +51,12 @@ var subject = sources.Subject{
 // subject Mira Okonkwo under several contacts, decoys that differ by a
 // letter, a domain or a phone number, and another person's cases that
 // mention her.
-func seed(f *fakeDV) {
-	f.addSet("contacts", "contact", "contactid", "fullname", "emailaddress1", "emailaddress2", "telephone1", "mobilephone", "_parentcustomerid_value", "statecode", "createdon")
-	f.addSet("incidents", "incident", "incidentid", "title", "ticketnumber", "description", "_customerid_value", "statecode", "createdon")
-	f.addSet("annotations", "annotation", "annotationid", "subject", "notetext", "filename", "_objectid_value", "objecttypecode")
-	f.addSet("emails", "email", "activityid", "subject", "description", "sender", "torecipients", "_regardingobjectid_value", "statecode")
-	f.addSet("activitypointers", "activitypointer", "activityid", "activitytypecode", "subject", "description", "_regardingobjectid_value")
+func seed(f *dataversetest.Server) {
+	f.AddEntitySet("contacts", "contact", "contactid", "fullname", "emailaddress1", "emailaddress2", "telephone1", "mobilephone", "_parentcustomerid_value", "statecode", "createdon")
+	f.AddEntitySet("incidents", "incident", "incidentid", "title", "ticketnumber", "description", "_customerid_value", "statecode", "createdon")
+	f.AddEntitySet("annotations", "annotation", "annotationid", "subject", "notetext", "filename", "_objectid_value", "objecttypecode")
+	f.AddEntitySet("emails", "email", "activityid", "subject", "description", "sender", "torecipients", "_regardingobjectid_value", "statecode")
+	f.AddEntitySet("activitypointers", "activitypointer", "activityid", "activitytypecode", "subject", "description", "_regardingobjectid_value")
 
 	c := func(n int, name, e1, e2, tel, mob string) {
 		v := map[string]any{"contactid": contact(n), "fullname": name, "statecode": 0, "createdon": "2024-03-0" + fmt.Sprint(n%9+1) + "T10:00:00Z", "_parentcustomerid_value": account1}
@@ -93,7 +65,7 @@ func seed(f *fakeDV) {
 				v[k] = s
 			}
 		}
-		f.put("contacts", v)
+		f.Put("contacts", v)
 	}
 	c(1, "Mira Okonkwo", "Mira.Okonkwo@Contoso.example", "", "+1 (206) 555-0142", "")
 	c(2, "Mira O.", "mira@fabrikam.example", "", "", "206.555.0142")
@@ -110,7 +82,7 @@ func seed(f *fakeDV) {
 		if desc != "" {
 			v["description"] = desc
 		}
-		f.put("incidents", v)
+		f.Put("incidents", v)
 	}
 	inc(1, 1, "Billing question", "Customer asked about invoice 2023-0142.")
 	inc(2, 1, "Refund", "")
@@ -126,7 +98,7 @@ func seed(f *fakeDV) {
 	}
 
 	note := func(n int, object string, typ, subj, text string) {
-		f.put("annotations", map[string]any{"annotationid": annotation(n), "subject": subj, "notetext": text, "filename": nil, "_objectid_value": object, "objecttypecode": typ})
+		f.Put("annotations", map[string]any{"annotationid": annotation(n), "subject": subj, "notetext": text, "filename": nil, "_objectid_value": object, "objecttypecode": typ})
 	}
 	note(1, incident(1), "incident", "Call notes", "Explained the invoice.")
 	note(2, incident(6), "incident", "Forwarded mail", "Attached the original message.")
@@ -143,7 +115,7 @@ func seed(f *fakeDV) {
 		if regarding != "" {
 			v["_regardingobjectid_value"] = regarding
 		}
-		f.put("emails", v)
+		f.Put("emails", v)
 	}
 	mail(1, incident(2), "RE: Refund", "support@contoso.example", "someone@contoso.example")
 	mail(2, incident(5), "RE: Wrong item", "support@contoso.example", "p.decoy@contoso.example")
@@ -152,7 +124,7 @@ func seed(f *fakeDV) {
 	mail(5, "", "Question", "Mira.Okonkwo@contoso.example", "support@contoso.example")
 
 	act := func(n int, regarding, typ, subj string) {
-		f.put("activitypointers", map[string]any{"activityid": activity(n), "activitytypecode": typ, "subject": subj, "description": nil, "_regardingobjectid_value": regarding})
+		f.Put("activitypointers", map[string]any{"activityid": activity(n), "activitytypecode": typ, "subject": subj, "description": nil, "_regardingobjectid_value": regarding})
 	}
 	act(1, incident(3), "task", "Update address")
 	act(2, incident(8), "phonecall", "Call back (other)")
@@ -196,12 +168,12 @@ func testConfig(url string, pageSize int) *Config {
 
 // setup starts a seeded fake and a connector whose sleeps are recorded,
 // not waited.
-func setup(t *testing.T, pageSize int) (*Connector, *fakeDV, *fakeCred, *[]time.Duration) {
+func setup(t *testing.T, pageSize int) (*Connector, *dataversetest.Server, *dataversetest.Credential, *[]time.Duration) {
 	t.Helper()
-	f := newFake(t, pageSize)
+	f := dataversetest.New(t, pageSize)
 	seed(f)
-	cred := &fakeCred{token: f.token, life: time.Hour}
-	c, err := New(testConfig(f.srv.URL, pageSize), f.srv.Client(), cred)
+	cred := f.Credential()
+	c, err := New(testConfig(f.URL(), pageSize), f.Client(), cred)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,8 +266,8 @@ func TestDiscoverFindsTheSubjectAndNoDecoys(t *testing.T) {
 			// The decoys reached Go as candidates of the coarse filter and
 			// were rejected there: the exact checks did the work.
 			candidates := map[string]bool{}
-			for _, r := range f.requests() {
-				for _, k := range r.returned {
+			for _, r := range f.Requests() {
+				for _, k := range r.Returned {
 					candidates[k] = true
 				}
 			}
@@ -328,32 +300,32 @@ func TestDiscoverQueries(t *testing.T) {
 	if _, err := c.Discover(context.Background(), subject); err != nil {
 		t.Fatal(err)
 	}
-	reqs := f.requests()
+	reqs := f.Requests()
 	// The first request: contacts by identifiers, exactly.
 	first := reqs[0]
 	wantFilter := "emailaddress1 eq 'mira.okonkwo@contoso.example' or emailaddress2 eq 'mira.okonkwo@contoso.example'" +
 		" or contains(telephone1,'0142') or contains(telephone1,'01 42') or contains(telephone1,'01.42') or contains(telephone1,'01-42')" +
 		" or contains(mobilephone,'0142') or contains(mobilephone,'01 42') or contains(mobilephone,'01.42') or contains(mobilephone,'01-42')" +
 		" or contactid eq " + contact(9)
-	if first.method != "GET" || first.set != "contacts" || first.filter != wantFilter {
-		t.Errorf("first request %s %s $filter\n %s\nwant\n %s", first.method, first.set, first.filter, wantFilter)
+	if first.Method != "GET" || first.Set != "contacts" || first.Filter != wantFilter {
+		t.Errorf("first request %s %s $filter\n %s\nwant\n %s", first.Method, first.Set, first.Filter, wantFilter)
 	}
-	if first.sel != "contactid,emailaddress1,emailaddress2,telephone1,mobilephone" {
-		t.Errorf("first $select = %q", first.sel)
+	if first.Select != "contactid,emailaddress1,emailaddress2,telephone1,mobilephone" {
+		t.Errorf("first $select = %q", first.Select)
 	}
-	if first.prefer != "odata.maxpagesize=5" {
-		t.Errorf("Prefer = %q", first.prefer)
+	if first.Prefer != "odata.maxpagesize=5" {
+		t.Errorf("Prefer = %q", first.Prefer)
 	}
 	// Paging was followed: more matching cases than one page.
 	paged, relationChunks := 0, 0
 	for _, r := range reqs {
-		if r.skiptoken != "" {
+		if r.SkipToken != "" {
 			paged++
 		}
-		if r.set == "annotations" && strings.Contains(r.filter, "_objectid_value eq ") {
+		if r.Set == "annotations" && strings.Contains(r.Filter, "_objectid_value eq ") {
 			relationChunks++
-			if r.terms > 25 {
-				t.Errorf("annotations query with %d terms", r.terms)
+			if r.Terms > 25 {
+				t.Errorf("annotations query with %d terms", r.Terms)
 			}
 		}
 	}
@@ -367,7 +339,7 @@ func TestDiscoverQueries(t *testing.T) {
 	// A relation query sends unquoted GUID literals.
 	found := false
 	for _, r := range reqs {
-		if r.set == "incidents" && strings.HasPrefix(r.filter, "_customerid_value eq "+contact(1)+" or _customerid_value eq "+contact(2)) {
+		if r.Set == "incidents" && strings.HasPrefix(r.Filter, "_customerid_value eq "+contact(1)+" or _customerid_value eq "+contact(2)) {
 			found = true
 		}
 	}
@@ -386,14 +358,14 @@ func TestDiscoverEncodesQuotes(t *testing.T) {
 	if got := keysOf(d, "contacts"); !slices.Equal(got, []string{contact(6)}) {
 		t.Errorf("discovered %v, want O'Brien's contact", got)
 	}
-	r := f.requests()[0]
-	if want := "emailaddress1 eq 'o''brien@x.com' or emailaddress2 eq 'o''brien@x.com'"; r.filter != want {
-		t.Errorf("$filter = %q, want %q", r.filter, want)
+	r := f.Requests()[0]
+	if want := "emailaddress1 eq 'o''brien@x.com' or emailaddress2 eq 'o''brien@x.com'"; r.Filter != want {
+		t.Errorf("$filter = %q, want %q", r.Filter, want)
 	}
 	wantRaw := "$select=contactid%2Cemailaddress1%2Cemailaddress2" +
 		"&$filter=emailaddress1%20eq%20%27o%27%27brien%40x.com%27%20or%20emailaddress2%20eq%20%27o%27%27brien%40x.com%27"
-	if r.rawQuery != wantRaw {
-		t.Errorf("raw query\n %s\nwant\n %s", r.rawQuery, wantRaw)
+	if r.RawQuery != wantRaw {
+		t.Errorf("raw query\n %s\nwant\n %s", r.RawQuery, wantRaw)
 	}
 }
 
@@ -401,8 +373,8 @@ func TestQueryStringEncoding(t *testing.T) {
 	for _, v := range []string{"o'brien@x.com", "a+b&c=d%e f#g@x.com", "ünï'cödé@x.com", "50% off; (a,b)"} {
 		f := eqString("emailaddress1", v)
 		raw := queryString([]string{"contactid", "emailaddress1"}, f)
-		if !rawQueryRE.MatchString(raw) {
-			t.Errorf("%q: raw query %q is not fully encoded", v, raw)
+		if _, err := dataversetest.ParseQuery(raw); err != nil {
+			t.Errorf("%q: raw query %q is not fully encoded: %v", v, raw, err)
 		}
 		q, err := url.ParseQuery(raw)
 		if err != nil {
@@ -411,8 +383,8 @@ func TestQueryStringEncoding(t *testing.T) {
 		if q.Get("$filter") != f || q.Get("$select") != "contactid,emailaddress1" || len(q) != 2 {
 			t.Errorf("%q: decoded %v", v, q)
 		}
-		terms, err := parseFilter(q.Get("$filter"))
-		if err != nil || len(terms) != 1 || terms[0].lit != v {
+		terms, err := dataversetest.ParseFilter(q.Get("$filter"))
+		if err != nil || len(terms) != 1 || terms[0].Literal != v {
 			t.Errorf("%q: parsed back as %+v, %v", v, terms, err)
 		}
 	}
@@ -432,10 +404,10 @@ func TestPhoneTails(t *testing.T) {
 func TestDiscoverChangedDuringDiscovery(t *testing.T) {
 	c, f, _, _ := setup(t, 5)
 	var once sync.Once
-	f.setHook(func(r seenReq) {
-		if r.set == "annotations" {
+	f.SetHook(func(r dataversetest.Request) {
+		if r.Set == "annotations" {
 			// After the first pass read the cases, one of them goes away.
-			once.Do(func() { f.remove("incidents", incident(6)) })
+			once.Do(func() { f.Remove("incidents", incident(6)) })
 		}
 	})
 	_, err := c.Discover(context.Background(), subject)
@@ -449,53 +421,47 @@ func TestBearerToken(t *testing.T) {
 	if _, err := c.Discover(context.Background(), subject); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(f.requests()); n < 5 {
+	if n := len(f.Requests()); n < 5 {
 		t.Fatalf("only %d requests", n)
 	}
-	if cred.count() != 1 {
-		t.Errorf("GetToken called %d times, want 1 (cached)", cred.count())
+	if cred.Calls() != 1 {
+		t.Errorf("GetToken called %d times, want 1 (cached)", cred.Calls())
 	}
-	if want := []string{f.srv.URL + "/.default"}; !slices.Equal(cred.scopes[0], want) {
-		t.Errorf("scopes = %v, want %v", cred.scopes[0], want)
+	if want := []string{f.URL() + "/.default"}; !slices.Equal(cred.Scopes()[0], want) {
+		t.Errorf("scopes = %v, want %v", cred.Scopes()[0], want)
 	}
 	// Near expiry the token is renewed.
-	cred.mu.Lock()
-	cred.life = 2 * time.Hour
-	cred.mu.Unlock()
+	cred.SetLifetime(2 * time.Hour)
 	c.now = func() time.Time { return time.Now().Add(56 * time.Minute) }
 	if _, err := c.Discover(context.Background(), subject); err != nil {
 		t.Fatal(err)
 	}
-	if cred.count() != 2 {
-		t.Errorf("GetToken called %d times after expiry, want 2", cred.count())
+	if cred.Calls() != 2 {
+		t.Errorf("GetToken called %d times after expiry, want 2", cred.Calls())
 	}
 	// A wrong token is refused by the server; the error is immediate and
 	// the cached token is dropped.
 	c.now = time.Now
-	f.setToken("rotated", true)
-	f.resetLog()
+	f.SetToken("rotated", true)
+	f.ResetLog()
 	_, err := c.Discover(context.Background(), subject)
 	var re *requestError
-	if !errors.As(err, &re) || re.status != 401 || len(f.requests()) != 1 {
-		t.Errorf("err = %v after %d requests, want an immediate 401", err, len(f.requests()))
+	if !errors.As(err, &re) || re.status != 401 || len(f.Requests()) != 1 {
+		t.Errorf("err = %v after %d requests, want an immediate 401", err, len(f.Requests()))
 	}
-	cred.mu.Lock()
-	cred.token = "rotated"
-	cred.mu.Unlock()
-	f.setToken("rotated", false)
+	cred.SetToken("rotated")
+	f.SetToken("rotated", false)
 	if _, err := c.Discover(context.Background(), subject); err != nil {
 		t.Errorf("after a 401 a new token is fetched: %v", err)
 	}
 	// A credential failure stops before any request.
-	cred.mu.Lock()
-	cred.err = errors.New("no managed identity")
-	cred.mu.Unlock()
+	cred.SetError(errors.New("no managed identity"))
 	c.mu.Lock()
 	c.token = azcore.AccessToken{}
 	c.mu.Unlock()
-	f.resetLog()
-	if _, err := c.Discover(context.Background(), subject); err == nil || !strings.Contains(err.Error(), "no managed identity") || len(f.requests()) != 0 {
-		t.Errorf("err = %v, requests %d", err, len(f.requests()))
+	f.ResetLog()
+	if _, err := c.Discover(context.Background(), subject); err == nil || !strings.Contains(err.Error(), "no managed identity") || len(f.Requests()) != 0 {
+		t.Errorf("err = %v, requests %d", err, len(f.Requests()))
 	}
 }
 
@@ -505,7 +471,7 @@ func TestRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.resetLog()
+	f.ResetLog()
 	var recs []sources.Record
 	if err := c.Read(context.Background(), matchesOf(t, d, "contacts"), func(r sources.Record) error {
 		recs = append(recs, r)
@@ -535,8 +501,8 @@ func TestRead(t *testing.T) {
 	if want := `{"contactid":"` + contact(1) + `","fullname":"Mira Okonkwo","emailaddress1":"Mira.Okonkwo@Contoso.example","telephone1":"+1 (206) 555-0142","mobilephone":null,"_parentcustomerid_value":"` + account1 + `"}`; string(b) != want {
 		t.Errorf("record 0 = %s\nwant %s", b, want)
 	}
-	for _, r := range f.requests() {
-		if r.method != "GET" || r.set != "contacts" || !strings.HasPrefix(r.filter, "contactid eq ") {
+	for _, r := range f.Requests() {
+		if r.Method != "GET" || r.Set != "contacts" || !strings.HasPrefix(r.Filter, "contactid eq ") {
 			t.Errorf("unexpected read request %+v", r)
 		}
 	}
@@ -571,7 +537,7 @@ func TestRead(t *testing.T) {
 
 	// More keys than one request may carry: chunks of at most 25 keys,
 	// each paged, still in Keys order.
-	f.resetLog()
+	f.ResetLog()
 	var got []any
 	if err := c.Read(context.Background(), matchesOf(t, d, "cases"), func(r sources.Record) error {
 		got = append(got, r.Fields[0].Value)
@@ -583,8 +549,8 @@ func TestRead(t *testing.T) {
 		t.Errorf("cases read %v, want %v", got, want)
 	}
 	chunks := 0
-	for _, r := range f.requests() {
-		if r.skiptoken == "" {
+	for _, r := range f.Requests() {
+		if r.SkipToken == "" {
 			chunks++
 		}
 	}
@@ -599,7 +565,7 @@ func TestRead(t *testing.T) {
 	}
 
 	// A record gone since discovery: ErrChanged, and nothing of the chunk emitted.
-	f.remove("contacts", contact(8))
+	f.Remove("contacts", contact(8))
 	n := 0
 	err = c.Read(context.Background(), matchesOf(t, d, "contacts"), func(sources.Record) error { n++; return nil })
 	if !errors.Is(err, sources.ErrChanged) || n != 0 {
@@ -630,9 +596,9 @@ func TestRewriteDeletesAndPatchesWithIfMatch(t *testing.T) {
 	loc := matchesOf(t, d, "emails").Locations[0]
 	etags := map[string]string{}
 	for _, k := range loc.Keys {
-		etags[k] = f.etag("emails", k)
+		etags[k] = f.ETag("emails", k)
 	}
-	f.resetLog()
+	f.ResetLog()
 	var ordinals []int64
 	res, err := c.Rewrite(ctx, "emails", loc, func(ord int64, rec sources.Record) (*sources.Record, error) {
 		ordinals = append(ordinals, ord)
@@ -648,10 +614,10 @@ func TestRewriteDeletesAndPatchesWithIfMatch(t *testing.T) {
 		t.Errorf("result %+v, ordinals %v", res, ordinals)
 	}
 	var methods []string
-	for _, r := range f.requests() {
-		methods = append(methods, r.method)
-		if r.method == "DELETE" && r.ifMatch != etags[r.key] {
-			t.Errorf("DELETE %s If-Match %q, want %q", r.key, r.ifMatch, etags[r.key])
+	for _, r := range f.Requests() {
+		methods = append(methods, r.Method)
+		if r.Method == "DELETE" && r.IfMatch != etags[r.Key] {
+			t.Errorf("DELETE %s If-Match %q, want %q", r.Key, r.IfMatch, etags[r.Key])
 		}
 	}
 	// All reads before the first change.
@@ -659,11 +625,11 @@ func TestRewriteDeletesAndPatchesWithIfMatch(t *testing.T) {
 		t.Errorf("methods %v, want %v", methods, want)
 	}
 	for _, k := range loc.Keys {
-		if f.row("emails", k) != nil {
+		if f.Row("emails", k) != nil {
 			t.Errorf("email %s still exists", k)
 		}
 	}
-	if f.row("emails", email(2)) == nil || f.row("emails", email(4)) == nil {
+	if f.Row("emails", email(2)) == nil || f.Row("emails", email(4)) == nil {
 		t.Error("another person's email was deleted")
 	}
 
@@ -672,9 +638,9 @@ func TestRewriteDeletesAndPatchesWithIfMatch(t *testing.T) {
 	loc = matchesOf(t, d, "contacts").Locations[0]
 	before := map[string]string{}
 	for _, k := range loc.Keys {
-		before[k] = f.etag("contacts", k)
+		before[k] = f.ETag("contacts", k)
 	}
-	f.resetLog()
+	f.ResetLog()
 	res, err = c.Rewrite(ctx, "contacts", loc, mask)
 	if err != nil {
 		t.Fatal(err)
@@ -682,32 +648,32 @@ func TestRewriteDeletesAndPatchesWithIfMatch(t *testing.T) {
 	if res != (sources.RewriteResult{Replaced: 4}) {
 		t.Errorf("result %+v", res)
 	}
-	patches := map[string]seenReq{}
-	for _, r := range f.requests() {
-		if r.method == "PATCH" {
-			patches[r.key] = r
+	patches := map[string]dataversetest.Request{}
+	for _, r := range f.Requests() {
+		if r.Method == "PATCH" {
+			patches[r.Key] = r
 		}
 	}
-	if got := patches[contact(1)]; got.body != `{"fullname":"[erased]","emailaddress1":null,"telephone1":null}` || got.ifMatch != before[contact(1)] {
-		t.Errorf("PATCH contact 1: body %s If-Match %q (want %q)", got.body, got.ifMatch, before[contact(1)])
+	if got := patches[contact(1)]; got.Body != `{"fullname":"[erased]","emailaddress1":null,"telephone1":null}` || got.IfMatch != before[contact(1)] {
+		t.Errorf("PATCH contact 1: body %s If-Match %q (want %q)", got.Body, got.IfMatch, before[contact(1)])
 	}
-	if got := patches[contact(9)]; got.body != `{"fullname":"[erased]"}` {
-		t.Errorf("PATCH contact 9: body %s", got.body)
+	if got := patches[contact(9)]; got.Body != `{"fullname":"[erased]"}` {
+		t.Errorf("PATCH contact 9: body %s", got.Body)
 	}
-	row := f.row("contacts", contact(1))
+	row := f.Row("contacts", contact(1))
 	if row["fullname"] != "[erased]" || row["emailaddress1"] != nil || row["createdon"] == nil {
 		t.Errorf("contact 1 after the patch: %v", row)
 	}
 
 	// Again: everything is masked already, so nothing is sent but GETs.
-	f.resetLog()
+	f.ResetLog()
 	res, err = c.Rewrite(ctx, "contacts", loc, mask)
 	if err != nil || res != (sources.RewriteResult{}) {
 		t.Errorf("second mask: %+v, %v", res, err)
 	}
-	for _, r := range f.requests() {
-		if r.method != "GET" {
-			t.Errorf("second mask sent %s", r.method)
+	for _, r := range f.Requests() {
+		if r.Method != "GET" {
+			t.Errorf("second mask sent %s", r.Method)
 		}
 	}
 }
@@ -732,26 +698,26 @@ func TestRewriteConcurrentChange(t *testing.T) {
 	_, err := c.Rewrite(context.Background(), "cases", loc, func(ord int64, rec sources.Record) (*sources.Record, error) {
 		if ord == 1 {
 			// Someone edits the case between our GET and our DELETE.
-			f.touch("incidents", incident(2))
+			f.Touch("incidents", incident(2))
 		}
 		return nil, nil
 	})
 	if !errors.Is(err, sources.ErrChanged) {
 		t.Fatalf("err = %v, want ErrChanged", err)
 	}
-	if f.row("incidents", incident(2)) == nil {
+	if f.Row("incidents", incident(2)) == nil {
 		t.Error("the changed record was deleted")
 	}
 	// A PATCH meets the same check.
 	loc = sources.Location{Blob: "contacts", Keys: []string{contact(1)}}
 	_, err = c.Rewrite(context.Background(), "contacts", loc, func(ord int64, rec sources.Record) (*sources.Record, error) {
-		f.touch("contacts", contact(1))
+		f.Touch("contacts", contact(1))
 		return mask(ord, rec)
 	})
 	if !errors.Is(err, sources.ErrChanged) {
 		t.Fatalf("patch err = %v, want ErrChanged", err)
 	}
-	if f.row("contacts", contact(1))["fullname"] != "Mira Okonkwo" {
+	if f.Row("contacts", contact(1))["fullname"] != "Mira Okonkwo" {
 		t.Error("the changed contact was patched")
 	}
 }
@@ -762,29 +728,27 @@ func TestRewriteRetryIsIdempotent(t *testing.T) {
 	del := func(int64, sources.Record) (*sources.Record, error) { return nil, nil }
 	// The first attempt dies part way: the second DELETE meets an outage.
 	var outage sync.Once
-	f.setHook(func(r seenReq) {
-		if r.method == "DELETE" && r.key == incident(2) {
-			outage.Do(func() { f.addFault(&fault{method: "DELETE", set: "incidents", status: 503, times: -1}) })
+	f.SetHook(func(r dataversetest.Request) {
+		if r.Method == "DELETE" && r.Key == incident(2) {
+			outage.Do(func() { f.AddFault(dataversetest.Fault{Method: "DELETE", Set: "incidents", Status: 503, Times: -1}) })
 		}
 	})
 	if _, err := c.Rewrite(context.Background(), "cases", loc, del); err == nil {
 		t.Fatal("first attempt succeeded despite the outage")
 	}
-	if f.row("incidents", incident(1)) != nil || f.row("incidents", incident(2)) == nil || f.row("incidents", incident(3)) == nil {
+	if f.Row("incidents", incident(1)) != nil || f.Row("incidents", incident(2)) == nil || f.Row("incidents", incident(3)) == nil {
 		t.Fatal("the first attempt should have deleted exactly the first case")
 	}
 	// The outage ends; the retry finishes the work and reports the total.
-	f.mu.Lock()
-	f.faults = nil
-	f.mu.Unlock()
-	f.setHook(nil)
+	f.ClearFaults()
+	f.SetHook(nil)
 	edits := 0
 	res, err := c.Rewrite(context.Background(), "cases", loc, func(o int64, r sources.Record) (*sources.Record, error) { edits++; return del(o, r) })
 	if err != nil || res != (sources.RewriteResult{Deleted: 3}) || edits != 2 {
 		t.Fatalf("retry: %+v, %v, %d edits", res, err, edits)
 	}
 	// And once more, after completion: nothing left to do, same result.
-	f.resetLog()
+	f.ResetLog()
 	res, err = c.Rewrite(context.Background(), "cases", loc, func(int64, sources.Record) (*sources.Record, error) {
 		t.Error("edit called for a record that is gone")
 		return nil, nil
@@ -792,15 +756,15 @@ func TestRewriteRetryIsIdempotent(t *testing.T) {
 	if err != nil || res != (sources.RewriteResult{Deleted: 3}) {
 		t.Errorf("completed retry: %+v, %v", res, err)
 	}
-	for _, r := range f.requests() {
-		if r.method != "GET" {
-			t.Errorf("completed retry sent %s", r.method)
+	for _, r := range f.Requests() {
+		if r.Method != "GET" {
+			t.Errorf("completed retry sent %s", r.Method)
 		}
 	}
 	// A record deleted by someone else between our GET and our DELETE is gone too.
 	loc = sources.Location{Blob: "incidents", Keys: []string{incident(6)}}
 	res, err = c.Rewrite(context.Background(), "cases", loc, func(int64, sources.Record) (*sources.Record, error) {
-		f.remove("incidents", incident(6))
+		f.Remove("incidents", incident(6))
 		return nil, nil
 	})
 	if err != nil || res.Deleted != 1 {
@@ -840,7 +804,7 @@ func TestRewriteRefusesBadEdits(t *testing.T) {
 		},
 	}
 	for name, edit := range cases {
-		f.resetLog()
+		f.ResetLog()
 		_, err := c.Rewrite(context.Background(), "cases", loc, edit)
 		if err == nil || errors.Is(err, sources.ErrChanged) {
 			t.Errorf("%s: err = %v", name, err)
@@ -848,13 +812,13 @@ func TestRewriteRefusesBadEdits(t *testing.T) {
 		if name == "lookup" && !strings.Contains(err.Error(), "lookup column _customerid_value") {
 			t.Errorf("lookup: unclear error %v", err)
 		}
-		for _, r := range f.requests() {
-			if r.method != "GET" {
-				t.Errorf("%s: sent %s despite the refused edit", name, r.method)
+		for _, r := range f.Requests() {
+			if r.Method != "GET" {
+				t.Errorf("%s: sent %s despite the refused edit", name, r.Method)
 			}
 		}
 	}
-	if f.row("incidents", incident(1)) == nil {
+	if f.Row("incidents", incident(1)) == nil {
 		t.Error("a refused rewrite deleted a record")
 	}
 	if _, err := c.Rewrite(context.Background(), "cases", sources.Location{Blob: "incidents", Keys: []string{incident(1), incident(1)}}, nil); err == nil {
@@ -890,8 +854,8 @@ func TestThrottlingAndRetries(t *testing.T) {
 	ctx := context.Background()
 	t.Run("429 Retry-After", func(t *testing.T) {
 		c, f, _, sleeps := setup(t, 500)
-		f.addFault(&fault{method: "GET", set: "contacts", status: 429, header: map[string]string{"Retry-After": "2"}, times: 1,
-			body: `{"error":{"code":"0x80072322","message":"Number of requests exceeded the limit of 6000 over time window of 300 seconds."}}`})
+		f.AddFault(dataversetest.Fault{Method: "GET", Set: "contacts", Status: 429, Header: map[string]string{"Retry-After": "2"}, Times: 1,
+			Body: `{"error":{"code":"0x80072322","message":"Number of requests exceeded the limit of 6000 over time window of 300 seconds."}}`})
 		d, err := c.Discover(ctx, subject)
 		if err != nil {
 			t.Fatal(err)
@@ -905,7 +869,7 @@ func TestThrottlingAndRetries(t *testing.T) {
 	})
 	t.Run("Retry-After capped", func(t *testing.T) {
 		c, f, _, sleeps := setup(t, 500)
-		f.addFault(&fault{method: "GET", status: 429, header: map[string]string{"Retry-After": "86400"}, times: 1})
+		f.AddFault(dataversetest.Fault{Method: "GET", Status: 429, Header: map[string]string{"Retry-After": "86400"}, Times: 1})
 		if _, err := c.Discover(ctx, subject); err != nil {
 			t.Fatal(err)
 		}
@@ -915,7 +879,7 @@ func TestThrottlingAndRetries(t *testing.T) {
 	})
 	t.Run("503 twice", func(t *testing.T) {
 		c, f, _, sleeps := setup(t, 500)
-		f.addFault(&fault{method: "GET", set: "incidents", status: 503, times: 2})
+		f.AddFault(dataversetest.Fault{Method: "GET", Set: "incidents", Status: 503, Times: 2})
 		if _, err := c.Discover(ctx, subject); err != nil {
 			t.Fatal(err)
 		}
@@ -926,13 +890,13 @@ func TestThrottlingAndRetries(t *testing.T) {
 	})
 	t.Run("503 forever", func(t *testing.T) {
 		c, f, _, sleeps := setup(t, 500)
-		f.addFault(&fault{method: "GET", set: "contacts", status: 503, times: -1,
-			body: `{"error":{"code":"0x80040216","message":"Query on emailaddress1 eq 'mira.okonkwo@contoso.example' failed"}}`})
+		f.AddFault(dataversetest.Fault{Method: "GET", Set: "contacts", Status: 503, Times: -1,
+			Body: `{"error":{"code":"0x80040216","message":"Query on emailaddress1 eq 'mira.okonkwo@contoso.example' failed"}}`})
 		_, err := c.Discover(ctx, subject)
 		if err == nil {
 			t.Fatal("no error")
 		}
-		if n := len(f.requests()); n != 3 || len(*sleeps) != 2 {
+		if n := len(f.Requests()); n != 3 || len(*sleeps) != 2 {
 			t.Errorf("%d requests and %d sleeps, want MaxAttempts=3 and 2", n, len(*sleeps))
 		}
 		t.Logf("error: %v", err)
@@ -948,12 +912,12 @@ func TestThrottlingAndRetries(t *testing.T) {
 	})
 	t.Run("network errors", func(t *testing.T) {
 		c, f, _, _ := setup(t, 500)
-		f.addFault(&fault{method: "GET", set: "contacts", status: -1, times: -1})
+		f.AddFault(dataversetest.Fault{Method: "GET", Set: "contacts", Status: -1, Times: -1})
 		_, err := c.Discover(ctx, subject)
 		if err == nil {
 			t.Fatal("no error")
 		}
-		if n := len(f.requests()); n != 3 {
+		if n := len(f.Requests()); n != 3 {
 			t.Errorf("%d requests, want 3", n)
 		}
 		t.Logf("error: %v", err)
@@ -961,7 +925,7 @@ func TestThrottlingAndRetries(t *testing.T) {
 	})
 	t.Run("a record GET with a dropped connection is retried", func(t *testing.T) {
 		c, f, _, _ := setup(t, 500)
-		f.addFault(&fault{method: "GET", set: "emails", record: true, status: -1, times: 1})
+		f.AddFault(dataversetest.Fault{Method: "GET", Set: "emails", Record: true, Status: -1, Times: 1})
 		res, err := c.Rewrite(ctx, "emails", sources.Location{Blob: "emails", Keys: []string{email(1)}}, func(int64, sources.Record) (*sources.Record, error) { return nil, nil })
 		if err != nil || res.Deleted != 1 {
 			t.Errorf("%+v, %v", res, err)
@@ -969,11 +933,11 @@ func TestThrottlingAndRetries(t *testing.T) {
 	})
 	t.Run("400 fails at once with the code only", func(t *testing.T) {
 		c, f, _, sleeps := setup(t, 500)
-		f.addFault(&fault{method: "GET", set: "contacts", status: 400, times: -1,
-			body: `{"error":{"code":"0x80060888","message":"Could not find a property named 'mira.okonkwo@contoso.example'."}}`})
+		f.AddFault(dataversetest.Fault{Method: "GET", Set: "contacts", Status: 400, Times: -1,
+			Body: `{"error":{"code":"0x80060888","message":"Could not find a property named 'mira.okonkwo@contoso.example'."}}`})
 		_, err := c.Discover(ctx, subject)
-		if err == nil || len(f.requests()) != 1 || len(*sleeps) != 0 {
-			t.Fatalf("err %v after %d requests", err, len(f.requests()))
+		if err == nil || len(f.Requests()) != 1 || len(*sleeps) != 0 {
+			t.Fatalf("err %v after %d requests", err, len(f.Requests()))
 		}
 		if !strings.Contains(err.Error(), "0x80060888") || !strings.Contains(err.Error(), "400") {
 			t.Errorf("error %q lacks status or code", err)
@@ -982,8 +946,8 @@ func TestThrottlingAndRetries(t *testing.T) {
 	})
 	t.Run("a hostile error code is dropped", func(t *testing.T) {
 		c, f, _, _ := setup(t, 500)
-		f.addFault(&fault{method: "GET", set: "contacts", status: 403, times: -1,
-			body: `{"error":{"code":"mira.okonkwo@contoso.example","message":""}}`})
+		f.AddFault(dataversetest.Fault{Method: "GET", Set: "contacts", Status: 403, Times: -1,
+			Body: `{"error":{"code":"mira.okonkwo@contoso.example","message":""}}`})
 		_, err := c.Discover(ctx, subject)
 		if err == nil {
 			t.Fatal("no error")
@@ -993,7 +957,7 @@ func TestThrottlingAndRetries(t *testing.T) {
 	t.Run("cancel while waiting", func(t *testing.T) {
 		c, f, _, _ := setup(t, 500)
 		c.sleep = sleepCtx // really wait
-		f.addFault(&fault{method: "GET", status: 429, header: map[string]string{"Retry-After": "30"}, times: -1})
+		f.AddFault(dataversetest.Fault{Method: "GET", Status: 429, Header: map[string]string{"Retry-After": "30"}, Times: -1})
 		cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 		defer cancel()
 		start := time.Now()
@@ -1004,16 +968,16 @@ func TestThrottlingAndRetries(t *testing.T) {
 	})
 	t.Run("redirects are not followed", func(t *testing.T) {
 		c, f, _, _ := setup(t, 500)
-		f.addFault(&fault{method: "GET", set: "contacts", status: 307, times: -1, header: map[string]string{"Location": f.srv.URL + "/elsewhere"}})
+		f.AddFault(dataversetest.Fault{Method: "GET", Set: "contacts", Status: 307, Times: -1, Header: map[string]string{"Location": f.URL() + "/elsewhere"}})
 		_, err := c.Discover(ctx, subject)
 		var re *requestError
-		if !errors.As(err, &re) || re.status != 307 || len(f.requests()) != 1 {
-			t.Errorf("err = %v after %d requests, want a 307 error and no second request", err, len(f.requests()))
+		if !errors.As(err, &re) || re.status != 307 || len(f.Requests()) != 1 {
+			t.Errorf("err = %v after %d requests, want a 307 error and no second request", err, len(f.Requests()))
 		}
 	})
 	t.Run("412 and 404 are not retried", func(t *testing.T) {
 		c, f, _, sleeps := setup(t, 500)
-		f.addFault(&fault{method: "DELETE", status: 412, times: -1})
+		f.AddFault(dataversetest.Fault{Method: "DELETE", Status: 412, Times: -1})
 		_, err := c.Rewrite(ctx, "emails", sources.Location{Blob: "emails", Keys: []string{email(1)}}, func(int64, sources.Record) (*sources.Record, error) { return nil, nil })
 		if !errors.Is(err, sources.ErrChanged) || len(*sleeps) != 0 {
 			t.Errorf("err %v, sleeps %v", err, *sleeps)
@@ -1024,13 +988,13 @@ func TestThrottlingAndRetries(t *testing.T) {
 
 func TestNextLinkMustStayOnTheEnvironment(t *testing.T) {
 	c, f, _, _ := setup(t, 2)
-	f.nextLinkBase = "https://attacker.example"
+	f.SetNextLinkBase("https://attacker.example")
 	_, err := c.Discover(context.Background(), subject)
 	if !errors.Is(err, errForeignNextLink) {
 		t.Fatalf("err = %v, want the foreign nextLink refused", err)
 	}
-	for _, r := range f.requests() {
-		if r.skiptoken != "" {
+	for _, r := range f.Requests() {
+		if r.SkipToken != "" {
 			t.Error("a foreign nextLink was followed")
 		}
 	}
@@ -1073,7 +1037,7 @@ func TestValidate(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err = %v, want it to mention %q", name, err, tc.want)
 		}
-		if _, nerr := New(cfg, nil, &fakeCred{token: "x", life: time.Hour}); nerr == nil {
+		if _, nerr := New(cfg, nil, dataversetest.NewCredential("x")); nerr == nil {
 			t.Errorf("%s: New accepted an invalid config", name)
 		}
 	}
@@ -1082,7 +1046,7 @@ func TestValidate(t *testing.T) {
 	}
 	cfg := good()
 	cfg.MaxAttempts = 0
-	c, err := New(cfg, nil, &fakeCred{})
+	c, err := New(cfg, nil, dataversetest.NewCredential(""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1095,7 +1059,7 @@ func TestValidate(t *testing.T) {
 }
 
 func TestRetryAfterParsing(t *testing.T) {
-	c, err := New(testConfig("https://org.crm.dynamics.com", 0), nil, &fakeCred{})
+	c, err := New(testConfig("https://org.crm.dynamics.com", 0), nil, dataversetest.NewCredential(""))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package webhook
+package webhook_test
 
 import (
 	"bytes"
@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/dsr-functions/dsr/shared/sources"
+	"github.com/dsr-functions/dsr/shared/sources/webhook"
+	"github.com/dsr-functions/dsr/shared/sources/webhook/webhooktest"
 	"github.com/dsr-functions/dsr/shared/testutil/azuritetest"
 )
 
@@ -23,23 +25,23 @@ import (
 // endpoint, and a connector over a result store.
 type asyncFixture struct {
 	t        *testing.T
-	sys      *system
+	sys      *webhooktest.System
 	cb       *httptest.Server
-	c        *Connector
-	store    ResultStore
+	c        *webhook.Connector
+	store    webhook.ResultStore
 	mu       sync.Mutex
 	complete []string
 }
 
-func newAsyncFixture(t *testing.T, store ResultStore) *asyncFixture {
+func newAsyncFixture(t *testing.T, store webhook.ResultStore) *asyncFixture {
 	t.Helper()
 	f := &asyncFixture{t: t, store: store}
-	f.sys = newSystem(t, func(_ int, r received, w http.ResponseWriter, _ *http.Request) {
-		if r.Req.Action != ActionAccess {
-			t.Errorf("system: unexpected %s", r.Req.Action)
+	f.sys = newSystem(t, func(_ int, r webhooktest.Request, w http.ResponseWriter, _ *http.Request) {
+		if r.Action != webhook.ActionAccess {
+			t.Errorf("system: unexpected %s", r.Action)
 		}
-		if want := f.cb.URL + "/api/webhooks/crm/" + testReqID; r.Req.CallbackURL != want {
-			t.Errorf("system: callbackUrl %q, want %q", r.Req.CallbackURL, want)
+		if want := f.cb.URL + "/api/webhooks/crm/" + testReqID; r.CallbackURL != want {
+			t.Errorf("system: callbackUrl %q, want %q", r.CallbackURL, want)
 		}
 		if ok, err := store.Begun(context.Background(), testReqID); err != nil || !ok {
 			t.Errorf("system: asked before the store expects a callback (%v, %v)", ok, err)
@@ -49,10 +51,10 @@ func newAsyncFixture(t *testing.T, store ResultStore) *asyncFixture {
 	mux := http.NewServeMux()
 	f.cb = httptest.NewServer(mux)
 	t.Cleanup(f.cb.Close)
-	cfg := testConfig(f.sys.url())
+	cfg := testConfig(f.sys.URL())
 	cfg.CallbackBase = f.cb.URL + "/api/webhooks/crm/"
 	f.c, _ = newConnector(t, cfg, store)
-	mux.Handle("POST /api/webhooks/crm/{id}", f.c.CallbackHandler(CallbackOptions{
+	mux.Handle("POST /api/webhooks/crm/{id}", f.c.CallbackHandler(webhook.CallbackOptions{
 		OnComplete: func(_ context.Context, id string) error {
 			f.mu.Lock()
 			defer f.mu.Unlock()
@@ -72,7 +74,7 @@ func (f *asyncFixture) deliver(body string, secret []byte, ts time.Time, mutate 
 		f.t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	SetSignature(req.Header, secret, []byte(body), ts)
+	webhook.SetSignature(req.Header, secret, []byte(body), ts)
 	if mutate != nil {
 		mutate(req.Header)
 	}
@@ -112,7 +114,7 @@ const (
 	asyncPage2 = `{"cursor":"page-2","records":{"contacts":[{"id":"c1","z":1,"a":2}],"orders":[{"orderNo":"o-7","total":3}]},"next":""}`
 )
 
-func testAsyncFlow(t *testing.T, store ResultStore) {
+func testAsyncFlow(t *testing.T, store webhook.ResultStore) {
 	f := newAsyncFixture(t, store)
 	ctx := reqCtx()
 	now := time.Now()
@@ -124,7 +126,7 @@ func testAsyncFlow(t *testing.T, store ResultStore) {
 	f.nothingStored()
 
 	_, err := f.c.Discover(ctx, testSubject)
-	if !errors.Is(err, ErrPending) {
+	if !errors.Is(err, webhook.ErrPending) {
 		t.Fatalf("Discover = %v, want ErrPending", err)
 	}
 	noPersonalData(t, err)
@@ -136,11 +138,13 @@ func testAsyncFlow(t *testing.T, store ResultStore) {
 	if st, _ := f.deliver(asyncPage1, testSecret, now.Add(-10*time.Minute), nil); st != http.StatusUnauthorized {
 		t.Errorf("stale timestamp: %d, want 401", st)
 	}
-	if st, _ := f.deliver(asyncPage1, testSecret, now, func(h http.Header) { h.Del(HeaderSignature) }); st != http.StatusUnauthorized {
+	if st, _ := f.deliver(asyncPage1, testSecret, now, func(h http.Header) { h.Del(webhook.HeaderSignature) }); st != http.StatusUnauthorized {
 		t.Errorf("no signature: %d, want 401", st)
 	}
 	tampered := strings.Replace(asyncPage1, "c2", "c9", 1)
-	if st, _ := f.deliver(tampered, testSecret, now, func(h http.Header) { h.Set(HeaderSignature, Sign(testSecret, now.Unix(), []byte(asyncPage1))) }); st != http.StatusUnauthorized {
+	if st, _ := f.deliver(tampered, testSecret, now, func(h http.Header) {
+		h.Set(webhook.HeaderSignature, webhook.Sign(testSecret, now.Unix(), []byte(asyncPage1)))
+	}); st != http.StatusUnauthorized {
 		t.Errorf("tampered body: %d, want 401", st)
 	}
 	if st, _ := f.deliver(`{"records":{"contacts":[{"name":"Ann Example"}]},"next":""}`, testSecret, now, nil); st != http.StatusBadRequest {
@@ -159,10 +163,10 @@ func testAsyncFlow(t *testing.T, store ResultStore) {
 	if st != http.StatusOK || strings.TrimSpace(body) != `{"complete":false}` {
 		t.Fatalf("page 2: %d %s", st, body)
 	}
-	if _, err := f.c.Discover(ctx, testSubject); !errors.Is(err, ErrPending) {
+	if _, err := f.c.Discover(ctx, testSubject); !errors.Is(err, webhook.ErrPending) {
 		t.Fatalf("Discover with page 1 missing = %v, want ErrPending", err)
 	}
-	if n := len(f.sys.requests()); n != 2 {
+	if n := len(f.sys.Requests()); n != 2 {
 		t.Errorf("system asked %d times, want 2", n)
 	}
 	if len(f.completions()) != 0 {
@@ -184,7 +188,7 @@ func testAsyncFlow(t *testing.T, store ResultStore) {
 		t.Errorf("redelivery: %d", st)
 	}
 
-	asked := len(f.sys.requests())
+	asked := len(f.sys.Requests())
 	d, err := f.c.Discover(ctx, testSubject)
 	if err != nil {
 		t.Fatalf("Discover after delivery: %v", err)
@@ -204,10 +208,10 @@ func testAsyncFlow(t *testing.T, store ResultStore) {
 		t.Errorf("records %q, want %q", recs, wantRecs)
 	}
 	// Read of the stored result needs no subject.
-	if _, err := readAll(WithRequest(context.Background(), testReqID, sources.Subject{}), f.c, matchesOf(t, d, "orders")); err != nil {
+	if _, err := readAll(webhook.WithRequest(context.Background(), testReqID, sources.Subject{}), f.c, matchesOf(t, d, "orders")); err != nil {
 		t.Errorf("Read orders: %v", err)
 	}
-	if n := len(f.sys.requests()); n != asked {
+	if n := len(f.sys.Requests()); n != asked {
 		t.Errorf("the system was asked again (%d requests) although the result is stored", n)
 	}
 	m := matchesOf(t, d, "contacts")
@@ -230,7 +234,7 @@ func testAsyncFlow(t *testing.T, store ResultStore) {
 }
 
 func TestAsyncFlowMemory(t *testing.T) {
-	store := NewMemoryStore()
+	store := webhook.NewMemoryStore()
 	testAsyncFlow(t, store)
 	if store.Len() != 0 {
 		t.Errorf("memory store keeps %d requests after Delete", store.Len())
@@ -241,7 +245,7 @@ func TestAsyncFlowBlob(t *testing.T) {
 	acct := azuritetest.Account(t)
 	name := azuritetest.Container(t, acct, "webhook")
 	cc := acct.Service.NewContainerClient(name)
-	testAsyncFlow(t, NewBlobStore(cc, "webhook/crm/"))
+	testAsyncFlow(t, webhook.NewBlobStore(cc, "webhook/crm/"))
 	// Nothing of the request is left in the container.
 	pager := cc.NewListBlobsFlatPager(nil)
 	for pager.More() {
@@ -256,14 +260,14 @@ func TestAsyncFlowBlob(t *testing.T) {
 }
 
 func TestAsyncSystemMayAnswerAtOnce(t *testing.T) {
-	store := NewMemoryStore()
-	sys := newSystem(t, func(_ int, r received, w http.ResponseWriter, _ *http.Request) {
-		if r.Req.CallbackURL == "" {
+	store := webhook.NewMemoryStore()
+	sys := newSystem(t, func(_ int, r webhooktest.Request, w http.ResponseWriter, _ *http.Request) {
+		if r.CallbackURL == "" {
 			t.Errorf("no callbackUrl although async is enabled")
 		}
 		writeJSON(w, 200, `{"records":{"contacts":[{"id":"c1"}]}}`)
 	})
-	cfg := testConfig(sys.url())
+	cfg := testConfig(sys.URL())
 	cfg.CallbackBase = "http://127.0.0.1:1/cb"
 	c, _ := newConnector(t, cfg, store)
 	d, err := c.Discover(reqCtx(), testSubject)
@@ -273,19 +277,19 @@ func TestAsyncSystemMayAnswerAtOnce(t *testing.T) {
 }
 
 func TestCallbackLimitsAndMethod(t *testing.T) {
-	store := NewMemoryStore()
+	store := webhook.NewMemoryStore()
 	sys := newSystem(t, nil)
-	cfg := testConfig(sys.url())
+	cfg := testConfig(sys.URL())
 	cfg.CallbackBase = "http://127.0.0.1:1/cb"
 	cfg.MaxResponseBytes = 1024
 	c, _ := newConnector(t, cfg, store)
-	h := c.CallbackHandler(CallbackOptions{})
+	h := c.CallbackHandler(webhook.CallbackOptions{})
 	if err := store.Begin(context.Background(), testReqID); err != nil {
 		t.Fatal(err)
 	}
 	post := func(method, path, body string) *httptest.ResponseRecorder {
 		r := httptest.NewRequest(method, path, strings.NewReader(body))
-		SetSignature(r.Header, testSecret, []byte(body), time.Now())
+		webhook.SetSignature(r.Header, testSecret, []byte(body), time.Now())
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, r)
 		return w
@@ -308,25 +312,25 @@ func TestCallbackLimitsAndMethod(t *testing.T) {
 		t.Errorf("a single final page did not complete the result")
 	}
 	// Without async, the endpoint refuses everything.
-	plain, _ := newConnector(t, testConfig(sys.url()), nil)
+	plain, _ := newConnector(t, testConfig(sys.URL()), nil)
 	r := httptest.NewRequest(http.MethodPost, "/cb/"+testReqID, strings.NewReader(`{"records":{}}`))
-	SetSignature(r.Header, testSecret, []byte(`{"records":{}}`), time.Now())
+	webhook.SetSignature(r.Header, testSecret, []byte(`{"records":{}}`), time.Now())
 	rec := httptest.NewRecorder()
-	plain.CallbackHandler(CallbackOptions{}).ServeHTTP(rec, r)
+	plain.CallbackHandler(webhook.CallbackOptions{}).ServeHTTP(rec, r)
 	if rec.Code != http.StatusNotFound {
 		t.Errorf("async disabled: %d", rec.Code)
 	}
 }
 
 func TestCallbackOnCompleteFailureAsksForRedelivery(t *testing.T) {
-	store := NewMemoryStore()
+	store := webhook.NewMemoryStore()
 	sys := newSystem(t, nil)
-	cfg := testConfig(sys.url())
+	cfg := testConfig(sys.URL())
 	cfg.CallbackBase = "http://127.0.0.1:1/cb"
 	c, _ := newConnector(t, cfg, store)
 	_ = store.Begin(context.Background(), testReqID)
 	calls := 0
-	h := c.CallbackHandler(CallbackOptions{OnComplete: func(context.Context, string) error {
+	h := c.CallbackHandler(webhook.CallbackOptions{OnComplete: func(context.Context, string) error {
 		calls++
 		if calls == 1 {
 			return errors.New("queue down")
@@ -336,7 +340,7 @@ func TestCallbackOnCompleteFailureAsksForRedelivery(t *testing.T) {
 	body := `{"records":{"contacts":[{"id":"c1"}]}}`
 	for i, want := range []int{500, 200} {
 		r := httptest.NewRequest(http.MethodPost, "/cb/"+testReqID, strings.NewReader(body))
-		SetSignature(r.Header, testSecret, []byte(body), time.Now())
+		webhook.SetSignature(r.Header, testSecret, []byte(body), time.Now())
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, r)
 		if w.Code != want {
@@ -349,7 +353,7 @@ func TestCallbackOnCompleteFailureAsksForRedelivery(t *testing.T) {
 }
 
 // testStore checks the ResultStore contract.
-func testStore(t *testing.T, s ResultStore) {
+func testStore(t *testing.T, s webhook.ResultStore) {
 	ctx := context.Background()
 	id := "r0123456789abcdef"
 	if ok, err := s.Begun(ctx, id); err != nil || ok {
@@ -365,16 +369,16 @@ func testStore(t *testing.T, s ResultStore) {
 		t.Fatalf("Begun = %v, %v", ok, err)
 	}
 	raw := func(s string) json.RawMessage { return json.RawMessage(s) }
-	p1 := StoredPage{Cursor: "", Next: "n/2?x=1", Records: map[string][]json.RawMessage{
+	p1 := webhook.StoredPage{Cursor: "", Next: "n/2?x=1", Records: map[string][]json.RawMessage{
 		"contacts": {raw(`{"id":"a","v":1}`), raw(`{"id":"b"}`)},
 		"orders":   {raw(`{"orderNo":"o"}`)},
 	}}
-	p2 := StoredPage{Cursor: "n/2?x=1", Next: "", Records: map[string][]json.RawMessage{"contacts": {raw(`{"id":"c"}`)}}}
+	p2 := webhook.StoredPage{Cursor: "n/2?x=1", Next: "", Records: map[string][]json.RawMessage{"contacts": {raw(`{"id":"c"}`)}}}
 	if err := s.PutPage(ctx, id, p1); err != nil {
 		t.Fatal(err)
 	}
 	// Create-only: another page under the same cursor changes nothing.
-	if err := s.PutPage(ctx, id, StoredPage{Cursor: "", Next: "", Records: map[string][]json.RawMessage{"contacts": {raw(`{"id":"z"}`)}}}); err != nil {
+	if err := s.PutPage(ctx, id, webhook.StoredPage{Cursor: "", Next: "", Records: map[string][]json.RawMessage{"contacts": {raw(`{"id":"z"}`)}}}); err != nil {
 		t.Fatalf("second PutPage: %v", err)
 	}
 	if err := s.PutPage(ctx, id, p2); err != nil {
@@ -452,17 +456,17 @@ func testStore(t *testing.T, s ResultStore) {
 	_ = s.Delete(ctx, other)
 }
 
-func TestMemoryStore(t *testing.T) { testStore(t, NewMemoryStore()) }
+func TestMemoryStore(t *testing.T) { testStore(t, webhook.NewMemoryStore()) }
 
 func TestBlobStore(t *testing.T) {
 	acct := azuritetest.Account(t)
 	name := azuritetest.Container(t, acct, "webhook")
 	cc := acct.Service.NewContainerClient(name)
-	testStore(t, NewBlobStore(cc, "webhook/crm/"))
+	testStore(t, webhook.NewBlobStore(cc, "webhook/crm/"))
 	// One blob per request, page and dataset, written create-only.
-	s := NewBlobStore(cc, "p/")
+	s := webhook.NewBlobStore(cc, "p/")
 	ctx := context.Background()
-	if err := s.PutPage(ctx, "r1", StoredPage{Records: map[string][]json.RawMessage{"a": {json.RawMessage(`{"id":"x"}`)}, "b": {json.RawMessage(`{"id":"y"}`)}}}); err != nil {
+	if err := s.PutPage(ctx, "r1", webhook.StoredPage{Records: map[string][]json.RawMessage{"a": {json.RawMessage(`{"id":"x"}`)}, "b": {json.RawMessage(`{"id":"y"}`)}}}); err != nil {
 		t.Fatal(err)
 	}
 	var names []string
@@ -477,7 +481,7 @@ func TestBlobStore(t *testing.T) {
 			names = append(names, strings.TrimPrefix(*b.Name, prefix))
 		}
 	}
-	h := pageDir("")
+	h := webhook.PageDir("")
 	want := []string{h + "data/a.json", h + "data/b.json", h + "page.json"}
 	if !reflect.DeepEqual(names, want) {
 		t.Errorf("blobs %q, want %q", names, want)
@@ -499,7 +503,7 @@ func TestChain(t *testing.T) {
 		{map[string]string{"": "a", "a": "a"}, nil, false, true},
 	}
 	for i, tc := range cases {
-		order, complete, err := chain(tc.links)
+		order, complete, err := webhook.Chain(tc.links)
 		if (err != nil) != tc.err || complete != tc.complete || (!tc.err && !reflect.DeepEqual(order, tc.order)) {
 			t.Errorf("case %d: chain = %q, %v, %v", i, order, complete, err)
 		}
@@ -518,45 +522,44 @@ func TestProtocolExample(t *testing.T) {
 	if !strings.Contains(doc, body) {
 		t.Fatalf("PROTOCOL.md does not contain the example body %s", body)
 	}
-	sig := Sign(secret, 1767225600, []byte(body))
+	sig := webhook.Sign(secret, 1767225600, []byte(body))
 	if !strings.Contains(doc, sig) {
 		t.Errorf("PROTOCOL.md does not show the example signature %s", sig)
 	}
 	h := http.Header{}
-	h.Set(HeaderTimestamp, "1767225600")
-	h.Set(HeaderSignature, sig)
-	if err := Verify(secret, h, []byte(body), time.Unix(1767225600, 0), 0); err != nil {
+	h.Set(webhook.HeaderTimestamp, "1767225600")
+	h.Set(webhook.HeaderSignature, sig)
+	if err := webhook.Verify(secret, h, []byte(body), time.Unix(1767225600, 0), 0); err != nil {
 		t.Errorf("example does not verify: %v", err)
 	}
 	for _, v := range []string{"ann@example.com", "+14155550123", "C-1001"} {
-		if hv := HashIdentifier(hashKey, v); !strings.Contains(doc, hv) {
+		if hv := webhook.HashIdentifier(hashKey, v); !strings.Contains(doc, hv) {
 			t.Errorf("PROTOCOL.md does not show the hash of %s: %s", v, hv)
 		}
 	}
-	cbSig := Sign(secret, 1767225660, []byte(exampleCallback))
+	cbSig := webhook.Sign(secret, 1767225660, []byte(exampleCallback))
 	if !strings.Contains(doc, exampleCallback) || !strings.Contains(doc, cbSig) {
 		t.Errorf("PROTOCOL.md does not show the example callback with signature %s", cbSig)
 	}
 	keys := map[string]string{"contacts": "id", "orders": "orderNo"}
-	if _, err := decodePage(strings.NewReader(exampleCallback), keys, nil); err != nil {
+	if err := webhook.DecodePage(strings.NewReader(exampleCallback), keys); err != nil {
 		t.Errorf("example callback: %v", err)
 	}
 	// The example request is exactly what the connector sends.
-	sys := newSystem(t, func(_ int, _ received, w http.ResponseWriter, _ *http.Request) {
+	sys := webhooktest.New(t, secret, webhooktest.Options{Respond: func(_ int, _ webhooktest.Request, w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, 202, `{}`)
-	})
-	sys.secret = secret
-	store := NewMemoryStore()
-	c, err := New(&Config{Name: "crm", URL: sys.url(), Secret: secret, CallbackBase: "https://dsr.example.com/api/webhooks/crm",
-		Datasets: []Dataset{{Name: "contacts"}, {Name: "orders", Key: "orderNo"}}}, nil, store)
+	}})
+	store := webhook.NewMemoryStore()
+	c, err := webhook.New(&webhook.Config{Name: "crm", URL: sys.URL(), Secret: secret, CallbackBase: "https://dsr.example.com/api/webhooks/crm",
+		Datasets: []webhook.Dataset{{Name: "contacts"}, {Name: "orders", Key: "orderNo"}}}, nil, store)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = c.Discover(WithRequest(context.Background(), "r019b7a2c4e00a1b2c3d4e5f6a7b8", testSubject), testSubject)
-	if !errors.Is(err, ErrPending) {
+	_, err = c.Discover(webhook.WithRequest(context.Background(), "r019b7a2c4e00a1b2c3d4e5f6a7b8", testSubject), testSubject)
+	if !errors.Is(err, webhook.ErrPending) {
 		t.Fatalf("Discover = %v", err)
 	}
-	if got := string(sys.requests()[0].Body); got != body {
+	if got := string(sys.Requests()[0].Body); got != body {
 		t.Errorf("connector sends\n%s\nPROTOCOL.md shows\n%s", got, body)
 	}
 	if !strings.Contains(doc, "X-DSR-Timestamp: 1767225600") || !strings.Contains(doc, "Idempotency-Key: r019b7a2c4e00a1b2c3d4e5f6a7b8:access") {

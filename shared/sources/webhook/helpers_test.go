@@ -1,21 +1,20 @@
-package webhook
+package webhook_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/dsr-functions/dsr/shared/sources"
+	"github.com/dsr-functions/dsr/shared/sources/webhook"
+	"github.com/dsr-functions/dsr/shared/sources/webhook/webhooktest"
 	"github.com/dsr-functions/dsr/shared/testutil/azuritetest"
 )
 
@@ -35,130 +34,28 @@ var (
 	personal = []string{"ann@example.com", "14155550123", "C-1001", "Ann Example"}
 )
 
-// received is one request a test system got.
-type received struct {
-	Header http.Header
-	Body   []byte
-	Req    wireProbe
-}
-
-// wireProbe decodes a request body strictly: any member outside the
-// protocol fails the test.
-type wireProbe struct {
-	Action      string            `json:"action"`
-	RequestID   string            `json:"requestId"`
-	Subject     json.RawMessage   `json:"subject"`
-	Datasets    []string          `json:"datasets"`
-	Corrections map[string]string `json:"corrections"`
-	Cursor      string            `json:"cursor"`
-	CallbackURL string            `json:"callbackUrl"`
-}
-
-// system is a test double of the remote system: it verifies every request
-// (signature, timestamp, headers, body shape) with the shared secret and
-// records it, then answers with respond.
-type system struct {
-	t      *testing.T
-	srv    *httptest.Server
-	secret []byte
-	// badSignatureExpected: a failing Verify answers 401 without failing the test.
-	badSignatureExpected bool
-
-	mu      sync.Mutex
-	reqs    []received
-	respond func(n int, r received, w http.ResponseWriter, req *http.Request)
-}
-
-func newSystem(t *testing.T, respond func(n int, r received, w http.ResponseWriter, req *http.Request)) *system {
+// newSystem starts a scripted receiving system (see webhooktest) with the
+// test secret: it checks and records every request, then answers with
+// respond.
+func newSystem(t *testing.T, respond func(n int, r webhooktest.Request, w http.ResponseWriter, req *http.Request)) *webhooktest.System {
 	t.Helper()
-	s := &system{t: t, secret: testSecret, respond: respond}
-	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
-	t.Cleanup(s.srv.Close)
-	return s
+	return webhooktest.New(t, testSecret, webhooktest.Options{Respond: respond})
 }
 
-func (s *system) serve(w http.ResponseWriter, r *http.Request) {
-	t := s.t
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		t.Errorf("system: read body: %v", err)
-		return
-	}
-	if r.Method != http.MethodPost || r.URL.Path != "/dsr" {
-		t.Errorf("system: got %s %s, want POST /dsr", r.Method, r.URL.Path)
-	}
-	if err := Verify(s.secret, r.Header, body, time.Now(), time.Minute); err != nil {
-		if !s.badSignatureExpected {
-			t.Errorf("system: Verify: %v", err)
-		}
-		s.mu.Lock()
-		s.reqs = append(s.reqs, received{Header: r.Header.Clone(), Body: body})
-		s.mu.Unlock()
-		w.WriteHeader(http.StatusUnauthorized)
-		return
-	}
-	if s.badSignatureExpected {
-		t.Errorf("system: a request verified although the connector's secret is wrong")
-	}
-	// Tampering with the body, timestamp or signature must break it.
-	if Verify(s.secret, r.Header, append(bytes.Clone(body), ' '), time.Now(), time.Minute) == nil {
-		t.Errorf("system: a tampered body verified")
-	}
-	h := r.Header.Clone()
-	ts, _ := strconv.ParseInt(h.Get(HeaderTimestamp), 10, 64)
-	h.Set(HeaderTimestamp, strconv.FormatInt(ts+1, 10))
-	if Verify(s.secret, h, body, time.Now(), time.Minute) == nil {
-		t.Errorf("system: a tampered timestamp verified")
-	}
-	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
-		t.Errorf("system: Content-Type %q", ct)
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	var p wireProbe
-	if err := dec.Decode(&p); err != nil {
-		t.Errorf("system: body is not a protocol request: %v", err)
-	}
-	if got := r.Header.Get(HeaderRequestID); got != p.RequestID || got == "" {
-		t.Errorf("system: %s %q, body requestId %q", HeaderRequestID, got, p.RequestID)
-	}
-	wantKey := p.RequestID + ":" + p.Action
-	if p.Action == ActionAccess && p.Cursor != "" {
-		wantKey += ":" + p.Cursor
-	}
-	if p.Action != ActionAccess && len(p.Datasets) == 1 {
-		wantKey += ":" + p.Datasets[0]
-	}
-	if got := r.Header.Get(HeaderIdempotencyKey); got != wantKey {
-		t.Errorf("system: Idempotency-Key %q, want %q", got, wantKey)
-	}
-	if p.Corrections != nil && p.Action != ActionRectification {
-		t.Errorf("system: corrections sent with %s", p.Action)
-	}
-	rec := received{Header: r.Header.Clone(), Body: body, Req: p}
-	s.mu.Lock()
-	n := len(s.reqs)
-	s.reqs = append(s.reqs, rec)
-	s.mu.Unlock()
-	s.respond(n, rec, w, r)
+// newHashedSystem is newSystem for a system in hashed mode.
+func newHashedSystem(t *testing.T, respond func(n int, r webhooktest.Request, w http.ResponseWriter, req *http.Request)) *webhooktest.System {
+	t.Helper()
+	return webhooktest.New(t, testSecret, webhooktest.Options{Respond: respond, Hashed: true, HashKey: testHashKey})
 }
-
-func (s *system) requests() []received {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]received(nil), s.reqs...)
-}
-
-func (s *system) url() string { return s.srv.URL + "/dsr" }
 
 // testConfig is a valid raw-mode config for the system.
-func testConfig(url string) *Config {
-	return &Config{
+func testConfig(url string) *webhook.Config {
+	return &webhook.Config{
 		Name:     "crm",
 		URL:      url,
 		Secret:   testSecret,
 		HashKey:  testHashKey,
-		Datasets: []Dataset{{Name: "contacts"}, {Name: "orders", Key: "orderNo"}},
+		Datasets: []webhook.Dataset{{Name: "contacts"}, {Name: "orders", Key: "orderNo"}},
 	}
 }
 
@@ -174,24 +71,24 @@ func (s *sleeps) get() []time.Duration {
 	return append([]time.Duration(nil), s.d...)
 }
 
-func newConnector(t *testing.T, cfg *Config, store ResultStore) (*Connector, *sleeps) {
+func newConnector(t *testing.T, cfg *webhook.Config, store webhook.ResultStore) (*webhook.Connector, *sleeps) {
 	t.Helper()
-	c, err := New(cfg, nil, store)
+	c, err := webhook.New(cfg, nil, store)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
 	sl := &sleeps{}
-	c.sleep = func(ctx context.Context, d time.Duration) error {
+	webhook.SetSleep(c, func(ctx context.Context, d time.Duration) error {
 		sl.mu.Lock()
 		sl.d = append(sl.d, d)
 		sl.mu.Unlock()
 		return ctx.Err()
-	}
+	})
 	return c, sl
 }
 
 func reqCtx() context.Context {
-	return WithRequest(context.Background(), testReqID, testSubject)
+	return webhook.WithRequest(context.Background(), testReqID, testSubject)
 }
 
 func writeJSON(w http.ResponseWriter, status int, body string) {
@@ -201,7 +98,7 @@ func writeJSON(w http.ResponseWriter, status int, body string) {
 }
 
 // readAll reads the records of dm as compact JSON.
-func readAll(ctx context.Context, c *Connector, dm sources.DatasetMatches) ([]string, error) {
+func readAll(ctx context.Context, c *webhook.Connector, dm sources.DatasetMatches) ([]string, error) {
 	var out []string
 	err := c.Read(ctx, dm, func(r sources.Record) error {
 		b, err := json.Marshal(r)
@@ -238,9 +135,9 @@ func noPersonalData(t *testing.T, err error) {
 	}
 }
 
-func asError(t *testing.T, err error) *Error {
+func asError(t *testing.T, err error) *webhook.Error {
 	t.Helper()
-	var e *Error
+	var e *webhook.Error
 	if !errors.As(err, &e) {
 		t.Fatalf("error %v (%T) is not a *webhook.Error", err, err)
 	}

@@ -1,4 +1,4 @@
-package webhook
+package webhook_test
 
 import (
 	"context"
@@ -15,10 +15,12 @@ import (
 	"time"
 
 	"github.com/dsr-functions/dsr/shared/sources"
+	"github.com/dsr-functions/dsr/shared/sources/webhook"
+	"github.com/dsr-functions/dsr/shared/sources/webhook/webhooktest"
 )
 
 func TestConfigValidate(t *testing.T) {
-	good := func() *Config { return testConfig("https://crm.example.com/dsr") }
+	good := func() *webhook.Config { return testConfig("https://crm.example.com/dsr") }
 	if err := good().Validate(); err != nil {
 		t.Fatalf("valid config: %v", err)
 	}
@@ -29,28 +31,28 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("loopback http %s: %v", u, err)
 		}
 	}
-	cases := map[string]func(c *Config){
-		"http to a remote host": func(c *Config) { c.URL = "http://crm.example.com/dsr" },
-		"relative url":          func(c *Config) { c.URL = "/dsr" },
-		"no url":                func(c *Config) { c.URL = "" },
-		"ftp url":               func(c *Config) { c.URL = "ftp://crm.example.com/dsr" },
-		"user info in url":      func(c *Config) { c.URL = "https://u:p@crm.example.com/dsr" },
-		"short secret":          func(c *Config) { c.Secret = []byte("short") },
-		"no secret":             func(c *Config) { c.Secret = nil },
-		"unknown identifiers":   func(c *Config) { c.Identifiers = "plain" },
-		"hashed without key":    func(c *Config) { c.Identifiers, c.HashKey = IdentifiersHashed, nil },
-		"hashed short key":      func(c *Config) { c.Identifiers, c.HashKey = IdentifiersHashed, []byte("k") },
-		"hash key = secret":     func(c *Config) { c.Identifiers, c.HashKey = IdentifiersHashed, testSecret },
-		"no datasets":           func(c *Config) { c.Datasets = nil },
-		"bad dataset name":      func(c *Config) { c.Datasets = []Dataset{{Name: "Contacts"}} },
-		"dataset twice":         func(c *Config) { c.Datasets = []Dataset{{Name: "a"}, {Name: "a"}} },
-		"negative timeout":      func(c *Config) { c.Timeout = -time.Second },
-		"huge timeout":          func(c *Config) { c.Timeout = time.Hour },
-		"too many attempts":     func(c *Config) { c.MaxAttempts = 100 },
-		"negative max bytes":    func(c *Config) { c.MaxResponseBytes = -1 },
-		"http callback":         func(c *Config) { c.CallbackBase = "http://dsr.example.com/cb" },
-		"callback with query":   func(c *Config) { c.CallbackBase = "https://dsr.example.com/cb?code=x" },
-		"bad name":              func(c *Config) { c.Name = "CRM system" },
+	cases := map[string]func(c *webhook.Config){
+		"http to a remote host": func(c *webhook.Config) { c.URL = "http://crm.example.com/dsr" },
+		"relative url":          func(c *webhook.Config) { c.URL = "/dsr" },
+		"no url":                func(c *webhook.Config) { c.URL = "" },
+		"ftp url":               func(c *webhook.Config) { c.URL = "ftp://crm.example.com/dsr" },
+		"user info in url":      func(c *webhook.Config) { c.URL = "https://u:p@crm.example.com/dsr" },
+		"short secret":          func(c *webhook.Config) { c.Secret = []byte("short") },
+		"no secret":             func(c *webhook.Config) { c.Secret = nil },
+		"unknown identifiers":   func(c *webhook.Config) { c.Identifiers = "plain" },
+		"hashed without key":    func(c *webhook.Config) { c.Identifiers, c.HashKey = webhook.IdentifiersHashed, nil },
+		"hashed short key":      func(c *webhook.Config) { c.Identifiers, c.HashKey = webhook.IdentifiersHashed, []byte("k") },
+		"hash key = secret":     func(c *webhook.Config) { c.Identifiers, c.HashKey = webhook.IdentifiersHashed, testSecret },
+		"no datasets":           func(c *webhook.Config) { c.Datasets = nil },
+		"bad dataset name":      func(c *webhook.Config) { c.Datasets = []webhook.Dataset{{Name: "Contacts"}} },
+		"dataset twice":         func(c *webhook.Config) { c.Datasets = []webhook.Dataset{{Name: "a"}, {Name: "a"}} },
+		"negative timeout":      func(c *webhook.Config) { c.Timeout = -time.Second },
+		"huge timeout":          func(c *webhook.Config) { c.Timeout = time.Hour },
+		"too many attempts":     func(c *webhook.Config) { c.MaxAttempts = 100 },
+		"negative max bytes":    func(c *webhook.Config) { c.MaxResponseBytes = -1 },
+		"http callback":         func(c *webhook.Config) { c.CallbackBase = "http://dsr.example.com/cb" },
+		"callback with query":   func(c *webhook.Config) { c.CallbackBase = "https://dsr.example.com/cb?code=x" },
+		"bad name":              func(c *webhook.Config) { c.Name = "CRM system" },
 	}
 	for name, mutate := range cases {
 		c := good()
@@ -61,18 +63,18 @@ func TestConfigValidate(t *testing.T) {
 	}
 	c := good()
 	c.CallbackBase = "https://dsr.example.com/cb"
-	if _, err := New(c, nil, nil); err == nil {
+	if _, err := webhook.New(c, nil, nil); err == nil {
 		t.Errorf("New accepted a callback base without a result store")
 	}
-	conn, err := New(good(), nil, nil)
+	conn, err := webhook.New(good(), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if conn.cfg.Timeout != DefaultTimeout || conn.cfg.MaxAttempts != DefaultMaxAttempts || conn.cfg.MaxResponseBytes != DefaultMaxResponseBytes || conn.cfg.Identifiers != IdentifiersRaw {
-		t.Errorf("defaults not applied: %+v", conn.cfg)
+	if cfg := webhook.EffectiveConfig(conn); cfg.Timeout != webhook.DefaultTimeout || cfg.MaxAttempts != webhook.DefaultMaxAttempts || cfg.MaxResponseBytes != webhook.DefaultMaxResponseBytes || cfg.Identifiers != webhook.IdentifiersRaw {
+		t.Errorf("defaults not applied: %+v", cfg)
 	}
-	if conn.keys["contacts"] != "id" || conn.keys["orders"] != "orderNo" {
-		t.Errorf("keys %v", conn.keys)
+	if keys := webhook.Keys(conn); keys["contacts"] != "id" || keys["orders"] != "orderNo" {
+		t.Errorf("keys %v", keys)
 	}
 }
 
@@ -80,17 +82,17 @@ func TestVerify(t *testing.T) {
 	now := time.Unix(1767225600, 0)
 	body := []byte(`{"records":{},"next":""}`)
 	h := http.Header{}
-	SetSignature(h, testSecret, body, now)
-	if got := h.Get(HeaderTimestamp); got != "1767225600" {
+	webhook.SetSignature(h, testSecret, body, now)
+	if got := h.Get(webhook.HeaderTimestamp); got != "1767225600" {
 		t.Fatalf("timestamp header %q", got)
 	}
 	// Independent computation of the signature.
 	m := hmac.New(sha256.New, testSecret)
 	m.Write([]byte("1767225600." + string(body)))
-	if want := "sha256=" + hex.EncodeToString(m.Sum(nil)); h.Get(HeaderSignature) != want {
-		t.Fatalf("signature %q, want %q", h.Get(HeaderSignature), want)
+	if want := "sha256=" + hex.EncodeToString(m.Sum(nil)); h.Get(webhook.HeaderSignature) != want {
+		t.Fatalf("signature %q, want %q", h.Get(webhook.HeaderSignature), want)
 	}
-	if err := Verify(testSecret, h, body, now.Add(299*time.Second), 0); err != nil {
+	if err := webhook.Verify(testSecret, h, body, now.Add(299*time.Second), 0); err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
 	with := func(k, v string) http.Header {
@@ -102,7 +104,7 @@ func TestVerify(t *testing.T) {
 		}
 		return c
 	}
-	upper := "sha256=" + strings.ToUpper(strings.TrimPrefix(h.Get(HeaderSignature), "sha256="))
+	upper := "sha256=" + strings.ToUpper(strings.TrimPrefix(h.Get(webhook.HeaderSignature), "sha256="))
 	cases := []struct {
 		name   string
 		secret []byte
@@ -111,31 +113,31 @@ func TestVerify(t *testing.T) {
 		now    time.Time
 		want   error
 	}{
-		{"tampered body", testSecret, h, []byte(`{"records":{},"next":"x"}`), now, ErrBadSignature},
-		{"wrong secret", testHashKey, h, body, now, ErrBadSignature},
-		{"other timestamp", testSecret, with(HeaderTimestamp, "1767225601"), body, now, ErrBadSignature},
-		{"zero-padded timestamp", testSecret, with(HeaderTimestamp, "01767225600"), body, now, ErrBadSignature},
-		{"no signature", testSecret, with(HeaderSignature, ""), body, now, ErrBadSignature},
-		{"no prefix", testSecret, with(HeaderSignature, strings.TrimPrefix(h.Get(HeaderSignature), "sha256=")), body, now, ErrBadSignature},
-		{"short signature", testSecret, with(HeaderSignature, "sha256=abcd"), body, now, ErrBadSignature},
-		{"not hex", testSecret, with(HeaderSignature, "sha256="+strings.Repeat("zz", 32)), body, now, ErrBadSignature},
-		{"stale", testSecret, h, body, now.Add(301 * time.Second), ErrStaleTimestamp},
-		{"future", testSecret, h, body, now.Add(-301 * time.Second), ErrStaleTimestamp},
-		{"no timestamp", testSecret, with(HeaderTimestamp, ""), body, now, ErrStaleTimestamp},
-		{"negative timestamp", testSecret, with(HeaderTimestamp, "-1767225600"), body, now, ErrStaleTimestamp},
-		{"timestamp not a number", testSecret, with(HeaderTimestamp, "1767225600.5"), body, now, ErrStaleTimestamp},
+		{"tampered body", testSecret, h, []byte(`{"records":{},"next":"x"}`), now, webhook.ErrBadSignature},
+		{"wrong secret", testHashKey, h, body, now, webhook.ErrBadSignature},
+		{"other timestamp", testSecret, with(webhook.HeaderTimestamp, "1767225601"), body, now, webhook.ErrBadSignature},
+		{"zero-padded timestamp", testSecret, with(webhook.HeaderTimestamp, "01767225600"), body, now, webhook.ErrBadSignature},
+		{"no signature", testSecret, with(webhook.HeaderSignature, ""), body, now, webhook.ErrBadSignature},
+		{"no prefix", testSecret, with(webhook.HeaderSignature, strings.TrimPrefix(h.Get(webhook.HeaderSignature), "sha256=")), body, now, webhook.ErrBadSignature},
+		{"short signature", testSecret, with(webhook.HeaderSignature, "sha256=abcd"), body, now, webhook.ErrBadSignature},
+		{"not hex", testSecret, with(webhook.HeaderSignature, "sha256="+strings.Repeat("zz", 32)), body, now, webhook.ErrBadSignature},
+		{"stale", testSecret, h, body, now.Add(301 * time.Second), webhook.ErrStaleTimestamp},
+		{"future", testSecret, h, body, now.Add(-301 * time.Second), webhook.ErrStaleTimestamp},
+		{"no timestamp", testSecret, with(webhook.HeaderTimestamp, ""), body, now, webhook.ErrStaleTimestamp},
+		{"negative timestamp", testSecret, with(webhook.HeaderTimestamp, "-1767225600"), body, now, webhook.ErrStaleTimestamp},
+		{"timestamp not a number", testSecret, with(webhook.HeaderTimestamp, "1767225600.5"), body, now, webhook.ErrStaleTimestamp},
 	}
 	for _, tc := range cases {
-		err := Verify(tc.secret, tc.h, tc.body, tc.now, 5*time.Minute)
+		err := webhook.Verify(tc.secret, tc.h, tc.body, tc.now, 5*time.Minute)
 		if !errors.Is(err, tc.want) {
 			t.Errorf("%s: Verify = %v, want %v", tc.name, err, tc.want)
 		}
 	}
 	// Upper-case hex is still the same signature.
-	if err := Verify(testSecret, with(HeaderSignature, upper), body, now, 0); err != nil {
+	if err := webhook.Verify(testSecret, with(webhook.HeaderSignature, upper), body, now, 0); err != nil {
 		t.Errorf("upper-case hex: %v", err)
 	}
-	if err := Verify(nil, h, body, now, 0); err == nil {
+	if err := webhook.Verify(nil, h, body, now, 0); err == nil {
 		t.Errorf("Verify with no secret succeeded")
 	}
 }
@@ -146,16 +148,16 @@ const contactsPage = `{"records":{"contacts":[` +
 	`],"orders":[{"orderNo":"o-9","total":12.5}]},"next":""}`
 
 func TestDiscoverRawBody(t *testing.T) {
-	sys := newSystem(t, func(_ int, _ received, w http.ResponseWriter, _ *http.Request) {
+	sys := newSystem(t, func(_ int, _ webhooktest.Request, w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, 200, contactsPage)
 	})
-	c, _ := newConnector(t, testConfig(sys.url()), nil)
+	c, _ := newConnector(t, testConfig(sys.URL()), nil)
 	subj := sources.Subject{Emails: []string{" Ann@Example.COM ", "ann@example.com"}, Phones: []string{"14155550123", "+14155550123"}, IDs: map[string]string{"customerId": "C-1001"}}
 	d, err := c.Discover(reqCtx(), subj)
 	if err != nil {
 		t.Fatalf("Discover: %v", err)
 	}
-	reqs := sys.requests()
+	reqs := sys.Requests()
 	if len(reqs) != 1 {
 		t.Fatalf("%d requests, want 1", len(reqs))
 	}
@@ -165,7 +167,7 @@ func TestDiscoverRawBody(t *testing.T) {
 	if string(reqs[0].Body) != want {
 		t.Errorf("body\n got %s\nwant %s", reqs[0].Body, want)
 	}
-	if got := reqs[0].Header.Get(HeaderIdempotencyKey); got != testReqID+":access" {
+	if got := reqs[0].Header.Get(webhook.HeaderIdempotencyKey); got != testReqID+":access" {
 		t.Errorf("Idempotency-Key %q", got)
 	}
 	wantD := &sources.Discovery{Datasets: []sources.DatasetMatches{
@@ -178,11 +180,11 @@ func TestDiscoverRawBody(t *testing.T) {
 }
 
 func TestDiscoverHashedBody(t *testing.T) {
-	sys := newSystem(t, func(_ int, _ received, w http.ResponseWriter, _ *http.Request) {
+	sys := newHashedSystem(t, func(_ int, _ webhooktest.Request, w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, 200, `{"records":{"contacts":[{"id":"c1"}]},"next":""}`)
 	})
-	cfg := testConfig(sys.url())
-	cfg.Identifiers = IdentifiersHashed
+	cfg := testConfig(sys.URL())
+	cfg.Identifiers = webhook.IdentifiersHashed
 	c, _ := newConnector(t, cfg, nil)
 	if _, err := c.Discover(reqCtx(), testSubject); err != nil {
 		t.Fatalf("Discover: %v", err)
@@ -195,7 +197,7 @@ func TestDiscoverHashedBody(t *testing.T) {
 	want := `{"action":"access","requestId":"r019b7a2c4e00a1b2c3d4e5f6a7b8",` +
 		`"subject":{"emailHashes":["` + h("ann@example.com") + `"],"phoneHashes":["` + h("+14155550123") + `"],"idHashes":{"customerId":"` + h("C-1001") + `"}},` +
 		`"datasets":["contacts","orders"]}`
-	body := string(sys.requests()[0].Body)
+	body := string(sys.Requests()[0].Body)
 	if body != want {
 		t.Errorf("body\n got %s\nwant %s", body, want)
 	}
@@ -204,24 +206,24 @@ func TestDiscoverHashedBody(t *testing.T) {
 			t.Errorf("hashed body contains %q", v)
 		}
 	}
-	if HashIdentifier(testHashKey, "ann@example.com") != h("ann@example.com") {
+	if webhook.HashIdentifier(testHashKey, "ann@example.com") != h("ann@example.com") {
 		t.Errorf("HashIdentifier disagrees")
 	}
 }
 
 func TestDiscoverEmptySubjectSendsNothing(t *testing.T) {
-	sys := newSystem(t, func(_ int, _ received, w http.ResponseWriter, _ *http.Request) {
+	sys := newSystem(t, func(_ int, _ webhooktest.Request, w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, 200, `{"records":{}}`)
 	})
-	c, _ := newConnector(t, testConfig(sys.url()), nil)
+	c, _ := newConnector(t, testConfig(sys.URL()), nil)
 	d, err := c.Discover(reqCtx(), sources.Subject{Emails: []string{" "}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(sys.requests()) != 0 || d.Total() != 0 || len(d.Datasets) != 2 {
-		t.Errorf("empty subject: %d requests, discovery %+v", len(sys.requests()), d)
+	if len(sys.Requests()) != 0 || d.Total() != 0 || len(d.Datasets) != 2 {
+		t.Errorf("empty subject: %d requests, discovery %+v", len(sys.Requests()), d)
 	}
-	if _, err := c.Discover(context.Background(), testSubject); !errors.Is(err, ErrNoRequest) {
+	if _, err := c.Discover(context.Background(), testSubject); !errors.Is(err, webhook.ErrNoRequest) {
 		t.Errorf("Discover without a request in the context: %v", err)
 	}
 }
@@ -232,25 +234,25 @@ func TestPagingAndRead(t *testing.T) {
 		"p2": `{"next":"p3","records":{"contacts":[{"id":"c1","b":2,"a":1}],"orders":[]}}`,
 		"p3": `{"records":{"orders":[{"orderNo":"o-1","total":1}],"contacts":[{"id":"c2","x":"y"}]},"next":"","extra":{"ignored":true}}`,
 	}
-	sys := newSystem(t, func(_ int, r received, w http.ResponseWriter, _ *http.Request) {
-		body, ok := pages[r.Req.Cursor]
+	sys := newSystem(t, func(_ int, r webhooktest.Request, w http.ResponseWriter, _ *http.Request) {
+		body, ok := pages[r.Cursor]
 		if !ok {
-			t.Errorf("unknown cursor %q", r.Req.Cursor)
+			t.Errorf("unknown cursor %q", r.Cursor)
 		}
 		writeJSON(w, 200, body)
 	})
-	c, _ := newConnector(t, testConfig(sys.url()), nil)
+	c, _ := newConnector(t, testConfig(sys.URL()), nil)
 	d, err := c.Discover(reqCtx(), testSubject)
 	if err != nil {
 		t.Fatalf("Discover: %v", err)
 	}
-	reqs := sys.requests()
+	reqs := sys.Requests()
 	var cursors, keys []string
 	for _, r := range reqs {
-		cursors = append(cursors, r.Req.Cursor)
-		keys = append(keys, r.Header.Get(HeaderIdempotencyKey))
-		if !reflect.DeepEqual(r.Req.Datasets, []string{"contacts", "orders"}) {
-			t.Errorf("datasets %v", r.Req.Datasets)
+		cursors = append(cursors, r.Cursor)
+		keys = append(keys, r.Header.Get(webhook.HeaderIdempotencyKey))
+		if !reflect.DeepEqual(r.Datasets, []string{"contacts", "orders"}) {
+			t.Errorf("datasets %v", r.Datasets)
 		}
 	}
 	if !reflect.DeepEqual(cursors, []string{"", "p2", "p3"}) {
@@ -276,25 +278,25 @@ func TestPagingAndRead(t *testing.T) {
 	if !reflect.DeepEqual(recs, want) {
 		t.Errorf("records %q, want %q", recs, want)
 	}
-	reqs = sys.requests()[3:]
+	reqs = sys.Requests()[3:]
 	if len(reqs) != 3 {
 		t.Fatalf("Read made %d requests, want 3 (all pages)", len(reqs))
 	}
 	for _, r := range reqs {
-		if !reflect.DeepEqual(r.Req.Datasets, []string{"contacts"}) {
-			t.Errorf("Read asked for datasets %v", r.Req.Datasets)
+		if !reflect.DeepEqual(r.Datasets, []string{"contacts"}) {
+			t.Errorf("Read asked for datasets %v", r.Datasets)
 		}
 	}
-	if _, err := readAll(context.Background(), c, m); !errors.Is(err, ErrNoRequest) {
+	if _, err := readAll(context.Background(), c, m); !errors.Is(err, webhook.ErrNoRequest) {
 		t.Errorf("Read without a request: %v", err)
 	}
 }
 
 func TestReadFieldOrderAndValues(t *testing.T) {
-	sys := newSystem(t, func(_ int, _ received, w http.ResponseWriter, _ *http.Request) {
+	sys := newSystem(t, func(_ int, _ webhooktest.Request, w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, 200, contactsPage)
 	})
-	c, _ := newConnector(t, testConfig(sys.url()), nil)
+	c, _ := newConnector(t, testConfig(sys.URL()), nil)
 	var recs []sources.Record
 	m := sources.DatasetMatches{Dataset: "contacts", Records: 1, Locations: []sources.Location{{Blob: "webhook", Keys: []string{"c2", "c1"}}}}
 	if err := c.Read(reqCtx(), m, func(r sources.Record) error { recs = append(recs, r); return nil }); err != nil {
@@ -314,10 +316,10 @@ func TestReadFieldOrderAndValues(t *testing.T) {
 }
 
 func TestReadChanged(t *testing.T) {
-	sys := newSystem(t, func(_ int, _ received, w http.ResponseWriter, _ *http.Request) {
+	sys := newSystem(t, func(_ int, _ webhooktest.Request, w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, 200, `{"records":{"contacts":[{"id":"c1"}]},"next":""}`)
 	})
-	c, _ := newConnector(t, testConfig(sys.url()), nil)
+	c, _ := newConnector(t, testConfig(sys.URL()), nil)
 	m := sources.DatasetMatches{Dataset: "contacts", Records: 2, Locations: []sources.Location{{Blob: "webhook", Keys: []string{"c1", "c2"}}}}
 	emitted := 0
 	err := c.Read(reqCtx(), m, func(sources.Record) error { emitted++; return nil })
@@ -362,10 +364,10 @@ func TestBadAnswers(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			sys := newSystem(t, func(_ int, _ received, w http.ResponseWriter, _ *http.Request) {
+			sys := newSystem(t, func(_ int, _ webhooktest.Request, w http.ResponseWriter, _ *http.Request) {
 				writeJSON(w, 200, tc.body)
 			})
-			c, sl := newConnector(t, testConfig(sys.url()), nil)
+			c, sl := newConnector(t, testConfig(sys.URL()), nil)
 			_, err := c.Discover(reqCtx(), testSubject)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Discover = %v, want an error with %q", err, tc.want)
@@ -377,7 +379,7 @@ func TestBadAnswers(t *testing.T) {
 				t.Errorf("error %q quotes the response", err)
 			}
 			noPersonalData(t, err)
-			if n := len(sys.requests()); n != 1 || len(sl.get()) != 0 {
+			if n := len(sys.Requests()); n != 1 || len(sl.get()) != 0 {
 				t.Errorf("bad content was retried: %d requests", n)
 			}
 		})
@@ -386,7 +388,7 @@ func TestBadAnswers(t *testing.T) {
 
 func TestResponseTooLargeIsCutWhileStreaming(t *testing.T) {
 	written := make(chan int64, 1)
-	sys := newSystem(t, func(_ int, _ received, w http.ResponseWriter, _ *http.Request) {
+	sys := newSystem(t, func(_ int, _ webhooktest.Request, w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(200)
 		// An endless answer: a whole-body read would never end.
@@ -400,19 +402,19 @@ func TestResponseTooLargeIsCutWhileStreaming(t *testing.T) {
 			n += int64(k)
 		}
 	})
-	cfg := testConfig(sys.url())
+	cfg := testConfig(sys.URL())
 	cfg.MaxResponseBytes = 256 << 10
 	c, sl := newConnector(t, cfg, nil)
 	start := time.Now()
 	_, err := c.Discover(reqCtx(), testSubject)
-	if !errors.Is(err, ErrResponseTooLarge) {
+	if !errors.Is(err, webhook.ErrResponseTooLarge) {
 		t.Fatalf("Discover = %v, want ErrResponseTooLarge", err)
 	}
 	if !strings.Contains(err.Error(), "262144 bytes (MaxResponseBytes)") || !strings.Contains(err.Error(), "webhook crm") {
 		t.Errorf("error %q does not explain the limit", err)
 	}
 	noPersonalData(t, err)
-	if len(sys.requests()) != 1 || len(sl.get()) != 0 {
+	if len(sys.Requests()) != 1 || len(sl.get()) != 0 {
 		t.Errorf("an oversized answer was retried")
 	}
 	if n := <-written; n >= 1<<30 {
@@ -425,41 +427,41 @@ func TestResponseTooLargeIsCutWhileStreaming(t *testing.T) {
 
 func TestResponseLimitCoversAllPages(t *testing.T) {
 	pad := strings.Repeat("x", 30<<10)
-	sys := newSystem(t, func(n int, r received, w http.ResponseWriter, _ *http.Request) {
+	sys := newSystem(t, func(n int, r webhooktest.Request, w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, 200, fmt.Sprintf(`{"records":{"contacts":[{"id":"c%d","pad":"%s"}]},"next":"p%d"}`, n, pad, n+1))
 	})
-	cfg := testConfig(sys.url())
+	cfg := testConfig(sys.URL())
 	cfg.MaxResponseBytes = 100 << 10
 	c, _ := newConnector(t, cfg, nil)
 	_, err := c.Discover(reqCtx(), testSubject)
-	if !errors.Is(err, ErrResponseTooLarge) || !strings.Contains(err.Error(), "page 4") {
+	if !errors.Is(err, webhook.ErrResponseTooLarge) || !strings.Contains(err.Error(), "page 4") {
 		t.Fatalf("Discover = %v, want ErrResponseTooLarge on page 4", err)
 	}
-	if n := len(sys.requests()); n != 4 {
+	if n := len(sys.Requests()); n != 4 {
 		t.Errorf("%d requests, want 4", n)
 	}
 }
 
 func TestPagingLoopRefused(t *testing.T) {
-	sys := newSystem(t, func(n int, r received, w http.ResponseWriter, _ *http.Request) {
-		next := map[string]string{"": "a", "a": "b", "b": "a"}[r.Req.Cursor]
+	sys := newSystem(t, func(n int, r webhooktest.Request, w http.ResponseWriter, _ *http.Request) {
+		next := map[string]string{"": "a", "a": "b", "b": "a"}[r.Cursor]
 		writeJSON(w, 200, `{"records":{},"next":"`+next+`"}`)
 	})
-	c, _ := newConnector(t, testConfig(sys.url()), nil)
+	c, _ := newConnector(t, testConfig(sys.URL()), nil)
 	if _, err := c.Discover(reqCtx(), testSubject); err == nil || !strings.Contains(err.Error(), "paging loops") {
 		t.Fatalf("Discover = %v, want a paging loop error", err)
 	}
 }
 
 func TestTimeoutRetriedThenFails(t *testing.T) {
-	sys := newSystem(t, func(_ int, _ received, w http.ResponseWriter, r *http.Request) {
+	sys := newSystem(t, func(_ int, _ webhooktest.Request, w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
 		case <-time.After(5 * time.Second):
 		}
 		writeJSON(w, 200, `{"records":{}}`)
 	})
-	cfg := testConfig(sys.url())
+	cfg := testConfig(sys.URL())
 	cfg.Timeout = 100 * time.Millisecond
 	cfg.MaxAttempts = 3
 	c, sl := newConnector(t, cfg, nil)
@@ -479,7 +481,7 @@ func TestTimeoutRetriedThenFails(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("error does not wrap context.DeadlineExceeded")
 	}
-	if n := len(sys.requests()); n != 3 {
+	if n := len(sys.Requests()); n != 3 {
 		t.Errorf("%d requests, want 3", n)
 	}
 	s := sl.get()
@@ -496,7 +498,7 @@ func TestTimeoutRetriedThenFails(t *testing.T) {
 
 func TestRetryAfterHonoured(t *testing.T) {
 	date := time.Now().Add(20 * time.Second).UTC().Format(http.TimeFormat)
-	sys := newSystem(t, func(n int, _ received, w http.ResponseWriter, _ *http.Request) {
+	sys := newSystem(t, func(n int, _ webhooktest.Request, w http.ResponseWriter, _ *http.Request) {
 		switch n {
 		case 0:
 			w.Header().Set("Retry-After", "7")
@@ -511,13 +513,13 @@ func TestRetryAfterHonoured(t *testing.T) {
 			writeJSON(w, 200, `{"records":{"contacts":[{"id":"c1"}]}}`)
 		}
 	})
-	c, sl := newConnector(t, testConfig(sys.url()), nil)
+	c, sl := newConnector(t, testConfig(sys.URL()), nil)
 	d, err := c.Discover(reqCtx(), testSubject)
 	if err != nil {
 		t.Fatalf("Discover: %v", err)
 	}
-	if d.Total() != 1 || len(sys.requests()) != 4 {
-		t.Errorf("total %d after %d requests", d.Total(), len(sys.requests()))
+	if d.Total() != 1 || len(sys.Requests()) != 4 {
+		t.Errorf("total %d after %d requests", d.Total(), len(sys.Requests()))
 	}
 	s := sl.get()
 	if len(s) != 3 || s[0] != 7*time.Second || s[1] != 60*time.Second || s[2] < 18*time.Second || s[2] > 20*time.Second {
@@ -526,14 +528,14 @@ func TestRetryAfterHonoured(t *testing.T) {
 }
 
 func Test503ThenSuccess(t *testing.T) {
-	sys := newSystem(t, func(n int, _ received, w http.ResponseWriter, _ *http.Request) {
+	sys := newSystem(t, func(n int, _ webhooktest.Request, w http.ResponseWriter, _ *http.Request) {
 		if n == 0 {
 			writeJSON(w, 503, `unavailable`)
 			return
 		}
 		writeJSON(w, 200, `{"records":{"orders":[{"orderNo":"o-1"}]},"next":""}`)
 	})
-	c, sl := newConnector(t, testConfig(sys.url()), nil)
+	c, sl := newConnector(t, testConfig(sys.URL()), nil)
 	d, err := c.Discover(reqCtx(), testSubject)
 	if err != nil {
 		t.Fatalf("Discover: %v", err)
@@ -541,11 +543,11 @@ func Test503ThenSuccess(t *testing.T) {
 	if matchesOf(t, d, "orders").Records != 1 {
 		t.Errorf("discovery %+v", d)
 	}
-	reqs := sys.requests()
+	reqs := sys.Requests()
 	if len(reqs) != 2 || string(reqs[0].Body) != string(reqs[1].Body) {
 		t.Errorf("retry did not resend the same body")
 	}
-	if reqs[0].Header.Get(HeaderIdempotencyKey) != reqs[1].Header.Get(HeaderIdempotencyKey) {
+	if reqs[0].Header.Get(webhook.HeaderIdempotencyKey) != reqs[1].Header.Get(webhook.HeaderIdempotencyKey) {
 		t.Errorf("retry changed the Idempotency-Key")
 	}
 	if s := sl.get(); len(s) != 1 || s[0] < 250*time.Millisecond || s[0] > 500*time.Millisecond {
@@ -554,16 +556,16 @@ func Test503ThenSuccess(t *testing.T) {
 }
 
 func TestServerErrorsExhaustAttempts(t *testing.T) {
-	sys := newSystem(t, func(_ int, _ received, w http.ResponseWriter, _ *http.Request) {
+	sys := newSystem(t, func(_ int, _ webhooktest.Request, w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, 500, `{"detail":"no customer ann@example.com"}`)
 	})
-	c, sl := newConnector(t, testConfig(sys.url()), nil)
+	c, sl := newConnector(t, testConfig(sys.URL()), nil)
 	_, err := c.Discover(reqCtx(), testSubject)
 	if want := "webhook crm: datasets contacts, orders: access: HTTP 500 after 5 attempts"; err == nil || err.Error() != want {
 		t.Fatalf("Discover = %v, want %q", err, want)
 	}
-	if len(sys.requests()) != 5 || len(sl.get()) != 4 {
-		t.Errorf("%d requests, %d sleeps", len(sys.requests()), len(sl.get()))
+	if len(sys.Requests()) != 5 || len(sl.get()) != 4 {
+		t.Errorf("%d requests, %d sleeps", len(sys.Requests()), len(sl.get()))
 	}
 	if e := asError(t, err); e.Status != 500 {
 		t.Errorf("status %d", e.Status)
@@ -572,41 +574,40 @@ func TestServerErrorsExhaustAttempts(t *testing.T) {
 
 func TestClientErrorNotRetried(t *testing.T) {
 	for _, status := range []int{400, 401, 403, 404, 409, 422, 302} {
-		sys := newSystem(t, func(_ int, _ received, w http.ResponseWriter, _ *http.Request) {
+		sys := newSystem(t, func(_ int, _ webhooktest.Request, w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Location", "https://elsewhere.example.com/")
 			writeJSON(w, status, `{"detail":"unknown subject ann@example.com +14155550123"}`)
 		})
-		c, sl := newConnector(t, testConfig(sys.url()), nil)
+		c, sl := newConnector(t, testConfig(sys.URL()), nil)
 		_, err := c.Discover(reqCtx(), testSubject)
 		if err == nil || !strings.Contains(err.Error(), "webhook crm: datasets contacts, orders: access: HTTP "+strconv.Itoa(status)) {
 			t.Errorf("HTTP %d: Discover = %v", status, err)
 		}
 		noPersonalData(t, err)
-		if len(sys.requests()) != 1 || len(sl.get()) != 0 {
+		if len(sys.Requests()) != 1 || len(sl.get()) != 0 {
 			t.Errorf("HTTP %d was retried", status)
 		}
 	}
 }
 
 func TestWrongSecretRejectedByTheSystem(t *testing.T) {
-	sys := newSystem(t, nil)
-	sys.badSignatureExpected = true
-	cfg := testConfig(sys.url())
+	sys := webhooktest.New(t, testSecret, webhooktest.Options{ExpectBadSignature: true})
+	cfg := testConfig(sys.URL())
 	cfg.Secret = []byte("another-secret-that-is-long-enough-0123")
 	c, _ := newConnector(t, cfg, nil)
 	_, err := c.Discover(reqCtx(), testSubject)
 	if err == nil || !strings.Contains(err.Error(), "HTTP 401") {
 		t.Fatalf("Discover = %v, want HTTP 401", err)
 	}
-	if len(sys.requests()) != 1 {
-		t.Errorf("%d requests", len(sys.requests()))
+	if len(sys.Requests()) != 1 {
+		t.Errorf("%d requests", len(sys.Requests()))
 	}
 }
 
 func TestConnectionErrorRetried(t *testing.T) {
 	sys := newSystem(t, nil)
-	url := sys.url()
-	sys.srv.Close()
+	url := sys.URL()
+	sys.Close()
 	cfg := testConfig(url)
 	cfg.MaxAttempts = 2
 	c, sl := newConnector(t, cfg, nil)
@@ -623,10 +624,10 @@ func TestConnectionErrorRetried(t *testing.T) {
 }
 
 func TestCancelledWhileWaiting(t *testing.T) {
-	sys := newSystem(t, func(_ int, _ received, w http.ResponseWriter, _ *http.Request) {
+	sys := newSystem(t, func(_ int, _ webhooktest.Request, w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, 503, `{}`)
 	})
-	c, _ := New(testConfig(sys.url()), nil, nil)
+	c, _ := webhook.New(testConfig(sys.URL()), nil, nil)
 	ctx, cancel := context.WithCancel(reqCtx())
 	go func() { time.Sleep(50 * time.Millisecond); cancel() }()
 	start := time.Now()
@@ -637,17 +638,17 @@ func TestCancelledWhileWaiting(t *testing.T) {
 	if time.Since(start) > 2*time.Second {
 		t.Errorf("cancellation took %s", time.Since(start))
 	}
-	if n := len(sys.requests()); n != 1 {
+	if n := len(sys.Requests()); n != 1 {
 		t.Errorf("%d requests after cancellation", n)
 	}
 }
 
 func TestApply(t *testing.T) {
 	var answer string
-	sys := newSystem(t, func(_ int, _ received, w http.ResponseWriter, _ *http.Request) {
+	sys := newSystem(t, func(_ int, _ webhooktest.Request, w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, 200, answer)
 	})
-	c, _ := newConnector(t, testConfig(sys.url()), nil)
+	c, _ := newConnector(t, testConfig(sys.URL()), nil)
 	if !c.Delegates("contacts") || !c.Delegates("orders") || c.Delegates("other") {
 		t.Errorf("Delegates wrong")
 	}
@@ -659,16 +660,16 @@ func TestApply(t *testing.T) {
 		wantBody        string
 		want            sources.ChangeResult
 	}{
-		{ActionErasure, "contacts", nil, `{"deleted":2,"masked":1,"retained":3,"changed":0}`,
+		{webhook.ActionErasure, "contacts", nil, `{"deleted":2,"masked":1,"retained":3,"changed":0}`,
 			`{"action":"erasure","requestId":"` + testReqID + `",` + subject + `,"datasets":["contacts"]}`,
 			sources.ChangeResult{Deleted: 2, Masked: 1, Retained: 3}},
-		{ActionRectification, "orders", map[string]string{"email": "ann@new.example.com", "name": "Ann New"}, `{"changed":4,"unknown":"ignored"}`,
+		{webhook.ActionRectification, "orders", map[string]string{"email": "ann@new.example.com", "name": "Ann New"}, `{"changed":4,"unknown":"ignored"}`,
 			`{"action":"rectification","requestId":"` + testReqID + `",` + subject + `,"datasets":["orders"],"corrections":{"email":"ann@new.example.com","name":"Ann New"}}`,
 			sources.ChangeResult{Changed: 4}},
-		{ActionRestriction, "contacts", nil, `{"changed":2}`,
+		{webhook.ActionRestriction, "contacts", nil, `{"changed":2}`,
 			`{"action":"restriction","requestId":"` + testReqID + `",` + subject + `,"datasets":["contacts"]}`,
 			sources.ChangeResult{Changed: 2}},
-		{ActionLiftRestriction, "contacts", nil, `{"changed":2}`,
+		{webhook.ActionLiftRestriction, "contacts", nil, `{"changed":2}`,
 			`{"action":"lift-restriction","requestId":"` + testReqID + `",` + subject + `,"datasets":["contacts"]}`,
 			sources.ChangeResult{Changed: 2}},
 	}
@@ -682,11 +683,11 @@ func TestApply(t *testing.T) {
 		if res != tc.want {
 			t.Errorf("%s: result %+v, want %+v", tc.action, res, tc.want)
 		}
-		r := sys.requests()[i]
+		r := sys.Requests()[i]
 		if string(r.Body) != tc.wantBody {
 			t.Errorf("%s: body\n got %s\nwant %s", tc.action, r.Body, tc.wantBody)
 		}
-		if got, want := r.Header.Get(HeaderIdempotencyKey), testReqID+":"+tc.action+":"+tc.dataset; got != want {
+		if got, want := r.Header.Get(webhook.HeaderIdempotencyKey), testReqID+":"+tc.action+":"+tc.dataset; got != want {
 			t.Errorf("%s: Idempotency-Key %q, want %q", tc.action, got, want)
 		}
 	}
@@ -695,15 +696,15 @@ func TestApply(t *testing.T) {
 		dataset string
 		ch      sources.Change
 	}{
-		{"unknown dataset", "other", sources.Change{Action: ActionErasure, RequestID: testReqID, Subject: testSubject}},
+		{"unknown dataset", "other", sources.Change{Action: webhook.ActionErasure, RequestID: testReqID, Subject: testSubject}},
 		{"unknown action", "contacts", sources.Change{Action: "access", RequestID: testReqID, Subject: testSubject}},
-		{"bad request id", "contacts", sources.Change{Action: ActionErasure, RequestID: "../x", Subject: testSubject}},
-		{"empty subject", "contacts", sources.Change{Action: ActionErasure, RequestID: testReqID}},
-		{"rectification without corrections", "contacts", sources.Change{Action: ActionRectification, RequestID: testReqID, Subject: testSubject}},
-		{"unknown correction", "contacts", sources.Change{Action: ActionRectification, RequestID: testReqID, Subject: testSubject, Corrections: map[string]string{"address": "x"}}},
-		{"corrections with erasure", "contacts", sources.Change{Action: ActionErasure, RequestID: testReqID, Subject: testSubject, Corrections: map[string]string{"name": "x"}}},
+		{"bad request id", "contacts", sources.Change{Action: webhook.ActionErasure, RequestID: "../x", Subject: testSubject}},
+		{"empty subject", "contacts", sources.Change{Action: webhook.ActionErasure, RequestID: testReqID}},
+		{"rectification without corrections", "contacts", sources.Change{Action: webhook.ActionRectification, RequestID: testReqID, Subject: testSubject}},
+		{"unknown correction", "contacts", sources.Change{Action: webhook.ActionRectification, RequestID: testReqID, Subject: testSubject, Corrections: map[string]string{"address": "x"}}},
+		{"corrections with erasure", "contacts", sources.Change{Action: webhook.ActionErasure, RequestID: testReqID, Subject: testSubject, Corrections: map[string]string{"name": "x"}}},
 	}
-	before := len(sys.requests())
+	before := len(sys.Requests())
 	for _, b := range bad {
 		if _, err := c.Apply(context.Background(), b.dataset, b.ch); err == nil {
 			t.Errorf("%s: Apply succeeded", b.name)
@@ -711,12 +712,12 @@ func TestApply(t *testing.T) {
 			noPersonalData(t, err)
 		}
 	}
-	if len(sys.requests()) != before {
+	if len(sys.Requests()) != before {
 		t.Errorf("refused changes reached the system")
 	}
 	for _, a := range []string{`{"deleted":-1}`, `{"deleted":"14155550123"}`, `[]`, `not json ann@example.com`} {
 		answer = a
-		_, err := c.Apply(context.Background(), "contacts", sources.Change{Action: ActionErasure, RequestID: testReqID, Subject: testSubject})
+		_, err := c.Apply(context.Background(), "contacts", sources.Change{Action: webhook.ActionErasure, RequestID: testReqID, Subject: testSubject})
 		if err == nil {
 			t.Errorf("answer %s accepted", a)
 		}
@@ -726,14 +727,14 @@ func TestApply(t *testing.T) {
 
 func TestApplyFailuresAndPending(t *testing.T) {
 	status := 202
-	sys := newSystem(t, func(_ int, _ received, w http.ResponseWriter, _ *http.Request) {
+	sys := newSystem(t, func(_ int, _ webhooktest.Request, w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, status, `{}`)
 	})
-	cfg := testConfig(sys.url())
+	cfg := testConfig(sys.URL())
 	cfg.MaxAttempts = 2
 	c, _ := newConnector(t, cfg, nil)
-	ch := sources.Change{Action: ActionErasure, RequestID: testReqID, Subject: testSubject}
-	if _, err := c.Apply(context.Background(), "contacts", ch); !errors.Is(err, ErrPending) {
+	ch := sources.Change{Action: webhook.ActionErasure, RequestID: testReqID, Subject: testSubject}
+	if _, err := c.Apply(context.Background(), "contacts", ch); !errors.Is(err, webhook.ErrPending) {
 		t.Errorf("202: Apply = %v, want ErrPending", err)
 	}
 	status = 502
@@ -744,25 +745,25 @@ func TestApplyFailuresAndPending(t *testing.T) {
 }
 
 func TestHashedModeApply(t *testing.T) {
-	sys := newSystem(t, func(_ int, _ received, w http.ResponseWriter, _ *http.Request) {
+	sys := newHashedSystem(t, func(_ int, _ webhooktest.Request, w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, 200, `{"deleted":1}`)
 	})
-	cfg := testConfig(sys.url())
-	cfg.Identifiers = IdentifiersHashed
+	cfg := testConfig(sys.URL())
+	cfg.Identifiers = webhook.IdentifiersHashed
 	c, _ := newConnector(t, cfg, nil)
-	_, err := c.Apply(context.Background(), "contacts", sources.Change{Action: ActionRectification, RequestID: testReqID, Subject: testSubject, Corrections: map[string]string{"email": "ann@new.example.com"}})
-	if !errors.Is(err, ErrHashedRectification) {
+	_, err := c.Apply(context.Background(), "contacts", sources.Change{Action: webhook.ActionRectification, RequestID: testReqID, Subject: testSubject, Corrections: map[string]string{"email": "ann@new.example.com"}})
+	if !errors.Is(err, webhook.ErrHashedRectification) {
 		t.Fatalf("rectification in hashed mode: %v", err)
 	}
-	if strings.Contains(err.Error(), "ann@new.example.com") || len(sys.requests()) != 0 {
+	if strings.Contains(err.Error(), "ann@new.example.com") || len(sys.Requests()) != 0 {
 		t.Errorf("hashed rectification leaked or was sent")
 	}
-	res, err := c.Apply(context.Background(), "contacts", sources.Change{Action: ActionErasure, RequestID: testReqID, Subject: testSubject})
+	res, err := c.Apply(context.Background(), "contacts", sources.Change{Action: webhook.ActionErasure, RequestID: testReqID, Subject: testSubject})
 	if err != nil || res.Deleted != 1 {
 		t.Fatalf("hashed erasure: %+v, %v", res, err)
 	}
-	body := string(sys.requests()[0].Body)
-	if !strings.Contains(body, `"emailHashes":["`+HashIdentifier(testHashKey, "ann@example.com")+`"]`) {
+	body := string(sys.Requests()[0].Body)
+	if !strings.Contains(body, `"emailHashes":["`+webhook.HashIdentifier(testHashKey, "ann@example.com")+`"]`) {
 		t.Errorf("hashed erasure body %s", body)
 	}
 	for _, v := range personal {
