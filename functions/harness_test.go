@@ -26,9 +26,46 @@ import (
 	"github.com/dsr-functions/dsr/shared/sample"
 	"github.com/dsr-functions/dsr/shared/sources"
 	"github.com/dsr-functions/dsr/shared/testutil/azuritetest"
+	"github.com/dsr-functions/dsr/shared/testutil/pgtest"
 )
 
-func TestMain(m *testing.M) { os.Exit(azuritetest.Run(m)) }
+func TestMain(m *testing.M) {
+	code := azuritetest.Run(m)
+	stopPostgres()
+	os.Exit(code)
+}
+
+var (
+	pgOnce sync.Once
+	pgStop func()
+	pgErr  error
+)
+
+// postgresDSN starts a throwaway PostgreSQL the first time a test needs
+// one (or uses DSR_TEST_POSTGRES) and returns a fresh database's DSN.
+func postgresDSN(t *testing.T) string {
+	t.Helper()
+	pgOnce.Do(func() {
+		if os.Getenv(pgtest.EnvVar) != "" {
+			return
+		}
+		var dsn string
+		pgStop, dsn, pgErr = pgtest.Start()
+		if pgErr == nil {
+			os.Setenv(pgtest.EnvVar, dsn)
+		}
+	})
+	if pgErr != nil {
+		t.Fatalf("start PostgreSQL: %v", pgErr)
+	}
+	return pgtest.Database(t)
+}
+
+func stopPostgres() {
+	if pgStop != nil {
+		pgStop()
+	}
+}
 
 // syncBuffer collects every log line of a test.
 type syncBuffer struct {
@@ -73,6 +110,8 @@ type harnessOptions struct {
 	editSources func(*sources.Config)
 	// env overrides settings (e.g. DSR_AUTH_MODE).
 	env map[string]string
+	// app are the application's options (HTTP client, credential).
+	app functions.Options
 }
 
 // harnessKey is the function key of every harness's local host.
@@ -134,10 +173,11 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	}
 	h.broker = embedded.New(embedded.Options{MaxDeliveryCount: o.maxDelivery})
 	log := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	h.app, err = functions.New(h.cfg, h.broker, log)
+	h.app, err = functions.NewWithOptions(h.cfg, h.broker, log, o.app)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(h.app.Close)
 	handler := httptest.NewServer(h.app.Handler)
 	t.Cleanup(handler.Close)
 	u, _ := url.Parse(handler.URL)

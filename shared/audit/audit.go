@@ -152,10 +152,18 @@ func appendLine(ctx context.Context, ab *appendblob.Client, line []byte) error {
 		HTTPHeaders:      &blob.HTTPHeaders{BlobContentType: to.Ptr("application/x-ndjson")},
 		AccessConditions: &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfNoneMatch: to.Ptr(azcore.ETagAny)}},
 	})
-	if err != nil && !bloberror.HasCode(err, bloberror.BlobAlreadyExists, bloberror.ConditionNotMet) {
+	// Another writer may have created it first. Through the create-only
+	// SAS the service then refuses the create as unauthorised (overwriting
+	// needs write permission), not as "already exists": append all the
+	// same, and report the create's error if the blob is still missing.
+	if err != nil && !bloberror.HasCode(err, bloberror.BlobAlreadyExists, bloberror.ConditionNotMet, bloberror.AuthorizationPermissionMismatch) {
 		return err
 	}
+	createErr := err
 	_, err = ab.AppendBlock(ctx, nopCloser(line), nil)
+	if createErr != nil && bloberror.HasCode(err, bloberror.BlobNotFound) {
+		return createErr
+	}
 	return err
 }
 

@@ -3,6 +3,7 @@ package audit_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -117,3 +118,33 @@ type rsc struct{ *bytes.Reader }
 func (rsc) Close() error { return nil }
 
 func nopCloser(b []byte) rsc { return rsc{bytes.NewReader(b)} }
+
+// Writers that start a new hour (or request) blob at the same moment all
+// succeed: the create-only SAS refuses the losers' create with a permission
+// error, not "already exists", and they must append all the same.
+func TestConcurrentWritersCreatingTheSameBlob(t *testing.T) {
+	acct := azuritetest.Account(t)
+	name := azuritetest.Container(t, acct, "audit")
+	ctx := context.Background()
+	at := time.Date(2026, 11, 28, 13, 0, 0, 0, time.UTC)
+	const writers = 8
+	errs := make(chan error, writers)
+	for i := 0; i < writers; i++ {
+		go func(i int) {
+			// Separate trails, as separate instances of the app would be.
+			errs <- audit.New(acct, name).Append(ctx, audit.Entry{ID: fmt.Sprintf("r1:%d", i+1), At: at, RequestID: "r1", Event: "state", State: "received"})
+		}(i)
+	}
+	for i := 0; i < writers; i++ {
+		if err := <-errs; err != nil {
+			t.Errorf("writer: %v", err)
+		}
+	}
+	got, err := audit.New(acct, name).ForRequest(ctx, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != writers {
+		t.Errorf("%d entries, want %d", len(got), writers)
+	}
+}

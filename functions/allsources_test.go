@@ -1,0 +1,277 @@
+package functions_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/dsr-functions/dsr/functions"
+	"github.com/dsr-functions/dsr/shared/dsr"
+	"github.com/dsr-functions/dsr/shared/sample"
+	"github.com/dsr-functions/dsr/shared/sources"
+	"github.com/dsr-functions/dsr/shared/sources/dataverse/dataversetest"
+	"github.com/dsr-functions/dsr/shared/sources/webhook/webhooktest"
+)
+
+// The demo subject's records in the three other kinds of source, and near
+// misses that must never be found: a similar email, an email with her
+// address inside it, another person's order and case.
+const (
+	avery         = sample.DemoEmail
+	dvAvery       = "6f1c2a3b-0000-4000-8000-00000000a001"
+	dvAveryAU     = "6f1c2a3b-0000-4000-8000-00000000a002"
+	dvAveryCase   = "6f1c2a3b-0000-4000-8000-00000000c001"
+	dvOtherCase   = "6f1c2a3b-0000-4000-8000-00000000c002"
+	webhookSecret = "billing-signing-secret-0123456789-abcdefghij"
+)
+
+const pgSchema = `
+CREATE TABLE contacts (id bigint PRIMARY KEY, email text, phone text, full_name text);
+CREATE TABLE orders (id bigint PRIMARY KEY, contact_id bigint REFERENCES contacts(id), item text, shipping_address text);
+INSERT INTO contacts VALUES
+ (1, 'Avery.Morgan@contoso.example', '+1 425 555 0199', 'Avery Morgan'),
+ (2, 'avery.morgan@contoso.example.au', '+61 2 9999 0000', 'Avery Morgan (AU)'),
+ (3, 'xavery.morgan@contoso.example', NULL, 'X. Avery');
+INSERT INTO orders VALUES
+ (10, 1, 'Laptop', '1 Harbour Street'),
+ (11, 1, 'Mouse', '1 Harbour Street'),
+ (12, 2, 'Desk', '9 Sydney Road');
+`
+
+// fourSources is a harness whose sources config holds the sample's Blob
+// datasets, two PostgreSQL tables, two Dataverse entity sets and a webhook
+// system, all with the demo subject and decoys in them.
+type fourSources struct {
+	*harness
+	pg  *pgx.Conn
+	dv  *dataversetest.Server
+	sys *webhooktest.System
+}
+
+func newFourSources(t *testing.T, billingAttempts int, edit func(*sources.Config)) *fourSources {
+	t.Helper()
+	ctx := context.Background()
+	dsn := postgresDSN(t)
+	pg, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pg.Close(context.Background()) })
+	if _, err := pg.Exec(ctx, pgSchema); err != nil {
+		t.Fatal(err)
+	}
+
+	dv := dataversetest.New(t, 500)
+	dv.AddEntitySet("contacts", "contact", "contactid", "fullname", "emailaddress1")
+	dv.AddEntitySet("incidents", "incident", "incidentid", "title", "_customerid_value")
+	dv.Put("contacts", map[string]any{"contactid": dvAvery, "fullname": "Avery Morgan", "emailaddress1": "AVERY.MORGAN@contoso.example"})
+	dv.Put("contacts", map[string]any{"contactid": dvAveryAU, "fullname": "Avery Morgan (AU)", "emailaddress1": "avery.morgan@contoso.example.au"})
+	dv.Put("incidents", map[string]any{"incidentid": dvAveryCase, "title": "Invoice question", "_customerid_value": dvAvery})
+	dv.Put("incidents", map[string]any{"incidentid": dvOtherCase, "title": "Other person's case", "_customerid_value": dvAveryAU})
+
+	sys := webhooktest.New(t, []byte(webhookSecret), webhooktest.Options{Datasets: []webhooktest.Dataset{{Name: "billing"}}})
+	sys.Put("billing", `{"id":"inv-1","email":"avery.morgan@contoso.example","amount":120.5}`)
+	sys.Put("billing", `{"id":"inv-2","email":"someone@fabrikam.example","amount":7}`)
+
+	t.Setenv("DSR_E2E_PG_DSN", dsn)
+	t.Setenv("DSR_E2E_BILLING_URL", sys.URL())
+	t.Setenv("DSR_E2E_BILLING_SECRET", webhookSecret)
+	facts := sources.Facts{Categories: []string{"contact details"}, Purposes: []string{"customer service"}, Retention: "3 years", Source: "provided by you"}
+	h := newHarness(t, harnessOptions{
+		env: map[string]string{"DSR_APPROVAL_TYPES": "none"},
+		app: functions.Options{HTTPClient: dv.Client(), Credential: dv.Credential()},
+		editSources: func(c *sources.Config) {
+			c.Connections = map[string]sources.Connection{
+				"crm-db":  {Kind: sources.ConnPostgres, DSNSetting: "DSR_E2E_PG_DSN"},
+				"d365":    {Kind: sources.ConnDataverse, URL: dv.URL()},
+				"billing": {Kind: sources.ConnWebhook, URLSetting: "DSR_E2E_BILLING_URL", SecretSetting: "DSR_E2E_BILLING_SECRET", MaxAttempts: billingAttempts},
+			}
+			c.Datasets = append(c.Datasets,
+				sources.Dataset{Name: "pg-contacts", Connection: "crm-db", Table: "contacts", Key: "id", Facts: facts,
+					Identifiers: []sources.Identifier{{Field: "email", Kind: sources.KindEmail}, {Field: "phone", Kind: sources.KindPhone}}},
+				sources.Dataset{Name: "pg-orders", Connection: "crm-db", Table: "orders", Key: "id", Facts: facts,
+					Relations: []sources.Relation{{Field: "contact_id", References: "pg-contacts", ReferencesField: "id"}}},
+				sources.Dataset{Name: "d365-contacts", Connection: "d365", EntitySet: "contacts", Key: "contactid", Facts: facts,
+					Select:      []string{"fullname", "emailaddress1"},
+					Identifiers: []sources.Identifier{{Field: "emailaddress1", Kind: sources.KindEmail}}},
+				sources.Dataset{Name: "d365-cases", Connection: "d365", EntitySet: "incidents", Key: "incidentid", Facts: facts,
+					Select:    []string{"title", "_customerid_value"},
+					Relations: []sources.Relation{{Field: "_customerid_value", References: "d365-contacts", ReferencesField: "contactid"}}},
+				sources.Dataset{Name: "billing", Connection: "billing", Facts: facts},
+			)
+			if edit != nil {
+				edit(c)
+			}
+		},
+	})
+	return &fourSources{harness: h, pg: pg, dv: dv, sys: sys}
+}
+
+// exportedRecords downloads a completed request's package and returns the
+// records of each dataset, and the summary text.
+func (f *fourSources) exportedRecords(exp exportDoc) (map[string][]map[string]any, string, []byte) {
+	f.t.Helper()
+	status, b, _ := download(f.t, exp.URL)
+	if status != 200 {
+		f.t.Fatalf("download: %d", status)
+	}
+	files := readZip(f.t, b)
+	out := map[string][]map[string]any{}
+	for name, data := range files {
+		ds, ok := strings.CutPrefix(name, "data/")
+		if !ok || !strings.HasSuffix(ds, ".json") {
+			continue
+		}
+		var recs []map[string]any
+		if err := json.Unmarshal(data, &recs); err != nil {
+			f.t.Fatalf("%s: %v", name, err)
+		}
+		out[strings.TrimSuffix(ds, ".json")] = recs
+	}
+	var all []byte
+	for _, data := range files {
+		all = append(all, data...)
+	}
+	return out, string(files["summary.txt"]), all
+}
+
+func (f *fourSources) pgIDs(table string) []int64 {
+	f.t.Helper()
+	rows, err := f.pg.Query(context.Background(), "SELECT id FROM "+table+" ORDER BY id")
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return ids
+}
+
+// A subject in all four kinds of source: one access request exports all of
+// her records and none of the decoys; one erasure removes her from all four.
+func TestOneRequestCoversAllFourKindsOfSource(t *testing.T) {
+	f := newFourSources(t, 0, nil)
+
+	doc := f.submit(`{"type":"access","subject":{"email":"` + avery + `"}}`)
+	doc, exp := f.waitTerminal(doc.ID)
+	if doc.State != dsr.StateCompleted || len(doc.FailedSources) != 0 {
+		t.Fatalf("access: state %s, failed %v, error %+v\n%s", doc.State, doc.FailedSources, doc.Error, f.logs.String())
+	}
+	recs, _, raw := f.exportedRecords(exp)
+	want := map[string][]string{
+		"pg-contacts":   {"id", "1"},
+		"pg-orders":     {"id", "10", "11"},
+		"d365-contacts": {"contactid", dvAvery},
+		"d365-cases":    {"incidentid", dvAveryCase},
+		"billing":       {"id", "inv-1"},
+	}
+	for ds, w := range want {
+		var got []string
+		for _, r := range recs[ds] {
+			got = append(got, strings.TrimSuffix(strings.TrimSuffix(jsonText(r[w[0]]), ".0"), "\n"))
+		}
+		if strings.Join(got, ",") != strings.Join(w[1:], ",") {
+			t.Errorf("export %s: keys %v, want %v", ds, got, w[1:])
+		}
+	}
+	if len(recs["contacts"]) == 0 || len(recs["cases"]) == 0 {
+		t.Errorf("the Blob datasets are missing from the export: %d contacts, %d cases", len(recs["contacts"]), len(recs["cases"]))
+	}
+	for _, decoy := range []string{"contoso.example.au", "xavery", "Desk", dvAveryAU, dvOtherCase, "inv-2", "fabrikam"} {
+		if strings.Contains(string(raw), decoy) {
+			t.Errorf("the export holds decoy %q", decoy)
+		}
+	}
+
+	doc = f.submit(`{"type":"erasure","subject":{"email":"` + avery + `"}}`)
+	doc, _ = f.waitTerminal(doc.ID)
+	if doc.State != dsr.StateCompleted || doc.Verification == nil || doc.Verification.Residual != 0 || len(doc.FailedSources) != 0 {
+		t.Fatalf("erasure: state %s, verification %+v, failed %v, error %+v\n%s", doc.State, doc.Verification, doc.FailedSources, doc.Error, f.logs.String())
+	}
+	results := map[string]dsr.ErasureResult{}
+	for _, r := range doc.Erasure.Sources {
+		results[r.Source] = r
+	}
+	for ds, n := range map[string]int64{"pg-contacts": 1, "pg-orders": 2, "d365-contacts": 1, "d365-cases": 1, "billing": 1} {
+		if results[ds].Deleted != n || results[ds].Error != "" {
+			t.Errorf("erasure of %s: %+v, want %d deleted", ds, results[ds], n)
+		}
+	}
+	if got := f.pgIDs("contacts"); len(got) != 2 || got[0] != 2 || got[1] != 3 {
+		t.Errorf("PostgreSQL contacts left: %v, want [2 3]", got)
+	}
+	if got := f.pgIDs("orders"); len(got) != 1 || got[0] != 12 {
+		t.Errorf("PostgreSQL orders left: %v, want [12]", got)
+	}
+	if f.dv.Row("contacts", dvAvery) != nil || f.dv.Row("incidents", dvAveryCase) != nil {
+		t.Error("Dataverse still holds her contact or case")
+	}
+	if f.dv.Row("contacts", dvAveryAU) == nil || f.dv.Row("incidents", dvOtherCase) == nil {
+		t.Error("Dataverse lost another person's contact or case")
+	}
+	if _, ok := f.sys.Record("billing", "inv-1"); ok {
+		t.Error("the webhook system still holds her invoice")
+	}
+	if _, ok := f.sys.Record("billing", "inv-2"); !ok {
+		t.Error("the webhook system lost another person's invoice")
+	}
+	if c := f.sys.Changes(); len(c) != 1 || c[0].Action != "erasure" || c[0].RequestID != doc.ID {
+		t.Errorf("webhook changes %+v, want one erasure for %s", c, doc.ID)
+	}
+	// Nothing personal reached the logs.
+	if logs := f.logs.String(); strings.Contains(strings.ToLower(logs), avery) || strings.Contains(logs, "Harbour") {
+		t.Error("the logs hold personal data")
+	}
+}
+
+// A system that keeps failing fails its part with the reason, after the
+// retries; the other systems' records are exported all the same.
+func TestFailingSystemFailsOnlyItsPart(t *testing.T) {
+	f := newFourSources(t, 1, nil)
+	f.sys.Fail(webhooktest.Failure{Action: "access", Status: 503, Times: -1})
+
+	doc := f.submit(`{"type":"access","subject":{"email":"` + avery + `"}}`)
+	doc, exp := f.waitTerminal(doc.ID)
+	if doc.State != dsr.StateCompleted {
+		t.Fatalf("state %s, error %+v\n%s", doc.State, doc.Error, f.logs.String())
+	}
+	if len(doc.FailedSources) != 1 || doc.FailedSources[0] != "billing" {
+		t.Fatalf("failedSources %v, want [billing]", doc.FailedSources)
+	}
+	var reason string
+	for _, s := range doc.Discovery.Sources {
+		if s.Source == "billing" {
+			reason = s.Error
+		}
+	}
+	if !strings.Contains(reason, "billing") || !strings.Contains(reason, "503") {
+		t.Errorf("discovery reason %q does not name the system and status", reason)
+	}
+	if n := len(f.sys.Requests()); n != 3 {
+		t.Errorf("the failing system was asked %d times, want 3 (one per delivery, DefaultSourceAttempts)\n%s", n, f.logs.String())
+	}
+	recs, summary, _ := f.exportedRecords(exp)
+	if len(recs["pg-orders"]) != 2 || len(recs["d365-cases"]) != 1 || len(recs["billing"]) != 0 {
+		t.Errorf("export: %d pg-orders, %d d365-cases, %d billing", len(recs["pg-orders"]), len(recs["d365-cases"]), len(recs["billing"]))
+	}
+	if !strings.Contains(summary, "could not be searched") || !strings.Contains(summary, "503") {
+		t.Errorf("summary does not say billing could not be searched:\n%s", summary)
+	}
+	if strings.Contains(reason, avery) || strings.Contains(summary, "someone@") {
+		t.Error("the failure reason holds personal data")
+	}
+}
+
+func jsonText(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	default:
+		b, _ := json.Marshal(x)
+		return string(b)
+	}
+}
