@@ -3,8 +3,10 @@ package functions_test
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -273,5 +275,74 @@ func jsonText(v any) string {
 	default:
 		b, _ := json.Marshal(x)
 		return string(b)
+	}
+}
+
+// A webhook system that answers later: discovery waits, the system posts
+// its answer to the callback function, which drives the request on; the
+// kept answer is removed when the request ends.
+func TestAsyncWebhookSystemAnswersThroughTheCallback(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys := webhooktest.New(t, []byte(webhookSecret), webhooktest.Options{
+		Datasets: []webhooktest.Dataset{{Name: "billing"}}, Async: true, CallbackDelay: 100 * time.Millisecond})
+	sys.Put("billing", `{"id":"inv-1","email":"avery.morgan@contoso.example","amount":120.5}`)
+	sys.Put("billing", `{"id":"inv-2","email":"someone@fabrikam.example","amount":7}`)
+	t.Setenv("DSR_E2E_BILLING_URL", sys.URL())
+	t.Setenv("DSR_E2E_BILLING_SECRET", webhookSecret)
+	facts := sources.Facts{Categories: []string{"billing"}, Purposes: []string{"invoicing"}, Retention: "10 years", Source: "billing system"}
+	h := newHarness(t, harnessOptions{
+		front: ln,
+		env:   map[string]string{"WEBSITE_HOSTNAME": ln.Addr().String()},
+		editSources: func(c *sources.Config) {
+			c.Connections = map[string]sources.Connection{"billing": {Kind: sources.ConnWebhook, URLSetting: "DSR_E2E_BILLING_URL", SecretSetting: "DSR_E2E_BILLING_SECRET", Async: true}}
+			c.Datasets = append(c.Datasets, sources.Dataset{Name: "billing", Connection: "billing", Facts: facts})
+		},
+	})
+	// An unsigned delivery is refused by the app, and stores nothing.
+	resp, b := h.do("POST", "/api/webhooks/billing/r0123456789abcdef0123456789ab", `{"records":{"billing":[{"id":"x"}]},"next":""}`, "x-functions-key", "")
+	if resp.StatusCode != 401 || !strings.Contains(string(b), "signature") {
+		t.Fatalf("unsigned callback: %d %s", resp.StatusCode, b)
+	}
+	if resp, _ := h.do("POST", "/api/webhooks/nope/r0123456789abcdef0123456789ab", `{}`); resp.StatusCode != 404 {
+		t.Fatalf("callback for an unknown system: %d", resp.StatusCode)
+	}
+
+	doc := h.submit(`{"type":"access","subject":{"email":"` + avery + `"}}`)
+	doc, exp := h.waitTerminal(doc.ID)
+	if doc.State != dsr.StateCompleted || len(doc.FailedSources) != 0 {
+		t.Fatalf("state %s, failed %v, error %+v\n%s", doc.State, doc.FailedSources, doc.Error, h.logs.String())
+	}
+	sys.Wait()
+	if d := sys.Deliveries(); len(d) == 0 || d[len(d)-1].Status != 200 {
+		t.Fatalf("callback deliveries %+v", d)
+	}
+	status, zb, _ := download(t, exp.URL)
+	if status != 200 {
+		t.Fatalf("download: %d", status)
+	}
+	files := readZip(t, zb)
+	var recs []map[string]any
+	if err := json.Unmarshal(files["data/billing.json"], &recs); err != nil || len(recs) != 1 || recs[0]["id"] != "inv-1" {
+		t.Fatalf("billing in the export: %s (%v)", files["data/billing.json"], err)
+	}
+	// The answer the system posted is gone once the request has ended (the
+	// stage removes it right after recording the end, so allow it a moment).
+	var left []string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		left = left[:0]
+		for _, name := range h.blobNames(h.cfg.StateContainer) {
+			if strings.HasPrefix(name, "webhooks/") {
+				left = append(left, name)
+			}
+		}
+		if len(left) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(left) > 0 {
+		t.Errorf("kept answers left after the request ended: %v", left)
 	}
 }

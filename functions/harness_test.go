@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -112,6 +113,9 @@ type harnessOptions struct {
 	env map[string]string
 	// app are the application's options (HTTP client, credential).
 	app functions.Options
+	// front, when set, is the listener of the host's front door (so its
+	// address can be known before the app starts, as WEBSITE_HOSTNAME).
+	front net.Listener
 }
 
 // harnessKey is the function key of every harness's local host.
@@ -182,7 +186,14 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	t.Cleanup(handler.Close)
 	u, _ := url.Parse(handler.URL)
 	h.host = &funchost.LocalHost{Functions: h.app.Functions, HandlerURL: u, Broker: h.broker, Log: log, FailureDelay: 10 * time.Millisecond, FunctionKey: harnessKey}
-	h.front = httptest.NewServer(h.host)
+	if o.front != nil {
+		h.front = httptest.NewUnstartedServer(h.host)
+		h.front.Listener.Close()
+		h.front.Listener = o.front
+		h.front.Start()
+	} else {
+		h.front = httptest.NewServer(h.host)
+	}
 	t.Cleanup(h.front.Close)
 	if !o.manual {
 		ctx, cancel := context.WithCancel(context.Background())
