@@ -67,7 +67,7 @@ func newFourSources(t *testing.T, billingAttempts int, edit func(*sources.Config
 	}
 
 	dv := dataversetest.New(t, 500)
-	dv.AddEntitySet("contacts", "contact", "contactid", "fullname", "emailaddress1")
+	dv.AddEntitySet("contacts", "contact", "contactid", "fullname", "emailaddress1", "dsr_restricted")
 	dv.AddEntitySet("incidents", "incident", "incidentid", "title", "_customerid_value")
 	dv.Put("contacts", map[string]any{"contactid": dvAvery, "fullname": "Avery Morgan", "emailaddress1": "AVERY.MORGAN@contoso.example"})
 	dv.Put("contacts", map[string]any{"contactid": dvAveryAU, "fullname": "Avery Morgan (AU)", "emailaddress1": "avery.morgan@contoso.example.au"})
@@ -344,5 +344,66 @@ func TestAsyncWebhookSystemAnswersThroughTheCallback(t *testing.T) {
 	}
 	if len(left) > 0 {
 		t.Errorf("kept answers left after the request ended: %v", left)
+	}
+}
+
+// Rectification and restriction reach every kind of source too: the new
+// email lands in PostgreSQL, Dataverse and the webhook system, and the
+// restriction flag is set in each.
+func TestRectificationAndRestrictionReachEverySource(t *testing.T) {
+	f := newFourSources(t, 0, func(c *sources.Config) {
+		for i := range c.Datasets {
+			switch d := &c.Datasets[i]; d.Name {
+			case "pg-contacts":
+				d.Rectifiable, d.RestrictionField = true, "restricted"
+			case "d365-contacts":
+				d.Rectifiable, d.RestrictionField = true, "dsr_restricted"
+				d.Select = append(d.Select, "dsr_restricted")
+			case "billing":
+				d.Rectifiable = true
+			}
+		}
+	})
+	ctx := context.Background()
+	if _, err := f.pg.Exec(ctx, `ALTER TABLE contacts ADD COLUMN restricted boolean NOT NULL DEFAULT false`); err != nil {
+		t.Fatal(err)
+	}
+	const newEmail = "avery.quinn@contoso.example"
+	doc := f.submit(`{"type":"rectification","subject":{"email":"` + avery + `"},"corrections":{"email":"Avery.Quinn@contoso.example"}}`)
+	doc, _ = f.waitTerminal(doc.ID)
+	if doc.State != dsr.StateCompleted || len(doc.FailedSources) != 0 {
+		t.Fatalf("rectification: state %s, failed %v, error %+v, report %+v\n%s", doc.State, doc.FailedSources, doc.Error, doc.Rectification, f.logs.String())
+	}
+	var email string
+	if err := f.pg.QueryRow(ctx, `SELECT email FROM contacts WHERE id = 1`).Scan(&email); err != nil || email != newEmail {
+		t.Errorf("PostgreSQL email %q (%v), want %s", email, err, newEmail)
+	}
+	if err := f.pg.QueryRow(ctx, `SELECT email FROM contacts WHERE id = 2`).Scan(&email); err != nil || email != "avery.morgan@contoso.example.au" {
+		t.Errorf("another person's PostgreSQL email changed: %q", email)
+	}
+	if got := f.dv.Row("contacts", dvAvery)["emailaddress1"]; got != newEmail {
+		t.Errorf("Dataverse email %v, want %s", got, newEmail)
+	}
+	if rec, _ := f.sys.Record("billing", "inv-1"); !strings.Contains(rec, newEmail) {
+		t.Errorf("webhook record %s does not hold the new email", rec)
+	}
+
+	doc = f.submit(`{"type":"restriction","subject":{"email":"` + newEmail + `"}}`)
+	doc, _ = f.waitTerminal(doc.ID)
+	if doc.State != dsr.StateCompleted || len(doc.FailedSources) != 0 {
+		t.Fatalf("restriction: state %s, failed %v, error %+v\n%s", doc.State, doc.FailedSources, doc.Error, f.logs.String())
+	}
+	var restricted bool
+	if err := f.pg.QueryRow(ctx, `SELECT restricted FROM contacts WHERE id = 1`).Scan(&restricted); err != nil || !restricted {
+		t.Errorf("PostgreSQL restricted = %v (%v), want true", restricted, err)
+	}
+	if err := f.pg.QueryRow(ctx, `SELECT restricted FROM contacts WHERE id = 2`).Scan(&restricted); err != nil || restricted {
+		t.Errorf("another person's PostgreSQL row restricted = %v", restricted)
+	}
+	if got := f.dv.Row("contacts", dvAvery)["dsr_restricted"]; got != true {
+		t.Errorf("Dataverse dsr_restricted = %v, want true", got)
+	}
+	if !f.sys.Restricted("billing", "inv-1") || f.sys.Restricted("billing", "inv-2") {
+		t.Error("the webhook system's restriction flags are wrong")
 	}
 }
