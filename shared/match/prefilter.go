@@ -331,6 +331,9 @@ type automaton struct {
 	// is the same for every anchor so that windows start in the order of
 	// their anchors.
 	reach [2]int
+	// keys, if set, rules out most anchor occurrences before their window
+	// is run.
+	keys *keyFilter
 }
 
 // maxAnchors is the most anchor byte values an automaton searches for;
@@ -472,8 +475,84 @@ func newAutomaton(pats [][]byte, digits bool) *automaton {
 	}
 	if !digits {
 		a.anchors, a.reach = chooseAnchors(pats)
+		if a.anchors != nil {
+			a.keys = newKeyFilter(pats, a.anchors)
+		}
 	}
 	return a
+}
+
+// keyFilter is a set (a bitmap of hashes, so with false positives) of the
+// bytes around the anchor of every pattern: the "before" bytes before its
+// first byte of the anchor byte value that covers it, and the n-before
+// bytes from there on (the anchor included), ASCII case-folded. An anchor
+// occurrence in a line whose bytes around it are not in the set starts no
+// occurrence of any pattern, so its window need not be run.
+type keyFilter struct {
+	before, n int
+	shift     uint // 64 - log2(bitmap bits)
+	bits      []uint64
+}
+
+// maxKeyBytes is the most bytes a key holds on either side of the anchor.
+const maxKeyBytes = 4
+
+// newKeyFilter builds the key filter of the patterns covered by anchors (in
+// the order chooseAnchors chose them, both cases of a letter listed), or
+// returns nil if some pattern leaves too few bytes around its anchor for a
+// key to tell patterns apart.
+func newKeyFilter(pats [][]byte, anchors []byte) *keyFilter {
+	pos := make([]int, len(pats)) // offset of each pattern's covering anchor
+	before, after := maxKeyBytes, maxKeyBytes
+	for i, p := range pats {
+		pos[i] = -1
+		for _, b := range anchors {
+			if j := bytes.IndexByte(p, b); j >= 0 {
+				pos[i] = j
+				break
+			}
+		}
+		if pos[i] < 0 {
+			return nil // cannot happen: every pattern holds an anchor
+		}
+		before = min(before, pos[i])
+		after = min(after, len(p)-pos[i])
+	}
+	if before+after < 3 {
+		return nil
+	}
+	f := &keyFilter{before: before, n: before + after}
+	logBits := 12
+	for 1<<logBits < 64*len(pats) && logBits < 24 {
+		logBits++
+	}
+	f.shift = uint(64 - logBits)
+	f.bits = make([]uint64, 1<<logBits/64)
+	for i, p := range pats {
+		h := f.hash(p[pos[i]-before : pos[i]-before+f.n])
+		f.bits[h/64] |= 1 << (h % 64)
+	}
+	return f
+}
+
+// hash maps the case-folded key bytes k (f.n of them) to a bit of the map.
+func (f *keyFilter) hash(k []byte) uint64 {
+	var v uint64
+	for _, c := range k[:f.n] {
+		v = v<<8 | uint64(lowerTable[c])
+	}
+	return (v * 0x9e3779b97f4a7c15) >> f.shift
+}
+
+// mayStart reports whether the anchor at line[q] may be the covering
+// anchor of a pattern occurrence.
+func (f *keyFilter) mayStart(line []byte, q int) bool {
+	lo := q - f.before
+	if lo < 0 || lo+f.n > len(line) {
+		return false // no pattern has its anchor there
+	}
+	h := f.hash(line[lo:])
+	return f.bits[h/64]&(1<<(h%64)) != 0
 }
 
 // chooseAnchors picks bytes such that every pattern holds one of them
@@ -578,7 +657,8 @@ func (a *automaton) match(line []byte) bool {
 // matchAnchored runs the DFA over the windows of line around the anchor
 // bytes. Every pattern holds an anchor byte, and the window around it
 // reaches as far as the patterns it covers, so an occurrence lies inside
-// the window of its first anchor byte. Overlapping windows
+// the window of its first anchor byte; the key filter skips the anchors
+// whose neighbourhood is no pattern's. Overlapping windows
 // are run as one stretch; a new stretch starts in the root state.
 func (a *automaton) matchAnchored(line []byte) bool {
 	n := len(line)
@@ -602,6 +682,10 @@ func (a *automaton) matchAnchored(line []byte) bool {
 		}
 		if q == n {
 			return false
+		}
+		if a.keys != nil && !a.keys.mayStart(line, q) {
+			pos = q + 1
+			continue
 		}
 		lo, hi := q-a.reach[0], min(n, q+a.reach[1])
 		if lo > done {

@@ -224,8 +224,8 @@ func TestAppendMatchesNoAllocWithRoom(t *testing.T) {
 // automaton, and compares it with the naive search on random lines full of
 // anchors (windows that overlap, touch or stand apart).
 func TestPrefilterAnchored(t *testing.T) {
-	if a := newPrefilter(uniqueLowered(manyEmails(100, "fabrikam")), true).ac; len(a.anchors) != 1 || a.anchors[0] != '@' {
-		t.Fatalf("anchors of 100 emails: %q, want @", a.anchors)
+	if a := newPrefilter(uniqueLowered(manyEmails(100, "fabrikam")), true).ac; len(a.anchors) != 1 || a.anchors[0] != '@' || a.keys == nil || a.keys.before != 4 || a.keys.n != 8 {
+		t.Fatalf("anchors of 100 emails: %q, key filter %+v; want @ and 4+4 key bytes", a.anchors, a.keys)
 	}
 	if a := newPrefilter(uniqueLowered([]string{"0000", "1111", "2222", "3333", "4444"}), true).ac; a.anchors != nil {
 		t.Fatalf("anchors of 5 digit runs: %q, want none", a.anchors)
@@ -239,15 +239,27 @@ func TestPrefilterAnchored(t *testing.T) {
 		}
 		return string(b)
 	}
-	matched := 0
-	for iter := range 3000 {
+	matched, keyed := 0, 0
+	for iter := range 6000 {
 		patterns := make([]string, 1+rng.IntN(12))
 		for i := range patterns {
-			patterns[i] = randStr(rng.IntN(4)) + "@" + randStr(rng.IntN(4))
+			if iter%2 == 0 {
+				patterns[i] = randStr(rng.IntN(4)) + "@" + randStr(rng.IntN(4))
+			} else {
+				// Bytes other than '@' on both sides of it: the key
+				// filter is used.
+				noAt := func(n int) string { return strings.ReplaceAll(randStr(n), "@", "a") }
+				patterns[i] = noAt(2+rng.IntN(3)) + "@" + noAt(1+rng.IntN(3))
+			}
 		}
 		p := newPrefilter(uniqueLowered(patterns), true)
 		if p.ac.anchors == nil {
 			t.Fatalf("patterns %q: not anchored", patterns)
+		}
+		if p.ac.keys != nil {
+			keyed++
+		} else if iter%2 == 1 {
+			t.Fatalf("patterns %q: no key filter", patterns)
 		}
 		for range 10 {
 			line := []byte(randStr(rng.IntN(120)))
@@ -260,7 +272,7 @@ func TestPrefilterAnchored(t *testing.T) {
 			}
 		}
 	}
-	if matched < 3000 || matched > 27000 {
-		t.Errorf("unbalanced property test: %d of 30000 lines matched", matched)
+	if matched < 6000 || matched > 54000 || keyed < 3000 {
+		t.Errorf("unbalanced property test: %d of 60000 lines matched, %d key filters", matched, keyed)
 	}
 }
