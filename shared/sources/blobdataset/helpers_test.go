@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"reflect"
+	"sync"
 	"testing"
 
 	"github.com/dsr-functions/dsr/shared/blobs"
@@ -13,13 +14,42 @@ import (
 	"github.com/dsr-functions/dsr/shared/testutil/azuritetest"
 )
 
+var (
+	azuriteOnce sync.Once
+	azuriteStop func()
+	azuriteErr  error
+)
+
+// TestMain stops the Azurite that a test started (see needAzurite).
 func TestMain(m *testing.M) {
-	if os.Getenv(memoryChildEnv) != "" {
-		// A child of BenchmarkScanMemory scans local files only, and its
-		// resident set must be its own.
-		os.Exit(m.Run())
+	code := m.Run()
+	if azuriteStop != nil {
+		azuriteStop()
 	}
-	os.Exit(azuritetest.Run(m))
+	os.Exit(code)
+}
+
+// needAzurite starts Azurite the first time a test needs it, unless
+// azuritetest.EnvVar names one already running. It starts lazily so that
+// the scan benchmarks, which read local files, run without it (and
+// without its start-up taking CPU from them).
+func needAzurite(t testing.TB) {
+	t.Helper()
+	azuriteOnce.Do(func() {
+		if os.Getenv(azuritetest.EnvVar) != "" {
+			return
+		}
+		stop, addr, err := azuritetest.Start()
+		if err != nil {
+			azuriteErr = err
+			return
+		}
+		azuriteStop = stop
+		os.Setenv(azuritetest.EnvVar, addr)
+	})
+	if azuriteErr != nil {
+		t.Fatalf("azuritetest: %v", azuriteErr)
+	}
 }
 
 // fixture is one test's container in Azurite.
@@ -32,6 +62,7 @@ type fixture struct {
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
+	needAzurite(t)
 	acct := azuritetest.Account(t)
 	return &fixture{t: t, ctx: context.Background(), acct: acct, c: azuritetest.Container(t, acct, "ds")}
 }
