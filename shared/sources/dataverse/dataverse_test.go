@@ -1081,3 +1081,34 @@ func TestRetryAfterParsing(t *testing.T) {
 		}
 	}
 }
+
+// An edit that changes the record it is given in place (as a simple
+// masking function might) is still a change: the columns are patched.
+func TestRewriteSeesInPlaceEdits(t *testing.T) {
+	c, f, _, _ := setup(t, 5)
+	d, err := c.Discover(context.Background(), subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loc := matchesOf(t, d, "contacts").Locations[0]
+	f.ResetLog()
+	res, err := c.Rewrite(context.Background(), "contacts", loc, func(_ int64, rec sources.Record) (*sources.Record, error) {
+		for i := range rec.Fields {
+			if rec.Fields[i].Name == "fullname" {
+				rec.Fields[i].Value = "[erased]"
+			}
+		}
+		return &rec, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Replaced != len(loc.Keys) {
+		t.Errorf("replaced %d of %d records", res.Replaced, len(loc.Keys))
+	}
+	for _, k := range loc.Keys {
+		if got := f.Row("contacts", k)["fullname"]; got != "[erased]" {
+			t.Errorf("contact %s fullname %v, want [erased]", k, got)
+		}
+	}
+}

@@ -137,7 +137,9 @@ func (c *Connector) Rewrite(ctx context.Context, dataset string, loc sources.Loc
 			return sources.RewriteResult{}, fmt.Errorf("dataverse: dataset %s: rewrite: GET %s(id): record has no @odata.etag", t.Name, t.EntitySet)
 		}
 		old := e.record(t)
-		next, err := edit(int64(i), old)
+		// edit gets its own copy: an edit that changes the record in place
+		// must still be seen as a change.
+		next, err := edit(int64(i), sources.Record{Fields: slices.Clone(old.Fields)})
 		if err != nil {
 			return sources.RewriteResult{}, err
 		}

@@ -11,11 +11,11 @@
 // quoted with pgx.Identifier.Sanitize, so neither config nor subject values
 // can inject SQL.
 //
-// Limitation of this increment: each table's primary key must be a single
-// integer column (smallint, integer or bigint). Locations carry the key
-// values as Ordinals (int64); ETag is empty, since PostgreSQL rows carry no
-// version the connector pins (Read and Rewrite fail with sources.ErrChanged
-// when a discovered row no longer exists).
+// Each table needs a single-column key (its primary key, or any unique
+// column) of any type: integer keys travel as a Location's Ordinals, others
+// (uuid, text, …) as its Keys. ETag is empty: PostgreSQL rows carry no
+// version the connector pins (Read and Rewrite fail with
+// sources.ErrChanged when a discovered row no longer exists).
 package postgres
 
 import (
@@ -26,10 +26,10 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -70,7 +70,8 @@ type Table struct {
 	Schema string `json:"schema,omitempty"`
 	// Table is the SQL table name, quoted as given.
 	Table string `json:"table"`
-	// Key is the primary key column; it must hold integers.
+	// Key is the key column: the primary key or another unique column,
+	// of any type.
 	Key string `json:"key"`
 	// Identifiers are columns that identify a person (kind email, phone or id).
 	Identifiers []sources.Identifier `json:"identifiers,omitempty"`
@@ -129,6 +130,9 @@ func (c *Config) Validate() error {
 type Connector struct {
 	cfg  *Config
 	pool *pgxpool.Pool
+
+	mu       sync.Mutex
+	keyTypes map[string]keyType // by table name
 }
 
 var (
@@ -160,7 +164,7 @@ func New(ctx context.Context, cfg *Config) (*Connector, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: connect: %w", safe(err))
 	}
-	return &Connector{cfg: cfg, pool: pool}, nil
+	return &Connector{cfg: cfg, pool: pool, keyTypes: map[string]keyType{}}, nil
 }
 
 // Close closes the connection pool.
@@ -187,7 +191,7 @@ func quote(col string) string { return pgx.Identifier{col}.Sanitize() }
 
 // tableState is what discovery knows about one table.
 type tableState struct {
-	keys map[int64]struct{}
+	keys map[string]struct{} // key values as text
 	// refs holds, per column that other tables reference, the values of
 	// the matched rows.
 	refs map[string]map[string]struct{}
@@ -209,7 +213,7 @@ func (c *Connector) Discover(ctx context.Context, subj sources.Subject) (*source
 	}
 	state := map[string]*tableState{}
 	for _, t := range c.cfg.Tables {
-		state[t.Name] = &tableState{keys: map[int64]struct{}{}, refs: map[string]map[string]struct{}{}}
+		state[t.Name] = &tableState{keys: map[string]struct{}{}, refs: map[string]map[string]struct{}{}}
 	}
 	for {
 		if err := ctx.Err(); err != nil {
@@ -236,21 +240,107 @@ func (c *Connector) Discover(ctx context.Context, subj sources.Subject) (*source
 		}
 	}
 	out := &sources.Discovery{}
-	for _, t := range c.cfg.Tables {
+	for i := range c.cfg.Tables {
+		t := &c.cfg.Tables[i]
 		m := sources.DatasetMatches{Dataset: t.Name}
-		keys := make([]int64, 0, len(state[t.Name].keys))
+		keys := make([]string, 0, len(state[t.Name].keys))
 		for k := range state[t.Name].keys {
 			keys = append(keys, k)
 		}
-		slices.Sort(keys)
 		m.Records = int64(len(keys))
 		if len(keys) > 0 {
-			m.Locations = []sources.Location{{Blob: t.Table, Ordinals: keys}}
+			kt, err := c.keyType(ctx, t)
+			if err != nil {
+				return nil, err
+			}
+			m.Locations = []sources.Location{location(t, kt, keys)}
 		}
 		out.Datasets = append(out.Datasets, m)
 	}
 	return out, nil
 }
+
+// location names discovered rows: integer keys as Ordinals in numeric
+// order, any other key type as Keys in byte order.
+func location(t *Table, kt keyType, keys []string) sources.Location {
+	loc := sources.Location{Blob: t.Table}
+	if kt.integer {
+		for _, k := range keys {
+			n, err := strconv.ParseInt(k, 10, 64)
+			if err != nil {
+				// An integer column always formats as an integer.
+				panic(fmt.Sprintf("postgres: integer key %q does not parse", k))
+			}
+			loc.Ordinals = append(loc.Ordinals, n)
+		}
+		slices.Sort(loc.Ordinals)
+		return loc
+	}
+	loc.Keys = keys
+	slices.Sort(loc.Keys)
+	return loc
+}
+
+// keyType is what the connector knows about a table's key column.
+type keyType struct {
+	// sql is the column's type as PostgreSQL formats it ("uuid", "bigint",
+	// "character varying(40)"): it comes from the catalog, not the config.
+	sql     string
+	integer bool
+}
+
+// keyType looks up (once per table) the type of the key column.
+func (c *Connector) keyType(ctx context.Context, t *Table) (keyType, error) {
+	c.mu.Lock()
+	kt, ok := c.keyTypes[t.Name]
+	c.mu.Unlock()
+	if ok {
+		return kt, nil
+	}
+	const q = `SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+WHERE a.attrelid = to_regclass($1) AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped`
+	if err := c.pool.QueryRow(ctx, q, t.qualified(), t.Key).Scan(&kt.sql); err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return kt, fmt.Errorf("postgres: table %s: key column %s not found", t.Name, t.Key)
+		}
+		return kt, fmt.Errorf("postgres: table %s: key type: %w", t.Name, safe(err))
+	}
+	kt.integer = kt.sql == "smallint" || kt.sql == "integer" || kt.sql == "bigint"
+	c.mu.Lock()
+	c.keyTypes[t.Name] = kt
+	c.mu.Unlock()
+	return kt, nil
+}
+
+// locationKeys returns a location's keys as text, in location order, and
+// refuses a location that names both or duplicates.
+func locationKeys(t *Table, loc sources.Location) ([]string, error) {
+	if loc.Blob != t.Table {
+		return nil, fmt.Errorf("postgres: dataset %s: location names table %q, want %q", t.Name, loc.Blob, t.Table)
+	}
+	if len(loc.Ordinals) > 0 && len(loc.Keys) > 0 {
+		return nil, fmt.Errorf("postgres: dataset %s: location has both ordinals and keys", t.Name)
+	}
+	keys := slices.Clone(loc.Keys)
+	for _, o := range loc.Ordinals {
+		keys = append(keys, strconv.FormatInt(o, 10))
+	}
+	seen := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		if seen[k] {
+			return nil, fmt.Errorf("postgres: dataset %s: location names a row twice", t.Name)
+		}
+		seen[k] = true
+	}
+	return keys, nil
+}
+
+// keyColumn is the extra column every row query selects: the key as text.
+const keyColumn = "__dsr_key"
+
+// readChunk bounds the rows one query fetches (and Read holds to put them
+// in location order).
+const readChunk = 500
 
 // likeEscape escapes LIKE metacharacters with backslash (the default escape).
 func likeEscape(s string) string {
@@ -333,14 +423,14 @@ func (c *Connector) scan(ctx context.Context, t *Table, subj sources.Subject, st
 			fetch(f)
 		}
 	}
-	st := &tableState{keys: map[int64]struct{}{}, refs: map[string]map[string]struct{}{}}
+	st := &tableState{keys: map[string]struct{}{}, refs: map[string]map[string]struct{}{}}
 	if len(conds) == 0 {
 		return st, nil
 	}
 	for _, rc := range refCols {
 		fetch(rc)
 	}
-	sel := []string{quote(t.Key) + "::bigint"}
+	sel := []string{quote(t.Key) + "::text"}
 	for _, col := range cols {
 		sel = append(sel, quote(col)+"::text")
 	}
@@ -351,7 +441,7 @@ func (c *Connector) scan(ctx context.Context, t *Table, subj sources.Subject, st
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var key int64
+		var key string
 		vals := make([]*string, len(cols))
 		dest := []any{&key}
 		for i := range vals {
@@ -439,43 +529,53 @@ func (c *Connector) matches(t *Table, subj sources.Subject, state map[string]*ta
 	return false
 }
 
-// Read streams the discovered rows of one table in key order, each as a
-// record with the columns in table order. It fails with sources.ErrChanged
-// if a discovered row no longer exists.
+// Read streams the discovered rows of one table in location order, each
+// as a record with the columns in table order. It fails with
+// sources.ErrChanged if a discovered row no longer exists.
 func (c *Connector) Read(ctx context.Context, m sources.DatasetMatches, emit func(sources.Record) error) error {
 	t, err := c.table(m.Dataset)
 	if err != nil {
 		return err
 	}
 	for _, loc := range m.Locations {
-		if loc.Blob != t.Table {
-			return fmt.Errorf("postgres: dataset %s: location names table %q, want %q", t.Name, loc.Blob, t.Table)
-		}
-		keys := uniqueSorted(loc.Ordinals)
-		q := "SELECT * FROM " + t.qualified() + " WHERE " + quote(t.Key) + " = ANY($1::bigint[]) ORDER BY " + quote(t.Key)
-		rows, err := c.pool.Query(ctx, q, keys)
+		keys, err := locationKeys(t, loc)
 		if err != nil {
-			return fmt.Errorf("postgres: dataset %s: read: %w", t.Name, safe(err))
+			return err
 		}
-		n := 0
-		for rows.Next() {
-			rec, _, err := record(rows, t.Key)
+		kt, err := c.keyType(ctx, t)
+		if err != nil {
+			return err
+		}
+		for start := 0; start < len(keys); start += readChunk {
+			chunk := keys[start:min(start+readChunk, len(keys))]
+			got := make(map[string]sources.Record, len(chunk))
+			q := "SELECT *, " + quote(t.Key) + "::text AS " + quote(keyColumn) + " FROM " + t.qualified() +
+				" WHERE " + quote(t.Key) + " = ANY($1::text[]::" + kt.sql + "[])"
+			rows, err := c.pool.Query(ctx, q, chunk)
 			if err != nil {
-				rows.Close()
 				return fmt.Errorf("postgres: dataset %s: read: %w", t.Name, safe(err))
 			}
-			n++
-			if err := emit(rec); err != nil {
-				rows.Close()
-				return err
+			for rows.Next() {
+				rec, key, err := record(rows)
+				if err != nil {
+					rows.Close()
+					return fmt.Errorf("postgres: dataset %s: read: %w", t.Name, err)
+				}
+				got[key] = rec
 			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("postgres: dataset %s: read: %w", t.Name, safe(err))
-		}
-		if n != len(keys) {
-			return fmt.Errorf("postgres: dataset %s: %w (%d of %d rows remain)", t.Name, sources.ErrChanged, n, len(keys))
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return fmt.Errorf("postgres: dataset %s: read: %w", t.Name, safe(err))
+			}
+			for _, k := range chunk {
+				rec, ok := got[k]
+				if !ok {
+					return fmt.Errorf("postgres: dataset %s: %w (a discovered row is gone)", t.Name, sources.ErrChanged)
+				}
+				if err := emit(rec); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	return nil
@@ -484,16 +584,27 @@ func (c *Connector) Read(ctx context.Context, m sources.DatasetMatches, emit fun
 // Rewrite applies edit to the discovered rows of one table in one
 // transaction: the rows are locked (SELECT … FOR UPDATE) in key order, a
 // missing row rolls back with sources.ErrChanged, edit(nil) deletes a row
-// and edit(&rec) updates only its changed columns.
+// and edit(&rec) updates only its changed columns. Edit receives, as its
+// ordinal, the integer key (Ordinals) or the index into Keys.
 func (c *Connector) Rewrite(ctx context.Context, dataset string, loc sources.Location, edit sources.Edit) (res sources.RewriteResult, err error) {
 	t, err := c.table(dataset)
 	if err != nil {
 		return res, err
 	}
-	if loc.Blob != t.Table {
-		return res, fmt.Errorf("postgres: dataset %s: location names table %q, want %q", t.Name, loc.Blob, t.Table)
+	keys, err := locationKeys(t, loc)
+	if err != nil {
+		return res, err
 	}
-	keys := uniqueSorted(loc.Ordinals)
+	kt, err := c.keyType(ctx, t)
+	if err != nil {
+		return res, err
+	}
+	ordinal := func(i int) int64 {
+		if len(loc.Keys) > 0 {
+			return int64(i)
+		}
+		return loc.Ordinals[i]
+	}
 	tx, err := c.pool.Begin(ctx)
 	if err != nil {
 		return res, fmt.Errorf("postgres: dataset %s: rewrite: %w", t.Name, safe(err))
@@ -503,23 +614,20 @@ func (c *Connector) Rewrite(ctx context.Context, dataset string, loc sources.Loc
 			_ = tx.Rollback(context.WithoutCancel(ctx))
 		}
 	}()
-	q := "SELECT * FROM " + t.qualified() + " WHERE " + quote(t.Key) + " = ANY($1::bigint[]) ORDER BY " + quote(t.Key) + " FOR UPDATE"
+	q := "SELECT *, " + quote(t.Key) + "::text AS " + quote(keyColumn) + " FROM " + t.qualified() +
+		" WHERE " + quote(t.Key) + " = ANY($1::text[]::" + kt.sql + "[]) ORDER BY " + quote(t.Key) + " FOR UPDATE"
 	rows, err := tx.Query(ctx, q, keys)
 	if err != nil {
 		return res, fmt.Errorf("postgres: dataset %s: rewrite: %w", t.Name, safe(err))
 	}
-	type row struct {
-		key int64
-		rec sources.Record
-	}
-	var got []row
+	got := make(map[string]sources.Record, len(keys))
 	for rows.Next() {
-		rec, key, err := record(rows, t.Key)
+		rec, key, err := record(rows)
 		if err != nil {
 			rows.Close()
-			return res, fmt.Errorf("postgres: dataset %s: rewrite: %w", t.Name, safe(err))
+			return res, fmt.Errorf("postgres: dataset %s: rewrite: %w", t.Name, err)
 		}
-		got = append(got, row{key, rec})
+		got[key] = rec
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -528,21 +636,27 @@ func (c *Connector) Rewrite(ctx context.Context, dataset string, loc sources.Loc
 	if len(got) != len(keys) {
 		return res, fmt.Errorf("postgres: dataset %s: %w (%d of %d rows remain)", t.Name, sources.ErrChanged, len(got), len(keys))
 	}
-	for _, r := range got {
-		newRec, err := edit(r.key, r.rec)
+	where := " WHERE " + quote(t.Key) + " = $%d::text::" + kt.sql
+	for i, key := range keys {
+		rec := got[key]
+		// The old values are taken before edit runs: an edit may change the
+		// record it is given in place.
+		// Values are compared as JSON, so nested values (jsonb) changed in
+		// place are seen too.
+		old := make(map[string]string, len(rec.Fields))
+		for _, f := range rec.Fields {
+			old[f.Name] = jsonText(f.Value)
+		}
+		newRec, err := edit(ordinal(i), rec)
 		if err != nil {
 			return sources.RewriteResult{}, err
 		}
 		if newRec == nil {
-			if _, err := tx.Exec(ctx, "DELETE FROM "+t.qualified()+" WHERE "+quote(t.Key)+" = $1", r.key); err != nil {
+			if _, err := tx.Exec(ctx, "DELETE FROM "+t.qualified()+fmt.Sprintf(where, 1), key); err != nil {
 				return sources.RewriteResult{}, fmt.Errorf("postgres: dataset %s: delete: %w", t.Name, safe(err))
 			}
 			res.Deleted++
 			continue
-		}
-		old := map[string]any{}
-		for _, f := range r.rec.Fields {
-			old[f.Name] = f.Value
 		}
 		var sets []string
 		var args []any
@@ -551,7 +665,7 @@ func (c *Connector) Rewrite(ctx context.Context, dataset string, loc sources.Loc
 			if !ok {
 				return sources.RewriteResult{}, fmt.Errorf("postgres: dataset %s: edit sets unknown column %q", t.Name, f.Name)
 			}
-			if reflect.DeepEqual(ov, f.Value) {
+			if ov == jsonText(f.Value) {
 				continue
 			}
 			if f.Name == t.Key {
@@ -563,8 +677,8 @@ func (c *Connector) Rewrite(ctx context.Context, dataset string, loc sources.Loc
 		if len(sets) == 0 {
 			continue
 		}
-		args = append(args, r.key)
-		q := "UPDATE " + t.qualified() + " SET " + strings.Join(sets, ", ") + " WHERE " + quote(t.Key) + " = $" + strconv.Itoa(len(args))
+		args = append(args, key)
+		q := "UPDATE " + t.qualified() + " SET " + strings.Join(sets, ", ") + fmt.Sprintf(where, len(args))
 		if _, err := tx.Exec(ctx, q, args...); err != nil {
 			return sources.RewriteResult{}, fmt.Errorf("postgres: dataset %s: update: %w", t.Name, safe(err))
 		}
@@ -576,38 +690,24 @@ func (c *Connector) Rewrite(ctx context.Context, dataset string, loc sources.Loc
 	return res, nil
 }
 
-func uniqueSorted(in []int64) []int64 {
-	out := slices.Clone(in)
-	slices.Sort(out)
-	return slices.Compact(out)
-}
-
-// record turns the current row into a record with columns in table order
-// and returns its key.
-func record(rows pgx.Rows, keyCol string) (sources.Record, int64, error) {
+// record turns the current row (selected with the keyColumn last) into a
+// record with the columns in table order, and returns its key as text.
+func record(rows pgx.Rows) (sources.Record, string, error) {
 	vals, err := rows.Values()
 	if err != nil {
-		return sources.Record{}, 0, err
+		return sources.Record{}, "", err
 	}
 	var rec sources.Record
-	var key int64
-	found := false
+	key, found := "", false
 	for i, fd := range rows.FieldDescriptions() {
-		v := jsonValue(vals[i])
-		if fd.Name == keyCol {
-			switch k := vals[i].(type) {
-			case int64:
-				key, found = k, true
-			case int32:
-				key, found = int64(k), true
-			case int16:
-				key, found = int64(k), true
-			}
+		if fd.Name == keyColumn && i == len(vals)-1 {
+			key, found = vals[i].(string)
+			continue
 		}
-		rec.Fields = append(rec.Fields, sources.Field{Name: fd.Name, Value: v})
+		rec.Fields = append(rec.Fields, sources.Field{Name: fd.Name, Value: jsonValue(vals[i])})
 	}
 	if !found {
-		return rec, 0, errors.New("primary key column missing or not an integer")
+		return rec, "", errors.New("the key column is missing or null")
 	}
 	return rec, key, nil
 }
@@ -685,3 +785,12 @@ func (e *safeError) Error() string { return e.msg }
 
 // Code is the SQLSTATE code.
 func (e *safeError) Code() string { return e.code }
+
+// jsonText is a value's JSON encoding, for comparing values.
+func jsonText(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprintf("%T %v", v, v)
+	}
+	return string(b)
+}

@@ -361,25 +361,112 @@ func TestEntraTokenIsThePassword(t *testing.T) {
 }
 
 func TestErrorsDoNotQuoteValues(t *testing.T) {
-	c, conn := setup(t)
+	c, _ := setup(t)
 	ctx := context.Background()
-	// A key column that holds text makes the ::bigint cast fail, and
-	// PostgreSQL's message quotes the offending value.
-	if _, err := conn.Exec(ctx, `CREATE TABLE odd (id text PRIMARY KEY, email text); INSERT INTO odd VALUES ('ann@x.example', 'ann@x.example')`); err != nil {
+	d, err := c.Discover(ctx, sources.Subject{Emails: []string{"ann@x.example"}})
+	if err != nil {
 		t.Fatal(err)
 	}
-	c.cfg.Tables = append(c.cfg.Tables, Table{Name: "odd", Table: "odd", Key: "id", Identifiers: []sources.Identifier{{Field: "email", Kind: sources.KindEmail}}})
-	_, err := c.Discover(ctx, sources.Subject{Emails: []string{"ann@x.example"}})
+	// Writing an email into a boolean column fails, and PostgreSQL's
+	// message quotes the offending value.
+	_, err = c.Rewrite(ctx, "contacts", d.Datasets[0].Locations[0], func(_ int64, rec sources.Record) (*sources.Record, error) {
+		for i := range rec.Fields {
+			if rec.Fields[i].Name == "active" {
+				rec.Fields[i].Value = "ann@x.example"
+			}
+		}
+		return &rec, nil
+	})
 	if err == nil {
-		t.Fatal("discover over a text key succeeded")
+		t.Fatal("writing text into a boolean column succeeded")
 	}
 	if strings.Contains(err.Error(), "ann@x.example") {
 		t.Errorf("error %q quotes a value", err)
 	}
-	if !strings.Contains(err.Error(), "SQLSTATE 22P02") || !strings.Contains(err.Error(), "odd") {
-		t.Errorf("error %q lacks the SQLSTATE and the table", err)
+	if !strings.Contains(err.Error(), "SQLSTATE 22P02") || !strings.Contains(err.Error(), "contacts") {
+		t.Errorf("error %q lacks the SQLSTATE and the dataset", err)
 	}
 	if _, err := New(ctx, &Config{DSN: "host=db password=hunter2 port=notaport"}); err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Errorf("New with a bad DSN = %v; want an error without the password", err)
+	}
+}
+
+// Keys of other types than integers (uuid, text with a collation that
+// sorts differently from bytes) travel as Keys: discovery, read in
+// location order, and rewrite all work, and a gone row is ErrChanged.
+func TestNonIntegerKeys(t *testing.T) {
+	c, conn := setup(t)
+	ctx := context.Background()
+	if _, err := conn.Exec(ctx, `
+CREATE TABLE members (id uuid PRIMARY KEY, email text, nick text);
+CREATE TABLE visits (code text PRIMARY KEY, member_id uuid REFERENCES members(id), place text);
+INSERT INTO members VALUES
+ ('00000000-0000-4000-8000-000000000002', 'ann@x.example', 'a2'),
+ ('00000000-0000-4000-8000-000000000001', 'ANN@x.example', 'a1'),
+ ('00000000-0000-4000-8000-000000000003', 'joann@x.example', 'j');
+INSERT INTO visits VALUES
+ ('b-visit', '00000000-0000-4000-8000-000000000001', 'Berlin'),
+ ('A-visit', '00000000-0000-4000-8000-000000000002', 'Athens'),
+ ('a-visit', '00000000-0000-4000-8000-000000000002', 'Aachen'),
+ ('c-visit', '00000000-0000-4000-8000-000000000003', 'Cork');`); err != nil {
+		t.Fatal(err)
+	}
+	c.cfg.Tables = []Table{
+		{Name: "members", Table: "members", Key: "id", Identifiers: []sources.Identifier{{Field: "email", Kind: sources.KindEmail}}},
+		{Name: "visits", Table: "visits", Key: "code", Relations: []Relation{{Column: "member_id", References: "members", ReferencesColumn: "id"}}},
+	}
+	d, err := c.Discover(ctx, sources.Subject{Emails: []string{"ann@x.example"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := d.Datasets[0].Locations[0].Keys; !reflect.DeepEqual(got, []string{"00000000-0000-4000-8000-000000000001", "00000000-0000-4000-8000-000000000002"}) {
+		t.Errorf("member keys %v", got)
+	}
+	vloc := d.Datasets[1].Locations[0]
+	if !reflect.DeepEqual(vloc.Keys, []string{"A-visit", "a-visit", "b-visit"}) || len(vloc.Ordinals) != 0 {
+		t.Fatalf("visit location %+v", vloc)
+	}
+	var places []any
+	if err := c.Read(ctx, d.Datasets[1], func(r sources.Record) error {
+		for _, f := range r.Fields {
+			if f.Name == keyColumn {
+				t.Errorf("the internal key column leaked into a record")
+			}
+			if f.Name == "place" {
+				places = append(places, f.Value)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(places, []any{"Athens", "Aachen", "Berlin"}) {
+		t.Errorf("read order %v, want location order Athens, Aachen, Berlin", places)
+	}
+	var ordinals []int64
+	res, err := c.Rewrite(ctx, "visits", vloc, func(o int64, rec sources.Record) (*sources.Record, error) {
+		ordinals = append(ordinals, o)
+		if o == 1 {
+			for i := range rec.Fields {
+				if rec.Fields[i].Name == "place" {
+					rec.Fields[i].Value = "[redacted]"
+				}
+			}
+			return &rec, nil
+		}
+		return nil, nil
+	})
+	if err != nil || res.Deleted != 2 || res.Replaced != 1 || !reflect.DeepEqual(ordinals, []int64{0, 1, 2}) {
+		t.Fatalf("rewrite = %+v, %v, ordinals %v", res, err, ordinals)
+	}
+	var left []string
+	rows, _ := conn.Query(ctx, `SELECT code || ':' || place FROM visits ORDER BY code COLLATE "C"`)
+	left, _ = pgx.CollectRows(rows, pgx.RowTo[string])
+	if !reflect.DeepEqual(left, []string{"a-visit:[redacted]", "c-visit:Cork"}) {
+		t.Errorf("visits left %v", left)
+	}
+	// The deleted rows are gone: reading the old location is ErrChanged.
+	if err := c.Read(ctx, d.Datasets[1], func(sources.Record) error { return nil }); !errors.Is(err, sources.ErrChanged) {
+		t.Errorf("read after delete = %v, want ErrChanged", err)
 	}
 }
