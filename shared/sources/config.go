@@ -482,7 +482,7 @@ func validLocation(d *Dataset, kind ConnectionKind, where string) error {
 			return fmt.Errorf("%s: a postgres dataset takes schema, table and key, not container, blob, prefix, format, entitySet or select", where)
 		}
 		if d.Table == "" || d.Key == "" {
-			return fmt.Errorf("%s: a postgres dataset needs table and key (its integer primary key column)", where)
+			return fmt.Errorf("%s: a postgres dataset needs table and key (a single-column primary or unique key)", where)
 		}
 	case ConnDataverse:
 		if blobFields || d.Table != "" || d.Schema != "" {
