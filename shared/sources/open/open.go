@@ -17,6 +17,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/service"
 
 	"github.com/dsr-functions/dsr/shared/sources"
+	"github.com/dsr-functions/dsr/shared/sources/batch"
 	"github.com/dsr-functions/dsr/shared/sources/blobdataset"
 	"github.com/dsr-functions/dsr/shared/sources/dataverse"
 	"github.com/dsr-functions/dsr/shared/sources/multi"
@@ -33,8 +34,9 @@ type Deps struct {
 	// Credential returns the app's Microsoft Entra credential; it is
 	// called only when a connection signs in with Entra.
 	Credential func() (azcore.TokenCredential, error)
-	// WrapBlob, when set, wraps the Blob connector (batching).
-	WrapBlob func(*blobdataset.Connector) sources.Connector
+	// BlobBatch tunes how concurrent discoveries share one pass over the
+	// Blob datasets (zero: batch.DefaultWindow and DefaultMaxBatch).
+	BlobBatch batch.Options
 	// HTTPClient calls Dataverse and webhook systems (default: a client
 	// with a 2-minute timeout; each connector adds its own limits).
 	HTTPClient *http.Client
@@ -101,10 +103,9 @@ func Connectors(ctx context.Context, cfg *sources.Config, deps Deps) (*Sources, 
 	}
 	if len(blobCfg.Datasets) > 0 {
 		bc := blobdataset.New(&blobCfg, deps.Blob)
-		var c sources.Connector = bc
-		if deps.WrapBlob != nil {
-			c = deps.WrapBlob(bc)
-		}
+		// Requests discovering at the same time share one pass over the
+		// datasets: 1,000 pending requests do not cost 1,000 scans.
+		c := batchedBlob{Connector: bc, batcher: batch.New(bc, deps.BlobBatch)}
 		parts = append(parts, multi.Part{Name: "blob", Datasets: names(blobCfg.Datasets), Connector: c, Required: true})
 	}
 	for _, name := range sortedKeys(byConn) {
@@ -144,6 +145,18 @@ func Connectors(ctx context.Context, cfg *sources.Config, deps Deps) (*Sources, 
 	}
 	out.Connector = m
 	return out, nil
+}
+
+// batchedBlob is the Blob connector with discovery batched; reads and
+// rewrites go to the connector itself.
+type batchedBlob struct {
+	*blobdataset.Connector
+	batcher *batch.Batcher
+}
+
+// Discover joins the next shared pass.
+func (b batchedBlob) Discover(ctx context.Context, subj sources.Subject) (*sources.Discovery, error) {
+	return b.batcher.Discover(ctx, subj)
 }
 
 func openPostgres(ctx context.Context, cfg *sources.Config, name string, conn sources.Connection, ds []*sources.Dataset, deps Deps, out *Sources) (sources.Connector, error) {
