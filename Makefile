@@ -43,9 +43,10 @@ test: deps
 package:
 	./scripts/package.sh
 
-## bench: scan benchmarks against grep -F on the same file
+## bench: scan benchmarks side by side with grep -F and ripgrep (installed when missing, as root) on generated files
+#   (64 MiB and 1 GiB, kept in $TMPDIR), peak memory and parallel scans; several minutes; results in BENCHMARKS.md
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 3x ./shared/match/
+	GO=$(GO) ./scripts/bench.sh
 
 ## clean: stop the local Azurite started by `make run` and remove build output and its data
 clean:
