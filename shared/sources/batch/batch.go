@@ -229,3 +229,38 @@ func (b *Batcher) discoverMany(ctx context.Context, subjects []sources.Subject) 
 	}
 	return res, nil
 }
+
+// ManyConnector is a connector that can also discover many subjects in one
+// go (blobdataset.Connector is one).
+type ManyConnector interface {
+	sources.Connector
+	ManyDiscoverer
+}
+
+// Wrap returns a connector whose Discover goes through a Batcher over c and
+// whose Read is c's. If c is a sources.Rewriter, so is the result (with
+// c's Rewrite); other optional interfaces of c are not kept.
+func Wrap(c ManyConnector, opts Options) sources.Connector {
+	w := &batched{ManyConnector: c, b: New(c, opts)}
+	if rw, ok := c.(sources.Rewriter); ok {
+		return &batchedRewriter{batched: w, Rewriter: rw}
+	}
+	return w
+}
+
+// batched is a connector with batched discovery.
+type batched struct {
+	ManyConnector
+	b *Batcher
+}
+
+// Discover discovers the subject through the Batcher.
+func (c *batched) Discover(ctx context.Context, subject sources.Subject) (*sources.Discovery, error) {
+	return c.b.Discover(ctx, subject)
+}
+
+// batchedRewriter is batched that keeps the wrapped connector's Rewrite.
+type batchedRewriter struct {
+	*batched
+	sources.Rewriter
+}

@@ -13,7 +13,7 @@ import (
 	"github.com/dsr-functions/dsr/shared/sources/blobdataset"
 )
 
-var _ ManyDiscoverer = (*blobdataset.Connector)(nil)
+var _ ManyConnector = (*blobdataset.Connector)(nil)
 
 // fake is a ManyDiscoverer whose result for a subject names the subject's
 // email, so every caller can check it got its own. It records its calls
@@ -412,5 +412,71 @@ func TestSequentialCallsWaitOnlyTheWindow(t *testing.T) {
 		if n := len(f.calls()); n != 3 {
 			t.Errorf("window %v: %d passes for 3 sequential calls", tc.window, n)
 		}
+	}
+}
+
+// fakeConnector is a ManyConnector (over fake) that counts its own
+// Discover calls; with rewrite set it is a sources.Rewriter too.
+type fakeConnector struct {
+	*fake
+	direct int
+}
+
+func (c *fakeConnector) Discover(context.Context, sources.Subject) (*sources.Discovery, error) {
+	c.direct++
+	return nil, errors.New("not batched")
+}
+
+func (c *fakeConnector) Read(context.Context, sources.DatasetMatches, func(sources.Record) error) error {
+	return errors.New("read " + "called")
+}
+
+type fakeRewriter struct{ fakeConnector }
+
+func (c *fakeRewriter) Rewrite(context.Context, string, sources.Location, sources.Edit) (sources.RewriteResult, error) {
+	return sources.RewriteResult{Deleted: 7}, nil
+}
+
+// TestWrap: the wrapped connector discovers through a Batcher, reads (and
+// rewrites, if it can) with the connector itself.
+func TestWrap(t *testing.T) {
+	plain := &fakeConnector{fake: &fake{}}
+	rewriting := &fakeRewriter{fakeConnector{fake: &fake{}}}
+	for name, tc := range map[string]struct {
+		c       ManyConnector
+		f       *fake
+		direct  *int
+		rewrite bool
+	}{
+		"plain":     {plain, plain.fake, &plain.direct, false},
+		"rewriting": {rewriting, rewriting.fake, &rewriting.direct, true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			w := Wrap(tc.c, Options{Window: -1})
+			d, err := w.Discover(context.Background(), subject(5))
+			checkOwn(t, 5, d, err)
+			if *tc.direct != 0 || len(tc.f.calls()) != 1 {
+				t.Errorf("Discover went to the connector %d times and to DiscoverMany %d times; want 0 and 1", *tc.direct, len(tc.f.calls()))
+			}
+			if err := w.Read(context.Background(), sources.DatasetMatches{}, nil); err == nil || err.Error() != "read called" {
+				t.Errorf("Read: %v, want the connector's", err)
+			}
+			rw, ok := w.(sources.Rewriter)
+			if ok != tc.rewrite {
+				t.Fatalf("wrapped connector is a Rewriter: %v, want %v", ok, tc.rewrite)
+			}
+			if ok {
+				if res, err := rw.Rewrite(context.Background(), "d", sources.Location{}, nil); err != nil || res.Deleted != 7 {
+					t.Errorf("Rewrite: %+v, %v; want the connector's", res, err)
+				}
+			}
+		})
+	}
+}
+
+// TestWrapBlobConnector: the Blob connector stays a Rewriter when wrapped.
+func TestWrapBlobConnector(t *testing.T) {
+	if _, ok := Wrap(blobdataset.New(&sources.Config{}, nil), Options{}).(sources.Rewriter); !ok {
+		t.Error("wrapped blobdataset.Connector is no sources.Rewriter")
 	}
 }
