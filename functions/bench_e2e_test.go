@@ -1,0 +1,497 @@
+package functions_test
+
+import (
+	"archive/zip"
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/csv"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
+
+	"github.com/dsr-functions/dsr/functions"
+	"github.com/dsr-functions/dsr/shared/config"
+	"github.com/dsr-functions/dsr/shared/dsr"
+	"github.com/dsr-functions/dsr/shared/funchost"
+	"github.com/dsr-functions/dsr/shared/queue/embedded"
+	"github.com/dsr-functions/dsr/shared/sample"
+	"github.com/dsr-functions/dsr/shared/sources"
+	"github.com/dsr-functions/dsr/shared/testutil/azuritetest"
+)
+
+// e2eBenchSizes are the sample sizes of BenchmarkAccessEndToEnd, named by
+// their total number of records across the five sample datasets (seed 1):
+// 1,500 contacts give 10,017 records (2.75 MB), 15,000 give 100,427
+// (27.6 MB) and 150,000 give 1,006,494 (277 MB). The setup counts the
+// records again while it uploads them, and the benchmark reports the count.
+var e2eBenchSizes = []struct {
+	label    string
+	contacts int
+}{
+	{"10k", 1_500},
+	{"100k", 15_000},
+	{"1M", 150_000},
+}
+
+// e2eBenchSubject is the demo subject as TestAccessRequestEndToEnd's second
+// case names her: email, phone and contact id, so every one of her records
+// (sample.Demo(...).Records) is found.
+const e2eBenchSubject = `{"email":"avery.morgan@contoso.example","phone":"+1 425 555 0199","ids":{"contactId":"` + sample.DemoContactID + `"}}`
+
+// BenchmarkAccessEndToEnd measures an access request for the demo subject
+// over the sample datasets at about 10k, 100k and 1M records, through the
+// app as `dsr local` runs it: the handler behind the built-in host, the
+// embedded queue and Azurite.
+//
+// Per size, the setup (not timed) generates the datasets straight into
+// Azurite, streaming, and starts the app. Then two sub-benchmarks run side
+// by side on the same data:
+//
+//   - read-floor: download every dataset blob once, sequentially, with the
+//     Blob SDK into io.Discard: the I/O floor of any discovery over the data.
+//   - access: submit the request through the host's front door and wait
+//     until it is completed (discovery over every dataset, export ZIP in
+//     Blob), then download the package and check it holds exactly the demo
+//     subject's records. It reports records/s and MB/s of the datasets,
+//     the export's bytes and the time spent in discovery and in export.
+//     Before each request (not timed) it reads the floor again, as
+//     read-floor does, and reports floor-s/op and x-floor, its time ÷ the
+//     floor's time: a ratio of runs made side by side, under the same load.
+//
+// With -benchtime Nx each sub-benchmark first runs once with b.N = 1 (the
+// testing package does that) and then reports a run of N iterations, so the
+// reported numbers are warm: connections are open and the blobs are in the
+// page cache. Run it with:
+//
+//	go test ./functions/ -run '^$' -bench BenchmarkAccessEndToEnd -benchtime 5x -count 3 -timeout 30m
+func BenchmarkAccessEndToEnd(b *testing.B) {
+	for _, sz := range e2eBenchSizes {
+		b.Run("records="+sz.label, func(b *testing.B) {
+			size, err := sample.ParseSize(strconv.Itoa(sz.contacts))
+			if err != nil {
+				b.Fatal(err)
+			}
+			e := newE2EBench(b, size)
+			b.Logf("%d contacts: %d records, %d bytes in %d datasets", size.Contacts, e.records, e.bytes, len(e.blobs))
+
+			b.Run("read-floor", func(b *testing.B) {
+				b.SetBytes(e.bytes)
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					e.readAll(b)
+				}
+				b.StopTimer()
+				b.ReportMetric(float64(e.records)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+			})
+			b.Run("access", func(b *testing.B) {
+				var floor, discovery, export time.Duration
+				var exportBytes int64
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					// This iteration's floor, read just before it and not
+					// timed, so the ratio pairs runs made under the same
+					// load.
+					b.StopTimer()
+					start := time.Now()
+					e.readAll(b)
+					floor += time.Since(start)
+					b.StartTimer()
+
+					doc, n := e.access(b)
+
+					b.StopTimer()
+					discovery += stageTime(doc, dsr.StageDiscovery, dsr.StageExport)
+					export += stageTime(doc, dsr.StageExport, dsr.StageDone)
+					exportBytes = n
+				}
+				perOp := b.Elapsed() / time.Duration(b.N)
+				b.ReportMetric(float64(e.records)/perOp.Seconds(), "records/s")
+				b.ReportMetric(float64(e.bytes)/1e6/perOp.Seconds(), "MB/s")
+				b.ReportMetric(float64(exportBytes), "export-bytes")
+				b.ReportMetric(discovery.Seconds()/float64(b.N), "discovery-s/op")
+				b.ReportMetric(export.Seconds()/float64(b.N), "export-s/op")
+				b.ReportMetric(floor.Seconds()/float64(b.N), "floor-s/op")
+				b.ReportMetric(float64(b.Elapsed())/float64(floor), "x-floor")
+			})
+		})
+	}
+}
+
+// stageTime is how long a request spent from entering stage from to
+// entering stage to, by its history.
+func stageTime(doc dsr.Request, from, to dsr.Stage) time.Duration {
+	var start, end time.Time
+	for _, h := range doc.History {
+		if h.Stage == from && start.IsZero() {
+			start = h.At
+		}
+		if h.Stage == to && end.IsZero() {
+			end = h.At
+		}
+	}
+	if start.IsZero() || end.IsZero() {
+		return 0
+	}
+	return end.Sub(start)
+}
+
+// e2eBench is the app as `dsr local` runs it over sample data of one size.
+type e2eBench struct {
+	front   *httptest.Server
+	logs    *syncBuffer
+	sources *sources.Config
+	size    sample.Size
+	// datasets is the container of the sample datasets.
+	datasets *container.Client
+	// blobs are the dataset blob names and their sizes in bytes.
+	blobs []sample.File
+	sizes map[string]int64
+	// records and bytes are the totals over every dataset.
+	records int
+	bytes   int64
+}
+
+func newE2EBench(b *testing.B, size sample.Size) *e2eBench {
+	b.Helper()
+	acct := azuritetest.Account(b)
+	e := &e2eBench{logs: &syncBuffer{}, size: size, sizes: map[string]int64{}}
+	datasets := azuritetest.Container(b, acct, "datasets")
+	state := azuritetest.Container(b, acct, "state")
+	exports := azuritetest.Container(b, acct, "exports")
+	auditName := azuritetest.Container(b, acct, "audit")
+	e.datasets = acct.Service.NewContainerClient(datasets)
+
+	src, err := sources.LoadFile("../sample/sources.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := range src.Datasets {
+		src.Datasets[i].Container = datasets
+	}
+	e.sources = src
+	srcPath := filepath.Join(b.TempDir(), "sources.json")
+	raw, _ := json.Marshal(src)
+	if err := os.WriteFile(srcPath, raw, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	for _, f := range sample.Files() {
+		n, nb, err := uploadCounting(context.Background(), e.datasets.NewBlockBlobClient(f.Name), f, e.size)
+		if err != nil {
+			b.Fatalf("upload %s: %v", f.Name, err)
+		}
+		e.blobs = append(e.blobs, f)
+		e.sizes[f.Name] = nb
+		e.records += n
+		e.bytes += nb
+	}
+
+	env := map[string]string{
+		"AzureWebJobsStorage":   azuritetest.ConnectionString(b),
+		"DSR_STATE_CONTAINER":   state,
+		"DSR_EXPORTS_CONTAINER": exports,
+		"DSR_AUDIT_CONTAINER":   auditName,
+		"DSR_SOURCES_CONFIG":    srcPath,
+		"DSR_EXPORT_LINK_TTL":   "1h",
+		"DSR_KEY_ROLES":         "DSR.Admin",
+		"DSR_PSEUDONYM_SECRET":  "harness-pseudonym-secret-0123456789",
+	}
+	cfg, err := config.Load(func(k string) string { return env[k] })
+	if err != nil {
+		b.Fatal(err)
+	}
+	broker := embedded.New(embedded.Options{})
+	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	app, err := functions.New(cfg, broker, log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(app.Close)
+	handler := httptest.NewServer(app.Handler)
+	b.Cleanup(handler.Close)
+	u, _ := url.Parse(handler.URL)
+	host := &funchost.LocalHost{Functions: app.Functions, HandlerURL: u, Broker: broker, Log: log, FunctionKey: harnessKey}
+	e.front = httptest.NewServer(host)
+	b.Cleanup(e.front.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { host.Run(ctx); close(done) }()
+	b.Cleanup(func() { cancel(); <-done })
+	return e
+}
+
+// uploadCounting generates one dataset straight into a block blob, streaming
+// (memory does not grow with the size), and counts its records with a
+// parser of its format on the way: it returns the records and bytes.
+func uploadCounting(ctx context.Context, bc *blockblob.Client, f sample.File, size sample.Size) (int, int64, error) {
+	up, upw := io.Pipe()
+	cnt, cntw := io.Pipe()
+	var written countingWriter
+	go func() {
+		err := sample.Generate(io.MultiWriter(upw, cntw, &written), f, size, 1)
+		upw.CloseWithError(err)
+		cntw.CloseWithError(err)
+	}()
+	type result struct {
+		n   int
+		err error
+	}
+	counted := make(chan result, 1)
+	go func() {
+		n, err := countRecords(cnt, f.Name)
+		// Keep draining so the generator never blocks on a failed count.
+		_, _ = io.Copy(io.Discard, cnt)
+		counted <- result{n, err}
+	}()
+	_, err := bc.UploadStream(ctx, up, &blockblob.UploadStreamOptions{BlockSize: 4 << 20, Concurrency: 2})
+	up.CloseWithError(err)
+	c := <-counted
+	if err != nil {
+		return 0, 0, err
+	}
+	if c.err != nil {
+		return 0, 0, fmt.Errorf("count records: %w", c.err)
+	}
+	return c.n, written.n, nil
+}
+
+type countingWriter struct{ n int64 }
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	c.n += int64(len(p))
+	return len(p), nil
+}
+
+// countRecords counts the records of a dataset by its format: CSV rows after
+// the header, non-blank NDJSON lines, or the elements of a JSON array.
+func countRecords(r io.Reader, name string) (int, error) {
+	n := 0
+	switch {
+	case strings.HasSuffix(name, ".csv"):
+		cr := csv.NewReader(bufio.NewReaderSize(r, 1<<20))
+		cr.ReuseRecord = true
+		for {
+			_, err := cr.Read()
+			if err == io.EOF {
+				return max(n-1, 0), nil
+			}
+			if err != nil {
+				return 0, err
+			}
+			n++
+		}
+	case strings.HasSuffix(name, ".ndjson"):
+		s := bufio.NewScanner(r)
+		s.Buffer(make([]byte, 64<<10), 16<<20)
+		for s.Scan() {
+			if len(bytes.TrimSpace(s.Bytes())) > 0 {
+				n++
+			}
+		}
+		return n, s.Err()
+	default:
+		d := json.NewDecoder(bufio.NewReaderSize(r, 1<<20))
+		if _, err := d.Token(); err != nil {
+			return 0, err
+		}
+		for d.More() {
+			var v json.RawMessage
+			if err := d.Decode(&v); err != nil {
+				return 0, err
+			}
+			n++
+		}
+		return n, nil
+	}
+}
+
+// readAll downloads every dataset blob once, sequentially, into io.Discard.
+func (e *e2eBench) readAll(b *testing.B) {
+	for _, f := range e.blobs {
+		resp, err := e.datasets.NewBlobClient(f.Name).DownloadStream(context.Background(), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, err := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n != e.sizes[f.Name] {
+			b.Fatalf("read %s: %d bytes, want %d", f.Name, n, e.sizes[f.Name])
+		}
+	}
+}
+
+// do sends an HTTP request through the host's front door.
+func (e *e2eBench) do(b *testing.B, method, path, body string) (int, []byte) {
+	req, err := http.NewRequest(method, e.front.URL+path, strings.NewReader(body))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("x-functions-key", harnessKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return resp.StatusCode, out
+}
+
+// access submits an access request for the demo subject, waits until it
+// is completed, and checks that its export package holds exactly her
+// records. It returns the final request document and the package's size.
+func (e *e2eBench) access(b *testing.B) (dsr.Request, int64) {
+	status, body := e.do(b, "POST", "/api/requests", `{"type":"access","subject":`+e2eBenchSubject+`}`)
+	if status != http.StatusAccepted {
+		b.Fatalf("POST /api/requests: %d %s", status, body)
+	}
+	var doc dsr.Request
+	if err := json.Unmarshal(body, &doc); err != nil {
+		b.Fatal(err)
+	}
+
+	// Poll often enough that polling adds at most about 1% to the time,
+	// and rarely enough that it does not load Azurite.
+	start := time.Now()
+	var exp exportDoc
+	for {
+		status, body = e.do(b, "GET", "/api/requests/"+doc.ID, "")
+		if status != http.StatusOK {
+			b.Fatalf("GET %s: %d %s", doc.ID, status, body)
+		}
+		var raw struct {
+			Export exportDoc `json:"export"`
+		}
+		if err := json.Unmarshal(body, &doc); err != nil {
+			b.Fatal(err)
+		}
+		_ = json.Unmarshal(body, &raw)
+		if doc.State.Terminal() {
+			exp = raw.Export
+			break
+		}
+		elapsed := time.Since(start)
+		if elapsed > 15*time.Minute {
+			b.Fatalf("request %s still %s/%s after %s", doc.ID, doc.Stage, doc.State, elapsed)
+		}
+		time.Sleep(min(max(elapsed/100, 5*time.Millisecond), 100*time.Millisecond))
+	}
+	if doc.State != dsr.StateCompleted {
+		b.Fatalf("request %s: state %s, error %+v\n%s", doc.ID, doc.State, doc.Error, e.logs.String())
+	}
+
+	// Discovery searched every dataset and found exactly her records.
+	want := map[string]int{}
+	total := 0
+	for _, d := range e.sources.Datasets {
+		want[d.Name] = sample.Demo(e.size).Records[d.Blob]
+		total += want[d.Name]
+	}
+	if doc.Discovery == nil || len(doc.Discovery.Sources) != len(e.sources.Datasets) || int(doc.Discovery.TotalRecords) != total {
+		b.Fatalf("discovery %+v, want %d records over %d datasets", doc.Discovery, total, len(e.sources.Datasets))
+	}
+	for _, s := range doc.Discovery.Sources {
+		if s.Error != "" || int(s.Records) != want[s.Source] {
+			b.Fatalf("discovery %s: %d records (error %q), want %d", s.Source, s.Records, s.Error, want[s.Source])
+		}
+	}
+
+	// The package, downloaded by its link, holds exactly her records.
+	resp, err := http.Get(exp.URL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pkg, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		b.Fatalf("download export: %d %v", resp.StatusCode, err)
+	}
+	sum := sha256.Sum256(pkg)
+	if int64(len(pkg)) != exp.Bytes || hex.EncodeToString(sum[:]) != exp.SHA256 {
+		b.Fatalf("package is %d bytes sha %x; document says %d bytes sha %s", len(pkg), sum, exp.Bytes, exp.SHA256)
+	}
+	zr, err := zip.NewReader(bytes.NewReader(pkg), int64(len(pkg)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	files := map[string][]byte{}
+	for _, f := range zr.File {
+		rc, err := f.Open()
+		if err != nil {
+			b.Fatal(err)
+		}
+		files[f.Name], err = io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	var manifest struct {
+		TotalRecords int64 `json:"totalRecords"`
+	}
+	if err := json.Unmarshal(files["manifest.json"], &manifest); err != nil {
+		b.Fatalf("manifest.json: %v", err)
+	}
+	if int(manifest.TotalRecords) != total {
+		b.Fatalf("manifest total %d, want %d", manifest.TotalRecords, total)
+	}
+	var cases []map[string]any
+	if err := json.Unmarshal(files["data/cases.json"], &cases); err != nil {
+		b.Fatalf("data/cases.json: %v", err)
+	}
+	herCases := map[string]bool{}
+	for _, c := range cases {
+		id, _ := c["incidentid"].(string)
+		herCases[id] = true
+	}
+	exported := 0
+	for _, d := range e.sources.Datasets {
+		raw, ok := files["data/"+d.Name+".json"]
+		if !ok {
+			if want[d.Name] != 0 {
+				b.Fatalf("package lacks data/%s.json", d.Name)
+			}
+			continue
+		}
+		var recs []map[string]any
+		if err := json.Unmarshal(raw, &recs); err != nil {
+			b.Fatalf("data/%s.json: %v", d.Name, err)
+		}
+		if len(recs) != want[d.Name] {
+			b.Fatalf("data/%s.json: %d records, want %d", d.Name, len(recs), want[d.Name])
+		}
+		for i, r := range recs {
+			if !belongsToDemo(d.Name, r, herCases, true) {
+				b.Fatalf("data/%s.json record %d is not the subject's", d.Name, i)
+			}
+		}
+		exported += len(recs)
+	}
+	if exported != total {
+		b.Fatalf("package holds %d records, want %d", exported, total)
+	}
+	return doc, exp.Bytes
+}
