@@ -47,6 +47,7 @@ package:
 #   (64 MiB and 1 GiB, kept in $TMPDIR), peak memory and parallel scans; several minutes; results in BENCHMARKS.md
 bench:
 	GO=$(GO) ./scripts/bench.sh
+	$(GO) test ./functions/ -run '^$$' -bench BenchmarkAccessEndToEnd -benchtime 5x -count 3 -timeout 30m
 
 ## clean: stop the local Azurite started by `make run` and remove build output and its data
 clean:

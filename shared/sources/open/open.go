@@ -105,7 +105,7 @@ func Connectors(ctx context.Context, cfg *sources.Config, deps Deps) (*Sources, 
 		bc := blobdataset.New(&blobCfg, deps.Blob)
 		// Requests discovering at the same time share one pass over the
 		// datasets: 1,000 pending requests do not cost 1,000 scans.
-		c := batchedBlob{Connector: bc, batcher: batch.New(bc, deps.BlobBatch)}
+		c := batch.Wrap(bc, deps.BlobBatch)
 		parts = append(parts, multi.Part{Name: "blob", Datasets: names(blobCfg.Datasets), Connector: c, Required: true})
 	}
 	for _, name := range sortedKeys(byConn) {
@@ -145,18 +145,6 @@ func Connectors(ctx context.Context, cfg *sources.Config, deps Deps) (*Sources, 
 	}
 	out.Connector = m
 	return out, nil
-}
-
-// batchedBlob is the Blob connector with discovery batched; reads and
-// rewrites go to the connector itself.
-type batchedBlob struct {
-	*blobdataset.Connector
-	batcher *batch.Batcher
-}
-
-// Discover joins the next shared pass.
-func (b batchedBlob) Discover(ctx context.Context, subj sources.Subject) (*sources.Discovery, error) {
-	return b.batcher.Discover(ctx, subj)
 }
 
 func openPostgres(ctx context.Context, cfg *sources.Config, name string, conn sources.Connection, ds []*sources.Dataset, deps Deps, out *Sources) (sources.Connector, error) {
