@@ -42,8 +42,9 @@ type Options struct {
 }
 
 // Batcher implements Discover on top of a ManyDiscoverer by batching calls.
-// One pass runs at a time. Each caller gets its own result, or the error of
-// its pass, which all the callers of that pass share. A caller whose ctx
+// One pass runs at a time. Each caller gets its own result; when a pass of
+// several subjects fails, each of them is discovered alone, so a caller
+// gets an error only if its own discovery fails. A caller whose ctx
 // ends returns at once with ctx's error and leaves the others' pass alone;
 // the pass itself runs under a context of its own, cancelled only when
 // every caller in it has given up (so it does not carry the callers'
@@ -186,6 +187,29 @@ func (b *Batcher) run(ctx context.Context, cancel context.CancelFunc, calls []*c
 	if err == nil && len(res) != len(calls) {
 		err = fmt.Errorf("batch: DiscoverMany returned %d results for %d subjects", len(res), len(calls))
 	}
+	errs := make([]error, len(calls))
+	if err != nil && len(calls) > 1 && ctx.Err() == nil {
+		// A failure may belong to one subject (a malformed record that only
+		// its search parses): each subject is discovered alone, so one
+		// person's bad data never fails another person's request.
+		res = make([]*sources.Discovery, len(calls))
+		for i, c := range calls {
+			one, oerr := b.discoverMany(ctx, []sources.Subject{c.subject})
+			if oerr == nil && len(one) != 1 {
+				oerr = fmt.Errorf("batch: DiscoverMany returned %d results for 1 subject", len(one))
+			}
+			if oerr != nil {
+				errs[i] = oerr
+				continue
+			}
+			res[i] = one[0]
+		}
+		err = nil
+	} else if err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+	}
 	// The pass is over before its callers learn the results, so that a
 	// call they make next waits for a window like any other.
 	b.mu.Lock()
@@ -196,8 +220,8 @@ func (b *Batcher) run(ctx context.Context, cancel context.CancelFunc, calls []*c
 	}
 	b.mu.Unlock()
 	for i, c := range calls {
-		if err != nil {
-			c.err = err
+		if errs[i] != nil {
+			c.err = errs[i]
 		} else {
 			c.res = res[i]
 		}

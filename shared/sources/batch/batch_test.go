@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -27,6 +28,9 @@ type fake struct {
 	err     error
 	short   bool // return one result too few
 	panic   any
+	// failWith, if set, fails every call whose subjects include it (one
+	// person's malformed data).
+	failWith string
 }
 
 func (f *fake) DiscoverMany(ctx context.Context, subjects []sources.Subject) ([]*sources.Discovery, error) {
@@ -54,6 +58,9 @@ func (f *fake) DiscoverMany(ctx context.Context, subjects []sources.Subject) ([]
 	}
 	if err != nil {
 		return nil, err
+	}
+	if f.failWith != "" && slices.Contains(emails, f.failWith) {
+		return nil, errors.New("blob crm/cases.csv: record 17 is malformed")
 	}
 	out := make([]*sources.Discovery, len(subjects))
 	for i, e := range emails {
@@ -370,8 +377,9 @@ func TestErrorsAreShared(t *testing.T) {
 				})
 			}
 			wg.Wait()
-			if n := len(f.calls()); n != 1 {
-				t.Errorf("%d passes, want 1", n)
+			// The failed pass of 20, then each subject alone.
+			if n := len(f.calls()); n != 21 {
+				t.Errorf("%d passes, want 21", n)
 			}
 			f.mu.Lock()
 			f.err, f.short, f.panic = nil, false, nil
@@ -380,6 +388,27 @@ func TestErrorsAreShared(t *testing.T) {
 			checkOwn(t, 99, d, err)
 		})
 	}
+}
+
+// One subject whose discovery fails does not fail the others batched
+// with it: after the failed pass each is discovered alone.
+func TestOneSubjectsFailureStaysItsOwn(t *testing.T) {
+	f := &fake{failWith: subject(7).Emails[0]}
+	b := New(f, Options{Window: 20 * time.Millisecond})
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Go(func() {
+			d, err := b.Discover(context.Background(), subject(i))
+			if i == 7 {
+				if err == nil || !strings.Contains(err.Error(), "malformed") {
+					t.Errorf("caller 7: %v, want its own discovery's error", err)
+				}
+				return
+			}
+			checkOwn(t, i, d, err)
+		})
+	}
+	wg.Wait()
 }
 
 func runtimeError() (v any) {
