@@ -121,3 +121,18 @@ func TestValidateRejectsConnections(t *testing.T) {
 		})
 	}
 }
+
+// The all-kinds example the README points to is a valid config.
+func TestAllKindsExampleParses(t *testing.T) {
+	cfg, err := LoadFile("../../sample/sources.all-kinds.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[ConnectionKind]int{}
+	for i := range cfg.Datasets {
+		kinds[cfg.Kind(&cfg.Datasets[i])]++
+	}
+	if kinds[""] != 1 || kinds[ConnPostgres] != 2 || kinds[ConnDataverse] != 3 || kinds[ConnWebhook] != 1 {
+		t.Errorf("datasets by kind %v", kinds)
+	}
+}
