@@ -407,3 +407,49 @@ func TestRectificationAndRestrictionReachEverySource(t *testing.T) {
 		t.Error("the webhook system's restriction flags are wrong")
 	}
 }
+
+// A system that refuses its part of an erasure (here PostgreSQL: orders
+// are retained for accounting, so their customer cannot be deleted) fails
+// that part after the retries, with the reason; every other system is
+// erased, and the request fails naming the system.
+func TestErasureFailingInOneSystemKeepsTheOthers(t *testing.T) {
+	f := newFourSources(t, 0, func(c *sources.Config) {
+		for i := range c.Datasets {
+			if c.Datasets[i].Name == "pg-orders" {
+				c.Datasets[i].Erasure = &sources.Erasure{Action: sources.EraseRetain, Ground: "Art. 17(3)(b): accounting records", LegalBasis: "commercial code"}
+			}
+		}
+	})
+	doc := f.submit(`{"type":"erasure","subject":{"email":"` + avery + `"}}`)
+	doc, _ = f.waitTerminal(doc.ID)
+	if doc.State != dsr.StateFailed || doc.Error == nil || doc.Error.Code != "source-failed" || !strings.Contains(doc.Error.Message, "pg-contacts") {
+		t.Fatalf("state %s, error %+v, failed %v\n%s", doc.State, doc.Error, doc.FailedSources, f.logs.String())
+	}
+	results := map[string]dsr.ErasureResult{}
+	for _, r := range doc.Erasure.Sources {
+		results[r.Source] = r
+	}
+	if r := results["pg-contacts"]; !strings.Contains(r.Error, "SQLSTATE 23503") || r.Deleted != 0 {
+		t.Errorf("pg-contacts: %+v, want the foreign key violation and nothing deleted", r)
+	}
+	if r := results["pg-orders"]; r.Retained != 2 {
+		t.Errorf("pg-orders: %+v, want 2 retained", r)
+	}
+	for ds, n := range map[string]int64{"d365-contacts": 1, "d365-cases": 1, "billing": 1} {
+		if results[ds].Deleted != n || results[ds].Error != "" {
+			t.Errorf("erasure of %s: %+v, want %d deleted", ds, results[ds], n)
+		}
+	}
+	if f.dv.Row("contacts", dvAvery) != nil {
+		t.Error("Dataverse still holds her contact")
+	}
+	if got := f.pgIDs("contacts"); len(got) != 3 {
+		t.Errorf("PostgreSQL contacts %v: the failed transaction must change nothing", got)
+	}
+	if doc.Verification == nil || doc.Verification.Residual != 0 {
+		t.Errorf("verification %+v: the known failure is not a surprise residual", doc.Verification)
+	}
+	if strings.Contains(doc.Error.Message, avery) || strings.Contains(results["pg-contacts"].Error, avery) {
+		t.Error("the failure holds personal data")
+	}
+}

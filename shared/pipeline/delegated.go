@@ -94,3 +94,31 @@ func withFailures(st *dsr.Request, detail string) string {
 	}
 	return detail
 }
+
+// sourceFailure is a system's part of a change given up after every retry:
+// the stage reports it for that dataset and goes on with the others.
+type sourceFailure struct{ reason string }
+
+func (f *sourceFailure) Error() string { return "gave up: " + f.reason }
+
+// failedSource reports whether err gives a system's part up, and why.
+func failedSource(err error) (reason string, gaveUp bool) {
+	var f *sourceFailure
+	if errors.As(err, &f) {
+		return f.reason, true
+	}
+	return "", false
+}
+
+// finishChange ends an erasure, rectification or restriction: completed,
+// or, when a system could not do its part, failed with code
+// "source-failed" naming those systems (the reports say why, and what every
+// other system did).
+func (s *Service) finishChange(st *dsr.Stored, attempt int, detail string) {
+	if n := len(st.FailedSources); n > 0 {
+		st.Fail("source-failed", fmt.Sprintf("%d source(s) could not do their part: %s; the other sources did theirs (see the reports)",
+			n, strings.Join(st.FailedSources, ", ")), s.NowUTC(), attempt)
+		return
+	}
+	st.Advance(dsr.StageDone, dsr.StateCompleted, s.NowUTC(), attempt, detail)
+}

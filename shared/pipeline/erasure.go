@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -149,7 +150,11 @@ func (s *Service) Erase(ctx context.Context, id string, attempt int) error {
 		for _, loc := range dm.Locations {
 			done, ok := st.ErasedBlobs[d.Name+"/"+loc.Blob]
 			if !ok {
-				if done, err = s.eraseBlob(ctx, rw, st, d, loc, out); err != nil {
+				if done, err = s.eraseBlob(ctx, rw, st, d, loc, out, attempt); err != nil {
+					if reason, gaveUp := failedSource(err); gaveUp {
+						res.Error, failed = reason, append(failed, d.Name)
+						break
+					}
 					return err
 				}
 			}
@@ -197,9 +202,9 @@ func eraseDetail(r *dsr.ErasureReport) string {
 }
 
 // eraseBlob applies an erasure policy to one blob: delete or mask.
-func (s *Service) eraseBlob(ctx context.Context, rw sources.Rewriter, st *dsr.Stored, d *sources.Dataset, loc sources.Location, out policy.Outcome) (dsr.ErasedBlob, error) {
+func (s *Service) eraseBlob(ctx context.Context, rw sources.Rewriter, st *dsr.Stored, d *sources.Dataset, loc sources.Location, out policy.Outcome, attempt int) (dsr.ErasedBlob, error) {
 	masker := policy.Masker{Secret: s.Secret}
-	return s.changeBlob(ctx, rw, st, d, loc, dsr.StageErasure, string(out.Action), func(_ int64, rec sources.Record) (*sources.Record, string, error) {
+	return s.changeBlob(ctx, rw, st, d, loc, dsr.StageErasure, string(out.Action), attempt, func(_ int64, rec sources.Record) (*sources.Record, string, error) {
 		if out.Action == sources.EraseDelete {
 			return nil, "deleted", nil
 		}
@@ -216,7 +221,7 @@ func (s *Service) eraseBlob(ctx context.Context, rw sources.Rewriter, st *dsr.St
 // the request, so a redelivered message skips it. Positions that went stale
 // make it discover again and fail this attempt, so the redelivery works from
 // fresh positions.
-func (s *Service) changeBlob(ctx context.Context, rw sources.Rewriter, st *dsr.Stored, d *sources.Dataset, loc sources.Location, stage dsr.Stage, policyName string,
+func (s *Service) changeBlob(ctx context.Context, rw sources.Rewriter, st *dsr.Stored, d *sources.Dataset, loc sources.Location, stage dsr.Stage, policyName string, attempt int,
 	decide func(ordinal int64, rec sources.Record) (*sources.Record, string, error)) (dsr.ErasedBlob, error) {
 	var actions []audit.Entry
 	changed := 0
@@ -253,8 +258,18 @@ func (s *Service) changeBlob(ctx context.Context, rw sources.Rewriter, st *dsr.S
 		return dsr.ErasedBlob{}, fmt.Errorf("%s %s: %w; discovered again, retrying", stage, st.ID, err)
 	}
 	if err != nil {
-		s.recordAttemptError(ctx, st.ID, stage, err)
-		return dsr.ErasedBlob{}, fmt.Errorf("%s %s: %w", stage, st.ID, err)
+		if ctx.Err() != nil {
+			return dsr.ErasedBlob{}, fmt.Errorf("%s %s: %w", stage, st.ID, err)
+		}
+		reason := err.Error()
+		if len(reason) > 300 {
+			reason = reason[:300] + "…"
+		}
+		if rerr := s.retrySources(ctx, st.ID, stage, attempt, []string{d.Name + ": " + reason}); rerr != nil {
+			return dsr.ErasedBlob{}, rerr
+		}
+		s.Log.Warn("a system failed its part of the request after every retry", "requestId", st.ID, "stage", stage, "dataset", d.Name)
+		return dsr.ErasedBlob{}, &sourceFailure{reason: reason}
 	}
 	// A system that changes record by record (Dataverse) skips records
 	// an interrupted earlier attempt already deleted; they are audited too.
@@ -418,6 +433,12 @@ func (s *Service) Verify(ctx context.Context, id string, attempt int) error {
 		d := s.Sources.Dataset(dm.Dataset)
 		vs := dsr.VerificationSource{Source: dm.Dataset, Error: dm.Error}
 		switch {
+		case slices.Contains(st.FailedSources, dm.Dataset) && dm.Error == "":
+			// Its erasure already failed and is reported: what is left
+			// there is that failure, not a surprise.
+			vs.Residual, vs.Error = dm.Records, "the erasure failed here (see the erasure report)"
+			rep.Sources = append(rep.Sources, vs)
+			continue
 		case dm.Error != "":
 			// Not searchable now: reported, and a follow-up for a person.
 		case d != nil && s.delegates(d.Name):
@@ -452,8 +473,7 @@ func (s *Service) Verify(ctx context.Context, id string, attempt int) error {
 				st.AddFailedSource(vs.Source)
 			}
 		}
-		detail = withFailures(&st.Request, detail)
-		st.Advance(dsr.StageDone, dsr.StateCompleted, s.NowUTC(), attempt, detail)
+		s.finishChange(st, attempt, detail)
 		return true, nil
 	})
 	if err != nil {

@@ -54,13 +54,17 @@ func (s *Service) rectify(ctx context.Context, rw sources.Rewriter, st *dsr.Stor
 				done, ok := st.ErasedBlobs[d.Name+"/"+loc.Blob]
 				if !ok {
 					var err error
-					done, err = s.changeBlob(ctx, rw, st, d, loc, dsr.StageRectification, "rectify", func(_ int64, rec sources.Record) (*sources.Record, string, error) {
+					done, err = s.changeBlob(ctx, rw, st, d, loc, dsr.StageRectification, "rectify", attempt, func(_ int64, rec sources.Record) (*sources.Record, string, error) {
 						next, changed := s.correct(st, d, rec)
 						if !changed {
 							return &rec, "unchanged", nil
 						}
 						return &next, "rectified", nil
 					})
+					if reason, gaveUp := failedSource(err); gaveUp {
+						src.Status, src.Error, failed = statusFailed, reason, append(failed, d.Name)
+						break
+					}
 					if err != nil {
 						return err
 					}
@@ -181,7 +185,7 @@ func (s *Service) verifyRectification(ctx context.Context, st *dsr.Stored, attem
 			st.Fail("residual-data", "verification found old values left after rectification in: "+strings.Join(residualIn, ", "), s.NowUTC(), attempt)
 			return true, nil
 		}
-		st.Advance(dsr.StageDone, dsr.StateCompleted, s.NowUTC(), attempt, withFailures(&st.Request, "corrections verified"))
+		s.finishChange(st, attempt, "corrections verified")
 		return true, nil
 	})
 	if err != nil {

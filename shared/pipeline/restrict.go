@@ -114,7 +114,7 @@ func (s *Service) restrict(ctx context.Context, rw sources.Rewriter, st *dsr.Sto
 			done, ok := st.ErasedBlobs[d.Name+"/"+loc.Blob]
 			if !ok {
 				var err error
-				done, err = s.changeBlob(ctx, rw, st, d, loc, dsr.StageRestriction, "restrict", func(_ int64, rec sources.Record) (*sources.Record, string, error) {
+				done, err = s.changeBlob(ctx, rw, st, d, loc, dsr.StageRestriction, "restrict", attempt, func(_ int64, rec sources.Record) (*sources.Record, string, error) {
 					next, changed := setFlag(rec, d.RestrictionField, flag, d.Format == sources.FormatCSV)
 					if !changed {
 						return &rec, "unchanged", nil
@@ -124,6 +124,10 @@ func (s *Service) restrict(ctx context.Context, rw sources.Rewriter, st *dsr.Sto
 					}
 					return &next, "restriction lifted", nil
 				})
+				if reason, gaveUp := failedSource(err); gaveUp {
+					src.Error, failed = reason, append(failed, d.Name)
+					break
+				}
 				if err != nil {
 					return err
 				}
@@ -145,9 +149,8 @@ func (s *Service) restrict(ctx context.Context, rw sources.Rewriter, st *dsr.Sto
 		for _, f := range failed {
 			st.AddFailedSource(f)
 		}
-		detail = withFailures(&st.Request, detail)
 		st.LastAttemptError = ""
-		st.Advance(dsr.StageDone, dsr.StateCompleted, s.NowUTC(), attempt, detail)
+		s.finishChange(st, attempt, detail)
 		return true, nil
 	})
 	if err != nil {
