@@ -453,3 +453,80 @@ func TestErasureFailingInOneSystemKeepsTheOthers(t *testing.T) {
 		t.Error("the failure holds personal data")
 	}
 }
+
+// A webhook system that takes a change and finishes it later (202): the
+// stage asks again after PendingDelay and completes once the system says
+// it is done, without asking it to erase twice.
+func TestWebhookChangeAnsweredLater(t *testing.T) {
+	f := newFourSources(t, 0, nil)
+	f.app.Service.PendingDelay = 50 * time.Millisecond
+	f.sys.Fail(webhooktest.Failure{Action: "erasure", Status: 202, Times: 2})
+	doc := f.submit(`{"type":"erasure","subject":{"email":"` + avery + `"}}`)
+	doc, _ = f.waitTerminal(doc.ID)
+	if doc.State != dsr.StateCompleted || len(doc.FailedSources) != 0 {
+		t.Fatalf("state %s, failed %v, error %+v\n%s", doc.State, doc.FailedSources, doc.Error, f.logs.String())
+	}
+	var erasures int
+	for _, r := range f.sys.Requests() {
+		if r.Action == "erasure" {
+			erasures++
+		}
+	}
+	if erasures != 3 {
+		t.Errorf("the system was asked to erase %d times, want 3 (two 202s, then done)", erasures)
+	}
+	if c := f.sys.Changes(); len(c) != 1 {
+		t.Errorf("changes %+v, want the erasure applied once", c)
+	}
+	if _, ok := f.sys.Record("billing", "inv-1"); ok {
+		t.Error("the webhook system still holds her invoice")
+	}
+}
+
+// A system that accepted an access request but never answers is given up
+// after MaxPending: its part fails with the reason, the rest is exported.
+func TestAsyncSystemThatNeverAnswersIsGivenUp(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys := webhooktest.New(t, []byte(webhookSecret), webhooktest.Options{
+		Datasets: []webhooktest.Dataset{{Name: "billing"}}, Async: true, ManualCallbacks: true})
+	sys.Put("billing", `{"id":"inv-1","email":"avery.morgan@contoso.example","amount":120.5}`)
+	t.Setenv("DSR_E2E_BILLING_URL", sys.URL())
+	t.Setenv("DSR_E2E_BILLING_SECRET", webhookSecret)
+	facts := sources.Facts{Categories: []string{"billing"}, Purposes: []string{"invoicing"}, Retention: "10 years", Source: "billing system"}
+	h := newHarness(t, harnessOptions{
+		front: ln,
+		env:   map[string]string{"WEBSITE_HOSTNAME": ln.Addr().String()},
+		editSources: func(c *sources.Config) {
+			c.Connections = map[string]sources.Connection{"billing": {Kind: sources.ConnWebhook, URLSetting: "DSR_E2E_BILLING_URL", SecretSetting: "DSR_E2E_BILLING_SECRET", Async: true}}
+			c.Datasets = append(c.Datasets, sources.Dataset{Name: "billing", Connection: "billing", Facts: facts})
+		},
+	})
+	h.app.Service.PendingDelay = 50 * time.Millisecond
+	h.app.Service.MaxPending = 300 * time.Millisecond
+	doc := h.submit(`{"type":"access","subject":{"email":"` + avery + `"}}`)
+	doc, _ = h.waitTerminal(doc.ID)
+	if doc.State != dsr.StateCompleted || len(doc.FailedSources) != 1 || doc.FailedSources[0] != "billing" {
+		t.Fatalf("state %s, failed %v, error %+v\n%s", doc.State, doc.FailedSources, doc.Error, h.logs.String())
+	}
+	var reason string
+	for _, s := range doc.Discovery.Sources {
+		if s.Source == "billing" {
+			reason = s.Error
+		}
+	}
+	if !strings.Contains(reason, "no answer in time") {
+		t.Errorf("reason %q", reason)
+	}
+	var asked int
+	for _, r := range sys.Requests() {
+		if r.Action == "access" {
+			asked++
+		}
+	}
+	if asked < 2 {
+		t.Errorf("the system was asked %d times while waiting, want it asked again", asked)
+	}
+}

@@ -22,8 +22,18 @@ func (s *Service) delegates(dataset string) bool {
 }
 
 // errWaiting ends a stage delivery that waits for a system: its message
-// has been scheduled again, so the delivery itself succeeds.
+// has been scheduled again, so the delivery itself succeeds (see
+// ignoreWaiting); failing it would have the broker deliver it again at
+// once, besides the scheduled one.
 var errWaiting = errors.New("waiting for a system to finish a change")
+
+// ignoreWaiting turns errWaiting into success.
+func ignoreWaiting(err error) error {
+	if errors.Is(err, errWaiting) {
+		return nil
+	}
+	return err
+}
 
 // delegate asks a delegating system (a webhook) to make a change for the
 // subject, once per request: the result is kept on the request, so a

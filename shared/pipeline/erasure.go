@@ -120,7 +120,7 @@ func (s *Service) Erase(ctx context.Context, id string, attempt int) error {
 			res := dsr.ErasureResult{Source: d.Name, Action: "delegated"}
 			done, failure, err := s.delegate(ctx, st, d, dsr.StageErasure, "erasure", attempt)
 			if err != nil {
-				return err
+				return ignoreWaiting(err)
 			}
 			if failure != "" {
 				res.Error, failed = failure, append(failed, d.Name)

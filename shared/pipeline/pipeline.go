@@ -453,8 +453,9 @@ func (s *Service) waitForSystems(ctx context.Context, st *dsr.Stored, stage dsr.
 	at := now.Add(delay)
 	body, _ := json.Marshal(StageMessage{RequestID: st.ID, Stage: stage})
 	err = s.Sender.Send(ctx, queueName, queue.Message{
-		// A distinct id per wait, or duplicate detection would drop it.
-		ID: fmt.Sprintf("%s:%s:wait:%d", st.ID, stage, at.Unix()), Body: body, Subject: string(stage),
+		// A distinct id per wait (to the nanosecond: two waits may fall in
+		// one second), or duplicate detection would drop it.
+		ID: fmt.Sprintf("%s:%s:wait:%d", st.ID, stage, at.UnixNano()), Body: body, Subject: string(stage),
 		Properties: map[string]any{"requestId": st.ID, "stage": string(stage)}, ScheduledAt: at,
 	})
 	if err != nil {

@@ -41,7 +41,7 @@ func (s *Service) rectify(ctx context.Context, rw sources.Rewriter, st *dsr.Stor
 		case s.delegates(d.Name):
 			done, failure, err := s.delegate(ctx, st, d, dsr.StageRectification, "rectification", attempt)
 			if err != nil {
-				return err
+				return ignoreWaiting(err)
 			}
 			if failure != "" {
 				src.Status, src.Error, failed = statusFailed, failure, append(failed, d.Name)

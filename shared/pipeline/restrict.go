@@ -92,7 +92,7 @@ func (s *Service) restrict(ctx context.Context, rw sources.Rewriter, st *dsr.Sto
 			src := dsr.RestrictionSource{Source: d.Name}
 			done, failure, err := s.delegate(ctx, st, d, dsr.StageRestriction, action, attempt)
 			if err != nil {
-				return err
+				return ignoreWaiting(err)
 			}
 			if failure != "" {
 				src.Error, failed = failure, append(failed, d.Name)
