@@ -68,6 +68,15 @@ type Location struct {
 	// keys (Dataverse GUIDs, a webhook system's ids), instead of Ordinals.
 	// An Edit on such a location receives the index into Keys as its ordinal.
 	Keys []string `json:"keys,omitempty"`
+	// Offsets are the byte offsets in the blob of the matched records,
+	// parallel to Ordinals, so that a read can fetch those records alone.
+	// They are positions, never data. Optional: absent in discoveries
+	// stored before they existed and for sources without byte positions;
+	// a read without them finds the records by Ordinals.
+	Offsets []int64 `json:"offsets,omitempty"`
+	// Lengths are the byte lengths of the matched records, parallel to
+	// Offsets (positions, never data; optional like Offsets).
+	Lengths []int64 `json:"lengths,omitempty"`
 }
 
 // DatasetMatches is what discovery found in one dataset. It holds positions,

@@ -5,7 +5,9 @@
 // email tokens and phone numbers, and follows relations until no new record
 // joins. The blobs of a dataset are streamed a few at a time, and one pass
 // can serve many subjects (DiscoverMany). It records positions pinned to
-// ETags; Read streams those records back, refusing data that changed since
+// ETags: each matched record's ordinal and its byte offset and length. Read
+// fetches those records back with ranged reads (or, for positions without
+// byte offsets, by streaming the blob), refusing data that changed since
 // discovery.
 package blobdataset
 
@@ -15,9 +17,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/service"
 
 	"github.com/dsr-functions/dsr/shared/match"
@@ -31,6 +30,9 @@ type Connector struct {
 	svc *service.Client
 	// store is where discovery lists and streams blobs.
 	store blobStore
+	// reader is where Read reads blobs (nil on connectors that only
+	// discover).
+	reader blobReader
 	// parallelism is how many blobs of one dataset a scan reads at once.
 	parallelism int
 }
@@ -56,7 +58,8 @@ func WithParallelism(n int) Option {
 
 // New returns a connector over the datasets of cfg in the account of svc.
 func New(cfg *sources.Config, svc *service.Client, opts ...Option) *Connector {
-	c := &Connector{cfg: cfg, svc: svc, store: azureStore{svc: svc}, parallelism: DefaultParallelism}
+	st := azureStore{svc: svc}
+	c := &Connector{cfg: cfg, svc: svc, store: st, reader: st, parallelism: DefaultParallelism}
 	for _, o := range opts {
 		o(c)
 	}
@@ -258,50 +261,6 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// Read streams the records discovery found in one dataset, reading each blob
-// conditionally on the ETag discovery saw.
-func (c *Connector) Read(ctx context.Context, dm sources.DatasetMatches, emit func(sources.Record) error) error {
-	d := c.cfg.Dataset(dm.Dataset)
-	if d == nil {
-		return fmt.Errorf("dataset %s: %w (no longer configured)", dm.Dataset, sources.ErrChanged)
-	}
-	for _, loc := range dm.Locations {
-		etag := azcore.ETag(loc.ETag)
-		resp, err := c.svc.NewContainerClient(d.Container).NewBlobClient(loc.Blob).DownloadStream(ctx, &blob.DownloadStreamOptions{
-			AccessConditions: &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfMatch: &etag}},
-		})
-		if bloberror.HasCode(err, bloberror.ConditionNotMet, bloberror.BlobNotFound, bloberror.ContainerNotFound) {
-			return fmt.Errorf("dataset %s: blob %s: %w", d.Name, loc.Blob, sources.ErrChanged)
-		}
-		if err != nil {
-			return fmt.Errorf("dataset %s: read blob %s: %w", d.Name, loc.Blob, err)
-		}
-		next := 0
-		err = iterate(ctx, resp.Body, d.Format, func(r *rawRecord) error {
-			if next == len(loc.Ordinals) {
-				return errStop
-			}
-			if r.ordinal != loc.Ordinals[next] {
-				return nil
-			}
-			next++
-			rec, err := r.ordered()
-			if err != nil {
-				return fmt.Errorf("record %d is not a valid %s record", r.ordinal, d.Format)
-			}
-			return emit(rec)
-		})
-		resp.Body.Close()
-		if err != nil {
-			return fmt.Errorf("dataset %s: blob %s: %w", d.Name, loc.Blob, err)
-		}
-		if next != len(loc.Ordinals) {
-			return fmt.Errorf("dataset %s: blob %s: %w (records missing)", d.Name, loc.Blob, sources.ErrChanged)
-		}
-	}
-	return nil
 }
 
 // lookup resolves a dotted field path in a parsed record.

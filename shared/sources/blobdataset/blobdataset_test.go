@@ -254,12 +254,28 @@ func TestRelationValuesAreTrimmed(t *testing.T) {
 }
 
 // TestDiscoverPrefix: a prefix dataset has one Location per blob with
-// matches, in blob name order, each with that blob's ETag and ordinals
-// that do not count blank lines.
+// matches, in blob name order, each with that blob's ETag, ordinals that
+// do not count blank lines, and the byte offset and length of each
+// matched line with its line ending.
 func TestDiscoverPrefix(t *testing.T) {
 	f := newFixture(t)
 	etags := map[string]string{}
-	put := func(name, data string) { etags[name] = f.put(name, data) }
+	content := map[string]string{}
+	put := func(name, data string) { etags[name], content[name] = f.put(name, data), data }
+	// at is the location of the given lines (each with its line ending)
+	// of one blob.
+	at := func(name string, ordinals []int64, lines ...string) sources.Location {
+		loc := sources.Location{Blob: name, ETag: etags[name], Ordinals: ordinals}
+		for _, l := range lines {
+			i := strings.Index(content[name], l)
+			if i < 0 || strings.Count(content[name], l) != 1 {
+				t.Fatalf("line %q not once in %s", l, name)
+			}
+			loc.Offsets = append(loc.Offsets, int64(i))
+			loc.Lengths = append(loc.Lengths, int64(len(l)))
+		}
+		return loc
+	}
 	put("logs/2025-01.ndjson", "\n"+
 		`{"user":"bob@y.example","msg":"login"}`+"\n\n"+ // 0
 		`{"user":"ann@x.example","msg":"login"}`+"\n   \n\t\n"+ // 1: identifier
@@ -286,9 +302,9 @@ func TestDiscoverPrefix(t *testing.T) {
 	c := f.connector(logs, none)
 	d := f.discover(c, ann)
 	want := sources.DatasetMatches{Dataset: "logs", Records: 5, Locations: []sources.Location{
-		{Blob: "logs/2024-12.ndjson", ETag: etags["logs/2024-12.ndjson"], Ordinals: []int64{0}},
-		{Blob: "logs/2025-01.ndjson", ETag: etags["logs/2025-01.ndjson"], Ordinals: []int64{1, 2}},
-		{Blob: "logs/2025-02.ndjson", ETag: etags["logs/2025-02.ndjson"], Ordinals: []int64{0, 2}},
+		at("logs/2024-12.ndjson", []int64{0}, `{"user":"ann@x.example","msg":"signup"}`),
+		at("logs/2025-01.ndjson", []int64{1, 2}, `{"user":"ann@x.example","msg":"login"}`+"\n", `{"user":"carol@y.example","msg":"ann@x.example changed her password"}`+"\r\n"),
+		at("logs/2025-02.ndjson", []int64{0, 2}, `{"user":"Ann@X.example","msg":"logout"}`+"\n", `{"user":"bob@y.example","msg":"call +1 425 555 0100"}`),
 	}}
 	if got := matchesOf(t, d, "logs"); !reflect.DeepEqual(got, want) {
 		t.Errorf("logs:\n got %+v\nwant %+v", got, want)

@@ -28,7 +28,8 @@ func checkNoEcho(t *testing.T, what string, data []byte, err error) {
 
 // fuzzIterate runs iterate over data in format and checks the invariants
 // every reader must keep for arbitrary bytes: no panic, ordinals 0,1,2,…,
-// fields and ordered agree on the keys, and no error echoes the data.
+// fields and ordered agree on the keys, no error echoes the data, and each
+// readable record's position holds it (checkPositions).
 func fuzzIterate(t *testing.T, format sources.Format, data []byte) {
 	var next int64
 	err := iterate(context.Background(), bytes.NewReader(data), format, func(r *rawRecord) error {
@@ -71,6 +72,8 @@ func fuzzIterate(t *testing.T, format sources.Format, data []byte) {
 	if errors.Is(err, errStop) {
 		t.Fatalf("iterate leaked errStop")
 	}
+	// Every record export can read is found again at its position.
+	checkPositions(t, format, data)
 }
 
 func FuzzIterateNDJSON(f *testing.F) {

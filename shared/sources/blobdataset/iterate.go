@@ -29,6 +29,14 @@ type rawRecord struct {
 	span []byte
 	// header and row are the CSV header and this record's cells.
 	header, row []string
+	// offset and length place the record's bytes in the blob, for every
+	// format and iteration (with or without spans); discovery records them
+	// so that Read can fetch the record alone. For NDJSON and JSON arrays
+	// they are span's position. For CSV they run from the end of the
+	// previous row (or of the header) to the end of this row's line
+	// ending: the row with the empty lines that csv.Reader skipped before
+	// it, which parse to nothing.
+	offset, length int64
 }
 
 // candidate reports whether the record may match: the prefilter looks at the
@@ -206,10 +214,11 @@ func iterateNDJSON(ctx context.Context, rd io.Reader, fn func(*rawRecord) error,
 		}
 	}()
 	start, end := 0, 0 // buf[start:end] is read but not yet split
+	var base int64     // the stream offset of buf[0]
 	eof := false
 	rec := &rawRecord{}
 	var n int64
-	line := func(full []byte) error {
+	line := func(full []byte, off int64) error {
 		// Lines keep their ending (a line and its ending fit in the
 		// buffer either way); trimming yields what bufio.ScanLines would.
 		trimmed := bytes.TrimSpace(full)
@@ -223,6 +232,7 @@ func iterateNDJSON(ctx context.Context, rd io.Reader, fn func(*rawRecord) error,
 			return ctx.Err()
 		}
 		rec.ordinal, rec.raw, rec.span = n, trimmed, full
+		rec.offset, rec.length = off, int64(len(full))
 		n++
 		return fn(rec)
 	}
@@ -233,21 +243,24 @@ func iterateNDJSON(ctx context.Context, rd io.Reader, fn func(*rawRecord) error,
 				break
 			}
 			full := buf[start : start+i+1]
+			off := base + int64(start)
 			start += i + 1
-			if err := line(full); err != nil {
+			if err := line(full, off); err != nil {
 				return err
 			}
 		}
 		if eof {
 			if start < end {
 				full := buf[start:end]
+				off := base + int64(start)
 				start = end
-				return line(full)
+				return line(full, off)
 			}
 			return nil
 		}
 		if start > 0 {
 			end = copy(buf, buf[start:end])
+			base += int64(start)
 			start = 0
 		}
 		if end == len(buf) {
@@ -308,6 +321,7 @@ func iterateCSV(ctx context.Context, rd io.Reader, fn func(*rawRecord) error, ga
 	}
 	rec := &rawRecord{header: header}
 	var n int64
+	prevEnd := cr.InputOffset()
 	for {
 		row, err := cr.Read()
 		if err == io.EOF {
@@ -327,6 +341,9 @@ func iterateCSV(ctx context.Context, rd io.Reader, fn func(*rawRecord) error, ga
 			return ctx.Err()
 		}
 		rec.ordinal, rec.row = n, row
+		rowEnd := cr.InputOffset()
+		rec.offset, rec.length = prevEnd, rowEnd-prevEnd
+		prevEnd = rowEnd
 		if t != nil {
 			b, err := t.take(cr.InputOffset())
 			if err != nil {
@@ -394,6 +411,7 @@ func iterateJSONArray(ctx context.Context, rd io.Reader, fn func(*rawRecord) err
 			return ctx.Err()
 		}
 		rec.ordinal, rec.raw, rec.span = n, raw, raw
+		rec.offset, rec.length = dec.InputOffset()-int64(len(raw)), int64(len(raw))
 		if t != nil {
 			// The decoder stops right after the element, so the bytes
 			// since the last one end with it; before it lie the

@@ -37,6 +37,9 @@ type blobResult struct {
 type hit struct {
 	subject int
 	ordinal int64
+	// offset and length place the record's bytes in the blob (see
+	// rawRecord.offset).
+	offset, length int64
 }
 
 type subjectKey struct {
@@ -77,6 +80,8 @@ func (c *Connector) scan(ctx context.Context, d *sources.Dataset, due []*subject
 			}
 			loc := &dm.Locations[len(dm.Locations)-1]
 			loc.Ordinals = append(loc.Ordinals, h.ordinal)
+			loc.Offsets = append(loc.Offsets, h.offset)
+			loc.Lengths = append(loc.Lengths, h.length)
 			dm.Records++
 		}
 		for _, k := range b.keys {
@@ -170,7 +175,7 @@ func (c *Connector) scanBlob(ctx context.Context, d *sources.Dataset, name strin
 			if !m.rules[k].matches(fields) {
 				continue
 			}
-			res.hits = append(res.hits, hit{subject: k, ordinal: r.ordinal})
+			res.hits = append(res.hits, hit{subject: k, ordinal: r.ordinal, offset: r.offset, length: r.length})
 			if !relDone {
 				for _, f := range refs {
 					if v, ok := relationValue(fields, f); ok {

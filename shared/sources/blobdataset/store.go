@@ -5,11 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/service"
+
+	"github.com/dsr-functions/dsr/shared/sources"
 )
 
 // blobStore lists and streams the blobs that discovery scans. The product
@@ -24,6 +30,20 @@ type blobStore interface {
 	// container that does not exist fails with an error wrapping
 	// errBlobNotFound.
 	open(ctx context.Context, container, name string) (io.ReadCloser, string, error)
+}
+
+// blobReader reads blobs for export, each read conditional on the version
+// that discovery saw. The product reads Blob Storage (azureStore); tests
+// put data in memory behind the same interface. Implementations must be
+// safe for concurrent use.
+type blobReader interface {
+	// read streams count bytes of one blob from byte off on (off 0 and
+	// count 0: the whole blob), only if the blob's ETag is still etag, and
+	// returns the blob's size with the bytes. A blob that changed, no
+	// longer exists, or has no byte at off fails with an error wrapping
+	// sources.ErrChanged. A range past the end of the blob is cut at the
+	// end.
+	read(ctx context.Context, container, name, etag string, off, count int64) (io.ReadCloser, int64, error)
 }
 
 // errBlobNotFound reports a missing blob or container.
@@ -60,4 +80,64 @@ func (s azureStore) open(ctx context.Context, cont, name string) (io.ReadCloser,
 		return nil, "", errors.New("download without an ETag")
 	}
 	return resp.Body, string(*resp.ETag), nil
+}
+
+// readRetries is how often a read of a blob for export resumes after a
+// broken connection; each retry is conditional on the same ETag.
+const readRetries = 3
+
+func (s azureStore) read(ctx context.Context, cont, name, etag string, off, count int64) (io.ReadCloser, int64, error) {
+	e := azcore.ETag(etag)
+	resp, err := s.svc.NewContainerClient(cont).NewBlobClient(name).DownloadStream(ctx, &blob.DownloadStreamOptions{
+		Range:            blob.HTTPRange{Offset: off, Count: count},
+		AccessConditions: &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfMatch: &e}},
+	})
+	for _, code := range []bloberror.Code{bloberror.ConditionNotMet, bloberror.BlobNotFound, bloberror.ContainerNotFound, bloberror.InvalidRange} {
+		if bloberror.HasCode(err, code) {
+			// The storage error's text is long; its code says enough.
+			return nil, 0, fmt.Errorf("%w (%s)", sources.ErrChanged, code)
+		}
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	body := resp.NewRetryReader(ctx, &blob.RetryReaderOptions{MaxRetries: readRetries})
+	size := int64(-1)
+	if resp.ContentRange != nil {
+		size, err = rangeSize(*resp.ContentRange, off)
+	} else if off == 0 && resp.ContentLength != nil {
+		size = *resp.ContentLength
+	}
+	if err == nil && size < 0 {
+		err = errors.New("download without the blob's size")
+	}
+	if err != nil {
+		body.Close()
+		return nil, 0, err
+	}
+	return body, size, nil
+}
+
+// rangeSize returns the blob size that a Content-Range header ("bytes
+// first-last/size") names, checking that the range starts at off.
+func rangeSize(cr string, off int64) (int64, error) {
+	bad := fmt.Errorf("unexpected Content-Range %q", cr)
+	r, ok := strings.CutPrefix(cr, "bytes ")
+	if !ok {
+		return 0, bad
+	}
+	rng, total, ok := strings.Cut(r, "/")
+	if !ok {
+		return 0, bad
+	}
+	first, _, ok := strings.Cut(rng, "-")
+	if !ok {
+		return 0, bad
+	}
+	f, err1 := strconv.ParseInt(first, 10, 64)
+	n, err2 := strconv.ParseInt(total, 10, 64)
+	if err1 != nil || err2 != nil || f != off || n < 0 {
+		return 0, bad
+	}
+	return n, nil
 }

@@ -13,12 +13,25 @@ import (
 	"github.com/dsr-functions/dsr/shared/sources"
 )
 
-// memStore is a blobStore over blobs held in memory (container ignored),
-// for tests that need to control reading: open may be intercepted.
+// memStore is a blobStore and blobReader over blobs held in memory
+// (container ignored), for tests that need to control reading: open may be
+// intercepted, and reads are logged.
 type memStore struct {
 	blobs map[string]string
 	// onOpen, if set, may replace a blob's reader (or fail the open).
 	onOpen func(ctx context.Context, name string, r io.ReadCloser) (io.ReadCloser, error)
+
+	mu sync.Mutex
+	// reads logs the reads for export, in order.
+	reads []memRead
+}
+
+// memRead is one read for export: count 0 reads the whole blob.
+type memRead struct {
+	name       string
+	off, count int64
+	// sent is how many bytes the read returned.
+	sent int64
 }
 
 func (s *memStore) list(_ context.Context, _, prefix string) ([]string, error) {
@@ -43,7 +56,40 @@ func (s *memStore) open(ctx context.Context, _, name string) (io.ReadCloser, str
 			return nil, "", err
 		}
 	}
-	return r, fmt.Sprintf("\"%d-%x\"", len(data), fnv(data)), nil
+	return r, memETag(data), nil
+}
+
+// memETag is the ETag of a memStore blob: it changes with the content.
+func memETag(data string) string { return fmt.Sprintf("\"%d-%x\"", len(data), fnv(data)) }
+
+// read serves a read for export like Blob Storage: conditional on the
+// ETag, cut at the end of the blob, refused (416) from past the end.
+func (s *memStore) read(_ context.Context, _, name, etag string, off, count int64) (io.ReadCloser, int64, error) {
+	data, ok := s.blobs[name]
+	if !ok || memETag(data) != etag {
+		return nil, 0, fmt.Errorf("%w (test: not found or other ETag)", sources.ErrChanged)
+	}
+	size := int64(len(data))
+	end := size
+	if count > 0 {
+		end = min(off+count, size)
+	}
+	if off < 0 || (off >= size && (off > 0 || count > 0)) {
+		return nil, 0, fmt.Errorf("%w (test: invalid range)", sources.ErrChanged)
+	}
+	s.mu.Lock()
+	s.reads = append(s.reads, memRead{name: name, off: off, count: count, sent: end - off})
+	s.mu.Unlock()
+	return io.NopCloser(strings.NewReader(data[off:end])), size, nil
+}
+
+// takeReads returns the reads logged since the last call.
+func (s *memStore) takeReads() []memRead {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.reads
+	s.reads = nil
+	return r
 }
 
 func fnv(s string) uint32 {
@@ -159,10 +205,12 @@ type readCloser struct {
 	io.Closer
 }
 
-// localConnector is a connector over a blobStore instead of Blob Storage
-// (Read and Rewrite are not available on it).
+// localConnector is a connector over a blobStore instead of Blob Storage.
+// Read is available when the store is also a blobReader (memStore);
+// Rewrite is not.
 func localConnector(cfg *sources.Config, store blobStore, parallelism int) *Connector {
-	return &Connector{cfg: cfg, store: store, parallelism: parallelism}
+	r, _ := store.(blobReader)
+	return &Connector{cfg: cfg, store: store, reader: r, parallelism: parallelism}
 }
 
 // openCounter counts the blob readers that are open, for tests that check
