@@ -2,7 +2,6 @@ package dataverse
 
 import (
 	"context"
-	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -11,63 +10,30 @@ import (
 	"github.com/dsr-functions/dsr/shared/sources"
 )
 
-// tableState is what discovery knows about one table.
-type tableState struct {
-	keys map[string]struct{}
-	// refs holds, per column that other tables reference, the values of
-	// the matched records (GUIDs in lower case).
-	refs map[string]map[string]struct{}
-}
-
 // Discover finds the subject's records in every table, following relations
 // until no new record joins (the fixed point). Each pass queries every
 // table again; matching is monotone, so every pass but the last adds a
 // record, and a table losing a record it matched on an earlier pass changed
 // during discovery: that fails with sources.ErrChanged.
 func (c *Connector) Discover(ctx context.Context, subj sources.Subject) (*sources.Discovery, error) {
-	// Which columns of each table other tables reference.
-	referenced := map[string][]string{}
-	for _, t := range c.cfg.Tables {
+	names := make([]string, len(c.cfg.Tables))
+	var edges []sources.Edge
+	for i, t := range c.cfg.Tables {
+		names[i] = t.Name
 		for _, r := range t.Relations {
-			if !slices.Contains(referenced[r.References], r.ReferencesColumn) {
-				referenced[r.References] = append(referenced[r.References], r.ReferencesColumn)
-			}
+			edges = append(edges, sources.Edge{References: r.References, ReferencesColumn: r.ReferencesColumn})
 		}
 	}
-	state := map[string]*tableState{}
-	for _, t := range c.cfg.Tables {
-		state[t.Name] = &tableState{keys: map[string]struct{}{}, refs: map[string]map[string]struct{}{}}
-	}
-	for {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		changed := false
-		for i := range c.cfg.Tables {
-			t := &c.cfg.Tables[i]
-			st, err := c.scan(ctx, t, subj, state, referenced[t.Name])
-			if err != nil {
-				return nil, err
-			}
-			old := state[t.Name]
-			for k := range old.keys {
-				if _, ok := st.keys[k]; !ok {
-					return nil, fmt.Errorf("dataverse: dataset %s: %w (a record matched on an earlier pass no longer does)", t.Name, sources.ErrChanged)
-				}
-			}
-			if len(st.keys) != len(old.keys) {
-				changed = true
-			}
-			state[t.Name] = st
-		}
-		if !changed {
-			break
-		}
+	state, err := sources.FollowRelations(ctx, "dataverse", names, edges, func(ctx context.Context, i int, refCols []string, state map[string]*sources.Matched) (*sources.Matched, error) {
+		return c.scan(ctx, &c.cfg.Tables[i], subj, state, refCols)
+	})
+	if err != nil {
+		return nil, err
 	}
 	out := &sources.Discovery{}
 	for _, t := range c.cfg.Tables {
 		m := sources.DatasetMatches{Dataset: t.Name}
-		keys := slices.Sorted(maps.Keys(state[t.Name].keys))
+		keys := slices.Sorted(maps.Keys(state[t.Name].Keys))
 		m.Records = int64(len(keys))
 		if len(keys) > 0 {
 			m.Locations = []sources.Location{{Blob: t.EntitySet, Keys: keys}}
@@ -109,7 +75,7 @@ func normRef(v string) string {
 // scan runs the coarse queries of one table (OR-chains of at most
 // maxTermsPerRequest terms) and applies the exact matching rules to the
 // candidates in Go.
-func (c *Connector) scan(ctx context.Context, t *Table, subj sources.Subject, state map[string]*tableState, refCols []string) (*tableState, error) {
+func (c *Connector) scan(ctx context.Context, t *Table, subj sources.Subject, state map[string]*sources.Matched, refCols []string) (*sources.Matched, error) {
 	var terms []string
 	seen := map[string]bool{}
 	term := func(s string) {
@@ -156,7 +122,7 @@ func (c *Connector) scan(ctx context.Context, t *Table, subj sources.Subject, st
 		}
 	}
 	for _, r := range t.Relations {
-		vals := slices.Sorted(maps.Keys(state[r.References].refs[r.ReferencesColumn]))
+		vals := slices.Sorted(maps.Keys(state[r.References].Refs[r.ReferencesColumn]))
 		for _, v := range vals {
 			if t.isGUIDColumn(r.Column) {
 				if g, ok := parseGUID(v); ok {
@@ -180,7 +146,7 @@ func (c *Connector) scan(ctx context.Context, t *Table, subj sources.Subject, st
 			fetch(f)
 		}
 	}
-	st := &tableState{keys: map[string]struct{}{}, refs: map[string]map[string]struct{}{}}
+	st := sources.NewMatched()
 	if len(terms) == 0 {
 		return st, nil
 	}
@@ -189,16 +155,13 @@ func (c *Connector) scan(ctx context.Context, t *Table, subj sources.Subject, st
 	}
 	for chunk := range slices.Chunk(terms, maxTermsPerRequest) {
 		err := c.query(ctx, "discover", t, cols, strings.Join(chunk, " or "), func(e *entity) error {
-			if _, done := st.keys[e.key]; done || !c.matches(t, subj, state, e) {
+			if _, done := st.Keys[e.key]; done || !c.matches(t, subj, state, e) {
 				return nil
 			}
-			st.keys[e.key] = struct{}{}
+			st.Keys[e.key] = struct{}{}
 			for _, rc := range refCols {
 				if v, ok := e.text(rc); ok {
-					if st.refs[rc] == nil {
-						st.refs[rc] = map[string]struct{}{}
-					}
-					st.refs[rc][normRef(v)] = struct{}{}
+					st.AddRef(rc, normRef(v))
 				}
 			}
 			return nil
@@ -218,7 +181,7 @@ func idName(id sources.Identifier) string {
 }
 
 // matches applies the exact rules to a candidate record.
-func (c *Connector) matches(t *Table, subj sources.Subject, state map[string]*tableState, e *entity) bool {
+func (c *Connector) matches(t *Table, subj sources.Subject, state map[string]*sources.Matched, e *entity) bool {
 	region := c.cfg.DefaultPhoneRegion
 	for _, id := range t.Identifiers {
 		v, ok := e.text(id.Field)
@@ -252,7 +215,7 @@ func (c *Connector) matches(t *Table, subj sources.Subject, state map[string]*ta
 	}
 	for _, r := range t.Relations {
 		if v, ok := e.text(r.Column); ok {
-			if _, hit := state[r.References].refs[r.ReferencesColumn][normRef(v)]; hit {
+			if _, hit := state[r.References].Refs[r.ReferencesColumn][normRef(v)]; hit {
 				return true
 			}
 		}

@@ -25,6 +25,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/big"
 	"slices"
 	"strconv"
@@ -189,64 +190,29 @@ func (t *Table) qualified() string {
 
 func quote(col string) string { return pgx.Identifier{col}.Sanitize() }
 
-// tableState is what discovery knows about one table.
-type tableState struct {
-	keys map[string]struct{} // key values as text
-	// refs holds, per column that other tables reference, the values of
-	// the matched rows.
-	refs map[string]map[string]struct{}
-}
-
 // Discover finds the subject's rows in every table, following relations
-// until no new row joins (the fixed point). Matching is monotone, so every
-// pass but the last adds a row; a table matching fewer rows on a later pass
-// changed during discovery and fails with sources.ErrChanged.
+// until no new row joins (sources.FollowRelations: a table losing a row it
+// matched on an earlier pass changed during discovery, sources.ErrChanged).
 func (c *Connector) Discover(ctx context.Context, subj sources.Subject) (*sources.Discovery, error) {
-	// Which columns of each table other tables reference.
-	referenced := map[string][]string{}
-	for _, t := range c.cfg.Tables {
+	names := make([]string, len(c.cfg.Tables))
+	var edges []sources.Edge
+	for i, t := range c.cfg.Tables {
+		names[i] = t.Name
 		for _, r := range t.Relations {
-			if !slices.Contains(referenced[r.References], r.ReferencesColumn) {
-				referenced[r.References] = append(referenced[r.References], r.ReferencesColumn)
-			}
+			edges = append(edges, sources.Edge{References: r.References, ReferencesColumn: r.ReferencesColumn})
 		}
 	}
-	state := map[string]*tableState{}
-	for _, t := range c.cfg.Tables {
-		state[t.Name] = &tableState{keys: map[string]struct{}{}, refs: map[string]map[string]struct{}{}}
-	}
-	for {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		changed := false
-		for i := range c.cfg.Tables {
-			t := &c.cfg.Tables[i]
-			st, err := c.scan(ctx, t, subj, state, referenced[t.Name])
-			if err != nil {
-				return nil, err
-			}
-			old := state[t.Name]
-			if len(st.keys) < len(old.keys) {
-				return nil, fmt.Errorf("postgres: table %s: %w (fewer rows matched on a later pass)", t.Name, sources.ErrChanged)
-			}
-			if len(st.keys) != len(old.keys) {
-				changed = true
-			}
-			state[t.Name] = st
-		}
-		if !changed {
-			break
-		}
+	state, err := sources.FollowRelations(ctx, "postgres", names, edges, func(ctx context.Context, i int, refCols []string, state map[string]*sources.Matched) (*sources.Matched, error) {
+		return c.scan(ctx, &c.cfg.Tables[i], subj, state, refCols)
+	})
+	if err != nil {
+		return nil, err
 	}
 	out := &sources.Discovery{}
 	for i := range c.cfg.Tables {
 		t := &c.cfg.Tables[i]
 		m := sources.DatasetMatches{Dataset: t.Name}
-		keys := make([]string, 0, len(state[t.Name].keys))
-		for k := range state[t.Name].keys {
-			keys = append(keys, k)
-		}
+		keys := slices.Collect(maps.Keys(state[t.Name].Keys))
 		m.Records = int64(len(keys))
 		if len(keys) > 0 {
 			kt, err := c.keyType(ctx, t)
@@ -350,7 +316,7 @@ func likeEscape(s string) string {
 
 // scan runs one coarse, parameterised query over a table and applies the
 // exact matching rules to the candidate rows in Go.
-func (c *Connector) scan(ctx context.Context, t *Table, subj sources.Subject, state map[string]*tableState, refCols []string) (*tableState, error) {
+func (c *Connector) scan(ctx context.Context, t *Table, subj sources.Subject, state map[string]*sources.Matched, refCols []string) (*sources.Matched, error) {
 	var conds []string
 	var args []any
 	arg := func(v any) string {
@@ -402,8 +368,8 @@ func (c *Connector) scan(ctx context.Context, t *Table, subj sources.Subject, st
 		}
 	}
 	for _, r := range t.Relations {
-		vals := make([]string, 0, len(state[r.References].refs[r.ReferencesColumn]))
-		for v := range state[r.References].refs[r.ReferencesColumn] {
+		vals := make([]string, 0, len(state[r.References].Refs[r.ReferencesColumn]))
+		for v := range state[r.References].Refs[r.ReferencesColumn] {
 			vals = append(vals, v)
 		}
 		if len(vals) > 0 {
@@ -423,7 +389,7 @@ func (c *Connector) scan(ctx context.Context, t *Table, subj sources.Subject, st
 			fetch(f)
 		}
 	}
-	st := &tableState{keys: map[string]struct{}{}, refs: map[string]map[string]struct{}{}}
+	st := sources.NewMatched()
 	if len(conds) == 0 {
 		return st, nil
 	}
@@ -460,13 +426,10 @@ func (c *Connector) scan(ctx context.Context, t *Table, subj sources.Subject, st
 		if !c.matches(t, subj, state, get) {
 			continue
 		}
-		st.keys[key] = struct{}{}
+		st.Keys[key] = struct{}{}
 		for _, rc := range refCols {
 			if v, ok := get(rc); ok {
-				if st.refs[rc] == nil {
-					st.refs[rc] = map[string]struct{}{}
-				}
-				st.refs[rc][v] = struct{}{}
+				st.AddRef(rc, v)
 			}
 		}
 	}
@@ -477,7 +440,7 @@ func (c *Connector) scan(ctx context.Context, t *Table, subj sources.Subject, st
 }
 
 // matches applies the exact rules to a candidate row.
-func (c *Connector) matches(t *Table, subj sources.Subject, state map[string]*tableState, get func(string) (string, bool)) bool {
+func (c *Connector) matches(t *Table, subj sources.Subject, state map[string]*sources.Matched, get func(string) (string, bool)) bool {
 	region := c.cfg.DefaultPhoneRegion
 	for _, id := range t.Identifiers {
 		v, ok := get(id.Field)
@@ -505,7 +468,7 @@ func (c *Connector) matches(t *Table, subj sources.Subject, state map[string]*ta
 	}
 	for _, r := range t.Relations {
 		if v, ok := get(r.Column); ok {
-			if _, hit := state[r.References].refs[r.ReferencesColumn][v]; hit {
+			if _, hit := state[r.References].Refs[r.ReferencesColumn][v]; hit {
 				return true
 			}
 		}
