@@ -1,7 +1,6 @@
 package functions_test
 
 import (
-	"archive/zip"
 	"bufio"
 	"bytes"
 	"context"
@@ -11,28 +10,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
-	"net/url"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 
-	"github.com/dsr-functions/dsr/functions"
-	"github.com/dsr-functions/dsr/shared/config"
 	"github.com/dsr-functions/dsr/shared/dsr"
-	"github.com/dsr-functions/dsr/shared/funchost"
-	"github.com/dsr-functions/dsr/shared/queue/embedded"
 	"github.com/dsr-functions/dsr/shared/sample"
-	"github.com/dsr-functions/dsr/shared/sources"
-	"github.com/dsr-functions/dsr/shared/testutil/azuritetest"
 )
 
 // e2eBenchSizes are the sample sizes of BenchmarkAccessEndToEnd, named by
@@ -153,12 +140,7 @@ func stageTime(doc dsr.Request, from, to dsr.Stage) time.Duration {
 
 // e2eBench is the app as `dsr local` runs it over sample data of one size.
 type e2eBench struct {
-	front   *httptest.Server
-	logs    *syncBuffer
-	sources *sources.Config
-	size    sample.Size
-	// datasets is the container of the sample datasets.
-	datasets *container.Client
+	*harness
 	// blobs are the dataset blob names and their sizes in bytes.
 	blobs []sample.File
 	sizes map[string]int64
@@ -167,71 +149,23 @@ type e2eBench struct {
 	bytes   int64
 }
 
+// newE2EBench starts the app as the tests' harness does, over sample data
+// of the given size generated straight into Azurite (streaming, counted on
+// the way).
 func newE2EBench(b *testing.B, size sample.Size) *e2eBench {
 	b.Helper()
-	acct := azuritetest.Account(b)
-	e := &e2eBench{logs: &syncBuffer{}, size: size, sizes: map[string]int64{}}
-	datasets := azuritetest.Container(b, acct, "datasets")
-	state := azuritetest.Container(b, acct, "state")
-	exports := azuritetest.Container(b, acct, "exports")
-	auditName := azuritetest.Container(b, acct, "audit")
-	e.datasets = acct.Service.NewContainerClient(datasets)
-
-	src, err := sources.LoadFile("../sample/sources.json")
-	if err != nil {
-		b.Fatal(err)
-	}
-	for i := range src.Datasets {
-		src.Datasets[i].Container = datasets
-	}
-	e.sources = src
-	srcPath := filepath.Join(b.TempDir(), "sources.json")
-	raw, _ := json.Marshal(src)
-	if err := os.WriteFile(srcPath, raw, 0o600); err != nil {
-		b.Fatal(err)
-	}
-	for _, f := range sample.Files() {
-		n, nb, err := uploadCounting(context.Background(), e.datasets.NewBlockBlobClient(f.Name), f, e.size)
+	e := &e2eBench{sizes: map[string]int64{}}
+	e.harness = newHarness(b, harnessOptions{size: size, upload: func(ctx context.Context, bc *blockblob.Client, f sample.File, size sample.Size) error {
+		n, nb, err := uploadCounting(ctx, bc, f, size)
 		if err != nil {
-			b.Fatalf("upload %s: %v", f.Name, err)
+			return err
 		}
 		e.blobs = append(e.blobs, f)
 		e.sizes[f.Name] = nb
 		e.records += n
 		e.bytes += nb
-	}
-
-	env := map[string]string{
-		"AzureWebJobsStorage":   azuritetest.ConnectionString(b),
-		"DSR_STATE_CONTAINER":   state,
-		"DSR_EXPORTS_CONTAINER": exports,
-		"DSR_AUDIT_CONTAINER":   auditName,
-		"DSR_SOURCES_CONFIG":    srcPath,
-		"DSR_EXPORT_LINK_TTL":   "1h",
-		"DSR_KEY_ROLES":         "DSR.Admin",
-		"DSR_PSEUDONYM_SECRET":  "harness-pseudonym-secret-0123456789",
-	}
-	cfg, err := config.Load(func(k string) string { return env[k] })
-	if err != nil {
-		b.Fatal(err)
-	}
-	broker := embedded.New(embedded.Options{})
-	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	app, err := functions.New(cfg, broker, log)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(app.Close)
-	handler := httptest.NewServer(app.Handler)
-	b.Cleanup(handler.Close)
-	u, _ := url.Parse(handler.URL)
-	host := &funchost.LocalHost{Functions: app.Functions, HandlerURL: u, Broker: broker, Log: log, FunctionKey: harnessKey}
-	e.front = httptest.NewServer(host)
-	b.Cleanup(e.front.Close)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { host.Run(ctx); close(done) }()
-	b.Cleanup(func() { cancel(); <-done })
+		return nil
+	}})
 	return e
 }
 
@@ -323,7 +257,7 @@ func countRecords(r io.Reader, name string) (int, error) {
 // readAll downloads every dataset blob once, sequentially, into io.Discard.
 func (e *e2eBench) readAll(b *testing.B) {
 	for _, f := range e.blobs {
-		resp, err := e.datasets.NewBlobClient(f.Name).DownloadStream(context.Background(), nil)
+		resp, err := e.app.Account.Service.NewContainerClient(e.datasets).NewBlobClient(f.Name).DownloadStream(context.Background(), nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -338,59 +272,19 @@ func (e *e2eBench) readAll(b *testing.B) {
 	}
 }
 
-// do sends an HTTP request through the host's front door.
-func (e *e2eBench) do(b *testing.B, method, path, body string) (int, []byte) {
-	req, err := http.NewRequest(method, e.front.URL+path, strings.NewReader(body))
-	if err != nil {
-		b.Fatal(err)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("x-functions-key", harnessKey)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(resp.Body)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return resp.StatusCode, out
-}
-
 // access submits an access request for the demo subject, waits until it
 // is completed, and checks that its export package holds exactly her
 // records. It returns the final request document and the package's size.
 func (e *e2eBench) access(b *testing.B) (dsr.Request, int64) {
-	status, body := e.do(b, "POST", "/api/requests", `{"type":"access","subject":`+e2eBenchSubject+`}`)
-	if status != http.StatusAccepted {
-		b.Fatalf("POST /api/requests: %d %s", status, body)
-	}
-	var doc dsr.Request
-	if err := json.Unmarshal(body, &doc); err != nil {
-		b.Fatal(err)
-	}
+	doc := e.submit(`{"type":"access","subject":` + e2eBenchSubject + `}`)
 
 	// Poll often enough that polling adds at most about 1% to the time,
 	// and rarely enough that it does not load Azurite.
 	start := time.Now()
 	var exp exportDoc
 	for {
-		status, body = e.do(b, "GET", "/api/requests/"+doc.ID, "")
-		if status != http.StatusOK {
-			b.Fatalf("GET %s: %d %s", doc.ID, status, body)
-		}
-		var raw struct {
-			Export exportDoc `json:"export"`
-		}
-		if err := json.Unmarshal(body, &doc); err != nil {
-			b.Fatal(err)
-		}
-		_ = json.Unmarshal(body, &raw)
+		doc, exp = e.get(doc.ID)
 		if doc.State.Terminal() {
-			exp = raw.Export
 			break
 		}
 		elapsed := time.Since(start)
@@ -420,35 +314,15 @@ func (e *e2eBench) access(b *testing.B) (dsr.Request, int64) {
 	}
 
 	// The package, downloaded by its link, holds exactly her records.
-	resp, err := http.Get(exp.URL)
-	if err != nil {
-		b.Fatal(err)
-	}
-	pkg, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil || resp.StatusCode != http.StatusOK {
-		b.Fatalf("download export: %d %v", resp.StatusCode, err)
+	status, pkg, _ := download(b, exp.URL)
+	if status != http.StatusOK {
+		b.Fatalf("download export: %d", status)
 	}
 	sum := sha256.Sum256(pkg)
 	if int64(len(pkg)) != exp.Bytes || hex.EncodeToString(sum[:]) != exp.SHA256 {
 		b.Fatalf("package is %d bytes sha %x; document says %d bytes sha %s", len(pkg), sum, exp.Bytes, exp.SHA256)
 	}
-	zr, err := zip.NewReader(bytes.NewReader(pkg), int64(len(pkg)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	files := map[string][]byte{}
-	for _, f := range zr.File {
-		rc, err := f.Open()
-		if err != nil {
-			b.Fatal(err)
-		}
-		files[f.Name], err = io.ReadAll(rc)
-		rc.Close()
-		if err != nil {
-			b.Fatal(err)
-		}
-	}
+	files := readZip(b, pkg)
 	var manifest struct {
 		TotalRecords int64 `json:"totalRecords"`
 	}

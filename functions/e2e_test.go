@@ -27,14 +27,17 @@ func (h *harness) datasetCounts(perBlob map[string]int) map[string]int {
 }
 
 // download fetches a link with nothing but plain HTTP.
-func download(t *testing.T, url string) (int, []byte, http.Header) {
+func download(t testing.TB, url string) (int, []byte, http.Header) {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("download: %v", err)
+	}
 	return resp.StatusCode, b, resp.Header
 }
 
@@ -60,7 +63,7 @@ func belongsToDemo(dataset string, rec map[string]any, herCases map[string]bool,
 	return false
 }
 
-func readZip(t *testing.T, b []byte) map[string][]byte {
+func readZip(t testing.TB, b []byte) map[string][]byte {
 	t.Helper()
 	zr, err := zip.NewReader(bytes.NewReader(b), int64(len(b)))
 	if err != nil {
@@ -72,8 +75,11 @@ func readZip(t *testing.T, b []byte) map[string][]byte {
 		if err != nil {
 			t.Fatal(err)
 		}
-		files[f.Name], _ = io.ReadAll(rc)
+		files[f.Name], err = io.ReadAll(rc)
 		rc.Close()
+		if err != nil {
+			t.Fatalf("read %s: %v", f.Name, err)
+		}
 	}
 	return files
 }

@@ -90,7 +90,7 @@ func (s *syncBuffer) String() string {
 // host, the embedded queue, Azurite, and the sample datasets in a container
 // of its own.
 type harness struct {
-	t        *testing.T
+	t        testing.TB
 	app      *functions.App
 	broker   *embedded.Broker
 	host     *funchost.LocalHost
@@ -113,6 +113,11 @@ type harnessOptions struct {
 	env map[string]string
 	// app are the application's options (HTTP client, credential).
 	app functions.Options
+	// size of the sample datasets (default tiny).
+	size sample.Size
+	// upload, when set, writes one sample dataset into its blob (default:
+	// generated in memory and uploaded in one piece).
+	upload func(ctx context.Context, bc *blockblob.Client, f sample.File, size sample.Size) error
 	// front, when set, is the listener of the host's front door (so its
 	// address can be known before the app starts, as WEBSITE_HOSTNAME).
 	front net.Listener
@@ -121,10 +126,13 @@ type harnessOptions struct {
 // harnessKey is the function key of every harness's local host.
 const harnessKey = "harness-function-key-0123456789"
 
-func newHarness(t *testing.T, o harnessOptions) *harness {
+func newHarness(t testing.TB, o harnessOptions) *harness {
 	t.Helper()
 	acct := azuritetest.Account(t)
-	h := &harness{t: t, logs: &syncBuffer{}, size: mustSize(t, "tiny")}
+	h := &harness{t: t, logs: &syncBuffer{}, size: o.size}
+	if h.size == (sample.Size{}) {
+		h.size = mustSize(t, "tiny")
+	}
 	h.datasets = azuritetest.Container(t, acct, "datasets")
 	state := azuritetest.Container(t, acct, "state")
 	exports := azuritetest.Container(t, acct, "exports")
@@ -147,13 +155,20 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	if err := os.WriteFile(srcPath, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range sample.Files() {
-		var buf bytes.Buffer
-		if err := sample.Generate(&buf, f, h.size, 1); err != nil {
-			t.Fatal(err)
+	upload := o.upload
+	if upload == nil {
+		upload = func(ctx context.Context, bc *blockblob.Client, f sample.File, size sample.Size) error {
+			var buf bytes.Buffer
+			if err := sample.Generate(&buf, f, size, 1); err != nil {
+				return err
+			}
+			_, err := bc.UploadBuffer(ctx, buf.Bytes(), &blockblob.UploadBufferOptions{})
+			return err
 		}
-		if _, err := acct.Service.NewContainerClient(h.datasets).NewBlockBlobClient(f.Name).UploadBuffer(context.Background(), buf.Bytes(), &blockblob.UploadBufferOptions{}); err != nil {
-			t.Fatal(err)
+	}
+	for _, f := range sample.Files() {
+		if err := upload(context.Background(), acct.Service.NewContainerClient(h.datasets).NewBlockBlobClient(f.Name), f, h.size); err != nil {
+			t.Fatalf("upload %s: %v", f.Name, err)
 		}
 	}
 
@@ -204,7 +219,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	return h
 }
 
-func mustSize(t *testing.T, s string) sample.Size {
+func mustSize(t testing.TB, s string) sample.Size {
 	size, err := sample.ParseSize(s)
 	if err != nil {
 		t.Fatal(err)
