@@ -278,18 +278,18 @@ func jsonText(v any) string {
 	}
 }
 
-// A webhook system that answers later: discovery waits, the system posts
-// its answer to the callback function, which drives the request on; the
-// kept answer is removed when the request ends.
-func TestAsyncWebhookSystemAnswersThroughTheCallback(t *testing.T) {
+// newAsyncBilling is the sample app plus an asynchronous webhook system,
+// "billing", holding one invoice of the demo subject; the app's front door
+// is the address it tells the system to post its answers to.
+func newAsyncBilling(t *testing.T, o webhooktest.Options) (*harness, *webhooktest.System) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	sys := webhooktest.New(t, []byte(webhookSecret), webhooktest.Options{
-		Datasets: []webhooktest.Dataset{{Name: "billing"}}, Async: true, CallbackDelay: 100 * time.Millisecond})
+	o.Datasets, o.Async = []webhooktest.Dataset{{Name: "billing"}}, true
+	sys := webhooktest.New(t, []byte(webhookSecret), o)
 	sys.Put("billing", `{"id":"inv-1","email":"avery.morgan@contoso.example","amount":120.5}`)
-	sys.Put("billing", `{"id":"inv-2","email":"someone@fabrikam.example","amount":7}`)
 	t.Setenv("DSR_E2E_BILLING_URL", sys.URL())
 	t.Setenv("DSR_E2E_BILLING_SECRET", webhookSecret)
 	facts := sources.Facts{Categories: []string{"billing"}, Purposes: []string{"invoicing"}, Retention: "10 years", Source: "billing system"}
@@ -301,6 +301,15 @@ func TestAsyncWebhookSystemAnswersThroughTheCallback(t *testing.T) {
 			c.Datasets = append(c.Datasets, sources.Dataset{Name: "billing", Connection: "billing", Facts: facts})
 		},
 	})
+	return h, sys
+}
+
+// A webhook system that answers later: discovery waits, the system posts
+// its answer to the callback function, which drives the request on; the
+// kept answer is removed when the request ends.
+func TestAsyncWebhookSystemAnswersThroughTheCallback(t *testing.T) {
+	h, sys := newAsyncBilling(t, webhooktest.Options{CallbackDelay: 100 * time.Millisecond})
+	sys.Put("billing", `{"id":"inv-2","email":"someone@fabrikam.example","amount":7}`)
 	// An unsigned delivery is refused by the app, and stores nothing.
 	resp, b := h.do("POST", "/api/webhooks/billing/r0123456789abcdef0123456789ab", `{"records":{"billing":[{"id":"x"}]},"next":""}`, "x-functions-key", "")
 	if resp.StatusCode != 401 || !strings.Contains(string(b), "signature") {
@@ -486,24 +495,7 @@ func TestWebhookChangeAnsweredLater(t *testing.T) {
 // A system that accepted an access request but never answers is given up
 // after MaxPending: its part fails with the reason, the rest is exported.
 func TestAsyncSystemThatNeverAnswersIsGivenUp(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sys := webhooktest.New(t, []byte(webhookSecret), webhooktest.Options{
-		Datasets: []webhooktest.Dataset{{Name: "billing"}}, Async: true, ManualCallbacks: true})
-	sys.Put("billing", `{"id":"inv-1","email":"avery.morgan@contoso.example","amount":120.5}`)
-	t.Setenv("DSR_E2E_BILLING_URL", sys.URL())
-	t.Setenv("DSR_E2E_BILLING_SECRET", webhookSecret)
-	facts := sources.Facts{Categories: []string{"billing"}, Purposes: []string{"invoicing"}, Retention: "10 years", Source: "billing system"}
-	h := newHarness(t, harnessOptions{
-		front: ln,
-		env:   map[string]string{"WEBSITE_HOSTNAME": ln.Addr().String()},
-		editSources: func(c *sources.Config) {
-			c.Connections = map[string]sources.Connection{"billing": {Kind: sources.ConnWebhook, URLSetting: "DSR_E2E_BILLING_URL", SecretSetting: "DSR_E2E_BILLING_SECRET", Async: true}}
-			c.Datasets = append(c.Datasets, sources.Dataset{Name: "billing", Connection: "billing", Facts: facts})
-		},
-	})
+	h, sys := newAsyncBilling(t, webhooktest.Options{ManualCallbacks: true})
 	h.app.Service.PendingDelay = 50 * time.Millisecond
 	h.app.Service.MaxPending = 300 * time.Millisecond
 	doc := h.submit(`{"type":"access","subject":{"email":"` + avery + `"}}`)
