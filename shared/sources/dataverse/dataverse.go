@@ -59,6 +59,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 
+	"github.com/dsr-functions/dsr/shared/httpretry"
 	"github.com/dsr-functions/dsr/shared/sources"
 )
 
@@ -304,7 +305,7 @@ func New(cfg *Config, client *http.Client, cred azcore.TokenCredential) (*Connec
 	}
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	c.client = &hc
-	c.sleep = sleepCtx
+	c.sleep = httpretry.Sleep
 	c.now = time.Now
 	c.jitter = rand.Float64
 	return c, nil

@@ -15,6 +15,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 
+	"github.com/dsr-functions/dsr/shared/httpretry"
 	"github.com/dsr-functions/dsr/shared/sources"
 	"github.com/dsr-functions/dsr/shared/sources/dataverse/dataversetest"
 )
@@ -956,7 +957,7 @@ func TestThrottlingAndRetries(t *testing.T) {
 	})
 	t.Run("cancel while waiting", func(t *testing.T) {
 		c, f, _, _ := setup(t, 500)
-		c.sleep = sleepCtx // really wait
+		c.sleep = httpretry.Sleep // really wait
 		f.AddFault(dataversetest.Fault{Method: "GET", Status: 429, Header: map[string]string{"Retry-After": "30"}, Times: -1})
 		cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 		defer cancel()

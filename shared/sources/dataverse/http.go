@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+
+	"github.com/dsr-functions/dsr/shared/httpretry"
 )
 
 const (
@@ -221,25 +223,7 @@ func (c *Connector) bearer(ctx context.Context) (string, error) {
 // retryAfter reads a Retry-After header (seconds or an HTTP date), capped
 // at maxRetryAfter.
 func (c *Connector) retryAfter(h http.Header) (time.Duration, bool) {
-	v := strings.TrimSpace(h.Get("Retry-After"))
-	if v == "" {
-		return 0, false
-	}
-	var d time.Duration
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if n < 0 {
-			return 0, false
-		}
-		if n > int64(maxRetryAfter/time.Second) {
-			return maxRetryAfter, true
-		}
-		d = time.Duration(n) * time.Second
-	} else if t, err := http.ParseTime(v); err == nil {
-		d = t.Sub(c.now())
-	} else {
-		return 0, false
-	}
-	return min(max(d, 0), maxRetryAfter), true
+	return httpretry.RetryAfter(h.Get("Retry-After"), c.now(), maxRetryAfter)
 }
 
 // backoff is the wait after the attempt-th failure: base·2^(attempt-1),
@@ -251,21 +235,6 @@ func (c *Connector) backoff(attempt int) time.Duration {
 	}
 	half := d / 2
 	return half + time.Duration(c.jitter()*float64(half))
-}
-
-// sleepCtx waits for d or until ctx is done.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 var errorCodeRE = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,64}$`)

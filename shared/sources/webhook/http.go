@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dsr-functions/dsr/shared/httpretry"
 )
 
 // Back-off between attempts: base·2^(attempt-1) capped at maxBackoff, half
@@ -229,37 +231,8 @@ func transportOutcome(ctx, parent context.Context, err error) outcome {
 // retryAfter reads a Retry-After header: delay-seconds or an HTTP date,
 // capped at maxRetryAfter; -1 if absent or unreadable.
 func retryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return -1
-	}
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if n < 0 {
-			return -1
-		}
-		if n > int64(maxRetryAfter/time.Second) {
-			return maxRetryAfter
-		}
-		return time.Duration(n) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		d := t.Sub(now)
-		return max(0, min(d, maxRetryAfter))
+	if d, ok := httpretry.RetryAfter(v, now, maxRetryAfter); ok {
+		return d
 	}
 	return -1
-}
-
-// sleepCtx waits d or until ctx is done.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dsr-functions/dsr/shared/httpretry"
 	"github.com/dsr-functions/dsr/shared/sources"
 )
 
@@ -109,7 +110,7 @@ func New(cfg *Config, client *http.Client, store ResultStore) (*Connector, error
 		return nil, err
 	}
 	c := &Connector{cfg: cfg.withDefaults(), keys: map[string]string{}, store: store,
-		now: time.Now, sleep: sleepCtx, jitter: func(n int64) int64 { return rand.Int64N(n) }}
+		now: time.Now, sleep: httpretry.Sleep, jitter: func(n int64) int64 { return rand.Int64N(n) }}
 	if c.cfg.CallbackBase != "" && store == nil {
 		return nil, fmt.Errorf("webhook %s: callbackBase is set but no result store was given", c.cfg.Name)
 	}
