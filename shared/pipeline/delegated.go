@@ -66,10 +66,7 @@ func (s *Service) delegate(ctx context.Context, st *dsr.Stored, d *sources.Datas
 		return done, "the system accepted the change but did not confirm it in time", nil
 	}
 	if aerr != nil {
-		reason := aerr.Error()
-		if len(reason) > 300 {
-			reason = reason[:300] + "…"
-		}
+		reason := boundReason(aerr)
 		if rerr := s.retrySources(ctx, st.ID, stage, attempt, []string{d.Name + ": " + reason}); rerr != nil {
 			return done, "", rerr
 		}
@@ -131,4 +128,14 @@ func (s *Service) finishChange(st *dsr.Stored, attempt int, detail string) {
 		return
 	}
 	st.Advance(dsr.StageDone, dsr.StateCompleted, s.NowUTC(), attempt, detail)
+}
+
+// boundReason is an error's text as kept on a request (its systems' errors
+// carry no personal data), bounded in length.
+func boundReason(err error) string {
+	r := err.Error()
+	if len(r) > 300 {
+		r = r[:300] + "…"
+	}
+	return r
 }

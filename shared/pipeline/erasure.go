@@ -261,10 +261,7 @@ func (s *Service) changeBlob(ctx context.Context, rw sources.Rewriter, st *dsr.S
 		if ctx.Err() != nil {
 			return dsr.ErasedBlob{}, fmt.Errorf("%s %s: %w", stage, st.ID, err)
 		}
-		reason := err.Error()
-		if len(reason) > 300 {
-			reason = reason[:300] + "…"
-		}
+		reason := boundReason(err)
 		if rerr := s.retrySources(ctx, st.ID, stage, attempt, []string{d.Name + ": " + reason}); rerr != nil {
 			return dsr.ErasedBlob{}, rerr
 		}

@@ -136,10 +136,16 @@ func ParseStageMessage(body []byte) (StageMessage, error) {
 }
 
 func (s *Service) send(ctx context.Context, queueName string, id string, stage dsr.Stage) error {
+	return s.sendStage(ctx, queueName, id+":"+string(stage), id, stage, time.Time{})
+}
+
+// sendStage sends a stage message with the given MessageId, delivered at
+// at (zero: now).
+func (s *Service) sendStage(ctx context.Context, queueName, messageID, id string, stage dsr.Stage, at time.Time) error {
 	body, _ := json.Marshal(StageMessage{RequestID: id, Stage: stage})
 	err := s.Sender.Send(ctx, queueName, queue.Message{
-		ID: id + ":" + string(stage), Body: body, Subject: string(stage),
-		Properties: map[string]any{"requestId": id, "stage": string(stage)},
+		ID: messageID, Body: body, Subject: string(stage),
+		Properties: map[string]any{"requestId": id, "stage": string(stage)}, ScheduledAt: at,
 	})
 	if err != nil {
 		return fmt.Errorf("enqueue %s of %s: %w", stage, id, err)
@@ -451,14 +457,9 @@ func (s *Service) waitForSystems(ctx context.Context, st *dsr.Stored, stage dsr.
 	}
 	s.recordAttemptError(ctx, st.ID, stage, cause)
 	at := now.Add(delay)
-	body, _ := json.Marshal(StageMessage{RequestID: st.ID, Stage: stage})
-	err = s.Sender.Send(ctx, queueName, queue.Message{
-		// A distinct id per wait (to the nanosecond: two waits may fall in
-		// one second), or duplicate detection would drop it.
-		ID: fmt.Sprintf("%s:%s:wait:%d", st.ID, stage, at.UnixNano()), Body: body, Subject: string(stage),
-		Properties: map[string]any{"requestId": st.ID, "stage": string(stage)}, ScheduledAt: at,
-	})
-	if err != nil {
+	// A distinct id per wait (to the nanosecond: two waits may fall in one
+	// second), or duplicate detection would drop it.
+	if err := s.sendStage(ctx, queueName, fmt.Sprintf("%s:%s:wait:%d", st.ID, stage, at.UnixNano()), st.ID, stage, at); err != nil {
 		return true, fmt.Errorf("%s %s: schedule a retry: %w", stage, st.ID, err)
 	}
 	s.Log.Info("waiting for a system to answer", "requestId", st.ID, "stage", stage, "retryAt", at)
@@ -476,11 +477,7 @@ func (s *Service) Redrive(ctx context.Context, id string) error {
 		return nil
 	}
 	if st.Stage == dsr.StageIntake || st.Stage == dsr.StageDiscovery {
-		body, _ := json.Marshal(StageMessage{RequestID: id, Stage: dsr.StageDiscovery})
-		return s.Sender.Send(ctx, s.Queues.Discover, queue.Message{
-			ID: fmt.Sprintf("%s:discovery:redrive:%d", id, s.NowUTC().UnixNano()), Body: body, Subject: string(dsr.StageDiscovery),
-			Properties: map[string]any{"requestId": id, "stage": string(dsr.StageDiscovery)},
-		})
+		return s.sendStage(ctx, s.Queues.Discover, fmt.Sprintf("%s:discovery:redrive:%d", id, s.NowUTC().UnixNano()), id, dsr.StageDiscovery, time.Time{})
 	}
 	return s.nextMessage(ctx, st)
 }
