@@ -48,6 +48,7 @@ import (
 	"github.com/dsr-functions/dsr/shared/sources/open"
 	"github.com/dsr-functions/dsr/shared/sources/webhook"
 	"github.com/dsr-functions/dsr/shared/store"
+	"github.com/dsr-functions/dsr/shared/tombstone"
 )
 
 //go:embed */function.json
@@ -211,6 +212,7 @@ func NewWithOptions(cfg *config.Config, sender queue.Sender, log *slog.Logger, o
 		LinkTTL:          cfg.ExportLinkTTL,
 		PhoneRegion:      cfg.PhoneRegion,
 		Secret:           []byte(cfg.PseudonymSecret),
+		Tombstones:       tombstone.New(acct.Service.NewContainerClient(cfg.StateContainer), []byte(cfg.PseudonymSecret)),
 		ApprovalTypes:    approval,
 		Queues:           q,
 		Log:              log,

@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -137,17 +139,26 @@ func TestErasureEndToEnd(t *testing.T) {
 		t.Fatalf("cases: %d rows became %d; masking must keep rows", len(oldRows), len(newRows))
 	}
 	header := csvCells(t, oldRows[0])
-	changed := 0
+	changed, mentions := 0, 0
 	for i := range oldRows {
 		if bytes.Equal(oldRows[i], newRows[i]) {
 			continue
 		}
 		changed++
 		o, n := csvCells(t, oldRows[i]), csvCells(t, newRows[i])
+		own := slices.Contains(o, sample.DemoContactID)
 		for j, col := range header {
 			if col == "description" {
-				if n[j] != "[redacted: data subject erasure]" {
-					t.Errorf("cases row %d description = %q", i, n[j])
+				switch {
+				case own && n[j] != "[redacted: data subject erasure]":
+					t.Errorf("cases row %d (hers) description = %q", i, n[j])
+				case !own:
+					// Another customer's case that mentions her: only the
+					// mention goes.
+					mentions++
+					if want := strings.ReplaceAll(o[j], sample.DemoEmail, "[redacted]"); n[j] != want || n[j] == o[j] {
+						t.Errorf("cases row %d (mentions her) description = %q, want %q", i, n[j], want)
+					}
 				}
 				continue
 			}
@@ -155,10 +166,12 @@ func TestErasureEndToEnd(t *testing.T) {
 				t.Errorf("cases row %d: column %s changed", i, col)
 			}
 		}
-		herCases[o[0]] = true
+		if own {
+			herCases[o[0]] = true
+		}
 	}
-	if changed != want["cases"] {
-		t.Errorf("cases: %d rows changed, want %d", changed, want["cases"])
+	if changed != want["cases"] || mentions != 1 {
+		t.Errorf("cases: %d rows changed (%d mentions), want %d (1 mention)", changed, mentions, want["cases"])
 	}
 	expectRemoved(sample.SurveysBlob, "incidentid", func(m map[string]any) bool {
 		id, _ := m["incidentid"].(string)
@@ -166,12 +179,32 @@ func TestErasureEndToEnd(t *testing.T) {
 		return herCases[id] || strings.EqualFold(strings.TrimSpace(email), sample.DemoEmail)
 	})
 
-	// A later access request finds nothing but retained records.
-	access := h.submit(demoAccess)
-	later, _ := h.waitTerminal(access.ID)
-	for _, s := range later.Discovery.Sources {
-		if s.Records > 0 && s.Source != "activity-log" {
-			t.Errorf("after erasure, access still finds %d records in %s", s.Records, s.Source)
+	// Verification counts what was kept as the erasure report says.
+	if v := done.Verification; v.Retained != results["activity-log"].Retained || v.Masked != int64(len(herCases)) {
+		t.Errorf("verification retained %d, masked %d; the erasure retained %d and masked %d of her own cases",
+			v.Retained, v.Masked, results["activity-log"].Retained, len(herCases))
+	}
+
+	// A later access request, by any of her identifiers, finds exactly what
+	// the erasure kept (through its tombstone: her contact row is gone) and
+	// says why it is kept.
+	for _, body := range []string{demoAccess,
+		`{"type":"access","subject":{"ids":{"contactId":"` + sample.DemoContactID + `"}}}`} {
+		access := h.submit(body)
+		later, _ := h.waitTerminal(access.ID)
+		got := map[string]int64{}
+		for _, s := range later.Discovery.Sources {
+			if s.Records == 0 {
+				continue
+			}
+			got[s.Source] = s.Records
+			if s.Kept == nil || s.Kept.RequestID != doc.ID {
+				t.Errorf("after erasure, %s: %d records without the reason they are kept: %+v", s.Source, s.Records, s.Kept)
+			}
+		}
+		wantKept := map[string]int64{"activity-log": results["activity-log"].Retained, "cases": int64(len(herCases))}
+		if !maps.Equal(got, wantKept) {
+			t.Errorf("after erasure, access by %s finds %v, want %v", body, got, wantKept)
 		}
 	}
 

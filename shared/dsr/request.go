@@ -117,6 +117,22 @@ type SourceSummary struct {
 	Categories []string `json:"categories"`
 	// Error says why the dataset's system could not be searched.
 	Error string `json:"error,omitempty"`
+	// Kept says, for records still held after an erasure of the subject,
+	// why they were kept (so the answer to a later request says it too).
+	Kept *KeptAfterErasure `json:"keptAfterErasure,omitempty"`
+}
+
+// KeptAfterErasure is why a dataset still holds a subject's records after
+// an erasure: retained unchanged under an Art. 17(3) ground, or kept with
+// the fields that identify her masked.
+type KeptAfterErasure struct {
+	RequestID   string    `json:"requestId"`
+	ErasedAt    time.Time `json:"erasedAt"`
+	Action      string    `json:"action"`
+	Fields      []string  `json:"fields,omitempty"`
+	Ground      string    `json:"ground,omitempty"`
+	LegalBasis  string    `json:"legalBasis,omitempty"`
+	RetainUntil string    `json:"retainUntil,omitempty"`
 }
 
 // DiscoverySummary is the discovery report on a request (counts, no data).
@@ -210,6 +226,9 @@ type Stored struct {
 	// LastAttemptError is the latest failure of a stage, kept so that a
 	// request that finally fails can say why. Never personal data.
 	LastAttemptError string `json:"lastAttemptError,omitempty"`
+	// TombstonedAt is when the erasure stage filed the subject's tombstone
+	// (before changing anything), so a redelivery does not file it again.
+	TombstonedAt *time.Time `json:"tombstonedAt,omitempty"`
 	// LastSweptAt is when the sweeper last re-sent the request's stage
 	// message; it claims the request (an ETag-conditional write) so that
 	// concurrent sweepers re-drive it once per window.
@@ -371,6 +390,9 @@ type VerificationSource struct {
 	Source   string `json:"source"`
 	Residual int64  `json:"residual"`
 	Retained int64  `json:"retained"`
+	// Masked are records still linked to the subject (through a key the
+	// erasure's tombstone keeps) whose identifying fields are masked.
+	Masked int64 `json:"masked"`
 	// Error says why the dataset's system could not be searched again.
 	Error string `json:"error,omitempty"`
 }
@@ -380,6 +402,7 @@ type VerificationSource struct {
 type VerificationReport struct {
 	Residual int64                `json:"residual"`
 	Retained int64                `json:"retained"`
+	Masked   int64                `json:"masked"`
 	Sources  []VerificationSource `json:"sources"`
 	At       time.Time            `json:"at"`
 }

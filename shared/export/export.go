@@ -59,6 +59,42 @@ type Dataset struct {
 	// Unavailable, when set, says why the dataset's system could not be
 	// searched; Read is then not called and the package says so.
 	Unavailable string
+	// Kept, when set, says why the dataset still holds records of the
+	// subject after an erasure she asked for.
+	Kept *Kept
+}
+
+// Kept is why a dataset still holds a subject's records after her erasure
+// request: retained unchanged under an Art. 17(3) ground, or kept with the
+// fields that identified her masked.
+type Kept struct {
+	RequestID   string    `json:"requestId"`
+	ErasedAt    time.Time `json:"erasedAt"`
+	Action      string    `json:"action"`
+	Fields      []string  `json:"fields,omitempty"`
+	Ground      string    `json:"ground,omitempty"`
+	LegalBasis  string    `json:"legalBasis,omitempty"`
+	RetainUntil string    `json:"retainUntil,omitempty"`
+}
+
+// sentence says in plain words why the records were kept.
+func (k *Kept) sentence() string {
+	when := humanTime(k.ErasedAt)
+	switch k.Action {
+	case "retained":
+		s := fmt.Sprintf("kept after your erasure request %s (%s): retained unchanged because %s", k.RequestID, when, k.Ground)
+		if k.LegalBasis != "" {
+			s += " (legal basis: " + k.LegalBasis + ")"
+		}
+		if k.RetainUntil != "" {
+			s += ", until " + k.RetainUntil
+		}
+		return s
+	case "masked":
+		return fmt.Sprintf("kept after your erasure request %s (%s) with %s masked; the rest of each record is kept for the purposes and period stated here",
+			k.RequestID, when, listOr(k.Fields, "the identifying fields"))
+	}
+	return fmt.Sprintf("kept after your erasure request %s (%s)", k.RequestID, when)
 }
 
 // Result describes the written package.

@@ -46,6 +46,14 @@ type manifestDataset struct {
 	Facts       sources.Facts `json:"facts"`
 	// Unavailable says why the dataset could not be searched.
 	Unavailable string `json:"unavailable,omitempty"`
+	// KeptAfterErasure says why records are still held after an erasure.
+	KeptAfterErasure *manifestKept `json:"keptAfterErasure,omitempty"`
+}
+
+type manifestKept struct {
+	Kept
+	ErasedAt string `json:"erasedAt"`
+	Reason   string `json:"reason"`
 }
 
 func manifestTime(t time.Time) *string {
@@ -91,6 +99,9 @@ func buildManifest(req Request, datasets []Dataset, parts []spooled, total int64
 			Files:       files,
 			Facts:       facts,
 			Unavailable: d.Unavailable,
+		}
+		if d.Kept != nil && parts[i].records > 0 {
+			m.Datasets[i].KeptAfterErasure = &manifestKept{Kept: *d.Kept, ErasedAt: d.Kept.ErasedAt.UTC().Format(time.RFC3339Nano), Reason: d.Kept.sentence()}
 		}
 	}
 	var buf bytes.Buffer
@@ -206,6 +217,9 @@ func buildSummary(req Request, datasets []Dataset, parts []spooled, total int64,
 		default:
 			item("Records about you", fmt.Sprint(p.records))
 			item("Files", jsonName(d.Name)+" and "+csvName(d.Name))
+			if d.Kept != nil {
+				item("Why we still hold it", d.Kept.sentence())
+			}
 		}
 		item("Kinds of data", listOr(f.Categories, "not stated"))
 		item("Why we use it", listOr(f.Purposes, "not stated"))

@@ -108,6 +108,13 @@ func (s *Service) Erase(ctx context.Context, id string, attempt int) error {
 	case dsr.StageRestriction:
 		return s.restrict(ctx, rw, st, &disc, attempt)
 	}
+	if err := s.fileTombstone(ctx, st, &disc); err != nil {
+		return err
+	}
+	subj, _, err := s.subjectFor(ctx, st)
+	if err != nil {
+		return fmt.Errorf("erase %s: %w", id, err)
+	}
 	report := &dsr.ErasureReport{Sources: []dsr.ErasureResult{}}
 	var failed []string
 	for _, dm := range s.dependentsFirst(&disc) {
@@ -150,7 +157,7 @@ func (s *Service) Erase(ctx context.Context, id string, attempt int) error {
 		for _, loc := range dm.Locations {
 			done, ok := st.ErasedBlobs[d.Name+"/"+loc.Blob]
 			if !ok {
-				if done, err = s.eraseBlob(ctx, rw, st, d, loc, out, attempt); err != nil {
+				if done, err = s.eraseBlob(ctx, rw, st, subj, d, loc, out, attempt); err != nil {
 					if reason, gaveUp := failedSource(err); gaveUp {
 						res.Error, failed = reason, append(failed, d.Name)
 						break
@@ -202,9 +209,20 @@ func eraseDetail(r *dsr.ErasureReport) string {
 }
 
 // eraseBlob applies an erasure policy to one blob: delete or mask.
-func (s *Service) eraseBlob(ctx context.Context, rw sources.Rewriter, st *dsr.Stored, d *sources.Dataset, loc sources.Location, out policy.Outcome, attempt int) (dsr.ErasedBlob, error) {
+// Records that only mention the subject (subj, as discovery looked for
+// her) keep everything but the mention.
+func (s *Service) eraseBlob(ctx context.Context, rw sources.Rewriter, st *dsr.Stored, subj sources.Subject, d *sources.Dataset, loc sources.Location, out policy.Outcome, attempt int) (dsr.ErasedBlob, error) {
 	masker := policy.Masker{Secret: s.Secret}
-	return s.changeBlob(ctx, rw, st, d, loc, dsr.StageErasure, string(out.Action), attempt, func(_ int64, rec sources.Record) (*sources.Record, string, error) {
+	return s.changeBlob(ctx, rw, st, d, loc, dsr.StageErasure, string(out.Action), attempt, func(ordinal int64, rec sources.Record) (*sources.Record, string, error) {
+		if loc.Mentioned(ordinal) {
+			// Someone else's record that mentions her: her mention goes,
+			// the record stays.
+			masked, changed := policy.MaskMentions(rec, d.FreeText, subj, s.Sources.DefaultPhoneRegion)
+			if !changed {
+				return &rec, "unchanged", nil
+			}
+			return &masked, "mention masked", nil
+		}
 		if out.Action == sources.EraseDelete {
 			return nil, "deleted", nil
 		}
@@ -246,16 +264,7 @@ func (s *Service) changeBlob(ctx context.Context, rw sources.Rewriter, st *dsr.S
 	}
 	res, err := rw.Rewrite(ctx, d.Name, loc, edit)
 	if errors.Is(err, sources.ErrChanged) {
-		s.Log.Info("data changed since discovery; discovering again", "requestId", st.ID, "stage", stage, "dataset", d.Name)
-		fresh, derr := s.Connector.Discover(s.requestContext(ctx, st), subjectOf(st))
-		if derr != nil {
-			return dsr.ErasedBlob{}, fmt.Errorf("%s %s: rediscover: %w", stage, st.ID, derr)
-		}
-		if perr := s.Store.PutDiscovery(ctx, st.ID, fresh); perr != nil {
-			return dsr.ErasedBlob{}, perr
-		}
-		s.recordAttemptError(ctx, st.ID, stage, err)
-		return dsr.ErasedBlob{}, fmt.Errorf("%s %s: %w; discovered again, retrying", stage, st.ID, err)
+		return dsr.ErasedBlob{}, s.rediscover(ctx, st, stage, err)
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -413,12 +422,12 @@ func (s *Service) Verify(ctx context.Context, id string, attempt int) error {
 	if st.Type == dsr.TypeRectification {
 		return s.verifyRectification(ctx, st, attempt)
 	}
-	disc, err := s.Connector.Discover(s.requestContext(ctx, st), subjectOf(st))
+	disc, _, err := s.discover(ctx, st)
 	if errors.Is(err, sources.ErrPending) {
 		if waiting, werr := s.waitForSystems(ctx, st, dsr.StageVerification, s.Queues.Verify, err); waiting || werr != nil {
 			return werr
 		}
-		disc, err = s.Connector.Discover(multi.GiveUpWaiting(s.requestContext(ctx, st)), subjectOf(st))
+		disc, _, err = s.discover(multi.GiveUpWaiting(ctx), st)
 	}
 	if err != nil {
 		s.recordAttemptError(ctx, id, dsr.StageVerification, err)
@@ -445,6 +454,20 @@ func (s *Service) Verify(ctx context.Context, id string, attempt int) error {
 			vs.Residual = dm.Records - vs.Retained
 		case d != nil && policy.Decide(d).Action == sources.EraseRetain:
 			vs.Retained = dm.Records
+		case d != nil && policy.Decide(d).Action == sources.EraseMask && dm.Records > 0:
+			// Her own records stay linked through the tombstone's keys:
+			// kept if every mask rule holds, residual otherwise; a record
+			// that still only mentions her is residual.
+			err := s.readEach(ctx, st, dm, func(rec sources.Record, mention bool) {
+				if !mention && len(pendingRules(rec, d.Erasure.Mask)) == 0 {
+					vs.Masked++
+				} else {
+					vs.Residual++
+				}
+			})
+			if err != nil {
+				return err
+			}
 		default:
 			vs.Residual = dm.Records
 		}
@@ -453,6 +476,7 @@ func (s *Service) Verify(ctx context.Context, id string, attempt int) error {
 		}
 		rep.Residual += vs.Residual
 		rep.Retained += vs.Retained
+		rep.Masked += vs.Masked
 		rep.Sources = append(rep.Sources, vs)
 	}
 	st, err = s.Store.Update(ctx, id, func(st *dsr.Stored) (bool, error) {
@@ -464,7 +488,7 @@ func (s *Service) Verify(ctx context.Context, id string, attempt int) error {
 			st.Fail("residual-data", "verification found records left after erasure in: "+strings.Join(residualIn, ", "), s.NowUTC(), attempt)
 			return true, nil
 		}
-		detail := fmt.Sprintf("0 residual, %d retained", rep.Retained)
+		detail := fmt.Sprintf("0 residual, %d retained, %d masked and kept", rep.Retained, rep.Masked)
 		for _, vs := range rep.Sources {
 			if vs.Error != "" {
 				st.AddFailedSource(vs.Source)

@@ -45,7 +45,7 @@ func (s *Service) Export(ctx context.Context, id string, attempt int) error {
 		// The data changed since discovery: discover again, then export what
 		// is there now. Positions from a stale discovery are never used.
 		s.Log.Info("export: data changed since discovery; discovering again", "requestId", id)
-		fresh, derr := s.Connector.Discover(s.requestContext(ctx, st), subjectOf(st))
+		fresh, tombs, derr := s.discover(ctx, st)
 		if derr != nil {
 			s.recordAttemptError(ctx, id, dsr.StageExport, derr)
 			return fmt.Errorf("export %s: rediscover: %w", id, derr)
@@ -54,7 +54,7 @@ func (s *Service) Export(ctx context.Context, id string, attempt int) error {
 			return err
 		}
 		if _, err := s.Store.Update(ctx, id, func(st *dsr.Stored) (bool, error) {
-			st.Discovery = s.summary(fresh)
+			st.Discovery = s.summary(fresh, tombs)
 			for _, f := range fresh.Failed() {
 				st.AddFailedSource(f.Dataset)
 			}
@@ -62,7 +62,7 @@ func (s *Service) Export(ctx context.Context, id string, attempt int) error {
 		}); err != nil {
 			return err
 		}
-		st.Discovery = s.summary(fresh)
+		st.Discovery = s.summary(fresh, tombs)
 		res, err = s.writePackage(ctx, st, fresh)
 	}
 	if err != nil {
@@ -89,6 +89,12 @@ func (s *Service) Export(ctx context.Context, id string, attempt int) error {
 // writePackage streams the ZIP into the exports container.
 func (s *Service) writePackage(ctx context.Context, st *dsr.Stored, disc *sources.Discovery) (export.Result, error) {
 	ctx = s.requestContext(ctx, st)
+	kept := map[string]*dsr.KeptAfterErasure{}
+	if st.Discovery != nil {
+		for _, src := range st.Discovery.Sources {
+			kept[src.Source] = src.Kept
+		}
+	}
 	var datasets []export.Dataset
 	for _, dm := range disc.Datasets {
 		d := s.Sources.Dataset(dm.Dataset)
@@ -100,8 +106,13 @@ func (s *Service) writePackage(ctx context.Context, st *dsr.Stored, disc *source
 			datasets = append(datasets, export.Dataset{Name: d.Name, Description: d.Description, Facts: d.Facts, Unavailable: dm.Error})
 			continue
 		}
+		var k *export.Kept
+		if x := kept[d.Name]; x != nil {
+			k = &export.Kept{RequestID: x.RequestID, ErasedAt: x.ErasedAt, Action: x.Action, Fields: x.Fields,
+				Ground: x.Ground, LegalBasis: x.LegalBasis, RetainUntil: x.RetainUntil}
+		}
 		datasets = append(datasets, export.Dataset{
-			Name: d.Name, Description: d.Description, Facts: d.Facts,
+			Name: d.Name, Description: d.Description, Facts: d.Facts, Kept: k,
 			Read: func(ctx context.Context, emit func(sources.Record) error) error {
 				return s.Connector.Read(ctx, dm, emit)
 			},

@@ -25,6 +25,7 @@ import (
 	"github.com/dsr-functions/dsr/shared/sources"
 	"github.com/dsr-functions/dsr/shared/sources/multi"
 	"github.com/dsr-functions/dsr/shared/store"
+	"github.com/dsr-functions/dsr/shared/tombstone"
 )
 
 // Queues are the queue names of each stage, read from function.json.
@@ -52,6 +53,9 @@ type Service struct {
 	PhoneRegion      string
 	// Secret keys pseudonyms and the audit trail's record key hashes.
 	Secret []byte
+	// Tombstones keep what erasures leave, so that what they kept stays
+	// findable by the person's identifiers (nil: no tombstones).
+	Tombstones *tombstone.Store
 	// ApprovalTypes are the request types that wait for a person's approval
 	// after discovery.
 	ApprovalTypes map[dsr.Type]bool
@@ -244,13 +248,13 @@ func (s *Service) Discover(ctx context.Context, id string, attempt int) error {
 	if err := s.syncAudit(ctx, st); err != nil {
 		return err
 	}
-	disc, err := s.Connector.Discover(s.requestContext(ctx, st), subjectOf(st))
+	disc, tombs, err := s.discover(ctx, st)
 	if errors.Is(err, sources.ErrPending) {
 		if waiting, werr := s.waitForSystems(ctx, st, dsr.StageDiscovery, s.Queues.Discover, err); waiting || werr != nil {
 			return werr
 		}
 		// Waited long enough: go ahead without the late systems.
-		disc, err = s.Connector.Discover(multi.GiveUpWaiting(s.requestContext(ctx, st)), subjectOf(st))
+		disc, tombs, err = s.discover(multi.GiveUpWaiting(ctx), st)
 	}
 	if err != nil {
 		s.recordAttemptError(ctx, id, dsr.StageDiscovery, err)
@@ -270,7 +274,7 @@ func (s *Service) Discover(ctx context.Context, id string, attempt int) error {
 		if st.State.Terminal() || st.Stage != dsr.StageDiscovery {
 			return false, nil
 		}
-		st.Discovery = s.summary(disc)
+		st.Discovery = s.summary(disc, tombs)
 		detail := fmt.Sprintf("%d records in %d sources", disc.Total(), len(st.Discovery.Sources))
 		for _, f := range disc.Failed() {
 			st.AddFailedSource(f.Dataset)
@@ -292,15 +296,21 @@ func (s *Service) Discover(ctx context.Context, id string, attempt int) error {
 }
 
 // summary turns a discovery into the request's report: counts and Art. 15
-// categories per source, no data.
-func (s *Service) summary(disc *sources.Discovery) *dsr.DiscoverySummary {
+// categories per source, no data, and for records an earlier erasure kept,
+// why (from its tombstone).
+func (s *Service) summary(disc *sources.Discovery, tombs []*tombstone.Tombstone) *dsr.DiscoverySummary {
 	sum := &dsr.DiscoverySummary{TotalRecords: disc.Total(), Sources: []dsr.SourceSummary{}, CompletedAt: s.NowUTC()}
+	kept := keptAfterErasure(tombs)
 	for _, m := range disc.Datasets {
 		cats := []string{}
 		if d := s.Sources.Dataset(m.Dataset); d != nil {
 			cats = d.Facts.Categories
 		}
-		sum.Sources = append(sum.Sources, dsr.SourceSummary{Source: m.Dataset, Records: m.Records, Categories: cats, Error: m.Error})
+		src := dsr.SourceSummary{Source: m.Dataset, Records: m.Records, Categories: cats, Error: m.Error}
+		if m.Records > 0 {
+			src.Kept = kept[m.Dataset]
+		}
+		sum.Sources = append(sum.Sources, src)
 	}
 	return sum
 }

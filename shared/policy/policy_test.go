@@ -486,3 +486,33 @@ func TestDecide(t *testing.T) {
 		t.Error("SystemLogGround or SystemLogLegalBasis differ from the documented texts")
 	}
 }
+
+func TestMaskMentions(t *testing.T) {
+	ann := sources.Subject{Emails: []string{"ann@x.example"}, Phones: []string{"14255550100"}}
+	rec := sources.Record{Fields: []sources.Field{
+		{Name: "id", Value: "K4"},
+		{Name: "description", Value: "Bob asked; cc Ann@X.example and joann@x.example, call 425-555-0100."},
+		{Name: "notes", Value: map[string]any{"text": `pasted: {"to":"ann\u0040x.example"}`, "by": "bob@y.example"}},
+		{Name: "title", Value: "ann@x.example"}, // not a free-text field: left alone
+	}}
+	got, changed := policy.MaskMentions(rec, []string{"description", "notes.text"}, ann, "US")
+	if !changed {
+		t.Fatal("nothing masked")
+	}
+	if want := "Bob asked; cc [redacted] and joann@x.example, call [redacted]."; got.Fields[1].Value != want {
+		t.Errorf("description = %q, want %q", got.Fields[1].Value, want)
+	}
+	notes := got.Fields[2].Value.(map[string]any)
+	if notes["text"] != policy.DefaultRedaction || notes["by"] != "bob@y.example" {
+		t.Errorf("notes = %v: the encoded mention must be redacted whole, the rest kept", notes)
+	}
+	if got.Fields[3].Value != "ann@x.example" || got.Fields[0].Value != "K4" {
+		t.Errorf("fields outside the free text changed: %v", got.Fields)
+	}
+	if rec.Fields[2].Value.(map[string]any)["text"] == policy.DefaultRedaction {
+		t.Error("the input record was changed")
+	}
+	if _, changed := policy.MaskMentions(got, []string{"description", "notes.text"}, ann, "US"); changed {
+		t.Error("masking again changed the record: not idempotent")
+	}
+}

@@ -601,3 +601,17 @@ func (c *Config) Dataset(name string) *Dataset {
 	}
 	return nil
 }
+
+// ReferencedFields are the fields of dataset name that other datasets'
+// relations reference, each once, in config order.
+func (c *Config) ReferencedFields(name string) []string {
+	var out []string
+	for _, d := range c.Datasets {
+		for _, r := range d.Relations {
+			if r.References == name && !slices.Contains(out, r.ReferencesField) {
+				out = append(out, r.ReferencesField)
+			}
+		}
+	}
+	return out
+}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
+	"strings"
 )
 
 // ErrChanged reports that a dataset changed between discovery and a later
@@ -52,6 +54,61 @@ type Subject struct {
 	Emails []string
 	Phones []string
 	IDs    map[string]string
+	// Keys are keys of the subject's own records that discovery knows
+	// before it reads anything, by dataset and field: the keys an earlier
+	// erasure deleted while other records (retained, masked) still
+	// reference them, which the erasure's tombstone gives back. Discovery
+	// follows relations from them as from the keys of matched records.
+	Keys map[string]map[string][]string
+}
+
+// SeedKeys are the keys of the subject's own records that relations are
+// followed from before any record is read: subject.Keys, and every id the
+// subject gave, as the value of each id field that carries it (a case
+// whose customerid is her contact id is hers, even when her contact row is
+// gone). By dataset name, then field.
+func (c *Config) SeedKeys(s Subject) map[string]map[string][]string {
+	ids := make(map[string][]Identifier, len(c.Datasets))
+	for _, d := range c.Datasets {
+		ids[d.Name] = d.Identifiers
+	}
+	return Seeds(s, ids)
+}
+
+// Seeds is SeedKeys for connectors with a config of their own: ids are
+// each dataset's identifiers, by dataset name.
+func Seeds(s Subject, ids map[string][]Identifier) map[string]map[string][]string {
+	out := map[string]map[string][]string{}
+	add := func(dataset, field, v string) {
+		v = strings.TrimSpace(v)
+		if v == "" {
+			return
+		}
+		if out[dataset] == nil {
+			out[dataset] = map[string][]string{}
+		}
+		if !slices.Contains(out[dataset][field], v) {
+			out[dataset][field] = append(out[dataset][field], v)
+		}
+	}
+	for name, list := range ids {
+		for _, id := range list {
+			if id.Kind != KindID {
+				continue
+			}
+			if v, ok := s.IDs[id.IDNameOrField()]; ok {
+				add(name, id.Field, v)
+			}
+		}
+	}
+	for ds, fields := range s.Keys {
+		for f, vals := range fields {
+			for _, v := range vals {
+				add(ds, f, v)
+			}
+		}
+	}
+	return out
 }
 
 // Location is where the subject's records sit in one blob (or table), pinned
@@ -77,6 +134,18 @@ type Location struct {
 	// Lengths are the byte lengths of the matched records, parallel to
 	// Offsets (positions, never data; optional like Offsets).
 	Lengths []int64 `json:"lengths,omitempty"`
+	// Mentions are the records, by the ordinal an Edit receives (an
+	// Ordinals value, or an index into Keys), that only mention the subject
+	// in free text: hers to disclose, with the mention masked on erasure,
+	// but not hers to delete. Positions, never data; sorted.
+	Mentions []int64 `json:"mentions,omitempty"`
+}
+
+// Mentioned reports whether the record with the given ordinal (as an Edit
+// receives it) only mentions the subject (see Mentions).
+func (l *Location) Mentioned(ordinal int64) bool {
+	_, ok := slices.BinarySearch(l.Mentions, ordinal)
+	return ok
 }
 
 // DatasetMatches is what discovery found in one dataset. It holds positions,

@@ -13,13 +13,10 @@ package blobdataset
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/service"
 
-	"github.com/dsr-functions/dsr/shared/match"
 	"github.com/dsr-functions/dsr/shared/sources"
 )
 
@@ -161,7 +158,15 @@ func (c *Connector) DiscoverMany(ctx context.Context, subjects []sources.Subject
 	order := c.order()
 	states := make([]*subjectState, len(subjects))
 	for i, s := range subjects {
-		states[i] = &subjectState{subj: s, keys: keySet{}, results: map[string]*sources.DatasetMatches{}, seen: map[string]map[string]int{}}
+		keys := keySet{}
+		for ds, fields := range c.cfg.SeedKeys(s) {
+			for f, vals := range fields {
+				for _, v := range vals {
+					keys.add(ds, f, v)
+				}
+			}
+		}
+		states[i] = &subjectState{subj: s, keys: keys, results: map[string]*sources.DatasetMatches{}, seen: map[string]map[string]int{}}
 	}
 	for {
 		if err := ctx.Err(); err != nil {
@@ -263,133 +268,16 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// lookup resolves a dotted field path in a parsed record.
-func lookup(fields map[string]any, path string) any {
-	if v, ok := fields[path]; ok {
-		return v
+// rules are the exact matching rules of dataset d for one subject, with
+// the keys of the subject's own records found so far (only read).
+func rules(cfg *sources.Config, d *sources.Dataset, subj sources.Subject, keys keySet) *sources.Rules {
+	r := &sources.Rules{Identifiers: d.Identifiers, FreeText: d.FreeText, Subject: subj, Region: cfg.DefaultPhoneRegion}
+	for _, rel := range d.Relations {
+		r.RelationFields = append(r.RelationFields, rel.Field)
 	}
-	var cur any = fields
-	for _, part := range strings.Split(path, ".") {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return nil
-		}
-		cur = m[part]
+	r.Related = func(i int, v string) bool {
+		rel := d.Relations[i]
+		return keys.has(rel.References, rel.ReferencesField, v)
 	}
-	return cur
-}
-
-// scalar renders a string, number or bool value as a string.
-func scalar(v any) (string, bool) {
-	switch x := v.(type) {
-	case string:
-		return x, x != ""
-	case json.Number:
-		return x.String(), true
-	case bool:
-		if x {
-			return "true", true
-		}
-		return "false", true
-	}
-	return "", false
-}
-
-// relationValue is the value of a relation field (on either side of a
-// relation), trimmed like ids; blank values relate nothing.
-func relationValue(fields map[string]any, path string) (string, bool) {
-	v, ok := scalar(lookup(fields, path))
-	if !ok {
-		return "", false
-	}
-	v = strings.TrimSpace(v)
-	return v, v != ""
-}
-
-// textValues yields every string inside a value (free text may be nested).
-func textValues(v any, yield func(string) bool) bool {
-	switch x := v.(type) {
-	case string:
-		return yield(x)
-	case []any:
-		for _, e := range x {
-			if !textValues(e, yield) {
-				return false
-			}
-		}
-	case map[string]any:
-		for _, e := range x {
-			if !textValues(e, yield) {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-// matcher decides whether a parsed record of one dataset belongs to the
-// subject, by the exact rules; which records it sees is up to the
-// prefilter (see datasetMatcher). keys are only read.
-type matcher struct {
-	d      *sources.Dataset
-	subj   sources.Subject
-	keys   keySet
-	region string
-}
-
-// matches applies the exact rules to a parsed record.
-func (m *matcher) matches(fields map[string]any) bool {
-	for _, id := range m.d.Identifiers {
-		v, ok := scalar(lookup(fields, id.Field))
-		if !ok {
-			continue
-		}
-		switch id.Kind {
-		case sources.KindEmail:
-			if e, err := match.NormalizeEmail(v); err == nil && contains(m.subj.Emails, e) {
-				return true
-			}
-		case sources.KindPhone:
-			if len(m.subj.Phones) > 0 {
-				if p, err := match.NormalizePhone(v, m.region); err == nil && contains(m.subj.Phones, p) {
-					return true
-				}
-			}
-		case sources.KindID:
-			name := id.IDName
-			if name == "" {
-				name = id.Field
-			}
-			if want, ok := m.subj.IDs[name]; ok && strings.TrimSpace(v) == want {
-				return true
-			}
-		}
-	}
-	for _, r := range m.d.Relations {
-		if v, ok := relationValue(fields, r.Field); ok && m.keys.has(r.References, r.ReferencesField, v) {
-			return true
-		}
-	}
-	for _, f := range m.d.FreeText {
-		found := false
-		textValues(lookup(fields, f), func(s string) bool {
-			for _, e := range m.subj.Emails {
-				if match.ContainsEmailToken(s, e) {
-					found = true
-					return false
-				}
-			}
-			for _, p := range m.subj.Phones {
-				if match.ContainsPhone(s, p, m.region) {
-					found = true
-					return false
-				}
-			}
-			return true
-		})
-		if found {
-			return true
-		}
-	}
-	return false
+	return r
 }

@@ -58,7 +58,9 @@ const notesJSON = `[
   {"note_id": 5, "case": "K6", "text": "called"},
   {"note_id": 6, "case": "K7", "text": "no answer"},
   {"note_id": 7, "case": null},
-  {"note_id": 8, "case": "K9", "tags": ["intl"], "n": 12345678901234567890}
+  {"note_id": 8, "case": "K9", "tags": ["intl"], "n": 12345678901234567890},
+  {"note_id": 9, "case": "K5", "text": "escalated"},
+  {"note_id": 10, "case": "K1", "text": "confirmed"}
 ]`
 
 func contactsDataset() sources.Dataset {
@@ -105,25 +107,28 @@ var crmCases = []struct {
 	subject sources.Subject
 	want    map[string][]int64
 }{
+	// K3 and K6 only mention her (free text): they are disclosed, but the
+	// notes under them are not hers (relations run only from her own
+	// records).
 	{"email, phone and id", ann, map[string][]int64{
 		"contacts": {1, 5, 7, 9, 10, 11, 14},
 		"cases":    {0, 2, 4, 5, 9},
-		"notes":    {1, 2, 4, 7},
+		"notes":    {2, 7, 8, 9},
 	}},
 	{"email only", sources.Subject{Emails: []string{"ann@x.example"}}, map[string][]int64{
 		"contacts": {1, 5, 10},
 		"cases":    {0, 2, 4}, // C1, free text, C3
-		"notes":    {1, 2},    // K3 (matched only by free text), K1
+		"notes":    {2, 8, 9}, // K1 and K5 (not K3, which only mentions her)
 	}},
 	{"phone only", sources.Subject{Phones: []string{"14255550100"}}, map[string][]int64{
 		"contacts": {7, 10, 11, 14},
 		"cases":    {0, 5, 9}, // C1, free-text phone, C17
-		"notes":    {2, 4, 7},
+		"notes":    {2, 7, 9},
 	}},
 	{"id only", sources.Subject{IDs: map[string]string{"contactId": "C1"}}, map[string][]int64{
 		"contacts": {9, 10},
 		"cases":    {0},
-		"notes":    {2},
+		"notes":    {2, 9},
 	}},
 	{"id C10 is not C1", sources.Subject{IDs: map[string]string{"contactId": "C10"}}, map[string][]int64{
 		"contacts": {8},
@@ -306,6 +311,9 @@ func TestDiscoverPrefix(t *testing.T) {
 		at("logs/2025-01.ndjson", []int64{1, 2}, `{"user":"ann@x.example","msg":"login"}`+"\n", `{"user":"carol@y.example","msg":"ann@x.example changed her password"}`+"\r\n"),
 		at("logs/2025-02.ndjson", []int64{0, 2}, `{"user":"Ann@X.example","msg":"logout"}`+"\n", `{"user":"bob@y.example","msg":"call +1 425 555 0100"}`),
 	}}
+	// Records 2 of 2025-01 and 2025-02 only mention her in free text.
+	want.Locations[1].Mentions = []int64{2}
+	want.Locations[2].Mentions = []int64{2}
 	if got := matchesOf(t, d, "logs"); !reflect.DeepEqual(got, want) {
 		t.Errorf("logs:\n got %+v\nwant %+v", got, want)
 	}
@@ -389,10 +397,10 @@ func TestReadCRM(t *testing.T) {
 			`{"case_id":"K9","contact_id":"C17","title":"Intl","description":"International caller."}`,
 		},
 		"notes": {
-			`{"note_id":2,"case":"K3","text":"replied"}`,
 			`{"note_id":3,"case":"K1","text":"password reset"}`,
-			`{"note_id":5,"case":"K6","text":"called"}`,
 			`{"note_id":8,"case":"K9","tags":["intl"],"n":12345678901234567890}`,
+			`{"note_id":9,"case":"K5","text":"escalated"}`,
+			`{"note_id":10,"case":"K1","text":"confirmed"}`,
 		},
 	}
 	for _, m := range d.Datasets {

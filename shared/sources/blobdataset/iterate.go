@@ -11,6 +11,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/dsr-functions/dsr/shared/match"
 	"github.com/dsr-functions/dsr/shared/sources"
 )
 
@@ -37,6 +38,20 @@ type rawRecord struct {
 	// ending: the row with the empty lines that csv.Reader skipped before
 	// it, which parse to nothing.
 	offset, length int64
+	// marks, when set, answers whether raw holds an encoding mark for the
+	// lines of one NDJSON buffer; markStart and markEnd are the line's
+	// bounds in that buffer.
+	marks              *match.MarkFinder
+	markStart, markEnd int
+}
+
+// escaped reports whether the raw JSON of the record holds an escape that
+// may hide an identifier (see match.HasEscapeMark).
+func (r *rawRecord) escaped() bool {
+	if r.marks != nil {
+		return r.marks.Has(r.markStart, r.markEnd)
+	}
+	return match.HasEscapeMark(r.raw)
 }
 
 // candidate reports whether the record may match: the prefilter looks at the
@@ -216,7 +231,7 @@ func iterateNDJSON(ctx context.Context, rd io.Reader, fn func(*rawRecord) error,
 	start, end := 0, 0 // buf[start:end] is read but not yet split
 	var base int64     // the stream offset of buf[0]
 	eof := false
-	rec := &rawRecord{}
+	rec := &rawRecord{marks: &match.MarkFinder{}}
 	var n int64
 	line := func(full []byte, off int64) error {
 		// Lines keep their ending (a line and its ending fit in the
@@ -233,6 +248,8 @@ func iterateNDJSON(ctx context.Context, rd io.Reader, fn func(*rawRecord) error,
 		}
 		rec.ordinal, rec.raw, rec.span = n, trimmed, full
 		rec.offset, rec.length = off, int64(len(full))
+		rec.markStart = int(off - base)
+		rec.markEnd = rec.markStart + len(full)
 		n++
 		return fn(rec)
 	}
@@ -271,6 +288,7 @@ func iterateNDJSON(ctx context.Context, rd io.Reader, fn func(*rawRecord) error,
 		}
 		k, err := rd.Read(buf[end:])
 		end += k
+		rec.marks.Reset(buf[:end])
 		switch {
 		case err == io.EOF:
 			eof = true

@@ -164,7 +164,7 @@ func TestRecordPositions(t *testing.T) {
 	}
 	check(sources.FormatNDJSON, strings.Join(contactsLines, "\n")+"\n", 16)
 	check(sources.FormatCSV, casesCSV, 10)
-	check(sources.FormatJSONArray, notesJSON, 8)
+	check(sources.FormatJSONArray, notesJSON, 10)
 	rng := rand.New(rand.NewPCG(5, 6))
 	for iter := range 600 {
 		format := allFormats[iter%3]

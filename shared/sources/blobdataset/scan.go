@@ -37,6 +37,8 @@ type blobResult struct {
 type hit struct {
 	subject int
 	ordinal int64
+	// mention: the record only mentions the subject in free text.
+	mention bool
 	// offset and length place the record's bytes in the blob (see
 	// rawRecord.offset).
 	offset, length int64
@@ -80,6 +82,9 @@ func (c *Connector) scan(ctx context.Context, d *sources.Dataset, due []*subject
 			}
 			loc := &dm.Locations[len(dm.Locations)-1]
 			loc.Ordinals = append(loc.Ordinals, h.ordinal)
+			if h.mention {
+				loc.Mentions = append(loc.Mentions, h.ordinal)
+			}
 			loc.Offsets = append(loc.Offsets, h.offset)
 			loc.Lengths = append(loc.Lengths, h.length)
 			dm.Records++
@@ -169,18 +174,27 @@ func (c *Connector) scanBlob(ctx context.Context, d *sources.Dataset, name strin
 		if err != nil {
 			return fmt.Errorf("record %d is not a valid %s record", r.ordinal, d.Format)
 		}
+		rec := sources.MapFields(fields)
 		var rel []keyValue
 		relDone := false
 		for _, k := range owners {
-			if !m.rules[k].matches(fields) {
+			how := m.rules[k].Match(rec)
+			if how == sources.NoMatch {
 				continue
 			}
-			res.hits = append(res.hits, hit{subject: k, ordinal: r.ordinal, offset: r.offset, length: r.length})
+			res.hits = append(res.hits, hit{subject: k, ordinal: r.ordinal, offset: r.offset, length: r.length, mention: how == sources.Mentioned})
+			if how != sources.Own {
+				// Relations run only from the subject's own records.
+				continue
+			}
 			if !relDone {
 				for _, f := range refs {
-					if v, ok := relationValue(fields, f); ok {
-						rel = append(rel, keyValue{f, v})
-					}
+					sources.PathStrings(fields, f, func(v string) bool {
+						if v = strings.TrimSpace(v); v != "" {
+							rel = append(rel, keyValue{f, v})
+						}
+						return true
+					})
 				}
 				relDone = true
 			}
@@ -220,7 +234,7 @@ type datasetMatcher struct {
 	// their phones is empty, and the empty tail is in every line).
 	always []int
 	// rules[k] are subject k's exact rules.
-	rules []matcher
+	rules []*sources.Rules
 }
 
 // phoneTailLen is how many trailing digits of a phone the prefilter
@@ -228,10 +242,10 @@ type datasetMatcher struct {
 const phoneTailLen = 7
 
 func newDatasetMatcher(cfg *sources.Config, d *sources.Dataset, due []*subjectState) *datasetMatcher {
-	m := &datasetMatcher{rules: make([]matcher, len(due))}
+	m := &datasetMatcher{rules: make([]*sources.Rules, len(due))}
 	var pats, tails []string
 	for k, st := range due {
-		m.rules[k] = matcher{d: d, subj: st.subj, keys: st.keys, region: cfg.DefaultPhoneRegion}
+		m.rules[k] = rules(cfg, d, st.subj, st.keys)
 		add := func(p string) {
 			pats = append(pats, p)
 			m.textOwner = append(m.textOwner, k)
@@ -274,24 +288,37 @@ func newDatasetMatcher(cfg *sources.Config, d *sources.Dataset, due []*subjectSt
 // scratch is one scan's reusable memory for datasetMatcher.owners.
 type scratch struct {
 	idx, owners []int
+	// canon holds the decoded form of a line or cell (see candidateBytes).
+	canon []byte
 }
 
 // owners returns the subjects, in increasing order, that record r is a
 // candidate for (nil if none). The slice is reused by the next call.
+//
+// Bytes that hold no pattern get a second look when they hold an encoding
+// mark (a JSON or HTML escape, a percent escape, a line break inside a CSV
+// cell): the prefilter then runs over their decoded, unwrapped form, so an
+// address written quinn.obrien\u0040fabrikam.example, &#64;, %40 or wrapped
+// across lines is a candidate too. Plain data pays one byte search per mark
+// byte, shared by the lines of a buffer (match.MarkFinder).
 func (m *datasetMatcher) owners(r *rawRecord, sc *scratch) []int {
+	sc.owners = sc.owners[:0]
 	if r.raw != nil {
-		if !m.hitsAny(r.raw) && len(m.always) == 0 {
+		b, ok := m.candidateBytes(r.raw, r.escaped, sc)
+		if !ok && len(m.always) == 0 {
 			return nil
 		}
-		if len(m.rules) == 1 {
-			return append(sc.owners[:0], 0)
+		if ok {
+			if len(m.rules) == 1 {
+				return append(sc.owners, 0)
+			}
+			sc.owners = m.appendOwners(sc.owners, b, sc)
 		}
-		sc.owners = m.appendOwners(sc.owners[:0], r.raw, sc)
 	} else {
-		sc.owners = sc.owners[:0]
 		for _, cell := range r.row {
-			b := unsafe.Slice(unsafe.StringData(cell), len(cell)) // only read
-			if !m.hitsAny(b) {
+			raw := unsafe.Slice(unsafe.StringData(cell), len(cell)) // only read
+			b, ok := m.candidateBytes(raw, func() bool { return match.HasEncodingMark(raw) }, sc)
+			if !ok {
 				continue
 			}
 			if len(m.rules) == 1 {
@@ -309,6 +336,24 @@ func (m *datasetMatcher) owners(r *rawRecord, sc *scratch) []int {
 	sc.owners = append(sc.owners, m.always...)
 	slices.Sort(sc.owners)
 	return slices.Compact(sc.owners)
+}
+
+// candidateBytes returns the bytes the prefilter accepted: b itself, or
+// its decoded form when b holds no pattern but an encoding mark (marked
+// reports that lazily) and the decoded form does. ok is false when
+// neither holds a pattern.
+func (m *datasetMatcher) candidateBytes(b []byte, marked func() bool, sc *scratch) ([]byte, bool) {
+	if m.hitsAny(b) {
+		return b, true
+	}
+	if !marked() {
+		return nil, false
+	}
+	sc.canon = match.AppendCanonical(sc.canon[:0], b, true)
+	if m.hitsAny(sc.canon) {
+		return sc.canon, true
+	}
+	return nil, false
 }
 
 // hitsAny reports whether b holds a pattern or a phone tail of any subject.

@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/dsr-functions/dsr/shared/match"
 	"github.com/dsr-functions/dsr/shared/sources"
 )
 
@@ -18,13 +17,24 @@ import (
 func (c *Connector) Discover(ctx context.Context, subj sources.Subject) (*sources.Discovery, error) {
 	names := make([]string, len(c.cfg.Tables))
 	var edges []sources.Edge
+	ids := map[string][]sources.Identifier{}
 	for i, t := range c.cfg.Tables {
 		names[i] = t.Name
+		ids[t.Name] = t.Identifiers
 		for _, r := range t.Relations {
 			edges = append(edges, sources.Edge{References: r.References, ReferencesColumn: r.ReferencesColumn})
 		}
 	}
-	state, err := sources.FollowRelations(ctx, "dataverse", names, edges, func(ctx context.Context, i int, refCols []string, state map[string]*sources.Matched) (*sources.Matched, error) {
+	seeds := sources.Seeds(subj, ids)
+	for _, cols := range seeds {
+		for col, vals := range cols {
+			for i, v := range vals {
+				vals[i] = normRef(v)
+			}
+			cols[col] = vals
+		}
+	}
+	state, err := sources.FollowRelations(ctx, "dataverse", names, edges, seeds, func(ctx context.Context, i int, refCols []string, state map[string]*sources.Matched) (*sources.Matched, error) {
 		return c.scan(ctx, &c.cfg.Tables[i], subj, state, refCols)
 	})
 	if err != nil {
@@ -36,7 +46,13 @@ func (c *Connector) Discover(ctx context.Context, subj sources.Subject) (*source
 		keys := slices.Sorted(maps.Keys(state[t.Name].Keys))
 		m.Records = int64(len(keys))
 		if len(keys) > 0 {
-			m.Locations = []sources.Location{{Blob: t.EntitySet, Keys: keys}}
+			loc := sources.Location{Blob: t.EntitySet, Keys: keys}
+			for i, k := range keys {
+				if _, ok := state[t.Name].Mentions[k]; ok {
+					loc.Mentions = append(loc.Mentions, int64(i))
+				}
+			}
+			m.Locations = []sources.Location{loc}
 		}
 		out.Datasets = append(out.Datasets, m)
 	}
@@ -153,17 +169,38 @@ func (c *Connector) scan(ctx context.Context, t *Table, subj sources.Subject, st
 	for _, rc := range refCols {
 		fetch(rc)
 	}
+	rules := &sources.Rules{Identifiers: t.Identifiers, FreeText: t.FreeText, Subject: subj, Region: c.cfg.DefaultPhoneRegion,
+		SameID: func(field, v, want string) bool {
+			if t.isGUIDColumn(field) {
+				g, ok1 := parseGUID(v)
+				w, ok2 := parseGUID(want)
+				return ok1 && ok2 && g == w
+			}
+			return strings.TrimSpace(v) == strings.TrimSpace(want)
+		}}
+	for _, r := range t.Relations {
+		rules.RelationFields = append(rules.RelationFields, r.Column)
+	}
+	rules.Related = func(i int, v string) bool {
+		r := t.Relations[i]
+		_, hit := state[r.References].Refs[r.ReferencesColumn][normRef(v)]
+		return hit
+	}
 	for chunk := range slices.Chunk(terms, maxTermsPerRequest) {
 		err := c.query(ctx, "discover", t, cols, strings.Join(chunk, " or "), func(e *entity) error {
-			if _, done := st.Keys[e.key]; done || !c.matches(t, subj, state, e) {
-				return nil
-			}
-			st.Keys[e.key] = struct{}{}
-			for _, rc := range refCols {
-				if v, ok := e.text(rc); ok {
-					st.AddRef(rc, normRef(v))
+			if _, done := st.Keys[e.key]; done {
+				if _, mention := st.Mentions[e.key]; !mention {
+					return nil
 				}
 			}
+			how := rules.Match(e)
+			if how == sources.NoMatch {
+				return nil
+			}
+			st.Add(e.key, how, refCols, func(col string) (string, bool) {
+				v, ok := e.text(col)
+				return normRef(v), ok
+			})
 			return nil
 		})
 		if err != nil {
@@ -180,61 +217,3 @@ func idName(id sources.Identifier) string {
 	return id.Field
 }
 
-// matches applies the exact rules to a candidate record.
-func (c *Connector) matches(t *Table, subj sources.Subject, state map[string]*sources.Matched, e *entity) bool {
-	region := c.cfg.DefaultPhoneRegion
-	for _, id := range t.Identifiers {
-		v, ok := e.text(id.Field)
-		if !ok {
-			continue
-		}
-		switch id.Kind {
-		case sources.KindEmail:
-			if n, err := match.NormalizeEmail(v); err == nil && slices.Contains(subj.Emails, n) {
-				return true
-			}
-		case sources.KindPhone:
-			if n, err := match.NormalizePhone(v, region); err == nil && slices.Contains(subj.Phones, n) {
-				return true
-			}
-		case sources.KindID:
-			want, ok := subj.IDs[idName(id)]
-			if !ok {
-				continue
-			}
-			if t.isGUIDColumn(id.Field) {
-				g, ok1 := parseGUID(v)
-				w, ok2 := parseGUID(want)
-				if ok1 && ok2 && g == w {
-					return true
-				}
-			} else if strings.TrimSpace(v) == strings.TrimSpace(want) {
-				return true
-			}
-		}
-	}
-	for _, r := range t.Relations {
-		if v, ok := e.text(r.Column); ok {
-			if _, hit := state[r.References].Refs[r.ReferencesColumn][normRef(v)]; hit {
-				return true
-			}
-		}
-	}
-	for _, f := range t.FreeText {
-		v, ok := e.text(f)
-		if !ok {
-			continue
-		}
-		for _, em := range subj.Emails {
-			if match.ContainsEmailToken(v, em) {
-				return true
-			}
-		}
-		for _, p := range subj.Phones {
-			if match.ContainsPhone(v, p, region) {
-				return true
-			}
-		}
-	}
-	return false
-}

@@ -198,3 +198,13 @@ func (c *Connector) checkNextLink(set, link string) error {
 	}
 	return nil
 }
+
+// Strings implements sources.FieldReader: a column's value as text.
+func (e *entity) Strings(col string, yield func(string) bool) {
+	if v, ok := e.text(col); ok {
+		yield(v)
+	}
+}
+
+// Text implements sources.FieldReader.
+func (e *entity) Text(col string, yield func(string) bool) { e.Strings(col, yield) }

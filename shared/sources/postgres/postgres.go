@@ -40,7 +40,6 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/dsr-functions/dsr/shared/match"
 	"github.com/dsr-functions/dsr/shared/sources"
 )
 
@@ -196,13 +195,15 @@ func quote(col string) string { return pgx.Identifier{col}.Sanitize() }
 func (c *Connector) Discover(ctx context.Context, subj sources.Subject) (*sources.Discovery, error) {
 	names := make([]string, len(c.cfg.Tables))
 	var edges []sources.Edge
+	ids := map[string][]sources.Identifier{}
 	for i, t := range c.cfg.Tables {
 		names[i] = t.Name
+		ids[t.Name] = t.Identifiers
 		for _, r := range t.Relations {
 			edges = append(edges, sources.Edge{References: r.References, ReferencesColumn: r.ReferencesColumn})
 		}
 	}
-	state, err := sources.FollowRelations(ctx, "postgres", names, edges, func(ctx context.Context, i int, refCols []string, state map[string]*sources.Matched) (*sources.Matched, error) {
+	state, err := sources.FollowRelations(ctx, "postgres", names, edges, sources.Seeds(subj, ids), func(ctx context.Context, i int, refCols []string, state map[string]*sources.Matched) (*sources.Matched, error) {
 		return c.scan(ctx, &c.cfg.Tables[i], subj, state, refCols)
 	})
 	if err != nil {
@@ -219,7 +220,7 @@ func (c *Connector) Discover(ctx context.Context, subj sources.Subject) (*source
 			if err != nil {
 				return nil, err
 			}
-			m.Locations = []sources.Location{location(t, kt, keys)}
+			m.Locations = []sources.Location{location(t, kt, keys, state[t.Name].Mentions)}
 		}
 		out.Datasets = append(out.Datasets, m)
 	}
@@ -227,8 +228,9 @@ func (c *Connector) Discover(ctx context.Context, subj sources.Subject) (*source
 }
 
 // location names discovered rows: integer keys as Ordinals in numeric
-// order, any other key type as Keys in byte order.
-func location(t *Table, kt keyType, keys []string) sources.Location {
+// order, any other key type as Keys in byte order; mentions (keys of rows
+// that only mention the subject) become the location's Mentions.
+func location(t *Table, kt keyType, keys []string, mentions map[string]struct{}) sources.Location {
 	loc := sources.Location{Blob: t.Table}
 	if kt.integer {
 		for _, k := range keys {
@@ -238,12 +240,21 @@ func location(t *Table, kt keyType, keys []string) sources.Location {
 				panic(fmt.Sprintf("postgres: integer key %q does not parse", k))
 			}
 			loc.Ordinals = append(loc.Ordinals, n)
+			if _, ok := mentions[k]; ok {
+				loc.Mentions = append(loc.Mentions, n)
+			}
 		}
 		slices.Sort(loc.Ordinals)
+		slices.Sort(loc.Mentions)
 		return loc
 	}
 	loc.Keys = keys
 	slices.Sort(loc.Keys)
+	for i, k := range loc.Keys {
+		if _, ok := mentions[k]; ok {
+			loc.Mentions = append(loc.Mentions, int64(i))
+		}
+	}
 	return loc
 }
 
@@ -348,7 +359,9 @@ func (c *Connector) scan(ctx context.Context, t *Table, subj sources.Subject, st
 		switch id.Kind {
 		case sources.KindEmail:
 			if len(subj.Emails) > 0 {
-				conds = append(conds, "lower(btrim("+col+")) = ANY("+arg(subj.Emails)+"::text[])")
+				// Contains rather than equals: the column may hold a
+				// display name around the address ("Ann <ann@x.example>").
+				conds = append(conds, col+" ILIKE ANY("+arg(emailLikes)+"::text[])")
 				fetch(id.Field)
 			}
 		case sources.KindPhone:
@@ -393,6 +406,15 @@ func (c *Connector) scan(ctx context.Context, t *Table, subj sources.Subject, st
 	if len(conds) == 0 {
 		return st, nil
 	}
+	rules := &sources.Rules{Identifiers: t.Identifiers, FreeText: t.FreeText, Subject: subj, Region: c.cfg.DefaultPhoneRegion}
+	for _, r := range t.Relations {
+		rules.RelationFields = append(rules.RelationFields, r.Column)
+	}
+	rules.Related = func(i int, v string) bool {
+		r := t.Relations[i]
+		_, hit := state[r.References].Refs[r.ReferencesColumn][v]
+		return hit
+	}
 	for _, rc := range refCols {
 		fetch(rc)
 	}
@@ -423,15 +445,11 @@ func (c *Connector) scan(ctx context.Context, t *Table, subj sources.Subject, st
 			}
 			return *vals[i], true
 		}
-		if !c.matches(t, subj, state, get) {
+		how := rules.Match(columns(get))
+		if how == sources.NoMatch {
 			continue
 		}
-		st.Keys[key] = struct{}{}
-		for _, rc := range refCols {
-			if v, ok := get(rc); ok {
-				st.AddRef(rc, v)
-			}
-		}
+		st.Add(key, how, refCols, get)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("postgres: table %s: discover: %w", t.Name, safe(err))
@@ -439,58 +457,19 @@ func (c *Connector) scan(ctx context.Context, t *Table, subj sources.Subject, st
 	return st, nil
 }
 
-// matches applies the exact rules to a candidate row.
-func (c *Connector) matches(t *Table, subj sources.Subject, state map[string]*sources.Matched, get func(string) (string, bool)) bool {
-	region := c.cfg.DefaultPhoneRegion
-	for _, id := range t.Identifiers {
-		v, ok := get(id.Field)
-		if !ok {
-			continue
-		}
-		switch id.Kind {
-		case sources.KindEmail:
-			if e, err := match.NormalizeEmail(v); err == nil && slices.Contains(subj.Emails, e) {
-				return true
-			}
-		case sources.KindPhone:
-			if p, err := match.NormalizePhone(v, region); err == nil && slices.Contains(subj.Phones, p) {
-				return true
-			}
-		case sources.KindID:
-			name := id.IDName
-			if name == "" {
-				name = id.Field
-			}
-			if want, ok := subj.IDs[name]; ok && strings.TrimSpace(v) == want {
-				return true
-			}
-		}
+// columns is a row's text values as the matching rules read them: one
+// value per column name.
+type columns func(col string) (string, bool)
+
+// Strings implements sources.FieldReader.
+func (get columns) Strings(col string, yield func(string) bool) {
+	if v, ok := get(col); ok {
+		yield(v)
 	}
-	for _, r := range t.Relations {
-		if v, ok := get(r.Column); ok {
-			if _, hit := state[r.References].Refs[r.ReferencesColumn][v]; hit {
-				return true
-			}
-		}
-	}
-	for _, f := range t.FreeText {
-		v, ok := get(f)
-		if !ok {
-			continue
-		}
-		for _, e := range subj.Emails {
-			if match.ContainsEmailToken(v, e) {
-				return true
-			}
-		}
-		for _, p := range subj.Phones {
-			if match.ContainsPhone(v, p, region) {
-				return true
-			}
-		}
-	}
-	return false
 }
+
+// Text implements sources.FieldReader.
+func (get columns) Text(col string, yield func(string) bool) { get.Strings(col, yield) }
 
 // Read streams the discovered rows of one table in location order, each
 // as a record with the columns in table order. It fails with

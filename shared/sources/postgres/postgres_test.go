@@ -115,11 +115,15 @@ func TestDiscoverRecallPrecision(t *testing.T) {
 		// 10, 12 by relation, 13 by free-text email, 15 by free-text phone;
 		// 11, 14 are another person's cases (14 mentions near misses only).
 		"cases": {10, 12, 13, 15},
-		// two hops: notes of the subject's cases; 101, 103 (phone one digit off), 105 are decoys.
-		"case-notes": {100, 102, 104},
+		// two hops: notes of the subject's own cases; 101, 103 (phone one digit off), 105 are decoys,
+		// and 104 hangs off case 13, which only mentions her: not hers.
+		"case-notes": {100, 102},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("discovered %v, want %v", got, want)
+	}
+	if m := d.Datasets[1].Locations[0].Mentions; !reflect.DeepEqual(m, []int64{13, 15}) {
+		t.Fatalf("cases that only mention her: %v, want [13 15]", m)
 	}
 	if d.Datasets[2].Locations[0].Blob != "Case Notes" {
 		t.Fatalf("location blob %q", d.Datasets[2].Locations[0].Blob)

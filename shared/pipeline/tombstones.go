@@ -1,0 +1,192 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/dsr-functions/dsr/shared/dsr"
+	"github.com/dsr-functions/dsr/shared/policy"
+	"github.com/dsr-functions/dsr/shared/sources"
+	"github.com/dsr-functions/dsr/shared/tombstone"
+)
+
+// subjectFor is who discovery looks for: the request's identifiers plus
+// what the tombstones of earlier erasures of the same person know (their
+// other identifiers, and the keys of deleted records that kept records
+// still reference), so that what an erasure kept stays findable (Art. 15
+// applies to it). It also returns those tombstones.
+func (s *Service) subjectFor(ctx context.Context, st *dsr.Stored) (sources.Subject, []*tombstone.Tombstone, error) {
+	subj := subjectOf(st)
+	if s.Tombstones == nil {
+		return subj, nil, nil
+	}
+	tombs, err := s.Tombstones.Find(ctx, tombstone.SubjectIdentifiers(subj))
+	if err != nil {
+		return subj, nil, fmt.Errorf("read tombstones: %w", err)
+	}
+	return tombstone.Merge(subj, tombs), tombs, nil
+}
+
+// discover runs discovery for the request's subject (see subjectFor).
+func (s *Service) discover(ctx context.Context, st *dsr.Stored) (*sources.Discovery, []*tombstone.Tombstone, error) {
+	subj, tombs, err := s.subjectFor(ctx, st)
+	if err != nil {
+		return nil, nil, err
+	}
+	disc, err := s.Connector.Discover(s.requestContext(ctx, st), subj)
+	return disc, tombs, err
+}
+
+// keptAfterErasure says, per dataset, why the latest erasure of the
+// subject kept records there.
+func keptAfterErasure(tombs []*tombstone.Tombstone) map[string]*dsr.KeptAfterErasure {
+	out := map[string]*dsr.KeptAfterErasure{}
+	for _, t := range tombs { // oldest first: the latest erasure wins
+		for _, k := range t.Kept {
+			out[k.Dataset] = &dsr.KeptAfterErasure{RequestID: t.RequestID, ErasedAt: t.ErasedAt, Action: k.Action,
+				Fields: k.Fields, Ground: k.Ground, LegalBasis: k.LegalBasis, RetainUntil: k.RetainUntil}
+		}
+	}
+	return out
+}
+
+// fileTombstone files the erasure's tombstone before anything is changed:
+// the subject's identifiers, the values of the referenced fields of every
+// own record about to be deleted (read now, while they exist), and what is
+// kept where. A crash after filing it and before the deletions leaves a
+// tombstone of records still there, which is harmless; the other order
+// could lose the link forever.
+func (s *Service) fileTombstone(ctx context.Context, st *dsr.Stored, disc *sources.Discovery) error {
+	if s.Tombstones == nil || st.TombstonedAt != nil {
+		return nil
+	}
+	subj, earlier, err := s.subjectFor(ctx, st)
+	if err != nil {
+		return err
+	}
+	now := s.NowUTC()
+	t := &tombstone.Tombstone{RequestID: st.ID, ErasedAt: now, Emails: subj.Emails, Phones: subj.Phones, IDs: subj.IDs}
+	// Keys an earlier erasure deleted stay known: the newest tombstone
+	// alone finds everything.
+	for _, e := range earlier {
+		for ds, fields := range e.Keys {
+			for f, vals := range fields {
+				for _, v := range vals {
+					t.AddKey(ds, f, v)
+				}
+			}
+		}
+	}
+	for _, dm := range disc.Datasets {
+		d := s.Sources.Dataset(dm.Dataset)
+		if d == nil || dm.Error != "" || dm.Records == 0 || s.delegates(d.Name) {
+			continue
+		}
+		out := policy.Decide(d)
+		switch out.Action {
+		case sources.EraseRetain:
+			t.Kept = append(t.Kept, tombstone.Kept{Dataset: d.Name, Action: "retained", Ground: out.Ground, LegalBasis: out.LegalBasis, RetainUntil: out.RetainUntil})
+		case sources.EraseMask:
+			k := tombstone.Kept{Dataset: d.Name, Action: "masked"}
+			for _, r := range d.Erasure.Mask {
+				k.Fields = append(k.Fields, r.Field)
+			}
+			t.Kept = append(t.Kept, k)
+		case sources.EraseDelete:
+			refs := s.Sources.ReferencedFields(d.Name)
+			if len(refs) == 0 {
+				continue
+			}
+			err := s.readOwn(ctx, st, dm, func(rec sources.Record) {
+				fields := recordMap(rec)
+				for _, f := range refs {
+					sources.PathStrings(fields, f, func(v string) bool {
+						if v = strings.TrimSpace(v); v != "" {
+							t.AddKey(d.Name, f, v)
+						}
+						return true
+					})
+				}
+			})
+			if err != nil {
+				return err
+			}
+		}
+	}
+	if err := s.Tombstones.Put(ctx, t); err != nil {
+		return fmt.Errorf("erase %s: file the tombstone: %w", st.ID, err)
+	}
+	_, err = s.Store.Update(ctx, st.ID, func(cur *dsr.Stored) (bool, error) {
+		if cur.TombstonedAt != nil {
+			return false, nil
+		}
+		cur.TombstonedAt = &now
+		return true, nil
+	})
+	return err
+}
+
+// readOwn reads the records of one dataset that are the subject's own (not
+// those that only mention her). Data that changed since discovery makes it
+// discover again and fail the attempt, like a rewrite.
+func (s *Service) readOwn(ctx context.Context, st *dsr.Stored, dm sources.DatasetMatches, fn func(sources.Record)) error {
+	return s.readEach(ctx, st, dm, func(rec sources.Record, mention bool) {
+		if !mention {
+			fn(rec)
+		}
+	})
+}
+
+// readEach reads the discovered records of one dataset, saying of each
+// whether it only mentions the subject (Location.Mentions).
+func (s *Service) readEach(ctx context.Context, st *dsr.Stored, dm sources.DatasetMatches, fn func(rec sources.Record, mention bool)) error {
+	for _, loc := range dm.Locations {
+		one := sources.DatasetMatches{Dataset: dm.Dataset, Records: int64(max(len(loc.Ordinals), len(loc.Keys))), Locations: []sources.Location{loc}}
+		i := 0
+		err := s.Connector.Read(s.requestContext(ctx, st), one, func(rec sources.Record) error {
+			ordinal := int64(i)
+			if len(loc.Keys) == 0 && i < len(loc.Ordinals) {
+				ordinal = loc.Ordinals[i]
+			}
+			i++
+			fn(rec, loc.Mentioned(ordinal))
+			return nil
+		})
+		if errors.Is(err, sources.ErrChanged) {
+			return s.rediscover(ctx, st, st.Stage, err)
+		}
+		if err != nil {
+			return fmt.Errorf("%s %s: read %s: %w", st.Stage, st.ID, dm.Dataset, err)
+		}
+	}
+	return nil
+}
+
+// rediscover handles data that changed since discovery: it discovers
+// again, stores the fresh positions, and returns an error so the stage's
+// message is redelivered and works from them.
+func (s *Service) rediscover(ctx context.Context, st *dsr.Stored, stage dsr.Stage, cause error) error {
+	s.Log.Info("data changed since discovery; discovering again", "requestId", st.ID, "stage", stage)
+	fresh, _, derr := s.discover(ctx, st)
+	if derr != nil {
+		return fmt.Errorf("%s %s: rediscover: %w", stage, st.ID, derr)
+	}
+	if perr := s.Store.PutDiscovery(ctx, st.ID, fresh); perr != nil {
+		return perr
+	}
+	s.recordAttemptError(ctx, st.ID, stage, cause)
+	return fmt.Errorf("%s %s: %w; discovered again, retrying", stage, st.ID, cause)
+}
+
+// recordMap is a record's fields by name, for path lookups.
+func recordMap(rec sources.Record) map[string]any {
+	m := make(map[string]any, len(rec.Fields))
+	for _, f := range rec.Fields {
+		if _, dup := m[f.Name]; !dup {
+			m[f.Name] = f.Value
+		}
+	}
+	return m
+}
