@@ -216,4 +216,3 @@ func idName(id sources.Identifier) string {
 	}
 	return id.Field
 }
-
