@@ -114,13 +114,13 @@ func newFourSources(t *testing.T, billingAttempts int, edit func(*sources.Config
 
 // exportedRecords downloads a completed request's package and returns the
 // records of each dataset, and the summary text.
-func (f *fourSources) exportedRecords(exp exportDoc) (map[string][]map[string]any, string, []byte) {
-	f.t.Helper()
-	status, b, _ := download(f.t, exp.URL)
+func (h *harness) exportedRecords(exp exportDoc) (map[string][]map[string]any, string, []byte) {
+	h.t.Helper()
+	status, b, _ := download(h.t, exp.URL)
 	if status != 200 {
-		f.t.Fatalf("download: %d", status)
+		h.t.Fatalf("download: %d", status)
 	}
-	files := readZip(f.t, b)
+	files := readZip(h.t, b)
 	out := map[string][]map[string]any{}
 	for name, data := range files {
 		ds, ok := strings.CutPrefix(name, "data/")
@@ -129,7 +129,7 @@ func (f *fourSources) exportedRecords(exp exportDoc) (map[string][]map[string]an
 		}
 		var recs []map[string]any
 		if err := json.Unmarshal(data, &recs); err != nil {
-			f.t.Fatalf("%s: %v", name, err)
+			h.t.Fatalf("%s: %v", name, err)
 		}
 		out[strings.TrimSuffix(ds, ".json")] = recs
 	}

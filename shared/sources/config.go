@@ -325,6 +325,9 @@ func (c *Config) Validate() error {
 						return fmt.Errorf("%s.field: %q has an empty path segment", at, r.Field)
 					}
 				}
+				if strings.ContainsAny(r.Field, "[]") {
+					return fmt.Errorf("%s.field: %q: mask rules do not reach into arrays; mask the array's field as a whole", at, r.Field)
+				}
 				if seen[r.Field] {
 					return fmt.Errorf("%s.field: duplicate rule for %q", at, r.Field)
 				}
@@ -384,6 +387,9 @@ func (c *Config) Validate() error {
 			}
 		} else if identifying == 0 && len(d.FreeText) == 0 && len(d.Relations) == 0 {
 			return fmt.Errorf("%s: needs identifiers (other than names), freeText or relations, or it can never match", where)
+		}
+		if err := validPaths(d, kind, where); err != nil {
+			return err
 		}
 		for j, id := range d.Identifiers {
 			if id.Field == "" {
@@ -455,6 +461,43 @@ func (c *Config) datasetKind(d *Dataset, where string) (ConnectionKind, error) {
 		return "", err
 	}
 	return conn.Kind, nil
+}
+
+// validPaths checks the field paths of identifiers, free text and
+// relations: Blob datasets take the path syntax of PathValues (a.b, a[],
+// a[].b), the tables of other systems plain column names.
+func validPaths(d *Dataset, kind ConnectionKind, where string) error {
+	check := func(at, p string) error {
+		if p == "" {
+			return nil // "required" is reported where the field is checked
+		}
+		if kind != "" && strings.ContainsAny(p, "[]") {
+			return fmt.Errorf("%s: %q: array paths ([]) are for Blob datasets; this system's datasets name columns", at, p)
+		}
+		if err := ValidPath(p); err != nil {
+			return fmt.Errorf("%s: %q: %v", at, p, err)
+		}
+		return nil
+	}
+	for j, id := range d.Identifiers {
+		if err := check(fmt.Sprintf("%s.identifiers[%d].field", where, j), id.Field); err != nil {
+			return err
+		}
+	}
+	for j, f := range d.FreeText {
+		if err := check(fmt.Sprintf("%s.freeText[%d]", where, j), f); err != nil {
+			return err
+		}
+	}
+	for j, r := range d.Relations {
+		if err := check(fmt.Sprintf("%s.relations[%d].field", where, j), r.Field); err != nil {
+			return err
+		}
+		if err := check(fmt.Sprintf("%s.relations[%d].referencesField", where, j), r.ReferencesField); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // validLocation checks the fields that say where a dataset's records are.

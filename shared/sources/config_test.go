@@ -101,6 +101,14 @@ func TestValidateAcceptsValidConfig(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatalf("self-relation: %v", err)
 	}
+	// Paths through arrays.
+	c = validConfig()
+	c.Datasets[0].Identifiers = append(c.Datasets[0].Identifiers, Identifier{Field: "emails[]", Kind: KindEmail},
+		Identifier{Field: "participants[].email", Kind: KindEmail}, Identifier{Field: "customer.phones[]", Kind: KindPhone})
+	c.Datasets[1].FreeText = append(c.Datasets[1].FreeText, "messages[].body")
+	if err := c.Validate(); err != nil {
+		t.Fatalf("array paths: %v", err)
+	}
 }
 
 func TestValidateRejects(t *testing.T) {
@@ -143,6 +151,15 @@ func TestValidateRejects(t *testing.T) {
 			c.Datasets[0].Identifiers = []Identifier{{Field: "fullname", Kind: KindName}}
 		}, []string{"datasets[0]", "never match"}},
 		{"unknown phone region", func(c *Config) { c.DefaultPhoneRegion = "UK" }, []string{"defaultPhoneRegion", `"UK"`}},
+
+		// Field paths: a.b, a[], a[].b; anything else is refused at load.
+		{"identifier path with brackets inside", func(c *Config) { c.Datasets[0].Identifiers[0].Field = "emails[0]" }, []string{"datasets[0].identifiers[0].field", "[]"}},
+		{"identifier path with empty segment", func(c *Config) { c.Datasets[0].Identifiers[0].Field = "participants[]..email" }, []string{"datasets[0].identifiers[0].field", "empty"}},
+		{"free text path with stray bracket", func(c *Config) { c.Datasets[1].FreeText = []string{"notes[.text"} }, []string{"datasets[1].freeText[0]", "[]"}},
+		{"relation path with leading bracket", func(c *Config) { c.Datasets[1].Relations[0].Field = "[]contact" }, []string{"datasets[1].relations[0].field"}},
+		{"mask path into an array", func(c *Config) {
+			c.Datasets[0].Erasure = &Erasure{Action: EraseMask, Mask: []MaskRule{{Field: "emails[]", Strategy: MaskNull}}}
+		}, []string{"datasets[0].erasure.mask[0].field", "arrays"}},
 
 		// Erasure policies.
 		{"unknown erasure action", func(c *Config) { c.Datasets[1].Erasure = &Erasure{Action: "anonymise"} }, []string{"datasets[1].erasure.action", `"anonymise"`}},

@@ -8,13 +8,16 @@ import (
 
 // A field path names where a value sits in a record: a field name, dotted
 // segments into nested objects ("customer.email"), and "[]" after a segment
-// for every element of an array ("emails[]", "participants[].email"). A
+// for every element of an array ("emails[]", "participants[].email"; "[][]"
+// for arrays of arrays). A
 // record field whose name is the whole path (a CSV column called
 // "customer.email") is taken first, as it is.
 
 type pathSeg struct {
 	name string
-	each bool // "[]": every element of the array
+	// each is how many "[]" follow the name: each one reaches every
+	// element of one level of arrays.
+	each int
 }
 
 // parsePath checks a field path and returns its segments. Errors say what
@@ -26,8 +29,12 @@ func parsePath(p string) ([]pathSeg, error) {
 	var segs []pathSeg
 	for part := range strings.SplitSeq(p, ".") {
 		seg := pathSeg{name: part}
-		if name, ok := strings.CutSuffix(part, "[]"); ok {
-			seg = pathSeg{name: name, each: true}
+		for {
+			name, ok := strings.CutSuffix(seg.name, "[]")
+			if !ok {
+				break
+			}
+			seg.name, seg.each = name, seg.each+1
 		}
 		switch {
 		case seg.name == "":
@@ -74,11 +81,16 @@ func walkPath(cur any, segs []pathSeg, yield func(any) bool) bool {
 	if !ok {
 		return true
 	}
-	if !segs[0].each {
-		return walkPath(v, segs[1:], yield)
+	return walkEach(v, segs[0].each, segs[1:], yield)
+}
+
+// walkEach walks the rest of a path from every element levels deep in v.
+func walkEach(v any, levels int, rest []pathSeg, yield func(any) bool) bool {
+	if levels == 0 {
+		return walkPath(v, rest, yield)
 	}
 	for _, e := range elements(v) {
-		if !walkPath(e, segs[1:], yield) {
+		if !walkEach(e, levels-1, rest, yield) {
 			return false
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -144,5 +145,37 @@ func TestDiscoveryTotal(t *testing.T) {
 	}
 	if (&Discovery{}).Total() != 0 {
 		t.Error("empty Total != 0")
+	}
+}
+
+func TestPathValues(t *testing.T) {
+	rec, err := ParseRecordJSON([]byte(`{"emails":["a@x.example","B@x.example"],"participants":[{"email":"c@x.example"},{"name":"no email"},{"email":["d@x.example"]}],
+		"customer":{"email":"e@x.example"},"customer.email":"literal@x.example","cc":"[\"f@x.example\"]","n":5,"nested":{"deep":[[{"v":"g"}]]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := map[string]any{}
+	for _, f := range rec.Fields {
+		fields[f.Name] = f.Value
+	}
+	get := func(path string) []string {
+		var out []string
+		PathStrings(fields, path, func(s string) bool { out = append(out, s); return true })
+		return out
+	}
+	for path, want := range map[string][]string{
+		"emails[]":             {"a@x.example", "B@x.example"},
+		"participants[].email": {"c@x.example"},       // an array without [] is not a scalar
+		"customer.email":       {"literal@x.example"}, // a field named by the whole path comes first
+		"cc[]":                 {"f@x.example"},       // a JSON array held as text (a CSV cell)
+		"n":                    {"5"},
+		"nested.deep[][].v":    {"g"}, // one [] per level of arrays
+		"nested.deep[].v":      nil,   // deep[] yields arrays, which have no field v
+		"emails":               nil,   // the array itself is no scalar
+		"missing[].x":          nil,
+	} {
+		if got := get(path); !slices.Equal(got, want) {
+			t.Errorf("PathStrings(%q) = %q, want %q", path, got, want)
+		}
 	}
 }
