@@ -18,6 +18,7 @@ import (
 	discoverdeadletter "github.com/dsr-functions/dsr/functions/discover-deadletter"
 	erase "github.com/dsr-functions/dsr/functions/erase"
 	erasedeadletter "github.com/dsr-functions/dsr/functions/erase-deadletter"
+	erasuresreplay "github.com/dsr-functions/dsr/functions/erasures-replay"
 	export "github.com/dsr-functions/dsr/functions/export"
 	exportdeadletter "github.com/dsr-functions/dsr/functions/export-deadletter"
 	exportlink "github.com/dsr-functions/dsr/functions/export-link"
@@ -70,6 +71,7 @@ var Policies = map[string]auth.Policy{
 	"requests-reject":  {Any: []auth.Role{auth.RoleApprove}},
 	"restrictions-get": {Any: []auth.Role{auth.RoleRead}},
 	"export-link":      {Any: []auth.Role{auth.RoleExport}},
+	"erasures-replay":  {Any: []auth.Role{auth.RoleAdmin}},
 	"health":           {Anonymous: true},
 	// Webhook systems authenticate each delivery with their signature.
 	"webhook-callback": {Anonymous: true},
@@ -94,6 +96,7 @@ func Registry(svc *pipeline.Service, authn *auth.Authenticator, callbacks map[st
 			"requests-reject":  guard("requests-reject", requestsreject.New(svc)),
 			"restrictions-get": guard("restrictions-get", restrictionsget.New(svc)),
 			"export-link":      guard("export-link", exportlink.New(svc)),
+			"erasures-replay":  guard("erasures-replay", erasuresreplay.New(svc)),
 			"health":           guard("health", health.New(svc)),
 			"webhook-callback": guard("webhook-callback", webhookcallback.New(callbacks)),
 		},

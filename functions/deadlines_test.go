@@ -72,7 +72,11 @@ func TestExtendMovesTheDeadlineWithinArticle12(t *testing.T) {
 			t.Errorf("extend %s: %d %s", tc.body, resp.StatusCode, b)
 		}
 	}
-	resp, b := h.do("POST", "/api/requests/"+doc.ID+"/extend", `{"months":2,"reason":"numerous requests from the subject"}`)
+	// Two extensions of a month each: both reasons are kept.
+	if resp, b := h.do("POST", "/api/requests/"+doc.ID+"/extend", `{"months":1,"reason":"complex request"}`); resp.StatusCode != http.StatusOK {
+		t.Fatalf("extend: %d %s", resp.StatusCode, b)
+	}
+	resp, b := h.do("POST", "/api/requests/"+doc.ID+"/extend", `{"months":1,"reason":"numerous requests from the subject"}`)
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("extend: %d %s", resp.StatusCode, b)
 	}
@@ -80,6 +84,10 @@ func TestExtendMovesTheDeadlineWithinArticle12(t *testing.T) {
 	_ = json.Unmarshal(b, &got)
 	if !got.DueAt.Equal(dsr.AddMonths(received, 3)) || got.OriginalDueAt == nil || !got.OriginalDueAt.Equal(dsr.DueAt(received)) {
 		t.Fatalf("due %s original %v", got.DueAt, got.OriginalDueAt)
+	}
+	if got.Extension == nil || got.Extension.Months != 2 || len(got.Extensions) != 2 ||
+		got.Extensions[0].Reason != "complex request" || got.Extensions[1].Reason != "numerous requests from the subject" {
+		t.Fatalf("extensions: %+v %+v; want two, each with its reason", got.Extension, got.Extensions)
 	}
 	if resp, b := h.do("POST", "/api/requests/"+doc.ID+"/extend", `{"months":1,"reason":"more"}`); resp.StatusCode != http.StatusConflict {
 		t.Fatalf("beyond two months: %d %s", resp.StatusCode, b)

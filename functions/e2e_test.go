@@ -244,7 +244,18 @@ func TestDiscoveryRequestReportsWithoutExport(t *testing.T) {
 	if got["contacts"] != 1 || got["cases"] != 3 || got["agents"] != 0 || got["activity-log"] != 4 {
 		t.Fatalf("discovery by contact id: %v", got)
 	}
-	if resp, b := h.do("POST", "/api/requests/"+doc.ID+"/export-link", ""); resp.StatusCode != http.StatusConflict || !strings.Contains(string(b), "export-not-ready") {
+	if resp, b := h.do("POST", "/api/requests/"+doc.ID+"/export-link", ""); resp.StatusCode != http.StatusConflict ||
+		!strings.Contains(string(b), `"no-export"`) || !strings.Contains(string(b), "discovery requests have no export") {
 		t.Fatalf("export-link of a discovery request: %d %s", resp.StatusCode, b)
+	}
+	// A bad state filter lists every state a request can be in.
+	resp, b := h.do("GET", "/api/requests?state=bogus", "")
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("state=bogus: %d %s", resp.StatusCode, b)
+	}
+	for _, st := range dsr.States {
+		if !strings.Contains(string(b), string(st)) {
+			t.Errorf("state=bogus: the error does not list %s: %s", st, b)
+		}
 	}
 }

@@ -17,6 +17,7 @@ type restrictionAnswer struct {
 	Since      *string `json:"since"`
 	RequestID  string  `json:"requestId"`
 	LiftedAt   *string `json:"liftedAt"`
+	LiftedBy   string  `json:"liftedBy"`
 }
 
 func (h *harness) restricted(query string) restrictionAnswer {
@@ -35,7 +36,9 @@ func (h *harness) restricted(query string) restrictionAnswer {
 func TestRestrictionAndLift(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	before := h.snapshot()
-	doc := h.submit(`{"type":"restriction","subject":{"email":"avery.morgan@contoso.example","ids":{"contactId":"` + sample.DemoContactID + `"}}}`)
+	// Made by email only: her records give her phone and contact id, which
+	// find the restriction too.
+	doc := h.submit(`{"type":"restriction","subject":{"email":"avery.morgan@contoso.example"}}`)
 	done, _ := h.waitTerminal(doc.ID)
 	if done.State != dsr.StateCompleted || done.Restriction == nil || done.Restriction.Lifted {
 		t.Fatalf("restriction: %s %+v %+v", done.State, done.Error, done.Restriction)
@@ -47,8 +50,11 @@ func TestRestrictionAndLift(t *testing.T) {
 	if a := h.restricted("id=" + url.QueryEscape("contactId:"+sample.DemoContactID)); !a.Restricted {
 		t.Fatalf("registry by id: %+v", a)
 	}
-	if a := h.restricted("phone=" + url.QueryEscape("+1 425 555 0199")); a.Restricted {
-		t.Fatal("an identifier the request did not give is restricted")
+	if a := h.restricted("phone=" + url.QueryEscape("+1 425 555 0199")); !a.Restricted || a.RequestID != doc.ID {
+		t.Fatalf("registry by the phone in her contact row: %+v", a)
+	}
+	if a := h.restricted("phone=" + url.QueryEscape("+1 425 555 0198")); a.Restricted {
+		t.Fatal("a phone one digit off is restricted")
 	}
 	if a := h.restricted("email=someone.else@contoso.example"); a.Restricted {
 		t.Fatal("another person is restricted")
@@ -70,13 +76,16 @@ func TestRestrictionAndLift(t *testing.T) {
 		t.Fatalf("%d contact lines changed, want 1", changed)
 	}
 
-	lift := h.submit(`{"type":"restriction","lift":true,"subject":{"email":"avery.morgan@contoso.example","ids":{"contactId":"` + sample.DemoContactID + `"}}}`)
+	// Lifted by phone alone: every identifier of the restriction is lifted.
+	lift := h.submit(`{"type":"restriction","lift":true,"subject":{"phone":"+1 425 555 0199"}}`)
 	lifted, _ := h.waitTerminal(lift.ID)
 	if lifted.State != dsr.StateCompleted || lifted.Restriction == nil || !lifted.Restriction.Lifted || !strings.Contains(lifted.Restriction.Notice, "18(3)") {
 		t.Fatalf("lift: %s %+v", lifted.State, lifted.Restriction)
 	}
-	if a := h.restricted("email=avery.morgan@contoso.example"); a.Restricted || a.LiftedAt == nil || a.RequestID != doc.ID {
-		t.Fatalf("registry after lifting: %+v", a)
+	for _, q := range []string{"email=avery.morgan@contoso.example", "phone=" + url.QueryEscape("+14255550199"), "id=" + url.QueryEscape("contactId:"+sample.DemoContactID)} {
+		if a := h.restricted(q); a.Restricted || a.LiftedAt == nil || a.RequestID != doc.ID || a.LiftedBy != lift.ID {
+			t.Fatalf("registry by %s after lifting: %+v (want made by %s, lifted by %s)", q, a, doc.ID, lift.ID)
+		}
 	}
 	if !bytes.Contains(h.snapshot()[sample.ContactsBlob], []byte(`"dsr_restricted":false`)) {
 		t.Fatal("lifting did not clear the flag")

@@ -9,6 +9,7 @@ import (
 
 	requestsget "github.com/dsr-functions/dsr/functions/requests-get"
 	"github.com/dsr-functions/dsr/shared/api"
+	"github.com/dsr-functions/dsr/shared/dsr"
 	"github.com/dsr-functions/dsr/shared/pipeline"
 	"github.com/dsr-functions/dsr/shared/problem"
 )
@@ -26,6 +27,10 @@ func New(svc *pipeline.Service) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		st, ok := requestsget.Load(w, r, svc)
 		if !ok {
+			return
+		}
+		if st.Type != dsr.TypeAccess {
+			problem.Write(w, r, problem.New(http.StatusConflict, "no-export", "", string(st.Type)+" requests have no export: only access requests produce a package (a discovery request reports counts on the request itself)"))
 			return
 		}
 		link, err := svc.ExportLink(r.Context(), st)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/dsr-functions/dsr/shared/api"
@@ -20,6 +21,20 @@ const (
 	defaultLimit = 50
 	maxLimit     = 200
 )
+
+// stateNames and typeNames are what the state and type filters accept.
+var (
+	stateNames = names(dsr.States)
+	typeNames  = names(dsr.Types)
+)
+
+func names[T ~string](list []T) []string {
+	out := make([]string, len(list))
+	for i, v := range list {
+		out[i] = string(v)
+	}
+	return out
+}
 
 // Page is one page of the listing.
 type Page struct {
@@ -65,11 +80,11 @@ func New(svc *pipeline.Service) http.Handler {
 			}
 		}
 		if f.State != "" && !f.State.Known() {
-			problem.Write(w, r, api.BadParam("state", "must be one of received, in_progress, completed, failed, cancelled"))
+			problem.Write(w, r, api.BadParam("state", "must be one of "+strings.Join(stateNames, ", ")))
 			return
 		}
 		if f.Type != "" && !f.Type.Known() {
-			problem.Write(w, r, api.BadParam("type", "must be one of access, discovery, erasure, rectification, restriction"))
+			problem.Write(w, r, api.BadParam("type", "must be one of "+strings.Join(typeNames, ", ")))
 			return
 		}
 		limit := defaultLimit

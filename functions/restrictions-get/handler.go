@@ -24,6 +24,8 @@ type Answer struct {
 	Ground     string     `json:"ground,omitempty"`
 	RequestID  string     `json:"requestId,omitempty"`
 	LiftedAt   *time.Time `json:"liftedAt,omitempty"`
+	// LiftedBy is the request that lifted it (RequestID made it).
+	LiftedBy string `json:"liftedBy,omitempty"`
 }
 
 // New returns the handler. The identifier is normalised like a request's
@@ -68,7 +70,7 @@ func New(svc *pipeline.Service) http.Handler {
 			return
 		}
 		since := entry.Since
-		api.WriteJSON(w, http.StatusOK, Answer{Restricted: entry.Restricted, Since: &since, Ground: entry.Ground, RequestID: entry.RequestID, LiftedAt: entry.LiftedAt})
+		api.WriteJSON(w, http.StatusOK, Answer{Restricted: entry.Restricted, Since: &since, Ground: entry.Ground, RequestID: entry.RequestID, LiftedAt: entry.LiftedAt, LiftedBy: entry.LiftedBy})
 	})
 }
 

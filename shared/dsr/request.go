@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"regexp"
+	"slices"
 	"time"
 )
 
@@ -23,19 +24,19 @@ const (
 	TypeRestriction   Type = "restriction"   // Art. 18
 )
 
+// Types are every request type, in the order the API lists them.
+var Types = []Type{TypeAccess, TypeDiscovery, TypeErasure, TypeRectification, TypeRestriction}
+
+// States are every request state, in the order a request may pass them.
+var States = []State{StateReceived, StateInProgress, StateAwaitingApproval, StateCompleted, StateFailed, StateRejected, StateCancelled}
+
 // Supported reports whether this build can process requests of type t.
 func (t Type) Supported() bool {
 	return t.Known()
 }
 
 // Known reports whether t is a request type the API knows at all.
-func (t Type) Known() bool {
-	switch t {
-	case TypeAccess, TypeDiscovery, TypeErasure, TypeRectification, TypeRestriction:
-		return true
-	}
-	return false
-}
+func (t Type) Known() bool { return slices.Contains(Types, t) }
 
 // State is where a request stands as a whole.
 type State string
@@ -59,13 +60,7 @@ func (s State) Terminal() bool {
 }
 
 // Known reports whether s is a state the API knows.
-func (s State) Known() bool {
-	switch s {
-	case StateReceived, StateInProgress, StateCompleted, StateFailed, StateCancelled, StateAwaitingApproval, StateRejected:
-		return true
-	}
-	return false
-}
+func (s State) Known() bool { return slices.Contains(States, s) }
 
 // Stage is the step of the pipeline a request is at.
 type Stage string
@@ -176,10 +171,13 @@ type Request struct {
 	Note       string         `json:"note,omitempty"`
 	History    []HistoryEntry `json:"history"`
 	// OriginalDueAt is the one-month deadline; DueAt moves with an extension.
-	OriginalDueAt *time.Time    `json:"originalDueAt,omitempty"`
-	Extension     *Extension    `json:"extension,omitempty"`
-	Cancellation  *Cancellation `json:"cancellation,omitempty"`
-	Rejection     *Rejection    `json:"rejection,omitempty"`
+	OriginalDueAt *time.Time `json:"originalDueAt,omitempty"`
+	// Extension sums up the extensions: months in total, the latest reason
+	// and when; Extensions lists each one with its own reason.
+	Extension    *Extension    `json:"extension,omitempty"`
+	Extensions   []Extension   `json:"extensions,omitempty"`
+	Cancellation *Cancellation `json:"cancellation,omitempty"`
+	Rejection    *Rejection    `json:"rejection,omitempty"`
 	// DueSoon is set on read when the request is open and due within 7 days.
 	DueSoon       bool                 `json:"dueSoon,omitempty"`
 	Discovery     *DiscoverySummary    `json:"discovery,omitempty"`
@@ -333,6 +331,7 @@ func (r *Request) Extend(months int, reason string, now time.Time) error {
 	}
 	r.OriginalDueAt = &original
 	r.Extension = &Extension{Months: total, Reason: reason, At: now.UTC()}
+	r.Extensions = append(r.Extensions, Extension{Months: months, Reason: reason, At: now.UTC()})
 	r.DueAt = AddMonths(r.ReceivedAt, 1+total)
 	r.UpdatedAt = now.UTC()
 	return nil

@@ -91,17 +91,28 @@ type MarkFinder struct {
 	// next[k] is the position of the next markBytes[k] at or after the
 	// last position asked about (-1: not searched yet; len(buf): none).
 	next [3]int
+	// first is the least of next: no mark lies before it (the fast path
+	// of Has, which the scan's hot loop takes for almost every line).
+	first int
 }
 
 // Reset starts answering for buf; positions are indices into it.
 func (f *MarkFinder) Reset(buf []byte) {
 	f.buf = buf
 	f.next = [3]int{-1, -1, -1}
+	f.first = -1
 }
 
-// Has reports whether buf[start:end] holds an encoding mark. Calls must
-// ask about ranges in increasing order of start (each line once, in order).
+// Has reports whether buf[start:end] holds an escape mark. Calls must ask
+// about ranges in increasing order of start (each line once, in order).
 func (f *MarkFinder) Has(start, end int) bool {
+	if f.first >= end {
+		return false
+	}
+	return f.search(start, end)
+}
+
+func (f *MarkFinder) search(start, end int) bool {
 	found := false
 	for k := range f.next {
 		p := f.next[k]
@@ -131,9 +142,15 @@ func (f *MarkFinder) Has(start, end int) bool {
 		}
 		f.next[k] = p
 		if found {
-			return true
+			break
 		}
 	}
+	if found {
+		// Some next may be stale (behind start) now: search again next time.
+		f.first = -1
+		return true
+	}
+	f.first = min(f.next[0], f.next[1], f.next[2])
 	return false
 }
 

@@ -209,11 +209,17 @@ func eraseDetail(r *dsr.ErasureReport) string {
 }
 
 // eraseBlob applies an erasure policy to one blob: delete or mask.
-// Records that only mention the subject (subj, as discovery looked for
-// her) keep everything but the mention.
 func (s *Service) eraseBlob(ctx context.Context, rw sources.Rewriter, st *dsr.Stored, subj sources.Subject, d *sources.Dataset, loc sources.Location, out policy.Outcome, attempt int) (dsr.ErasedBlob, error) {
+	return s.changeBlob(ctx, rw, st, d, loc, dsr.StageErasure, string(out.Action), attempt, s.erasure(subj, d, loc, out))
+}
+
+// erasure is what an erasure does to each discovered record of a location
+// under policy out: delete it or mask it. Records that only mention the
+// subject (subj, as discovery looked for her) keep everything but the
+// mention. A record whose masks already hold stays unchanged.
+func (s *Service) erasure(subj sources.Subject, d *sources.Dataset, loc sources.Location, out policy.Outcome) recordDecision {
 	masker := policy.Masker{Secret: s.Secret}
-	return s.changeBlob(ctx, rw, st, d, loc, dsr.StageErasure, string(out.Action), attempt, func(ordinal int64, rec sources.Record) (*sources.Record, string, error) {
+	return func(ordinal int64, rec sources.Record) (*sources.Record, string, error) {
 		if loc.Mentioned(ordinal) {
 			// Someone else's record that mentions her: her mention goes,
 			// the record stays.
@@ -226,12 +232,16 @@ func (s *Service) eraseBlob(ctx context.Context, rw sources.Rewriter, st *dsr.St
 		if out.Action == sources.EraseDelete {
 			return nil, "deleted", nil
 		}
-		masked, err := masker.Mask(rec, pendingRules(rec, d.Erasure.Mask), d.Format == sources.FormatCSV)
+		pending := pendingRules(rec, d.Erasure.Mask)
+		if len(pending) == 0 {
+			return &rec, "unchanged", nil
+		}
+		masked, err := masker.Mask(rec, pending, d.Format == sources.FormatCSV)
 		if err != nil {
 			return nil, "", err
 		}
 		return &masked, "masked", nil
-	})
+	}
 }
 
 // changeBlob rewrites one blob with decide (which returns the new record,
@@ -240,29 +250,8 @@ func (s *Service) eraseBlob(ctx context.Context, rw sources.Rewriter, st *dsr.St
 // make it discover again and fail this attempt, so the redelivery works from
 // fresh positions.
 func (s *Service) changeBlob(ctx context.Context, rw sources.Rewriter, st *dsr.Stored, d *sources.Dataset, loc sources.Location, stage dsr.Stage, policyName string, attempt int,
-	decide func(ordinal int64, rec sources.Record) (*sources.Record, string, error)) (dsr.ErasedBlob, error) {
-	var actions []audit.Entry
-	changed := 0
-	edited := map[int64]bool{}
-	edit := func(ordinal int64, rec sources.Record) (*sources.Record, error) {
-		edited[ordinal] = true
-		// Only the keyed hash of the record key is written, in the id too.
-		key := policy.KeyHash(s.Secret, d.Name, recordKey(d, loc, ordinal, rec))
-		next, action, err := decide(ordinal, rec)
-		if err != nil {
-			return nil, err
-		}
-		if next != nil && action != "unchanged" {
-			changed++
-		}
-		actions = append(actions, audit.Entry{
-			ID: fmt.Sprintf("%s:record:%s:%s", st.ID, d.Name, key), RequestID: st.ID, Event: "record",
-			Dataset: d.Name, RecordKey: key, Action: action, Policy: policyName,
-			Actor: &audit.Actor{Kind: "system", ID: string(stage)},
-		})
-		return next, nil
-	}
-	res, err := rw.Rewrite(ctx, d.Name, loc, edit)
+	decide recordDecision) (dsr.ErasedBlob, error) {
+	done, actions, err := s.rewriteBlob(ctx, rw, st.ID, st.ID, d, loc, stage, policyName, decide)
 	if errors.Is(err, sources.ErrChanged) {
 		return dsr.ErasedBlob{}, s.rediscover(ctx, st, stage, err)
 	}
@@ -277,20 +266,6 @@ func (s *Service) changeBlob(ctx context.Context, rw sources.Rewriter, st *dsr.S
 		s.Log.Warn("a system failed its part of the request after every retry", "requestId", st.ID, "stage", stage, "dataset", d.Name)
 		return dsr.ErasedBlob{}, &sourceFailure{reason: reason}
 	}
-	// A system that changes record by record (Dataverse) skips records
-	// an interrupted earlier attempt already deleted; they are audited too.
-	for i, k := range loc.Keys {
-		if edited[int64(i)] {
-			continue
-		}
-		key := policy.KeyHash(s.Secret, d.Name, k)
-		actions = append(actions, audit.Entry{
-			ID: fmt.Sprintf("%s:record:%s:%s", st.ID, d.Name, key), RequestID: st.ID, Event: "record",
-			Dataset: d.Name, RecordKey: key, Action: "already gone", Policy: policyName,
-			Actor: &audit.Actor{Kind: "system", ID: string(stage)},
-		})
-	}
-	done := dsr.ErasedBlob{Dataset: d.Name, ETag: res.ETag, Deleted: res.Deleted, Masked: changed}
 	if err := s.Audit.Append(ctx, actions...); err != nil {
 		return done, fmt.Errorf("%s %s: audit: %w", stage, st.ID, err)
 	}
@@ -302,6 +277,52 @@ func (s *Service) changeBlob(ctx context.Context, rw sources.Rewriter, st *dsr.S
 		return true, nil
 	})
 	return done, err
+}
+
+// recordDecision returns a record's new version (nil: delete it) and the
+// action to audit ("unchanged" when it keeps the record as it is).
+type recordDecision func(ordinal int64, rec sources.Record) (*sources.Record, string, error)
+
+// rewriteBlob rewrites one blob (or table) with decide and returns what it
+// did and one audit entry per record, for request requestID, with ids
+// starting with idPrefix. Only keyed hashes of record keys are written.
+func (s *Service) rewriteBlob(ctx context.Context, rw sources.Rewriter, requestID, idPrefix string, d *sources.Dataset, loc sources.Location, stage dsr.Stage, policyName string,
+	decide recordDecision) (dsr.ErasedBlob, []audit.Entry, error) {
+	var actions []audit.Entry
+	changed := 0
+	edited := map[int64]bool{}
+	entry := func(key, action string) audit.Entry {
+		return audit.Entry{
+			ID: fmt.Sprintf("%s:record:%s:%s", idPrefix, d.Name, key), RequestID: requestID, Event: "record",
+			Dataset: d.Name, RecordKey: key, Action: action, Policy: policyName,
+			Actor: &audit.Actor{Kind: "system", ID: string(stage)},
+		}
+	}
+	edit := func(ordinal int64, rec sources.Record) (*sources.Record, error) {
+		edited[ordinal] = true
+		key := policy.KeyHash(s.Secret, d.Name, recordKey(d, loc, ordinal, rec))
+		next, action, err := decide(ordinal, rec)
+		if err != nil {
+			return nil, err
+		}
+		if next != nil && action != "unchanged" {
+			changed++
+		}
+		actions = append(actions, entry(key, action))
+		return next, nil
+	}
+	res, err := rw.Rewrite(ctx, d.Name, loc, edit)
+	if err != nil {
+		return dsr.ErasedBlob{}, nil, err
+	}
+	// A system that changes record by record (Dataverse) skips records
+	// an interrupted earlier attempt already deleted; they are audited too.
+	for i, k := range loc.Keys {
+		if !edited[int64(i)] {
+			actions = append(actions, entry(policy.KeyHash(s.Secret, d.Name, k), "already gone"))
+		}
+	}
+	return dsr.ErasedBlob{Dataset: d.Name, ETag: res.ETag, Deleted: res.Deleted, Masked: changed}, actions, nil
 }
 
 // recordEntries are the audit entries of records kept under a retention

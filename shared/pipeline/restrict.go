@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 
 	"github.com/dsr-functions/dsr/shared/dsr"
+	"github.com/dsr-functions/dsr/shared/match"
 	"github.com/dsr-functions/dsr/shared/policy"
 	"github.com/dsr-functions/dsr/shared/sources"
 	"github.com/dsr-functions/dsr/shared/store"
@@ -42,6 +45,59 @@ func (s *Service) restrictionKeys(st *dsr.Stored) []string {
 	return keys
 }
 
+// discoveredRestrictionKeys are the registry keys of the identifiers held
+// in the subject's own records (her phone in her contact row, her contact
+// id): a restriction made by email is found by them too.
+func (s *Service) discoveredRestrictionKeys(ctx context.Context, st *dsr.Stored, disc *sources.Discovery) ([]string, error) {
+	var keys []string
+	add := func(k string) {
+		if !slices.Contains(keys, k) {
+			keys = append(keys, k)
+		}
+	}
+	for _, dm := range disc.Datasets {
+		d := s.Sources.Dataset(dm.Dataset)
+		if d == nil || dm.Error != "" || dm.Records == 0 || s.delegates(d.Name) {
+			continue
+		}
+		var ids []sources.Identifier
+		for _, id := range d.Identifiers {
+			if id.Kind == sources.KindEmail || id.Kind == sources.KindPhone || id.Kind == sources.KindID {
+				ids = append(ids, id)
+			}
+		}
+		if len(ids) == 0 {
+			continue
+		}
+		err := s.readOwn(ctx, st, dm, func(rec sources.Record) {
+			fields := recordMap(rec)
+			for _, id := range ids {
+				sources.PathStrings(fields, id.Field, func(v string) bool {
+					switch id.Kind {
+					case sources.KindEmail:
+						if e, err := match.NormalizeEmailField(v); err == nil {
+							add(RestrictionKey(s.Secret, "email", e))
+						}
+					case sources.KindPhone:
+						if p, err := match.NormalizePhoneField(v, s.Sources.DefaultPhoneRegion); err == nil {
+							add(RestrictionKey(s.Secret, "phone", "+"+p))
+						}
+					case sources.KindID:
+						if v = strings.TrimSpace(v); v != "" {
+							add(RestrictionKey(s.Secret, "id:"+id.IDNameOrField(), v))
+						}
+					}
+					return true
+				})
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return keys, nil
+}
+
 // Restricted looks one identifier up in the registry.
 func (s *Service) Restricted(ctx context.Context, kind, value string) (*store.Restriction, error) {
 	if len(s.Secret) == 0 {
@@ -56,8 +112,36 @@ func (s *Service) Restricted(ctx context.Context, kind, value string) (*store.Re
 // records the Art. 18(3) notice on the request.
 func (s *Service) restrict(ctx context.Context, rw sources.Rewriter, st *dsr.Stored, disc *sources.Discovery, attempt int) error {
 	now := s.NowUTC()
-	for _, key := range s.restrictionKeys(st) {
-		entry := store.Restriction{Restricted: true, Since: now, RequestID: st.ID, Ground: restrictionGround}
+	keys := s.restrictionKeys(st)
+	found, err := s.discoveredRestrictionKeys(ctx, st, disc)
+	if err != nil {
+		return err
+	}
+	for _, k := range found {
+		if !slices.Contains(keys, k) {
+			keys = append(keys, k)
+		}
+	}
+	if st.Lift {
+		// Lifting by any identifier lifts every identifier the restriction
+		// covered.
+		for i := 0; i < len(keys); i++ {
+			prev, err := s.Store.GetRestriction(ctx, keys[i])
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			for _, k := range prev.Keys {
+				if !slices.Contains(keys, k) {
+					keys = append(keys, k)
+				}
+			}
+		}
+	}
+	for _, key := range keys {
+		entry := store.Restriction{Restricted: true, Since: now, RequestID: st.ID, Ground: restrictionGround, Keys: keys}
 		prev, err := s.Store.GetRestriction(ctx, key)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
@@ -71,12 +155,17 @@ func (s *Service) restrict(ctx context.Context, rw sources.Rewriter, st *dsr.Sto
 			entry.Restricted, entry.LiftedAt, entry.LiftedBy = false, &now, st.ID
 		case prev.Restricted:
 			entry = *prev // already restricted: keep since when
+			for _, k := range keys {
+				if !slices.Contains(entry.Keys, k) {
+					entry.Keys = append(entry.Keys, k)
+				}
+			}
 		}
 		if err := s.Store.PutRestriction(ctx, key, entry); err != nil {
 			return err
 		}
 	}
-	rep := &dsr.RestrictionReport{Lifted: st.Lift, Identifiers: len(s.restrictionKeys(st)), Sources: []dsr.RestrictionSource{}}
+	rep := &dsr.RestrictionReport{Lifted: st.Lift, Identifiers: len(keys), Sources: []dsr.RestrictionSource{}}
 	if st.Lift {
 		rep.Notice = dsr.LiftNotice
 	}
@@ -141,7 +230,7 @@ func (s *Service) restrict(ctx context.Context, rw sources.Rewriter, st *dsr.Sto
 	if st.Lift {
 		detail = fmt.Sprintf("restriction lifted for %d identifiers", rep.Identifiers)
 	}
-	st, err := s.Store.Update(ctx, st.ID, func(st *dsr.Stored) (bool, error) {
+	st, err = s.Store.Update(ctx, st.ID, func(st *dsr.Stored) (bool, error) {
 		if st.State.Terminal() || st.Stage != dsr.StageRestriction {
 			return false, nil
 		}

@@ -19,7 +19,13 @@ type Restriction struct {
 	RequestID  string     `json:"requestId"`
 	Ground     string     `json:"ground"`
 	LiftedAt   *time.Time `json:"liftedAt,omitempty"`
-	LiftedBy   string     `json:"liftedByRequest,omitempty"`
+	// LiftedBy is the request that lifted the restriction; RequestID stays
+	// the one that made it.
+	LiftedBy string `json:"liftedByRequest,omitempty"`
+	// Keys are the registry keys (keyed hashes) of every identifier the
+	// same restriction covers: the request's and those found in the
+	// person's records, so that lifting it by any one lifts them all.
+	Keys []string `json:"keys,omitempty"`
 }
 
 var identifierHash = regexp.MustCompile(`^k_[0-9a-f]{32}$`)

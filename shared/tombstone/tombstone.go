@@ -19,11 +19,15 @@
 //     others reference, and what the erasure kept where (for the report).
 //
 // A later request looks its identifiers up (Find) and discovery follows
-// relations from the deleted keys as if the rows still existed. After a
-// restore from backup, a replay walks the restored data, looks up every
-// identifier and relation value it holds (Lookup), and erases again.
+// relations from the deleted keys as if the rows still existed.
 //
-// Layout in the state container: tombstones/<hash>/<requestId>.json.
+// After a restore from backup, the erasures must be applied again, and no
+// request knows whose: for that one purpose each tombstone also has a copy
+// sealed with a key derived from the secret alone (List), which only the
+// app, holding the secret, can open.
+//
+// Layout in the state container: tombstones/<hash>/<requestId>.json (one per
+// identifier) and tombstones/all/<requestId>.json (the replay copy).
 package tombstone
 
 import (
@@ -204,10 +208,7 @@ func Hash(secret []byte, id Identifier) string {
 
 const prefix = "tombstones/"
 
-var (
-	hashPattern = regexp.MustCompile(`^k_[0-9a-f]{32}$`)
-	idPattern   = regexp.MustCompile(`^r[0-9a-f]{28}$`)
-)
+var idPattern = regexp.MustCompile(`^r[0-9a-f]{28}$`)
 
 func blobName(hash, requestID string) string { return prefix + hash + "/" + requestID + ".json" }
 
@@ -250,18 +251,71 @@ func (s *Store) Put(ctx context.Context, t *Tombstone) error {
 	if err != nil {
 		return fmt.Errorf("tombstone: encode: %w", err)
 	}
-	for _, id := range t.Identifiers() {
-		hash := Hash(s.secret, id)
+	write := func(name string, id Identifier, aad string) error {
 		nonce := make([]byte, 12)
 		if _, err := rand.Read(nonce); err != nil {
 			return fmt.Errorf("tombstone: nonce: %w", err)
 		}
-		body, _ := json.Marshal(sealed{V: 1, Nonce: nonce, Data: s.aead(id).Seal(nil, nonce, plain, []byte(hash))})
-		if _, err := s.c.NewBlockBlobClient(blobName(hash, t.RequestID)).UploadBuffer(ctx, body, nil); err != nil {
+		body, _ := json.Marshal(sealed{V: 1, Nonce: nonce, Data: s.aead(id).Seal(nil, nonce, plain, []byte(aad))})
+		if _, err := s.c.NewBlockBlobClient(name).UploadBuffer(ctx, body, nil); err != nil {
 			return fmt.Errorf("tombstone: write: %w", err)
 		}
+		return nil
 	}
-	return nil
+	for _, id := range t.Identifiers() {
+		hash := Hash(s.secret, id)
+		if err := write(blobName(hash, t.RequestID), id, hash); err != nil {
+			return err
+		}
+	}
+	return write(allPrefix+t.RequestID+".json", replayKey, t.RequestID)
+}
+
+// replayKey is the "identifier" the replay copies are sealed under: a
+// fixed one, so the key derives from the secret alone.
+var replayKey = Identifier{Kind: "replay", Value: "all"}
+
+const allPrefix = prefix + "all/"
+
+// List returns the tombstones of completed erasures in request id order
+// (the order they were made), at most limit of them after request id
+// after ("" for the first), and the id to pass as after for the next page
+// ("" when there is none). It is for replaying erasures after a restore.
+func (s *Store) List(ctx context.Context, after string, limit int) ([]*Tombstone, string, error) {
+	if len(s.secret) == 0 {
+		return nil, "", ErrNoSecret
+	}
+	if after != "" && !idPattern.MatchString(after) {
+		return nil, "", errors.New("tombstone: malformed request id")
+	}
+	// Listings come in name order, and names are request ids, which sort
+	// by creation time.
+	pager := s.c.NewListBlobsFlatPager(&container.ListBlobsFlatOptions{Prefix: to.Ptr(allPrefix)})
+	var out []*Tombstone
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		if bloberror.HasCode(err, bloberror.ContainerNotFound) {
+			return nil, "", nil
+		}
+		if err != nil {
+			return nil, "", fmt.Errorf("tombstone: list: %w", err)
+		}
+		for _, it := range page.Segment.BlobItems {
+			id := strings.TrimSuffix(strings.TrimPrefix(*it.Name, allPrefix), ".json")
+			if !idPattern.MatchString(id) || id <= after {
+				continue
+			}
+			if len(out) == limit {
+				return out, out[len(out)-1].RequestID, nil
+			}
+			t, err := s.open(ctx, *it.Name, id, replayKey)
+			if err != nil {
+				return nil, "", err
+			}
+			out = append(out, t)
+		}
+	}
+	return out, "", nil
 }
 
 // Find returns the tombstones filed under any of the identifiers, each
@@ -342,31 +396,3 @@ func (s *Store) open(ctx context.Context, name, hash string, id Identifier) (*To
 	}
 	return &t, nil
 }
-
-// Hashes returns the hashes every tombstone is filed under, for a replay
-// that looks up the identifiers of restored data without reading every
-// copy. It lists names only.
-func (s *Store) Hashes(ctx context.Context) (map[string]bool, error) {
-	out := map[string]bool{}
-	pager := s.c.NewListBlobsFlatPager(&container.ListBlobsFlatOptions{Prefix: to.Ptr(prefix)})
-	for pager.More() {
-		page, err := pager.NextPage(ctx)
-		if bloberror.HasCode(err, bloberror.ContainerNotFound) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("tombstone: list: %w", err)
-		}
-		for _, it := range page.Segment.BlobItems {
-			rest := strings.TrimPrefix(*it.Name, prefix)
-			hash, _, ok := strings.Cut(rest, "/")
-			if ok && hashPattern.MatchString(hash) {
-				out[hash] = true
-			}
-		}
-	}
-	return out, nil
-}
-
-// HashOf is Hash with the store's secret.
-func (s *Store) HashOf(id Identifier) string { return Hash(s.secret, id) }

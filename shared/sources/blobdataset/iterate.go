@@ -45,14 +45,6 @@ type rawRecord struct {
 	markStart, markEnd int
 }
 
-// escaped reports whether the raw JSON of the record holds an escape that
-// may hide an identifier (see match.HasEscapeMark).
-func (r *rawRecord) escaped() bool {
-	if r.marks != nil {
-		return r.marks.Has(r.markStart, r.markEnd)
-	}
-	return match.HasEscapeMark(r.raw)
-}
 
 // candidate reports whether the record may match: the prefilter looks at the
 // raw bytes, never parsing. hit is called on the raw line or on each cell.
@@ -213,6 +205,21 @@ func pooledReader(rd io.Reader) (*bufio.Reader, func()) {
 // before a reader counts as broken (as in bufio).
 const maxEmptyReads = 100
 
+// trimLine is bytes.TrimSpace for an NDJSON line, with a fast path for
+// the usual line: an object right up to its "\n" or "\r\n" ending.
+func trimLine(full []byte) []byte {
+	n := len(full)
+	if n >= 2 && full[0] == '{' && full[n-1] == '\n' {
+		if full[n-2] == '}' {
+			return full[:n-1]
+		}
+		if n >= 3 && full[n-2] == '\r' && full[n-3] == '}' {
+			return full[:n-2]
+		}
+	}
+	return bytes.TrimSpace(full)
+}
+
 // iterateNDJSON splits the stream into lines in its own buffer: this is the
 // hot loop of discovery. A line (with its ending) longer than maxLine
 // fails, as does a final line without ending that fills maxLine.
@@ -236,7 +243,7 @@ func iterateNDJSON(ctx context.Context, rd io.Reader, fn func(*rawRecord) error,
 	line := func(full []byte, off int64) error {
 		// Lines keep their ending (a line and its ending fit in the
 		// buffer either way); trimming yields what bufio.ScanLines would.
-		trimmed := bytes.TrimSpace(full)
+		trimmed := trimLine(full)
 		if len(trimmed) == 0 {
 			if gap != nil {
 				return gap(full)

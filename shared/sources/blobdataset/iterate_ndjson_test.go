@@ -162,3 +162,11 @@ func TestNDJSONReadErrors(t *testing.T) {
 		t.Errorf("stuck reader: %v", err)
 	}
 }
+
+func TestTrimLineIsTrimSpace(t *testing.T) {
+	for _, l := range []string{"{}\n", "{}\r\n", "{\"a\":1}\n", " {}\n", "{} \n", "{}\t\r\n", "{\n", "}\n", "\n", "", "{}", "{}\r", "x\n", "{}\n\n"} {
+		if got, want := trimLine([]byte(l)), bytes.TrimSpace([]byte(l)); !bytes.Equal(got, want) {
+			t.Errorf("trimLine(%q) = %q, want %q", l, got, want)
+		}
+	}
+}

@@ -304,11 +304,26 @@ type scratch struct {
 func (m *datasetMatcher) owners(r *rawRecord, sc *scratch) []int {
 	sc.owners = sc.owners[:0]
 	if r.raw != nil {
-		b, ok := m.candidateBytes(r.raw, r.escaped, sc)
-		if !ok && len(m.always) == 0 {
+		b := r.raw
+		if !m.hitsAny(b) {
+			// The raw JSON may hide an identifier behind an escape (see
+			// match.HasEscapeMark); NDJSON lines ask their buffer's
+			// MarkFinder, whose fast path is one comparison.
+			escaped := false
+			if r.marks != nil {
+				escaped = r.marks.Has(r.markStart, r.markEnd)
+			} else {
+				escaped = match.HasEscapeMark(b)
+			}
+			b = nil
+			if escaped {
+				b = m.decoded(r.raw, sc)
+			}
+		}
+		if b == nil && len(m.always) == 0 {
 			return nil
 		}
-		if ok {
+		if b != nil {
 			if len(m.rules) == 1 {
 				return append(sc.owners, 0)
 			}
@@ -316,10 +331,14 @@ func (m *datasetMatcher) owners(r *rawRecord, sc *scratch) []int {
 		}
 	} else {
 		for _, cell := range r.row {
-			raw := unsafe.Slice(unsafe.StringData(cell), len(cell)) // only read
-			b, ok := m.candidateBytes(raw, func() bool { return match.HasEncodingMark(raw) }, sc)
-			if !ok {
-				continue
+			b := unsafe.Slice(unsafe.StringData(cell), len(cell)) // only read
+			if !m.hitsAny(b) {
+				if !match.HasEncodingMark(b) {
+					continue
+				}
+				if b = m.decoded(b, sc); b == nil {
+					continue
+				}
 			}
 			if len(m.rules) == 1 {
 				return append(sc.owners[:0], 0)
@@ -338,22 +357,14 @@ func (m *datasetMatcher) owners(r *rawRecord, sc *scratch) []int {
 	return slices.Compact(sc.owners)
 }
 
-// candidateBytes returns the bytes the prefilter accepted: b itself, or
-// its decoded form when b holds no pattern but an encoding mark (marked
-// reports that lazily) and the decoded form does. ok is false when
-// neither holds a pattern.
-func (m *datasetMatcher) candidateBytes(b []byte, marked func() bool, sc *scratch) ([]byte, bool) {
-	if m.hitsAny(b) {
-		return b, true
-	}
-	if !marked() {
-		return nil, false
-	}
+// decoded is the second look at bytes that hold no pattern but an encoding
+// mark: their decoded, unwrapped form if it holds a pattern, else nil.
+func (m *datasetMatcher) decoded(b []byte, sc *scratch) []byte {
 	sc.canon = match.AppendCanonical(sc.canon[:0], b, true)
 	if m.hitsAny(sc.canon) {
-		return sc.canon, true
+		return sc.canon
 	}
-	return nil, false
+	return nil
 }
 
 // hitsAny reports whether b holds a pattern or a phone tail of any subject.
