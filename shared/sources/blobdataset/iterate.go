@@ -45,7 +45,6 @@ type rawRecord struct {
 	markStart, markEnd int
 }
 
-
 // candidate reports whether the record may match: the prefilter looks at the
 // raw bytes, never parsing. hit is called on the raw line or on each cell.
 func (r *rawRecord) candidate(hit func([]byte) bool) bool {
