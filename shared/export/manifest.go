@@ -218,7 +218,7 @@ func buildSummary(req Request, datasets []Dataset, parts []spooled, total int64,
 			item("Records about you", fmt.Sprint(p.records))
 			item("Files", jsonName(d.Name)+" and "+csvName(d.Name))
 			if d.Kept != nil {
-				item("Why we still hold it", d.Kept.sentence())
+				item("Why it is kept", d.Kept.sentence())
 			}
 		}
 		item("Kinds of data", listOr(f.Categories, "not stated"))
