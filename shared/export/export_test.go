@@ -841,3 +841,43 @@ func TestUnavailableDataset(t *testing.T) {
 		}
 	}
 }
+
+// TestKeptAfterErasure: records an erasure kept come with the reason, in
+// the summary and the manifest; datasets without records say nothing.
+func TestKeptAfterErasure(t *testing.T) {
+	ds := testDatasets(nil)
+	erased := time.Date(2026, 11, 3, 10, 0, 0, 0, time.UTC)
+	ds[0].Kept = &export.Kept{RequestID: "r019a0000000000000000000000ab", ErasedAt: erased, Action: "retained",
+		Ground: "system-generated log: audit information is kept", LegalBasis: "Art. 6(1)(c) GDPR"}
+	ds[2].Kept = &export.Kept{RequestID: "r019a0000000000000000000000ab", ErasedAt: erased, Action: "masked", Fields: []string{"description"}}
+	ds[1].Kept = ds[2].Kept // no records: nothing to say
+	b, _ := writeZip(t, ds)
+	a := openZip(t, b)
+	s := string(a.data["summary.txt"])
+	for _, want := range []string{
+		"Why it is kept:      kept after your erasure request r019a0000000000000000000000ab (3 November 2026, 10:00 UTC): retained unchanged because system-generated log: audit information is kept (legal basis: Art. 6(1)(c) GDPR)",
+		"with description masked",
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("summary lacks %q:\n%s", want, s)
+		}
+	}
+	var m struct {
+		Datasets []struct {
+			Name             string `json:"name"`
+			KeptAfterErasure *struct {
+				RequestID, Action, ErasedAt, Reason string
+			} `json:"keptAfterErasure"`
+		} `json:"datasets"`
+	}
+	if err := json.Unmarshal(a.data["manifest.json"], &m); err != nil {
+		t.Fatal(err)
+	}
+	k := m.Datasets[0].KeptAfterErasure
+	if k == nil || k.Action != "retained" || k.ErasedAt != "2026-11-03T10:00:00Z" || !strings.Contains(k.Reason, "retained unchanged") {
+		t.Errorf("manifest keptAfterErasure of %s: %+v", m.Datasets[0].Name, k)
+	}
+	if m.Datasets[1].KeptAfterErasure != nil || m.Datasets[2].KeptAfterErasure == nil {
+		t.Errorf("manifest: keptAfterErasure only where records are: %+v, %+v", m.Datasets[1].KeptAfterErasure, m.Datasets[2].KeptAfterErasure)
+	}
+}
