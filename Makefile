@@ -31,6 +31,7 @@ test: deps
 	./scripts/fuzz.sh ./shared/dsr/ FuzzParseSubmission $(FUZZTIME)
 	./scripts/fuzz.sh ./shared/funchost/ FuzzUnwrap $(FUZZTIME)
 	./scripts/fuzz.sh ./shared/match/ FuzzPrefilter 5s
+	./scripts/fuzz.sh ./shared/match/ FuzzMentionsEmail 5s
 	./scripts/fuzz.sh ./shared/sources/ FuzzParseRecordJSON 5s
 	./scripts/fuzz.sh ./shared/sources/blobdataset/ FuzzIterateNDJSON 5s
 	./scripts/fuzz.sh ./shared/sources/blobdataset/ FuzzIterateCSV 5s
