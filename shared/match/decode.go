@@ -164,20 +164,18 @@ func (f *MarkFinder) search(start, end int) bool {
 // is only ever used to find candidates, never to decide a match.
 func AppendCanonical(dst, b []byte, unwrap bool) []byte {
 	start := len(dst)
-	dst = append(dst, b...)
-	for range maxDecodeRounds + 1 {
-		cur := dst[start:]
-		if !HasEncodingMark(cur) {
-			break
-		}
-		next := decodeOnce(nil, cur)
-		if bytes.Equal(next, cur) {
+	dst = decodeOnce(dst, b)
+	// Further layers (JSON pasted into JSON, &amp;#64;) are rare: only
+	// then is there a second buffer.
+	for round := 1; round <= maxDecodeRounds && HasEncodingMark(dst[start:]); round++ {
+		next := decodeOnce(nil, dst[start:])
+		if bytes.Equal(next, dst[start:]) {
 			break
 		}
 		dst = append(dst[:start], next...)
 	}
 	if unwrap {
-		dst = append(dst[:start], unwrapLines(nil, dst[start:])...)
+		dst = dst[:start+len(unwrapLines(dst[start:start], dst[start:]))]
 	}
 	return dst
 }
@@ -191,65 +189,152 @@ func DecodeText(s string) string {
 	return string(AppendCanonical(nil, []byte(s), false))
 }
 
-// decodeOnce appends b to dst with one layer of each encoding undone.
+// decodeOnce appends b to dst with one layer of each encoding undone, in
+// one pass: JSON escapes, HTML character references, percent escapes. A
+// sequence that is not a valid escape stays as it is.
 func decodeOnce(dst, b []byte) []byte {
-	// JSON escapes first: they are the outermost layer of a value read
-	// from a JSON line.
-	tmp := decodeJSONEscapes(nil, b)
-	if bytes.IndexByte(tmp, '&') >= 0 {
-		tmp = []byte(html.UnescapeString(string(tmp)))
-	}
-	return decodePercent(dst, tmp)
-}
-
-// decodeJSONEscapes undoes JSON string escapes; a backslash that starts no
-// valid escape stays as it is.
-func decodeJSONEscapes(dst, b []byte) []byte {
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		if c != '\\' || i+1 >= len(b) {
-			dst = append(dst, c)
-			continue
-		}
-		switch e := b[i+1]; e {
-		case '"', '\\', '/', '\'':
-			dst = append(dst, e)
-			i++
-		case 'n':
-			dst = append(dst, '\n')
-			i++
-		case 'r':
-			dst = append(dst, '\r')
-			i++
-		case 't':
-			dst = append(dst, '\t')
-			i++
-		case 'b', 'f':
-			dst = append(dst, ' ')
-			i++
-		case 'u', 'U':
-			r, ok := hex4(b, i+2)
-			if !ok {
-				dst = append(dst, c)
-				continue
-			}
-			n := 6
-			if 0xD800 <= r && r < 0xDC00 && i+7 < len(b) && b[i+6] == '\\' && (b[i+7] == 'u' || b[i+7] == 'U') {
-				if lo, ok := hex4(b, i+8); ok && 0xDC00 <= lo && lo < 0xE000 {
-					r = 0x10000 + (r-0xD800)<<10 + (lo - 0xDC00)
-					n = 12
+	// Runs without an escape are copied whole: the next position of each
+	// escape byte is searched once and reused until passed.
+	next := [3]int{-1, -1, -1}
+	for i := 0; i < len(b); {
+		j := len(b)
+		for k := range next {
+			if next[k] < i {
+				if p := bytes.IndexByte(b[i:], markBytes[k]); p >= 0 {
+					next[k] = i + p
+				} else {
+					next[k] = len(b)
 				}
 			}
-			if 0xD800 <= r && r < 0xE000 {
-				r = utf8.RuneError
-			}
-			dst = utf8.AppendRune(dst, r)
-			i += n - 1
-		default:
-			dst = append(dst, c)
+			j = min(j, next[k])
 		}
+		dst = append(dst, b[i:j]...)
+		if j == len(b) {
+			break
+		}
+		i = j
+		switch b[i] {
+		case '\\':
+			if r, n, ok := jsonEscape(b[i:]); ok {
+				dst = utf8.AppendRune(dst, r)
+				i += n
+				continue
+			}
+		case '&':
+			if r, n, ok := charRef(b[i:]); ok {
+				dst = append(dst, r...)
+				i += n
+				continue
+			}
+		case '%':
+			if i+2 < len(b) && isHex(b[i+1]) && isHex(b[i+2]) {
+				dst = append(dst, unhex(b[i+1])<<4|unhex(b[i+2]))
+				i += 3
+				continue
+			}
+		}
+		dst = append(dst, b[i])
+		i++
 	}
 	return dst
+}
+
+// jsonEscape decodes the JSON escape at the start of b (b[0] is '\\') and
+// returns the rune and how many bytes it took.
+func jsonEscape(b []byte) (rune, int, bool) {
+	if len(b) < 2 {
+		return 0, 0, false
+	}
+	switch e := b[1]; e {
+	case '"', '\\', '/', '\'':
+		return rune(e), 2, true
+	case 'n':
+		return '\n', 2, true
+	case 'r':
+		return '\r', 2, true
+	case 't':
+		return '\t', 2, true
+	case 'b', 'f':
+		return ' ', 2, true
+	case 'u', 'U':
+		r, ok := hex4(b, 2)
+		if !ok {
+			return 0, 0, false
+		}
+		n := 6
+		if 0xD800 <= r && r < 0xDC00 && len(b) > 7 && b[6] == '\\' && (b[7] == 'u' || b[7] == 'U') {
+			if lo, ok := hex4(b, 8); ok && 0xDC00 <= lo && lo < 0xE000 {
+				r = 0x10000 + (r-0xD800)<<10 + (lo - 0xDC00)
+				n = 12
+			}
+		}
+		if 0xD800 <= r && r < 0xE000 {
+			r = utf8.RuneError
+		}
+		return r, n, true
+	}
+	return 0, 0, false
+}
+
+// maxRefLen bounds an HTML character reference (&CounterClockwiseContourIntegral; is 33).
+const maxRefLen = 40
+
+// charRef decodes the HTML character reference at the start of b (b[0] is
+// '&'): numeric (&#64; &#x40;, the ';' optional as browsers read them) or
+// named (&commat;, with its ';'). It returns the decoded bytes and how
+// many bytes it took.
+func charRef(b []byte) ([]byte, int, bool) {
+	if len(b) < 3 {
+		return nil, 0, false
+	}
+	if b[1] == '#' {
+		i, base := 2, 10
+		if b[i] == 'x' || b[i] == 'X' {
+			i, base = 3, 16
+		}
+		var r rune
+		digits := 0
+		for ; i < len(b) && digits < 8; i++ {
+			c := b[i]
+			var d rune
+			switch {
+			case '0' <= c && c <= '9':
+				d = rune(c - '0')
+			case base == 16 && isHex(c):
+				d = rune(unhex(c))
+			default:
+				goto done
+			}
+			r = r*rune(base) + d
+			digits++
+		}
+	done:
+		if digits == 0 {
+			return nil, 0, false
+		}
+		if i < len(b) && b[i] == ';' {
+			i++
+		}
+		if r == 0 || r > utf8.MaxRune || (0xD800 <= r && r < 0xE000) {
+			r = utf8.RuneError
+		}
+		return utf8.AppendRune(nil, r), i, true
+	}
+	end := bytes.IndexByte(b[:min(len(b), maxRefLen)], ';')
+	if end < 2 {
+		return nil, 0, false
+	}
+	for _, c := range b[1:end] {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
+			return nil, 0, false
+		}
+	}
+	ref := string(b[:end+1])
+	dec := html.UnescapeString(ref)
+	if dec == ref {
+		return nil, 0, false
+	}
+	return []byte(dec), end + 1, true
 }
 
 // hex4 reads four hex digits at b[i:].
@@ -267,33 +352,23 @@ func hex4(b []byte, i int) (rune, bool) {
 	return r, true
 }
 
-// decodePercent undoes %XX escapes; a '%' without two hex digits stays.
-func decodePercent(dst, b []byte) []byte {
-	for i := 0; i < len(b); i++ {
-		if b[i] == '%' && i+2 < len(b) && isHex(b[i+1]) && isHex(b[i+2]) {
-			dst = append(dst, unhex(b[i+1])<<4|unhex(b[i+2]))
-			i += 2
-			continue
-		}
-		dst = append(dst, b[i])
-	}
-	return dst
-}
-
 // unwrapLines drops every line break together with the spaces and tabs
-// around it.
+// around it. dst may be b[:0]: it never gets ahead of what it reads.
 func unwrapLines(dst, b []byte) []byte {
 	for i := 0; i < len(b); {
-		if j, ok := lineBreakRun(b, i); ok {
-			// Drop the spaces and tabs already copied before the break.
-			for len(dst) > 0 && (dst[len(dst)-1] == ' ' || dst[len(dst)-1] == '\t') {
-				dst = dst[:len(dst)-1]
-			}
-			i = j
-			continue
+		k := bytes.IndexByte(b[i:], '\n')
+		if r := bytes.IndexByte(b[i:], '\r'); r >= 0 && (k < 0 || r < k) {
+			k = r
 		}
-		dst = append(dst, b[i])
-		i++
+		if k < 0 {
+			return append(dst, b[i:]...)
+		}
+		dst = append(dst, b[i:i+k]...)
+		// Drop the spaces and tabs already copied before the break.
+		for len(dst) > 0 && (dst[len(dst)-1] == ' ' || dst[len(dst)-1] == '\t') {
+			dst = dst[:len(dst)-1]
+		}
+		i, _ = lineBreakRun(b, i+k)
 	}
 	return dst
 }
@@ -508,7 +583,6 @@ func NormalizeEmailField(v string) (string, error) {
 		if q := strings.IndexByte(s, '?'); q >= 0 {
 			s = s[:q]
 		}
-		s = string(decodePercent(nil, []byte(s)))
 	}
 	if s == strings.TrimSpace(v) {
 		return "", err

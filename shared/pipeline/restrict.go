@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"strings"
 
 	"github.com/dsr-functions/dsr/shared/dsr"
-	"github.com/dsr-functions/dsr/shared/match"
 	"github.com/dsr-functions/dsr/shared/policy"
 	"github.com/dsr-functions/dsr/shared/sources"
 	"github.com/dsr-functions/dsr/shared/store"
@@ -60,12 +58,7 @@ func (s *Service) discoveredRestrictionKeys(ctx context.Context, st *dsr.Stored,
 		if d == nil || dm.Error != "" || dm.Records == 0 || s.delegates(d.Name) {
 			continue
 		}
-		var ids []sources.Identifier
-		for _, id := range d.Identifiers {
-			if id.Kind == sources.KindEmail || id.Kind == sources.KindPhone || id.Kind == sources.KindID {
-				ids = append(ids, id)
-			}
-		}
+		ids := identifierFields(d)
 		if len(ids) == 0 {
 			continue
 		}
@@ -73,19 +66,11 @@ func (s *Service) discoveredRestrictionKeys(ctx context.Context, st *dsr.Stored,
 			fields := recordMap(rec)
 			for _, id := range ids {
 				sources.PathStrings(fields, id.Field, func(v string) bool {
-					switch id.Kind {
-					case sources.KindEmail:
-						if e, err := match.NormalizeEmailField(v); err == nil {
-							add(RestrictionKey(s.Secret, "email", e))
+					if kind, norm, ok := normalizeIdentifier(id, v, s.Sources.DefaultPhoneRegion); ok {
+						if kind == "phone" {
+							norm = "+" + norm // the registry keys phones as requests store them
 						}
-					case sources.KindPhone:
-						if p, err := match.NormalizePhoneField(v, s.Sources.DefaultPhoneRegion); err == nil {
-							add(RestrictionKey(s.Secret, "phone", "+"+p))
-						}
-					case sources.KindID:
-						if v = strings.TrimSpace(v); v != "" {
-							add(RestrictionKey(s.Secret, "id:"+id.IDNameOrField(), v))
-						}
+						add(RestrictionKey(s.Secret, kind, norm))
 					}
 					return true
 				})

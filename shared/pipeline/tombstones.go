@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/dsr-functions/dsr/shared/dsr"
+	"github.com/dsr-functions/dsr/shared/match"
 	"github.com/dsr-functions/dsr/shared/policy"
 	"github.com/dsr-functions/dsr/shared/sources"
 	"github.com/dsr-functions/dsr/shared/tombstone"
@@ -96,7 +97,8 @@ func (s *Service) fileTombstone(ctx context.Context, st *dsr.Stored, disc *sourc
 			t.Kept = append(t.Kept, k)
 		case sources.EraseDelete:
 			refs := s.Sources.ReferencedFields(d.Name)
-			if len(refs) == 0 {
+			ids := identifierFields(d)
+			if len(refs) == 0 && len(ids) == 0 {
 				continue
 			}
 			err := s.readOwn(ctx, st, dm, func(rec sources.Record) {
@@ -105,6 +107,16 @@ func (s *Service) fileTombstone(ctx context.Context, st *dsr.Stored, disc *sourc
 					sources.PathStrings(fields, f, func(v string) bool {
 						if v = strings.TrimSpace(v); v != "" {
 							t.AddKey(d.Name, f, v)
+						}
+						return true
+					})
+				}
+				// The identifiers the deleted records held: a later
+				// request by her phone must find the tombstone too.
+				for _, id := range ids {
+					sources.PathStrings(fields, id.Field, func(v string) bool {
+						if kind, norm, ok := normalizeIdentifier(id, v, s.Sources.DefaultPhoneRegion); ok {
+							t.AddFound(tombstone.Identifier{Kind: kind, Value: norm})
 						}
 						return true
 					})
@@ -126,6 +138,36 @@ func (s *Service) fileTombstone(ctx context.Context, st *dsr.Stored, disc *sourc
 		return true, nil
 	})
 	return err
+}
+
+// identifierFields are a dataset's email, phone and id identifiers.
+func identifierFields(d *sources.Dataset) []sources.Identifier {
+	var out []sources.Identifier
+	for _, id := range d.Identifiers {
+		if id.Kind == sources.KindEmail || id.Kind == sources.KindPhone || id.Kind == sources.KindID {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// normalizeIdentifier normalises a value of identifier field id the way
+// requests are normalised, and names its kind as tombstones and the
+// restriction registry do ("email", "phone", "id:<name>"). Phones are E.164
+// digits without '+'.
+func normalizeIdentifier(id sources.Identifier, v, region string) (kind, value string, ok bool) {
+	switch id.Kind {
+	case sources.KindEmail:
+		e, err := match.NormalizeEmailField(v)
+		return "email", e, err == nil
+	case sources.KindPhone:
+		p, err := match.NormalizePhoneField(v, region)
+		return "phone", p, err == nil
+	case sources.KindID:
+		v = strings.TrimSpace(v)
+		return "id:" + id.IDNameOrField(), v, v != ""
+	}
+	return "", "", false
 }
 
 // readOwn reads the records of one dataset that are the subject's own (not

@@ -67,6 +67,13 @@ type Tombstone struct {
 	// Keys are the deleted records' values that other records reference,
 	// by dataset and field (sources.Subject.Keys).
 	Keys map[string]map[string][]string `json:"keys,omitempty"`
+	// Found are identifiers the deleted records held that the request did
+	// not give (her phone in her contact row): the tombstone is filed
+	// under them too, so a later request by her phone finds it. They are
+	// lookup identifiers only: discovery searches by the request's
+	// identifiers and the Emails, Phones and IDs above, so an erasure's
+	// verification sees exactly what the erasure saw.
+	Found []Identifier `json:"found,omitempty"`
 	// Kept says what the erasure kept where, for the reports of later
 	// requests.
 	Kept []Kept `json:"kept,omitempty"`
@@ -86,7 +93,18 @@ type Kept struct {
 
 // Identifier is one lookup identifier: a kind ("email", "phone",
 // "id:<name>", "key:<dataset>.<field>") and a normalised value.
-type Identifier struct{ Kind, Value string }
+type Identifier struct {
+	Kind  string `json:"kind"`
+	Value string `json:"value"`
+}
+
+// AddFound records an identifier a deleted record held, unless the
+// tombstone knows it already.
+func (t *Tombstone) AddFound(id Identifier) {
+	if !slices.Contains(t.Identifiers(), id) {
+		t.Found = append(t.Found, id)
+	}
+}
 
 // Identifiers are the lookup identifiers of a tombstone: the subject's and
 // the deleted keys, each once, in a fixed order.
@@ -108,6 +126,7 @@ func (t *Tombstone) Identifiers() []Identifier {
 			}
 		}
 	}
+	out = append(out, t.Found...)
 	seen := map[Identifier]bool{}
 	return slices.DeleteFunc(out, func(id Identifier) bool {
 		dup := seen[id]

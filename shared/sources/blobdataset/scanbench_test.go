@@ -152,6 +152,24 @@ func BenchmarkScan(b *testing.B) {
 			})
 		}
 	}
+	// The same records with every '@' written as the JSON escape \u0040
+	// (as some serializers write it): every line holds an escape mark, so
+	// every line takes the decoded second look, the worst case of it. The
+	// records found must be exactly those of the plain file.
+	escaped, escSize := scanDataEscaped(b, path)
+	for _, n := range []int{1, scanSubjects} {
+		b.Run(fmt.Sprintf("subjects=%d/dsr-escaped", n), func(b *testing.B) {
+			subjects := benchSubjects(n, false)
+			want, err := discoverFile(path, subjects, 1, 1)
+			if err != nil {
+				b.Fatal(err)
+			}
+			benchDiscover(b, escaped, escSize, subjects, 1, 1)
+			if got, err := discoverFile(escaped, subjects, 1, 1); err != nil || got != want {
+				b.Fatalf("escaped file: %d records (%v), the plain file %d", got, err, want)
+			}
+		})
+	}
 	b.Run(fmt.Sprintf("subjects=%d/dsr-8blobs", 1), func(b *testing.B) {
 		benchDiscover(b, path, size, benchSubjects(1, false), 8, 4)
 	})
@@ -173,6 +191,58 @@ func benchDiscover(b *testing.B, path string, size int64, subjects []sources.Sub
 		}
 	}
 	b.ReportMetric(float64(records), "records")
+}
+
+// scanDataEscaped writes (once) the file at path with every '@' written as
+// \u0040, and returns its path and size.
+func scanDataEscaped(b *testing.B, path string) (string, int64) {
+	b.Helper()
+	esc := strings.TrimSuffix(path, ".ndjson") + "-escaped.ndjson"
+	if fi, err := os.Stat(esc); err == nil && fi.ModTime().After(modTime(b, path)) {
+		return esc, fi.Size()
+	}
+	in, err := os.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer in.Close()
+	tmp := esc + ".tmp"
+	out, err := os.Create(tmp)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := bufio.NewWriterSize(out, 1<<20)
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 1<<20), maxLine)
+	for sc.Scan() {
+		w.Write(bytes.ReplaceAll(sc.Bytes(), []byte("@"), []byte(`\u0040`)))
+		w.WriteByte('\n')
+	}
+	if err := sc.Err(); err != nil {
+		b.Fatal(err)
+	}
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.Rename(tmp, esc); err != nil {
+		b.Fatal(err)
+	}
+	fi, err := os.Stat(esc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return esc, fi.Size()
+}
+
+func modTime(b *testing.B, path string) time.Time {
+	fi, err := os.Stat(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return fi.ModTime()
 }
 
 // benchCount runs a line counter (grep -c, rg -c) over the file; its time
