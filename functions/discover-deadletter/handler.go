@@ -3,9 +3,10 @@
 package discoverdeadletter
 
 import (
+	"github.com/dsr-functions/dsr/functions/internal/hostfn"
 	"github.com/dsr-functions/dsr/shared/funchost"
 	"github.com/dsr-functions/dsr/shared/pipeline"
 )
 
 // New returns the queue handler.
-func New(svc *pipeline.Service) funchost.QueueFunc { return svc.DeadLetterHandler() }
+func New(svc *pipeline.Service) funchost.QueueFunc { return hostfn.DeadLetter(svc) }

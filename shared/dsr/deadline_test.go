@@ -27,7 +27,9 @@ func TestAddMonthsClampsToMonthEnds(t *testing.T) {
 
 func newOpen(received time.Time) *Request {
 	r := &Request{ID: "r1", Type: TypeAccess, ReceivedAt: received, DueAt: DueAt(received)}
-	r.Advance(StageIntake, StateReceived, received, 1, "")
+	if _, err := r.Advance(StageIntake, StateReceived, received, 1, ""); err != nil {
+		panic(err)
+	}
 	return r
 }
 

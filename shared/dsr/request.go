@@ -233,22 +233,34 @@ type Stored struct {
 	LastSweptAt *time.Time `json:"lastSweptAt,omitempty"`
 }
 
-// Advance moves the request to stage and state and appends one history entry.
-// It is a no-op returning false if the last entry already records the same
-// stage and state, so a redelivered message adds nothing.
-func (r *Request) Advance(stage Stage, state State, at time.Time, attempt int, detail string) bool {
+// Advance moves the request to stage and state and appends one history
+// entry. It is a no-op returning false if the last entry already records
+// the same stage and state, so a redelivered message adds nothing, and it
+// refuses (ErrTransition) any move its type's route does not allow
+// (CheckTransition): backwards, skipping a stage, or out of an ended state.
+func (r *Request) Advance(stage Stage, state State, at time.Time, attempt int, detail string) (bool, error) {
 	if n := len(r.History); n > 0 && r.History[n-1].Stage == stage && r.History[n-1].State == state {
-		return false
+		return false, nil
+	}
+	from, fromState := r.Stage, r.State
+	if len(r.History) == 0 {
+		from, fromState = "", ""
+	}
+	if err := CheckTransition(r.Type, from, fromState, stage, state); err != nil {
+		return false, err
 	}
 	r.Stage, r.State, r.UpdatedAt = stage, state, at
 	r.History = append(r.History, HistoryEntry{Stage: stage, State: state, At: at, Attempt: attempt, Detail: detail})
-	return true
+	return true, nil
 }
 
 // Fail ends the request in StateFailed with a reason free of personal data.
-func (r *Request) Fail(code, message string, at time.Time, attempt int) {
+func (r *Request) Fail(code, message string, at time.Time, attempt int) error {
+	if _, err := r.Advance(r.Stage, StateFailed, at, attempt, code); err != nil {
+		return err
+	}
 	r.Error = &ErrorInfo{Code: code, Message: message}
-	r.Advance(r.Stage, StateFailed, at, attempt, code)
+	return nil
 }
 
 // DueAt is the Art. 12(3) deadline: one calendar month after receipt. When the
@@ -342,8 +354,10 @@ func (r *Request) Cancel(reason string, now time.Time, by *Actor) error {
 	if r.State.Terminal() {
 		return fmt.Errorf("the request is already %s", r.State)
 	}
+	if _, err := r.Advance(r.Stage, StateCancelled, now.UTC(), 0, ""); err != nil {
+		return err
+	}
 	r.Cancellation = &Cancellation{Reason: reason, At: now.UTC()}
-	r.Advance(r.Stage, StateCancelled, now.UTC(), 0, "")
 	r.History[len(r.History)-1].By = by
 	return nil
 }
@@ -411,14 +425,13 @@ func (r *Request) Approve(now time.Time, by *Actor) error {
 	if r.State != StateAwaitingApproval {
 		return fmt.Errorf("only a request awaiting approval can be approved; this one is %s", r.State)
 	}
-	stage := StageErasure
-	switch r.Type {
-	case TypeRectification:
-		stage = StageRectification
-	case TypeRestriction:
-		stage = StageRestriction
+	next, ok := Next(r.Type, r.Stage, nil)
+	if !ok {
+		return fmt.Errorf("a %s request has no stage after %s", r.Type, r.Stage)
 	}
-	r.Advance(stage, StateInProgress, now.UTC(), 0, "approved")
+	if _, err := r.Advance(next.Stage, next.State, now.UTC(), 0, "approved"); err != nil {
+		return err
+	}
 	r.History[len(r.History)-1].By = by
 	return nil
 }
@@ -429,8 +442,10 @@ func (r *Request) Reject(reason string, now time.Time, by *Actor) error {
 	if r.State != StateAwaitingApproval {
 		return fmt.Errorf("only a request awaiting approval can be rejected; this one is %s", r.State)
 	}
+	if _, err := r.Advance(StageApproval, StateRejected, now.UTC(), 0, "rejected"); err != nil {
+		return err
+	}
 	r.Rejection = &Rejection{Reason: reason, At: now.UTC(), Notice: RefusalNotice}
-	r.Advance(StageApproval, StateRejected, now.UTC(), 0, "rejected")
 	r.History[len(r.History)-1].By = by
 	return nil
 }

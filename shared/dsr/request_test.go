@@ -134,12 +134,12 @@ func TestValidID(t *testing.T) {
 
 func TestAdvanceIsIdempotent(t *testing.T) {
 	t0 := time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
-	var r Request
-	if !r.Advance(StageIntake, StateReceived, t0, 1, "") {
-		t.Fatal("first Advance returned false")
+	r := Request{Type: TypeAccess}
+	if ok, err := r.Advance(StageIntake, StateReceived, t0, 1, ""); !ok || err != nil {
+		t.Fatalf("first Advance returned %v, %v", ok, err)
 	}
-	if r.Advance(StageIntake, StateReceived, t0.Add(time.Minute), 2, "redelivered") {
-		t.Error("Advance to the same stage and state returned true")
+	if ok, err := r.Advance(StageIntake, StateReceived, t0.Add(time.Minute), 2, "redelivered"); ok || err != nil {
+		t.Errorf("Advance to the same stage and state returned %v, %v", ok, err)
 	}
 	if len(r.History) != 1 {
 		t.Fatalf("history has %d entries after a repeated Advance, want 1: %+v", len(r.History), r.History)
@@ -162,7 +162,9 @@ func TestAdvanceIsIdempotent(t *testing.T) {
 	at := t0
 	for _, s := range steps {
 		at = at.Add(time.Minute)
-		r.Advance(s.stage, s.state, at, 1, "")
+		if _, err := r.Advance(s.stage, s.state, at, 1, ""); err != nil {
+			t.Fatal(err)
+		}
 	}
 	want := []struct {
 		stage Stage
@@ -183,14 +185,21 @@ func TestAdvanceIsIdempotent(t *testing.T) {
 
 func TestFailIsIdempotent(t *testing.T) {
 	t0 := time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
-	var r Request
-	r.Advance(StageDiscovery, StateInProgress, t0, 1, "")
-	r.Fail("source-unavailable", "a source could not be read", t0.Add(time.Minute), 10)
-	r.Fail("source-unavailable", "a source could not be read", t0.Add(2*time.Minute), 10)
-	if len(r.History) != 2 {
+	r := Request{Type: TypeAccess}
+	for _, step := range []Step{stepIntake, stepDiscover} {
+		if _, err := r.Advance(step.Stage, step.State, t0, 1, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 2 {
+		if err := r.Fail("source-unavailable", "a source could not be read", t0.Add(time.Minute), 10); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(r.History) != 3 {
 		t.Fatalf("history = %+v, want 2 entries", r.History)
 	}
-	last := r.History[1]
+	last := r.History[2]
 	if last.Stage != StageDiscovery || last.State != StateFailed || last.Detail != "source-unavailable" || last.Attempt != 10 {
 		t.Errorf("failure entry = %+v", last)
 	}

@@ -95,6 +95,13 @@ func CheckTransition(t Type, from Stage, fromState State, to Stage, toState Stat
 	if fromState.Terminal() {
 		return refuse("the request has ended")
 	}
+	i := routeIndex(t, from)
+	switch {
+	case i < 0:
+		return refuse("the request is at a stage its route does not have")
+	case route[i].State != fromState:
+		return refuse("at " + string(from) + " a request is " + string(route[i].State))
+	}
 	switch toState {
 	case StateFailed, StateCancelled:
 		if to != from {
@@ -102,15 +109,13 @@ func CheckTransition(t Type, from Stage, fromState State, to Stage, toState Stat
 		}
 		return nil
 	case StateRejected:
-		if from != StageApproval || to != StageApproval || fromState != StateAwaitingApproval {
+		if from != StageApproval || to != StageApproval {
 			return refuse("only a request awaiting approval can be rejected")
 		}
 		return nil
 	}
-	i, j := routeIndex(t, from), routeIndex(t, to)
+	j := routeIndex(t, to)
 	switch {
-	case i < 0:
-		return refuse("the request is at a stage its route does not have")
 	case j < 0:
 		return refuse("the route has no such stage")
 	case j <= i:

@@ -317,6 +317,9 @@ func NewStored(s *Submission, id, origin string, now time.Time) *Stored {
 		Corrections: s.Corrections,
 		Lift:        s.Lift,
 	}
-	st.Advance(StageIntake, StateReceived, now, 1, "")
+	if _, err := st.Advance(StageIntake, StateReceived, now, 1, ""); err != nil {
+		// A validated submission has a type with a route.
+		panic(fmt.Sprintf("dsr: new request: %v", err))
+	}
 	return st
 }

@@ -121,13 +121,12 @@ func failedSource(err error) (reason string, gaveUp bool) {
 // or, when a system could not do its part, failed with code
 // "source-failed" naming those systems (the reports say why, and what every
 // other system did).
-func (s *Service) finishChange(st *dsr.Stored, attempt int, detail string) {
+func (s *Service) finishChange(st *dsr.Stored, attempt int, detail string) error {
 	if n := len(st.FailedSources); n > 0 {
-		st.Fail("source-failed", fmt.Sprintf("%d source(s) could not do their part: %s; the other sources did theirs (see the reports)",
+		return st.Fail("source-failed", fmt.Sprintf("%d source(s) could not do their part: %s; the other sources did theirs (see the reports)",
 			n, strings.Join(st.FailedSources, ", ")), s.NowUTC(), attempt)
-		return
 	}
-	st.Advance(dsr.StageDone, dsr.StateCompleted, s.NowUTC(), attempt, detail)
+	return s.advance(st, st.Stage, attempt, detail)
 }
 
 // boundReason is an error's text as kept on a request (its systems' errors

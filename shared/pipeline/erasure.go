@@ -19,43 +19,22 @@ import (
 // (for audit record keys and HMAC masks) and none is configured.
 var ErrNoSecret = errors.New("DSR_PSEUDONYM_SECRET is not set")
 
-// afterDiscovery is where a request goes once discovery is done.
-func (s *Service) afterDiscovery(st *dsr.Stored, attempt int, detail string) {
-	now := s.NowUTC()
-	switch {
-	case st.Type == dsr.TypeAccess:
-		st.Advance(dsr.StageExport, dsr.StateInProgress, now, attempt, detail)
-	case st.Type != dsr.TypeAccess && st.Type != dsr.TypeDiscovery && s.ApprovalTypes[st.Type]:
-		st.Advance(dsr.StageApproval, dsr.StateAwaitingApproval, now, attempt, detail)
-	case st.Type == dsr.TypeErasure:
-		st.Advance(dsr.StageErasure, dsr.StateInProgress, now, attempt, detail)
-	case st.Type == dsr.TypeRectification:
-		st.Advance(dsr.StageRectification, dsr.StateInProgress, now, attempt, detail)
-	case st.Type == dsr.TypeRestriction:
-		st.Advance(dsr.StageRestriction, dsr.StateInProgress, now, attempt, detail)
-	default:
-		st.Advance(dsr.StageDone, dsr.StateCompleted, now, attempt, detail)
-	}
+// afterDiscovery moves a request on from discovery along its route: the
+// optional approval step is taken for the types DSR_APPROVAL_TYPES names.
+func (s *Service) afterDiscovery(st *dsr.Stored, attempt int, detail string) error {
+	return s.advance(st, dsr.StageDiscovery, attempt, detail)
 }
 
-// nextMessage sends the message of the stage a request is at, if any.
-func (s *Service) nextMessage(ctx context.Context, st *dsr.Stored) error {
-	if st.State.Terminal() {
-		return nil
+// advance moves a request from stage to the next step of its route.
+func (s *Service) advance(st *dsr.Stored, stage dsr.Stage, attempt int, detail string) error {
+	next, ok := dsr.Next(st.Type, stage, func(step dsr.Step) bool {
+		return step.Stage == dsr.StageApproval && s.ApprovalTypes[st.Type]
+	})
+	if !ok {
+		return fmt.Errorf("%s %s: no stage after %s", st.Type, st.ID, stage)
 	}
-	switch st.Stage {
-	case dsr.StageExport:
-		return s.send(ctx, s.Queues.Export, st.ID, dsr.StageExport)
-	case dsr.StageErasure:
-		return s.send(ctx, s.Queues.Erase, st.ID, dsr.StageErasure)
-	case dsr.StageRectification, dsr.StageRestriction:
-		// The change stages of rectification and restriction run on the
-		// erase queue too.
-		return s.send(ctx, s.Queues.Erase, st.ID, st.Stage)
-	case dsr.StageVerification:
-		return s.send(ctx, s.Queues.Verify, st.ID, dsr.StageVerification)
-	}
-	return nil
+	_, err := st.Advance(next.Stage, next.State, s.NowUTC(), attempt, detail)
+	return err
 }
 
 // Approve lets a request waiting for approval continue to erasure.
@@ -187,8 +166,7 @@ func (s *Service) Erase(ctx context.Context, id string, attempt int) error {
 			st.AddFailedSource(f)
 		}
 		st.LastAttemptError = ""
-		st.Advance(dsr.StageVerification, dsr.StateInProgress, s.NowUTC(), attempt, eraseDetail(report))
-		return true, nil
+		return true, s.advance(st, dsr.StageErasure, attempt, eraseDetail(report))
 	})
 	if err != nil {
 		return err
@@ -506,8 +484,7 @@ func (s *Service) Verify(ctx context.Context, id string, attempt int) error {
 		}
 		st.Verification = rep
 		if rep.Residual > 0 {
-			st.Fail("residual-data", "verification found records left after erasure in: "+strings.Join(residualIn, ", "), s.NowUTC(), attempt)
-			return true, nil
+			return true, st.Fail("residual-data", "verification found records left after erasure in: "+strings.Join(residualIn, ", "), s.NowUTC(), attempt)
 		}
 		detail := fmt.Sprintf("0 residual, %d retained, %d masked and kept", rep.Retained, rep.Masked)
 		for _, vs := range rep.Sources {
@@ -515,8 +492,7 @@ func (s *Service) Verify(ctx context.Context, id string, attempt int) error {
 				st.AddFailedSource(vs.Source)
 			}
 		}
-		s.finishChange(st, attempt, detail)
-		return true, nil
+		return true, s.finishChange(st, attempt, detail)
 	})
 	if err != nil {
 		return err

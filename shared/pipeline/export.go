@@ -76,8 +76,7 @@ func (s *Service) Export(ctx context.Context, id string, attempt int) error {
 		st.ExportBlob = exportBlobName(id)
 		st.Export = &dsr.ExportInfo{Bytes: res.Bytes, SHA256: res.SHA256, CreatedAt: s.NowUTC()}
 		st.LastAttemptError = ""
-		st.Advance(dsr.StageDone, dsr.StateCompleted, s.NowUTC(), attempt, withFailures(&st.Request, fmt.Sprintf("export of %d records, %d bytes", res.Records, res.Bytes)))
-		return true, nil
+		return true, s.advance(st, dsr.StageExport, attempt, withFailures(&st.Request, fmt.Sprintf("export of %d records, %d bytes", res.Records, res.Bytes)))
 	})
 	if err != nil {
 		return err

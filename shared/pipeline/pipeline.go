@@ -20,7 +20,6 @@ import (
 	"github.com/dsr-functions/dsr/shared/audit"
 	"github.com/dsr-functions/dsr/shared/blobs"
 	"github.com/dsr-functions/dsr/shared/dsr"
-	"github.com/dsr-functions/dsr/shared/funchost"
 	"github.com/dsr-functions/dsr/shared/queue"
 	"github.com/dsr-functions/dsr/shared/sources"
 	"github.com/dsr-functions/dsr/shared/sources/multi"
@@ -183,7 +182,7 @@ func (s *Service) Submit(ctx context.Context, sub *dsr.Submission, idemKey, orig
 		return nil, false, err
 	}
 	if st.Stage == dsr.StageIntake && st.State == dsr.StateReceived {
-		if err := s.send(ctx, s.Queues.Discover, st.ID, dsr.StageDiscovery); err != nil {
+		if err := s.nextMessage(ctx, st); err != nil {
 			return nil, false, err
 		}
 	}
@@ -240,7 +239,7 @@ func (s *Service) Discover(ctx context.Context, id string, attempt int) error {
 		return s.nextMessage(ctx, st)
 	}
 	st, err = s.Store.Update(ctx, id, func(st *dsr.Stored) (bool, error) {
-		return st.Advance(dsr.StageDiscovery, dsr.StateInProgress, s.NowUTC(), attempt, ""), nil
+		return st.Advance(dsr.StageDiscovery, dsr.StateInProgress, s.NowUTC(), attempt, "")
 	})
 	if err != nil {
 		return err
@@ -282,8 +281,7 @@ func (s *Service) Discover(ctx context.Context, id string, attempt int) error {
 		if n := len(disc.Failed()); n > 0 {
 			detail += fmt.Sprintf("; %d could not be searched", n)
 		}
-		s.afterDiscovery(st, attempt, detail)
-		return true, nil
+		return true, s.afterDiscovery(st, attempt, detail)
 	})
 	if err != nil {
 		return err
@@ -329,8 +327,7 @@ func (s *Service) FailDeadLettered(ctx context.Context, m StageMessage, reason, 
 		if st.LastAttemptError != "" {
 			msg += "; last error: " + st.LastAttemptError
 		}
-		st.Fail("stage-dead-lettered", msg, s.NowUTC(), 0)
-		return true, nil
+		return true, st.Fail("stage-dead-lettered", msg, s.NowUTC(), 0)
 	})
 	if errors.Is(err, store.ErrNotFound) {
 		s.Log.Warn("dead-lettered message for unknown request", "requestId", m.RequestID)
@@ -341,23 +338,6 @@ func (s *Service) FailDeadLettered(ctx context.Context, m StageMessage, reason, 
 	}
 	s.Log.Warn("request failed: stage message dead-lettered", "requestId", m.RequestID, "stage", m.Stage, "reason", reason)
 	return s.syncAudit(ctx, st)
-}
-
-// DeadLetterHandler handles messages read from a stage's dead-letter queue:
-// the request fails with the dead-letter reason.
-func (s *Service) DeadLetterHandler() funchost.QueueFunc {
-	return func(ctx context.Context, m *funchost.QueueMessage) error {
-		sm, err := ParseStageMessage(m.Body)
-		if err != nil {
-			s.Log.Error("dead-letter: unusable message dropped", "err", err)
-			return nil
-		}
-		reason := m.DeadLetterReason
-		if reason == "" {
-			reason = "dead-lettered"
-		}
-		return s.FailDeadLettered(ctx, sm, reason, m.DeadLetterDescription)
-	}
 }
 
 // decisionEntry is the audit entry of a staff decision that is not a state
@@ -474,34 +454,4 @@ func (s *Service) waitForSystems(ctx context.Context, st *dsr.Stored, stage dsr.
 	}
 	s.Log.Info("waiting for a system to answer", "requestId", st.ID, "stage", stage, "retryAt", at)
 	return true, nil
-}
-
-// Redrive sends a request's current stage message again, for a system that
-// has just delivered what a stage waits for (a webhook callback).
-func (s *Service) Redrive(ctx context.Context, id string) error {
-	st, _, err := s.Store.Get(ctx, id)
-	if err != nil {
-		return err
-	}
-	if st.State.Terminal() {
-		return nil
-	}
-	if st.Stage == dsr.StageIntake || st.Stage == dsr.StageDiscovery {
-		return s.sendStage(ctx, s.Queues.Discover, fmt.Sprintf("%s:discovery:redrive:%d", id, s.NowUTC().UnixNano()), id, dsr.StageDiscovery, time.Time{})
-	}
-	return s.nextMessage(ctx, st)
-}
-
-// StageHandler is the queue function of a stage: it reads the stage message
-// and runs the stage for its request with the delivery count as attempt.
-// A message that can never be processed is dropped, not retried.
-func (s *Service) StageHandler(name string, run func(ctx context.Context, id string, attempt int) error) funchost.QueueFunc {
-	return func(ctx context.Context, m *funchost.QueueMessage) error {
-		sm, err := ParseStageMessage(m.Body)
-		if err != nil {
-			s.Log.Error(name+": unusable message dropped", "err", err)
-			return nil
-		}
-		return run(ctx, sm.RequestID, m.DeliveryCount)
-	}
 }

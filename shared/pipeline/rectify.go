@@ -84,8 +84,7 @@ func (s *Service) rectify(ctx context.Context, rw sources.Rewriter, st *dsr.Stor
 			st.AddFailedSource(f)
 		}
 		st.LastAttemptError = ""
-		st.Advance(dsr.StageVerification, dsr.StateInProgress, s.NowUTC(), attempt, "corrections applied")
-		return true, nil
+		return true, s.advance(st, dsr.StageRectification, attempt, "corrections applied")
 	})
 	if err != nil {
 		return err
@@ -182,11 +181,9 @@ func (s *Service) verifyRectification(ctx context.Context, st *dsr.Stored, attem
 		}
 		st.Verification = rep
 		if rep.Residual > 0 {
-			st.Fail("residual-data", "verification found old values left after rectification in: "+strings.Join(residualIn, ", "), s.NowUTC(), attempt)
-			return true, nil
+			return true, st.Fail("residual-data", "verification found old values left after rectification in: "+strings.Join(residualIn, ", "), s.NowUTC(), attempt)
 		}
-		s.finishChange(st, attempt, "corrections verified")
-		return true, nil
+		return true, s.finishChange(st, attempt, "corrections verified")
 	})
 	if err != nil {
 		return err

@@ -224,8 +224,7 @@ func (s *Service) restrict(ctx context.Context, rw sources.Rewriter, st *dsr.Sto
 			st.AddFailedSource(f)
 		}
 		st.LastAttemptError = ""
-		s.finishChange(st, attempt, detail)
-		return true, nil
+		return true, s.finishChange(st, attempt, detail)
 	})
 	if err != nil {
 		return err

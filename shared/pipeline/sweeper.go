@@ -148,15 +148,9 @@ func (s *Service) redrive(ctx context.Context, id string, now time.Time) (bool, 
 	if err != nil || !claimed {
 		return false, err
 	}
-	switch st.Stage {
-	case dsr.StageIntake, dsr.StageDiscovery:
-		// Received, or discovery started and its message was lost: the
-		// discover message, as Submit sends it.
-		err = s.send(ctx, s.Queues.Discover, id, dsr.StageDiscovery)
-	default:
-		err = s.nextMessage(ctx, st)
-	}
-	if err != nil {
+	// The message of the stage it waits for, with the pipeline's own
+	// MessageId (Submit's for a request still at intake).
+	if err = s.nextMessage(ctx, st); err != nil {
 		// The stamp stays: the next sweep after the window tries again.
 		return false, err
 	}

@@ -330,7 +330,10 @@ func TestUpdateWritesAndMirrorsMetadata(t *testing.T) {
 	_, etag0, _ := s.Get(ctx, st.ID)
 	at := time.Now().UTC()
 	upd, err := s.Update(ctx, st.ID, func(r *dsr.Stored) (bool, error) {
-		return r.Advance(dsr.StageDone, dsr.StateCompleted, at, 1, ""), nil
+		if _, err := r.Advance(dsr.StageDiscovery, dsr.StateInProgress, at, 1, ""); err != nil {
+			return false, err
+		}
+		return r.Advance(dsr.StageDone, dsr.StateCompleted, at, 1, "")
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -436,7 +439,9 @@ func seed(t *testing.T, s *store.Store, specs []struct {
 	for _, sp := range specs {
 		st := newStored(sp.typ, dsr.Subject{Email: "a@example.com"})
 		if sp.state != dsr.StateReceived {
-			st.Advance(dsr.StageDiscovery, sp.state, time.Now().UTC(), 1, "")
+			// A listing fixture: any state, whatever the route allows.
+			st.Stage, st.State = dsr.StageDiscovery, sp.state
+			st.History = append(st.History, dsr.HistoryEntry{Stage: dsr.StageDiscovery, State: sp.state, At: time.Now().UTC(), Attempt: 1})
 		}
 		if _, _, err := s.Create(ctx, st, "", ""); err != nil {
 			t.Fatal(err)
