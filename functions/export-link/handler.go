@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"time"
 
-	requestsget "github.com/dsr-functions/dsr/functions/requests-get"
 	"github.com/dsr-functions/dsr/shared/api"
 	"github.com/dsr-functions/dsr/shared/dsr"
 	"github.com/dsr-functions/dsr/shared/pipeline"
@@ -25,7 +24,7 @@ type Link struct {
 // New returns the handler. 409 when the request has no finished package.
 func New(svc *pipeline.Service) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		st, ok := requestsget.Load(w, r, svc)
+		st, ok := api.LoadRequest(w, r, svc)
 		if !ok {
 			return
 		}

@@ -5,8 +5,7 @@ package requestsapprove
 import (
 	"net/http"
 
-	requestscancel "github.com/dsr-functions/dsr/functions/requests-cancel"
-	requestsget "github.com/dsr-functions/dsr/functions/requests-get"
+	"github.com/dsr-functions/dsr/shared/api"
 	"github.com/dsr-functions/dsr/shared/pipeline"
 )
 
@@ -14,11 +13,11 @@ import (
 // 409 unless it was awaiting approval.
 func New(svc *pipeline.Service) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		st, ok := requestsget.Load(w, r, svc)
+		st, ok := api.LoadRequest(w, r, svc)
 		if !ok {
 			return
 		}
-		st, err := svc.Approve(r.Context(), st.ID, requestscancel.Caller(r))
-		requestscancel.Respond(w, r, svc, st, err)
+		st, err := svc.Approve(r.Context(), st.ID, api.Caller(r))
+		api.RespondDecision(w, r, svc, st, err)
 	})
 }

@@ -5,7 +5,6 @@ package requestsaudit
 import (
 	"net/http"
 
-	requestsget "github.com/dsr-functions/dsr/functions/requests-get"
 	"github.com/dsr-functions/dsr/shared/api"
 	"github.com/dsr-functions/dsr/shared/audit"
 	"github.com/dsr-functions/dsr/shared/pipeline"
@@ -20,7 +19,7 @@ type Trail struct {
 // New returns the handler.
 func New(svc *pipeline.Service) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		st, ok := requestsget.Load(w, r, svc)
+		st, ok := api.LoadRequest(w, r, svc)
 		if !ok {
 			return
 		}

@@ -6,8 +6,6 @@ package requestsextend
 import (
 	"net/http"
 
-	requestscancel "github.com/dsr-functions/dsr/functions/requests-cancel"
-	requestsget "github.com/dsr-functions/dsr/functions/requests-get"
 	"github.com/dsr-functions/dsr/shared/api"
 	"github.com/dsr-functions/dsr/shared/dsr"
 	"github.com/dsr-functions/dsr/shared/pipeline"
@@ -34,17 +32,17 @@ func New(svc *pipeline.Service) http.Handler {
 			p = api.BadField(http.StatusUnprocessableEntity, "invalid-request", "months", "must be 1 or 2")
 		}
 		if p == nil {
-			p = requestscancel.CheckReason(b.Reason, "the subject must be told why (Art. 12(3))")
+			p = api.CheckReason(b.Reason, "the subject must be told why (Art. 12(3))")
 		}
 		if p != nil {
 			problem.Write(w, r, p)
 			return
 		}
-		st, ok := requestsget.Load(w, r, svc)
+		st, ok := api.LoadRequest(w, r, svc)
 		if !ok {
 			return
 		}
-		st, err := svc.Extend(r.Context(), st.ID, b.Months, b.Reason, requestscancel.Caller(r))
-		requestscancel.Respond(w, r, svc, st, err)
+		st, err := svc.Extend(r.Context(), st.ID, b.Months, b.Reason, api.Caller(r))
+		api.RespondDecision(w, r, svc, st, err)
 	})
 }

@@ -6,8 +6,6 @@ package requestsreject
 import (
 	"net/http"
 
-	requestscancel "github.com/dsr-functions/dsr/functions/requests-cancel"
-	requestsget "github.com/dsr-functions/dsr/functions/requests-get"
 	"github.com/dsr-functions/dsr/shared/api"
 	"github.com/dsr-functions/dsr/shared/pipeline"
 	"github.com/dsr-functions/dsr/shared/problem"
@@ -28,17 +26,17 @@ func New(svc *pipeline.Service) http.Handler {
 			p = api.DecodeStrict(raw, &b)
 		}
 		if p == nil {
-			p = requestscancel.CheckReason(b.Reason, "a refusal must give its reasons (Art. 12(4))")
+			p = api.CheckReason(b.Reason, "a refusal must give its reasons (Art. 12(4))")
 		}
 		if p != nil {
 			problem.Write(w, r, p)
 			return
 		}
-		st, ok := requestsget.Load(w, r, svc)
+		st, ok := api.LoadRequest(w, r, svc)
 		if !ok {
 			return
 		}
-		st, err := svc.Reject(r.Context(), st.ID, b.Reason, requestscancel.Caller(r))
-		requestscancel.Respond(w, r, svc, st, err)
+		st, err := svc.Reject(r.Context(), st.ID, b.Reason, api.Caller(r))
+		api.RespondDecision(w, r, svc, st, err)
 	})
 }
