@@ -1,9 +1,13 @@
-// Package pipeline walks a request through its stages: submit (intake) →
-// discover → export → completed. Every stage is idempotent: it reads the
+// Package pipeline walks a request along its type's route (dsr.Routes):
+// intake, discovery, then export, or approval and a change stage (erasure,
+// rectification, restriction) and verification, to done. Runners names
+// each stage's queue and runner. Every stage is idempotent: it reads the
 // request, does nothing a previous delivery already did, writes
 // conditionally on the ETag, and sends the next stage's message with a
 // MessageId derived from request and stage, so a redelivered message adds no
-// history entry, no second export and no second message.
+// history entry, no second export and no second message. Erasures file
+// tombstones (shared/tombstone), which later discoveries read and a replay
+// after a restore applies again.
 package pipeline
 
 import (
