@@ -205,22 +205,21 @@ func NewWithOptions(cfg *config.Config, sender queue.Sender, log *slog.Logger, o
 		return nil, err
 	}
 	svc := &pipeline.Service{
-		Store:            store.New(acct.Service.NewContainerClient(cfg.StateContainer)),
-		Audit:            audit.New(acct, cfg.AuditContainer),
-		Sender:           sender,
-		Connector:        conns,
-		Sources:          src,
-		Account:          acct,
-		ExportsContainer: cfg.ExportsContainer,
-		LinkTTL:          cfg.ExportLinkTTL,
-		PhoneRegion:      cfg.PhoneRegion,
-		Secret:           []byte(cfg.PseudonymSecret),
-		Tombstones:       tombstone.New(acct.Service.NewContainerClient(cfg.StateContainer), []byte(cfg.PseudonymSecret)),
-		ApprovalTypes:    approval,
-		Queues:           q,
-		Log:              log,
-		SweepStuckAfter:  cfg.SweepStuckAfter,
-		Cleanup:          conns.Cleanup,
+		Store:           store.New(acct.Service.NewContainerClient(cfg.StateContainer)),
+		Audit:           audit.New(acct, cfg.AuditContainer),
+		Sender:          sender,
+		Connector:       conns,
+		Sources:         src,
+		Packages:        &blobs.Packages{Account: acct, Container: cfg.ExportsContainer},
+		LinkTTL:         cfg.ExportLinkTTL,
+		PhoneRegion:     cfg.PhoneRegion,
+		Secret:          []byte(cfg.PseudonymSecret),
+		Tombstones:      tombstone.New(acct.Service.NewContainerClient(cfg.StateContainer), []byte(cfg.PseudonymSecret)),
+		ApprovalTypes:   approval,
+		Queues:          q,
+		Log:             log,
+		SweepStuckAfter: cfg.SweepStuckAfter,
+		Cleanup:         conns.Cleanup,
 	}
 	callbacks := map[string]http.Handler{}
 	for name, wh := range conns.Webhooks {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"strings"
 	"sync"
@@ -16,7 +17,9 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/sas"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/service"
@@ -251,4 +254,46 @@ func (a *Account) delegationKey(ctx context.Context, now, expiry time.Time) (*se
 	}
 	a.udc, a.udcExpiry = udc, keyExpiry
 	return udc, nil
+}
+
+// Packages keeps export packages in one container: uploads streamed in
+// 4 MiB blocks and committed only when complete, read-only links, deletes.
+type Packages struct {
+	Account   *Account
+	Container string
+}
+
+// Put streams r into blob name as a ZIP to be downloaded as filename.
+func (p *Packages) Put(ctx context.Context, name, filename string, r io.Reader, metadata map[string]string) error {
+	meta := make(map[string]*string, len(metadata))
+	for k, v := range metadata {
+		meta[k] = to.Ptr(v)
+	}
+	_, err := p.Account.Service.NewContainerClient(p.Container).NewBlockBlobClient(name).UploadStream(ctx, r, &blockblob.UploadStreamOptions{
+		BlockSize:   4 << 20,
+		Concurrency: 2,
+		HTTPHeaders: &blob.HTTPHeaders{
+			BlobContentType:        to.Ptr("application/zip"),
+			BlobContentDisposition: to.Ptr(fmt.Sprintf("attachment; filename=%q", filename)),
+		},
+		Metadata: meta,
+	})
+	if err != nil {
+		return fmt.Errorf("upload package: %w", err)
+	}
+	return nil
+}
+
+// Link mints a read-only link to package name (see SignRead).
+func (p *Packages) Link(ctx context.Context, name, filename string, ttl time.Duration, now time.Time) (ReadLink, error) {
+	return p.Account.SignRead(ctx, p.Container, name, ttl, filename, now)
+}
+
+// Delete removes package name; a package already gone is no error.
+func (p *Packages) Delete(ctx context.Context, name string) error {
+	_, err := p.Account.Service.NewContainerClient(p.Container).NewBlobClient(name).Delete(ctx, nil)
+	if err != nil && !bloberror.HasCode(err, bloberror.BlobNotFound, bloberror.ContainerNotFound) {
+		return fmt.Errorf("delete package: %w", err)
+	}
+	return nil
 }

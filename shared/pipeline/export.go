@@ -6,10 +6,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
-
 	"github.com/dsr-functions/dsr/shared/blobs"
 	"github.com/dsr-functions/dsr/shared/dsr"
 	"github.com/dsr-functions/dsr/shared/export"
@@ -131,23 +127,14 @@ func (s *Service) writePackage(ctx context.Context, st *dsr.Stored, disc *source
 		pw.CloseWithError(err)
 		done <- err
 	}()
-	name := exportBlobName(st.ID)
-	_, upErr := s.Account.Service.NewContainerClient(s.ExportsContainer).NewBlockBlobClient(name).UploadStream(ctx, pr, &blockblob.UploadStreamOptions{
-		BlockSize:   4 << 20,
-		Concurrency: 2,
-		HTTPHeaders: &blob.HTTPHeaders{
-			BlobContentType:        to.Ptr("application/zip"),
-			BlobContentDisposition: to.Ptr(fmt.Sprintf("attachment; filename=%q", exportFileName(st.ID))),
-		},
-		Metadata: map[string]*string{"requestid": to.Ptr(st.ID)},
-	})
+	upErr := s.Packages.Put(ctx, exportBlobName(st.ID), exportFileName(st.ID), pr, map[string]string{"requestid": st.ID})
 	pr.CloseWithError(upErr)
 	werr := <-done
 	if werr != nil {
 		return res, werr
 	}
 	if upErr != nil {
-		return res, fmt.Errorf("upload export: %w", upErr)
+		return res, fmt.Errorf("export: %w", upErr)
 	}
 	return res, nil
 }
@@ -157,7 +144,7 @@ func (s *Service) ExportLink(ctx context.Context, st *dsr.Stored) (blobs.ReadLin
 	if st.State != dsr.StateCompleted || st.ExportBlob == "" || st.Export == nil || st.Export.DeletedAt != nil {
 		return blobs.ReadLink{}, ErrNoExport
 	}
-	return s.Account.SignRead(ctx, s.ExportsContainer, st.ExportBlob, s.LinkTTL, exportFileName(st.ID), s.NowUTC())
+	return s.Packages.Link(ctx, st.ExportBlob, exportFileName(st.ID), s.LinkTTL, s.NowUTC())
 }
 
 // ErrNoExport is returned for a link to a request without a finished

@@ -22,7 +22,6 @@ import (
 	"time"
 
 	"github.com/dsr-functions/dsr/shared/audit"
-	"github.com/dsr-functions/dsr/shared/blobs"
 	"github.com/dsr-functions/dsr/shared/dsr"
 	"github.com/dsr-functions/dsr/shared/queue"
 	"github.com/dsr-functions/dsr/shared/sources"
@@ -45,20 +44,20 @@ type Queues struct {
 
 // Service holds what the stages need.
 type Service struct {
-	Store            *store.Store
-	Sender           queue.Sender
-	Audit            *audit.Trail
-	Connector        sources.Connector
-	Sources          *sources.Config
-	Account          *blobs.Account
-	ExportsContainer string
-	LinkTTL          time.Duration
-	PhoneRegion      string
+	Store     Requests
+	Sender    queue.Sender
+	Audit     AuditTrail
+	Connector sources.Connector
+	Sources   *sources.Config
+	// Packages keeps export packages; LinkTTL is their links' lifetime.
+	Packages    Packages
+	LinkTTL     time.Duration
+	PhoneRegion string
 	// Secret keys pseudonyms and the audit trail's record key hashes.
 	Secret []byte
 	// Tombstones keep what erasures leave, so that what they kept stays
 	// findable by the person's identifiers (nil: no tombstones).
-	Tombstones *tombstone.Store
+	Tombstones Tombstones
 	// ApprovalTypes are the request types that wait for a person's approval
 	// after discovery.
 	ApprovalTypes map[dsr.Type]bool

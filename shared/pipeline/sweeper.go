@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
-
 	"github.com/dsr-functions/dsr/shared/audit"
 	"github.com/dsr-functions/dsr/shared/dsr"
 	"github.com/dsr-functions/dsr/shared/store"
@@ -188,8 +186,7 @@ func (s *Service) expireExport(ctx context.Context, id string, now time.Time) (b
 		return false, nil
 	}
 	name := st.ExportBlob
-	_, err = s.Account.Service.NewContainerClient(s.ExportsContainer).NewBlobClient(name).Delete(ctx, nil)
-	if err != nil && !bloberror.HasCode(err, bloberror.BlobNotFound, bloberror.ContainerNotFound) {
+	if err := s.Packages.Delete(ctx, name); err != nil {
 		return false, fmt.Errorf("delete export of %s: %w", id, err)
 	}
 	if s.Audit != nil {
