@@ -135,3 +135,13 @@ func summaryOf(name *string, md map[string]*string) (Summary, string, bool) {
 		Export: get("export"),
 	}, get("createdby"), true
 }
+
+// SummaryOf is a request as List shows it, for stores of requests kept
+// elsewhere (the pipeline's in-memory store in tests).
+func SummaryOf(st *dsr.Stored) Summary {
+	return Summary{ID: st.ID, Type: st.Type, State: st.State, Stage: st.Stage, CreatedAt: st.CreatedAt,
+		ReceivedAt: st.ReceivedAt, DueAt: st.DueAt, UpdatedAt: st.UpdatedAt, Export: exportState(st)}
+}
+
+// Matches reports whether f selects the request, as List does.
+func (f Filter) Matches(st *dsr.Stored) bool { return f.match(SummaryOf(st), st.CreatedBy) }

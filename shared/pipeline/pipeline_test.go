@@ -1,0 +1,230 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/dsr-functions/dsr/shared/dsr"
+)
+
+// Every request type walks exactly its route (dsr.Routes), stage by stage,
+// through the queues Runners names, with approval where configured.
+func TestEveryTypeWalksItsRoute(t *testing.T) {
+	for _, tc := range []struct {
+		typ      dsr.Type
+		body     string
+		approval bool
+	}{
+		{dsr.TypeAccess, `{"type":"access","subject":{"email":"ann@x.example"}}`, false},
+		{dsr.TypeDiscovery, `{"type":"discovery","subject":{"email":"ann@x.example"}}`, false},
+		{dsr.TypeErasure, `{"type":"erasure","subject":{"email":"ann@x.example"}}`, true},
+		{dsr.TypeRectification, `{"type":"rectification","subject":{"email":"ann@x.example"},"corrections":{"email":"ann@z.example"}}`, true},
+		{dsr.TypeRestriction, `{"type":"restriction","subject":{"email":"ann@x.example"}}`, false},
+	} {
+		t.Run(string(tc.typ), func(t *testing.T) {
+			w := newWorld(t)
+			id := w.submit(tc.body)
+			w.drain(1)
+			if tc.approval {
+				if st := w.get(id); st.State != dsr.StateAwaitingApproval {
+					t.Fatalf("at %s/%s, want awaiting approval", st.Stage, st.State)
+				}
+				if _, err := w.svc.Approve(context.Background(), id, dsr.Actor{Kind: "test"}); err != nil {
+					t.Fatal(err)
+				}
+				w.drain(1)
+			}
+			st := w.get(id)
+			if st.State != dsr.StateCompleted {
+				t.Fatalf("ended %s/%s: %+v", st.Stage, st.State, st.Error)
+			}
+			if got, want := w.reqs.history(t, id), routeOf(tc.typ, tc.approval); !slices.Equal(got, want) {
+				t.Errorf("history %v, want the route %v", got, want)
+			}
+			if n := len(w.pkgs.blobs); (tc.typ == dsr.TypeAccess) != (n == 1) {
+				t.Errorf("%d export packages", n)
+			}
+		})
+	}
+}
+
+// Each stage message delivered twice changes nothing the second time: no
+// history entry, no message, no package, no second change of the data.
+func TestRedeliveredStagesChangeNothing(t *testing.T) {
+	for _, body := range []string{
+		`{"type":"access","subject":{"email":"ann@x.example"}}`,
+		`{"type":"erasure","subject":{"email":"ann@x.example"}}`,
+	} {
+		w := newWorld(t)
+		id := w.submit(body)
+		w.drain(2)
+		if st := w.get(id); st.State == dsr.StateAwaitingApproval {
+			if _, err := w.svc.Approve(context.Background(), id, dsr.Actor{Kind: "test"}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.svc.Approve(context.Background(), id, dsr.Actor{Kind: "test"}); err == nil {
+				t.Error("a second approval was accepted")
+			}
+			w.drain(2)
+		}
+		st := w.get(id)
+		if st.State != dsr.StateCompleted {
+			t.Fatalf("%s: ended %s/%s: %+v", body, st.Stage, st.State, st.Error)
+		}
+		if got, want := w.reqs.history(t, id), routeOf(st.Type, st.Type == dsr.TypeErasure); !slices.Equal(got, want) {
+			t.Errorf("%s: history %v, want %v", body, got, want)
+		}
+		if w.pkgs.puts > 1 {
+			t.Errorf("%s: %d package uploads", body, w.pkgs.puts)
+		}
+		if st.Type == dsr.TypeErasure {
+			if n := len(w.conn.data["contacts"]); n != 1 {
+				t.Errorf("contacts after erasure: %d, want 1 (only Bob)", n)
+			}
+			if st.Erasure == nil || st.Verification == nil || st.Verification.Residual != 0 {
+				t.Errorf("erasure %+v, verification %+v", st.Erasure, st.Verification)
+			}
+		}
+	}
+}
+
+// A crash between saving a stage's result and sending the next message
+// loses nothing: the delivery fails, the broker redelivers it, and the
+// redelivery sends the message without a second history entry.
+func TestCrashBetweenSaveAndSend(t *testing.T) {
+	w := newWorld(t)
+	id := w.submit(`{"type":"access","subject":{"email":"ann@x.example"}}`)
+	m, q, ok := w.sent.take(w.now)
+	if !ok || q != "dsr-discover" {
+		t.Fatalf("no discover message (%v, %s)", ok, q)
+	}
+	sm, _ := ParseStageMessage(m.Body)
+	w.sent.failNext = 1
+	if err := w.svc.RunStage(context.Background(), sm, 1); err == nil {
+		t.Fatal("the discovery delivery succeeded although its next message was not sent")
+	}
+	if st := w.get(id); st.Stage != dsr.StageExport {
+		t.Fatalf("discovery's result not saved: at %s", st.Stage)
+	}
+	if _, _, ok := w.sent.take(w.now); ok {
+		t.Fatal("a message went out although the broker was down")
+	}
+	if err := w.svc.RunStage(context.Background(), sm, 2); err != nil { // the redelivery
+		t.Fatal(err)
+	}
+	w.drain(1)
+	if got, want := w.reqs.history(t, id), routeOf(dsr.TypeAccess, false); !slices.Equal(got, want) {
+		t.Errorf("history %v, want %v", got, want)
+	}
+	if w.conn.discoveries != 1 {
+		t.Errorf("%d discoveries: the redelivery searched again instead of resending", w.conn.discoveries)
+	}
+}
+
+// A stage whose message dead-lettered fails the request with the broker's
+// reason and the stage's last error; a second dead-letter, or one for an
+// ended request, changes nothing.
+func TestDeadLetterFailsTheRequest(t *testing.T) {
+	w := newWorld(t)
+	id := w.submit(`{"type":"access","subject":{"email":"ann@x.example"}}`)
+	m := StageMessage{RequestID: id, Stage: dsr.StageDiscovery}
+	for range 2 {
+		if err := w.svc.FailDeadLettered(context.Background(), m, "MaxDeliveryCountExceeded", "10 deliveries"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := w.get(id)
+	if st.State != dsr.StateFailed || st.Error == nil || st.Error.Code != "stage-dead-lettered" || len(st.History) != 2 {
+		t.Fatalf("after dead-letter: %s/%s %+v %v", st.Stage, st.State, st.Error, w.reqs.history(t, id))
+	}
+	// The lost request's message, delivered late, finds it ended.
+	w.drain(1)
+	if got := w.reqs.history(t, id); len(got) != 2 {
+		t.Errorf("a late message moved an ended request: %v", got)
+	}
+	if err := w.svc.FailDeadLettered(context.Background(), StageMessage{RequestID: "r0000000000000000000000000000", Stage: dsr.StageExport}, "x", ""); err != nil {
+		t.Errorf("dead-letter for an unknown request: %v", err)
+	}
+}
+
+// A system that will answer later is asked again on schedule, and the
+// request goes on once it answers; meanwhile the delivery succeeds.
+func TestWaitingSystemIsAskedAgain(t *testing.T) {
+	w := newWorld(t)
+	w.conn.pending = 2
+	id := w.submit(`{"type":"access","subject":{"email":"ann@x.example"}}`)
+	for i := range 2 {
+		if _, ok := w.deliver(1); !ok {
+			t.Fatalf("wait %d: no message", i)
+		}
+		if st := w.get(id); st.Stage != dsr.StageDiscovery || st.State != dsr.StateInProgress {
+			t.Fatalf("wait %d: at %s/%s", i, st.Stage, st.State)
+		}
+		if _, ok := w.deliver(1); ok {
+			t.Fatalf("wait %d: asked again before the delay", i)
+		}
+		w.now = w.now.Add(DefaultPendingDelay)
+	}
+	w.drain(1)
+	if st := w.get(id); st.State != dsr.StateCompleted || w.conn.discoveries != 3 {
+		t.Fatalf("after the system answered: %s/%s, %d discoveries", st.Stage, st.State, w.conn.discoveries)
+	}
+}
+
+// A lost race on the request document (another stage wrote it first) is
+// retried from the fresh version, never overwriting it.
+func TestConcurrentWriteIsNotOverwritten(t *testing.T) {
+	w := newWorld(t)
+	id := w.submit(`{"type":"access","subject":{"email":"ann@x.example"}}`)
+	raced := false
+	w.reqs.beforeWrite = func(rid string) {
+		if raced || rid != id {
+			return
+		}
+		raced = true
+		w.reqs.beforeWrite = nil
+		if _, err := w.svc.Extend(context.Background(), id, 1, "complex request", dsr.Actor{Kind: "test"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.drain(1)
+	st := w.get(id)
+	if !raced || st.State != dsr.StateCompleted || st.Extension == nil || st.Extension.Reason != "complex request" {
+		t.Fatalf("raced %v, state %s, extension %+v: a write was lost", raced, st.State, st.Extension)
+	}
+}
+
+// Erasure through the in-memory world: her own records go, Bob's order
+// that mentions her keeps everything but the mention, her order is masked
+// and stays findable through the tombstone after her contact is gone.
+func TestErasureKeepsOthersAndFilesATombstone(t *testing.T) {
+	w := newWorld(t)
+	id := w.submit(`{"type":"erasure","subject":{"email":"ann@x.example"}}`)
+	w.drain(1)
+	if _, err := w.svc.Approve(context.Background(), id, dsr.Actor{Kind: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	w.drain(1)
+	st := w.get(id)
+	if st.State != dsr.StateCompleted || st.Verification.Masked != 1 {
+		t.Fatalf("%s/%s %+v verification %+v", st.Stage, st.State, st.Error, st.Verification)
+	}
+	orders := w.conn.data["orders"]
+	if orders[0]["address"] != "[redacted]" || orders[1]["note"] != "Bob asked to copy [redacted]" || orders[1]["address"] != "2 High St" || orders[2]["note"] != "" {
+		t.Errorf("orders after erasure: %v", orders)
+	}
+	later := w.submit(`{"type":"discovery","subject":{"email":"ann@x.example"}}`)
+	w.drain(1)
+	got := map[string]int64{}
+	for _, s := range w.get(later).Discovery.Sources {
+		got[s.Source] = s.Records
+		if s.Records > 0 && (s.Kept == nil || s.Kept.RequestID != id) {
+			t.Errorf("%s: no reason it is kept: %+v", s.Source, s.Kept)
+		}
+	}
+	if fmt.Sprint(got) != "map[contacts:0 orders:1]" {
+		t.Errorf("after erasure the discovery finds %v, want her masked order only", got)
+	}
+}
