@@ -94,58 +94,32 @@ func (s *Service) Erase(ctx context.Context, id string, attempt int) error {
 	if err != nil {
 		return fmt.Errorf("erase %s: %w", id, err)
 	}
+	outcomes, failed, err := s.changeEach(ctx, rw, st, &disc, attempt, changer{stage: dsr.StageErasure, action: "erasure",
+		plan: func(d *sources.Dataset, dm sources.DatasetMatches) plan {
+			out := policy.Decide(d)
+			return plan{act: true, delegate: s.delegates(d.Name), rewrite: out.Action != sources.EraseRetain, policy: string(out.Action),
+				decide: func(loc sources.Location) recordDecision { return s.erasure(subj, d, loc, out) }}
+		}})
+	if err != nil {
+		return ignoreWaiting(err)
+	}
 	report := &dsr.ErasureReport{Sources: []dsr.ErasureResult{}}
-	var failed []string
-	for _, dm := range s.dependentsFirst(&disc) {
-		d := s.Sources.Dataset(dm.Dataset)
-		if d == nil {
+	for _, o := range outcomes {
+		if o.plan.delegate {
+			report.Sources = append(report.Sources, dsr.ErasureResult{Source: o.d.Name, Action: "delegated", Error: o.failure,
+				Deleted: int64(o.done.Deleted), Masked: int64(o.done.Masked), Retained: int64(o.done.Retained)})
 			continue
 		}
-		if s.delegates(d.Name) {
-			// The system erases by itself, whatever discovery found there.
-			res := dsr.ErasureResult{Source: d.Name, Action: "delegated"}
-			done, failure, err := s.delegate(ctx, st, d, dsr.StageErasure, "erasure", attempt)
-			if err != nil {
-				return ignoreWaiting(err)
-			}
-			if failure != "" {
-				res.Error, failed = failure, append(failed, d.Name)
-			}
-			res.Deleted, res.Masked, res.Retained = int64(done.Deleted), int64(done.Masked), int64(done.Retained)
-			report.Sources = append(report.Sources, res)
-			continue
-		}
-		out := policy.Decide(d)
-		res := dsr.ErasureResult{Source: d.Name, Action: string(out.Action), Ground: out.Ground, LegalBasis: out.LegalBasis, RetainUntil: out.RetainUntil}
-		if dm.Error != "" {
-			// The system could not be searched: nothing is known to erase.
-			res.Error, failed = dm.Error, append(failed, d.Name)
-			report.Sources = append(report.Sources, res)
-			continue
-		}
-		if out.Action == sources.EraseRetain {
-			res.Retained = dm.Records
-			if dm.Records > 0 {
-				if err := s.Audit.Append(ctx, s.recordEntries(st, d, dm, "retained", out)...); err != nil {
+		out := policy.Decide(o.d)
+		res := dsr.ErasureResult{Source: o.d.Name, Action: string(out.Action), Ground: out.Ground, LegalBasis: out.LegalBasis, RetainUntil: out.RetainUntil,
+			Deleted: int64(o.done.Deleted), Masked: int64(o.done.Masked), Error: o.failure}
+		if !o.plan.rewrite && o.failure == "" {
+			res.Retained = o.dm.Records
+			if o.dm.Records > 0 {
+				if err := s.Audit.Append(ctx, s.recordEntries(st, o.d, o.dm, "retained", out)...); err != nil {
 					return fmt.Errorf("erase %s: audit: %w", id, err)
 				}
 			}
-			report.Sources = append(report.Sources, res)
-			continue
-		}
-		for _, loc := range dm.Locations {
-			done, ok := st.ErasedBlobs[d.Name+"/"+loc.Blob]
-			if !ok {
-				if done, err = s.eraseBlob(ctx, rw, st, subj, d, loc, out, attempt); err != nil {
-					if reason, gaveUp := failedSource(err); gaveUp {
-						res.Error, failed = reason, append(failed, d.Name)
-						break
-					}
-					return err
-				}
-			}
-			res.Deleted += int64(done.Deleted)
-			res.Masked += int64(done.Masked)
 		}
 		report.Sources = append(report.Sources, res)
 	}
@@ -184,11 +158,6 @@ func eraseDetail(r *dsr.ErasureReport) string {
 		del, mask, keep = del+x.Deleted, mask+x.Masked, keep+x.Retained
 	}
 	return fmt.Sprintf("%d deleted, %d masked, %d retained", del, mask, keep)
-}
-
-// eraseBlob applies an erasure policy to one blob: delete or mask.
-func (s *Service) eraseBlob(ctx context.Context, rw sources.Rewriter, st *dsr.Stored, subj sources.Subject, d *sources.Dataset, loc sources.Location, out policy.Outcome, attempt int) (dsr.ErasedBlob, error) {
-	return s.changeBlob(ctx, rw, st, d, loc, dsr.StageErasure, string(out.Action), attempt, s.erasure(subj, d, loc, out))
 }
 
 // erasure is what an erasure does to each discovered record of a location

@@ -25,57 +25,40 @@ const (
 // value, so another person's value in a record matched through free text or
 // a relation is never overwritten.
 func (s *Service) rectify(ctx context.Context, rw sources.Rewriter, st *dsr.Stored, disc *sources.Discovery, attempt int) error {
-	rep := &dsr.RectificationReport{Sources: []dsr.RectificationSource{}}
-	var failed []string
-	for _, dm := range s.dependentsFirst(disc) {
-		d := s.Sources.Dataset(dm.Dataset)
-		if d == nil || (dm.Records == 0 && dm.Error == "" && !s.delegates(d.Name)) {
-			continue
-		}
-		src := dsr.RectificationSource{Source: d.Name, Status: statusRectified}
-		switch {
-		case d.SystemLog:
-			src.Status = statusSystemLog
-		case !d.Rectifiable:
-			src.Status = statusNotRectifible
-		case s.delegates(d.Name):
-			done, failure, err := s.delegate(ctx, st, d, dsr.StageRectification, "rectification", attempt)
-			if err != nil {
-				return ignoreWaiting(err)
-			}
-			if failure != "" {
-				src.Status, src.Error, failed = statusFailed, failure, append(failed, d.Name)
-			}
-			src.Rectified = int64(done.Masked)
-		case dm.Error != "":
-			src.Status, src.Error, failed = statusFailed, dm.Error, append(failed, d.Name)
-		default:
-			for _, loc := range dm.Locations {
-				done, ok := st.ErasedBlobs[d.Name+"/"+loc.Blob]
-				if !ok {
-					var err error
-					done, err = s.changeBlob(ctx, rw, st, d, loc, dsr.StageRectification, "rectify", attempt, func(_ int64, rec sources.Record) (*sources.Record, string, error) {
+	outcomes, failed, err := s.changeEach(ctx, rw, st, disc, attempt, changer{stage: dsr.StageRectification, action: "rectification",
+		plan: func(d *sources.Dataset, dm sources.DatasetMatches) plan {
+			return plan{act: !d.SystemLog && d.Rectifiable, delegate: s.delegates(d.Name), rewrite: true, policy: "rectify",
+				decide: func(sources.Location) recordDecision {
+					return func(_ int64, rec sources.Record) (*sources.Record, string, error) {
 						next, changed := s.correct(st, d, rec)
 						if !changed {
 							return &rec, "unchanged", nil
 						}
 						return &next, "rectified", nil
-					})
-					if reason, gaveUp := failedSource(err); gaveUp {
-						src.Status, src.Error, failed = statusFailed, reason, append(failed, d.Name)
-						break
 					}
-					if err != nil {
-						return err
-					}
-				}
-				src.Rectified += int64(done.Masked)
-			}
+				}}
+		}})
+	if err != nil {
+		return ignoreWaiting(err)
+	}
+	rep := &dsr.RectificationReport{Sources: []dsr.RectificationSource{}}
+	for _, o := range outcomes {
+		if o.dm.Records == 0 && o.dm.Error == "" && !o.plan.delegate {
+			continue
+		}
+		src := dsr.RectificationSource{Source: o.d.Name, Status: statusRectified, Rectified: int64(o.done.Masked), Error: o.failure}
+		switch {
+		case o.d.SystemLog:
+			src.Status = statusSystemLog
+		case !o.d.Rectifiable:
+			src.Status = statusNotRectifible
+		case o.failure != "":
+			src.Status = statusFailed
 		}
 		rep.Sources = append(rep.Sources, src)
 	}
 	rep.CompletedAt = s.NowUTC()
-	st, err := s.Store.Update(ctx, st.ID, func(st *dsr.Stored) (bool, error) {
+	st, err = s.Store.Update(ctx, st.ID, func(st *dsr.Stored) (bool, error) {
 		if st.State.Terminal() || st.Stage != dsr.StageRectification {
 			return false, nil
 		}

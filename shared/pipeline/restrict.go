@@ -155,60 +155,34 @@ func (s *Service) restrict(ctx context.Context, rw sources.Rewriter, st *dsr.Sto
 		rep.Notice = dsr.LiftNotice
 	}
 	flag := !st.Lift
-	var failed []string
-	for _, dm := range s.dependentsFirst(disc) {
-		d := s.Sources.Dataset(dm.Dataset)
-		if d != nil && s.delegates(d.Name) {
-			action := "restriction"
-			if st.Lift {
-				action = "lift-restriction"
-			}
-			src := dsr.RestrictionSource{Source: d.Name}
-			done, failure, err := s.delegate(ctx, st, d, dsr.StageRestriction, action, attempt)
-			if err != nil {
-				return ignoreWaiting(err)
-			}
-			if failure != "" {
-				src.Error, failed = failure, append(failed, d.Name)
-			}
-			src.Flagged = int64(done.Masked)
-			rep.Sources = append(rep.Sources, src)
-			continue
-		}
-		if d == nil || d.RestrictionField == "" || (dm.Records == 0 && dm.Error == "") {
-			continue
-		}
-		src := dsr.RestrictionSource{Source: d.Name}
-		if dm.Error != "" {
-			src.Error, failed = dm.Error, append(failed, d.Name)
-			rep.Sources = append(rep.Sources, src)
-			continue
-		}
-		for _, loc := range dm.Locations {
-			done, ok := st.ErasedBlobs[d.Name+"/"+loc.Blob]
-			if !ok {
-				var err error
-				done, err = s.changeBlob(ctx, rw, st, d, loc, dsr.StageRestriction, "restrict", attempt, func(_ int64, rec sources.Record) (*sources.Record, string, error) {
-					next, changed := setFlag(rec, d.RestrictionField, flag, d.Format == sources.FormatCSV)
-					if !changed {
-						return &rec, "unchanged", nil
+	action := "restriction"
+	if st.Lift {
+		action = "lift-restriction"
+	}
+	outcomes, failed, err := s.changeEach(ctx, rw, st, disc, attempt, changer{stage: dsr.StageRestriction, action: action,
+		plan: func(d *sources.Dataset, dm sources.DatasetMatches) plan {
+			return plan{act: s.delegates(d.Name) || (d.RestrictionField != "" && (dm.Records > 0 || dm.Error != "")),
+				delegate: s.delegates(d.Name), rewrite: true, policy: "restrict",
+				decide: func(sources.Location) recordDecision {
+					return func(_ int64, rec sources.Record) (*sources.Record, string, error) {
+						next, changed := setFlag(rec, d.RestrictionField, flag, d.Format == sources.FormatCSV)
+						switch {
+						case !changed:
+							return &rec, "unchanged", nil
+						case flag:
+							return &next, "restricted", nil
+						}
+						return &next, "restriction lifted", nil
 					}
-					if flag {
-						return &next, "restricted", nil
-					}
-					return &next, "restriction lifted", nil
-				})
-				if reason, gaveUp := failedSource(err); gaveUp {
-					src.Error, failed = reason, append(failed, d.Name)
-					break
-				}
-				if err != nil {
-					return err
-				}
-			}
-			src.Flagged += int64(done.Masked)
+				}}
+		}})
+	if err != nil {
+		return ignoreWaiting(err)
+	}
+	for _, o := range outcomes {
+		if o.plan.act {
+			rep.Sources = append(rep.Sources, dsr.RestrictionSource{Source: o.d.Name, Flagged: int64(o.done.Masked), Error: o.failure})
 		}
-		rep.Sources = append(rep.Sources, src)
 	}
 	rep.CompletedAt = s.NowUTC()
 	detail := fmt.Sprintf("restriction recorded for %d identifiers", rep.Identifiers)
