@@ -329,25 +329,15 @@ func pendingRules(rec sources.Record, rules []sources.MaskRule) []sources.MaskRu
 	return out
 }
 
+// topValue is the first value path reaches in rec (sources.PathValues).
 func topValue(rec sources.Record, path string) (any, bool) {
-	head, rest, nested := strings.Cut(path, ".")
-	for _, f := range rec.Fields {
-		if f.Name == path {
-			return f.Value, true
-		}
-		if nested && f.Name == head {
-			cur := f.Value
-			for _, part := range strings.Split(rest, ".") {
-				m, ok := cur.(map[string]any)
-				if !ok {
-					return nil, false
-				}
-				cur = m[part]
-			}
-			return cur, true
-		}
-	}
-	return nil, false
+	var out any
+	found := false
+	sources.PathValues(recordMap(rec), path, func(v any) bool {
+		out, found = v, true
+		return false
+	})
+	return out, found
 }
 
 func alreadyMasked(v any, r sources.MaskRule) bool {
@@ -469,45 +459,19 @@ func (s *Service) Verify(ctx context.Context, id string, attempt int) error {
 	return s.syncAudit(ctx, st)
 }
 
-// dependentsFirst orders a discovery's datasets so that a dataset comes
-// before the datasets it references (surveys → cases → contacts). Changing
-// children before parents keeps every relation intact until the parent's
-// turn, so a rediscovery after a crash or a concurrent change, at any point,
-// still finds every remaining record of the subject.
+// dependentsFirst orders a discovery's datasets as the sources config's
+// DependentsFirst does (surveys, cases, contacts); datasets the config no
+// longer names come last, as discovered.
 func (s *Service) dependentsFirst(disc *sources.Discovery) []sources.DatasetMatches {
-	refs := map[string][]string{}
-	for _, d := range s.Sources.Datasets {
-		for _, r := range d.Relations {
-			refs[r.References] = append(refs[r.References], d.Name)
-		}
-	}
-	var order []string
-	state := map[string]int{}
-	var visit func(name string)
-	visit = func(name string) {
-		if state[name] != 0 {
-			return
-		}
-		state[name] = 1
-		for _, child := range refs[name] {
-			visit(child)
-		}
-		state[name] = 2
-		order = append(order, name)
-	}
-	for _, d := range s.Sources.Datasets {
-		visit(d.Name)
-	}
-	// visit appends parents after their children.
 	byName := map[string]sources.DatasetMatches{}
 	for _, dm := range disc.Datasets {
 		byName[dm.Dataset] = dm
 	}
 	out := make([]sources.DatasetMatches, 0, len(disc.Datasets))
-	for _, name := range order {
-		if dm, ok := byName[name]; ok {
+	for _, d := range s.Sources.DependentsFirst() {
+		if dm, ok := byName[d.Name]; ok {
 			out = append(out, dm)
-			delete(byName, name)
+			delete(byName, d.Name)
 		}
 	}
 	for _, dm := range disc.Datasets {

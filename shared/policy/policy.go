@@ -108,7 +108,10 @@ func (m Masker) Mask(rec sources.Record, rules []sources.MaskRule, csv bool) (so
 	return out, nil
 }
 
-// maskFields applies fn to the value at path in fields (already a deep copy).
+// maskFields applies fn to the value at path in fields (already a deep
+// copy): every top-level field named by the whole path, else the place the
+// path reaches inside a top-level object (sources.WalkPath, the resolver
+// matching uses too).
 func maskFields(fields []sources.Field, path string, fn func(any) (any, error)) error {
 	found := false
 	for i := range fields {
@@ -124,46 +127,31 @@ func maskFields(fields []sources.Field, path string, fn func(any) (any, error)) 
 	if found {
 		return nil
 	}
+	var ferr error
+	apply := func(v any, set func(any)) {
+		if ferr != nil || set == nil {
+			return
+		}
+		nv, err := fn(v)
+		if err != nil {
+			ferr = err
+			return
+		}
+		set(nv)
+	}
 	for j := strings.IndexByte(path, '.'); j >= 0; j = nextDot(path, j) {
 		head, rest := path[:j], path[j+1:]
 		for i := range fields {
 			sub, isObj := fields[i].Value.(map[string]any)
-			if !isObj || fields[i].Name != head {
-				continue
+			if isObj && fields[i].Name == head && sources.WalkPath(sub, rest, apply) {
+				found = true
 			}
-			ok, err := maskMap(sub, rest, fn)
-			if err != nil {
-				return err
-			}
-			found = found || ok
 		}
-		if found {
-			return nil
+		if found || ferr != nil {
+			return ferr
 		}
 	}
 	return nil
-}
-
-// maskMap applies fn to the value at path in obj (already a deep copy) and
-// reports whether the path was found.
-func maskMap(obj map[string]any, path string, fn func(any) (any, error)) (bool, error) {
-	if v, ok := obj[path]; ok {
-		nv, err := fn(v)
-		if err != nil {
-			return false, err
-		}
-		obj[path] = nv
-		return true, nil
-	}
-	for j := strings.IndexByte(path, '.'); j >= 0; j = nextDot(path, j) {
-		if sub, ok := obj[path[:j]].(map[string]any); ok {
-			found, err := maskMap(sub, path[j+1:], fn)
-			if found || err != nil {
-				return found, err
-			}
-		}
-	}
-	return false, nil
 }
 
 // nextDot returns the index of the next '.' in path after index j, or -1.

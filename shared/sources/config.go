@@ -658,3 +658,39 @@ func (c *Config) ReferencedFields(name string) []string {
 	}
 	return out
 }
+
+// Order is the datasets with every dataset after the datasets it
+// references (contacts, then cases, then surveys), in config order
+// otherwise; relations in a cycle keep config order. Discovery scans in
+// this order, so a relation's keys are known before it is followed;
+// changes run in reverse (DependentsFirst).
+func (c *Config) Order() []*Dataset {
+	var out []*Dataset
+	state := map[string]int{}
+	var visit func(d *Dataset)
+	visit = func(d *Dataset) {
+		if d == nil || state[d.Name] != 0 {
+			return
+		}
+		state[d.Name] = 1
+		for _, r := range d.Relations {
+			visit(c.Dataset(r.References))
+		}
+		state[d.Name] = 2
+		out = append(out, d)
+	}
+	for i := range c.Datasets {
+		visit(&c.Datasets[i])
+	}
+	return out
+}
+
+// DependentsFirst is Order reversed: every dataset before the datasets it
+// references (surveys, then cases, then contacts). Changes run in this
+// order, so that every relation holds until its parent's turn and a
+// retry after a crash still finds every remaining record through them.
+func (c *Config) DependentsFirst() []*Dataset {
+	out := c.Order()
+	slices.Reverse(out)
+	return out
+}

@@ -54,47 +54,89 @@ func ValidPath(p string) error {
 }
 
 // PathValues calls yield with every value path reaches in a record's
-// fields, until yield returns false. A "[]" segment reaches every element
-// of an array, also of a JSON array held as text (a CSV cell). Paths that
-// lead nowhere yield nothing.
+// fields (see WalkPath), until yield returns false. A "[]" segment reaches
+// every element of an array, also of a JSON array held as text (a CSV
+// cell). Paths that lead nowhere yield nothing.
 func PathValues(fields map[string]any, path string, yield func(any) bool) {
-	if v, ok := fields[path]; ok {
-		yield(v)
-		return
-	}
-	segs, err := parsePath(path)
-	if err != nil {
-		return
-	}
-	walkPath(fields, segs, yield)
+	stopped := false
+	WalkPath(fields, path, func(v any, _ func(any)) {
+		if !stopped && !yield(v) {
+			stopped = true
+		}
+	})
 }
 
-func walkPath(cur any, segs []pathSeg, yield func(any) bool) bool {
-	if len(segs) == 0 {
-		return yield(cur)
-	}
-	m, ok := cur.(map[string]any)
-	if !ok {
+// WalkPath is the one resolver of field paths: it calls visit for every
+// place path reaches in obj, with the value there and a function that
+// replaces it (nil where nothing can be written back: an element of a JSON
+// array held as text). At each level the whole remaining path is first
+// looked up as a key, so a CSV column or a JSON key that itself holds a dot
+// matches literally; then each dotted prefix, shortest first, as a key
+// whose value is an object (or, with "[]", an array), and the first prefix
+// that reaches something is followed. It reports whether anything was
+// reached. Reading (matching) and writing (masking) go through it.
+func WalkPath(obj map[string]any, path string, visit func(v any, set func(any))) bool {
+	if v, ok := obj[path]; ok {
+		visit(v, func(nv any) { obj[path] = nv })
 		return true
 	}
-	v, ok := m[segs[0].name]
-	if !ok {
-		return true
-	}
-	return walkEach(v, segs[0].each, segs[1:], yield)
-}
-
-// walkEach walks the rest of a path from every element levels deep in v.
-func walkEach(v any, levels int, rest []pathSeg, yield func(any) bool) bool {
-	if levels == 0 {
-		return walkPath(v, rest, yield)
-	}
-	for _, e := range elements(v) {
-		if !walkEach(e, levels-1, rest, yield) {
-			return false
+	for j := 0; j < len(path); j++ {
+		if path[j] == '.' && walkKey(obj, path[:j], path[j+1:], visit) {
+			return true
 		}
 	}
-	return true
+	if strings.HasSuffix(path, "[]") {
+		return walkKey(obj, path, "", visit)
+	}
+	return false
+}
+
+// walkKey follows one segment (a key, maybe with "[]" levels) and the rest
+// of the path after it.
+func walkKey(obj map[string]any, seg, rest string, visit func(any, func(any))) bool {
+	name, levels := seg, 0
+	for {
+		n, ok := strings.CutSuffix(name, "[]")
+		if !ok {
+			break
+		}
+		name, levels = n, levels+1
+	}
+	if name == "" || strings.ContainsAny(name, "[]") {
+		return false
+	}
+	v, ok := obj[name]
+	if !ok {
+		return false
+	}
+	return walkLevels(v, levels, rest, visit, func(nv any) { obj[name] = nv })
+}
+
+// walkLevels descends levels of arrays from v, then the rest of the path.
+func walkLevels(v any, levels int, rest string, visit func(any, func(any)), set func(any)) bool {
+	if levels == 0 {
+		if rest == "" {
+			visit(v, set)
+			return true
+		}
+		m, ok := v.(map[string]any)
+		return ok && WalkPath(m, rest, visit)
+	}
+	arr, inPlace := v.([]any)
+	if !inPlace {
+		arr = elements(v)
+	}
+	reached := false
+	for i := range arr {
+		var setI func(any)
+		if inPlace {
+			setI = func(nv any) { arr[i] = nv }
+		}
+		if walkLevels(arr[i], levels-1, rest, visit, setI) {
+			reached = true
+		}
+	}
+	return reached
 }
 
 // elements are the elements of an array value, or of a JSON array written

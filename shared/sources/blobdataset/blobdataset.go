@@ -155,7 +155,7 @@ func (st *subjectState) due(d *sources.Dataset) bool {
 // cancelled ctx fails the whole call. Subjects may repeat; an empty list
 // returns an empty result.
 func (c *Connector) DiscoverMany(ctx context.Context, subjects []sources.Subject) ([]*sources.Discovery, error) {
-	order := c.order()
+	order := c.cfg.Order()
 	states := make([]*subjectState, len(subjects))
 	for i, s := range subjects {
 		keys := keySet{}
@@ -221,51 +221,6 @@ func (c *Connector) DiscoverMany(ctx context.Context, subjects []sources.Subject
 		}
 	}
 	return out, nil
-}
-
-// order sorts datasets so that referenced datasets come before those that
-// reference them (cycles are allowed and settle through extra passes).
-func (c *Connector) order() []*sources.Dataset {
-	var out []*sources.Dataset
-	state := map[string]int{}
-	var visit func(d *sources.Dataset)
-	visit = func(d *sources.Dataset) {
-		if state[d.Name] != 0 {
-			return
-		}
-		state[d.Name] = 1
-		for _, r := range d.Relations {
-			visit(c.cfg.Dataset(r.References))
-		}
-		state[d.Name] = 2
-		out = append(out, d)
-	}
-	for i := range c.cfg.Datasets {
-		visit(&c.cfg.Datasets[i])
-	}
-	return out
-}
-
-// referencedFields are the fields of dataset d that other datasets reference.
-func (c *Connector) referencedFields(d string) []string {
-	var out []string
-	for _, o := range c.cfg.Datasets {
-		for _, r := range o.Relations {
-			if r.References == d && !contains(out, r.ReferencesField) {
-				out = append(out, r.ReferencesField)
-			}
-		}
-	}
-	return out
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // rules are the exact matching rules of dataset d for one subject, with

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -31,7 +32,7 @@ func (f *fixture) sampleConfig(keep ...string) *sources.Config {
 			f.t.Fatalf("dataset %s is in container %s, not %s", d.Name, d.Container, sample.Container)
 		}
 		d.Container = f.c
-		if len(keep) == 0 || contains(keep, d.Name) {
+		if len(keep) == 0 || slices.Contains(keep, d.Name) {
 			ds = append(ds, d)
 		}
 	}

@@ -56,7 +56,7 @@ type subjectKey struct {
 // assembled in blob name order, so they do not depend on the parallelism.
 func (c *Connector) scan(ctx context.Context, d *sources.Dataset, due []*subjectState) ([]scanResult, error) {
 	m := newDatasetMatcher(c.cfg, d, due)
-	refs := c.referencedFields(d.Name)
+	refs := c.cfg.ReferencedFields(d.Name)
 	names, err := c.blobs(ctx, d)
 	if err != nil {
 		return nil, err
