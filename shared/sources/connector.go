@@ -209,7 +209,10 @@ type RewriteResult struct {
 
 // Rewriter changes a subject's records in place: conditionally on the
 // version discovery saw (ErrChanged otherwise), atomically, leaving every
-// other record as it was.
+// other record as it was. A system that changes record by record
+// (Dataverse) cannot be atomic: it must let a retry skip records an
+// earlier attempt already deleted, so it edits the records that are still
+// there and never brings back one that is gone. sourcestest checks both.
 type Rewriter interface {
 	Rewrite(ctx context.Context, dataset string, loc Location, edit Edit) (RewriteResult, error)
 }
