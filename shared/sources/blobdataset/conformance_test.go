@@ -19,7 +19,9 @@ func (blobHarness) Delegates() bool { return false }
 
 var conformanceFormats = map[string]sources.Format{"people": sources.FormatNDJSON, "notes": sources.FormatCSV, "replies": sources.FormatJSONArray}
 
-func conformanceBlob(dataset string) string { return "conformance/" + dataset + "." + string(conformanceFormats[dataset]) }
+func conformanceBlob(dataset string) string {
+	return "conformance/" + dataset + "." + string(conformanceFormats[dataset])
+}
 
 func (blobHarness) Open(t *testing.T) sourcestest.Fixture {
 	f := newFixture(t)
