@@ -67,6 +67,12 @@ func Next(t Type, stage Stage, take func(Step) bool) (Step, bool) {
 	return Step{}, false
 }
 
+// Before reports whether stage a comes before stage b on t's route.
+func Before(t Type, a, b Stage) bool {
+	i, j := routeIndex(t, a), routeIndex(t, b)
+	return i >= 0 && j >= 0 && i < j
+}
+
 // ErrTransition is wrapped by every transition the route refuses.
 var ErrTransition = fmt.Errorf("transition not allowed")
 

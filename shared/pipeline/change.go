@@ -2,10 +2,44 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/dsr-functions/dsr/shared/dsr"
 	"github.com/dsr-functions/dsr/shared/sources"
 )
+
+// loadChange begins a change stage's run: the request, its discovery and
+// the connector's rewriter. The request is nil when there is nothing to
+// do: unknown, ended, or already past this stage (a redelivered message;
+// the message of the stage it waits for is sent again, in case a crash lost
+// it). A request that has not reached the stage is an error.
+func (s *Service) loadChange(ctx context.Context, id string, stage dsr.Stage) (*dsr.Stored, *sources.Discovery, sources.Rewriter, error) {
+	st, err := s.loadForStage(ctx, id, string(stage))
+	if st == nil || err != nil {
+		return nil, nil, nil, err
+	}
+	switch {
+	case st.State.Terminal():
+		return nil, nil, nil, nil
+	case st.Stage != stage && dsr.Before(st.Type, stage, st.Stage):
+		return nil, nil, nil, s.nextMessage(ctx, st)
+	case st.Stage != stage:
+		return nil, nil, nil, fmt.Errorf("%s %s: request is at stage %s", stage, id, st.Stage)
+	}
+	if len(s.Secret) == 0 {
+		s.recordAttemptError(ctx, id, stage, ErrNoSecret)
+		return nil, nil, nil, fmt.Errorf("%s %s: %w", stage, id, ErrNoSecret)
+	}
+	rw, ok := s.Connector.(sources.Rewriter)
+	if !ok {
+		return nil, nil, nil, fmt.Errorf("%s %s: the connector cannot change data", stage, id)
+	}
+	var disc sources.Discovery
+	if err := s.Store.GetDiscovery(ctx, id, &disc); err != nil {
+		return nil, nil, nil, fmt.Errorf("%s %s: read discovery: %w", stage, id, err)
+	}
+	return st, &disc, rw, nil
+}
 
 // The change stages (erasure, rectification, restriction) differ only in
 // what they do to a record; the walk over the datasets is the same: in

@@ -59,42 +59,18 @@ func (s *Service) Reject(ctx context.Context, id, reason string, by dsr.Actor) (
 // message skips it; data that changed meanwhile is discovered again, never
 // clobbered.
 func (s *Service) Erase(ctx context.Context, id string, attempt int) error {
-	st, err := s.loadForStage(ctx, id, "erase")
+	st, disc, rw, err := s.loadChange(ctx, id, dsr.StageErasure)
 	if st == nil || err != nil {
 		return err
 	}
-	if st.State.Terminal() || st.Stage == dsr.StageVerification {
-		return s.nextMessage(ctx, st)
-	}
-	if st.Stage != dsr.StageErasure && st.Stage != dsr.StageRectification && st.Stage != dsr.StageRestriction {
-		return fmt.Errorf("erase %s: request is at stage %s, not erasure", id, st.Stage)
-	}
-	if len(s.Secret) == 0 {
-		s.recordAttemptError(ctx, id, dsr.StageErasure, ErrNoSecret)
-		return fmt.Errorf("erase %s: %w", id, ErrNoSecret)
-	}
-	rw, ok := s.Connector.(sources.Rewriter)
-	if !ok {
-		return fmt.Errorf("erase %s: the connector cannot change data", id)
-	}
-	var disc sources.Discovery
-	if err := s.Store.GetDiscovery(ctx, id, &disc); err != nil {
-		return fmt.Errorf("erase %s: read discovery: %w", id, err)
-	}
-	switch st.Stage {
-	case dsr.StageRectification:
-		return s.rectify(ctx, rw, st, &disc, attempt)
-	case dsr.StageRestriction:
-		return s.restrict(ctx, rw, st, &disc, attempt)
-	}
-	if err := s.fileTombstone(ctx, st, &disc); err != nil {
+	if err := s.fileTombstone(ctx, st, disc); err != nil {
 		return err
 	}
 	subj, _, err := s.subjectFor(ctx, st)
 	if err != nil {
 		return fmt.Errorf("erase %s: %w", id, err)
 	}
-	outcomes, failed, err := s.changeEach(ctx, rw, st, &disc, attempt, changer{stage: dsr.StageErasure, action: "erasure",
+	outcomes, failed, err := s.changeEach(ctx, rw, st, disc, attempt, changer{stage: dsr.StageErasure, action: "erasure",
 		plan: func(d *sources.Dataset, dm sources.DatasetMatches) plan {
 			out := policy.Decide(d)
 			return plan{act: true, delegate: s.delegates(d.Name), rewrite: out.Action != sources.EraseRetain, policy: string(out.Action),

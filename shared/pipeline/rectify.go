@@ -19,12 +19,16 @@ const (
 	statusFailed        = "failed: the system could not be reached"
 )
 
-// rectify applies a rectification request's corrections (Art. 16) to the
+// Rectify (the dsr-erase queue) applies a rectification request's corrections (Art. 16) to the
 // subject's records in rectifiable datasets: an email, phone or name
 // identifier field is replaced only where it holds the subject's current
 // value, so another person's value in a record matched through free text or
 // a relation is never overwritten.
-func (s *Service) rectify(ctx context.Context, rw sources.Rewriter, st *dsr.Stored, disc *sources.Discovery, attempt int) error {
+func (s *Service) Rectify(ctx context.Context, id string, attempt int) error {
+	st, disc, rw, err := s.loadChange(ctx, id, dsr.StageRectification)
+	if st == nil || err != nil {
+		return err
+	}
 	outcomes, failed, err := s.changeEach(ctx, rw, st, disc, attempt, changer{stage: dsr.StageRectification, action: "rectification",
 		plan: func(d *sources.Dataset, dm sources.DatasetMatches) plan {
 			return plan{act: !d.SystemLog && d.Rectifiable, delegate: s.delegates(d.Name), rewrite: true, policy: "rectify",

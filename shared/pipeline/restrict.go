@@ -91,11 +91,15 @@ func (s *Service) Restricted(ctx context.Context, kind, value string) (*store.Re
 	return s.Store.GetRestriction(ctx, RestrictionKey(s.Secret, kind, value))
 }
 
-// restrict records (or lifts) the subject's restriction in the registry
+// Restrict (the dsr-erase queue) records (or lifts) the subject's restriction in the registry
 // that downstream systems query, and sets (or clears) the restriction flag
 // field of their records in datasets that have one (Art. 18). Lifting
 // records the Art. 18(3) notice on the request.
-func (s *Service) restrict(ctx context.Context, rw sources.Rewriter, st *dsr.Stored, disc *sources.Discovery, attempt int) error {
+func (s *Service) Restrict(ctx context.Context, id string, attempt int) error {
+	st, disc, rw, err := s.loadChange(ctx, id, dsr.StageRestriction)
+	if st == nil || err != nil {
+		return err
+	}
 	now := s.NowUTC()
 	keys := s.restrictionKeys(st)
 	found, err := s.discoveredRestrictionKeys(ctx, st, disc)

@@ -25,8 +25,8 @@ func (s *Service) Runners() map[dsr.Stage]Runner {
 		dsr.StageDiscovery:     {Queue: s.Queues.Discover, Run: s.Discover},
 		dsr.StageExport:        {Queue: s.Queues.Export, Run: s.Export},
 		dsr.StageErasure:       {Queue: s.Queues.Erase, Run: s.Erase},
-		dsr.StageRectification: {Queue: s.Queues.Erase, Run: s.Erase},
-		dsr.StageRestriction:   {Queue: s.Queues.Erase, Run: s.Erase},
+		dsr.StageRectification: {Queue: s.Queues.Erase, Run: s.Rectify},
+		dsr.StageRestriction:   {Queue: s.Queues.Erase, Run: s.Restrict},
 		dsr.StageVerification:  {Queue: s.Queues.Verify, Run: s.Verify},
 	}
 }
