@@ -267,14 +267,14 @@ func TestRoleAssignmentsNamedByGuid(t *testing.T) {
 	// scoped to a resource, never the resource group or subscription.
 	src := read(t, "infra/modules/roles.bicep")
 	n := strings.Count(src, "'Microsoft.Authorization/roleAssignments@")
-	if n < 6 || strings.Count(src, "name: guid(") != n || strings.Count(src, "scope: ") != n {
+	if n < 5 || strings.Count(src, "name: guid(") != n || strings.Count(src, "scope: ") != n {
 		t.Fatalf("%d role assignments; each needs name: guid(...) and a resource scope", n)
 	}
 	for _, id := range []string{
-		"ba92f5b4-2d11-453d-a403-e96b0029c9fe", // Storage Blob Data Contributor
+		"b7e6dc6d-f1e8-4753-8033-0f276bb0955b", // Storage Blob Data Owner (host storage)
+		"ba92f5b4-2d11-453d-a403-e96b0029c9fe", // Storage Blob Data Contributor (the deployer)
 		"db58b8e5-c6ad-4a2a-8342-4190687cbf4a", // Storage Blob Delegator
-		"69a216fc-b8fb-44d8-bc22-1f3c2cd27a39", // Azure Service Bus Data Sender
-		"4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0", // Azure Service Bus Data Receiver
+		"090c5cfd-751d-490a-894a-3ce6f1109419", // Azure Service Bus Data Owner (scaling reads queue lengths)
 		"3913510d-42f4-4e42-8a64-420c390055eb", // Monitoring Metrics Publisher
 		"4633458b-17de-408a-b874-0445c86b69e6", // Key Vault Secrets User
 	} {

@@ -58,6 +58,14 @@ param phoneRegion string = ''
 @description('Object id of the deploying user (azd sets AZURE_PRINCIPAL_ID): may upload datasets. Empty: no assignment.')
 param principalId string = ''
 
+@description('What principalId is (azd sets AZURE_PRINCIPAL_TYPE: User for `azd auth login`, ServicePrincipal in CI). A fixed User fails with UnmatchedPrincipalType under a service principal.')
+@allowed([
+  'User'
+  'Group'
+  'ServicePrincipal'
+])
+param principalType string = 'User'
+
 param tags object = {}
 
 var token = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
@@ -141,6 +149,7 @@ module roles 'modules/roles.bicep' = {
     appInsightsName: monitoring.outputs.appInsightsName
     keyVaultName: keyVault.outputs.name
     deployerPrincipalId: principalId
+    deployerPrincipalType: principalType
   }
 }
 

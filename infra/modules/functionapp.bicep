@@ -77,9 +77,12 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
     serverFarmId: plan.id
     httpsOnly: true
     keyVaultReferenceIdentity: identityId
+    // No ftpsState: Flex Consumption does not support it, and newer
+    // regional stamps reject a site that sets it (ARM error 51021); FTP is
+    // not available on Flex Consumption at all (infra/flex_check.go lists
+    // the site properties and app settings Flex refuses).
     siteConfig: {
       minTlsVersion: '1.2'
-      ftpsState: 'Disabled'
       http20Enabled: true
     }
     functionAppConfig: {
@@ -146,13 +149,25 @@ resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
 resource auth 'Microsoft.Web/sites/config@2024-04-01' = if (!empty(authClientId)) {
   parent: app
   name: 'authsettingsV2'
+  // One write to a site's configuration at a time: written in parallel with
+  // the app settings, either may fail with "another operation is in
+  // progress".
+  dependsOn: [
+    settings
+  ]
   properties: {
     platform: {
       enabled: true
     }
     globalValidation: {
-      requireAuthentication: true
-      unauthenticatedClientAction: 'Return401'
+      // Without keyRoles every caller needs a token, and the platform turns
+      // away the others. With keyRoles, machine callers holding only a
+      // function key must reach the app: the platform lets unauthenticated
+      // calls through (still after the function key check), and the app
+      // gives them DSR_KEY_ROLES, while callers with a token get the
+      // principal the platform validated (DSR_AUTH_MODE=platform).
+      requireAuthentication: empty(keyRoles)
+      unauthenticatedClientAction: empty(keyRoles) ? 'Return401' : 'AllowAnonymous'
       // Webhook systems deliver asynchronous answers without an Entra
       // token; the app checks each delivery's HMAC signature instead.
       // Whether App Service Authentication matches the wildcard form is not

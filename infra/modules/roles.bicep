@@ -17,10 +17,10 @@ param deployerPrincipalId string = ''
 param deployerPrincipalType string = 'User'
 
 var roles = {
+  storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
   storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
   storageBlobDelegator: 'db58b8e5-c6ad-4a2a-8342-4190687cbf4a'
-  serviceBusDataSender: '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39'
-  serviceBusDataReceiver: '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0'
+  serviceBusDataOwner: '090c5cfd-751d-490a-894a-3ce6f1109419'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
 }
@@ -42,13 +42,17 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
 }
 
 // Read, write, delete and list blobs (state, exports, audit, datasets, the
-// deployment package, the host's timer leases). The code sets no blob index
-// tags, so Contributor is enough (Owner would add tags and ACLs).
+// deployment package, the host's timer leases). The account is the host's
+// storage (AzureWebJobsStorage): Microsoft's Flex Consumption docs and
+// samples give the host identity Storage Blob Data Owner ("the default
+// requirement for host storage"). Our own code needs no more than
+// Contributor (infra/roles_check.go shows it), but the host is the one
+// that must start.
 resource blobData 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(storage.id, principalId, roles.storageBlobDataContributor)
+  name: guid(storage.id, principalId, roles.storageBlobDataOwner)
   scope: storage
   properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataContributor)
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataOwner)
     principalId: principalId
     principalType: 'ServicePrincipal'
   }
@@ -65,23 +69,18 @@ resource blobDelegator 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
-// The stage messages the code sends (dsr-discover, dsr-export, ...).
-resource busSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(serviceBus.id, principalId, roles.serviceBusDataSender)
+// The stage messages the code sends (dsr-discover, dsr-export, ...), the
+// host's Service Bus triggers (dead-letter queues included), and the scale
+// controller reading queue lengths: target-based scaling on Flex
+// Consumption reads the queues' runtime properties, which needs Manage
+// rights (Azure/Azure-Functions#2379 shows the failure with Sender +
+// Receiver, and Microsoft's Flex Service Bus sample grants Data Owner).
+// Scoped to this one namespace, which holds nothing but our queues.
+resource busOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(serviceBus.id, principalId, roles.serviceBusDataOwner)
   scope: serviceBus
   properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataSender)
-    principalId: principalId
-    principalType: 'ServicePrincipal'
-  }
-}
-
-// The host's Service Bus triggers, dead-letter queues included.
-resource busReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(serviceBus.id, principalId, roles.serviceBusDataReceiver)
-  scope: serviceBus
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataReceiver)
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataOwner)
     principalId: principalId
     principalType: 'ServicePrincipal'
   }

@@ -97,6 +97,54 @@ type Config struct {
 
 // Load reads the configuration through getenv (os.Getenv in production).
 func Load(getenv func(string) string) (*Config, error) {
+	var kvErr error
+	getenv = refuseKeyVaultReferences(getenv, &kvErr)
+	c, err := load(getenv)
+	if kvErr != nil {
+		return nil, kvErr
+	}
+	return c, err
+}
+
+// KeyVaultReferencePrefix starts an App Service Key Vault reference. The
+// platform replaces a reference with the secret; when it cannot (the
+// identity may not read the vault, the secret or its version is missing),
+// the app gets the reference text itself as the value.
+const KeyVaultReferencePrefix = "@Microsoft.KeyVault("
+
+// UnresolvedKeyVaultReference reports whether a setting's value is a Key
+// Vault reference the platform could not resolve.
+func UnresolvedKeyVaultReference(v string) bool {
+	return strings.HasPrefix(strings.TrimSpace(v), KeyVaultReferencePrefix)
+}
+
+// KeyVaultError is the error for a setting left holding its reference: it
+// names the setting, never the value.
+func KeyVaultError(name string) error {
+	return fmt.Errorf("%s: holds an unresolved Key Vault reference (the platform could not read the secret: check the "+
+		"reference, that the secret exists, that the app's identity has Key Vault Secrets User and that the app's "+
+		"keyVaultReferenceIdentity is that identity); refusing to start rather than use the reference text as the value", name)
+}
+
+// refuseKeyVaultReferences wraps getenv so that a setting holding an
+// unresolved Key Vault reference reads as empty and the first one is
+// reported through err: DSR_PSEUDONYM_SECRET would otherwise pass its
+// length check and key every pseudonym and audit hash with the reference
+// text, in a write-once audit trail.
+func refuseKeyVaultReferences(getenv func(string) string, err *error) func(string) string {
+	return func(name string) string {
+		v := getenv(name)
+		if UnresolvedKeyVaultReference(v) {
+			if *err == nil {
+				*err = KeyVaultError(name)
+			}
+			return ""
+		}
+		return v
+	}
+}
+
+func load(getenv func(string) string) (*Config, error) {
 	get := func(name, def string) string {
 		if v := strings.TrimSpace(getenv(name)); v != "" {
 			return v

@@ -381,3 +381,24 @@ func TestLoadPublicURL(t *testing.T) {
 		}
 	}
 }
+
+// A Key Vault reference the platform could not resolve arrives as its own
+// text: it passes a length check, so it is refused by name, never echoed.
+func TestLoadRefusesUnresolvedKeyVaultReferences(t *testing.T) {
+	const ref = "@Microsoft.KeyVault(SecretUri=https://kv-dsr.vault.azure.net/secrets/dsr-pseudonym-secret/)"
+	for _, name := range []string{"DSR_PSEUDONYM_SECRET", "DSR_KEY_ROLES", "AzureWebJobsStorage"} {
+		e := map[string]string{"AzureWebJobsStorage": devStorage, name: "  " + ref}
+		_, err := Load(func(k string) string { return e[k] })
+		if err == nil || !strings.Contains(err.Error(), name+": holds an unresolved Key Vault reference") {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if strings.Contains(err.Error(), "vault.azure.net") || strings.Contains(err.Error(), "SecretUri") {
+			t.Errorf("%s: the error repeats the value: %v", name, err)
+		}
+	}
+	// A resolved secret (any other text) is fine.
+	if _, err := Load(env("AzureWebJobsStorage", devStorage, "DSR_PSEUDONYM_SECRET", "resolved-secret-value-0123")); err != nil {
+		t.Fatal(err)
+	}
+}

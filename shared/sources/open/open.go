@@ -16,6 +16,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/service"
 
+	"github.com/dsr-functions/dsr/shared/config"
 	"github.com/dsr-functions/dsr/shared/sources"
 	"github.com/dsr-functions/dsr/shared/sources/batch"
 	"github.com/dsr-functions/dsr/shared/sources/blobdataset"
@@ -60,6 +61,8 @@ type Sources struct {
 	Webhooks map[string]*webhook.Connector
 	closers  []func()
 	stores   []webhook.ResultStore
+	// kvErr collects settings left holding a Key Vault reference.
+	kvErr error
 }
 
 // Cleanup removes what webhook systems' stores keep for a request.
@@ -80,9 +83,22 @@ func (s *Sources) Close() {
 	}
 }
 
-// Connectors builds the combined connector of cfg.
+// Connectors builds the combined connector of cfg. A setting the config
+// names that holds an unresolved Key Vault reference is refused, naming the
+// setting.
 func Connectors(ctx context.Context, cfg *sources.Config, deps Deps) (*Sources, error) {
 	out := &Sources{Webhooks: map[string]*webhook.Connector{}}
+	if deps.Getenv != nil {
+		getenv := deps.Getenv
+		deps.Getenv = func(name string) string {
+			v := getenv(name)
+			if config.UnresolvedKeyVaultReference(v) {
+				out.kvErr = errors.Join(out.kvErr, config.KeyVaultError(name))
+				return ""
+			}
+			return v
+		}
+	}
 	if deps.HTTPClient == nil {
 		deps.HTTPClient = &http.Client{Timeout: 2 * time.Minute}
 	}
@@ -127,6 +143,9 @@ func Connectors(ctx context.Context, cfg *sources.Config, deps Deps) (*Sources, 
 			}
 		default:
 			err = fmt.Errorf("connection kind %s is not supported yet", conn.Kind)
+		}
+		if out.kvErr != nil {
+			err = out.kvErr
 		}
 		if err != nil {
 			out.Close()

@@ -146,3 +146,27 @@ func mustKey(t *testing.T) *service.SharedKeyCredential {
 	}
 	return cred
 }
+
+// A setting the sources config names that holds an unresolved Key Vault
+// reference is refused by name, its value never repeated.
+func TestConnectorsRefuseUnresolvedKeyVaultReferences(t *testing.T) {
+	cfg, err := sources.Parse([]byte(`{"version":1,
+	 "connections":{"billing":{"kind":"webhook","url":"https://billing.example/dsr","secretSetting":"BILLING_SECRET"}},
+	 "datasets":[{"name":"billing","connection":"billing","facts":{"categories":["x"],"purposes":["y"],"retention":"z","source":"w"}}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	getenv := func(k string) string {
+		if k == "BILLING_SECRET" {
+			return "@Microsoft.KeyVault(VaultName=kv-dsr;SecretName=billing-secret)"
+		}
+		return ""
+	}
+	_, err = open.Connectors(context.Background(), cfg, open.Deps{Getenv: getenv})
+	if err == nil || !strings.Contains(err.Error(), "BILLING_SECRET: holds an unresolved Key Vault reference") {
+		t.Fatalf("Connectors: %v", err)
+	}
+	if strings.Contains(err.Error(), "kv-dsr") || strings.Contains(err.Error(), "billing-secret") {
+		t.Errorf("the error repeats the value: %v", err)
+	}
+}
