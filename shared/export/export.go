@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/dsr-functions/dsr/shared/dsr"
 	"github.com/dsr-functions/dsr/shared/sources"
 )
 
@@ -61,24 +62,11 @@ type Dataset struct {
 	Unavailable string
 	// Kept, when set, says why the dataset still holds records of the
 	// subject after an erasure she asked for.
-	Kept *Kept
+	Kept *dsr.KeptAfterErasure
 }
 
-// Kept is why a dataset still holds a subject's records after her erasure
-// request: retained unchanged under an Art. 17(3) ground, or kept with the
-// fields that identified her masked.
-type Kept struct {
-	RequestID   string    `json:"requestId"`
-	ErasedAt    time.Time `json:"erasedAt"`
-	Action      string    `json:"action"`
-	Fields      []string  `json:"fields,omitempty"`
-	Ground      string    `json:"ground,omitempty"`
-	LegalBasis  string    `json:"legalBasis,omitempty"`
-	RetainUntil string    `json:"retainUntil,omitempty"`
-}
-
-// sentence says in plain words why the records were kept.
-func (k *Kept) sentence() string {
+// keptSentence says in plain words why the records were kept.
+func keptSentence(k *dsr.KeptAfterErasure) string {
 	when := humanTime(k.ErasedAt)
 	switch k.Action {
 	case "retained":

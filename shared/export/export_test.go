@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dsr-functions/dsr/shared/dsr"
 	"github.com/dsr-functions/dsr/shared/export"
 	"github.com/dsr-functions/dsr/shared/sources"
 )
@@ -847,9 +848,9 @@ func TestUnavailableDataset(t *testing.T) {
 func TestKeptAfterErasure(t *testing.T) {
 	ds := testDatasets(nil)
 	erased := time.Date(2026, 11, 3, 10, 0, 0, 0, time.UTC)
-	ds[0].Kept = &export.Kept{RequestID: "r019a0000000000000000000000ab", ErasedAt: erased, Action: "retained",
+	ds[0].Kept = &dsr.KeptAfterErasure{RequestID: "r019a0000000000000000000000ab", ErasedAt: erased, Action: "retained",
 		Ground: "system-generated log: audit information is kept", LegalBasis: "Art. 6(1)(c) GDPR"}
-	ds[2].Kept = &export.Kept{RequestID: "r019a0000000000000000000000ab", ErasedAt: erased, Action: "masked", Fields: []string{"description"}}
+	ds[2].Kept = &dsr.KeptAfterErasure{RequestID: "r019a0000000000000000000000ab", ErasedAt: erased, Action: "masked", Fields: []string{"description"}}
 	ds[1].Kept = ds[2].Kept // no records: nothing to say
 	b, _ := writeZip(t, ds)
 	a := openZip(t, b)

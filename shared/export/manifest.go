@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dsr-functions/dsr/shared/dsr"
 	"github.com/dsr-functions/dsr/shared/sources"
 )
 
@@ -51,7 +52,7 @@ type manifestDataset struct {
 }
 
 type manifestKept struct {
-	Kept
+	dsr.KeptAfterErasure
 	ErasedAt string `json:"erasedAt"`
 	Reason   string `json:"reason"`
 }
@@ -101,7 +102,7 @@ func buildManifest(req Request, datasets []Dataset, parts []spooled, total int64
 			Unavailable: d.Unavailable,
 		}
 		if d.Kept != nil && parts[i].records > 0 {
-			m.Datasets[i].KeptAfterErasure = &manifestKept{Kept: *d.Kept, ErasedAt: d.Kept.ErasedAt.UTC().Format(time.RFC3339Nano), Reason: d.Kept.sentence()}
+			m.Datasets[i].KeptAfterErasure = &manifestKept{KeptAfterErasure: *d.Kept, ErasedAt: d.Kept.ErasedAt.UTC().Format(time.RFC3339Nano), Reason: keptSentence(d.Kept)}
 		}
 	}
 	var buf bytes.Buffer
@@ -218,7 +219,7 @@ func buildSummary(req Request, datasets []Dataset, parts []spooled, total int64,
 			item("Records about you", fmt.Sprint(p.records))
 			item("Files", jsonName(d.Name)+" and "+csvName(d.Name))
 			if d.Kept != nil {
-				item("Why it is kept", d.Kept.sentence())
+				item("Why it is kept", keptSentence(d.Kept))
 			}
 		}
 		item("Kinds of data", listOr(f.Categories, "not stated"))

@@ -375,22 +375,34 @@ func unwrapLines(dst, b []byte) []byte {
 
 // lineBreakRun reports whether a line break (\n, \r or \r\n) starts at
 // b[i] and returns the end of it and of the spaces and tabs after it.
-func lineBreakRun(b []byte, i int) (int, bool) {
-	switch {
-	case i < len(b) && b[i] == '\r':
-		i++
-		if i < len(b) && b[i] == '\n' {
-			i++
+func lineBreakRun(b []byte, i int) (int, bool) { return breakRun(b, i, false) }
+
+// breakRun reports whether a line-break run starts at b[i]: with leading,
+// spaces and tabs first; then one line break (\n, \r or \r\n) and the
+// spaces and tabs after it. It returns where the run ends.
+func breakRun[T ~string | ~[]byte](b T, i int, leading bool) (int, bool) {
+	k := i
+	blank := func() {
+		for k < len(b) && (b[k] == ' ' || b[k] == '\t') {
+			k++
 		}
-	case i < len(b) && b[i] == '\n':
-		i++
+	}
+	if leading {
+		blank()
+	}
+	switch {
+	case k < len(b) && b[k] == '\r':
+		k++
+		if k < len(b) && b[k] == '\n' {
+			k++
+		}
+	case k < len(b) && b[k] == '\n':
+		k++
 	default:
 		return i, false
 	}
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t') {
-		i++
-	}
-	return i, true
+	blank()
+	return k, true
 }
 
 func isHex(c byte) bool {
@@ -500,7 +512,7 @@ func matchForward(text string, p int, want string, allow int) (end, breaks int, 
 	i := p
 	for j := 0; j < len(want); j++ {
 		if i < len(text) && breaks < allow && (text[i] == '\n' || text[i] == '\r' || text[i] == ' ' || text[i] == '\t') {
-			if e, bridged := breakRunAfter(text, i); bridged {
+			if e, bridged := breakRun(text, i, true); bridged {
 				i, breaks = e, breaks+1
 			}
 		}
@@ -510,30 +522,6 @@ func matchForward(text string, p int, want string, allow int) (end, breaks int, 
 		i++
 	}
 	return i, breaks, true
-}
-
-// breakRunAfter reports whether a line-break run (spaces and tabs, one
-// line break, spaces and tabs) starts at text[i] and returns its end.
-func breakRunAfter(text string, i int) (int, bool) {
-	k := i
-	for k < len(text) && (text[k] == ' ' || text[k] == '\t') {
-		k++
-	}
-	switch {
-	case k < len(text) && text[k] == '\r':
-		k++
-		if k < len(text) && text[k] == '\n' {
-			k++
-		}
-	case k < len(text) && text[k] == '\n':
-		k++
-	default:
-		return i, false
-	}
-	for k < len(text) && (text[k] == ' ' || text[k] == '\t') {
-		k++
-	}
-	return k, true
 }
 
 // breakRunBefore reports whether text[:i] ends with a line-break run

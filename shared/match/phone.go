@@ -108,6 +108,18 @@ func ContainsPhone(text, phoneDigits, defaultRegion string) bool {
 	if !containsDigitsInRun(text, key) {
 		return false
 	}
+	found := false
+	phoneRuns(text, phoneDigits, defaultRegion, func(int, int) bool {
+		found = true
+		return false
+	})
+	return found
+}
+
+// phoneRuns calls fn with the bounds of every phone run of text (see
+// ContainsPhone) that matches phoneDigits, in order, until fn returns
+// false.
+func phoneRuns(text, phoneDigits, defaultRegion string, fn func(start, end int) bool) {
 	for i := 0; i < len(text); {
 		if !phoneRunChars[text[i]] {
 			i++
@@ -120,12 +132,11 @@ func ContainsPhone(text, phoneDigits, defaultRegion string) bool {
 			}
 			j++
 		}
-		if digits >= minCandidateDigits && candidateMatches(text[i:j], digits, phoneDigits, defaultRegion) {
-			return true
+		if digits >= minCandidateDigits && candidateMatches(text[i:j], digits, phoneDigits, defaultRegion) && !fn(i, j) {
+			return
 		}
 		i = j
 	}
-	return false
 }
 
 // nationalNumber splits E.164 digits (without '+') into country code and

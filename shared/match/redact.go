@@ -39,28 +39,15 @@ func ReplacePhones(text, phoneDigits, defaultRegion, repl string) (string, int) 
 	}
 	var b strings.Builder
 	last, count := 0, 0
-	for i := 0; i < len(text); {
-		if !phoneRunChars[text[i]] {
-			i++
-			continue
-		}
-		j, digits := i, 0
-		for j < len(text) && phoneRunChars[text[j]] {
-			if isDigit(text[j]) {
-				digits++
-			}
-			j++
-		}
-		if digits >= minCandidateDigits && candidateMatches(text[i:j], digits, phoneDigits, defaultRegion) {
-			run := text[i:j]
-			lead := len(run) - len(strings.TrimLeft(run, " .-/)"))
-			trail := len(run) - len(strings.TrimRight(run, " .-/("))
-			b.WriteString(text[last : i+lead])
-			b.WriteString(repl)
-			last, count = j-trail, count+1
-		}
-		i = j
-	}
+	phoneRuns(text, phoneDigits, defaultRegion, func(i, j int) bool {
+		run := text[i:j]
+		lead := len(run) - len(strings.TrimLeft(run, " .-/)"))
+		trail := len(run) - len(strings.TrimRight(run, " .-/("))
+		b.WriteString(text[last : i+lead])
+		b.WriteString(repl)
+		last, count = j-trail, count+1
+		return true
+	})
 	if count == 0 {
 		return text, 0
 	}

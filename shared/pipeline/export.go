@@ -101,13 +101,8 @@ func (s *Service) writePackage(ctx context.Context, st *dsr.Stored, disc *source
 			datasets = append(datasets, export.Dataset{Name: d.Name, Description: d.Description, Facts: d.Facts, Unavailable: dm.Error})
 			continue
 		}
-		var k *export.Kept
-		if x := kept[d.Name]; x != nil {
-			k = &export.Kept{RequestID: x.RequestID, ErasedAt: x.ErasedAt, Action: x.Action, Fields: x.Fields,
-				Ground: x.Ground, LegalBasis: x.LegalBasis, RetainUntil: x.RetainUntil}
-		}
 		datasets = append(datasets, export.Dataset{
-			Name: d.Name, Description: d.Description, Facts: d.Facts, Kept: k,
+			Name: d.Name, Description: d.Description, Facts: d.Facts, Kept: kept[d.Name],
 			Read: func(ctx context.Context, emit func(sources.Record) error) error {
 				return s.Connector.Read(ctx, dm, emit)
 			},
