@@ -14,7 +14,10 @@ import (
 	"github.com/dsr-functions/dsr/shared/dsr"
 	"github.com/dsr-functions/dsr/shared/sample"
 	"github.com/dsr-functions/dsr/shared/sources"
+	"github.com/dsr-functions/dsr/shared/sources/dataverse"
 	"github.com/dsr-functions/dsr/shared/sources/dataverse/dataversetest"
+	"github.com/dsr-functions/dsr/shared/sources/postgres"
+	"github.com/dsr-functions/dsr/shared/sources/webhook"
 	"github.com/dsr-functions/dsr/shared/sources/webhook/webhooktest"
 )
 
@@ -87,22 +90,23 @@ func newFourSources(t *testing.T, billingAttempts int, edit func(*sources.Config
 		app: functions.Options{HTTPClient: dv.Client(), Credential: dv.Credential()},
 		editSources: func(c *sources.Config) {
 			c.Connections = map[string]sources.Connection{
-				"crm-db":  {Kind: sources.ConnPostgres, DSNSetting: "DSR_E2E_PG_DSN"},
-				"d365":    {Kind: sources.ConnDataverse, URL: dv.URL()},
-				"billing": {Kind: sources.ConnWebhook, URLSetting: "DSR_E2E_BILLING_URL", SecretSetting: "DSR_E2E_BILLING_SECRET", MaxAttempts: billingAttempts},
+				"crm-db": {Kind: sources.ConnPostgres, Options: &postgres.ConnectionOptions{DSNSetting: "DSR_E2E_PG_DSN"}},
+				"d365":   {Kind: sources.ConnDataverse, Options: &dataverse.ConnectionOptions{URL: dv.URL()}},
+				"billing": {Kind: sources.ConnWebhook, Options: &webhook.ConnectionOptions{URLSetting: "DSR_E2E_BILLING_URL",
+					SecretSetting: "DSR_E2E_BILLING_SECRET", MaxAttempts: billingAttempts}},
 			}
 			c.Datasets = append(c.Datasets,
-				sources.Dataset{Name: "pg-contacts", Connection: "crm-db", Table: "contacts", Key: "id", Facts: facts,
+				sources.Dataset{Name: "pg-contacts", Connection: "crm-db", Options: &postgres.TableOptions{Table: "contacts"}, Key: "id", Facts: facts,
 					Identifiers: []sources.Identifier{{Field: "email", Kind: sources.KindEmail}, {Field: "phone", Kind: sources.KindPhone}}},
-				sources.Dataset{Name: "pg-orders", Connection: "crm-db", Table: "orders", Key: "id", Facts: facts,
+				sources.Dataset{Name: "pg-orders", Connection: "crm-db", Options: &postgres.TableOptions{Table: "orders"}, Key: "id", Facts: facts,
 					Relations: []sources.Relation{{Field: "contact_id", References: "pg-contacts", ReferencesField: "id"}}},
-				sources.Dataset{Name: "d365-contacts", Connection: "d365", EntitySet: "contacts", Key: "contactid", Facts: facts,
-					Select:      []string{"fullname", "emailaddress1"},
+				sources.Dataset{Name: "d365-contacts", Connection: "d365", Key: "contactid", Facts: facts,
+					Options:     &dataverse.EntityOptions{EntitySet: "contacts", Select: []string{"fullname", "emailaddress1"}},
 					Identifiers: []sources.Identifier{{Field: "emailaddress1", Kind: sources.KindEmail}}},
-				sources.Dataset{Name: "d365-cases", Connection: "d365", EntitySet: "incidents", Key: "incidentid", Facts: facts,
-					Select:    []string{"title", "_customerid_value"},
+				sources.Dataset{Name: "d365-cases", Connection: "d365", Key: "incidentid", Facts: facts,
+					Options:   &dataverse.EntityOptions{EntitySet: "incidents", Select: []string{"title", "_customerid_value"}},
 					Relations: []sources.Relation{{Field: "_customerid_value", References: "d365-contacts", ReferencesField: "contactid"}}},
-				sources.Dataset{Name: "billing", Connection: "billing", Facts: facts},
+				sources.Dataset{Name: "billing", Connection: "billing", Options: &webhook.DatasetOptions{}, Facts: facts},
 			)
 			if edit != nil {
 				edit(c)
@@ -297,8 +301,9 @@ func newAsyncBilling(t *testing.T, o webhooktest.Options) (*harness, *webhooktes
 		front: ln,
 		env:   map[string]string{"WEBSITE_HOSTNAME": ln.Addr().String()},
 		editSources: func(c *sources.Config) {
-			c.Connections = map[string]sources.Connection{"billing": {Kind: sources.ConnWebhook, URLSetting: "DSR_E2E_BILLING_URL", SecretSetting: "DSR_E2E_BILLING_SECRET", Async: true}}
-			c.Datasets = append(c.Datasets, sources.Dataset{Name: "billing", Connection: "billing", Facts: facts})
+			c.Connections = map[string]sources.Connection{"billing": {Kind: sources.ConnWebhook, Options: &webhook.ConnectionOptions{
+				URLSetting: "DSR_E2E_BILLING_URL", SecretSetting: "DSR_E2E_BILLING_SECRET", Async: true}}}
+			c.Datasets = append(c.Datasets, sources.Dataset{Name: "billing", Connection: "billing", Options: &webhook.DatasetOptions{}, Facts: facts})
 		},
 	})
 	return h, sys
@@ -367,7 +372,8 @@ func TestRectificationAndRestrictionReachEverySource(t *testing.T) {
 				d.Rectifiable, d.RestrictionField = true, "restricted"
 			case "d365-contacts":
 				d.Rectifiable, d.RestrictionField = true, "dsr_restricted"
-				d.Select = append(d.Select, "dsr_restricted")
+				eo := d.Options.(*dataverse.EntityOptions)
+				eo.Select = append(eo.Select, "dsr_restricted")
 			case "billing":
 				d.Rectifiable = true
 			}

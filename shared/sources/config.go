@@ -6,14 +6,14 @@ package sources
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"net/url"
+	"maps"
 	"os"
 	"regexp"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/nyaruka/phonenumbers"
 )
@@ -67,38 +67,14 @@ const (
 	ConnWebhook   ConnectionKind = "webhook"   // any system behind signed HTTP POSTs
 )
 
-// Connection is one system that holds datasets. Secrets never sit in the
-// config file: settings (app settings, Key Vault references) hold them and
-// the config names those settings.
+// Connection is one system that holds datasets: its kind, and the kind's
+// own fields (Options, decoded and checked by the kind's package; see
+// RegisterKind). Secrets never sit in the config file: settings (app
+// settings, Key Vault references) hold them and the options name those
+// settings.
 type Connection struct {
-	Kind ConnectionKind `json:"kind"`
-	// DSNSetting (postgres) names the setting that holds the pgx connection
-	// string (key=value or URL form).
-	DSNSetting string `json:"dsnSetting,omitempty"`
-	// EntraAuth (postgres) signs in with a Microsoft Entra token of the
-	// app's identity as the password (Azure Database for PostgreSQL).
-	EntraAuth bool `json:"entraAuth,omitempty"`
-	// URL is the Dataverse environment (https://org.crm.dynamics.com) or
-	// the webhook endpoint.
-	URL string `json:"url,omitempty"`
-	// URLSetting (webhook) names a setting holding the URL instead.
-	URLSetting string `json:"urlSetting,omitempty"`
-	// SecretSetting (webhook) names the setting holding the HMAC signing
-	// secret (at least 32 bytes).
-	SecretSetting string `json:"secretSetting,omitempty"`
-	// Identifiers (webhook) is "raw" (default) or "hashed": whether the
-	// subject's identifiers are sent as they are or as keyed hashes.
-	Identifiers string `json:"identifiers,omitempty"`
-	// HashKeySetting (webhook, identifiers "hashed") names the setting
-	// holding the key of the identifier hashes.
-	HashKeySetting string `json:"hashKeySetting,omitempty"`
-	// Async (webhook) lets the system answer access requests later through
-	// the callback endpoint.
-	Async bool `json:"async,omitempty"`
-	// Timeout (webhook, Go duration, default 30s) of one attempt.
-	Timeout string `json:"timeout,omitempty"`
-	// MaxAttempts before a call fails (default 5).
-	MaxAttempts int `json:"maxAttempts,omitempty"`
+	Kind    ConnectionKind
+	Options ConnectionOptions
 }
 
 // Dataset is one logical table stored as one or more blobs of one format.
@@ -110,13 +86,10 @@ type Dataset struct {
 	// Connection names the connection that holds the dataset; empty means
 	// a Blob dataset in this app's storage account.
 	Connection string `json:"connection,omitempty"`
-	// Schema and Table (postgres) name the table; Schema defaults to "public".
-	Schema string `json:"schema,omitempty"`
-	Table  string `json:"table,omitempty"`
-	// EntitySet (dataverse) is the Web API entity set, e.g. "contacts".
-	EntitySet string `json:"entitySet,omitempty"`
-	// Select (dataverse) lists the columns read for export (default: all).
-	Select []string `json:"select,omitempty"`
+	// Options are the fields of the connection's kind (a PostgreSQL
+	// table's schema and name, a Dataverse entity set), decoded and
+	// checked by the kind's package; nil for a Blob dataset.
+	Options DatasetOptions `json:"-"`
 	// Container holds the blobs (Blob datasets).
 	Container string `json:"container,omitempty"`
 	// Blob is one blob name, or Prefix selects every blob under it; exactly one is set.
@@ -233,13 +206,17 @@ func LoadFile(path string) (*Config, error) {
 }
 
 // Parse decodes and validates a sources config. Unknown fields and data
-// after the config object are errors.
+// after the config object are errors; a connection's and a dataset's own
+// fields are decoded by their kind (RegisterKind). Errors name the field.
 func Parse(b []byte) (*Config, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
 	var cfg Config
 	if err := dec.Decode(&cfg); err != nil {
-		return nil, fmt.Errorf("decode: %w", err)
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			return nil, fmt.Errorf("decode: %w", err)
+		}
+		return nil, err
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, fmt.Errorf("decode: unexpected data after the config object")
@@ -248,6 +225,41 @@ func Parse(b []byte) (*Config, error) {
 		return nil, err
 	}
 	return &cfg, nil
+}
+
+// UnmarshalJSON decodes a config as the file holds it, refusing unknown
+// fields: the common fields here, each connection's and dataset's own
+// fields by their kind. It does not validate (Parse does).
+func (c *Config) UnmarshalJSON(b []byte) error {
+	var raw struct {
+		Version            int                        `json:"version"`
+		DefaultPhoneRegion string                     `json:"defaultPhoneRegion,omitempty"`
+		Connections        map[string]json.RawMessage `json:"connections,omitempty"`
+		Datasets           []json.RawMessage          `json:"datasets"`
+	}
+	if err := decodeStrict(b, &raw, "the sources config"); err != nil {
+		return err
+	}
+	cfg := Config{Version: raw.Version, DefaultPhoneRegion: raw.DefaultPhoneRegion}
+	if len(raw.Connections) > 0 {
+		cfg.Connections = map[string]Connection{}
+	}
+	for _, name := range slices.Sorted(maps.Keys(raw.Connections)) {
+		var conn Connection
+		if err := conn.UnmarshalJSON(raw.Connections[name]); err != nil {
+			return fieldError("connections."+name, err)
+		}
+		cfg.Connections[name] = conn
+	}
+	for i, r := range raw.Datasets {
+		d, err := decodeDataset(r, cfg.Connections)
+		if err != nil {
+			return fieldError(fmt.Sprintf("datasets[%d]", i), err)
+		}
+		cfg.Datasets = append(cfg.Datasets, d)
+	}
+	*c = cfg
+	return nil
 }
 
 var datasetName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
@@ -378,13 +390,9 @@ func (c *Config) Validate() error {
 				identifying++
 			}
 		}
-		if kind == ConnWebhook {
-			if len(d.Identifiers) > 0 || len(d.FreeText) > 0 || len(d.Relations) > 0 {
-				return fmt.Errorf("%s: a webhook system finds the subject's records itself; remove identifiers, freeText and relations", where)
-			}
-			if d.Erasure != nil || d.RestrictionField != "" {
-				return fmt.Errorf("%s: a webhook system applies erasure and restriction itself; remove erasure and restrictionField", where)
-			}
+		if ds, ok := d.Options.(interface{ FindsRecordsItself() bool }); ok && ds.FindsRecordsItself() {
+			// A delegating system (a webhook): its kind checked that the
+			// dataset holds no matching rules.
 		} else if identifying == 0 && len(d.FreeText) == 0 && len(d.Relations) == 0 {
 			return fmt.Errorf("%s: needs identifiers (other than names), freeText or relations, or it can never match", where)
 		}
@@ -442,11 +450,6 @@ func sortedNames(m map[string]Connection) []string {
 	return names
 }
 
-var (
-	simpleName  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
-	settingName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
-)
-
 // datasetKind checks the dataset's connection and returns its kind ("" for
 // a Blob dataset).
 func (c *Config) datasetKind(d *Dataset, where string) (ConnectionKind, error) {
@@ -457,8 +460,14 @@ func (c *Config) datasetKind(d *Dataset, where string) (ConnectionKind, error) {
 	if !ok {
 		return "", fmt.Errorf("%s.connection: unknown connection %q", where, d.Connection)
 	}
-	if err := conn.validate("connections." + d.Connection); err != nil {
-		return "", err
+	if _, err := kindOf(conn.Kind); err != nil {
+		return "", fieldError("connections."+d.Connection, err)
+	}
+	if conn.Options == nil {
+		return "", fmt.Errorf("connections.%s: no options for kind %s", d.Connection, conn.Kind)
+	}
+	if err := conn.Options.Check(); err != nil {
+		return "", fieldError("connections."+d.Connection, err)
 	}
 	return conn.Kind, nil
 }
@@ -500,129 +509,34 @@ func validPaths(d *Dataset, kind ConnectionKind, where string) error {
 	return nil
 }
 
-// validLocation checks the fields that say where a dataset's records are.
+// validLocation checks the fields that say where a dataset's records are:
+// the built-in Blob fields, or the kind's own.
 func validLocation(d *Dataset, kind ConnectionKind, where string) error {
-	blobFields := d.Container != "" || d.Blob != "" || d.Prefix != "" || d.Format != ""
-	switch kind {
-	case "":
-		if d.Table != "" || d.Schema != "" || d.EntitySet != "" || len(d.Select) > 0 {
-			return fmt.Errorf("%s: schema, table, entitySet and select belong to datasets with a connection", where)
+	if kind != "" {
+		if d.Container != "" || d.Blob != "" || d.Prefix != "" || d.Format != "" {
+			return fmt.Errorf("%s: container, blob, prefix and format belong to Blob datasets, not to a %s dataset", where, kind)
 		}
-		if d.Container == "" {
-			return fmt.Errorf("%s.container: required", where)
+		if d.Options == nil {
+			return fmt.Errorf("%s: no options for a %s dataset", where, kind)
 		}
-		if (d.Blob == "") == (d.Prefix == "") {
-			return fmt.Errorf("%s: exactly one of blob and prefix is required", where)
-		}
-		switch d.Format {
-		case FormatNDJSON, FormatCSV, FormatJSONArray:
-		default:
-			return fmt.Errorf("%s.format: %q is not one of ndjson, csv, json-array", where, d.Format)
-		}
-		return nil
-	case ConnPostgres:
-		if blobFields || d.EntitySet != "" || len(d.Select) > 0 {
-			return fmt.Errorf("%s: a postgres dataset takes schema, table and key, not container, blob, prefix, format, entitySet or select", where)
-		}
-		if d.Table == "" || d.Key == "" {
-			return fmt.Errorf("%s: a postgres dataset needs table and key (a single-column primary or unique key)", where)
-		}
-	case ConnDataverse:
-		if blobFields || d.Table != "" || d.Schema != "" {
-			return fmt.Errorf("%s: a dataverse dataset takes entitySet, key and select, not container, blob, prefix, format, schema or table", where)
-		}
-		if !simpleName.MatchString(d.EntitySet) || !simpleName.MatchString(d.Key) {
-			return fmt.Errorf("%s: a dataverse dataset needs entitySet and key, each a plain name ([A-Za-z_][A-Za-z0-9_]*)", where)
-		}
-		cols := append([]string(nil), d.Select...)
-		for _, id := range d.Identifiers {
-			cols = append(cols, id.Field)
-		}
-		cols = append(cols, d.FreeText...)
-		for _, r := range d.Relations {
-			cols = append(cols, r.Field, r.ReferencesField)
-		}
-		for _, col := range cols {
-			if !simpleName.MatchString(col) {
-				return fmt.Errorf("%s: dataverse column %q is not a plain name ([A-Za-z_][A-Za-z0-9_]*)", where, col)
-			}
-		}
-	case ConnWebhook:
-		if blobFields || d.Table != "" || d.Schema != "" || d.EntitySet != "" || len(d.Select) > 0 {
-			return fmt.Errorf("%s: a webhook dataset takes only name, key and facts (and rectifiable, systemLog)", where)
-		}
-	}
-	return nil
-}
-
-// validate checks one connection; where names it in errors.
-func (conn Connection) validate(where string) error {
-	setting := func(field, v string, required bool) error {
-		if v == "" && !required {
-			return nil
-		}
-		if !settingName.MatchString(v) {
-			// The value is not echoed: a misplaced secret may be in it.
-			return fmt.Errorf("%s.%s: not a setting name ([A-Za-z_][A-Za-z0-9_]*); it names the app setting that holds the value, never the value itself", where, field)
+		if err := d.Options.Check(d); err != nil {
+			return fieldError(where, err)
 		}
 		return nil
 	}
-	switch conn.Kind {
-	case ConnPostgres:
-		if err := setting("dsnSetting", conn.DSNSetting, true); err != nil {
-			return err
-		}
-		if conn.URL != "" || conn.URLSetting != "" || conn.SecretSetting != "" || conn.Identifiers != "" || conn.HashKeySetting != "" || conn.Async || conn.Timeout != "" {
-			return fmt.Errorf("%s: a postgres connection takes dsnSetting and entraAuth only", where)
-		}
-	case ConnDataverse:
-		u, err := url.Parse(conn.URL)
-		if err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
-			return fmt.Errorf("%s.url: must be the environment's https URL, like https://contoso.crm.dynamics.com", where)
-		}
-		if conn.DSNSetting != "" || conn.EntraAuth || conn.URLSetting != "" || conn.SecretSetting != "" || conn.Identifiers != "" || conn.HashKeySetting != "" || conn.Async || conn.Timeout != "" {
-			return fmt.Errorf("%s: a dataverse connection takes url and maxAttempts only", where)
-		}
-	case ConnWebhook:
-		if (conn.URL == "") == (conn.URLSetting == "") {
-			return fmt.Errorf("%s: exactly one of url and urlSetting is required", where)
-		}
-		if conn.URL != "" {
-			if u, err := url.Parse(conn.URL); err != nil || u.Scheme != "https" || u.Host == "" {
-				return fmt.Errorf("%s.url: must be an https URL", where)
-			}
-		}
-		if err := setting("urlSetting", conn.URLSetting, false); err != nil {
-			return err
-		}
-		if err := setting("secretSetting", conn.SecretSetting, true); err != nil {
-			return err
-		}
-		switch conn.Identifiers {
-		case "", "raw":
-			if conn.HashKeySetting != "" {
-				return fmt.Errorf("%s.hashKeySetting: only identifiers \"hashed\" takes a hash key", where)
-			}
-		case "hashed":
-			if err := setting("hashKeySetting", conn.HashKeySetting, true); err != nil {
-				return err
-			}
-		default:
-			return fmt.Errorf("%s.identifiers: %q is not one of raw, hashed", where, conn.Identifiers)
-		}
-		if conn.Timeout != "" {
-			if d, err := time.ParseDuration(conn.Timeout); err != nil || d <= 0 || d > 10*time.Minute {
-				return fmt.Errorf("%s.timeout: %q is not a Go duration between 0 and 10m", where, conn.Timeout)
-			}
-		}
-		if conn.DSNSetting != "" || conn.EntraAuth {
-			return fmt.Errorf("%s: a webhook connection takes no dsnSetting or entraAuth", where)
-		}
+	if d.Options != nil {
+		return fmt.Errorf("%s: a Blob dataset (no connection) takes no options of another kind", where)
+	}
+	if d.Container == "" {
+		return fmt.Errorf("%s.container: required", where)
+	}
+	if (d.Blob == "") == (d.Prefix == "") {
+		return fmt.Errorf("%s: exactly one of blob and prefix is required", where)
+	}
+	switch d.Format {
+	case FormatNDJSON, FormatCSV, FormatJSONArray:
 	default:
-		return fmt.Errorf("%s.kind: %q is not one of postgres, dataverse, webhook", where, conn.Kind)
-	}
-	if conn.MaxAttempts < 0 || conn.MaxAttempts > 20 {
-		return fmt.Errorf("%s.maxAttempts: must be between 1 and 20 (0 means the default, 5)", where)
+		return fmt.Errorf("%s.format: %q is not one of ndjson, csv, json-array", where, d.Format)
 	}
 	return nil
 }

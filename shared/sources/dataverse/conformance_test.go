@@ -51,7 +51,7 @@ func (dvHarness) Open(t *testing.T) sourcestest.Fixture {
 		}
 		tb := Table{Name: set, EntitySet: set, Key: guid, Identifiers: d.Identifiers, FreeText: d.FreeText}
 		for _, r := range d.Relations {
-			tb.Relations = append(tb.Relations, Relation{Column: r.Field, References: r.References, ReferencesColumn: r.ReferencesField})
+			tb.Relations = append(tb.Relations, r)
 		}
 		cfg.Tables = append(cfg.Tables, tb)
 	}

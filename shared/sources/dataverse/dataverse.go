@@ -128,15 +128,11 @@ type Table struct {
 	Relations []Relation `json:"relations,omitempty"`
 }
 
-// Relation says: a record whose Column equals ReferencesColumn of a matched
-// record of table References (a Table.Name of this config) belongs to the
-// subject. Column is typically a lookup, e.g. "_customerid_value"
-// referencing "contactid" of the contacts table.
-type Relation struct {
-	Column           string `json:"column"`
-	References       string `json:"references"`
-	ReferencesColumn string `json:"referencesColumn"`
-}
+// Relation is the sources config's relation: a record whose column Field
+// equals column ReferencesField of a matched record of table References (a
+// Table.Name of this config) belongs to the subject. Field is typically a
+// lookup, e.g. "_customerid_value" referencing "contactid" of contacts.
+type Relation = sources.Relation
 
 var (
 	identRE      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -216,10 +212,10 @@ func (c *Config) Validate() error {
 			if !names[r.References] {
 				return fmt.Errorf("dataverse: table %s: relation references unknown table %q", t.Name, r.References)
 			}
-			if err := ident(t.Name, "relation column", r.Column); err != nil {
+			if err := ident(t.Name, "relation column", r.Field); err != nil {
 				return err
 			}
-			if err := ident(t.Name, "relation referencesColumn", r.ReferencesColumn); err != nil {
+			if err := ident(t.Name, "relation referencesColumn", r.ReferencesField); err != nil {
 				return err
 			}
 		}

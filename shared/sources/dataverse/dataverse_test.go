@@ -149,20 +149,20 @@ func testConfig(url string, pageSize int) *Config {
 			{Name: "cases", EntitySet: "incidents", Key: "incidentid",
 				Select:    []string{"title", "description", "_customerid_value"},
 				FreeText:  []string{"description"},
-				Relations: []Relation{{Column: "_customerid_value", References: "contacts", ReferencesColumn: "contactid"}}},
+				Relations: []Relation{{Field: "_customerid_value", References: "contacts", ReferencesField: "contactid"}}},
 			{Name: "notes", EntitySet: "annotations", Key: "annotationid",
 				FreeText: []string{"notetext"},
 				Relations: []Relation{
-					{Column: "_objectid_value", References: "cases", ReferencesColumn: "incidentid"},
-					{Column: "_objectid_value", References: "contacts", ReferencesColumn: "contactid"},
+					{Field: "_objectid_value", References: "cases", ReferencesField: "incidentid"},
+					{Field: "_objectid_value", References: "contacts", ReferencesField: "contactid"},
 				}},
 			{Name: "emails", EntitySet: "emails", Key: "activityid",
 				Select:      []string{"subject", "sender", "torecipients", "_regardingobjectid_value"},
 				Identifiers: []sources.Identifier{{Field: "sender", Kind: sources.KindEmail}},
 				FreeText:    []string{"torecipients"},
-				Relations:   []Relation{{Column: "_regardingobjectid_value", References: "cases", ReferencesColumn: "incidentid"}}},
+				Relations:   []Relation{{Field: "_regardingobjectid_value", References: "cases", ReferencesField: "incidentid"}}},
 			{Name: "activities", EntitySet: "activitypointers", Key: "activityid",
-				Relations: []Relation{{Column: "_regardingobjectid_value", References: "cases", ReferencesColumn: "incidentid"}}},
+				Relations: []Relation{{Field: "_regardingobjectid_value", References: "cases", ReferencesField: "incidentid"}}},
 		},
 	}
 }
@@ -1038,8 +1038,8 @@ func TestValidate(t *testing.T) {
 		"kind":            {func(c *Config) { c.Tables[0].Identifiers[0].Kind = "ssn" }, "unknown kind"},
 		"free text":       {func(c *Config) { c.Tables[1].FreeText = []string{"1description"} }, "freeText column"},
 		"relation table":  {func(c *Config) { c.Tables[1].Relations[0].References = "accounts" }, "unknown table"},
-		"relation col":    {func(c *Config) { c.Tables[1].Relations[0].Column = "_customerid_value eq x" }, "relation column"},
-		"relation ref":    {func(c *Config) { c.Tables[1].Relations[0].ReferencesColumn = "" }, "relation referencesColumn"},
+		"relation col":    {func(c *Config) { c.Tables[1].Relations[0].Field = "_customerid_value eq x" }, "relation column"},
+		"relation ref":    {func(c *Config) { c.Tables[1].Relations[0].ReferencesField = "" }, "relation referencesColumn"},
 	}
 	for name, tc := range cases {
 		cfg := good()

@@ -22,7 +22,7 @@ func (c *Connector) Discover(ctx context.Context, subj sources.Subject) (*source
 		names[i] = t.Name
 		ids[t.Name] = t.Identifiers
 		for _, r := range t.Relations {
-			edges = append(edges, sources.Edge{References: r.References, ReferencesColumn: r.ReferencesColumn})
+			edges = append(edges, sources.Edge{References: r.References, ReferencesColumn: r.ReferencesField})
 		}
 	}
 	seeds := sources.Seeds(subj, ids)
@@ -138,18 +138,18 @@ func (c *Connector) scan(ctx context.Context, t *Table, subj sources.Subject, st
 		}
 	}
 	for _, r := range t.Relations {
-		vals := slices.Sorted(maps.Keys(state[r.References].Refs[r.ReferencesColumn]))
+		vals := slices.Sorted(maps.Keys(state[r.References].Refs[r.ReferencesField]))
 		for _, v := range vals {
-			if t.isGUIDColumn(r.Column) {
+			if t.isGUIDColumn(r.Field) {
 				if g, ok := parseGUID(v); ok {
-					term(eqGUID(r.Column, g))
+					term(eqGUID(r.Field, g))
 				}
 			} else {
-				term(eqString(r.Column, v))
+				term(eqString(r.Field, v))
 			}
 		}
 		if len(vals) > 0 {
-			fetch(r.Column)
+			fetch(r.Field)
 		}
 	}
 	for _, f := range t.FreeText {
@@ -179,11 +179,11 @@ func (c *Connector) scan(ctx context.Context, t *Table, subj sources.Subject, st
 			return strings.TrimSpace(v) == strings.TrimSpace(want)
 		}}
 	for _, r := range t.Relations {
-		rules.RelationFields = append(rules.RelationFields, r.Column)
+		rules.RelationFields = append(rules.RelationFields, r.Field)
 	}
 	rules.Related = func(i int, v string) bool {
 		r := t.Relations[i]
-		_, hit := state[r.References].Refs[r.ReferencesColumn][normRef(v)]
+		_, hit := state[r.References].Refs[r.ReferencesField][normRef(v)]
 		return hit
 	}
 	for chunk := range slices.Chunk(terms, maxTermsPerRequest) {

@@ -166,7 +166,11 @@ func Connectors(ctx context.Context, cfg *sources.Config, deps Deps) (*Sources, 
 	return out, nil
 }
 
-func openPostgres(ctx context.Context, cfg *sources.Config, name string, conn sources.Connection, ds []*sources.Dataset, deps Deps, out *Sources) (sources.Connector, error) {
+func openPostgres(ctx context.Context, cfg *sources.Config, name string, c sources.Connection, ds []*sources.Dataset, deps Deps, out *Sources) (sources.Connector, error) {
+	conn, ok := c.Options.(*postgres.ConnectionOptions)
+	if !ok {
+		return nil, fmt.Errorf("connection options are %T, not postgres", c.Options)
+	}
 	dsn := deps.Getenv(conn.DSNSetting)
 	if dsn == "" {
 		return nil, fmt.Errorf("setting %s (dsnSetting) is empty", conn.DSNSetting)
@@ -183,21 +187,26 @@ func openPostgres(ctx context.Context, cfg *sources.Config, name string, conn so
 		pc.Credential = cred
 	}
 	for _, d := range ds {
-		t := postgres.Table{Name: d.Name, Schema: d.Schema, Table: d.Table, Key: d.Key, Identifiers: d.Identifiers, FreeText: d.FreeText}
-		for _, r := range d.Relations {
-			t.Relations = append(t.Relations, postgres.Relation{Column: r.Field, References: r.References, ReferencesColumn: r.ReferencesField})
+		to, ok := d.Options.(*postgres.TableOptions)
+		if !ok {
+			return nil, fmt.Errorf("dataset %s: options are %T, not postgres", d.Name, d.Options)
 		}
+		t := postgres.Table{Name: d.Name, Schema: to.Schema, Table: to.Table, Key: d.Key, Identifiers: d.Identifiers, FreeText: d.FreeText, Relations: d.Relations}
 		pc.Tables = append(pc.Tables, t)
 	}
-	c, err := postgres.New(ctx, pc)
+	pg, err := postgres.New(ctx, pc)
 	if err != nil {
 		return nil, err
 	}
-	out.closers = append(out.closers, c.Close)
-	return c, nil
+	out.closers = append(out.closers, pg.Close)
+	return pg, nil
 }
 
-func openDataverse(cfg *sources.Config, conn sources.Connection, ds []*sources.Dataset, deps Deps) (sources.Connector, error) {
+func openDataverse(cfg *sources.Config, c sources.Connection, ds []*sources.Dataset, deps Deps) (sources.Connector, error) {
+	conn, ok := c.Options.(*dataverse.ConnectionOptions)
+	if !ok {
+		return nil, fmt.Errorf("connection options are %T, not dataverse", c.Options)
+	}
 	if deps.Credential == nil {
 		return nil, errors.New("dataverse needs the app's credential")
 	}
@@ -207,16 +216,21 @@ func openDataverse(cfg *sources.Config, conn sources.Connection, ds []*sources.D
 	}
 	dc := &dataverse.Config{URL: conn.URL, DefaultPhoneRegion: cfg.DefaultPhoneRegion, MaxAttempts: conn.MaxAttempts}
 	for _, d := range ds {
-		t := dataverse.Table{Name: d.Name, EntitySet: d.EntitySet, Key: d.Key, Select: d.Select, Identifiers: d.Identifiers, FreeText: d.FreeText}
-		for _, r := range d.Relations {
-			t.Relations = append(t.Relations, dataverse.Relation{Column: r.Field, References: r.References, ReferencesColumn: r.ReferencesField})
+		eo, ok := d.Options.(*dataverse.EntityOptions)
+		if !ok {
+			return nil, fmt.Errorf("dataset %s: options are %T, not dataverse", d.Name, d.Options)
 		}
+		t := dataverse.Table{Name: d.Name, EntitySet: eo.EntitySet, Key: d.Key, Select: eo.Select, Identifiers: d.Identifiers, FreeText: d.FreeText, Relations: d.Relations}
 		dc.Tables = append(dc.Tables, t)
 	}
 	return dataverse.New(dc, deps.HTTPClient, cred)
 }
 
-func openWebhook(name string, conn sources.Connection, ds []*sources.Dataset, deps Deps, out *Sources) (*webhook.Connector, error) {
+func openWebhook(name string, c sources.Connection, ds []*sources.Dataset, deps Deps, out *Sources) (*webhook.Connector, error) {
+	conn, ok := c.Options.(*webhook.ConnectionOptions)
+	if !ok {
+		return nil, fmt.Errorf("connection options are %T, not webhook", c.Options)
+	}
 	url := conn.URL
 	if conn.URLSetting != "" {
 		if url = deps.Getenv(conn.URLSetting); url == "" {

@@ -65,7 +65,7 @@ func (pgHarness) Open(t *testing.T) sourcestest.Fixture {
 		}
 		tb := Table{Name: d.Name, Table: d.Name, Key: d.Key, Identifiers: d.Identifiers, FreeText: d.FreeText}
 		for _, r := range d.Relations {
-			tb.Relations = append(tb.Relations, Relation{Column: r.Field, References: r.References, ReferencesColumn: r.ReferencesField})
+			tb.Relations = append(tb.Relations, r)
 		}
 		cfg.Tables = append(cfg.Tables, tb)
 	}

@@ -83,13 +83,10 @@ type Table struct {
 	Relations []Relation `json:"relations,omitempty"`
 }
 
-// Relation says: a row whose Column equals ReferencesColumn of a matched row
-// of table References (a Table.Name of this config) belongs to the subject.
-type Relation struct {
-	Column           string `json:"column"`
-	References       string `json:"references"`
-	ReferencesColumn string `json:"referencesColumn"`
-}
+// Relation is the sources config's relation: a row whose column Field
+// equals column ReferencesField of a matched row of table References (a
+// Table.Name of this config) belongs to the subject.
+type Relation = sources.Relation
 
 // Validate checks the config's structure.
 func (c *Config) Validate() error {
@@ -118,7 +115,7 @@ func (c *Config) Validate() error {
 			if !names[r.References] {
 				return fmt.Errorf("postgres: table %s: relation references unknown table %q", t.Name, r.References)
 			}
-			if r.Column == "" || r.ReferencesColumn == "" {
+			if r.Field == "" || r.ReferencesField == "" {
 				return fmt.Errorf("postgres: table %s: relation needs column and referencesColumn", t.Name)
 			}
 		}
@@ -200,7 +197,7 @@ func (c *Connector) Discover(ctx context.Context, subj sources.Subject) (*source
 		names[i] = t.Name
 		ids[t.Name] = t.Identifiers
 		for _, r := range t.Relations {
-			edges = append(edges, sources.Edge{References: r.References, ReferencesColumn: r.ReferencesColumn})
+			edges = append(edges, sources.Edge{References: r.References, ReferencesColumn: r.ReferencesField})
 		}
 	}
 	state, err := sources.FollowRelations(ctx, "postgres", names, edges, sources.Seeds(subj, ids), func(ctx context.Context, i int, refCols []string, state map[string]*sources.Matched) (*sources.Matched, error) {
@@ -381,14 +378,14 @@ func (c *Connector) scan(ctx context.Context, t *Table, subj sources.Subject, st
 		}
 	}
 	for _, r := range t.Relations {
-		vals := make([]string, 0, len(state[r.References].Refs[r.ReferencesColumn]))
-		for v := range state[r.References].Refs[r.ReferencesColumn] {
+		vals := make([]string, 0, len(state[r.References].Refs[r.ReferencesField]))
+		for v := range state[r.References].Refs[r.ReferencesField] {
 			vals = append(vals, v)
 		}
 		if len(vals) > 0 {
 			slices.Sort(vals)
-			conds = append(conds, quote(r.Column)+"::text = ANY("+arg(vals)+"::text[])")
-			fetch(r.Column)
+			conds = append(conds, quote(r.Field)+"::text = ANY("+arg(vals)+"::text[])")
+			fetch(r.Field)
 		}
 	}
 	for _, f := range t.FreeText {
@@ -408,11 +405,11 @@ func (c *Connector) scan(ctx context.Context, t *Table, subj sources.Subject, st
 	}
 	rules := &sources.Rules{Identifiers: t.Identifiers, FreeText: t.FreeText, Subject: subj, Region: c.cfg.DefaultPhoneRegion}
 	for _, r := range t.Relations {
-		rules.RelationFields = append(rules.RelationFields, r.Column)
+		rules.RelationFields = append(rules.RelationFields, r.Field)
 	}
 	rules.Related = func(i int, v string) bool {
 		r := t.Relations[i]
-		_, hit := state[r.References].Refs[r.ReferencesColumn][v]
+		_, hit := state[r.References].Refs[r.ReferencesField][v]
 		return hit
 	}
 	for _, rc := range refCols {

@@ -71,9 +71,9 @@ func setup(t *testing.T) (*Connector, *pgx.Conn) {
 				{Field: "email", Kind: sources.KindEmail}, {Field: "phone", Kind: sources.KindPhone}, {Field: "id", Kind: sources.KindID, IDName: "contactId"},
 			}},
 			{Name: "cases", Schema: "public", Table: "cases", Key: "id", FreeText: []string{"description"},
-				Relations: []Relation{{Column: "contact_id", References: "contacts", ReferencesColumn: "id"}}},
+				Relations: []Relation{{Field: "contact_id", References: "contacts", ReferencesField: "id"}}},
 			{Name: "case-notes", Table: "Case Notes", Key: "id", FreeText: []string{"body"},
-				Relations: []Relation{{Column: "case_id", References: "cases", ReferencesColumn: "id"}}},
+				Relations: []Relation{{Field: "case_id", References: "cases", ReferencesField: "id"}}},
 		},
 	}
 	c, err := New(ctx, cfg)
@@ -417,7 +417,7 @@ INSERT INTO visits VALUES
 	}
 	c.cfg.Tables = []Table{
 		{Name: "members", Table: "members", Key: "id", Identifiers: []sources.Identifier{{Field: "email", Kind: sources.KindEmail}}},
-		{Name: "visits", Table: "visits", Key: "code", Relations: []Relation{{Column: "member_id", References: "members", ReferencesColumn: "id"}}},
+		{Name: "visits", Table: "visits", Key: "code", Relations: []Relation{{Field: "member_id", References: "members", ReferencesField: "id"}}},
 	}
 	d, err := c.Discover(ctx, sources.Subject{Emails: []string{"ann@x.example"}})
 	if err != nil {
