@@ -24,6 +24,7 @@ import (
 	exportlink "github.com/dsr-functions/dsr/functions/export-link"
 	health "github.com/dsr-functions/dsr/functions/health"
 	intake "github.com/dsr-functions/dsr/functions/intake"
+	openapi "github.com/dsr-functions/dsr/functions/openapi"
 	requestsapprove "github.com/dsr-functions/dsr/functions/requests-approve"
 	requestsaudit "github.com/dsr-functions/dsr/functions/requests-audit"
 	requestscancel "github.com/dsr-functions/dsr/functions/requests-cancel"
@@ -73,6 +74,8 @@ var Policies = map[string]auth.Policy{
 	"export-link":      {Any: []auth.Role{auth.RoleExport}},
 	"erasures-replay":  {Any: []auth.Role{auth.RoleAdmin}},
 	"health":           {Anonymous: true},
+	// The API contract describes routes and shapes, never data.
+	"openapi": {Anonymous: true},
 	// Webhook systems authenticate each delivery with their signature.
 	"webhook-callback": {Anonymous: true},
 }
@@ -98,6 +101,7 @@ func Registry(svc *pipeline.Service, authn *auth.Authenticator, callbacks map[st
 			"export-link":      guard("export-link", exportlink.New(svc)),
 			"erasures-replay":  guard("erasures-replay", erasuresreplay.New(svc)),
 			"health":           guard("health", health.New(svc)),
+			"openapi":          guard("openapi", openapi.New()),
 			"webhook-callback": guard("webhook-callback", webhookcallback.New(callbacks)),
 		},
 		Queue: map[string]funchost.QueueFunc{

@@ -251,6 +251,8 @@ func (h *harness) do(method, path string, body string, header ...string) (*http.
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
+	// Every answer the tests see is held to the published contract.
+	checkContract(h.t, method, path, resp, b)
 	return resp, b
 }
 

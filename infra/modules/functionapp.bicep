@@ -172,8 +172,11 @@ resource auth 'Microsoft.Web/sites/config@2024-04-01' = if (!empty(authClientId)
       // token; the app checks each delivery's HMAC signature instead.
       // Whether App Service Authentication matches the wildcard form is not
       // verified here (no Azure): docs/deploy.md says how to check it.
+      // The anonymous functions (a test keeps this list equal to them):
+      // health, the API contract, and the webhook callbacks.
       excludedPaths: [
         '/api/health'
+        '/api/openapi.json'
         '/api/webhooks/*'
       ]
     }
