@@ -23,6 +23,7 @@ run: deps build
 ## test: vet, format check, every test (each test package starts its own in-memory Azurite), short fuzz runs
 test: deps
 	./scripts/postgres-deps.sh
+	./scripts/chromium-deps.sh
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './node_modules/*')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...

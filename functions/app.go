@@ -5,6 +5,7 @@ package functions
 
 import (
 	"context"
+	"crypto/sha256"
 	"embed"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 
+	consolefn "github.com/dsr-functions/dsr/functions/console"
 	discover "github.com/dsr-functions/dsr/functions/discover"
 	discoverdeadletter "github.com/dsr-functions/dsr/functions/discover-deadletter"
 	erase "github.com/dsr-functions/dsr/functions/erase"
@@ -42,6 +44,7 @@ import (
 	"github.com/dsr-functions/dsr/shared/auth"
 	"github.com/dsr-functions/dsr/shared/blobs"
 	"github.com/dsr-functions/dsr/shared/config"
+	"github.com/dsr-functions/dsr/shared/console"
 	"github.com/dsr-functions/dsr/shared/dsr"
 	"github.com/dsr-functions/dsr/shared/funchost"
 	"github.com/dsr-functions/dsr/shared/pipeline"
@@ -74,6 +77,9 @@ var Policies = map[string]auth.Policy{
 	"export-link":      {Any: []auth.Role{auth.RoleExport}},
 	"erasures-replay":  {Any: []auth.Role{auth.RoleAdmin}},
 	"health":           {Anonymous: true},
+	// The console signs people in itself and acts through the functions
+	// above, in process, under their policies.
+	"console": {Browser: true},
 	// The API contract describes routes and shapes, never data.
 	"openapi": {Anonymous: true},
 	// Webhook systems authenticate each delivery with their signature.
@@ -81,8 +87,9 @@ var Policies = map[string]auth.Policy{
 }
 
 // Registry maps every function name to its implementation, HTTP functions
-// behind their access policy.
-// callbacks are the asynchronous webhook systems' endpoints by name.
+// behind their access policy, except the console, which is built over the
+// others (newConsole). callbacks are the asynchronous webhook systems'
+// endpoints by name.
 func Registry(svc *pipeline.Service, authn *auth.Authenticator, callbacks map[string]http.Handler) funchost.Registry {
 	guard := func(name string, h http.Handler) http.Handler {
 		return auth.Guard(authn, Policies[name], h, svc.Log)
@@ -128,6 +135,8 @@ type App struct {
 	Service   *pipeline.Service
 	Account   *blobs.Account
 	Handler   http.Handler
+	// Console is the privacy team's console (LoginURL mints local logins).
+	Console *console.Console
 	// Close releases the data sources' connections.
 	Close func()
 }
@@ -229,12 +238,19 @@ func NewWithOptions(cfg *config.Config, sender queue.Sender, log *slog.Logger, o
 	for name, wh := range conns.Webhooks {
 		callbacks[name] = wh.CallbackHandler(webhook.CallbackOptions{OnComplete: svc.Redrive})
 	}
-	h, err := funchost.NewHandler(fns, Registry(svc, authn, callbacks), log)
+	reg := Registry(svc, authn, callbacks)
+	con, err := newConsole(fns, reg, authn, svc, cfg)
 	if err != nil {
 		conns.Close()
 		return nil, err
 	}
-	return &App{Functions: fns, Service: svc, Account: acct, Handler: h, Close: conns.Close}, nil
+	reg.HTTP["console"] = auth.Guard(authn, Policies["console"], consolefn.New(con), log)
+	h, err := funchost.NewHandler(fns, reg, log)
+	if err != nil {
+		conns.Close()
+		return nil, err
+	}
+	return &App{Functions: fns, Service: svc, Account: acct, Handler: h, Console: con, Close: conns.Close}, nil
 }
 
 // checkPolicies makes function.json and Policies agree: every HTTP function
@@ -249,12 +265,35 @@ func checkPolicies(fns []funchost.Function) error {
 		if !ok {
 			return fmt.Errorf("function %s: no access policy", f.Name)
 		}
-		if p.Anonymous != (t.AuthLevel == "anonymous") {
+		if (p.Anonymous || p.Browser) != (t.AuthLevel == "anonymous") {
 			return fmt.Errorf("function %s: authLevel %q disagrees with its access policy", f.Name, t.AuthLevel)
 		}
-		if !p.Anonymous && len(p.Any) == 0 && p.Own == "" {
+		if !p.Anonymous && !p.Browser && len(p.Any) == 0 && p.Own == "" {
 			return fmt.Errorf("function %s: its policy admits nobody", f.Name)
 		}
 	}
 	return nil
+}
+
+// newConsole builds the console over the app's other HTTP functions,
+// routed as the host routes them, so that it calls them in process exactly
+// as an API caller would.
+func newConsole(fns []funchost.Function, reg funchost.Registry, authn *auth.Authenticator, svc *pipeline.Service, cfg *config.Config) (*console.Console, error) {
+	api := http.NewServeMux()
+	for _, f := range fns {
+		h, ok := reg.HTTP[f.Name]
+		if !ok || Policies[f.Name].Browser {
+			continue
+		}
+		for _, p := range f.Patterns() {
+			api.Handle(p, h)
+		}
+	}
+	var key []byte
+	if cfg.PseudonymSecret != "" {
+		// Every instance derives the same CSRF key from the shared secret.
+		sum := sha256.Sum256([]byte("dsr-console-csrf\x00" + cfg.PseudonymSecret))
+		key = sum[:]
+	}
+	return console.New(console.Config{API: api, Authn: authn, Sources: svc.Sources, Key: key, Now: svc.NowUTC, Log: svc.Log})
 }

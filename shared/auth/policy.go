@@ -17,6 +17,11 @@ type Policy struct {
 	Any []Role
 	// Own grants access restricted to the caller's own requests.
 	Own Role
+	// Browser functions serve people's browsers (the console): anonymous
+	// at the host, since a browser holds no function key, they authenticate
+	// every call themselves (the platform's principal, or a local session)
+	// and reach the data only through the guarded functions, in process.
+	Browser bool
 }
 
 type ownKey struct{}
@@ -26,12 +31,19 @@ func OwnOnly(ctx context.Context) bool { v, _ := ctx.Value(ownKey{}).(bool); ret
 
 // Guard authenticates the caller and enforces p before h runs. It is the
 // only place where roles are checked against functions.
+//
+// A principal already in the request's context was authenticated by the
+// app itself (the console calling a function in process for its signed-in
+// user); only in-process callers can set it, so it is used as it is.
 func Guard(a *Authenticator, p Policy, h http.Handler, log *slog.Logger) http.Handler {
-	if p.Anonymous {
+	if p.Anonymous || p.Browser {
 		return h
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		pr, err := a.Authenticate(r)
+		pr, err := FromContext(r.Context()), error(nil)
+		if pr == nil {
+			pr, err = a.Authenticate(r)
+		}
 		if err != nil {
 			log.Warn("request refused: not authenticated", "path", r.URL.Path, "reason", err.Error())
 			w.Header().Set("WWW-Authenticate", `Bearer realm="dsr"`)

@@ -152,3 +152,32 @@ func TestOwnOnlyDefault(t *testing.T) {
 		t.Fatal("OwnOnly without Guard")
 	}
 }
+
+// A principal the app put in the context (the console, in process) is the
+// caller; a network caller cannot put one there, and without it the
+// headers decide.
+func TestGuardUsesAPrincipalInTheContext(t *testing.T) {
+	a := &auth.Authenticator{Mode: auth.ModePlatform}
+	var got *auth.Principal
+	h := auth.Guard(a, auth.Policy{Any: []auth.Role{auth.RoleApprove}}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = auth.FromContext(r.Context())
+	}), slog.New(slog.DiscardHandler))
+	r := httptest.NewRequest("POST", "/api/requests/x/approve", nil)
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	if w.Code != http.StatusUnauthorized {
+		t.Fatalf("no principal: %d", w.Code)
+	}
+	p := &auth.Principal{Kind: "user", ID: "u1", Roles: []auth.Role{auth.RoleRead}}
+	w = httptest.NewRecorder()
+	h.ServeHTTP(w, r.WithContext(auth.WithPrincipal(r.Context(), p)))
+	if w.Code != http.StatusForbidden || got != nil {
+		t.Fatalf("reader in context: %d", w.Code)
+	}
+	p.Roles = []auth.Role{auth.RoleApprove}
+	w = httptest.NewRecorder()
+	h.ServeHTTP(w, r.WithContext(auth.WithPrincipal(r.Context(), p)))
+	if w.Code != http.StatusOK || got != p {
+		t.Fatalf("approver in context: %d %v", w.Code, got)
+	}
+}
