@@ -1,6 +1,7 @@
 // Command dsr is the DSR Functions binary: the Azure Functions custom
 // handler (serve), the same handler with a built-in local host and embedded
-// queue (local), and the sample data generator (sample).
+// queue (local), the sample data generator (sample), and a command line for
+// the API (requests, export) and the local queue (send).
 package main
 
 import (
@@ -10,7 +11,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"io"
 	"log/slog"
 	"net"
@@ -23,7 +23,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+
 	"github.com/dsr-functions/dsr/functions"
+	"github.com/dsr-functions/dsr/shared/auth"
 	"github.com/dsr-functions/dsr/shared/blobs"
 	"github.com/dsr-functions/dsr/shared/config"
 	"github.com/dsr-functions/dsr/shared/funchost"
@@ -35,9 +38,16 @@ import (
 const usage = `usage: dsr <command> [flags]
 
 commands:
-  serve    run as the Azure Functions custom handler (listens on FUNCTIONS_CUSTOMHANDLER_PORT)
-  local    run locally: handler + built-in Functions host + embedded queue (port 7071)
-  sample   generate the sample datasets to a folder or into Blob Storage
+  serve     run as the Azure Functions custom handler (listens on FUNCTIONS_CUSTOMHANDLER_PORT)
+  local     run locally: handler + built-in Functions host + embedded queue (port 7071)
+  sample    generate the sample datasets to a folder or into Blob Storage
+
+  requests  create|get|list|wait|approve|reject|extend|cancel|audit: call the API
+  export    download|link: save an access package, checked against its sha256
+  send      put a message on dsr local's embedded queue (e.g. dsr-intake)
+
+The API commands read DSR_URL (default http://127.0.0.1:7071), DSR_FUNCTION_KEY and
+DSR_ENTRA_SCOPE, or the flags --url, --key, --entra-scope; see docs/cli.md.
 `
 
 func main() {
@@ -56,6 +66,12 @@ func main() {
 		err = local(ctx, log, os.Args[2:])
 	case "sample":
 		err = sampleCmd(ctx, os.Args[2:])
+	case "requests":
+		err = runCLI(ctx, osEnv(), requestsCmd, os.Args[2:])
+	case "export":
+		err = runCLI(ctx, osEnv(), exportCmd, os.Args[2:])
+	case "send":
+		err = runCLI(ctx, osEnv(), sendCmd, os.Args[2:])
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return
@@ -65,7 +81,7 @@ func main() {
 	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		fmt.Fprintf(os.Stderr, "dsr %s: %v\n", os.Args[1], err)
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
 }
 
@@ -189,7 +205,37 @@ func local(ctx context.Context, log *slog.Logger, args []string) error {
 	}
 	go host.Run(ctx)
 	fmt.Fprintf(os.Stderr, "DSR Functions running locally: http://%s/api (Ctrl-C to stop)\n", hostLn.Addr())
+	consoleURL, err := localConsoleURL(app, "http://"+hostLn.Addr().String(), cfg.KeyRoles)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "Console: %s\n  (a one-time login link, also in %s)\n", consoleURL, localConsoleFile)
 	return serveUntil(ctx, hostLn, host)
+}
+
+// localConsoleFile is where `dsr local` writes the console's login link.
+const localConsoleFile = ".local/console-url"
+
+// localConsoleURL mints a one-time console login link for the developer,
+// with the roles of the local function key, and writes it (mode 0600) to
+// localConsoleFile, as Jupyter does with its token URL. Opening it once
+// sets a session cookie; a restart of `dsr local` mints a new one.
+func localConsoleURL(app *functions.App, base, keyRoles string) (string, error) {
+	roles, err := auth.ParseRoles(keyRoles)
+	if err != nil {
+		return "", fmt.Errorf("DSR_KEY_ROLES: %w", err)
+	}
+	link, err := app.Console.LoginURL(base, auth.Principal{Kind: "user", ID: "local-developer", Name: "Local developer", Roles: roles})
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(filepath.Dir(localConsoleFile), 0o700); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(localConsoleFile, []byte(link+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return link, nil
 }
 
 // localKeyFile is where `dsr local` keeps a generated function key, so the

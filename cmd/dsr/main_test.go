@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -198,5 +199,39 @@ func TestLocalServesTheWalkthrough(t *testing.T) {
 	}
 	if strings.Contains(strings.ToLower(logs.String()), "avery") {
 		t.Fatalf("personal data in the logs:\n%s", logs)
+	}
+
+	// The console: the login link printed and saved signs the developer in
+	// once; the page shows the request just made.
+	link, err := os.ReadFile("../../.local/console-url")
+	if err != nil {
+		t.Fatal(err)
+	}
+	consoleURL := strings.TrimSpace(string(link))
+	if !strings.HasPrefix(consoleURL, base+"/api/console/login?token=") || !strings.Contains(logs.String(), consoleURL) {
+		t.Fatalf("console link %q not printed:\n%s", consoleURL, logs)
+	}
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar}
+	resp, err = browser.Get(consoleURL + "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(page), "Work queue") || !strings.Contains(string(page), "DSR.Admin") {
+		t.Fatalf("console: %d\n%s", resp.StatusCode, page)
+	}
+	resp, err = browser.Get(base + "/api/console/requests/" + doc.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(page), "completed") {
+		t.Fatalf("console request page: %d\n%s", resp.StatusCode, page)
+	}
+	if resp, err := http.Get(consoleURL); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("the login link worked twice: %v", err)
 	}
 }

@@ -27,6 +27,9 @@ import (
 // embedded broker to Service Bus-triggered functions as invocation payloads,
 // completing them on a 2xx JSON reply and abandoning them otherwise, and
 // invokes timer-triggered functions on their NCRONTAB schedules (in UTC).
+// Unlike the Functions host it also takes messages for the embedded queue
+// from outside (QueueMessagesPattern), since there is no Service Bus to
+// send them to.
 type LocalHost struct {
 	// Functions are the app's function definitions (from function.json).
 	Functions []Function
@@ -87,6 +90,11 @@ func (h *LocalHost) init() {
 			for _, p := range f.Patterns() {
 				h.router.Handle(p, route)
 			}
+		}
+		if h.Broker != nil {
+			// Local only (LocalHost is never part of `dsr serve`), and behind
+			// the function key like every non-anonymous function.
+			h.router.Handle(QueueMessagesPattern, h.requireKey(http.HandlerFunc(h.sendMessage)))
 		}
 		h.router.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 			problem.Write(w, r, problem.New(http.StatusNotFound, "not-found", "", "no function serves this method and path"))
