@@ -34,6 +34,7 @@ import (
 	requestsextend "github.com/dsr-functions/dsr/functions/requests-extend"
 	requestsget "github.com/dsr-functions/dsr/functions/requests-get"
 	requestslist "github.com/dsr-functions/dsr/functions/requests-list"
+	requestsredrive "github.com/dsr-functions/dsr/functions/requests-redrive"
 	requestsreject "github.com/dsr-functions/dsr/functions/requests-reject"
 	restrictionsget "github.com/dsr-functions/dsr/functions/restrictions-get"
 	sweeper "github.com/dsr-functions/dsr/functions/sweeper"
@@ -73,6 +74,7 @@ var Policies = map[string]auth.Policy{
 	"requests-extend":  {Any: []auth.Role{auth.RoleApprove}},
 	"requests-approve": {Any: []auth.Role{auth.RoleApprove}},
 	"requests-reject":  {Any: []auth.Role{auth.RoleApprove}},
+	"requests-redrive": {Any: []auth.Role{auth.RoleApprove}},
 	"restrictions-get": {Any: []auth.Role{auth.RoleRead}},
 	"export-link":      {Any: []auth.Role{auth.RoleExport}},
 	"erasures-replay":  {Any: []auth.Role{auth.RoleAdmin}},
@@ -104,6 +106,7 @@ func Registry(svc *pipeline.Service, authn *auth.Authenticator, callbacks map[st
 			"requests-extend":  guard("requests-extend", requestsextend.New(svc)),
 			"requests-approve": guard("requests-approve", requestsapprove.New(svc)),
 			"requests-reject":  guard("requests-reject", requestsreject.New(svc)),
+			"requests-redrive": guard("requests-redrive", requestsredrive.New(svc)),
 			"restrictions-get": guard("restrictions-get", restrictionsget.New(svc)),
 			"export-link":      guard("export-link", exportlink.New(svc)),
 			"erasures-replay":  guard("erasures-replay", erasuresreplay.New(svc)),

@@ -131,6 +131,7 @@ func TestRoleMatrix(t *testing.T) {
 		{"health", "GET", "/api/health", "", all(200)},
 		{"audit trail", "GET", "/api/requests/" + adminReq + "/audit", "", map[string]int{"DSR.Read": 200, "DSR.Admin": 200}},
 		{"cancel an ended request", "POST", "/api/requests/" + adminReq + "/cancel", `{"reason":"duplicate"}`, map[string]int{"DSR.Approve": 409, "DSR.Admin": 409}},
+		{"re-drive a request that did not fail", "POST", "/api/requests/" + adminReq + "/redrive", "", map[string]int{"DSR.Approve": 409, "DSR.Admin": 409}},
 		{"extend an ended request", "POST", "/api/requests/" + adminReq + "/extend", `{"months":1,"reason":"complex"}`, map[string]int{"DSR.Approve": 409, "DSR.Admin": 409}},
 	}
 	for _, c := range cases {

@@ -1,6 +1,7 @@
 package functions_test
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -8,10 +9,13 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dsr-functions/dsr/shared/auth"
 	"github.com/dsr-functions/dsr/shared/console"
 	"github.com/dsr-functions/dsr/shared/dsr"
+	"github.com/dsr-functions/dsr/shared/pipeline"
+	"github.com/dsr-functions/dsr/shared/queue/embedded"
 	"github.com/dsr-functions/dsr/shared/sample"
 )
 
@@ -242,4 +246,63 @@ func TestConsoleSubmitShowsFieldErrors(t *testing.T) {
 	if resp, body := cc.get("/api/console/?state=received"); resp.StatusCode != 200 || !strings.Contains(body, id) {
 		t.Errorf("work queue of the submitter lacks %s: %d", id, resp.StatusCode)
 	}
+}
+
+// A failed request is re-driven from its page: back where it failed, its
+// stage runs again from a fresh message, and it completes; the failure
+// stays in the timeline.
+func TestConsoleRedrivesAFailedRequest(t *testing.T) {
+	h := newHarness(t, harnessOptions{manual: true})
+	doc := h.submit(`{"type":"access","subject":{"email":"` + sample.DemoEmail + `"}}`)
+	h.deliverNothing("discover") // it dead-letters in Azure; here it is dropped
+	if err := h.app.Service.FailDeadLettered(context.Background(), pipeline.StageMessage{RequestID: doc.ID, Stage: dsr.StageDiscovery}, "MaxDeliveryCountExceeded", ""); err != nil {
+		t.Fatal(err)
+	}
+	reader := h.signIn(staff("Rita", auth.RoleRead))
+	if _, body := reader.get("/api/console/requests/" + doc.ID); strings.Contains(body, `id="redrive"`) {
+		t.Error("a reader is offered the re-drive")
+	}
+	ops := h.signIn(staff("Olu", auth.RoleApprove, auth.RoleRead))
+	_, body := ops.get("/api/console/requests/" + doc.ID)
+	if !strings.Contains(body, `id="redrive"`) || !strings.Contains(body, "stage-dead-lettered") {
+		t.Fatalf("failed request page:\n%s", body)
+	}
+	resp, body := ops.post("/api/console/requests/"+doc.ID+"/redrive", url.Values{"csrf": {ops.csrf(body)}})
+	if resp.StatusCode != 200 || !strings.Contains(body, "Done: redrive") {
+		t.Fatalf("redrive: %d\n%s", resp.StatusCode, body)
+	}
+	h.deliver("discover")
+	h.deliver("export")
+	final, _ := h.get(doc.ID)
+	if final.State != dsr.StateCompleted || final.Error != nil {
+		t.Fatalf("after re-drive: %s/%s %+v", final.Stage, final.State, final.Error)
+	}
+	var failed, redriven bool
+	for _, e := range final.History {
+		failed = failed || e.State == dsr.StateFailed
+		redriven = redriven || (e.Detail == "re-driven" && e.By != nil)
+	}
+	if !failed || !redriven {
+		t.Errorf("history lost the failure or the re-drive: %+v", final.History)
+	}
+	if resp, _ := ops.post("/api/console/requests/"+doc.ID+"/redrive", url.Values{"csrf": {ops.csrf(body)}}); resp.StatusCode != http.StatusConflict {
+		t.Errorf("re-driving a completed request: %d", resp.StatusCode)
+	}
+}
+
+// deliverNothing takes a function's next message off its queue without
+// running it (a message lost to the request).
+func (h *harness) deliverNothing(function string) *embedded.Delivery {
+	h.t.Helper()
+	f := h.function(function)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	d, err := h.broker.Receive(ctx, f.Trigger().QueueName)
+	if err != nil {
+		h.t.Fatalf("no message for %s: %v", function, err)
+	}
+	if err := h.broker.Complete(f.Trigger().QueueName, d.LockToken); err != nil {
+		h.t.Fatal(err)
+	}
+	return d
 }

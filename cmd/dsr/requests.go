@@ -27,6 +27,7 @@ commands:
   reject   decline a request awaiting approval (--reason, required)
   extend   extend the deadline (--months 1|2 --reason)
   cancel   cancel an open request (--reason, optional)
+  redrive  run the step where a failed request failed again
   audit    show the request's audit trail
 
 Every command takes --url, --key, --entra-scope, --credential and --json;
@@ -45,6 +46,7 @@ func requestsCmd(ctx context.Context, env *cliEnv, args []string) error {
 	cmds := map[string]func(context.Context, *cliEnv, []string) error{
 		"create": createCmd, "get": getCmd, "list": listCmd, "wait": waitCmd,
 		"approve": approveCmd, "reject": rejectCmd, "extend": extendCmd, "cancel": cancelCmd, "audit": auditCmd,
+		"redrive": redriveCmd,
 	}
 	fn, ok := cmds[args[0]]
 	if !ok {
@@ -219,6 +221,18 @@ func approveCmd(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	req, err := cl.Approve(ctx, id)
+	if err != nil {
+		return err
+	}
+	return showRequest(env, conn, req)
+}
+
+func redriveCmd(ctx context.Context, env *cliEnv, args []string) error {
+	id, conn, cl, err := idCommand(env, args, "redrive", "[flags]", nil)
+	if err != nil {
+		return err
+	}
+	req, err := cl.Redrive(ctx, id)
 	if err != nil {
 		return err
 	}

@@ -300,6 +300,9 @@ func TestRoutes(t *testing.T) {
 	if _, err := c.Approve(ctx, testID); err != nil || got != (seen{"POST", base + "/approve", "", "", "", ""}) {
 		t.Errorf("Approve: %v %+v", err, got)
 	}
+	if _, err := c.Redrive(ctx, testID); err != nil || got != (seen{"POST", base + "/redrive", "", "", "", ""}) {
+		t.Errorf("Redrive: %v %+v", err, got)
+	}
 	if _, err := c.Reject(ctx, testID, "manifestly unfounded"); err != nil || got.path != base+"/reject" || got.body != `{"reason":"manifestly unfounded"}` || got.ct != "application/json" {
 		t.Errorf("Reject: %v %+v", err, got)
 	}

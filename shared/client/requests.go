@@ -126,6 +126,12 @@ func (cl *Client) Approve(ctx context.Context, id string) (*Request, error) {
 	return cl.requestCall(ctx, http.MethodPost, id, "approve", nil)
 }
 
+// Redrive puts a failed request back into the step where it failed, which
+// runs again (POST …/redrive).
+func (cl *Client) Redrive(ctx context.Context, id string) (*Request, error) {
+	return cl.requestCall(ctx, http.MethodPost, id, "redrive", nil)
+}
+
 // Reject declines a request awaiting approval (POST …/reject); the reason is
 // required and is told to the subject (Art. 12(4)).
 func (cl *Client) Reject(ctx context.Context, id, reason string) (*Request, error) {

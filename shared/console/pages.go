@@ -267,6 +267,7 @@ type requestData struct {
 	AuditHidden  bool
 	Notice       string
 	CanApprove   bool
+	CanRedrive   bool
 	CanCancel    bool
 	CanExtend    bool
 	MonthsLeft   []int
@@ -307,6 +308,7 @@ func (c *Console) showRequest(w http.ResponseWriter, r *http.Request, v *visitor
 	open := !d.Doc.State.Terminal()
 	d.CanApprove = d.Doc.State == dsr.StateAwaitingApproval
 	d.CanCancel = open
+	d.CanRedrive = d.Doc.State == dsr.StateFailed
 	original := d.Doc.DueAt
 	if d.Doc.OriginalDueAt != nil {
 		original = *d.Doc.OriginalDueAt
@@ -360,7 +362,7 @@ func (c *Console) act(w http.ResponseWriter, r *http.Request, v *visitor) {
 	id, action := r.PathValue("id"), r.PathValue("action")
 	var body any
 	switch action {
-	case "approve":
+	case "approve", "redrive":
 	case "reject":
 		body = map[string]string{"reason": r.PostFormValue("reason")}
 	case "cancel":

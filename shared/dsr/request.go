@@ -436,6 +436,27 @@ func (r *Request) Approve(now time.Time, by *Actor) error {
 	return nil
 }
 
+// Redrive puts a failed request back into the step where it failed, to
+// run that step again: a person's decision once the cause is fixed (a
+// system that was down, a message that dead-lettered, residual data removed
+// by hand before verifying again). The failure stays in the history; the
+// request's error is cleared.
+func (r *Request) Redrive(now time.Time, by *Actor) error {
+	if r.State != StateFailed {
+		return fmt.Errorf("only a failed request can be re-driven; this one is %s", r.State)
+	}
+	i := routeIndex(r.Type, r.Stage)
+	if i < 0 {
+		return fmt.Errorf("a %s request has no step %s", r.Type, r.Stage)
+	}
+	if _, err := r.Advance(r.Stage, Routes[r.Type][i].State, now.UTC(), 0, "re-driven"); err != nil {
+		return err
+	}
+	r.Error = nil
+	r.History[len(r.History)-1].By = by
+	return nil
+}
+
 // Reject declines a request waiting for approval, with the reason and the
 // Art. 12(4) notice.
 func (r *Request) Reject(reason string, now time.Time, by *Actor) error {

@@ -84,6 +84,11 @@ var ErrTransition = fmt.Errorf("transition not allowed")
 //   - it may be rejected only while it awaits approval;
 //   - otherwise it moves forward along its route, to a later step (skipping
 //     only optional ones) and into that step's state, never back.
+//
+// One move leaves a terminal state: a person re-drives a failed request
+// (after fixing what made it fail), which puts it back into the state of
+// the step where it failed, to run that step again. A step that waits for a
+// person is not one a request fails at, and nothing else is re-driven.
 func CheckTransition(t Type, from Stage, fromState State, to Stage, toState State) error {
 	refuse := func(why string) error {
 		return fmt.Errorf("%w: %s request from %s/%s to %s/%s: %s", ErrTransition, t, from, fromState, to, toState, why)
@@ -97,6 +102,12 @@ func CheckTransition(t Type, from Stage, fromState State, to Stage, toState Stat
 			return nil
 		}
 		return refuse("a request starts at intake, received")
+	}
+	if fromState == StateFailed && to == from && toState != StateFailed {
+		if i := routeIndex(t, from); i >= 0 && route[i].State == toState && !route[i].Person() && !toState.Terminal() {
+			return nil
+		}
+		return refuse("a failed request is re-driven only into the state of the step where it failed")
 	}
 	if fromState.Terminal() {
 		return refuse("the request has ended")

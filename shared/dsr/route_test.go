@@ -43,6 +43,10 @@ func TestEveryIllegalTransitionIsRefused(t *testing.T) {
 			if !stateAt[st].Terminal() {
 				legal[fmt.Sprintf("%s/%s>%s/%s", st, stateAt[st], st, StateFailed)] = true
 				legal[fmt.Sprintf("%s/%s>%s/%s", st, stateAt[st], st, StateCancelled)] = true
+				if stateAt[st] != StateAwaitingApproval {
+					// A failed request is re-driven where it failed.
+					legal[fmt.Sprintf("%s/%s>%s/%s", st, StateFailed, st, stateAt[st])] = true
+				}
 			}
 		}
 		if typ != TypeAccess && typ != TypeDiscovery {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/dsr-functions/dsr/shared/dsr"
 )
@@ -41,6 +42,21 @@ func (s *Service) Extend(ctx context.Context, id string, months int, reason stri
 		}
 	}
 	return st, nil
+}
+
+// RedriveFailed puts a failed request back into the step where it failed
+// and sends that step's message again, with a MessageId of its own so the
+// queue's duplicate detection does not drop it.
+func (s *Service) RedriveFailed(ctx context.Context, id string, by dsr.Actor) (*dsr.Stored, error) {
+	st, err := s.decide(ctx, id, func(st *dsr.Stored) error { return st.Redrive(s.NowUTC(), &by) })
+	if err != nil {
+		return st, err
+	}
+	stage, r, ok := s.pendingStage(st)
+	if !ok {
+		return st, nil
+	}
+	return st, s.sendStage(ctx, r.Queue, fmt.Sprintf("%s:%s:redrive:%d", id, stage, s.NowUTC().UnixNano()), id, stage, time.Time{})
 }
 
 // decide applies a staff decision to a request conditionally and syncs the

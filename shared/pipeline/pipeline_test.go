@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -146,6 +147,33 @@ func TestDeadLetterFailsTheRequest(t *testing.T) {
 	}
 	if err := w.svc.FailDeadLettered(context.Background(), StageMessage{RequestID: "r0000000000000000000000000000", Stage: dsr.StageExport}, "x", ""); err != nil {
 		t.Errorf("dead-letter for an unknown request: %v", err)
+	}
+}
+
+// A person re-drives a failed request: it goes back into the step where it
+// failed, its stage runs again (a fresh message, not dropped as a
+// duplicate), and it completes; only failed requests are re-driven.
+func TestRedriveFailedRequest(t *testing.T) {
+	w := newWorld(t)
+	id := w.submit(`{"type":"access","subject":{"email":"ann@x.example"}}`)
+	w.sent.take(w.now) // the discover message, lost
+	if err := w.svc.FailDeadLettered(context.Background(), StageMessage{RequestID: id, Stage: dsr.StageDiscovery}, "MaxDeliveryCountExceeded", ""); err != nil {
+		t.Fatal(err)
+	}
+	by := dsr.Actor{Kind: "user", ID: "ops", Name: "Ops"}
+	st, err := w.svc.RedriveFailed(context.Background(), id, by)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != dsr.StateReceived || st.Error != nil || st.History[len(st.History)-1].By == nil {
+		t.Fatalf("after re-drive: %s/%s %+v", st.Stage, st.State, st.Error)
+	}
+	w.drain(1)
+	if st := w.get(id); st.State != dsr.StateCompleted {
+		t.Fatalf("re-driven request ended %s/%s", st.Stage, st.State)
+	}
+	if _, err := w.svc.RedriveFailed(context.Background(), id, by); !errors.Is(err, ErrConflict) {
+		t.Errorf("re-driving a completed request: %v", err)
 	}
 }
 
