@@ -1,9 +1,12 @@
 package console
 
 import (
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -144,6 +147,60 @@ func TestPlan(t *testing.T) {
 		got := plan(tc.t, tc.d, false)
 		if got.Verb != tc.verb || !strings.Contains(got.Detail, tc.has) {
 			t.Errorf("%s of %v: %+v", tc.t, tc.d, got)
+		}
+	}
+}
+
+// The stylesheet's text colours meet WCAG AA (4.5:1) on the backgrounds
+// they are used on.
+func TestContrast(t *testing.T) {
+	css, err := assetFS.ReadFile("assets/console.css")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{}
+	for _, m := range regexp.MustCompile(`--([a-z-]+):\s*(#[0-9a-fA-F]{6})`).FindAllStringSubmatch(string(css), -1) {
+		vars[m[1]] = m[2]
+	}
+	color := func(s string) string {
+		if strings.HasPrefix(s, "--") {
+			v, ok := vars[s[2:]]
+			if !ok {
+				t.Fatalf("no colour %s in console.css", s)
+			}
+			return v
+		}
+		return s
+	}
+	lum := func(hex string) float64 {
+		var rgb [3]float64
+		for i := range 3 {
+			n, _ := strconv.ParseUint(hex[1+2*i:3+2*i], 16, 8)
+			c := float64(n) / 255
+			if c <= 0.03928 {
+				rgb[i] = c / 12.92
+			} else {
+				rgb[i] = math.Pow((c+0.055)/1.055, 2.4)
+			}
+		}
+		return 0.2126*rgb[0] + 0.7152*rgb[1] + 0.0722*rgb[2]
+	}
+	for _, pair := range [][2]string{
+		{"--fg", "--bg"}, {"--muted", "--bg"}, {"--accent", "--bg"}, {"--late", "--late-bg"}, {"--soon", "--soon-bg"},
+		{"--ok", "--ok-bg"}, {"--accent", "#e9f1f9"}, {"--accent", "#eef4fa"}, {"#ffffff", "#14375a"}, {"#d7e3f0", "#14375a"},
+		{"#ffffff", "--accent"}, {"--fg", "#f2f2f2"}, {"--late", "--bg"}, {"--ok", "--bg"},
+	} {
+		a, b := lum(color(pair[0])), lum(color(pair[1]))
+		if a < b {
+			a, b = b, a
+		}
+		if ratio := (a + 0.05) / (b + 0.05); ratio < 4.5 {
+			t.Errorf("%s on %s: contrast %.2f, want at least 4.5", pair[0], pair[1], ratio)
+		}
+	} // Chart bars are graphical objects: 3:1 against the white page.
+	for typ, c := range typeColors {
+		if ratio := 1.05 / (lum(c) + 0.05); ratio < 3 {
+			t.Errorf("chart colour of %s: contrast %.2f, want at least 3", typ, ratio)
 		}
 	}
 }
