@@ -40,6 +40,7 @@ test: deps
 	./scripts/fuzz.sh ./shared/funchost/ FuzzInvocation 5s
 	./scripts/fuzz.sh ./shared/funchost/ FuzzDecodeQueueMessage 5s
 	./scripts/fuzz.sh ./shared/auth/ FuzzAuthenticate 5s
+	./scripts/fuzz.sh ./shared/notify/ FuzzValidate 5s
 
 ## package: cross-build linux/amd64 and assemble the deployable zip in dist/
 package:

@@ -27,6 +27,7 @@ import (
 	health "github.com/dsr-functions/dsr/functions/health"
 	intake "github.com/dsr-functions/dsr/functions/intake"
 	openapi "github.com/dsr-functions/dsr/functions/openapi"
+	portalfn "github.com/dsr-functions/dsr/functions/portal"
 	requestsapprove "github.com/dsr-functions/dsr/functions/requests-approve"
 	requestsaudit "github.com/dsr-functions/dsr/functions/requests-audit"
 	requestscancel "github.com/dsr-functions/dsr/functions/requests-cancel"
@@ -48,8 +49,13 @@ import (
 	"github.com/dsr-functions/dsr/shared/console"
 	"github.com/dsr-functions/dsr/shared/dsr"
 	"github.com/dsr-functions/dsr/shared/funchost"
+	"github.com/dsr-functions/dsr/shared/notify"
+	"github.com/dsr-functions/dsr/shared/notify/acs"
+	"github.com/dsr-functions/dsr/shared/notify/outbox"
 	"github.com/dsr-functions/dsr/shared/pipeline"
+	"github.com/dsr-functions/dsr/shared/portal"
 	"github.com/dsr-functions/dsr/shared/queue"
+	"github.com/dsr-functions/dsr/shared/ratelimit"
 	"github.com/dsr-functions/dsr/shared/sources"
 	"github.com/dsr-functions/dsr/shared/sources/open"
 	"github.com/dsr-functions/dsr/shared/sources/webhook"
@@ -79,6 +85,9 @@ var Policies = map[string]auth.Policy{
 	"export-link":      {Any: []auth.Role{auth.RoleExport}},
 	"erasures-replay":  {Any: []auth.Role{auth.RoleAdmin}},
 	"health":           {Anonymous: true},
+	// The public request portal: people without an account; every
+	// request it takes waits for a code sent to the address given.
+	"portal": {Anonymous: true},
 	// The console signs people in itself and acts through the functions
 	// above, in process, under their policies.
 	"console": {Browser: true},
@@ -92,7 +101,7 @@ var Policies = map[string]auth.Policy{
 // behind their access policy, except the console, which is built over the
 // others (newConsole). callbacks are the asynchronous webhook systems'
 // endpoints by name.
-func Registry(svc *pipeline.Service, authn *auth.Authenticator, callbacks map[string]http.Handler) funchost.Registry {
+func Registry(svc *pipeline.Service, authn *auth.Authenticator, callbacks map[string]http.Handler, prt *portal.Portal, limits sweeper.Windows) funchost.Registry {
 	guard := func(name string, h http.Handler) http.Handler {
 		return auth.Guard(authn, Policies[name], h, svc.Log)
 	}
@@ -111,6 +120,7 @@ func Registry(svc *pipeline.Service, authn *auth.Authenticator, callbacks map[st
 			"export-link":      guard("export-link", exportlink.New(svc)),
 			"erasures-replay":  guard("erasures-replay", erasuresreplay.New(svc)),
 			"health":           guard("health", health.New(svc)),
+			"portal":           guard("portal", portalfn.New(prt)),
 			"openapi":          guard("openapi", openapi.New()),
 			"webhook-callback": guard("webhook-callback", webhookcallback.New(callbacks)),
 		},
@@ -126,7 +136,7 @@ func Registry(svc *pipeline.Service, authn *auth.Authenticator, callbacks map[st
 			"verify-deadletter":   verifydeadletter.New(svc),
 		},
 		Timer: map[string]funchost.TimerFunc{
-			"sweeper": sweeper.New(svc),
+			"sweeper": sweeper.New(svc, limits),
 		},
 	}
 }
@@ -241,7 +251,13 @@ func NewWithOptions(cfg *config.Config, sender queue.Sender, log *slog.Logger, o
 	for name, wh := range conns.Webhooks {
 		callbacks[name] = wh.CallbackHandler(webhook.CallbackOptions{OnComplete: svc.Redrive})
 	}
-	reg := Registry(svc, authn, callbacks)
+	limits := ratelimit.New(stateContainer, derive(cfg.PseudonymSecret, "rate-limits"), svc.NowUTC)
+	prt, err := identity(context.Background(), cfg, acct, svc, limits, credential)
+	if err != nil {
+		conns.Close()
+		return nil, err
+	}
+	reg := Registry(svc, authn, callbacks, prt, limits)
 	con, err := newConsole(fns, reg, authn, svc, cfg)
 	if err != nil {
 		conns.Close()
@@ -299,4 +315,61 @@ func newConsole(fns []funchost.Function, reg funchost.Registry, authn *auth.Auth
 		key = sum[:]
 	}
 	return console.New(console.Config{API: api, Authn: authn, Sources: svc.Sources, Key: key, Now: svc.NowUTC, Log: svc.Log})
+}
+
+// derive is a key for one purpose, from the app's secret (nil without it).
+func derive(secret, purpose string) []byte {
+	if secret == "" {
+		return nil
+	}
+	sum := sha256.Sum256([]byte("dsr-" + purpose + "\x00" + secret))
+	return sum[:]
+}
+
+// identity wires identity verification: the email sender (ACS in Azure,
+// the outbox container locally), the verification settings, and the
+// portal, where people submit requests and enter their codes. The portal
+// exists whenever some request may wait for a code; its form offers
+// DSR_PORTAL_TYPES.
+func identity(ctx context.Context, cfg *config.Config, acct *blobs.Account, svc *pipeline.Service, limits *ratelimit.Limiter,
+	credential func() (azcore.TokenCredential, error)) (*portal.Portal, error) {
+	var mailer notify.Sender
+	switch {
+	case cfg.OutboxContainer != "":
+		ob, err := outbox.OpenAccount(ctx, acct, cfg.OutboxContainer)
+		if err != nil {
+			return nil, fmt.Errorf("DSR_EMAIL_OUTBOX_CONTAINER: %w", err)
+		}
+		mailer = ob
+	case cfg.EmailEndpoint != "":
+		cred, err := credential()
+		if err != nil {
+			return nil, fmt.Errorf("DSR_EMAIL_ACS_ENDPOINT: credential: %w", err)
+		}
+		s, err := acs.New(acs.Config{Endpoint: cfg.EmailEndpoint, Sender: cfg.EmailSender, Credential: cred})
+		if err != nil {
+			return nil, fmt.Errorf("DSR_EMAIL_ACS_ENDPOINT: %w", err)
+		}
+		mailer = s
+	}
+	svc.Identity = &pipeline.Verification{
+		Required:                 func(origin string, t dsr.Type) bool { return cfg.VerifyRequired(origin, string(t)) },
+		Mailer:                   mailer,
+		CodeTTL:                  cfg.VerifyCodeTTL,
+		ExpireAfter:              cfg.VerifyExpireAfter,
+		DeadlineFromVerification: cfg.VerifyDeadline == "verification",
+	}
+	if len(cfg.Verify) == 0 || cfg.PseudonymSecret == "" {
+		return nil, nil
+	}
+	var types []dsr.Type
+	for _, t := range cfg.PortalTypes {
+		types = append(types, dsr.Type(t))
+	}
+	prt, err := portal.New(portal.Config{Service: svc, Limiter: limits, Secret: derive(cfg.PseudonymSecret, "portal-tickets"), Types: types, Log: svc.Log})
+	if err != nil {
+		return nil, err
+	}
+	svc.Identity.Compose = prt.ComposeCode(cfg.PublicURL)
+	return prt, nil
 }

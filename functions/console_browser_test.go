@@ -152,7 +152,15 @@ func (b *browser) waitState(want string) {
 	b.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		got := b.text("#state")
+		// A page that is still being replaced by the reload has no
+		// node to read yet: read again.
+		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+		got, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#state")))
+		cancel()
+		if err != nil && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
 		if strings.Contains(got, want) {
 			return
 		}

@@ -99,6 +99,7 @@ type harness struct {
 	cfg      *config.Config
 	sources  *sources.Config
 	datasets string
+	outbox   string
 	size     sample.Size
 }
 
@@ -137,6 +138,7 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 	state := azuritetest.Container(t, acct, "state")
 	exports := azuritetest.Container(t, acct, "exports")
 	auditName := azuritetest.Container(t, acct, "audit")
+	h.outbox = azuritetest.Container(t, acct, "outbox")
 
 	// The sample sources config, pointed at this test's container.
 	src, err := sources.LoadFile("../sample/sources.json")
@@ -182,6 +184,8 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 		"DSR_KEY_ROLES":         "DSR.Admin",
 		"DSR_PSEUDONYM_SECRET":  "harness-pseudonym-secret-0123456789",
 		"DSR_ALLOW_TEST_ROLES":  "true",
+		// Emails (verification codes) land in the outbox container.
+		"DSR_EMAIL_OUTBOX_CONTAINER": h.outbox,
 	}
 	for k, v := range o.env {
 		env[k] = v

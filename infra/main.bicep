@@ -66,6 +66,15 @@ param principalId string = ''
 ])
 param principalType string = 'User'
 
+@description('Where Azure Communication Services keeps email data at rest (create-only), e.g. Europe or United States.')
+param emailDataLocation string = 'Europe'
+
+@description('Which channel:type requests must prove the address with a code (DSR_VERIFY). Default: everything from the portal.')
+param verify string = 'portal:*'
+
+@description('Request types the public portal offers (DSR_PORTAL_TYPES); none turns the portal off.')
+param portalTypes string = 'access,erasure,rectification,restriction'
+
 param tags object = {}
 
 var token = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
@@ -140,6 +149,16 @@ module keyVault 'modules/keyvault.bicep' = {
   }
 }
 
+module email 'modules/email.bicep' = {
+  name: 'email'
+  params: {
+    emailServiceName: 'ecs-dsr-${token}'
+    communicationServiceName: 'acs-dsr-${token}'
+    dataLocation: emailDataLocation
+    tags: allTags
+  }
+}
+
 module roles 'modules/roles.bicep' = {
   name: 'roles'
   params: {
@@ -148,6 +167,7 @@ module roles 'modules/roles.bicep' = {
     serviceBusNamespaceName: serviceBus.outputs.name
     appInsightsName: monitoring.outputs.appInsightsName
     keyVaultName: keyVault.outputs.name
+    communicationServiceName: email.outputs.communicationServiceName
     deployerPrincipalId: principalId
     deployerPrincipalType: principalType
   }
@@ -177,6 +197,10 @@ module functionApp 'modules/functionapp.bicep' = {
     authMode: 'platform'
     authClientId: authClientId
     keyRoles: keyRoles
+    emailEndpoint: email.outputs.endpoint
+    emailSender: email.outputs.sender
+    verify: verify
+    portalTypes: portalTypes
   }
   // The app starts resolving its connections at once: roles first.
   dependsOn: [
@@ -191,4 +215,5 @@ output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output AZURE_AUDIT_CONTAINER string = containers.audit
 output AZURE_SERVICEBUS_NAMESPACE string = serviceBus.outputs.fullyQualifiedNamespace
 output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
+output AZURE_EMAIL_SENDER string = email.outputs.sender
 output AZURE_MANAGED_IDENTITY_CLIENT_ID string = identity.outputs.clientId

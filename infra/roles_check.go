@@ -111,6 +111,9 @@ var RoleGrants = map[string]Role{
 	"69a216fc-b8fb-44d8-bc22-1f3c2cd27a39": {"Azure Service Bus Data Sender", []string{"Microsoft.ServiceBus/*/send/action", "Microsoft.ServiceBus/*/queues/read", "Microsoft.ServiceBus/*/topics/read"}},
 	"4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0": {"Azure Service Bus Data Receiver", []string{"Microsoft.ServiceBus/*/receive/action", "Microsoft.ServiceBus/*/queues/read", "Microsoft.ServiceBus/*/topics/read"}},
 	"090c5cfd-751d-490a-894a-3ce6f1109419": {"Azure Service Bus Data Owner", []string{"Microsoft.ServiceBus/*"}},
+	// Sending email with an Entra token (shared/notify/acs); Microsoft lists
+	// no narrower built-in role (../shared/reference/acs-email.md).
+	"09976791-48a7-449e-bb21-39d1a415f350": {"Communication and Email Service Owner", []string{"Microsoft.Communication/*"}},
 }
 
 // AppPrincipalExprs are the principalId expressions that denote the app's

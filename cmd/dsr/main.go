@@ -45,6 +45,7 @@ commands:
   requests  create|get|list|wait|approve|reject|extend|cancel|audit: call the API
   export    download|link: save an access package, checked against its sha256
   send      put a message on dsr local's embedded queue (e.g. dsr-intake)
+  mail      show the emails dsr local kept in its outbox (verification codes, ...)
 
 The API commands read DSR_URL (default http://127.0.0.1:7071), DSR_FUNCTION_KEY and
 DSR_ENTRA_SCOPE, or the flags --url, --key, --entra-scope; see docs/cli.md.
@@ -72,6 +73,8 @@ func main() {
 		err = runCLI(ctx, osEnv(), exportCmd, os.Args[2:])
 	case "send":
 		err = runCLI(ctx, osEnv(), sendCmd, os.Args[2:])
+	case "mail":
+		err = mailCmd(ctx, os.Args[2:], os.Stdout)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return
@@ -154,8 +157,15 @@ func local(ctx context.Context, log *slog.Logger, args []string) error {
 			// The holder of the local function key is the developer.
 			return "DSR.Admin"
 		case "WEBSITE_HOSTNAME":
-			// Where asynchronous webhook systems post their answers.
+			// Where asynchronous webhook systems post their answers, and
+			// what the links in emails point to.
 			return "127.0.0.1:" + strconv.Itoa(*port)
+		case "DSR_EMAIL_OUTBOX_CONTAINER":
+			// No email leaves a laptop: each message is a JSON blob in
+			// the outbox container (see the README).
+			if os.Getenv("DSR_EMAIL_ACS_ENDPOINT") == "" {
+				return "outbox"
+			}
 		}
 		return ""
 	}
@@ -210,6 +220,9 @@ func local(ctx context.Context, log *slog.Logger, args []string) error {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "Console: %s\n  (a one-time login link, also in %s)\n", consoleURL, localConsoleFile)
+	if len(cfg.PortalTypes) > 0 {
+		fmt.Fprintf(os.Stderr, "Request portal: http://%s/api/portal/ (codes and other emails go to the %q container)\n", hostLn.Addr(), cfg.OutboxContainer)
+	}
 	return serveUntil(ctx, hostLn, host)
 }
 

@@ -8,9 +8,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -233,5 +235,21 @@ func TestLocalServesTheWalkthrough(t *testing.T) {
 	}
 	if resp, err := http.Get(consoleURL); err != nil || resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("the login link worked twice: %v", err)
+	}
+
+	// The portal: a request waits for the code that `dsr mail` shows.
+	resp, err = http.PostForm(base+"/api/portal/requests", url.Values{"type": {"access"}, "email": {"portal.person@example.org"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("portal submit: %d\n%s", resp.StatusCode, logs)
+	}
+	mail := exec.Command(bin, "mail", "--to", "portal.person@example.org")
+	mail.Env = append(os.Environ(), "AzureWebJobsStorage="+azuritetest.ConnectionString(t))
+	out, err := mail.CombinedOutput()
+	if err != nil || !regexp.MustCompile(`\n    \d{6}\n`).Match(out) || !strings.Contains(string(out), base+"/api/portal/requests/") {
+		t.Fatalf("dsr mail: %v\n%s", err, out)
 	}
 }

@@ -47,6 +47,10 @@ func New(svc *pipeline.Service) http.Handler {
 				"this Idempotency-Key was already used with a different request body"))
 			return
 		}
+		if p := api.InputProblem(err); p != nil {
+			problem.Write(w, r, p)
+			return
+		}
 		if err != nil {
 			svc.Log.Error("submit request", "err", err)
 			problem.Write(w, r, api.Internal())

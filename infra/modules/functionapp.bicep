@@ -33,6 +33,20 @@ param approvalTypes string = 'erasure,rectification'
 param authMode string = 'platform'
 param keyRoles string = ''
 
+@description('Azure Communication Services endpoint the app sends email through (https://<name>.<region>.communication.azure.com).')
+param emailEndpoint string
+@description('Sender address on a domain linked to that service.')
+param emailSender string
+param verify string = 'portal:*'
+param verifyCodeTtl string = '30m'
+param verifyExpireAfter string = '168h'
+@allowed([
+  'receipt'
+  'verification'
+])
+param verifyDeadline string = 'receipt'
+param portalTypes string = 'access,erasure,rectification,restriction'
+
 @description('Client id of the Entra app registration for App Service Authentication. Empty: configure it later (see docs/deploy.md).')
 param authClientId string = ''
 
@@ -135,6 +149,15 @@ var appSettings = {
   DSR_AUTH_MODE: empty(authClientId) ? 'keys' : authMode
   DSR_KEY_ROLES: keyRoles
   DSR_ALLOW_TEST_ROLES: 'false'
+  DSR_VERIFY: verify
+  DSR_VERIFY_CODE_TTL: verifyCodeTtl
+  DSR_VERIFY_EXPIRE_AFTER: verifyExpireAfter
+  DSR_VERIFY_DEADLINE: verifyDeadline
+  DSR_PORTAL_TYPES: portalTypes
+  DSR_EMAIL_ACS_ENDPOINT: emailEndpoint
+  DSR_EMAIL_SENDER: emailSender
+  // Only for `dsr local`: in Azure the mail leaves through ACS.
+  DSR_EMAIL_OUTBOX_CONTAINER: ''
 }
 
 resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
@@ -173,10 +196,12 @@ resource auth 'Microsoft.Web/sites/config@2024-04-01' = if (!empty(authClientId)
       // Whether App Service Authentication matches the wildcard form is not
       // verified here (no Azure): docs/deploy.md says how to check it.
       // The anonymous functions (a test keeps this list equal to them):
-      // health, the API contract, and the webhook callbacks.
+      // health, the API contract, the public request portal, and the
+      // webhook callbacks.
       excludedPaths: [
         '/api/health'
         '/api/openapi.json'
+        '/api/portal/*'
         '/api/webhooks/*'
       ]
     }

@@ -6,6 +6,8 @@ param storageAccountName string
 param serviceBusNamespaceName string
 param appInsightsName string
 param keyVaultName string
+@description('The Communication Service the app sends email through.')
+param communicationServiceName string
 
 @description('Object id of the deploying user or group (optional): gets Storage Blob Data Contributor to upload datasets. Empty: none.')
 param deployerPrincipalId string = ''
@@ -23,6 +25,7 @@ var roles = {
   serviceBusDataOwner: '090c5cfd-751d-490a-894a-3ce6f1109419'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
+  communicationAndEmailServiceOwner: '09976791-48a7-449e-bb21-39d1a415f350'
 }
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -103,6 +106,24 @@ resource secretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   scope: vault
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsUser)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource communication 'Microsoft.Communication/communicationServices@2025-05-01' existing = {
+  name: communicationServiceName
+}
+
+// Send the verification codes and delivery emails (POST /emails:send with an
+// Entra token). Microsoft documents this built-in role for Entra apps sending
+// email; no narrower built-in role exists. Scoped to the one Communication
+// Service, which does nothing but send our mail.
+resource emailSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(communication.id, principalId, roles.communicationAndEmailServiceOwner)
+  scope: communication
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.communicationAndEmailServiceOwner)
     principalId: principalId
     principalType: 'ServicePrincipal'
   }

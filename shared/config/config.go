@@ -5,6 +5,7 @@ package config
 
 import (
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -88,6 +89,30 @@ type Config struct {
 	SweepStuckAfter time.Duration
 	// HandlerPort is where `dsr serve` listens (FUNCTIONS_CUSTOMHANDLER_PORT, default 8080).
 	HandlerPort int
+	// Verify says which requests wait for their requester to prove the
+	// address they gave (DSR_VERIFY): comma-separated channel:type pairs,
+	// channel portal, http, queue or *, type a request type or *; default
+	// "portal:*"; "none" for none.
+	Verify []VerifyRule
+	// VerifyCodeTTL is how long a code works (DSR_VERIFY_CODE_TTL, default
+	// 30m, 5m–24h); VerifyExpireAfter how long an unverified request waits
+	// before it expires (DSR_VERIFY_EXPIRE_AFTER, default 168h, 1h–720h).
+	VerifyCodeTTL, VerifyExpireAfter time.Duration
+	// VerifyDeadline is when the Art. 12(3) month starts for a request that
+	// waited for verification (DSR_VERIFY_DEADLINE): "receipt" (default, the
+	// conservative reading) or "verification".
+	VerifyDeadline string
+	// EmailEndpoint is the Azure Communication Services endpoint that sends
+	// email (DSR_EMAIL_ACS_ENDPOINT, https://<resource>.communication.azure.com);
+	// EmailSender the address it sends from (DSR_EMAIL_SENDER).
+	EmailEndpoint, EmailSender string
+	// OutboxContainer, for local runs, writes each email as a JSON blob into
+	// this container instead of sending it (DSR_EMAIL_OUTBOX_CONTAINER).
+	OutboxContainer string
+	// PortalTypes are the request types the public portal offers
+	// (DSR_PORTAL_TYPES, default "access,erasure,rectification,restriction";
+	// "none": no portal). DSR_VERIFY must cover each for the portal.
+	PortalTypes []string
 	// PublicURL is the app's own base URL, under which asynchronous
 	// webhook systems deliver their answers: https://<WEBSITE_HOSTNAME>
 	// (set by the platform), or http:// for a loopback host (`dsr local`).
@@ -220,6 +245,9 @@ func load(getenv func(string) string) (*Config, error) {
 		}
 		c.PublicURL = scheme + host
 	}
+	if err := loadVerification(c, get); err != nil {
+		return nil, err
+	}
 	if !c.Storage.IsSet() {
 		return nil, fmt.Errorf("AzureWebJobsStorage: not set (use UseDevelopmentStorage=true for Azurite, or AzureWebJobsStorage__accountName with a managed identity)")
 	}
@@ -260,4 +288,102 @@ func validContainer(s string) bool {
 		}
 	}
 	return true
+}
+
+// VerifyRule says that requests of Type arriving on Channel need a verified
+// requester ("*" matches any).
+type VerifyRule struct{ Channel, Type string }
+
+// Channels are where requests come from: the public portal, the HTTP API,
+// the intake queue.
+var Channels = []string{"portal", "http", "queue"}
+
+// requestTypes are the request types settings may name (shared/dsr's).
+var requestTypes = []string{"access", "discovery", "erasure", "rectification", "restriction"}
+
+// VerifyRequired reports whether a request of type t on channel needs a
+// verified requester.
+func (c *Config) VerifyRequired(channel, t string) bool {
+	for _, r := range c.Verify {
+		if (r.Channel == "*" || r.Channel == channel) && (r.Type == "*" || r.Type == t) {
+			return true
+		}
+	}
+	return false
+}
+
+func loadVerification(c *Config, get func(name, def string) string) error {
+	rules := get("DSR_VERIFY", "portal:*")
+	if rules != "none" {
+		for _, part := range strings.Split(rules, ",") {
+			ch, typ, ok := strings.Cut(strings.TrimSpace(part), ":")
+			if !ok || (ch != "*" && !contains(Channels, ch)) || (typ != "*" && !contains(requestTypes, typ)) {
+				return fmt.Errorf("DSR_VERIFY: %q is not channel:type (channel portal, http, queue or *; type a request type or *), or none", strings.TrimSpace(part))
+			}
+			c.Verify = append(c.Verify, VerifyRule{Channel: ch, Type: typ})
+		}
+	}
+	var err error
+	if c.VerifyCodeTTL, err = durationIn(get("DSR_VERIFY_CODE_TTL", "30m"), "DSR_VERIFY_CODE_TTL", 5*time.Minute, 24*time.Hour); err != nil {
+		return err
+	}
+	if c.VerifyExpireAfter, err = durationIn(get("DSR_VERIFY_EXPIRE_AFTER", "168h"), "DSR_VERIFY_EXPIRE_AFTER", time.Hour, 720*time.Hour); err != nil {
+		return err
+	}
+	c.VerifyDeadline = get("DSR_VERIFY_DEADLINE", "receipt")
+	if c.VerifyDeadline != "receipt" && c.VerifyDeadline != "verification" {
+		return fmt.Errorf("DSR_VERIFY_DEADLINE: must be receipt (the month runs from receipt) or verification, got %q", c.VerifyDeadline)
+	}
+	c.EmailEndpoint, c.EmailSender = get("DSR_EMAIL_ACS_ENDPOINT", ""), get("DSR_EMAIL_SENDER", "")
+	c.OutboxContainer = get("DSR_EMAIL_OUTBOX_CONTAINER", "")
+	switch {
+	case c.EmailEndpoint != "" && c.OutboxContainer != "":
+		return fmt.Errorf("DSR_EMAIL_ACS_ENDPOINT and DSR_EMAIL_OUTBOX_CONTAINER: set one (ACS sends email; the outbox keeps it locally)")
+	case c.EmailEndpoint != "":
+		u, err := url.Parse(c.EmailEndpoint)
+		if err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return fmt.Errorf("DSR_EMAIL_ACS_ENDPOINT: must be the resource's https endpoint, like https://contoso.communication.azure.com")
+		}
+		if at := strings.LastIndexByte(c.EmailSender, '@'); at < 1 || at == len(c.EmailSender)-1 || strings.ContainsAny(c.EmailSender, " <>\r\n") {
+			return fmt.Errorf("DSR_EMAIL_SENDER: must be the sender address of a verified domain, like DoNotReply@contoso.com")
+		}
+	case c.OutboxContainer != "" && !validContainer(c.OutboxContainer):
+		return fmt.Errorf("DSR_EMAIL_OUTBOX_CONTAINER: %q is not a valid container name", c.OutboxContainer)
+	}
+	if types := get("DSR_PORTAL_TYPES", "access,erasure,rectification,restriction"); types != "none" {
+		for _, t := range strings.Split(types, ",") {
+			t = strings.TrimSpace(t)
+			if !contains(requestTypes, t) {
+				return fmt.Errorf("DSR_PORTAL_TYPES: %q is not a request type (or none: no portal)", t)
+			}
+			// The portal is anonymous: a request from it must never run
+			// before its requester proved the address.
+			if !c.VerifyRequired("portal", t) {
+				return fmt.Errorf("DSR_PORTAL_TYPES: %s requests from the portal would run unverified; DSR_VERIFY must cover portal:%s (or leave %s out)", t, t, t)
+			}
+			c.PortalTypes = append(c.PortalTypes, t)
+		}
+	}
+	return nil
+}
+
+// durationIn parses a Go duration setting within [lo, hi].
+func durationIn(v, name string, lo, hi time.Duration) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", name, err)
+	}
+	if d < lo || d > hi {
+		return 0, fmt.Errorf("%s: must be between %s and %s, got %s", name, lo, hi, d)
+	}
+	return d, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
 }

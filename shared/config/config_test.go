@@ -402,3 +402,44 @@ func TestLoadRefusesUnresolvedKeyVaultReferences(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestLoadVerification(t *testing.T) {
+	c, err := Load(env("AzureWebJobsStorage", devStorage))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.VerifyRequired("portal", "erasure") || c.VerifyRequired("http", "erasure") || c.VerifyCodeTTL != 30*time.Minute ||
+		c.VerifyExpireAfter != 168*time.Hour || c.VerifyDeadline != "receipt" || len(c.PortalTypes) != 4 {
+		t.Errorf("defaults: %+v", c)
+	}
+	c, err = Load(env("AzureWebJobsStorage", devStorage, "DSR_VERIFY", "portal:*, http:erasure", "DSR_EMAIL_ACS_ENDPOINT", "https://contoso.communication.azure.com",
+		"DSR_EMAIL_SENDER", "DoNotReply@contoso.example", "DSR_VERIFY_DEADLINE", "verification"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.VerifyRequired("http", "erasure") || c.VerifyRequired("queue", "erasure") || c.EmailSender != "DoNotReply@contoso.example" {
+		t.Errorf("rules: %+v", c.Verify)
+	}
+	if c, err := Load(env("AzureWebJobsStorage", devStorage, "DSR_VERIFY", "none", "DSR_PORTAL_TYPES", "none")); err != nil || len(c.Verify) != 0 || len(c.PortalTypes) != 0 {
+		t.Errorf("none: %v %+v", err, c)
+	}
+	for name, tc := range map[string]struct{ kv []string }{
+		"DSR_VERIFY":                 {[]string{"DSR_VERIFY", "portal"}},
+		"DSR_VERIFY ":                {[]string{"DSR_VERIFY", "web:*"}},
+		"DSR_VERIFY  ":               {[]string{"DSR_VERIFY", "portal:delete"}},
+		"DSR_PORTAL_TYPES":           {[]string{"DSR_VERIFY", "portal:access"}},
+		"DSR_PORTAL_TYPES ":          {[]string{"DSR_PORTAL_TYPES", "access,everything"}},
+		"DSR_VERIFY_CODE_TTL":        {[]string{"DSR_VERIFY_CODE_TTL", "1m"}},
+		"DSR_VERIFY_EXPIRE_AFTER":    {[]string{"DSR_VERIFY_EXPIRE_AFTER", "90d"}},
+		"DSR_VERIFY_DEADLINE":        {[]string{"DSR_VERIFY_DEADLINE", "never"}},
+		"DSR_EMAIL_ACS_ENDPOINT":     {[]string{"DSR_EMAIL_ACS_ENDPOINT", "http://contoso.communication.azure.com", "DSR_EMAIL_SENDER", "a@b.example"}},
+		"DSR_EMAIL_SENDER":           {[]string{"DSR_EMAIL_ACS_ENDPOINT", "https://contoso.communication.azure.com", "DSR_EMAIL_SENDER", "Contoso <a@b.example>"}},
+		"DSR_EMAIL_OUTBOX_CONTAINER": {[]string{"DSR_EMAIL_OUTBOX_CONTAINER", "Out_Box"}},
+		"DSR_EMAIL_ACS_ENDPOINT and": {[]string{"DSR_EMAIL_ACS_ENDPOINT", "https://contoso.communication.azure.com", "DSR_EMAIL_SENDER", "a@b.example", "DSR_EMAIL_OUTBOX_CONTAINER", "outbox"}},
+	} {
+		_, err := Load(env(append([]string{"AzureWebJobsStorage", devStorage}, tc.kv...)...))
+		if err == nil || !strings.HasPrefix(err.Error(), strings.TrimSpace(name)) {
+			t.Errorf("%v: %v, want an error naming %s", tc.kv, err, strings.TrimSpace(name))
+		}
+	}
+}

@@ -28,7 +28,7 @@ const (
 var Types = []Type{TypeAccess, TypeDiscovery, TypeErasure, TypeRectification, TypeRestriction}
 
 // States are every request state, in the order a request may pass them.
-var States = []State{StateReceived, StateInProgress, StateAwaitingApproval, StateCompleted, StateFailed, StateRejected, StateCancelled}
+var States = []State{StateReceived, StateAwaitingVerification, StateInProgress, StateAwaitingApproval, StateCompleted, StateFailed, StateRejected, StateCancelled, StateExpired}
 
 // Supported reports whether this build can process requests of type t.
 func (t Type) Supported() bool {
@@ -52,11 +52,17 @@ const (
 	// honour the request (approve) or decline it (reject).
 	StateAwaitingApproval State = "awaiting_approval"
 	StateRejected         State = "rejected"
+	// StateAwaitingVerification: the request waits for the person to prove
+	// they hold the address they gave (a one-time code); nothing is
+	// searched before.
+	StateAwaitingVerification State = "awaiting_verification"
+	// StateExpired: the person never verified; nothing was discovered.
+	StateExpired State = "expired"
 )
 
 // Terminal reports whether no further stage runs for a request in state s.
 func (s State) Terminal() bool {
-	return s == StateCompleted || s == StateFailed || s == StateCancelled || s == StateRejected
+	return s == StateCompleted || s == StateFailed || s == StateCancelled || s == StateRejected || s == StateExpired
 }
 
 // Known reports whether s is a state the API knows.
@@ -68,6 +74,7 @@ type Stage string
 // Pipeline stages, in order.
 const (
 	StageIntake        Stage = "intake"
+	StageIdentity      Stage = "identity"
 	StageDiscovery     Stage = "discovery"
 	StageExport        Stage = "export"
 	StageApproval      Stage = "approval"
@@ -187,6 +194,10 @@ type Request struct {
 	Restriction   *RestrictionReport   `json:"restriction,omitempty"`
 	Verification  *VerificationReport  `json:"verification,omitempty"`
 	Error         *ErrorInfo           `json:"error,omitempty"`
+	// Identity says how the requester's identity was checked: by a one-time
+	// code sent to the address given (portal, or a trusted channel that asks
+	// for it), or attested by an operator.
+	Identity *IdentityCheck `json:"identity,omitempty"`
 	// FailedSources names the datasets whose systems failed their part of
 	// the request after every retry; the reports say why. The rest of the
 	// request went ahead: such a request needs a person to follow up.
@@ -227,6 +238,8 @@ type Stored struct {
 	// TombstonedAt is when the erasure stage filed the subject's tombstone
 	// (before changing anything), so a redelivery does not file it again.
 	TombstonedAt *time.Time `json:"tombstonedAt,omitempty"`
+	// Code is the pending one-time verification code (keyed hash only).
+	Code *CodeState `json:"code,omitempty"`
 	// LastSweptAt is when the sweeper last re-sent the request's stage
 	// message; it claims the request (an ETag-conditional write) so that
 	// concurrent sweepers re-drive it once per window.
@@ -519,4 +532,74 @@ type RestrictionReport struct {
 	Sources     []RestrictionSource `json:"sources"`
 	Notice      string              `json:"notice,omitempty"`
 	CompletedAt time.Time           `json:"completedAt"`
+}
+
+// Identity check methods.
+const (
+	// VerifyEmailCode: a one-time code sent to the subject's email address
+	// was entered back.
+	VerifyEmailCode = "email-code"
+	// VerifyOperator: a trusted caller (DSR.Submit, the intake queue)
+	// attests that it checked the requester's identity itself.
+	VerifyOperator = "operator"
+)
+
+// IdentityCheck records how and when the requester's identity was checked.
+// It holds no identifier: the address the code went to is the subject's.
+type IdentityCheck struct {
+	Method      string     `json:"method"`
+	RequestedAt *time.Time `json:"requestedAt,omitempty"`
+	VerifiedAt  *time.Time `json:"verifiedAt,omitempty"`
+	// ExpiresAt is when an unverified request expires.
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+	// Note is the operator's note on how they checked (for the audit).
+	Note string `json:"note,omitempty"`
+}
+
+// CodeState is the one-time code a request waits for: only a keyed hash of
+// it, when it stops working, and the attempts and sends so far.
+type CodeState struct {
+	Hash       string    `json:"hash"`
+	ExpiresAt  time.Time `json:"expiresAt"`
+	Attempts   int       `json:"attempts"`
+	Sends      int       `json:"sends"`
+	LastSentAt time.Time `json:"lastSentAt"`
+}
+
+// AwaitVerification moves a new request into the identity step, where it
+// waits for its requester to prove the address; it expires at expiresAt.
+func (r *Request) AwaitVerification(now, expiresAt time.Time) error {
+	if _, err := r.Advance(StageIdentity, StateAwaitingVerification, now.UTC(), 0, "verification requested"); err != nil {
+		return err
+	}
+	at, exp := now.UTC(), expiresAt.UTC()
+	r.Identity = &IdentityCheck{Method: VerifyEmailCode, RequestedAt: &at, ExpiresAt: &exp}
+	return nil
+}
+
+// Verified records that the requester proved the address and moves the
+// request on along its route. When fromVerification is set the Art. 12(3)
+// deadline runs from now instead of from receipt (DSR_VERIFY_DEADLINE).
+func (r *Request) Verified(now time.Time, next Step, fromVerification bool) error {
+	if r.State != StateAwaitingVerification {
+		return fmt.Errorf("the request does not wait for verification; it is %s", r.State)
+	}
+	if _, err := r.Advance(next.Stage, next.State, now.UTC(), 0, "verified"); err != nil {
+		return err
+	}
+	at := now.UTC()
+	r.Identity.VerifiedAt, r.Identity.ExpiresAt = &at, nil
+	if fromVerification {
+		r.DueAt = DueAt(at)
+	}
+	return nil
+}
+
+// Expire ends a request whose requester never verified.
+func (r *Request) Expire(now time.Time) error {
+	if r.State != StateAwaitingVerification {
+		return fmt.Errorf("only a request awaiting verification expires; this one is %s", r.State)
+	}
+	_, err := r.Advance(StageIdentity, StateExpired, now.UTC(), 0, "not verified in time")
+	return err
 }

@@ -20,10 +20,15 @@ type Step struct {
 }
 
 // Person reports whether the step waits for a person rather than a queue.
-func (s Step) Person() bool { return s.State == StateAwaitingApproval }
+func (s Step) Person() bool {
+	return s.State == StateAwaitingApproval || s.State == StateAwaitingVerification
+}
 
 var (
-	stepIntake   = Step{Stage: StageIntake, State: StateReceived}
+	stepIntake = Step{Stage: StageIntake, State: StateReceived}
+	// stepIdentity is taken when the request's channel and type call for a
+	// verified requester (DSR_VERIFY): it waits for the person's code.
+	stepIdentity = Step{Stage: StageIdentity, State: StateAwaitingVerification, Optional: true}
 	stepDiscover = Step{Stage: StageDiscovery, State: StateInProgress}
 	stepApproval = Step{Stage: StageApproval, State: StateAwaitingApproval, Optional: true}
 	stepDone     = Step{Stage: StageDone, State: StateCompleted}
@@ -37,11 +42,11 @@ func run(stage Stage) Step { return Step{Stage: stage, State: StateInProgress} }
 // move it does not allow. Adding a request type is a row here (and its
 // runners, if it has stages of its own).
 var Routes = map[Type][]Step{
-	TypeAccess:        {stepIntake, stepDiscover, run(StageExport), stepDone},
-	TypeDiscovery:     {stepIntake, stepDiscover, stepDone},
-	TypeErasure:       {stepIntake, stepDiscover, stepApproval, run(StageErasure), run(StageVerification), stepDone},
-	TypeRectification: {stepIntake, stepDiscover, stepApproval, run(StageRectification), run(StageVerification), stepDone},
-	TypeRestriction:   {stepIntake, stepDiscover, stepApproval, run(StageRestriction), stepDone},
+	TypeAccess:        {stepIntake, stepIdentity, stepDiscover, run(StageExport), stepDone},
+	TypeDiscovery:     {stepIntake, stepIdentity, stepDiscover, stepDone},
+	TypeErasure:       {stepIntake, stepIdentity, stepDiscover, stepApproval, run(StageErasure), run(StageVerification), stepDone},
+	TypeRectification: {stepIntake, stepIdentity, stepDiscover, stepApproval, run(StageRectification), run(StageVerification), stepDone},
+	TypeRestriction:   {stepIntake, stepIdentity, stepDiscover, stepApproval, run(StageRestriction), stepDone},
 }
 
 // routeIndex is the position of stage in t's route, or -1.
@@ -81,7 +86,8 @@ var ErrTransition = fmt.Errorf("transition not allowed")
 //   - a new request starts at intake, received (from is "");
 //   - nothing leaves a terminal state;
 //   - an open request may fail or be cancelled where it stands;
-//   - it may be rejected only while it awaits approval;
+//   - it may be rejected only while it awaits approval, and expire only
+//     while it awaits verification;
 //   - otherwise it moves forward along its route, to a later step (skipping
 //     only optional ones) and into that step's state, never back.
 //
@@ -128,6 +134,11 @@ func CheckTransition(t Type, from Stage, fromState State, to Stage, toState Stat
 	case StateRejected:
 		if from != StageApproval || to != StageApproval {
 			return refuse("only a request awaiting approval can be rejected")
+		}
+		return nil
+	case StateExpired:
+		if from != StageIdentity || to != StageIdentity {
+			return refuse("only a request awaiting verification expires")
 		}
 		return nil
 	}

@@ -21,11 +21,12 @@ const MaxBodyBytes = 64 << 10
 
 // Limits on individual values.
 const (
-	maxNoteLen  = 2000
-	maxNameLen  = 200
-	maxIDs      = 20
-	maxIDValue  = 256
-	maxCorrects = 20
+	maxNoteLen    = 2000
+	maxNameLen    = 200
+	maxIDs        = 20
+	maxIDValue    = 256
+	maxCorrects   = 20
+	maxVerifyNote = 500
 )
 
 // Submission is a new request as a caller sends it.
@@ -37,6 +38,18 @@ type Submission struct {
 	Note        string            `json:"note,omitempty"`
 	// Lift, on a restriction request, lifts the subject's restriction.
 	Lift bool `json:"lift,omitempty"`
+	// Verification is a trusted caller's statement that it checked the
+	// requester's identity itself (method "operator"), so the request
+	// needs no code; the audit trail records it.
+	Verification *VerificationClaim `json:"verification,omitempty"`
+}
+
+// VerificationClaim is how a trusted caller says it verified the requester.
+type VerificationClaim struct {
+	Method string `json:"method"`
+	// Note says how (e.g. "called back on the number in the contract");
+	// it goes into the audit trail, so it must not hold personal data.
+	Note string `json:"note,omitempty"`
 }
 
 // FieldError is one specific problem with one field of a submission. Detail
@@ -147,8 +160,8 @@ func decodeError(err error, body []byte) *InputError {
 }
 
 // unknownFieldParent says where an unknown field was found: "" for the top
-// level, "subject" inside the subject (the only nested struct; ids and
-// corrections are maps and take any key).
+// level, or the nested object ("subject", "verification") that holds it
+// (ids and corrections are maps and take any key).
 func unknownFieldParent(body []byte, name string) string {
 	var top map[string]json.RawMessage
 	if json.Unmarshal(body, &top) != nil {
@@ -156,6 +169,12 @@ func unknownFieldParent(body []byte, name string) string {
 	}
 	if _, ok := top[name]; ok {
 		return ""
+	}
+	var v map[string]json.RawMessage
+	if json.Unmarshal(top["verification"], &v) == nil {
+		if _, ok := v[name]; ok {
+			return "verification"
+		}
 	}
 	return "subject"
 }
@@ -244,6 +263,14 @@ func (s *Submission) validate(phoneRegion string, now time.Time) []FieldError {
 	}
 	if s.Lift && s.Type != TypeRestriction {
 		add("lift", "only allowed on restriction requests")
+	}
+	if v := s.Verification; v != nil {
+		if v.Method != VerifyOperator {
+			add("verification.method", `must be "operator": the caller checked the requester's identity itself`)
+		}
+		if utf8.RuneCountInString(v.Note) > maxVerifyNote {
+			add("verification.note", fmt.Sprintf("must be at most %d characters", maxVerifyNote))
+		}
 	}
 	if len(s.Corrections) > maxCorrects {
 		add("corrections", fmt.Sprintf("at most %d corrections", maxCorrects))

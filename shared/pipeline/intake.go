@@ -43,6 +43,9 @@ func (s *Service) Intake(ctx context.Context, messageID string, body []byte) err
 			return s.reject(ctx, messageID, &dsr.InputError{Code: "idempotency-key-reused", Title: "MessageId reused",
 				Errors: []dsr.FieldError{{Field: "MessageId", Detail: "already used for a different request"}}})
 		}
+		if errors.As(err, &inErr) { // e.g. verification required, no address
+			return s.reject(ctx, messageID, inErr)
+		}
 		return err
 	}
 	if !created {

@@ -76,6 +76,9 @@ type Service struct {
 	// failed (default DefaultMaxPending).
 	PendingDelay time.Duration
 	MaxPending   time.Duration
+	// Identity configures identity verification (nil: no request waits
+	// for a code).
+	Identity *Verification
 	// SourceAttempts is how many deliveries of a stage message retry a
 	// failing system before its part of the request is given up as failed
 	// and the rest goes ahead (default DefaultSourceAttempts).
@@ -177,12 +180,24 @@ func (s *Service) Submit(ctx context.Context, sub *dsr.Submission, idemKey, orig
 	st := dsr.NewStored(sub, dsr.NewID(now), origin, now)
 	st.CreatedBy = createdBy
 	st.History[0].By = &by
+	code, err := s.prepareIdentity(st, origin, sub, now)
+	if err != nil {
+		return nil, false, err
+	}
 	if idemKey != "" {
 		idemKey = createdBy + "|" + idemKey
 	}
 	st, created, err := s.Store.Create(ctx, st, idemKey, Fingerprint(sub))
 	if err != nil {
 		return nil, false, err
+	}
+	if created && code != "" {
+		s.sendCode(ctx, st, code, 1)
+	}
+	if created && st.Identity != nil && st.Identity.Method == dsr.VerifyOperator && s.Audit != nil {
+		if err := s.Audit.Append(ctx, s.decisionEntry(st, "identity.attested", by, "verified by the caller: "+st.Identity.Note)); err != nil {
+			s.Log.Warn("identity attestation not audited", "requestId", st.ID, "err", err)
+		}
 	}
 	if st.Stage == dsr.StageIntake && st.State == dsr.StateReceived {
 		if err := s.nextMessage(ctx, st); err != nil {

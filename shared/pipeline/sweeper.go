@@ -29,6 +29,8 @@ type SweepResult struct {
 	Redriven int `json:"redriven"`
 	// ExportsDeleted packages were deleted.
 	ExportsDeleted int `json:"exportsDeleted"`
+	// Expired requests were never verified in time.
+	Expired int `json:"expired"`
 	// Failed requests could not be handled this time (the next sweep retries).
 	Failed int `json:"failed"`
 }
@@ -62,9 +64,11 @@ func (s *Service) Sweep(ctx context.Context) (SweepResult, error) {
 	var res SweepResult
 	now := s.NowUTC()
 	stuckBefore := now.Add(-s.stuckAfter())
+	expireBefore := now.Add(-s.expireAfter())
 	filter := store.Filter{Where: func(sum store.Summary) bool {
 		return redrivable(sum.State) && sum.UpdatedAt.Before(stuckBefore) ||
-			sum.State == dsr.StateCompleted && exportMayExist(sum)
+			sum.State == dsr.StateCompleted && exportMayExist(sum) ||
+			sum.State == dsr.StateAwaitingVerification && sum.CreatedAt.Before(expireBefore)
 	}}
 	token := ""
 	for {
@@ -77,7 +81,12 @@ func (s *Service) Sweep(ctx context.Context) (SweepResult, error) {
 				return res, ctx.Err()
 			}
 			var err error
-			if redrivable(sum.State) {
+			if sum.State == dsr.StateAwaitingVerification {
+				var done bool
+				if done, err = s.expireUnverified(ctx, sum.ID, now); done {
+					res.Expired++
+				}
+			} else if redrivable(sum.State) {
 				var done bool
 				if done, err = s.redrive(ctx, sum.ID, now); done {
 					res.Redriven++
@@ -98,7 +107,7 @@ func (s *Service) Sweep(ctx context.Context) (SweepResult, error) {
 		}
 		token = next
 	}
-	s.Log.Info("sweep done", "redriven", res.Redriven, "exportsDeleted", res.ExportsDeleted, "failed", res.Failed)
+	s.Log.Info("sweep done", "redriven", res.Redriven, "exportsDeleted", res.ExportsDeleted, "expired", res.Expired, "failed", res.Failed)
 	if res.Failed > 0 {
 		return res, fmt.Errorf("sweep: %d requests not handled", res.Failed)
 	}
@@ -219,4 +228,13 @@ func (s *Service) expireExport(ctx context.Context, id string, now time.Time) (b
 		s.Log.Info("sweep: export package deleted", "requestId", id, "bytes", st.Export.Bytes)
 	}
 	return recorded, nil
+}
+
+// expireAfter is how long unverified requests wait (the sweeper looks only
+// at requests created before it).
+func (s *Service) expireAfter() time.Duration {
+	if s.Identity == nil {
+		return DefaultExpireAfter
+	}
+	return s.Identity.expireAfter()
 }

@@ -1,0 +1,295 @@
+package pipeline
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/big"
+	"net/http"
+	"time"
+
+	"github.com/dsr-functions/dsr/shared/dsr"
+	"github.com/dsr-functions/dsr/shared/notify"
+)
+
+// Identity verification: before anything is searched, a request from an
+// untrusted channel (the portal) waits in the identity step until the
+// person enters a one-time code sent to the address they gave. Handing one
+// person's data to another is the worst failure a DSR system can have, and
+// an email address alone proves nothing.
+//
+// Codes are 6 random digits, stored only as a keyed hash (HMAC-SHA256 with
+// DSR_PSEUDONYM_SECRET, bound to the request id), short-lived, compared in
+// constant time, with at most MaxAttempts wrong tries per code and
+// MaxSends codes per request, each resend after a doubling wait. Every
+// check is a write conditional on the request's ETag, so attempts cannot be
+// raced past the limit.
+
+// Verification configures identity verification.
+type Verification struct {
+	// Required reports whether a request of type t arriving on channel
+	// origin ("portal", "http", "queue") needs a verified requester.
+	Required func(origin string, t dsr.Type) bool
+	// Mailer sends the codes; nil: no request can wait for one (a
+	// submission that needs one is refused).
+	Mailer notify.Sender
+	// Compose writes the email of a code.
+	Compose func(CodeMail) notify.Message
+	// CodeTTL is how long a code works (default 30 minutes).
+	CodeTTL time.Duration
+	// ExpireAfter is how long an unverified request waits before it
+	// expires (default 7 days).
+	ExpireAfter time.Duration
+	// DeadlineFromVerification restarts the Art. 12(3) month when the
+	// requester is verified; by default it runs from receipt (the
+	// conservative reading).
+	DeadlineFromVerification bool
+	// MaxAttempts per code (default 5) and MaxSends per request (default 5).
+	MaxAttempts, MaxSends int
+	// ResendAfter is the wait before the second code; it doubles for each
+	// further one (default 1 minute).
+	ResendAfter time.Duration
+}
+
+// CodeMail is what a code's email says.
+type CodeMail struct {
+	To        string
+	RequestID string
+	Type      dsr.Type
+	Code      string
+	ExpiresAt time.Time
+	// Key is the idempotency key of this send.
+	Key string
+}
+
+// Defaults of Verification.
+const (
+	DefaultCodeTTL     = 30 * time.Minute
+	DefaultExpireAfter = 7 * 24 * time.Hour
+	DefaultMaxAttempts = 5
+	DefaultMaxSends    = 5
+	DefaultResendAfter = time.Minute
+)
+
+func (v *Verification) codeTTL() time.Duration { return orDuration(v.CodeTTL, DefaultCodeTTL) }
+func (v *Verification) expireAfter() time.Duration {
+	return orDuration(v.ExpireAfter, DefaultExpireAfter)
+}
+func (v *Verification) resendAfter() time.Duration {
+	return orDuration(v.ResendAfter, DefaultResendAfter)
+}
+func (v *Verification) maxAttempts() int { return orInt(v.MaxAttempts, DefaultMaxAttempts) }
+func (v *Verification) maxSends() int    { return orInt(v.MaxSends, DefaultMaxSends) }
+
+func orDuration(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+func orInt(n, def int) int {
+	if n > 0 {
+		return n
+	}
+	return def
+}
+
+// Verification errors; their text is safe to show to the requester.
+var (
+	ErrWrongCode       = errors.New("the code is not right")
+	ErrCodeExpired     = errors.New("the code has expired; ask for a new one")
+	ErrTooManyAttempts = errors.New("too many wrong codes; ask for a new one")
+	ErrNoMoreCodes     = errors.New("no more codes can be sent for this request; submit it again later")
+	ErrNotAwaiting     = errors.New("the request does not wait for a code")
+)
+
+// TooSoonError is a resend asked for before its wait is over.
+type TooSoonError struct{ RetryAfter time.Duration }
+
+func (e *TooSoonError) Error() string {
+	return fmt.Sprintf("a new code can be sent in %d seconds", int(e.RetryAfter.Seconds()+0.999))
+}
+
+// needsVerification reports whether a new request waits for a code.
+func (s *Service) needsVerification(origin string, sub *dsr.Submission) bool {
+	return sub.Verification == nil && s.Identity != nil && s.Identity.Required != nil && s.Identity.Required(origin, sub.Type)
+}
+
+// verificationRequired is the input error of a submission that needs a
+// code but cannot get one.
+func verificationRequired(detail string) error {
+	return &dsr.InputError{Status: http.StatusUnprocessableEntity, Code: "verification-required", Title: "Verification required",
+		Errors: []dsr.FieldError{{Field: "subject.email", Detail: detail}}}
+}
+
+// prepareIdentity sets a new request's identity step before it is stored:
+// a trusted caller's attestation, or a wait for a code (returned, to send
+// once the request exists).
+func (s *Service) prepareIdentity(st *dsr.Stored, origin string, sub *dsr.Submission, now time.Time) (string, error) {
+	if v := sub.Verification; v != nil {
+		at := now.UTC()
+		st.Identity = &dsr.IdentityCheck{Method: dsr.VerifyOperator, VerifiedAt: &at, Note: v.Note}
+		return "", nil
+	}
+	if !s.needsVerification(origin, sub) {
+		return "", nil
+	}
+	switch {
+	case st.Subject.Email == "":
+		return "", verificationRequired("required: the requester proves the address with a code sent there (or a trusted caller gives verification.method \"operator\")")
+	case s.Identity.Mailer == nil || s.Identity.Compose == nil || len(s.Secret) == 0:
+		return "", verificationRequired("verification by email is not configured (DSR_EMAIL_* settings and DSR_PSEUDONYM_SECRET); a trusted caller may give verification.method \"operator\"")
+	}
+	if err := st.AwaitVerification(now, now.Add(s.Identity.expireAfter())); err != nil {
+		return "", err
+	}
+	code, err := newCode()
+	if err != nil {
+		return "", err
+	}
+	st.Code = &dsr.CodeState{Hash: s.codeHash(st.ID, code), ExpiresAt: now.Add(s.Identity.codeTTL()), Sends: 1, LastSentAt: now}
+	return code, nil
+}
+
+// newCode is 6 random decimal digits.
+func newCode() (string, error) {
+	n, err := rand.Int(rand.Reader, big.NewInt(1_000_000))
+	if err != nil {
+		return "", fmt.Errorf("code: %w", err)
+	}
+	return fmt.Sprintf("%06d", n.Int64()), nil
+}
+
+// codeHash binds a code to its request under the app's secret.
+func (s *Service) codeHash(id, code string) string {
+	m := hmac.New(sha256.New, s.Secret)
+	m.Write([]byte("dsr-verify-code\x00" + id + "\x00" + code))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// sendCode emails code number n of a request. A failure is logged, not
+// returned: the requester asks for a new code, and the answer to the
+// submission must not differ.
+func (s *Service) sendCode(ctx context.Context, st *dsr.Stored, code string, n int) {
+	key := fmt.Sprintf("%s:verify:%d", st.ID, n)
+	msg := s.Identity.Compose(CodeMail{To: st.Subject.Email, RequestID: st.ID, Type: st.Type, Code: code, ExpiresAt: st.Code.ExpiresAt, Key: key})
+	msg.Key = key
+	if err := s.Identity.Mailer.Send(ctx, msg); err != nil {
+		s.Log.Error("verification code not sent", "requestId", st.ID, "send", n, "err", err)
+		return
+	}
+	s.Log.Info("verification code sent", "requestId", st.ID, "send", n)
+}
+
+// ResendCode sends a new code for a request awaiting verification, after
+// the wait since the last one; the old code stops working.
+func (s *Service) ResendCode(ctx context.Context, id string) error {
+	var code string
+	var n int
+	st, err := s.Store.Update(ctx, id, func(st *dsr.Stored) (bool, error) {
+		code = ""
+		if st.State != dsr.StateAwaitingVerification || st.Code == nil {
+			return false, ErrNotAwaiting
+		}
+		now := s.NowUTC()
+		if st.Code.Sends >= s.Identity.maxSends() {
+			return false, ErrNoMoreCodes
+		}
+		wait := s.Identity.resendAfter() << (st.Code.Sends - 1)
+		if next := st.Code.LastSentAt.Add(wait); now.Before(next) {
+			return false, &TooSoonError{RetryAfter: next.Sub(now)}
+		}
+		c, err := newCode()
+		if err != nil {
+			return false, err
+		}
+		code, n = c, st.Code.Sends+1
+		st.Code = &dsr.CodeState{Hash: s.codeHash(st.ID, c), ExpiresAt: now.Add(s.Identity.codeTTL()), Sends: n, LastSentAt: now}
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	s.sendCode(ctx, st, code, n)
+	return nil
+}
+
+// VerifyCode checks a code a requester entered. The right code moves the
+// request on to discovery (and says so to the audit trail); a wrong one
+// counts against the code's attempts. A request already verified answers
+// nil again, so a double submit is harmless.
+func (s *Service) VerifyCode(ctx context.Context, id, code string) (*dsr.Stored, error) {
+	var verdict error
+	st, err := s.Store.Update(ctx, id, func(st *dsr.Stored) (bool, error) {
+		verdict = nil
+		if st.State != dsr.StateAwaitingVerification || st.Code == nil {
+			if st.Identity != nil && st.Identity.VerifiedAt != nil && st.Identity.Method == dsr.VerifyEmailCode {
+				return false, nil
+			}
+			return false, ErrNotAwaiting
+		}
+		now := s.NowUTC()
+		switch {
+		case st.Code.Attempts >= s.Identity.maxAttempts():
+			return false, ErrTooManyAttempts
+		case !now.Before(st.Code.ExpiresAt):
+			return false, ErrCodeExpired
+		}
+		want, _ := hex.DecodeString(st.Code.Hash)
+		got, _ := hex.DecodeString(s.codeHash(st.ID, code))
+		if !hmac.Equal(want, got) {
+			st.Code.Attempts++
+			verdict = ErrWrongCode
+			return true, nil
+		}
+		next, ok := dsr.Next(st.Type, dsr.StageIdentity, func(step dsr.Step) bool {
+			return step.Stage == dsr.StageApproval && s.ApprovalTypes[st.Type]
+		})
+		if !ok {
+			return false, fmt.Errorf("%s %s: no stage after identity", st.Type, st.ID)
+		}
+		if err := st.Verified(now, next, s.Identity.DeadlineFromVerification); err != nil {
+			return false, err
+		}
+		st.Code = nil
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if verdict != nil {
+		return st, verdict
+	}
+	if err := s.syncAudit(ctx, st); err != nil {
+		return st, err
+	}
+	return st, s.nextMessage(ctx, st)
+}
+
+// expireUnverified ends a request whose requester did not verify in time.
+// It reports whether it did.
+func (s *Service) expireUnverified(ctx context.Context, id string, now time.Time) (bool, error) {
+	done := false
+	st, err := s.Store.Update(ctx, id, func(st *dsr.Stored) (bool, error) {
+		done = false
+		if st.State != dsr.StateAwaitingVerification || st.Identity == nil || st.Identity.ExpiresAt == nil || now.Before(*st.Identity.ExpiresAt) {
+			return false, nil
+		}
+		if err := st.Expire(now); err != nil {
+			return false, err
+		}
+		st.Code = nil
+		done = true
+		return true, nil
+	})
+	if err != nil || !done {
+		return false, err
+	}
+	s.Log.Info("unverified request expired", "requestId", id)
+	return true, s.syncAudit(ctx, st)
+}

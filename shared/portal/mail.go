@@ -1,0 +1,34 @@
+package portal
+
+import (
+	"html"
+	"strings"
+
+	"github.com/dsr-functions/dsr/shared/notify"
+	"github.com/dsr-functions/dsr/shared/pipeline"
+)
+
+// ComposeCode returns how the code emails read: the code, until when it
+// works, and a link to the portal's code page with the code filled in
+// (opening the link changes nothing by itself: mail scanners open links;
+// the person confirms on the page). publicURL is the app's base URL.
+func (p *Portal) ComposeCode(publicURL string) func(pipeline.CodeMail) notify.Message {
+	return func(m pipeline.CodeMail) notify.Message {
+		lg := "en"
+		link := strings.TrimRight(publicURL, "/") + Prefix + "requests/" + p.ticket(m.RequestID) + "/verify?code=" + m.Code
+		until := m.ExpiresAt.UTC().Format("2006-01-02 15:04 UTC")
+		var t strings.Builder
+		for _, line := range []string{text(lg, "mail.greeting"), "", text(lg, "mail.body"), "", "    " + m.Code, "",
+			text(lg, "mail.expires") + " " + until + ".", "", text(lg, "mail.link"), link, "", text(lg, "mail.ignore")} {
+			t.WriteString(line + "\n")
+		}
+		e := html.EscapeString
+		h := "<!doctype html><html lang=\"" + lg + "\"><body>" +
+			"<p>" + e(text(lg, "mail.greeting")) + "</p><p>" + e(text(lg, "mail.body")) + "</p>" +
+			"<p style=\"font-size:24px;letter-spacing:4px\"><strong>" + e(m.Code) + "</strong></p>" +
+			"<p>" + e(text(lg, "mail.expires")) + " " + e(until) + ".</p>" +
+			"<p>" + e(text(lg, "mail.link")) + " <a href=\"" + e(link) + "\">" + e(link) + "</a></p>" +
+			"<p>" + e(text(lg, "mail.ignore")) + "</p></body></html>"
+		return notify.Message{To: m.To, Subject: text(lg, "mail.subject"), Text: t.String(), HTML: h, Key: m.Key}
+	}
+}
