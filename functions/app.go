@@ -371,5 +371,6 @@ func identity(ctx context.Context, cfg *config.Config, acct *blobs.Account, svc 
 		return nil, err
 	}
 	svc.Identity.Compose = prt.ComposeCode(cfg.PublicURL)
+	svc.Identity.ComposeDelivery = prt.ComposeDelivery(cfg.PublicURL)
 	return prt, nil
 }

@@ -66,6 +66,7 @@ func TestRedeliveryIsIdempotent(t *testing.T) {
 
 type auditEntry struct {
 	ID    string `json:"id"`
+	Event string `json:"event"`
 	Stage string `json:"stage"`
 	State string `json:"state"`
 	Actor struct {

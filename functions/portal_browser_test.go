@@ -1,6 +1,9 @@
 package functions_test
 
 import (
+	"io"
+	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -10,9 +13,10 @@ import (
 	"github.com/dsr-functions/dsr/shared/sample"
 )
 
-// A person on a phone asks for their data on the portal: the form, the
-// code from the email (the outbox), the confirmation; the request then
-// runs to completion. No script, no console errors, nothing wider than the
+// A person on a phone asks for their data on the portal, the whole way:
+// the form, the code from the email (the outbox), the confirmation,
+// discovery and export, the export-ready email's link, a fresh code, and
+// the download over plain HTTP. No script, no console errors, nothing wider than the
 // screen, every control labelled.
 func TestPortalBrowserAccessRequest(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
@@ -41,5 +45,36 @@ func TestPortalBrowserAccessRequest(t *testing.T) {
 	b.screenshot("portal-confirmed-390")
 	if final, _ := h.waitTerminal(id); final.State != dsr.StateCompleted {
 		t.Fatalf("the verified request ended %s", final.State)
+	}
+	// The export-ready email's link, a fresh code, the download.
+	mails := h.waitMail(sample.DemoEmail, 2)
+	link := downloadLinkInMail.FindString(mails[1].Text)
+	if link == "" {
+		t.Fatalf("no portal link in the export-ready mail:\n%s", mails[1].Text)
+	}
+	u, err := url.Parse(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.run("open the email's link", chromedp.Navigate(h.front.URL+u.RequestURI()), chromedp.WaitVisible(chromedp.CSS("#send-code")))
+	b.checkPage("download page")
+	b.run("ask for a code", chromedp.Click(chromedp.CSS("#send-code")), chromedp.WaitVisible(chromedp.CSS(`[role="status"]`)))
+	h.waitMail(sample.DemoEmail, 3)
+	b.run("enter it", chromedp.SendKeys(chromedp.CSS("#code"), h.code(sample.DemoEmail)), chromedp.Click(chromedp.CSS("#download")),
+		chromedp.WaitVisible(chromedp.CSS("#download-link")))
+	b.checkPage("ready page")
+	b.screenshot("portal-download-390")
+	href := get(b, "read the link", chromedp.AttributeValue(chromedp.CSS("#download-link"), "href"))
+	resp, err := http.Get(href.Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	zip, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !strings.HasPrefix(string(zip), "PK") {
+		t.Fatalf("the download link: %d, %d bytes", resp.StatusCode, len(zip))
+	}
+	if doc, _ := h.get(id); doc.Delivery == nil || doc.Delivery.Downloads != 1 {
+		t.Errorf("delivery %+v", doc.Delivery)
 	}
 }

@@ -9,7 +9,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/dsr-functions/dsr/shared/auth"
 	"github.com/dsr-functions/dsr/shared/dsr"
 	"github.com/dsr-functions/dsr/shared/notify/outbox"
 	"github.com/dsr-functions/dsr/shared/sample"
@@ -232,5 +234,124 @@ func TestAPIVerificationRules(t *testing.T) {
 	resp, b = h.do("POST", "/api/requests", `{"type":"access","subject":{"email":"a@b.example"},"verification":{"method":"selfie"}}`)
 	if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(string(b), "verification.method") {
 		t.Errorf("unknown method: %d %s", resp.StatusCode, b)
+	}
+}
+
+// waitMail waits until n messages went to an address (the delivery email
+// leaves just after the request completes).
+func (h *harness) waitMail(to string, n int) []outbox.Stored {
+	h.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		got := h.mail(to)
+		if len(got) >= n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("%d mails to the address, want %d", len(got), n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+var downloadLinkInMail = regexp.MustCompile(`\S*/api/portal/requests/(\S+)/download`)
+
+// The export reaches the person: an email with a link to the portal, which
+// hands out nothing until a fresh code from the same address is entered;
+// the link then downloads the ZIP with plain HTTP, and the trail says so.
+func TestPortalDeliveryNeedsAFreshCode(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	v := h.visitor()
+	resp, body := v.do("POST", "/api/portal/requests", "application/json", `{"type":"access","email":"`+sample.DemoEmail+`"}`)
+	var sub struct{ Ticket, Verify string }
+	if resp.StatusCode != http.StatusAccepted || json.Unmarshal([]byte(body), &sub) != nil {
+		t.Fatalf("submit: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := v.do("POST", sub.Verify, "application/json", `{"code":"`+h.code(sample.DemoEmail)+`"}`); resp.StatusCode != 200 {
+		t.Fatalf("verify: %d %s", resp.StatusCode, body)
+	}
+	id, _, _ := strings.Cut(sub.Ticket, ".")
+	if final, _ := h.waitTerminal(id); final.State != dsr.StateCompleted {
+		t.Fatalf("request ended %s", final.State)
+	}
+	mails := h.waitMail(sample.DemoEmail, 2)
+	ready := mails[1]
+	m := downloadLinkInMail.FindStringSubmatch(ready.Text)
+	if ready.Subject != "Your data is ready" || m == nil || !strings.Contains(ready.HTML, m[0]) || downloadLinkInMail.MatchString(mails[0].Text) {
+		t.Fatalf("export-ready mail %q:\n%s", ready.Subject, ready.Text)
+	}
+	if strings.Contains(ready.Text, ".blob.") || strings.Contains(ready.Text, "sig=") || strings.Contains(ready.Text, "devstoreaccount") {
+		t.Fatal("the email carries the download link itself")
+	}
+	page := "/api/portal/requests/" + m[1] + "/download"
+	// The page asks for a code; opening it sends nothing.
+	resp, html := v.do("GET", page, "", "")
+	if resp.StatusCode != 200 || !strings.Contains(html, `id="send-code"`) || len(h.mail(sample.DemoEmail)) != 2 {
+		t.Fatalf("download page: %d\n%s", resp.StatusCode, html)
+	}
+	// Without a code, or with a made-up one, nothing is handed out.
+	if resp, body := v.do("POST", page, "application/json", `{"code":"123456"}`); resp.StatusCode != http.StatusUnprocessableEntity || strings.Contains(body, "sig=") {
+		t.Fatalf("download before a code was sent: %d %s", resp.StatusCode, body)
+	}
+	// Forged, altered or prolonged tickets get nowhere.
+	ticketID, rest, _ := strings.Cut(m[1], ".")
+	exp, mac, _ := strings.Cut(rest, ".")
+	for name, forged := range map[string]string{
+		"other request": "r" + strings.Repeat("0", len(ticketID)-1) + "." + exp + "." + mac,
+		"prolonged":     ticketID + ".9999999999." + mac,
+		"verify ticket": sub.Ticket,
+	} {
+		if resp, _ := v.do("GET", "/api/portal/requests/"+forged+"/download", "", ""); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("%s: %d", name, resp.StatusCode)
+		}
+	}
+	if resp, body := v.do("POST", page+"/code", "application/json", ``); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("send a code: %d %s", resp.StatusCode, body)
+	}
+	mails = h.waitMail(sample.DemoEmail, 3)
+	if mails[2].Subject != "Your code to download your data" {
+		t.Fatalf("third mail %q", mails[2].Subject)
+	}
+	code := h.code(sample.DemoEmail)
+	resp, body = v.do("POST", page, "application/json", `{"code":"`+code+`"}`)
+	var link struct {
+		URL       string    `json:"url"`
+		ExpiresAt time.Time `json:"expiresAt"`
+	}
+	if resp.StatusCode != 200 || json.Unmarshal([]byte(body), &link) != nil || link.URL == "" {
+		t.Fatalf("download with the code: %d %s", resp.StatusCode, body)
+	}
+	zipResp, err := http.Get(link.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zipBytes, _ := io.ReadAll(zipResp.Body)
+	zipResp.Body.Close()
+	if zipResp.StatusCode != 200 || !strings.HasPrefix(string(zipBytes), "PK") {
+		t.Fatalf("the link: %d, %d bytes", zipResp.StatusCode, len(zipBytes))
+	}
+	// The code worked once.
+	if resp, _ := v.do("POST", page, "application/json", `{"code":"`+code+`"}`); resp.StatusCode != http.StatusUnprocessableEntity {
+		t.Errorf("the code again: %d", resp.StatusCode)
+	}
+	doc, _ := h.get(id)
+	if doc.Delivery == nil || doc.Delivery.NotifiedAt == nil || doc.Delivery.Downloads != 1 {
+		t.Fatalf("delivery on the request: %+v", doc.Delivery)
+	}
+	// The privacy team sees it on the request page.
+	if _, page := h.signIn(staff("Rita", auth.RoleRead)).get("/api/console/requests/" + id); !strings.Contains(page, "export-ready email sent") || !strings.Contains(page, "downloaded 1×") {
+		t.Errorf("console request page does not show the delivery")
+	}
+	var events []string
+	for _, e := range h.auditTrail(id) {
+		if e.Event != "state" {
+			events = append(events, e.Event)
+		}
+	}
+	if strings.Join(events, " ") != "export.delivery-sent export.downloaded" {
+		t.Errorf("audit events %v", events)
+	}
+	if strings.Contains(h.logs.String(), code) || strings.Contains(strings.ToLower(h.logs.String()), sample.DemoEmail) {
+		t.Error("the code or the address is in the logs")
 	}
 }

@@ -198,6 +198,10 @@ type Request struct {
 	// code sent to the address given (portal, or a trusted channel that asks
 	// for it), or attested by an operator.
 	Identity *IdentityCheck `json:"identity,omitempty"`
+	// Delivery is how the export reached the person herself: a request
+	// she verified by code gets an email with a link to the portal, which
+	// asks for a fresh code before it hands out the download link.
+	Delivery *Delivery `json:"delivery,omitempty"`
 	// FailedSources names the datasets whose systems failed their part of
 	// the request after every retry; the reports say why. The rest of the
 	// request went ahead: such a request needs a person to follow up.
@@ -240,6 +244,9 @@ type Stored struct {
 	TombstonedAt *time.Time `json:"tombstonedAt,omitempty"`
 	// Code is the pending one-time verification code (keyed hash only).
 	Code *CodeState `json:"code,omitempty"`
+	// DownloadCode is the pending one-time code of a download (keyed hash
+	// only): the delivery email alone does not hand out the export.
+	DownloadCode *CodeState `json:"downloadCode,omitempty"`
 	// LastSweptAt is when the sweeper last re-sent the request's stage
 	// message; it claims the request (an ETag-conditional write) so that
 	// concurrent sweepers re-drive it once per window.
@@ -602,4 +609,19 @@ func (r *Request) Expire(now time.Time) error {
 	}
 	_, err := r.Advance(StageIdentity, StateExpired, now.UTC(), 0, "not verified in time")
 	return err
+}
+
+// Delivery records the export's way to the person: when the email with the
+// portal link went out (or why it did not), and the downloads she made
+// after proving the address again. No identifier: the email went to the
+// subject's address.
+type Delivery struct {
+	NotifiedAt *time.Time `json:"notifiedAt,omitempty"`
+	// Attempts counts failed sends of the email; Error is the last reason.
+	Attempts int    `json:"attempts,omitempty"`
+	Error    string `json:"error,omitempty"`
+	// LinkExpiresAt is when the email's link stops working.
+	LinkExpiresAt  *time.Time `json:"linkExpiresAt,omitempty"`
+	Downloads      int        `json:"downloads,omitempty"`
+	LastDownloadAt *time.Time `json:"lastDownloadAt,omitempty"`
 }

@@ -27,7 +27,8 @@ func (s *Service) Export(ctx context.Context, id string, attempt int) error {
 		return err
 	}
 	if st.State.Terminal() {
-		return nil
+		// A crash after completing may have kept the email from leaving.
+		return s.deliver(ctx, st, attempt)
 	}
 	if st.Stage != dsr.StageExport {
 		return fmt.Errorf("export %s: request is at stage %s, not export", id, st.Stage)
@@ -78,7 +79,10 @@ func (s *Service) Export(ctx context.Context, id string, attempt int) error {
 		return err
 	}
 	s.Log.Info("export done", "requestId", id, "bytes", res.Bytes)
-	return s.syncAudit(ctx, st)
+	if err := s.syncAudit(ctx, st); err != nil {
+		return err
+	}
+	return s.deliver(ctx, st, attempt)
 }
 
 // writePackage streams the ZIP into the exports container.

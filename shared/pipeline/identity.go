@@ -39,6 +39,9 @@ type Verification struct {
 	Mailer notify.Sender
 	// Compose writes the email of a code.
 	Compose func(CodeMail) notify.Message
+	// ComposeDelivery writes the email that tells a verified requester her
+	// export is ready (shared/portal); nil: no such email.
+	ComposeDelivery func(DeliveryMail) notify.Message
 	// CodeTTL is how long a code works (default 30 minutes).
 	CodeTTL time.Duration
 	// ExpireAfter is how long an unverified request waits before it
@@ -62,9 +65,18 @@ type CodeMail struct {
 	Type      dsr.Type
 	Code      string
 	ExpiresAt time.Time
+	// Purpose is what the code is for: PurposeVerify (the request) or
+	// PurposeDownload (the export).
+	Purpose string
 	// Key is the idempotency key of this send.
 	Key string
 }
+
+// Code purposes.
+const (
+	PurposeVerify   = "verify"
+	PurposeDownload = "download"
+)
 
 // Defaults of Verification.
 const (
@@ -177,7 +189,7 @@ func (s *Service) codeHash(id, code string) string {
 // submission must not differ.
 func (s *Service) sendCode(ctx context.Context, st *dsr.Stored, code string, n int) {
 	key := fmt.Sprintf("%s:verify:%d", st.ID, n)
-	msg := s.Identity.Compose(CodeMail{To: st.Subject.Email, RequestID: st.ID, Type: st.Type, Code: code, ExpiresAt: st.Code.ExpiresAt, Key: key})
+	msg := s.Identity.Compose(CodeMail{To: st.Subject.Email, RequestID: st.ID, Type: st.Type, Code: code, ExpiresAt: st.Code.ExpiresAt, Purpose: PurposeVerify, Key: key})
 	msg.Key = key
 	if err := s.Identity.Mailer.Send(ctx, msg); err != nil {
 		s.Log.Error("verification code not sent", "requestId", st.ID, "send", n, "err", err)
@@ -196,20 +208,11 @@ func (s *Service) ResendCode(ctx context.Context, id string) error {
 		if st.State != dsr.StateAwaitingVerification || st.Code == nil {
 			return false, ErrNotAwaiting
 		}
-		now := s.NowUTC()
-		if st.Code.Sends >= s.Identity.maxSends() {
-			return false, ErrNoMoreCodes
-		}
-		wait := s.Identity.resendAfter() << (st.Code.Sends - 1)
-		if next := st.Code.LastSentAt.Add(wait); now.Before(next) {
-			return false, &TooSoonError{RetryAfter: next.Sub(now)}
-		}
-		c, err := newCode()
+		next, c, err := s.nextCode(st.Code, st.ID, s.NowUTC())
 		if err != nil {
 			return false, err
 		}
-		code, n = c, st.Code.Sends+1
-		st.Code = &dsr.CodeState{Hash: s.codeHash(st.ID, c), ExpiresAt: now.Add(s.Identity.codeTTL()), Sends: n, LastSentAt: now}
+		st.Code, code, n = next, c, next.Sends
 		return true, nil
 	})
 	if err != nil {
@@ -217,6 +220,29 @@ func (s *Service) ResendCode(ctx context.Context, id string) error {
 	}
 	s.sendCode(ctx, st, code, n)
 	return nil
+}
+
+// nextCode makes the code after prev (nil: the first), bound to key:
+// ErrNoMoreCodes once MaxSends were sent, a TooSoonError before the wait
+// since the last one (doubling with each) is over. The old code stops
+// working.
+func (s *Service) nextCode(prev *dsr.CodeState, key string, now time.Time) (*dsr.CodeState, string, error) {
+	sends := 0
+	if prev != nil {
+		sends = prev.Sends
+		if sends >= s.Identity.maxSends() {
+			return nil, "", ErrNoMoreCodes
+		}
+		wait := s.Identity.resendAfter() << max(sends-1, 0)
+		if next := prev.LastSentAt.Add(wait); now.Before(next) {
+			return nil, "", &TooSoonError{RetryAfter: next.Sub(now)}
+		}
+	}
+	c, err := newCode()
+	if err != nil {
+		return nil, "", err
+	}
+	return &dsr.CodeState{Hash: s.codeHash(key, c), ExpiresAt: now.Add(s.Identity.codeTTL()), Sends: sends + 1, LastSentAt: now}, c, nil
 }
 
 // VerifyCode checks a code a requester entered. The right code moves the
@@ -234,18 +260,9 @@ func (s *Service) VerifyCode(ctx context.Context, id, code string) (*dsr.Stored,
 			return false, ErrNotAwaiting
 		}
 		now := s.NowUTC()
-		switch {
-		case st.Code.Attempts >= s.Identity.maxAttempts():
-			return false, ErrTooManyAttempts
-		case !now.Before(st.Code.ExpiresAt):
-			return false, ErrCodeExpired
-		}
-		want, _ := hex.DecodeString(st.Code.Hash)
-		got, _ := hex.DecodeString(s.codeHash(st.ID, code))
-		if !hmac.Equal(want, got) {
-			st.Code.Attempts++
-			verdict = ErrWrongCode
-			return true, nil
+		if verdict = s.checkCode(st.Code, s.codeHash(st.ID, code), now); verdict != nil {
+			// A wrong code counts against the code's attempts.
+			return errors.Is(verdict, ErrWrongCode), nil
 		}
 		next, ok := dsr.Next(st.Type, dsr.StageIdentity, func(step dsr.Step) bool {
 			return step.Stage == dsr.StageApproval && s.ApprovalTypes[st.Type]
@@ -269,6 +286,26 @@ func (s *Service) VerifyCode(ctx context.Context, id, code string) (*dsr.Stored,
 		return st, err
 	}
 	return st, s.nextMessage(ctx, st)
+}
+
+// checkCode compares the hash of an entered code with the pending one in
+// constant time: ErrTooManyAttempts once the attempts are used up,
+// ErrCodeExpired after its time, ErrWrongCode (counted on cs) when it
+// differs.
+func (s *Service) checkCode(cs *dsr.CodeState, got string, now time.Time) error {
+	switch {
+	case cs.Attempts >= s.Identity.maxAttempts():
+		return ErrTooManyAttempts
+	case !now.Before(cs.ExpiresAt):
+		return ErrCodeExpired
+	}
+	want, _ := hex.DecodeString(cs.Hash)
+	have, _ := hex.DecodeString(got)
+	if !hmac.Equal(want, have) {
+		cs.Attempts++
+		return ErrWrongCode
+	}
+	return nil
 }
 
 // expireUnverified ends a request whose requester did not verify in time.

@@ -15,9 +15,10 @@ import (
 
 // memMailer keeps sent mail, as the outbox does, in memory.
 type memMailer struct {
-	mu   sync.Mutex
-	sent []notify.Message
-	fail bool
+	mu    sync.Mutex
+	sent  []notify.Message
+	fail  bool
+	sends map[string]int // Send calls per key
 }
 
 func (m *memMailer) Send(_ context.Context, msg notify.Message) error {
@@ -26,8 +27,12 @@ func (m *memMailer) Send(_ context.Context, msg notify.Message) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.sends == nil {
+		m.sends = map[string]int{}
+	}
+	m.sends[msg.Key]++
 	if m.fail {
-		return errors.New("mail down")
+		return &notify.Error{Ref: notify.KeyRef(msg.Key), Reason: "status 503 after 3 attempts"}
 	}
 	for i, s := range m.sent {
 		if s.Key == msg.Key { // the same key is one message

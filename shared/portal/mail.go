@@ -15,6 +15,9 @@ import (
 func (p *Portal) ComposeCode(publicURL string) func(pipeline.CodeMail) notify.Message {
 	return func(m pipeline.CodeMail) notify.Message {
 		lg := "en"
+		if m.Purpose == pipeline.PurposeDownload {
+			return downloadCodeMail(lg, m)
+		}
 		link := strings.TrimRight(publicURL, "/") + Prefix + "requests/" + p.ticket(m.RequestID) + "/verify?code=" + m.Code
 		until := m.ExpiresAt.UTC().Format("2006-01-02 15:04 UTC")
 		var t strings.Builder
@@ -31,4 +34,22 @@ func (p *Portal) ComposeCode(publicURL string) func(pipeline.CodeMail) notify.Me
 			"<p>" + e(text(lg, "mail.ignore")) + "</p></body></html>"
 		return notify.Message{To: m.To, Subject: text(lg, "mail.subject"), Text: t.String(), HTML: h, Key: m.Key}
 	}
+}
+
+// downloadCodeMail is the code for the download page: no link, the person
+// is on the page already.
+func downloadCodeMail(lg string, m pipeline.CodeMail) notify.Message {
+	until := m.ExpiresAt.UTC().Format("2006-01-02 15:04 UTC")
+	var t strings.Builder
+	for _, line := range []string{text(lg, "mail.greeting"), "", text(lg, "mail.download.body"), "", "    " + m.Code, "",
+		text(lg, "mail.expires") + " " + until + ".", "", text(lg, "mail.download.ignore")} {
+		t.WriteString(line + "\n")
+	}
+	e := html.EscapeString
+	h := "<!doctype html><html lang=\"" + lg + "\"><body>" +
+		"<p>" + e(text(lg, "mail.greeting")) + "</p><p>" + e(text(lg, "mail.download.body")) + "</p>" +
+		"<p style=\"font-size:24px;letter-spacing:4px\"><strong>" + e(m.Code) + "</strong></p>" +
+		"<p>" + e(text(lg, "mail.expires")) + " " + e(until) + ".</p>" +
+		"<p>" + e(text(lg, "mail.download.ignore")) + "</p></body></html>"
+	return notify.Message{To: m.To, Subject: text(lg, "mail.download.subject"), Text: t.String(), HTML: h, Key: m.Key}
 }

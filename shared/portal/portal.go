@@ -17,6 +17,9 @@
 //	GET  /api/portal/requests/{ticket}/verify  the code form (the email's link)
 //	POST /api/portal/requests/{ticket}/verify  enter the code
 //	POST /api/portal/requests/{ticket}/resend  a new code, after a wait
+//	GET  /api/portal/requests/{ticket}/download the export-ready email's link
+//	POST /api/portal/requests/{ticket}/download/code  a fresh code for it
+//	POST /api/portal/requests/{ticket}/download the code → the download link
 //
 // A ticket names the request to the person who submitted it: the request id
 // and a MAC of it under the app's secret, so tickets cannot be made up.
@@ -25,9 +28,7 @@ package portal
 import (
 	"context"
 	"crypto/hmac"
-	"crypto/sha256"
 	"embed"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -46,7 +47,6 @@ import (
 	"github.com/dsr-functions/dsr/shared/pipeline"
 	"github.com/dsr-functions/dsr/shared/problem"
 	"github.com/dsr-functions/dsr/shared/ratelimit"
-	"github.com/dsr-functions/dsr/shared/store"
 )
 
 // Prefix is where the portal is served.
@@ -106,7 +106,7 @@ func New(cfg Config) (*Portal, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	p := &Portal{cfg: cfg, pages: map[string]*template.Template{}}
-	for _, name := range []string{"form", "code", "done", "message"} {
+	for _, name := range []string{"form", "code", "done", "message", "download", "ready"} {
 		t, err := template.New(name).Funcs(template.FuncMap{"t": text}).ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("portal: template %s: %w", name, err)
@@ -125,6 +125,9 @@ func New(cfg Config) (*Portal, error) {
 	m.HandleFunc("GET "+Prefix+"requests/{ticket}/verify", p.codeForm)
 	m.HandleFunc("POST "+Prefix+"requests/{ticket}/verify", p.verify)
 	m.HandleFunc("POST "+Prefix+"requests/{ticket}/resend", p.resend)
+	m.HandleFunc("GET "+Prefix+"requests/{ticket}/download", p.downloadPage)
+	m.HandleFunc("POST "+Prefix+"requests/{ticket}/download", p.download)
+	m.HandleFunc("POST "+Prefix+"requests/{ticket}/download/code", p.downloadCode)
 	p.mux = m
 	return p, nil
 }
@@ -182,6 +185,8 @@ type page struct {
 	Values map[string]string
 	Ticket string
 	Code   string
+	// Link is the export's download link (the ready page).
+	Link string
 }
 
 func (p *Portal) render(w http.ResponseWriter, status int, name string, pg *page) {
@@ -394,9 +399,7 @@ func clientAddress(r *http.Request) string {
 
 // ticket names request id to its requester.
 func (p *Portal) ticket(id string) string {
-	m := hmac.New(sha256.New, p.cfg.Secret)
-	m.Write([]byte("dsr-portal-ticket\x00" + id))
-	return id + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:18])
+	return id + "." + p.mac("dsr-portal-ticket\x00"+id)
 }
 
 // requestOf checks a ticket in constant time and returns its request id.
@@ -444,56 +447,20 @@ func (p *Portal) verify(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, r, lg, http.StatusNotFound, "unknown-ticket", "err.ticket", "message", nil)
 		return
 	}
-	var code string
+	code, ok := p.readCode(w, r, lg, "code", codePage)
+	if !ok || !p.allow(w, r, lg, LimitCodes, clientAddress(r), "code", codePage) {
+		return
+	}
+	if _, err := p.cfg.Service.VerifyCode(r.Context(), id, code); err != nil {
+		p.codeFailure(w, r, lg, id, "code", codePage, err)
+		return
+	}
+	p.cfg.Log.Info("portal: request verified", "requestId", id)
 	if wantsJSON(r) {
-		var in struct {
-			Code string `json:"code"`
-		}
-		dec := json.NewDecoder(r.Body)
-		dec.DisallowUnknownFields()
-		if dec.Decode(&in) != nil {
-			p.fail(w, r, lg, http.StatusBadRequest, "malformed", "err.code", "code", codePage)
-			return
-		}
-		code = in.Code
-	} else {
-		if r.ParseForm() != nil {
-			p.fail(w, r, lg, http.StatusBadRequest, "malformed", "err.code", "code", codePage)
-			return
-		}
-		code = r.PostFormValue("code")
-	}
-	code = strings.ReplaceAll(strings.TrimSpace(code), " ", "")
-	if !validCode(code) {
-		p.fail(w, r, lg, http.StatusUnprocessableEntity, "invalid-code", "err.code", "code", codePage)
+		writeJSON(w, http.StatusOK, map[string]string{"status": "verified"})
 		return
 	}
-	if !p.allow(w, r, lg, LimitCodes, clientAddress(r), "code", codePage) {
-		return
-	}
-	_, err := p.cfg.Service.VerifyCode(r.Context(), id, code)
-	switch {
-	case err == nil:
-		p.cfg.Log.Info("portal: request verified", "requestId", id)
-		if wantsJSON(r) {
-			writeJSON(w, http.StatusOK, map[string]string{"status": "verified"})
-			return
-		}
-		p.render(w, http.StatusOK, "done", &page{Lang: lg, Title: text(lg, "verified.title"), Notice: text(lg, "verified.body")})
-	case errors.Is(err, pipeline.ErrWrongCode):
-		p.fail(w, r, lg, http.StatusUnprocessableEntity, "wrong-code", "err.wrong", "code", codePage)
-	case errors.Is(err, pipeline.ErrCodeExpired):
-		p.fail(w, r, lg, http.StatusUnprocessableEntity, "code-expired", "err.expired", "code", codePage)
-	case errors.Is(err, pipeline.ErrTooManyAttempts):
-		p.fail(w, r, lg, http.StatusUnprocessableEntity, "too-many-attempts", "err.attempts", "code", codePage)
-	case errors.Is(err, pipeline.ErrNotAwaiting):
-		p.fail(w, r, lg, http.StatusConflict, "not-awaiting", "err.done", "message", nil)
-	case errors.Is(err, store.ErrNotFound):
-		p.fail(w, r, lg, http.StatusNotFound, "unknown-ticket", "err.ticket", "message", nil)
-	default:
-		p.cfg.Log.Error("portal: verify", "requestId", id, "err", err)
-		p.fail(w, r, lg, http.StatusInternalServerError, "internal-error", "err.unavailable", "code", codePage)
-	}
+	p.render(w, http.StatusOK, "done", &page{Lang: lg, Title: text(lg, "verified.title"), Notice: text(lg, "verified.body")})
 }
 
 // resend sends a new code after the wait.
@@ -509,29 +476,16 @@ func (p *Portal) resend(w http.ResponseWriter, r *http.Request) {
 	if !p.allow(w, r, lg, LimitCodes, clientAddress(r), "code", codePage) {
 		return
 	}
-	err := p.cfg.Service.ResendCode(r.Context(), id)
-	var soon *pipeline.TooSoonError
-	switch {
-	case err == nil:
-		if wantsJSON(r) {
-			writeJSON(w, http.StatusAccepted, map[string]string{"status": "sent"})
-			return
-		}
-		codePage.Lang, codePage.Notice = lg, text(lg, "resent")
-		p.render(w, http.StatusAccepted, "code", codePage)
-	case errors.As(err, &soon):
-		w.Header().Set("Retry-After", strconv.Itoa(int(soon.RetryAfter.Seconds()+0.999)))
-		p.fail(w, r, lg, http.StatusTooManyRequests, "too-soon", "err.toosoon", "code", codePage)
-	case errors.Is(err, pipeline.ErrNoMoreCodes):
-		p.fail(w, r, lg, http.StatusUnprocessableEntity, "no-more-codes", "err.nomore", "message", nil)
-	case errors.Is(err, pipeline.ErrNotAwaiting):
-		p.fail(w, r, lg, http.StatusConflict, "not-awaiting", "err.done", "message", nil)
-	case errors.Is(err, store.ErrNotFound):
-		p.fail(w, r, lg, http.StatusNotFound, "unknown-ticket", "err.ticket", "message", nil)
-	default:
-		p.cfg.Log.Error("portal: resend", "requestId", id, "err", err)
-		p.fail(w, r, lg, http.StatusInternalServerError, "internal-error", "err.unavailable", "code", codePage)
+	if err := p.cfg.Service.ResendCode(r.Context(), id); err != nil {
+		p.codeFailure(w, r, lg, id, "code", codePage, err)
+		return
 	}
+	if wantsJSON(r) {
+		writeJSON(w, http.StatusAccepted, map[string]string{"status": "sent"})
+		return
+	}
+	codePage.Lang, codePage.Notice = lg, text(lg, "resent")
+	p.render(w, http.StatusAccepted, "code", codePage)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
