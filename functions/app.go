@@ -231,7 +231,7 @@ func NewWithOptions(cfg *config.Config, sender queue.Sender, log *slog.Logger, o
 		return nil, err
 	}
 	svc := &pipeline.Service{
-		Store:           store.New(acct.Service.NewContainerClient(cfg.StateContainer)),
+		Store:           store.New(acct.Service.NewContainerClient(cfg.StateContainer)).WithPageTokenKey(derive(cfg.PseudonymSecret, "page-tokens")),
 		Audit:           audit.New(acct, cfg.AuditContainer),
 		Sender:          sender,
 		Connector:       conns,

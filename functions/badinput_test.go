@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/dsr-functions/dsr/shared/funchost"
 )
 
 // Every bad input gets its own specific RFC 9457 answer, naming the field,
@@ -60,9 +62,24 @@ func TestBadInputsAreRefusedAndLeaveNoTrace(t *testing.T) {
 		{"restriction lookup by two identifiers", "GET", "/api/restrictions?email=a@b.example&phone=%2B14255550199", "", nil, 400, "invalid-parameter", "query"},
 		{"restriction lookup by an invalid email", "GET", "/api/restrictions?email=avery.morgan@", "", nil, 400, "invalid-parameter", "email"},
 		{"restriction lookup by an unknown key", "GET", "/api/restrictions?name=Avery+Morgan", "", nil, 400, "invalid-parameter", "name"},
+		{"type given twice", "POST", "/api/requests", `{"type":"access","subject":{"email":"a@b.example"},"type":"erasure"}`, nil, 400, "duplicate-key", "type"},
+		{"email given twice", "POST", "/api/requests", `{"type":"access","subject":{"email":"a@b.example","email":"c@d.example"}}`, nil, 400, "duplicate-key", "subject.email"},
+		{"escaped duplicate key", "POST", "/api/requests", `{"type":"access","subject":{"email":"a@b.example"},"t\u0079pe":"erasure"}`, nil, 400, "duplicate-key", "type"},
+		{"state filter twice", "GET", "/api/requests?state=completed&state=failed", "", nil, 400, "invalid-parameter", "state"},
+		{"limit twice", "GET", "/api/requests?limit=1&limit=200", "", nil, 400, "invalid-parameter", "limit"},
+		{"restriction email twice", "GET", "/api/restrictions?email=a@b.example&email=c@d.example", "", nil, 400, "invalid-parameter", "email"},
+		{"malformed query", "GET", "/api/requests?state=%zz", "", nil, 400, "invalid-parameter", "query"},
+		{"unknown parameter that is an address", "GET", "/api/requests?a@b.example=1", "", nil, 400, "invalid-parameter", "(parameter)"},
+		{"crafted page token", "GET", "/api/requests?pageToken=eyJzIjoxfQ", "", nil, 400, "invalid-parameter", "pageToken"},
+		{"page token with a made-up mac", "GET", "/api/requests?pageToken=eyJzIjoxfQ.AAAAAAAAAAAAAAAAAAAAAA", "", nil, 400, "invalid-parameter", "pageToken"},
+		{"dot-dot path", "GET", "/api/requests/../requests", "", nil, 404, "not-found", ""},
+		{"dot-dot path to a webhook", "GET", "/api/webhooks/../requests", "", nil, 404, "not-found", ""},
+		{"empty path segment", "GET", "/api//requests", "", nil, 404, "not-found", ""},
+		{"encoded dot-dot path", "GET", "/api/webhooks/%2e%2E/requests", "", nil, 404, "not-found", ""},
+		{"oversized headers", "GET", "/api/requests", "", []string{"X-Padding", strings.Repeat("x", 70<<10)}, 431, "headers-too-large", ""},
 	}
-	if len(cases) < 20 {
-		t.Fatal("the contract asks for at least 20 bad inputs")
+	if len(cases) < 55 {
+		t.Fatal("the catalogue shrank")
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -107,5 +124,46 @@ func TestBadInputsAreRefusedAndLeaveNoTrace(t *testing.T) {
 	}
 	if resp, _ := h.do("GET", "/api/health", ""); resp.StatusCode != http.StatusOK {
 		t.Fatalf("health: %d", resp.StatusCode)
+	}
+}
+
+// The function key in the code query parameter, which the host forwards to
+// the handler, is accepted wherever queries are checked.
+func TestKeyInQueryAccepted(t *testing.T) {
+	h := newHarness(t, harnessOptions{manual: true})
+	for _, path := range []string{"/api/requests?code=" + harnessKey, "/api/requests?state=completed&code=" + harnessKey,
+		"/api/restrictions?email=nobody%40example.org&code=" + harnessKey} {
+		resp, b := h.do("GET", path, "", "x-functions-key", "")
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s: %d %s", strings.Replace(path, harnessKey, "KEY", 1), resp.StatusCode, b)
+		}
+	}
+}
+
+// The handler's own port serves the local host only: a local process that
+// calls it directly, even with a function key and a forged principal, is
+// refused; through the host the same call works.
+func TestHandlerPortServesTheHostOnly(t *testing.T) {
+	h := newHarness(t, harnessOptions{manual: true})
+	for _, token := range []string{"", "wrong", harnessHostToken + "x"} {
+		req, _ := http.NewRequest("GET", h.handlerURL+"/api/requests", nil)
+		req.Header.Set("x-functions-key", harnessKey)
+		req.Header.Set("X-MS-CLIENT-PRINCIPAL", "eyJjbGFpbXMiOltdfQ")
+		if token != "" {
+			req.Header.Set(funchost.HostTokenHeader, token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("handler port with token %q: %d, want 401", token, resp.StatusCode)
+		}
+	}
+	// A caller cannot pass a token through the host either: the host
+	// replaces it.
+	if resp, _ := h.do("GET", "/api/requests", "", funchost.HostTokenHeader, "forged"); resp.StatusCode != http.StatusOK {
+		t.Errorf("through the host: %d", resp.StatusCode)
 	}
 }

@@ -90,17 +90,19 @@ func (s *syncBuffer) String() string {
 // host, the embedded queue, Azurite, and the sample datasets in a container
 // of its own.
 type harness struct {
-	t        testing.TB
-	app      *functions.App
-	broker   *embedded.Broker
-	host     *funchost.LocalHost
-	front    *httptest.Server
-	logs     *syncBuffer
-	cfg      *config.Config
-	sources  *sources.Config
-	datasets string
-	outbox   string
-	size     sample.Size
+	t   testing.TB
+	app *functions.App
+	// handlerURL is the handler's own port, behind the host token.
+	handlerURL string
+	broker     *embedded.Broker
+	host       *funchost.LocalHost
+	front      *httptest.Server
+	logs       *syncBuffer
+	cfg        *config.Config
+	sources    *sources.Config
+	datasets   string
+	outbox     string
+	size       sample.Size
 }
 
 type harnessOptions struct {
@@ -126,6 +128,9 @@ type harnessOptions struct {
 
 // harnessKey is the function key of every harness's local host.
 const harnessKey = "harness-function-key-0123456789"
+
+// harnessHostToken is what the local host proves itself to the handler with.
+const harnessHostToken = "harness-host-token-0123456789abcdef"
 
 func newHarness(t testing.TB, o harnessOptions) *harness {
 	t.Helper()
@@ -201,10 +206,12 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(h.app.Close)
-	handler := httptest.NewServer(h.app.Handler)
+	handler := httptest.NewServer(funchost.RequireHostToken(h.app.Handler, harnessHostToken))
 	t.Cleanup(handler.Close)
+	h.handlerURL = handler.URL
 	u, _ := url.Parse(handler.URL)
-	h.host = &funchost.LocalHost{Functions: h.app.Functions, HandlerURL: u, Broker: h.broker, Log: log, FailureDelay: 10 * time.Millisecond, FunctionKey: harnessKey}
+	h.host = &funchost.LocalHost{Functions: h.app.Functions, HandlerURL: u, Broker: h.broker, Log: log, FailureDelay: 10 * time.Millisecond,
+		FunctionKey: harnessKey, HostToken: harnessHostToken}
 	if o.front != nil {
 		h.front = httptest.NewUnstartedServer(h.host)
 		h.front.Listener.Close()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dsr-functions/dsr/shared/dsr"
+	"github.com/dsr-functions/dsr/shared/funchost"
 	"github.com/dsr-functions/dsr/shared/queue/embedded"
 )
 
@@ -260,6 +261,7 @@ func TestSweeperTimerInvocation(t *testing.T) {
 	req, _ := http.NewRequest("POST", h.host.HandlerURL.JoinPath("sweeper").String(), strings.NewReader(payload))
 	req.Header.Set("Content-Type", "application/json; charset=utf-8")
 	req.Header.Set("X-Azure-Functions-InvocationId", "0f8fad5b-d9cb-469f-a165-70867728950f")
+	req.Header.Set(funchost.HostTokenHeader, harnessHostToken) // as the host sends it
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -119,7 +119,7 @@ func serve(ctx context.Context, log *slog.Logger) error {
 }
 
 func serveUntil(ctx context.Context, ln net.Listener, h http.Handler) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 1 << 20} // the host refuses more than funchost.MaxHeaderBytes itself, as problem+json
 	go func() {
 		<-ctx.Done()
 		shut, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -197,7 +197,13 @@ func local(ctx context.Context, log *slog.Logger, args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	go func() { _ = serveUntil(ctx, handlerLn, app.Handler) }()
+	// The handler's port is on 127.0.0.1 like the host's: a per-run token
+	// the host sends keeps other local processes from skipping the key.
+	hostToken, err := randomToken()
+	if err != nil {
+		return err
+	}
+	go func() { _ = serveUntil(ctx, handlerLn, funchost.RequireHostToken(app.Handler, hostToken)) }()
 	hostLn, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(*port)))
 	if err != nil {
 		return fmt.Errorf("listen on port %d: %w", *port, err)
@@ -212,6 +218,7 @@ func local(ctx context.Context, log *slog.Logger, args []string) error {
 		HandlerURL:  &url.URL{Scheme: "http", Host: handlerLn.Addr().String()},
 		Broker:      broker,
 		Log:         log,
+		HostToken:   hostToken,
 	}
 	go host.Run(ctx)
 	fmt.Fprintf(os.Stderr, "DSR Functions running locally: http://%s/api (Ctrl-C to stop)\n", hostLn.Addr())
@@ -336,4 +343,13 @@ func writeFile(path string, fill func(io.Writer) error) error {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	return f.Close()
+}
+
+// randomToken is 32 random bytes, URL-safe.
+func randomToken() (string, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("random token: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:]), nil
 }

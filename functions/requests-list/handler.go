@@ -48,14 +48,10 @@ type Page struct {
 // own requests list only those. Listings never carry subject identifiers.
 func New(svc *pipeline.Service) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
-		for name := range q {
-			switch name {
-			case "state", "type", "limit", "pageToken", "overdue", "dueBefore":
-			default:
-				problem.Write(w, r, api.BadParam(name, "unknown query parameter (known: state, type, overdue, dueBefore, limit, pageToken)"))
-				return
-			}
+		q, bad := api.Query(r, "state", "type", "overdue", "dueBefore", "limit", "pageToken")
+		if bad != nil {
+			problem.Write(w, r, bad)
+			return
 		}
 		f := store.Filter{State: dsr.State(q.Get("state")), Type: dsr.Type(q.Get("type"))}
 		if auth.OwnOnly(r.Context()) {

@@ -32,7 +32,11 @@ type Answer struct {
 // (emails lower-cased, phones to E.164) and never echoed or logged.
 func New(svc *pipeline.Service) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
+		q, bad := api.Query(r)
+		if bad != nil {
+			problem.Write(w, r, bad)
+			return
+		}
 		if len(q) != 1 || len(q[firstKey(q)]) != 1 {
 			problem.Write(w, r, api.BadParam("query", "give exactly one of email, phone or id=<name>:<value>"))
 			return

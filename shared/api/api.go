@@ -10,6 +10,9 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
+	"slices"
+	"sort"
 	"strings"
 
 	"github.com/dsr-functions/dsr/shared/dsr"
@@ -69,6 +72,9 @@ func DecodeStrict(body []byte, v any) *problem.Details {
 	if dec.More() {
 		return problem.New(http.StatusBadRequest, "malformed-json", "Malformed JSON", "unexpected data after the JSON object")
 	}
+	if field, dup := dsr.DuplicateKey(body); dup {
+		return BadField(http.StatusBadRequest, "duplicate-key", field, "given more than once; give each field once")
+	}
 	return nil
 }
 
@@ -110,4 +116,49 @@ func BadParam(field, detail string) *problem.Details {
 // Internal is the problem for an unexpected failure; details go to the log.
 func Internal() *problem.Details {
 	return problem.New(http.StatusInternalServerError, "internal-error", "", "the request could not be processed; try again later")
+}
+
+// KeyParameter is the query parameter the Functions host takes a function
+// key from (besides the x-functions-key header); the host forwards it to
+// the handler, so every handler accepts and ignores it.
+const KeyParameter = "code"
+
+// Query parses a request's query strictly: a malformed query, a name that
+// is not one of known, or a name given twice is a problem naming it (a
+// second value is not silently ignored). The host's key parameter is
+// dropped.
+func Query(r *http.Request, known ...string) (url.Values, *problem.Details) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, BadParam("query", "is not a valid URL query")
+	}
+	delete(q, KeyParameter)
+	names := make([]string, 0, len(q))
+	for name := range q {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		switch {
+		case len(known) > 0 && !slices.Contains(known, name):
+			return nil, BadParam(safeName(name), "unknown query parameter (known: "+strings.Join(known, ", ")+")")
+		case len(q[name]) > 1:
+			return nil, BadParam(safeName(name), "given more than once; give it once")
+		}
+	}
+	return q, nil
+}
+
+// safeName is a parameter name as errors may show it: names that do not
+// look like one (an address typed as a name, say) are not echoed.
+func safeName(name string) string {
+	for i, c := range name {
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9') || i >= 64 {
+			return "(parameter)"
+		}
+	}
+	if name == "" {
+		return "(parameter)"
+	}
+	return name
 }

@@ -109,6 +109,9 @@ func ParseSubmission(body []byte, phoneRegion string, now time.Time) (*Submissio
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, inputErr(http.StatusBadRequest, "malformed-json", "Malformed JSON", "", "unexpected data after the JSON object")
 	}
+	if field, dup := DuplicateKey(body); dup {
+		return nil, duplicateKeyError(field)
+	}
 	if errs := s.validate(phoneRegion, now); len(errs) > 0 {
 		code, title := "invalid-request", "Invalid request"
 		for _, fe := range errs {

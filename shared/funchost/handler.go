@@ -2,6 +2,7 @@ package funchost
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -178,5 +179,28 @@ func timerHandler(f Function, tf TimerFunc, log *slog.Logger) http.Handler {
 			log.Info("timer is past due", "function", f.Name)
 		}
 		return func(ctx context.Context) error { return tf(ctx, info) }, nil
+	})
+}
+
+// HostTokenHeader carries LocalHost.HostToken to the handler.
+const HostTokenHeader = "X-Dsr-Host-Token"
+
+// RequireHostToken serves only requests that carry token in
+// HostTokenHeader (compared in constant time); others get 401. `dsr local`
+// and the tests set a random token per run, which the local host sends. An
+// empty token serves everyone: in Azure the handler listens on the
+// worker's loopback for the Functions host (FUNCTIONS_CUSTOMHANDLER_PORT),
+// which is the trust boundary (SECURITY.md).
+func RequireHostToken(next http.Handler, token string) http.Handler {
+	if token == "" {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get(HostTokenHeader)), []byte(token)) != 1 {
+			problem.Write(w, r, problem.New(http.StatusUnauthorized, "host-token-required", "",
+				"this port serves the local Functions host only; call the host's address instead"))
+			return
+		}
+		next.ServeHTTP(w, r)
 	})
 }

@@ -54,6 +54,11 @@ type LocalHost struct {
 	// MaxLockRenewal bounds how long a running invocation keeps its
 	// message locked (default 5 min, host.json maxAutoLockRenewalDuration).
 	MaxLockRenewal time.Duration
+	// HostToken, when set, is sent to the handler with every request and
+	// invocation (HostTokenHeader), so a handler wrapped in
+	// RequireHostToken serves the host alone: its port is on 127.0.0.1,
+	// where any local process could otherwise skip the key check.
+	HostToken string
 
 	proxyOnce sync.Once
 	router    *http.ServeMux
@@ -77,6 +82,14 @@ func (h *LocalHost) init() {
 			h.FailureDelay = time.Second
 		}
 		proxy := httputil.NewSingleHostReverseProxy(h.HandlerURL)
+		direct := proxy.Director
+		proxy.Director = func(r *http.Request) {
+			direct(r)
+			r.Header.Del(HostTokenHeader) // whatever the caller sent
+			if h.HostToken != "" {
+				r.Header.Set(HostTokenHeader, h.HostToken)
+			}
+		}
 		proxy.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
 			h.Log.Error("handler unreachable", "err", err)
 			problem.Write(w, r, problem.New(http.StatusBadGateway, "handler-unreachable", "", "the function handler did not answer"))
@@ -119,10 +132,55 @@ func (h *LocalHost) requireKey(next http.Handler) http.Handler {
 	})
 }
 
-// ServeHTTP is the host's HTTP front door.
+// MaxHeaderBytes bounds a request's header lines (names and values); a
+// larger header is refused with 431 as problem+json. (Go's server refuses
+// headers beyond its own MaxHeaderBytes, 1 MiB by default, before any
+// handler runs, with a plain-text 431.)
+const MaxHeaderBytes = 64 << 10
+
+// ServeHTTP is the host's HTTP front door. Paths with "." or ".."
+// segments or empty segments name no function: they are answered 404
+// here, where the mux would redirect to the cleaned path.
 func (h *LocalHost) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.init()
+	if headerBytes(r.Header) > MaxHeaderBytes {
+		problem.Write(w, r, problem.New(http.StatusRequestHeaderFieldsTooLarge, "headers-too-large", "",
+			fmt.Sprintf("the request's headers must be at most %d KiB", MaxHeaderBytes>>10)))
+		return
+	}
+	if !cleanPath(r.URL.EscapedPath()) {
+		problem.Write(w, r, problem.New(http.StatusNotFound, "not-found", "", "no function serves this method and path (paths with . or .. segments are not followed)"))
+		return
+	}
 	h.router.ServeHTTP(w, r)
+}
+
+func headerBytes(h http.Header) int {
+	n := 0
+	for k, vs := range h {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return n
+}
+
+// cleanPath reports whether the escaped path p is a rooted path with no empty, "." or ".."
+// segment (a trailing slash is allowed).
+func cleanPath(p string) bool {
+	if !strings.HasPrefix(p, "/") {
+		return false
+	}
+	segs := strings.Split(strings.TrimSuffix(p[1:], "/"), "/")
+	for i, seg := range segs {
+		if s, err := url.PathUnescape(seg); err == nil {
+			seg = s // %2e%2e is .. too
+		}
+		if seg == "." || seg == ".." || (seg == "" && !(i == 0 && len(segs) == 1)) {
+			return false
+		}
+	}
+	return true
 }
 
 // Run delivers queue messages to the handler and fires timer functions on
@@ -275,6 +333,9 @@ func (h *LocalHost) post(ctx context.Context, f Function, payload []byte) error 
 	req.Header.Set("Content-Type", "application/json; charset=utf-8")
 	req.Header.Set("X-Azure-Functions-InvocationId", newGUID())
 	req.Header.Set("X-Azure-Functions-HostVersion", "4.1000.0-local")
+	if h.HostToken != "" {
+		req.Header.Set(HostTokenHeader, h.HostToken)
+	}
 	resp, err := h.Client.Do(req)
 	if err != nil {
 		return fmt.Errorf("invoke %s: %w", f.Name, err)

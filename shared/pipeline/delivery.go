@@ -71,7 +71,8 @@ func (s *Service) deliver(ctx context.Context, st *dsr.Stored, attempt int) erro
 	msg.Key = key
 	sendErr := s.Identity.Mailer.Send(ctx, msg)
 	now := s.NowUTC()
-	st, err := s.Store.Update(ctx, st.ID, func(st *dsr.Stored) (bool, error) {
+	id := st.ID
+	st, err := s.Store.Update(ctx, id, func(st *dsr.Stored) (bool, error) {
 		if st.Delivery == nil {
 			st.Delivery = &dsr.Delivery{}
 		}
@@ -87,7 +88,7 @@ func (s *Service) deliver(ctx context.Context, st *dsr.Stored, attempt int) erro
 		return true, nil
 	})
 	if err != nil {
-		return fmt.Errorf("delivery %s: record: %w", st.ID, err)
+		return fmt.Errorf("delivery %s: record: %w", id, err)
 	}
 	if sendErr != nil {
 		s.Log.Error("export-ready email not sent", "requestId", st.ID, "attempt", attempt, "err", sendErr)

@@ -26,6 +26,7 @@
 package portal
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"embed"
@@ -239,10 +240,17 @@ type input struct {
 func readInput(r *http.Request) (input, error) {
 	var in input
 	if wantsJSON(r) {
-		dec := json.NewDecoder(r.Body)
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			return in, err
+		}
+		dec := json.NewDecoder(bytes.NewReader(body))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&in); err != nil {
 			return in, err
+		}
+		if _, dup := dsr.DuplicateKey(body); dup {
+			return in, errors.New("a key is given twice")
 		}
 		return in, nil
 	}

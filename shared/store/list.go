@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -70,8 +72,8 @@ const listPageSize = 500
 func (s *Store) List(ctx context.Context, f Filter, limit int, token string) ([]Summary, string, error) {
 	var pos pageToken
 	if token != "" {
-		b, err := base64.RawURLEncoding.DecodeString(token)
-		if err != nil || json.Unmarshal(b, &pos) != nil || pos.Skip < 0 {
+		b, ok := s.openToken(token)
+		if !ok || json.Unmarshal(b, &pos) != nil || pos.Skip < 0 {
 			return nil, "", ErrBadPageToken
 		}
 	}
@@ -101,7 +103,7 @@ func (s *Store) List(ctx context.Context, f Filter, limit int, token string) ([]
 					next = pageToken{Marker: *page.NextMarker}
 				}
 				b, _ := json.Marshal(next)
-				return out, base64.RawURLEncoding.EncodeToString(b), nil
+				return out, s.sealToken(b), nil
 			}
 		}
 		if page.NextMarker == nil || *page.NextMarker == "" {
@@ -109,6 +111,29 @@ func (s *Store) List(ctx context.Context, f Filter, limit int, token string) ([]
 		}
 		pos = pageToken{Marker: *page.NextMarker}
 	}
+}
+
+// Page tokens carry a MAC: a token this store did not issue (made up, or
+// edited to jump to another position) is refused rather than followed.
+
+func (s *Store) tokenMAC(payload string) string {
+	m := hmac.New(sha256.New, s.pageKey())
+	m.Write([]byte("dsr-page-token\x00" + payload))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:16])
+}
+
+func (s *Store) sealToken(b []byte) string {
+	payload := base64.RawURLEncoding.EncodeToString(b)
+	return payload + "." + s.tokenMAC(payload)
+}
+
+func (s *Store) openToken(token string) ([]byte, bool) {
+	payload, mac, ok := strings.Cut(token, ".")
+	if !ok || !hmac.Equal([]byte(mac), []byte(s.tokenMAC(payload))) {
+		return nil, false
+	}
+	b, err := base64.RawURLEncoding.DecodeString(payload)
+	return b, err == nil
 }
 
 func summaryOf(name *string, md map[string]*string) (Summary, string, bool) {

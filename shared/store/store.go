@@ -13,6 +13,7 @@ package store
 import (
 	"bytes"
 	"context"
+	crand "crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -20,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -45,10 +47,33 @@ const maxUpdateAttempts = 8
 // Store is the request store in one container.
 type Store struct {
 	c *container.Client
+	// tokenKey authenticates page tokens; every instance of the app must
+	// share it (WithPageTokenKey), or tokens work only where issued.
+	tokenKey     []byte
+	tokenKeyOnce sync.Once
 }
 
 // New returns a store over the given container client.
 func New(c *container.Client) *Store { return &Store{c: c} }
+
+// WithPageTokenKey sets the key page tokens are authenticated with (the
+// app derives it from DSR_PSEUDONYM_SECRET, shared by every instance).
+func (s *Store) WithPageTokenKey(key []byte) *Store {
+	s.tokenKey = append([]byte(nil), key...)
+	return s
+}
+
+// pageKey is the page-token key: the one set, else a random one for this
+// process.
+func (s *Store) pageKey() []byte {
+	s.tokenKeyOnce.Do(func() {
+		if len(s.tokenKey) == 0 {
+			s.tokenKey = make([]byte, 32)
+			_, _ = crand.Read(s.tokenKey)
+		}
+	})
+	return s.tokenKey
+}
 
 func requestBlob(id string) string   { return "requests/" + id + ".json" }
 func discoveryBlob(id string) string { return "discovery/" + id + ".json" }

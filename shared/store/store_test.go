@@ -673,6 +673,41 @@ func TestListBadPageToken(t *testing.T) {
 	}
 }
 
+// A token is taken only as issued, by a store with the same key: edited,
+// made up or from another key, it is refused.
+func TestPageTokensAreAuthenticated(t *testing.T) {
+	ctx := context.Background()
+	s, cc := newStore(t)
+	s.WithPageTokenKey([]byte("key-one-0123456789abcdef"))
+	seed(t, s, []struct {
+		typ   dsr.Type
+		state dsr.State
+	}{{dsr.TypeAccess, dsr.StateReceived}, {dsr.TypeAccess, dsr.StateReceived}, {dsr.TypeAccess, dsr.StateReceived}})
+	_, tok, err := s.List(ctx, store.Filter{}, 1, "")
+	if err != nil || tok == "" {
+		t.Fatalf("first page: %q %v", tok, err)
+	}
+	if got, _, err := s.List(ctx, store.Filter{}, 1, tok); err != nil || len(got) != 1 {
+		t.Fatalf("the issued token: %v %v", got, err)
+	}
+	payload, mac, _ := strings.Cut(tok, ".")
+	edited := base64.RawURLEncoding.EncodeToString([]byte(`{"s":2}`)) + "." + mac
+	other := store.New(cc).WithPageTokenKey([]byte("key-two-0123456789abcdef"))
+	for name, check := range map[string]func() error{
+		"edited":    func() error { _, _, err := s.List(ctx, store.Filter{}, 1, edited); return err },
+		"no mac":    func() error { _, _, err := s.List(ctx, store.Filter{}, 1, payload); return err },
+		"other key": func() error { _, _, err := other.List(ctx, store.Filter{}, 1, tok); return err },
+	} {
+		if err := check(); !errors.Is(err, store.ErrBadPageToken) {
+			t.Errorf("%s token: %v, want ErrBadPageToken", name, err)
+		}
+	}
+	same := store.New(cc).WithPageTokenKey([]byte("key-one-0123456789abcdef"))
+	if _, _, err := same.List(ctx, store.Filter{}, 1, tok); err != nil {
+		t.Errorf("another instance with the same key: %v", err)
+	}
+}
+
 type discoveryDoc struct {
 	Sources []struct {
 		Source string  `json:"source"`
