@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -199,18 +200,26 @@ func TestIntakeQueue(t *testing.T) {
 	}
 }
 
+// unreachable is the app's connector with its storage failing for now: a
+// transient error, retried until the stage message dead-letters (a broken
+// dataset, by contrast, fails its part at once).
+type unreachable struct{ sources.Connector }
+
+func (unreachable) Discover(context.Context, sources.Subject) (*sources.Discovery, error) {
+	return nil, errors.New("dataset contacts: read blob crm/contacts.ndjson: connection reset by peer")
+}
+
 // A stage that keeps failing dead-letters after the max delivery count, and
 // the dead-letter handler fails the request with the reason.
 func TestDeadLetteredStageFailsRequest(t *testing.T) {
-	h := newHarness(t, harnessOptions{maxDelivery: 3, editSources: func(c *sources.Config) {
-		c.Datasets[0].Blob = "crm/missing.ndjson"
-	}})
+	h := newHarness(t, harnessOptions{maxDelivery: 3})
+	h.app.Service.Connector = unreachable{h.app.Service.Connector}
 	doc := h.submit(demoAccess)
 	doc, _ = h.waitTerminal(doc.ID)
 	if doc.State != dsr.StateFailed || doc.Error == nil || doc.Error.Code != "stage-dead-lettered" {
 		t.Fatalf("state %s error %+v", doc.State, doc.Error)
 	}
-	for _, want := range []string{"MaxDeliveryCountExceeded", "discovery", "not found"} {
+	for _, want := range []string{"MaxDeliveryCountExceeded", "discovery", "connection reset"} {
 		if !strings.Contains(doc.Error.Message, want) {
 			t.Errorf("error message %q lacks %q", doc.Error.Message, want)
 		}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/dsr-functions/dsr/shared/queue"
 	"github.com/dsr-functions/dsr/shared/sample"
-	"github.com/dsr-functions/dsr/shared/sources"
 )
 
 // recordingSender keeps a copy of every message the app sends.
@@ -123,7 +122,8 @@ func TestNoPersonalDataInLogsMessagesOrErrors(t *testing.T) {
 		h.waitTerminal(it.ID)
 	}
 	// and a request that fails: its error must not carry data either.
-	failing := newHarness(t, harnessOptions{maxDelivery: 2, editSources: func(c *sources.Config) { c.Datasets[1].Blob = "crm/missing.csv" }})
+	failing := newHarness(t, harnessOptions{maxDelivery: 2})
+	failing.app.Service.Connector = unreachable{failing.app.Service.Connector}
 	failRec := &recordingSender{next: failing.app.Service.Sender}
 	failing.app.Service.Sender = failRec
 	doc := failing.submit(`{"type":"access","subject":` + subject + `}`)

@@ -279,7 +279,9 @@ func (s *Service) Discover(ctx context.Context, id string, attempt int) error {
 	}
 	var reasons []string
 	for _, f := range disc.Failed() {
-		reasons = append(reasons, f.Error)
+		if !f.Permanent { // a data error: retrying reads the same data
+			reasons = append(reasons, f.Error)
+		}
 	}
 	if err := s.retrySources(ctx, id, dsr.StageDiscovery, attempt, reasons); err != nil {
 		return err

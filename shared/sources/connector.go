@@ -158,7 +158,22 @@ type DatasetMatches struct {
 	// (never personal data); Records and Locations are then empty. The rest
 	// of the discovery stands: one failing system does not lose the others.
 	Error string `json:"error,omitempty"`
+	// Permanent marks an Error that retrying cannot cure (a DataError): the
+	// dataset's part fails at once instead of after every retry.
+	Permanent bool `json:"permanent,omitempty"`
 }
+
+// DataError is a dataset whose data cannot be read as configured: a blob
+// that is missing, a record that cannot be parsed, a line over the size
+// limit. Retrying changes nothing, so the dataset's part of a request fails
+// on the first attempt with Reason (a position such as "blob b record 12",
+// never content), and the other datasets go on.
+type DataError struct {
+	Dataset string
+	Reason  string
+}
+
+func (e *DataError) Error() string { return "dataset " + e.Dataset + ": " + e.Reason }
 
 // Discovery is the full result of discovery over every dataset.
 type Discovery struct {

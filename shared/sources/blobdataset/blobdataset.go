@@ -13,6 +13,7 @@ package blobdataset
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/service"
@@ -150,9 +151,11 @@ func (st *subjectState) due(d *sources.Dataset) bool {
 // subjects whose keys it relates to grew, and passes continue only while
 // some subject's keys still grow.
 //
-// Errors are shared: a record that one subject's identifiers make a
-// candidate but that cannot be parsed, a blob that cannot be read, or a
-// cancelled ctx fails the whole call. Subjects may repeat; an empty list
+// A dataset whose data cannot be read (a DataError: a missing blob, a
+// candidate record that cannot be parsed, a malformed or oversized line)
+// is reported failed, permanently, for the subjects it was due for, and
+// the other datasets go on. Other errors are shared: a blob that cannot be
+// read for now, or a cancelled ctx, fails the whole call. Subjects may repeat; an empty list
 // returns an empty result.
 func (c *Connector) DiscoverMany(ctx context.Context, subjects []sources.Subject) ([]*sources.Discovery, error) {
 	order := c.cfg.Order()
@@ -191,6 +194,17 @@ func (c *Connector) DiscoverMany(ctx context.Context, subjects []sources.Subject
 				st.seen[d.Name] = snap
 			}
 			found, err := c.scan(ctx, d, due)
+			var bad *sources.DataError
+			if errors.As(err, &bad) {
+				// Only this dataset's part fails, at once; the others go on.
+				for _, st := range due {
+					if old := st.results[d.Name]; old == nil || old.Error != bad.Error() {
+						changed = true
+					}
+					st.results[d.Name] = &sources.DatasetMatches{Dataset: d.Name, Error: bad.Error(), Permanent: true}
+				}
+				continue
+			}
 			if err != nil {
 				return nil, err
 			}

@@ -537,10 +537,15 @@ func TestDiscoverMalformed(t *testing.T) {
 				checkOrdinals(t, d, map[string][]int64{"bad": tt.want})
 				return
 			}
-			if err == nil {
-				t.Fatalf("Discover succeeded: %+v", d.Datasets)
+			// A data error fails this dataset for good; discovery goes on.
+			if err != nil {
+				t.Fatalf("Discover: %v", err)
 			}
-			msg := err.Error()
+			dm := d.Datasets[0]
+			if !dm.Permanent || dm.Records != 0 {
+				t.Fatalf("dataset not failed for good: %+v", dm)
+			}
+			msg := dm.Error
 			for _, w := range tt.wantErr {
 				if !strings.Contains(msg, w) {
 					t.Errorf("error %q does not contain %q", msg, w)
@@ -555,12 +560,22 @@ func TestDiscoverMalformed(t *testing.T) {
 	}
 }
 
+// A missing blob fails its dataset for good, not the discovery: the other
+// datasets are searched.
 func TestDiscoverMissingBlob(t *testing.T) {
 	f := newFixture(t)
-	c := f.connector(contactsDataset())
-	_, err := c.Discover(context.Background(), ann)
-	if err == nil || !strings.Contains(err.Error(), "contacts") || !strings.Contains(err.Error(), "not found") {
-		t.Fatalf("Discover over a missing blob: %v", err)
+	f.put("other.ndjson", `{"email":"ann@x.example"}`+"\n")
+	c := f.connector(contactsDataset(), sources.Dataset{Name: "other", Blob: "other.ndjson", Format: sources.FormatNDJSON,
+		Identifiers: []sources.Identifier{{Field: "email", Kind: sources.KindEmail}}})
+	d, err := c.Discover(context.Background(), ann)
+	if err != nil {
+		t.Fatalf("Discover with a missing blob: %v", err)
+	}
+	if dm := d.Datasets[0]; !dm.Permanent || !strings.Contains(dm.Error, "contacts") || !strings.Contains(dm.Error, "not found") {
+		t.Fatalf("missing blob: %+v", dm)
+	}
+	if dm := d.Datasets[1]; dm.Error != "" || dm.Records != 1 {
+		t.Fatalf("the other dataset: %+v", dm)
 	}
 }
 

@@ -135,8 +135,8 @@ func TestDiscoverParallelSameAsSequential(t *testing.T) {
 }
 
 // TestDiscoverParallelMalformedBlob (Azurite): a malformed candidate record
-// in one blob of many fails discovery, naming the dataset, the blob and the
-// record, never its content.
+// in one blob of many fails the dataset for good, naming the dataset, the
+// blob and the record, never its content.
 func TestDiscoverParallelMalformedBlob(t *testing.T) {
 	f := newFixture(t)
 	for b := range 12 {
@@ -148,14 +148,27 @@ func TestDiscoverParallelMalformedBlob(t *testing.T) {
 	}
 	c := f.connector(sources.Dataset{Name: "logs", Prefix: "logs/", Format: sources.FormatNDJSON,
 		Identifiers: []sources.Identifier{{Field: "user", Kind: sources.KindEmail}}})
-	_, err := c.DiscoverMany(f.ctx, []sources.Subject{ann, {Emails: []string{"bob@y.example"}}})
-	checkBlobError(t, err, "logs/07.ndjson", "record 2")
+	ds, err := c.DiscoverMany(f.ctx, []sources.Subject{ann, {Emails: []string{"bob@y.example"}}})
+	checkBlobError(t, ds, err, "logs/07.ndjson", "record 2")
 }
 
-func checkBlobError(t *testing.T, err error, blob string, more ...string) {
+// checkBlobError checks the failure of blob in dataset logs: a data error
+// marks the dataset failed for good in every result (discovery succeeds);
+// any other error fails the call. Either way it names the dataset and the
+// blob, never record content.
+func checkBlobError(t *testing.T, ds []*sources.Discovery, err error, blob string, more ...string) {
 	t.Helper()
 	if err == nil {
-		t.Fatal("discovery succeeded")
+		if len(ds) == 0 {
+			t.Fatal("discovery succeeded without results")
+		}
+		for _, d := range ds {
+			dm := d.Datasets[0]
+			if dm.Error == "" || !dm.Permanent || dm.Records != 0 {
+				t.Fatalf("discovery succeeded and dataset logs is not failed for good: %+v", dm)
+			}
+		}
+		err = errors.New(ds[0].Datasets[0].Error)
 	}
 	if errors.Is(err, context.Canceled) {
 		t.Errorf("error %q is a cancellation, not the blob's own failure", err)
@@ -257,18 +270,19 @@ func TestDiscoverParallelCancel(t *testing.T) {
 }
 
 // TestDiscoverParallelBlobFailure: one blob failing (a malformed candidate
-// record, or a blob that cannot be opened) fails discovery with that blob
-// named, and stops the workers still reading other blobs (which would
+// record: the dataset fails for good; a blob that cannot be opened or read
+// for now: discovery fails) names that blob, and stops the workers still reading other blobs (which would
 // otherwise never finish).
 func TestDiscoverParallelBlobFailure(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		setup func(st *memStore)
 		want  []string
+		data  bool // a data error: the dataset fails, discovery does not
 	}{
 		{"malformed record", func(st *memStore) {
 			st.blobs["logs/07.ndjson"] += `{"user":"ann@x.example", "secret": broken` + "\n"
-		}, []string{"record 2"}},
+		}, []string{"record 2"}, true},
 		{"open fails", func(st *memStore) {
 			next := st.onOpen
 			st.onOpen = func(ctx context.Context, name string, r io.ReadCloser) (io.ReadCloser, error) {
@@ -277,7 +291,7 @@ func TestDiscoverParallelBlobFailure(t *testing.T) {
 				}
 				return next(ctx, name, r)
 			}
-		}, []string{"connection reset"}},
+		}, []string{"connection reset"}, false},
 		{"read fails", func(st *memStore) {
 			next := st.onOpen
 			st.onOpen = func(ctx context.Context, name string, r io.ReadCloser) (io.ReadCloser, error) {
@@ -286,7 +300,7 @@ func TestDiscoverParallelBlobFailure(t *testing.T) {
 				}
 				return next(ctx, name, r)
 			}
-		}, []string{"unexpected EOF from storage"}},
+		}, []string{"unexpected EOF from storage"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var cnt openCounter
@@ -302,13 +316,18 @@ func TestDiscoverParallelBlobFailure(t *testing.T) {
 			tc.setup(st)
 			c := localConnector(logsConfig(), st, 4)
 			done := make(chan error, 1)
+			var ds []*sources.Discovery
 			go func() {
-				_, err := c.DiscoverMany(context.Background(), parallelSubjects)
+				var err error
+				ds, err = c.DiscoverMany(context.Background(), parallelSubjects)
 				done <- err
 			}()
 			select {
 			case err := <-done:
-				checkBlobError(t, err, "logs/07.ndjson", tc.want...)
+				if (err == nil) != tc.data {
+					t.Errorf("data error %v, discovery error %v", tc.data, err)
+				}
+				checkBlobError(t, ds, err, "logs/07.ndjson", tc.want...)
 			case <-time.After(5 * time.Second):
 				t.Fatal("discovery did not stop after a blob failed")
 			}

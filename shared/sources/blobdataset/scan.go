@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -156,8 +158,10 @@ func (c *Connector) forEachBlob(ctx context.Context, n int, fn func(ctx context.
 // scanBlob streams one blob and matches its records for every subject of m.
 func (c *Connector) scanBlob(ctx context.Context, d *sources.Dataset, name string, m *datasetMatcher, refs []string) (blobResult, error) {
 	body, etag, err := c.store.open(ctx, d.Container, name)
-	if errors.Is(err, errBlobNotFound) && d.Blob != "" {
-		return blobResult{}, fmt.Errorf("dataset %s: blob %s/%s not found", d.Name, d.Container, name)
+	if errors.Is(err, errBlobNotFound) {
+		// Configured but absent, or listed and then deleted: no retry
+		// brings it back.
+		return blobResult{}, &sources.DataError{Dataset: d.Name, Reason: fmt.Sprintf("blob %s/%s not found", d.Container, name)}
 	}
 	if err != nil {
 		return blobResult{}, fmt.Errorf("dataset %s: read blob %s: %w", d.Name, name, err)
@@ -165,7 +169,7 @@ func (c *Connector) scanBlob(ctx context.Context, d *sources.Dataset, name strin
 	defer body.Close()
 	res := blobResult{etag: etag}
 	var sc scratch
-	err = iterate(ctx, body, d.Format, func(r *rawRecord) error {
+	err = iterate(ctx, transportReader{body}, d.Format, func(r *rawRecord) error {
 		owners := m.owners(r, &sc)
 		if len(owners) == 0 {
 			return nil
@@ -205,9 +209,42 @@ func (c *Connector) scanBlob(ctx context.Context, d *sources.Dataset, name strin
 		return nil
 	})
 	if err != nil {
-		return blobResult{}, fmt.Errorf("dataset %s: blob %s: %w", d.Name, name, err)
+		var te *transportError
+		if errors.As(err, &te) || ctx.Err() != nil {
+			return blobResult{}, fmt.Errorf("dataset %s: blob %s: %w", d.Name, name, err)
+		}
+		// What is left is the data itself: malformed, truncated, a record
+		// over the limit. Reading it again gives the same.
+		return blobResult{}, &sources.DataError{Dataset: d.Name, Reason: "blob " + name + ": " + contentFree(err.Error())}
 	}
 	return res, nil
+}
+
+// transportReader marks the errors of reading a blob's body (a connection
+// dropped mid-stream), which a retry may cure, apart from the parsers' own
+// errors about the data.
+type transportReader struct{ r io.Reader }
+
+func (t transportReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = &transportError{err}
+	}
+	return n, err
+}
+
+type transportError struct{ err error }
+
+func (e *transportError) Error() string { return "read: " + e.err.Error() }
+func (e *transportError) Unwrap() error { return e.err }
+
+// quoted is a character a parser's message quotes from the data.
+var quoted = regexp.MustCompile(`'(?:[^'\\]|\\.){1,8}'`)
+
+// contentFree drops the bits of data a parser quotes in its message
+// ("invalid character 'x' ..."): reasons say where, never what.
+func contentFree(reason string) string {
+	return quoted.ReplaceAllString(reason, "…")
 }
 
 // datasetMatcher decides, for the records of one dataset, which of several
