@@ -2,8 +2,11 @@ package dsr
 
 import (
 	"fmt"
+	"net/http"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/dsr-functions/dsr/shared/match"
@@ -39,6 +42,44 @@ type ProofInfo struct {
 	DeletedAt   *time.Time `json:"deletedAt,omitempty"`
 }
 
+// Proof content types: the only ones accepted, sniffed from the file.
+const (
+	ProofPDF  = "application/pdf"
+	ProofPNG  = "image/png"
+	ProofJPEG = "image/jpeg"
+)
+
+// ProofContentSecurityPolicy is a proof's when served: it came from the
+// internet, so the browser runs nothing in it and loads nothing for it.
+const ProofContentSecurityPolicy = "sandbox; default-src 'none'"
+
+// SetProofHeaders sets what a proof is served with (by the API and the
+// console): its sniffed type, which the browser may not second-guess,
+// sandboxed, never cached; images inline, PDFs (which can carry script and
+// links) saved as attachments. size 0 leaves the length out.
+func SetProofHeaders(h http.Header, requestID, contentType string, size int64) {
+	h.Set("Content-Type", contentType)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Security-Policy", ProofContentSecurityPolicy)
+	h.Set("Cache-Control", "no-store")
+	h.Set("Cross-Origin-Resource-Policy", "same-origin")
+	if size > 0 {
+		h.Set("Content-Length", strconv.FormatInt(size, 10))
+	}
+	disposition, ext := "attachment", ".pdf"
+	switch contentType {
+	case ProofPNG:
+		disposition, ext = "inline", ".png"
+	case ProofJPEG:
+		disposition, ext = "inline", ".jpg"
+	}
+	h.Set("Content-Disposition", disposition+`; filename="proof-`+requestID+ext+`"`)
+}
+
+// hasControl reports whether s holds control characters (a line break in
+// a name would let it write lines of its own into the subject's email).
+func hasControl(s string) bool { return strings.IndexFunc(s, unicode.IsControl) >= 0 }
+
 // validateAgent checks and normalises an agent: a name and a valid email
 // address are required, the relationship is short. A submission never
 // brings a proof's description: the service writes it from the file.
@@ -50,6 +91,8 @@ func validateAgent(a *Agent, add func(field, detail string)) {
 		add("agent.name", "required: the name of the person asking on the subject's behalf")
 	case n > maxNameLen:
 		add("agent.name", fmt.Sprintf("must be at most %d characters", maxNameLen))
+	case hasControl(a.Name):
+		add("agent.name", "must be one line of text, without control characters")
 	}
 	if strings.TrimSpace(a.Email) == "" {
 		add("agent.email", "required: the address of the person asking on the subject's behalf")
@@ -60,6 +103,8 @@ func validateAgent(a *Agent, add func(field, detail string)) {
 	}
 	if utf8.RuneCountInString(a.Relationship) > maxRelationshipLen {
 		add("agent.relationship", fmt.Sprintf("must be at most %d characters", maxRelationshipLen))
+	} else if hasControl(a.Relationship) {
+		add("agent.relationship", "must be one line of text, without control characters")
 	}
 	if a.Proof != nil {
 		add("agent.proof", "cannot be set by the caller: a proof is uploaded through the portal's form")

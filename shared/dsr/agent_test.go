@@ -72,3 +72,18 @@ func TestParseSubmissionAgentAccepts(t *testing.T) {
 		t.Errorf("a submission without an agent has one: %v", err)
 	}
 }
+
+// A line break in an agent's name or relationship would write lines of its
+// own into the subject's email: refused.
+func TestParseSubmissionAgentControlCharacters(t *testing.T) {
+	for _, a := range []string{
+		`{"name":"Sam\nClick https://evil.example","email":"sam@agent.example"}`,
+		`{"name":"Sam","email":"sam@agent.example","relationship":"lawyer\r\nnew line"}`,
+	} {
+		_, err := ParseSubmission(body(`"type":"access","subject":{"email":"s@example.org"},"agent":`+a), "", testNow)
+		var ie *InputError
+		if !errors.As(err, &ie) || len(ie.Errors) != 1 || !strings.HasPrefix(ie.Errors[0].Field, "agent.") {
+			t.Errorf("%s: %v", a, err)
+		}
+	}
+}

@@ -51,11 +51,11 @@ const DefaultProofRetention = 90 * 24 * time.Hour
 // younger one may belong to a request being created right now.
 const ProofOrphanAfter = time.Hour
 
-// Proof content types: the only ones accepted.
+// Proof content types: the only ones accepted (dsr's).
 const (
-	ProofPDF  = "application/pdf"
-	ProofPNG  = "image/png"
-	ProofJPEG = "image/jpeg"
+	ProofPDF  = dsr.ProofPDF
+	ProofPNG  = dsr.ProofPNG
+	ProofJPEG = dsr.ProofJPEG
 )
 
 // Proof errors; their text is safe to show to the sender.
