@@ -172,7 +172,9 @@ func endedAt(st *dsr.Stored) time.Time {
 // SweepProofs deletes the proofs of authority whose request ended more
 // than ProofRetention ago, and proofs left without a request (a crash
 // between storing a proof and creating its request). It walks the proofs
-// themselves, which are few, rather than every request. Deleting is
+// themselves, which are few, rather than every request, and reads the
+// request of a proof only at the ages where something may be due
+// (sweepable). Deleting is
 // idempotent and safe to repeat after a crash at any point: the audit
 // entry has a stable id, the request records proof.deletedAt (from then on
 // the proof is never served), and only then the blob is deleted, so a
@@ -189,7 +191,7 @@ func (s *Service) SweepProofs(ctx context.Context) (int, error) {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if !dsr.ValidID(id) || now.Sub(created) < ProofOrphanAfter {
+		if !dsr.ValidID(id) || !sweepable(now.Sub(created), s.proofRetention()) {
 			return nil
 		}
 		done, err := s.sweepProof(ctx, id, now)
@@ -212,6 +214,18 @@ func (s *Service) SweepProofs(ctx context.Context) (int, error) {
 		return deleted, fmt.Errorf("sweep proofs: %d not handled", failed)
 	}
 	return deleted, nil
+}
+
+// sweepable reports whether a proof of this age needs a look (one read of
+// its request): in its second hour, when a proof without a request is
+// found (the sweeper runs every few minutes), and once older than the
+// retention, when its request may have ended long enough ago (a request
+// ends after its proof was stored). In between nothing can be due, so a
+// sweep reads only the few proofs at those ages; an orphan missed in its
+// second hour (the sweeper not running) goes once older than the
+// retention.
+func sweepable(age, retention time.Duration) bool {
+	return age >= ProofOrphanAfter && age < 2*ProofOrphanAfter || age >= retention
 }
 
 // sweepProof handles one stored proof; it reports whether it deleted it.

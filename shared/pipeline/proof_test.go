@@ -94,6 +94,19 @@ func (w *world) submitAgent(proof []byte) (*dsr.Stored, error) {
 	return w.svc.SubmitWithProof(context.Background(), sub, proof, "portal", dsr.Actor{Kind: "agent"})
 }
 
+// The sweeper reads a proof's request only where something may be due.
+func TestSweepableAges(t *testing.T) {
+	r := 90 * 24 * time.Hour
+	for age, want := range map[time.Duration]bool{
+		0: false, 59 * time.Minute: false, time.Hour: true, 119 * time.Minute: true, 2 * time.Hour: false,
+		r - time.Minute: false, r: true, 2 * r: true,
+	} {
+		if got := sweepable(age, r); got != want {
+			t.Errorf("age %s: %v, want %v", age, got, want)
+		}
+	}
+}
+
 func TestSniffProof(t *testing.T) {
 	for name, tc := range map[string]struct {
 		data []byte
@@ -251,7 +264,7 @@ func TestSweepProofs(t *testing.T) {
 	// A crash after recording but before deleting the blob: the next
 	// sweep deletes it, without a second record or audit entry.
 	_ = proofs.Put(ctx, st.ID, ProofPDF, testPDF)
-	proofs.created[st.ID] = w.now.Add(-2 * time.Hour)
+	proofs.created[st.ID] = w.now.Add(-49 * time.Hour)
 	w.now = w.now.Add(time.Hour)
 	if n, err := w.svc.SweepProofs(ctx); err != nil || n != 1 || proofs.has(st.ID) {
 		t.Fatalf("after a crash: %d %v", n, err)
