@@ -35,6 +35,7 @@ import (
 	requestsextend "github.com/dsr-functions/dsr/functions/requests-extend"
 	requestsget "github.com/dsr-functions/dsr/functions/requests-get"
 	requestslist "github.com/dsr-functions/dsr/functions/requests-list"
+	requestsproof "github.com/dsr-functions/dsr/functions/requests-proof"
 	requestsredrive "github.com/dsr-functions/dsr/functions/requests-redrive"
 	requestsreject "github.com/dsr-functions/dsr/functions/requests-reject"
 	restrictionsget "github.com/dsr-functions/dsr/functions/restrictions-get"
@@ -76,6 +77,7 @@ var Policies = map[string]auth.Policy{
 	"requests-get":     {Any: []auth.Role{auth.RoleRead}, Own: auth.RoleSubmit},
 	"requests-list":    {Any: []auth.Role{auth.RoleRead}, Own: auth.RoleSubmit},
 	"requests-audit":   {Any: []auth.Role{auth.RoleRead}},
+	"requests-proof":   {Any: []auth.Role{auth.RoleRead, auth.RoleApprove}},
 	"requests-cancel":  {Any: []auth.Role{auth.RoleApprove}},
 	"requests-extend":  {Any: []auth.Role{auth.RoleApprove}},
 	"requests-approve": {Any: []auth.Role{auth.RoleApprove}},
@@ -111,6 +113,7 @@ func Registry(svc *pipeline.Service, authn *auth.Authenticator, callbacks map[st
 			"requests-get":     guard("requests-get", requestsget.New(svc)),
 			"requests-list":    guard("requests-list", requestslist.New(svc)),
 			"requests-audit":   guard("requests-audit", requestsaudit.New(svc)),
+			"requests-proof":   guard("requests-proof", requestsproof.New(svc)),
 			"requests-cancel":  guard("requests-cancel", requestscancel.New(svc)),
 			"requests-extend":  guard("requests-extend", requestsextend.New(svc)),
 			"requests-approve": guard("requests-approve", requestsapprove.New(svc)),
@@ -237,6 +240,8 @@ func NewWithOptions(cfg *config.Config, sender queue.Sender, log *slog.Logger, o
 		Connector:       conns,
 		Sources:         src,
 		Packages:        &blobs.Packages{Account: acct, Container: cfg.ExportsContainer},
+		Proofs:          &blobs.Proofs{Account: acct, Container: cfg.ProofContainer},
+		ProofRetention:  cfg.ProofRetention,
 		LinkTTL:         cfg.ExportLinkTTL,
 		PhoneRegion:     cfg.PhoneRegion,
 		Secret:          []byte(cfg.PseudonymSecret),

@@ -102,6 +102,7 @@ type harness struct {
 	sources    *sources.Config
 	datasets   string
 	outbox     string
+	proofs     string
 	size       sample.Size
 }
 
@@ -144,6 +145,7 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 	exports := azuritetest.Container(t, acct, "exports")
 	auditName := azuritetest.Container(t, acct, "audit")
 	h.outbox = azuritetest.Container(t, acct, "outbox")
+	h.proofs = azuritetest.Container(t, acct, "proofs")
 
 	// The sample sources config, pointed at this test's container.
 	src, err := sources.LoadFile("../sample/sources.json")
@@ -184,6 +186,7 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 		"DSR_STATE_CONTAINER":   state,
 		"DSR_EXPORTS_CONTAINER": exports,
 		"DSR_AUDIT_CONTAINER":   auditName,
+		"DSR_PROOF_CONTAINER":   h.proofs,
 		"DSR_SOURCES_CONFIG":    srcPath,
 		"DSR_EXPORT_LINK_TTL":   "1h",
 		"DSR_KEY_ROLES":         "DSR.Admin",

@@ -87,6 +87,7 @@ var containers = {
   exports: 'exports'
   audit: 'audit'
   datasets: 'datasets'
+  proofs: 'proofs'
 }
 var intakeRejectedQueue = 'dsr-intake-rejected'
 // Whole days covering the link lifetime, plus the grace period.
@@ -112,6 +113,7 @@ module storage 'modules/storage.bicep' = {
     exportsContainer: containers.exports
     auditContainer: containers.audit
     datasetsContainer: containers.datasets
+    proofContainer: containers.proofs
     exportRetentionDays: exportRetentionDays
     auditRetentionDays: auditRetentionDays
     auditImmutability: auditImmutability
@@ -189,6 +191,7 @@ module functionApp 'modules/functionapp.bicep' = {
     pseudonymSecretUri: keyVault.outputs.secretUri
     stateContainer: containers.state
     exportsContainer: containers.exports
+    proofContainer: containers.proofs
     auditContainer: containers.audit
     exportLinkTtlHours: exportLinkTtlHours
     intakeRejectedQueue: intakeRejectedQueue

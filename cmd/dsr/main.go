@@ -179,7 +179,7 @@ func local(ctx context.Context, log *slog.Logger, args []string) error {
 		return err
 	}
 	defer app.Close()
-	if err := app.Account.EnsureContainers(ctx, cfg.StateContainer, cfg.ExportsContainer, cfg.AuditContainer); err != nil {
+	if err := app.Account.EnsureContainers(ctx, cfg.StateContainer, cfg.ExportsContainer, cfg.AuditContainer, cfg.ProofContainer); err != nil {
 		return fmt.Errorf("%w (is Azurite running? `make run` starts it)", err)
 	}
 	if *seed != "" {

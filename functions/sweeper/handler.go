@@ -1,7 +1,9 @@
 // Package sweeper is the sweeper function (timer, every five minutes): it
 // re-drives requests stuck in a stage (a lost queue message must not strand
 // a request), deletes export packages whose links have expired, expires
-// requests never verified, and deletes ended rate-limit windows.
+// requests never verified, deletes agents' proofs of authority after their
+// request's retention (and proofs left without a request), and deletes
+// ended rate-limit windows.
 package sweeper
 
 import (
@@ -25,6 +27,9 @@ func New(svc *pipeline.Service, limits Windows) funchost.TimerFunc {
 			svc.Log.Info("sweeper: past due; sweeping now")
 		}
 		_, err := svc.Sweep(ctx)
+		if _, perr := svc.SweepProofs(ctx); perr != nil {
+			err = errors.Join(err, perr)
+		}
 		if limits != nil {
 			// A day's margin: no limit of the app spans more than a day.
 			if n, lerr := limits.Sweep(ctx, 24*time.Hour); lerr != nil {

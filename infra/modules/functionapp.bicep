@@ -18,6 +18,9 @@ param pseudonymSecretUri string
 param stateContainer string = 'state'
 param exportsContainer string = 'exports'
 param auditContainer string = 'audit'
+param proofContainer string = 'proofs'
+@description('How long after its request ended an agent\'s proof of authority is kept (Go duration).')
+param proofRetention string = '2160h'
 param sourcesConfig string = 'sources.json'
 @minValue(1)
 @maxValue(168)
@@ -137,6 +140,8 @@ var appSettings = {
   DSR_STATE_CONTAINER: stateContainer
   DSR_EXPORTS_CONTAINER: exportsContainer
   DSR_AUDIT_CONTAINER: auditContainer
+  DSR_PROOF_CONTAINER: proofContainer
+  DSR_PROOF_RETENTION: proofRetention
   DSR_SOURCES_CONFIG: sourcesConfig
   DSR_EXPORT_LINK_TTL: '${exportLinkTtlHours}h'
   DSR_SWEEP_STUCK_AFTER: sweepStuckAfter

@@ -1,6 +1,6 @@
 // The storage account: no shared key access, TLS 1.2, no public blob access.
 // Containers for the deployment package, request state, exports, the audit
-// trail and datasets; blob versioning on; the audit container write-once
+// trail, datasets and agents' proofs of authority; blob versioning on; the audit container write-once
 // (container-level time-based retention that still allows appends); lifecycle
 // rules that delete export packages once their link has expired (plus a grace
 // day), and previous blob versions after a few days, so that data erasure
@@ -14,6 +14,8 @@ param deploymentContainer string = 'deployment'
 param stateContainer string = 'state'
 param exportsContainer string = 'exports'
 param auditContainer string = 'audit'
+@description('Private container of agents\' proofs of authority (the app deletes each after its request\'s retention).')
+param proofContainer string = 'proofs'
 param datasetsContainer string = 'datasets'
 
 @description('Days after which export blobs are deleted (link lifetime rounded up to days, plus grace).')
@@ -83,6 +85,7 @@ var containerNames = [
   stateContainer
   exportsContainer
   datasetsContainer
+  proofContainer
 ]
 
 resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [

@@ -52,6 +52,13 @@ type Config struct {
 	ExportsContainer string
 	// AuditContainer holds the append-only audit trail (DSR_AUDIT_CONTAINER, default "audit").
 	AuditContainer string
+	// ProofContainer holds agents' proofs of authority, private
+	// (DSR_PROOF_CONTAINER, default "proofs").
+	ProofContainer string
+	// ProofRetention is how long after its request ended a proof of
+	// authority is kept before the sweeper deletes it (DSR_PROOF_RETENTION,
+	// Go duration, default 2160h (90 days), 24h–8760h).
+	ProofRetention time.Duration
 	// SourcesConfig is the path of the sources config file (DSR_SOURCES_CONFIG,
 	// default "sources.json" in the app root).
 	SourcesConfig string
@@ -182,6 +189,7 @@ func load(getenv func(string) string) (*Config, error) {
 		StateContainer:      get("DSR_STATE_CONTAINER", "state"),
 		ExportsContainer:    get("DSR_EXPORTS_CONTAINER", "exports"),
 		AuditContainer:      get("DSR_AUDIT_CONTAINER", "audit"),
+		ProofContainer:      get("DSR_PROOF_CONTAINER", "proofs"),
 		PhoneRegion:         strings.ToUpper(get("DSR_PHONE_REGION", "")),
 		IntakeRejectedQueue: get("DSR_INTAKE_REJECTED_QUEUE", "dsr-intake-rejected"),
 		AppRoot:             get("FUNCTIONS_APP_ROOT_PATH", "."),
@@ -226,6 +234,9 @@ func load(getenv func(string) string) (*Config, error) {
 		return nil, fmt.Errorf("DSR_SWEEP_STUCK_AFTER: must be between 1m and 24h, got %s", stuck)
 	}
 	c.SweepStuckAfter = stuck
+	if c.ProofRetention, err = durationIn(get("DSR_PROOF_RETENTION", "2160h"), "DSR_PROOF_RETENTION", 24*time.Hour, 8760*time.Hour); err != nil {
+		return nil, err
+	}
 	port := get("FUNCTIONS_CUSTOMHANDLER_PORT", get("FUNCTIONS_HTTPWORKER_PORT", "8080"))
 	if c.HandlerPort, err = strconv.Atoi(port); err != nil || c.HandlerPort <= 0 || c.HandlerPort > 65535 {
 		return nil, fmt.Errorf("FUNCTIONS_CUSTOMHANDLER_PORT: %q is not a port number", port)
@@ -233,7 +244,7 @@ func load(getenv func(string) string) (*Config, error) {
 	if c.PhoneRegion != "" && !isAlpha2(c.PhoneRegion) {
 		return nil, fmt.Errorf("DSR_PHONE_REGION: must be an ISO 3166 alpha-2 code such as US, got %q", c.PhoneRegion)
 	}
-	for name, v := range map[string]string{"DSR_STATE_CONTAINER": c.StateContainer, "DSR_EXPORTS_CONTAINER": c.ExportsContainer, "DSR_AUDIT_CONTAINER": c.AuditContainer} {
+	for name, v := range map[string]string{"DSR_STATE_CONTAINER": c.StateContainer, "DSR_EXPORTS_CONTAINER": c.ExportsContainer, "DSR_AUDIT_CONTAINER": c.AuditContainer, "DSR_PROOF_CONTAINER": c.ProofContainer} {
 		if !validContainer(v) {
 			return nil, fmt.Errorf("%s: %q is not a valid container name", name, v)
 		}

@@ -21,6 +21,7 @@ import (
 // answer is one in-process API answer.
 type answer struct {
 	status  int
+	header  http.Header
 	body    []byte
 	problem *problem.Details
 }
@@ -78,7 +79,7 @@ func (c *Console) call(ctx context.Context, p *auth.Principal, method, path stri
 	if rec.body.Len() > maxAnswer {
 		return answer{}, fmt.Errorf("%s %s: answer too large", method, path)
 	}
-	a := answer{status: rec.status, body: rec.body.Bytes()}
+	a := answer{status: rec.status, header: rec.header, body: rec.body.Bytes()}
 	if a.status == 0 {
 		a.status = http.StatusOK
 	}

@@ -114,6 +114,7 @@ func (c *Console) routes() {
 	m.HandleFunc("GET "+Prefix+"charts", c.signedIn(c.charts))
 	m.HandleFunc("GET "+Prefix+"requests/{id}", c.signedIn(c.request))
 	m.HandleFunc("POST "+Prefix+"requests/{id}/{action}", c.signedIn(c.act))
+	m.HandleFunc("GET "+Prefix+"requests/{id}/proof", c.signedIn(c.proof))
 	m.HandleFunc("GET "+Prefix+"new", c.signedIn(c.newForm))
 	m.HandleFunc("POST "+Prefix+"new", c.signedIn(c.submit))
 	m.HandleFunc("GET "+Prefix+"restrictions", c.signedIn(c.restrictionForm))

@@ -206,6 +206,9 @@ type Request struct {
 	// the request after every retry; the reports say why. The rest of the
 	// request went ahead: such a request needs a person to follow up.
 	FailedSources []string `json:"failedSources,omitempty"`
+	// Agent is who asked on the subject's behalf, and her proof of
+	// authority (agent.go).
+	Agent *Agent `json:"agent,omitempty"`
 }
 
 // AddFailedSource records that dataset's system failed its part.

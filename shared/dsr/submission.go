@@ -42,6 +42,8 @@ type Submission struct {
 	// requester's identity itself (method "operator"), so the request
 	// needs no code; the audit trail records it.
 	Verification *VerificationClaim `json:"verification,omitempty"`
+	// Agent, when set, is who asks on the subject's behalf (agent.go).
+	Agent *Agent `json:"agent,omitempty"`
 }
 
 // VerificationClaim is how a trusted caller says it verified the requester.
@@ -163,7 +165,7 @@ func decodeError(err error, body []byte) *InputError {
 }
 
 // unknownFieldParent says where an unknown field was found: "" for the top
-// level, or the nested object ("subject", "verification") that holds it
+// level, or the nested object ("subject", "verification", "agent") that holds it
 // (ids and corrections are maps and take any key).
 func unknownFieldParent(body []byte, name string) string {
 	var top map[string]json.RawMessage
@@ -173,10 +175,12 @@ func unknownFieldParent(body []byte, name string) string {
 	if _, ok := top[name]; ok {
 		return ""
 	}
-	var v map[string]json.RawMessage
-	if json.Unmarshal(top["verification"], &v) == nil {
-		if _, ok := v[name]; ok {
-			return "verification"
+	for _, parent := range []string{"verification", "agent"} {
+		var v map[string]json.RawMessage
+		if json.Unmarshal(top[parent], &v) == nil {
+			if _, ok := v[name]; ok {
+				return parent
+			}
 		}
 	}
 	return "subject"
@@ -275,6 +279,9 @@ func (s *Submission) validate(phoneRegion string, now time.Time) []FieldError {
 			add("verification.note", fmt.Sprintf("must be at most %d characters", maxVerifyNote))
 		}
 	}
+	if s.Agent != nil {
+		validateAgent(s.Agent, add)
+	}
 	if len(s.Corrections) > maxCorrects {
 		add("corrections", fmt.Sprintf("at most %d corrections", maxCorrects))
 	}
@@ -346,6 +353,10 @@ func NewStored(s *Submission, id, origin string, now time.Time) *Stored {
 		Subject:     *s.Subject,
 		Corrections: s.Corrections,
 		Lift:        s.Lift,
+	}
+	if s.Agent != nil {
+		a := *s.Agent // the stored request's own copy: the service adds the proof
+		st.Agent = &a
 	}
 	if _, err := st.Advance(StageIntake, StateReceived, now, 1, ""); err != nil {
 		// A validated submission has a type with a route.

@@ -70,6 +70,9 @@ type CodeMail struct {
 	Purpose string
 	// Key is the idempotency key of this send.
 	Key string
+	// Agent is the name of who asked on the subject's behalf ("" when she
+	// asked herself), so the email tells her who acts for her.
+	Agent string
 }
 
 // Code purposes.
@@ -189,7 +192,11 @@ func (s *Service) codeHash(id, code string) string {
 // submission must not differ.
 func (s *Service) sendCode(ctx context.Context, st *dsr.Stored, code string, n int) {
 	key := fmt.Sprintf("%s:verify:%d", st.ID, n)
-	msg := s.Identity.Compose(CodeMail{To: st.Subject.Email, RequestID: st.ID, Type: st.Type, Code: code, ExpiresAt: st.Code.ExpiresAt, Purpose: PurposeVerify, Key: key})
+	m := CodeMail{To: st.Subject.Email, RequestID: st.ID, Type: st.Type, Code: code, ExpiresAt: st.Code.ExpiresAt, Purpose: PurposeVerify, Key: key}
+	if st.Agent != nil {
+		m.Agent = st.Agent.Name // the code still goes to the subject, never to the agent
+	}
+	msg := s.Identity.Compose(m)
 	msg.Key = key
 	if err := s.Identity.Mailer.Send(ctx, msg); err != nil {
 		s.Log.Error("verification code not sent", "requestId", st.ID, "send", n, "err", err)

@@ -79,6 +79,11 @@ type Service struct {
 	// Identity configures identity verification (nil: no request waits
 	// for a code).
 	Identity *Verification
+	// Proofs keeps agents' proofs of authority (nil: no agent may submit
+	// with one); ProofRetention is how long after its request ended a
+	// proof is kept (default DefaultProofRetention).
+	Proofs         Proofs
+	ProofRetention time.Duration
 	// SourceAttempts is how many deliveries of a stage message retry a
 	// failing system before its part of the request is given up as failed
 	// and the rest goes ahead (default DefaultSourceAttempts).
@@ -176,6 +181,14 @@ func Fingerprint(sub *dsr.Submission) string {
 // createdBy is the caller's opaque reference (idempotency keys are scoped to
 // it) and by the caller as the audit trail names it.
 func (s *Service) Submit(ctx context.Context, sub *dsr.Submission, idemKey, origin, createdBy string, by dsr.Actor) (*dsr.Stored, bool, error) {
+	return s.submit(ctx, sub, idemKey, origin, createdBy, by, nil)
+}
+
+// submit is Submit; beforeCreate, when set, runs on the new request just
+// before its document is created (an agent's proof is stored there, so no
+// request ever points at a proof that is not there).
+func (s *Service) submit(ctx context.Context, sub *dsr.Submission, idemKey, origin, createdBy string, by dsr.Actor,
+	beforeCreate func(context.Context, *dsr.Stored) error) (*dsr.Stored, bool, error) {
 	now := s.NowUTC()
 	st := dsr.NewStored(sub, dsr.NewID(now), origin, now)
 	st.CreatedBy = createdBy
@@ -183,6 +196,11 @@ func (s *Service) Submit(ctx context.Context, sub *dsr.Submission, idemKey, orig
 	code, err := s.prepareIdentity(st, origin, sub, now)
 	if err != nil {
 		return nil, false, err
+	}
+	if beforeCreate != nil {
+		if err := beforeCreate(ctx, st); err != nil {
+			return nil, false, err
+		}
 	}
 	if idemKey != "" {
 		idemKey = createdBy + "|" + idemKey

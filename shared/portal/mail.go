@@ -21,13 +21,21 @@ func (p *Portal) ComposeCode(publicURL string) func(pipeline.CodeMail) notify.Me
 		link := strings.TrimRight(publicURL, "/") + Prefix + "requests/" + p.ticket(m.RequestID) + "/verify?code=" + m.Code
 		until := m.ExpiresAt.UTC().Format("2006-01-02 15:04 UTC")
 		var t strings.Builder
-		for _, line := range []string{text(lg, "mail.greeting"), "", text(lg, "mail.body"), "", "    " + m.Code, "",
-			text(lg, "mail.expires") + " " + until + ".", "", text(lg, "mail.link"), link, "", text(lg, "mail.ignore")} {
+		lines := []string{text(lg, "mail.greeting"), "", text(lg, "mail.body"), "", "    " + m.Code, "",
+			text(lg, "mail.expires") + " " + until + ".", "", text(lg, "mail.link"), link, "", text(lg, "mail.ignore")}
+		e := html.EscapeString
+		agent := ""
+		if m.Agent != "" {
+			// The person learns who asked for her, before she confirms.
+			on := text(lg, "mail.agent") + " " + m.Agent + ". " + text(lg, "mail.agent.check")
+			lines = append(lines[:2], append([]string{on, ""}, lines[2:]...)...)
+			agent = "<p>" + e(on) + "</p>"
+		}
+		for _, line := range lines {
 			t.WriteString(line + "\n")
 		}
-		e := html.EscapeString
 		h := "<!doctype html><html lang=\"" + lg + "\"><body>" +
-			"<p>" + e(text(lg, "mail.greeting")) + "</p><p>" + e(text(lg, "mail.body")) + "</p>" +
+			"<p>" + e(text(lg, "mail.greeting")) + "</p>" + agent + "<p>" + e(text(lg, "mail.body")) + "</p>" +
 			"<p style=\"font-size:24px;letter-spacing:4px\"><strong>" + e(m.Code) + "</strong></p>" +
 			"<p>" + e(text(lg, "mail.expires")) + " " + e(until) + ".</p>" +
 			"<p>" + e(text(lg, "mail.link")) + " <a href=\"" + e(link) + "\">" + e(link) + "</a></p>" +

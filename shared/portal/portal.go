@@ -13,7 +13,7 @@
 // Routes (function portal, route portal/{*path}):
 //
 //	GET  /api/portal/                          the form
-//	POST /api/portal/requests                  submit (form or JSON) → a ticket
+//	POST /api/portal/requests                  submit (form, with an agent's proof, or JSON) → a ticket
 //	GET  /api/portal/requests/{ticket}/verify  the code form (the email's link)
 //	POST /api/portal/requests/{ticket}/verify  enter the code
 //	POST /api/portal/requests/{ticket}/resend  a new code, after a wait
@@ -151,7 +151,11 @@ func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.Method == http.MethodPost {
-		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		limit := int64(maxBody)
+		if r.URL.Path == Prefix+"requests" && isUpload(r) {
+			limit = maxUploadBody // the form with an agent's proof (agent.go)
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		// A form another site posts on a visitor's behalf is refused; API
 		// clients and same-site forms are not.
 		if site := r.Header.Get("Sec-Fetch-Site"); site == "cross-site" || site == "same-site" {
@@ -234,6 +238,10 @@ type input struct {
 	Email       string            `json:"email"`
 	Name        string            `json:"name,omitempty"`
 	Corrections map[string]string `json:"corrections,omitempty"`
+	// AgentJSON is an agent a JSON client sent: refused, since only the
+	// form carries the proof of authority (agent.go).
+	AgentJSON json.RawMessage `json:"agent,omitempty"`
+	Agent     agentInput      `json:"-"`
 }
 
 // readInput reads a form or a JSON body.
@@ -252,12 +260,19 @@ func readInput(r *http.Request) (input, error) {
 		if _, dup := dsr.DuplicateKey(body); dup {
 			return in, errors.New("a key is given twice")
 		}
+		in.Agent.JSON = len(in.AgentJSON) > 0 && string(in.AgentJSON) != "null"
 		return in, nil
+	}
+	if isUpload(r) {
+		return in, readMultipart(r, &in)
 	}
 	if err := r.ParseForm(); err != nil {
 		return in, err
 	}
 	in.Type, in.Email, in.Name = r.PostFormValue("type"), r.PostFormValue("email"), r.PostFormValue("name")
+	// An agent's fields without the file a plain form cannot carry: the
+	// agent is told to add the proof.
+	in.Agent.Name, in.Agent.Email, in.Agent.Relationship = r.PostFormValue("agentName"), r.PostFormValue("agentEmail"), r.PostFormValue("agentRelationship")
 	for field, key := range map[string]string{"email": "correctEmail", "name": "correctName"} {
 		if v := strings.TrimSpace(r.PostFormValue(key)); v != "" {
 			if in.Corrections == nil {
@@ -274,10 +289,16 @@ func (p *Portal) submit(w http.ResponseWriter, r *http.Request) {
 	lg := lang(r)
 	in, err := readInput(r)
 	values := map[string]string{"type": in.Type, "email": in.Email, "name": in.Name,
-		"correctEmail": in.Corrections["email"], "correctName": in.Corrections["name"]}
+		"correctEmail": in.Corrections["email"], "correctName": in.Corrections["name"],
+		"agentName": in.Agent.Name, "agentEmail": in.Agent.Email, "agentRelationship": in.Agent.Relationship}
 	formPage := &page{Values: values}
 	if err != nil {
 		var tooBig *http.MaxBytesError
+		if errors.Is(err, errProofTooLarge) {
+			formPage.Fields = map[string]string{proofField: text(lg, "err.proof.size")}
+			p.fail(w, r, lg, http.StatusRequestEntityTooLarge, "proof-too-large", "err.proof.size", "form", formPage)
+			return
+		}
 		if errors.As(err, &tooBig) {
 			p.fail(w, r, lg, http.StatusRequestEntityTooLarge, "body-too-large", "err.unavailable", "form", formPage)
 			return
@@ -299,6 +320,9 @@ func (p *Portal) submit(w http.ResponseWriter, r *http.Request) {
 		}
 		sub.Corrections = in.Corrections
 	}
+	if !p.checkAgent(w, r, lg, in, &sub, formPage) {
+		return
+	}
 	body, _ := json.Marshal(sub)
 	parsed, err := dsr.ParseSubmission(body, "", p.cfg.Service.NowUTC())
 	if err != nil {
@@ -312,6 +336,9 @@ func (p *Portal) submit(w http.ResponseWriter, r *http.Request) {
 					formPage.Fields["corrections"], key = text(lg, "err.corrections"), "err.corrections"
 				case fe.Field == "subject.name":
 					formPage.Fields["name"] = fe.Detail
+				case agentFields[fe.Field][0] != "":
+					f := agentFields[fe.Field]
+					formPage.Fields[f[0]], key = text(lg, f[1]), f[1]
 				default:
 					formPage.Fields["email"] = text(lg, "err.email")
 				}
@@ -330,11 +357,25 @@ func (p *Portal) submit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	st, _, err := p.cfg.Service.Submit(r.Context(), parsed, "", "portal", "", dsr.Actor{Kind: "subject"})
+	var st *dsr.Stored
+	notice := "sent.body"
+	if parsed.Agent != nil {
+		// The proof goes with the request; the code still goes to the
+		// subject, who must confirm.
+		st, err = p.cfg.Service.SubmitWithProof(r.Context(), parsed, in.Agent.Proof, "portal", dsr.Actor{Kind: "agent"})
+		notice = "sent.agent"
+	} else {
+		st, _, err = p.cfg.Service.Submit(r.Context(), parsed, "", "portal", "", dsr.Actor{Kind: "subject"})
+	}
 	if err != nil {
 		var ie *dsr.InputError
 		if errors.As(err, &ie) && ie.Code == "verification-required" {
 			p.cfg.Log.Error("portal: verification is not configured; refusing portal requests", "reason", err.Error())
+			p.fail(w, r, lg, http.StatusServiceUnavailable, "not-configured", "err.unavailable", "form", formPage)
+			return
+		}
+		if errors.Is(err, pipeline.ErrNoProofStore) {
+			p.cfg.Log.Error("portal: proofs of authority are not configured; refusing agents' requests")
 			p.fail(w, r, lg, http.StatusServiceUnavailable, "not-configured", "err.unavailable", "form", formPage)
 			return
 		}
@@ -357,7 +398,7 @@ func (p *Portal) submit(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusAccepted, map[string]string{"ticket": ticket, "verify": Prefix + "requests/" + ticket + "/verify"})
 		return
 	}
-	p.render(w, http.StatusAccepted, "code", &page{Lang: lg, Title: text(lg, "sent.title"), Notice: text(lg, "sent.body"), Ticket: ticket})
+	p.render(w, http.StatusAccepted, "code", &page{Lang: lg, Title: text(lg, "sent.title"), Notice: text(lg, notice), Ticket: ticket})
 }
 
 func (p *Portal) offers(t dsr.Type) bool {
