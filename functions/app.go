@@ -34,6 +34,7 @@ import (
 	requestscreate "github.com/dsr-functions/dsr/functions/requests-create"
 	requestsextend "github.com/dsr-functions/dsr/functions/requests-extend"
 	requestsget "github.com/dsr-functions/dsr/functions/requests-get"
+	requestsletter "github.com/dsr-functions/dsr/functions/requests-letter"
 	requestslist "github.com/dsr-functions/dsr/functions/requests-list"
 	requestsproof "github.com/dsr-functions/dsr/functions/requests-proof"
 	requestsredrive "github.com/dsr-functions/dsr/functions/requests-redrive"
@@ -78,6 +79,7 @@ var Policies = map[string]auth.Policy{
 	"requests-list":    {Any: []auth.Role{auth.RoleRead}, Own: auth.RoleSubmit},
 	"requests-audit":   {Any: []auth.Role{auth.RoleRead}},
 	"requests-proof":   {Any: []auth.Role{auth.RoleRead, auth.RoleApprove}},
+	"requests-letter":  {Any: []auth.Role{auth.RoleRead}, Own: auth.RoleSubmit},
 	"requests-cancel":  {Any: []auth.Role{auth.RoleApprove}},
 	"requests-extend":  {Any: []auth.Role{auth.RoleApprove}},
 	"requests-approve": {Any: []auth.Role{auth.RoleApprove}},
@@ -114,6 +116,7 @@ func Registry(svc *pipeline.Service, authn *auth.Authenticator, callbacks map[st
 			"requests-list":    guard("requests-list", requestslist.New(svc)),
 			"requests-audit":   guard("requests-audit", requestsaudit.New(svc)),
 			"requests-proof":   guard("requests-proof", requestsproof.New(svc)),
+			"requests-letter":  guard("requests-letter", requestsletter.New(svc)),
 			"requests-cancel":  guard("requests-cancel", requestscancel.New(svc)),
 			"requests-extend":  guard("requests-extend", requestsextend.New(svc)),
 			"requests-approve": guard("requests-approve", requestsapprove.New(svc)),

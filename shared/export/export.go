@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/dsr-functions/dsr/shared/dsr"
+	"github.com/dsr-functions/dsr/shared/letter"
 	"github.com/dsr-functions/dsr/shared/sources"
 )
 
@@ -26,6 +27,8 @@ const Format = "dsr-export/v1"
 const (
 	ManifestName = "manifest.json"
 	SummaryName  = "summary.txt"
+	// LetterName is the answer to read first (shared/letter).
+	LetterName = "letter.html"
 )
 
 // Request is what the package says about the request (never the subject's
@@ -187,6 +190,12 @@ func write(ctx context.Context, w io.Writer, req Request, datasets []Dataset, ge
 	if err := writeEntry(zw, SummaryName, generatedAt, func(ew io.Writer) error {
 		_, err := io.WriteString(ew, buildSummary(req, datasets, parts, total, generatedAt))
 		return err
+	}); err != nil {
+		return Result{}, err
+	}
+
+	if err := writeEntry(zw, LetterName, generatedAt, func(ew io.Writer) error {
+		return letter.Render(ew, buildLetter(req, datasets, parts, generatedAt))
 	}); err != nil {
 		return Result{}, err
 	}
@@ -357,4 +366,15 @@ func (hw *hashingWriter) Write(p []byte) (int, error) {
 		return n, fmt.Errorf("write output: %w", io.ErrShortWrite)
 	}
 	return n, nil
+}
+
+// buildLetter is the package's letter: what each dataset held, its facts,
+// and why records were kept after an erasure.
+func buildLetter(req Request, datasets []Dataset, parts []spooled, generatedAt time.Time) letter.Letter {
+	l := letter.Letter{RequestID: req.ID, Type: dsr.Type(req.Type), ReceivedAt: req.ReceivedAt, AnsweredAt: generatedAt}
+	for i, d := range datasets {
+		l.Sources = append(l.Sources, letter.Source{Name: d.Name, Description: d.Description, Records: parts[i].records,
+			Facts: d.Facts, Unavailable: d.Unavailable, Kept: d.Kept})
+	}
+	return l
 }

@@ -150,7 +150,7 @@ func TestEntriesAndOrder(t *testing.T) {
 	b, _ := writeZip(t, testDatasets(calls))
 	a := openZip(t, b)
 	want := []string{
-		"manifest.json", "summary.txt",
+		"manifest.json", "summary.txt", "letter.html",
 		"data/crm-contacts.json", "data/crm-contacts.csv",
 		"data/orders.json", "data/orders.csv",
 	}
@@ -266,7 +266,7 @@ func TestManifestUnsetTimesAreNull(t *testing.T) {
 	if m.Datasets == nil || len(m.Datasets) != 0 || m.TotalRecords != 0 {
 		t.Errorf("datasets %#v total %d", m.Datasets, m.TotalRecords)
 	}
-	if !reflect.DeepEqual(a.names, []string{"manifest.json", "summary.txt"}) {
+	if !reflect.DeepEqual(a.names, []string{"manifest.json", "summary.txt", "letter.html"}) {
 		t.Errorf("entries = %q", a.names)
 	}
 }
