@@ -58,6 +58,7 @@ import (
 	"github.com/dsr-functions/dsr/shared/portal"
 	"github.com/dsr-functions/dsr/shared/queue"
 	"github.com/dsr-functions/dsr/shared/ratelimit"
+	"github.com/dsr-functions/dsr/shared/recipients"
 	"github.com/dsr-functions/dsr/shared/sources"
 	"github.com/dsr-functions/dsr/shared/sources/open"
 	"github.com/dsr-functions/dsr/shared/sources/webhook"
@@ -265,6 +266,8 @@ func NewWithOptions(cfg *config.Config, sender queue.Sender, log *slog.Logger, o
 		conns.Close()
 		return nil, err
 	}
+	// Recipients are told by webhook or by the same email sender.
+	svc.Recipients = &recipients.Notifier{Getenv: os.Getenv, HTTP: opts.HTTPClient, Mail: svc.Identity.Mailer}
 	reg := Registry(svc, authn, callbacks, prt, limits)
 	con, err := newConsole(fns, reg, authn, svc, cfg)
 	if err != nil {

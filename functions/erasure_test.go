@@ -256,6 +256,7 @@ func TestEraseRedeliveredChangesNothing(t *testing.T) {
 		t.Fatal("a redelivered erase changed the datasets again")
 	}
 	h.deliver("verify")
+	h.deliver("erase") // the sample's recipient is told (the notification stage runs on the erase queue)
 	got, _ := h.get(doc.ID)
 	if got.State != dsr.StateCompleted {
 		t.Fatalf("state %s %+v", got.State, got.Error)
@@ -364,6 +365,7 @@ func TestEraseSurvivesCrashAndConcurrentChange(t *testing.T) {
 		t.Fatal("the crash was never injected")
 	}
 	h.deliver("verify")
+	h.deliver("erase") // the sample's recipient is told (the notification stage runs on the erase queue)
 	got, _ := h.get(doc.ID)
 	if got.State != dsr.StateCompleted {
 		t.Fatalf("state %s %+v", got.State, got.Error)

@@ -53,8 +53,9 @@ func TestLetterOfAnErasure(t *testing.T) {
 		"We deleted":            deleted,
 		"We kept":               kept,
 		"supervisory authority": true,
-		"79 GDPR":               true,
-		doc.ID:                  true,
+		"Fabrikam Marketing Ltd (newsletter partner)": true,
+		"79 GDPR": true,
+		doc.ID:    true,
 	} {
 		if needed && !strings.Contains(page, want) {
 			t.Errorf("the letter does not say %q", want)

@@ -48,7 +48,7 @@ type Page struct {
 // own requests list only those. Listings never carry subject identifiers.
 func New(svc *pipeline.Service) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		q, bad := api.Query(r, "state", "type", "overdue", "dueBefore", "limit", "pageToken")
+		q, bad := api.Query(r, "state", "type", "overdue", "dueBefore", "followUp", "limit", "pageToken")
 		if bad != nil {
 			problem.Write(w, r, bad)
 			return
@@ -63,6 +63,14 @@ func New(svc *pipeline.Service) http.Handler {
 			f.Open, f.DueBefore = true, svc.NowUTC()
 		default:
 			problem.Write(w, r, api.BadParam("overdue", "must be true or false"))
+			return
+		}
+		switch q.Get("followUp") {
+		case "", "false":
+		case "true":
+			f.FollowUp = true
+		default:
+			problem.Write(w, r, api.BadParam("followUp", "must be true or false"))
 			return
 		}
 		if s := q.Get("dueBefore"); s != "" {

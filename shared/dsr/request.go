@@ -82,7 +82,10 @@ const (
 	StageRectification Stage = "rectification"
 	StageRestriction   Stage = "restriction"
 	StageVerification  Stage = "verification"
-	StageDone          Stage = "done"
+	// StageNotification tells the recipients of the changed datasets
+	// (Art. 19); taken only when the sources config names some.
+	StageNotification Stage = "notification"
+	StageDone         Stage = "done"
 )
 
 // Subject holds the identifiers of the data subject. It is personal data:
@@ -202,6 +205,13 @@ type Request struct {
 	// she verified by code gets an email with a link to the portal, which
 	// asks for a fresh code before it hands out the download link.
 	Delivery *Delivery `json:"delivery,omitempty"`
+	// Notifications are the notices to the recipients of the changed
+	// datasets (Art. 19), one per recipient.
+	Notifications []Notification `json:"notifications,omitempty"`
+	// FollowUp is set when a person must finish what the pipeline could
+	// not: a source that failed its part, a recipient not told, an export
+	// email not sent. Listed with followUp=true.
+	FollowUp bool `json:"followUp,omitempty"`
 	// FailedSources names the datasets whose systems failed their part of
 	// the request after every retry; the reports say why. The rest of the
 	// request went ahead: such a request needs a person to follow up.
@@ -627,4 +637,37 @@ type Delivery struct {
 	LinkExpiresAt  *time.Time `json:"linkExpiresAt,omitempty"`
 	Downloads      int        `json:"downloads,omitempty"`
 	LastDownloadAt *time.Time `json:"lastDownloadAt,omitempty"`
+}
+
+// Notification states.
+const (
+	NotificationSent    = "sent"
+	NotificationPending = "pending"
+	NotificationFailed  = "failed"
+)
+
+// Notification is the notice to one recipient: its state, the attempts so
+// far, when it was sent (or last tried), and why the last attempt failed
+// (never personal data).
+type Notification struct {
+	Recipient string     `json:"recipient"`
+	Status    string     `json:"status"`
+	Attempts  int        `json:"attempts"`
+	At        *time.Time `json:"at,omitempty"`
+	Error     string     `json:"error,omitempty"`
+}
+
+// NeedsFollowUp reports whether a person must finish what the pipeline
+// could not: a source that failed its part, a recipient not told, an
+// export email that did not leave.
+func (r *Request) NeedsFollowUp() bool {
+	if r.FollowUp || len(r.FailedSources) > 0 {
+		return true
+	}
+	for _, n := range r.Notifications {
+		if n.Status == NotificationFailed {
+			return true
+		}
+	}
+	return r.Delivery != nil && r.Delivery.NotifiedAt == nil && r.Delivery.Error != ""
 }

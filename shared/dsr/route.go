@@ -32,6 +32,9 @@ var (
 	stepDiscover = Step{Stage: StageDiscovery, State: StateInProgress}
 	stepApproval = Step{Stage: StageApproval, State: StateAwaitingApproval, Optional: true}
 	stepDone     = Step{Stage: StageDone, State: StateCompleted}
+	// stepNotify is taken when the sources config names recipients of
+	// the datasets the request changed.
+	stepNotify = Step{Stage: StageNotification, State: StateInProgress, Optional: true}
 )
 
 func run(stage Stage) Step { return Step{Stage: stage, State: StateInProgress} }
@@ -44,9 +47,9 @@ func run(stage Stage) Step { return Step{Stage: stage, State: StateInProgress} }
 var Routes = map[Type][]Step{
 	TypeAccess:        {stepIntake, stepIdentity, stepDiscover, run(StageExport), stepDone},
 	TypeDiscovery:     {stepIntake, stepIdentity, stepDiscover, stepDone},
-	TypeErasure:       {stepIntake, stepIdentity, stepDiscover, stepApproval, run(StageErasure), run(StageVerification), stepDone},
-	TypeRectification: {stepIntake, stepIdentity, stepDiscover, stepApproval, run(StageRectification), run(StageVerification), stepDone},
-	TypeRestriction:   {stepIntake, stepIdentity, stepDiscover, stepApproval, run(StageRestriction), stepDone},
+	TypeErasure:       {stepIntake, stepIdentity, stepDiscover, stepApproval, run(StageErasure), run(StageVerification), stepNotify, stepDone},
+	TypeRectification: {stepIntake, stepIdentity, stepDiscover, stepApproval, run(StageRectification), run(StageVerification), stepNotify, stepDone},
+	TypeRestriction:   {stepIntake, stepIdentity, stepDiscover, stepApproval, run(StageRestriction), stepNotify, stepDone},
 }
 
 // routeIndex is the position of stage in t's route, or -1.

@@ -13,19 +13,19 @@ import (
 var legalMoves = map[Type][]string{
 	TypeAccess:        {"intake>identity", "intake>discovery", "identity>discovery", "discovery>export", "export>done"},
 	TypeDiscovery:     {"intake>identity", "intake>discovery", "identity>discovery", "discovery>done"},
-	TypeErasure:       {"intake>identity", "intake>discovery", "identity>discovery", "discovery>approval", "discovery>erasure", "approval>erasure", "erasure>verification", "verification>done"},
-	TypeRectification: {"intake>identity", "intake>discovery", "identity>discovery", "discovery>approval", "discovery>rectification", "approval>rectification", "rectification>verification", "verification>done"},
-	TypeRestriction:   {"intake>identity", "intake>discovery", "identity>discovery", "discovery>approval", "discovery>restriction", "approval>restriction", "restriction>done"},
+	TypeErasure:       {"intake>identity", "intake>discovery", "identity>discovery", "discovery>approval", "discovery>erasure", "approval>erasure", "erasure>verification", "verification>notification", "verification>done", "notification>done"},
+	TypeRectification: {"intake>identity", "intake>discovery", "identity>discovery", "discovery>approval", "discovery>rectification", "approval>rectification", "rectification>verification", "verification>notification", "verification>done", "notification>done"},
+	TypeRestriction:   {"intake>identity", "intake>discovery", "identity>discovery", "discovery>approval", "discovery>restriction", "approval>restriction", "restriction>notification", "restriction>done", "notification>done"},
 }
 
 // stateAt is the state a request has at each stage.
 var stateAt = map[Stage]State{
 	StageIntake: StateReceived, StageIdentity: StateAwaitingVerification, StageDiscovery: StateInProgress, StageExport: StateInProgress,
 	StageApproval: StateAwaitingApproval, StageErasure: StateInProgress, StageRectification: StateInProgress,
-	StageRestriction: StateInProgress, StageVerification: StateInProgress, StageDone: StateCompleted,
+	StageRestriction: StateInProgress, StageVerification: StateInProgress, StageNotification: StateInProgress, StageDone: StateCompleted,
 }
 
-var allStages = []Stage{StageIntake, StageIdentity, StageDiscovery, StageExport, StageApproval, StageErasure, StageRectification, StageRestriction, StageVerification, StageDone}
+var allStages = []Stage{StageIntake, StageIdentity, StageDiscovery, StageExport, StageApproval, StageErasure, StageRectification, StageRestriction, StageVerification, StageNotification, StageDone}
 
 // TestEveryIllegalTransitionIsRefused tries every move between every
 // (stage, state) pair for every type: exactly the hand-written legal ones

@@ -82,6 +82,16 @@ func FromRequest(req *dsr.Request, cfg *sources.Config) Letter {
 		}
 		l.Notice = r.Notice
 	}
+	for _, n := range req.Notifications {
+		if n.Status != dsr.NotificationSent {
+			continue
+		}
+		who := n.Recipient
+		if r := cfg.Recipient(n.Recipient); r != nil {
+			who = r.Description
+		}
+		l.Notified = append(l.Notified, who)
+	}
 	if req.State == dsr.StateFailed {
 		l.Incomplete = "We could not do all of it yet"
 		if len(req.FailedSources) > 0 {

@@ -27,9 +27,7 @@ func (s *Service) afterDiscovery(st *dsr.Stored, attempt int, detail string) err
 
 // advance moves a request from stage to the next step of its route.
 func (s *Service) advance(st *dsr.Stored, stage dsr.Stage, attempt int, detail string) error {
-	next, ok := dsr.Next(st.Type, stage, func(step dsr.Step) bool {
-		return step.Stage == dsr.StageApproval && s.ApprovalTypes[st.Type]
-	})
+	next, ok := dsr.Next(st.Type, stage, s.takes(st))
 	if !ok {
 		return fmt.Errorf("%s %s: no stage after %s", st.Type, st.ID, stage)
 	}
@@ -350,6 +348,11 @@ func (s *Service) Verify(ctx context.Context, id string, attempt int) error {
 	if st.State.Terminal() {
 		return nil
 	}
+	if st.Stage != dsr.StageVerification && dsr.Before(st.Type, dsr.StageVerification, st.Stage) {
+		// Verified already (a redelivery): make sure the next stage's
+		// message went out.
+		return s.nextMessage(ctx, st)
+	}
 	if st.Stage != dsr.StageVerification {
 		return fmt.Errorf("verify %s: request is at stage %s, not verification", id, st.Stage)
 	}
@@ -432,7 +435,11 @@ func (s *Service) Verify(ctx context.Context, id string, attempt int) error {
 	if err != nil {
 		return err
 	}
-	return s.syncAudit(ctx, st)
+	if err := s.syncAudit(ctx, st); err != nil {
+		return err
+	}
+	// The notification stage's message, when the route takes it.
+	return s.nextMessage(ctx, st)
 }
 
 // dependentsFirst orders a discovery's datasets as the sources config's

@@ -155,6 +155,7 @@ var ErrNoExport = errors.New("the request has no finished export")
 // stored); callers without the export role get the package facts only.
 func (s *Service) View(ctx context.Context, st *dsr.Stored, withLink bool) (dsr.Request, error) {
 	doc := st.Request
+	doc.FollowUp = st.NeedsFollowUp()
 	doc.DueSoon = !st.State.Terminal() && st.DueAt.Sub(s.NowUTC()) <= dsr.DueSoonWindow
 	// Who acted is kept in the audit trail; documents say only what kind of
 	// caller it was (minimum disclosure).

@@ -271,9 +271,7 @@ func (s *Service) VerifyCode(ctx context.Context, id, code string) (*dsr.Stored,
 			// A wrong code counts against the code's attempts.
 			return errors.Is(verdict, ErrWrongCode), nil
 		}
-		next, ok := dsr.Next(st.Type, dsr.StageIdentity, func(step dsr.Step) bool {
-			return step.Stage == dsr.StageApproval && s.ApprovalTypes[st.Type]
-		})
+		next, ok := dsr.Next(st.Type, dsr.StageIdentity, s.takes(st))
 		if !ok {
 			return false, fmt.Errorf("%s %s: no stage after identity", st.Type, st.ID)
 		}

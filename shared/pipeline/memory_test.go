@@ -570,7 +570,7 @@ func (w *world) get(id string) *dsr.Stored {
 func routeOf(t dsr.Type, approval bool) []string {
 	var out []string
 	for _, s := range dsr.Routes[t] {
-		if s.Optional && (!approval || s.Stage == dsr.StageIdentity) {
+		if s.Optional && (!approval || s.Stage != dsr.StageApproval) {
 			continue
 		}
 		out = append(out, string(s.Stage)+"/"+string(s.State))

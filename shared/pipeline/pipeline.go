@@ -49,6 +49,8 @@ type Service struct {
 	Audit     AuditTrail
 	Connector sources.Connector
 	Sources   *sources.Config
+	// Recipients tells the recipients of changed datasets (Art. 19).
+	Recipients Notifier
 	// Packages keeps export packages; LinkTTL is their links' lifetime.
 	Packages    Packages
 	LinkTTL     time.Duration

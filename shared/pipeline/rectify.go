@@ -175,5 +175,9 @@ func (s *Service) verifyRectification(ctx context.Context, st *dsr.Stored, attem
 	if err != nil {
 		return err
 	}
-	return s.syncAudit(ctx, st)
+	if err := s.syncAudit(ctx, st); err != nil {
+		return err
+	}
+	// The notification stage's message, when the route takes it.
+	return s.nextMessage(ctx, st)
 }

@@ -207,7 +207,11 @@ func (s *Service) Restrict(ctx context.Context, id string, attempt int) error {
 	if err != nil {
 		return err
 	}
-	return s.syncAudit(ctx, st)
+	if err := s.syncAudit(ctx, st); err != nil {
+		return err
+	}
+	// The notification stage's message, when the route takes it.
+	return s.nextMessage(ctx, st)
 }
 
 // setFlag sets a boolean field (a "true"/"false" string in CSV), adding it

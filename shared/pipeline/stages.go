@@ -28,6 +28,7 @@ func (s *Service) Runners() map[dsr.Stage]Runner {
 		dsr.StageRectification: {Queue: s.Queues.Erase, Run: s.Rectify},
 		dsr.StageRestriction:   {Queue: s.Queues.Erase, Run: s.Restrict},
 		dsr.StageVerification:  {Queue: s.Queues.Verify, Run: s.Verify},
+		dsr.StageNotification:  {Queue: s.Queues.Erase, Run: s.Notify},
 	}
 }
 

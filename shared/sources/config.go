@@ -55,6 +55,9 @@ type Config struct {
 	// Datasets lists every dataset: Blob datasets (no connection) and the
 	// tables, entity sets or webhook datasets of the connections.
 	Datasets []Dataset `json:"datasets"`
+	// Recipients are those to whom datasets are disclosed; they are told
+	// of erasures, rectifications and restrictions (Art. 19).
+	Recipients []Recipient `json:"recipients,omitempty"`
 }
 
 // ConnectionKind is the kind of system a connection reaches.
@@ -236,11 +239,12 @@ func (c *Config) UnmarshalJSON(b []byte) error {
 		DefaultPhoneRegion string                     `json:"defaultPhoneRegion,omitempty"`
 		Connections        map[string]json.RawMessage `json:"connections,omitempty"`
 		Datasets           []json.RawMessage          `json:"datasets"`
+		Recipients         []Recipient                `json:"recipients,omitempty"`
 	}
 	if err := decodeStrict(b, &raw, "the sources config"); err != nil {
 		return err
 	}
-	cfg := Config{Version: raw.Version, DefaultPhoneRegion: raw.DefaultPhoneRegion}
+	cfg := Config{Version: raw.Version, DefaultPhoneRegion: raw.DefaultPhoneRegion, Recipients: raw.Recipients}
 	if len(raw.Connections) > 0 {
 		cfg.Connections = map[string]Connection{}
 	}
@@ -438,7 +442,7 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("connections.%s: no dataset uses it", name)
 		}
 	}
-	return nil
+	return c.validateRecipients()
 }
 
 func sortedNames(m map[string]Connection) []string {

@@ -30,6 +30,8 @@ type Filter struct {
 	DueBefore time.Time
 	// Open keeps only requests that are not in a terminal state.
 	Open bool
+	// FollowUp keeps only requests a person must follow up.
+	FollowUp bool
 	// Where, when set, keeps only the summaries it accepts.
 	Where func(Summary) bool
 }
@@ -38,7 +40,7 @@ func (f Filter) match(s Summary, createdBy string) bool {
 	return (f.State == "" || s.State == f.State) && (f.Type == "" || s.Type == f.Type) &&
 		(f.CreatedBy == "" || createdBy == f.CreatedBy) &&
 		(f.DueBefore.IsZero() || s.DueAt.Before(f.DueBefore)) && (!f.Open || !s.State.Terminal()) &&
-		(f.Where == nil || f.Where(s))
+		(!f.FollowUp || s.FollowUp) && (f.Where == nil || f.Where(s))
 }
 
 // Summary is a request as listed: no subject, no history.
@@ -51,6 +53,8 @@ type Summary struct {
 	ReceivedAt time.Time `json:"receivedAt"`
 	DueAt      time.Time `json:"dueAt"`
 	UpdatedAt  time.Time `json:"updatedAt"`
+	// FollowUp is set when a person must follow the request up.
+	FollowUp bool `json:"followUp,omitempty"`
 	// Export is the package state (ExportNone, ExportLive, ExportDeleted;
 	// "" for documents written before it was recorded). Not listed.
 	Export string `json:"-"`
@@ -157,7 +161,7 @@ func summaryOf(name *string, md map[string]*string) (Summary, string, bool) {
 	return Summary{
 		ID: id, Type: dsr.Type(get("type")), State: dsr.State(get("state")), Stage: dsr.Stage(get("stage")),
 		CreatedAt: ts("createdat"), ReceivedAt: ts("receivedat"), DueAt: ts("dueat"), UpdatedAt: ts("updatedat"),
-		Export: get("export"),
+		Export: get("export"), FollowUp: get("followup") == "true",
 	}, get("createdby"), true
 }
 

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"time"
 
@@ -248,6 +249,7 @@ func metadata(st *dsr.Stored) map[string]*string {
 		"updatedat":  to.Ptr(st.UpdatedAt.UTC().Format(time.RFC3339Nano)),
 		"createdby":  to.Ptr(st.CreatedBy),
 		"export":     to.Ptr(exportState(st)),
+		"followup":   to.Ptr(strconv.FormatBool(st.NeedsFollowUp())),
 	}
 }
 

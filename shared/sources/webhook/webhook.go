@@ -207,22 +207,34 @@ func HashIdentifier(key []byte, normalisedValue string) string {
 
 // wireSubject returns the "subject" member for the configured mode.
 func (c *Connector) wireSubject(s sources.Subject) (any, bool, error) {
+	key := c.cfg.HashKey
+	if c.cfg.Identifiers != IdentifiersHashed {
+		key = nil
+	}
+	return WireSubject(s, key)
+}
+
+// WireSubject is the "subject" member as webhook systems receive it: the
+// normalised identifiers {"emails","phones","ids"}, or with a hash key
+// their keyed hashes {"emailHashes","phoneHashes","idHashes"}. ok is false
+// when the subject has no identifier.
+func WireSubject(s sources.Subject, hashKey []byte) (any, bool, error) {
 	raw, ok, err := normalised(s)
 	if err != nil || !ok {
 		return nil, ok, err
 	}
-	if c.cfg.Identifiers != IdentifiersHashed {
+	if hashKey == nil {
 		return raw, true, nil
 	}
 	h := hashedSubject{EmailHashes: []string{}, PhoneHashes: []string{}, IDHashes: map[string]string{}}
 	for _, e := range raw.Emails {
-		h.EmailHashes = append(h.EmailHashes, HashIdentifier(c.cfg.HashKey, e))
+		h.EmailHashes = append(h.EmailHashes, HashIdentifier(hashKey, e))
 	}
 	for _, p := range raw.Phones {
-		h.PhoneHashes = append(h.PhoneHashes, HashIdentifier(c.cfg.HashKey, p))
+		h.PhoneHashes = append(h.PhoneHashes, HashIdentifier(hashKey, p))
 	}
 	for name, v := range raw.IDs {
-		h.IDHashes[name] = HashIdentifier(c.cfg.HashKey, v)
+		h.IDHashes[name] = HashIdentifier(hashKey, v)
 	}
 	return h, true, nil
 }
