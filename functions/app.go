@@ -251,6 +251,7 @@ func NewWithOptions(cfg *config.Config, sender queue.Sender, log *slog.Logger, o
 		Secret:          []byte(cfg.PseudonymSecret),
 		Tombstones:      tombstone.New(acct.Service.NewContainerClient(cfg.StateContainer), []byte(cfg.PseudonymSecret)),
 		ApprovalTypes:   approval,
+		RepeatWindow:    cfg.RepeatWindow,
 		Queues:          q,
 		Log:             log,
 		SweepStuckAfter: cfg.SweepStuckAfter,

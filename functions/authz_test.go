@@ -97,7 +97,7 @@ func (h *harness) authzComplete(id string) {
 // callers get their answer (never 401/403), the others a 403 problem
 // document; DSR.Submit callers see only their own requests.
 func TestRoleMatrix(t *testing.T) {
-	h := newHarness(t, harnessOptions{manual: true})
+	h := newHarness(t, harnessOptions{manual: true, env: noRepeatFlagging})
 
 	adminReq := h.submit(demoAccess, auth.TestRolesHeader, "DSR.Admin").ID
 	h.authzComplete(adminReq)
@@ -199,7 +199,7 @@ func TestRoleMatrix(t *testing.T) {
 // that may read the document) and DSR.Admin; size and digest are there for
 // every reader.
 func TestExportURLOnlyForExportRole(t *testing.T) {
-	h := newHarness(t, harnessOptions{manual: true})
+	h := newHarness(t, harnessOptions{manual: true, env: noRepeatFlagging})
 	adminReq := h.submit(demoAccess, auth.TestRolesHeader, "DSR.Admin").ID
 	h.authzComplete(adminReq)
 	ownReq := h.submit(demoAccess, auth.TestRolesHeader, authzSubmit).ID

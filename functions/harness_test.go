@@ -404,11 +404,11 @@ func (h *harness) waitState(id string, state dsr.State) dsr.Request {
 }
 
 // approveWhenAsked approves a request once it awaits approval; requests of
-// types that need none are left alone.
+// types that need none are left alone, unless they are held as a repeat.
 func (h *harness) approveWhenAsked(id string) {
 	h.t.Helper()
 	doc, _ := h.get(id)
-	if doc.Type != dsr.TypeErasure && doc.Type != dsr.TypeRectification {
+	if doc.Type != dsr.TypeErasure && doc.Type != dsr.TypeRectification && len(doc.RepeatOf) == 0 {
 		return
 	}
 	if doc = h.waitState(id, dsr.StateAwaitingApproval); doc.State != dsr.StateAwaitingApproval {

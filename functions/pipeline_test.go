@@ -289,7 +289,7 @@ func (h *harness) list(query string) []summary {
 }
 
 func TestListFiltersAndPages(t *testing.T) {
-	h := newHarness(t, harnessOptions{})
+	h := newHarness(t, harnessOptions{env: noRepeatFlagging})
 	var ids []string
 	for i := 0; i < 3; i++ {
 		ids = append(ids, h.submit(demoAccess).ID)

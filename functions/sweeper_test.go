@@ -38,7 +38,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 // duplicate detection, so only the sweeper itself can prevent a second
 // re-drive.
 func sweepHarness(t *testing.T) (*harness, *fakeClock) {
-	h := newHarness(t, harnessOptions{manual: true})
+	h := newHarness(t, harnessOptions{manual: true, env: noRepeatFlagging})
 	clock := &fakeClock{t: time.Now().UTC()}
 	h.app.Service.Now = clock.Now
 	h.broker = embedded.New(embedded.Options{DuplicateWindow: time.Nanosecond})

@@ -52,6 +52,9 @@ param keyRoles string = ''
 @description('Request types that wait for approval after discovery (DSR_APPROVAL_TYPES).')
 param approvalTypes string = 'erasure,rectification'
 
+@description('Window in which a request of the same type by the same person is flagged as a repeat for an operator (DSR_REPEAT_WINDOW, Art. 12(5); 0: off).')
+param repeatWindow string = '720h'
+
 @description('Region for phone numbers given without a country code (DSR_PHONE_REGION, ISO 3166 alpha-2). Empty: + required.')
 param phoneRegion string = ''
 
@@ -196,6 +199,7 @@ module functionApp 'modules/functionapp.bicep' = {
     exportLinkTtlHours: exportLinkTtlHours
     intakeRejectedQueue: intakeRejectedQueue
     approvalTypes: approvalTypes
+    repeatWindow: repeatWindow
     phoneRegion: phoneRegion
     authMode: 'platform'
     authClientId: authClientId

@@ -29,6 +29,8 @@ param sweepStuckAfter string = '30m'
 param phoneRegion string = ''
 param intakeRejectedQueue string = 'dsr-intake-rejected'
 param approvalTypes string = 'erasure,rectification'
+@description('How far back a request looks for the same person\'s earlier requests of its type, flagged as a repeat (Art. 12(5)); 0: no flagging.')
+param repeatWindow string = '720h'
 @allowed([
   'platform'
   'keys'
@@ -149,6 +151,7 @@ var appSettings = {
   DSR_INTAKE_REJECTED_QUEUE: intakeRejectedQueue
   DSR_PSEUDONYM_SECRET: '@Microsoft.KeyVault(SecretUri=${pseudonymSecretUri})'
   DSR_APPROVAL_TYPES: approvalTypes
+  DSR_REPEAT_WINDOW: repeatWindow
   // platform trusts X-MS-CLIENT-PRINCIPAL, which only App Service
   // Authentication may set: without it, fall back to keys (closed by default).
   DSR_AUTH_MODE: empty(authClientId) ? 'keys' : authMode

@@ -94,6 +94,11 @@ type Config struct {
 	// (received or in progress) before the sweeper sends its stage message
 	// again (DSR_SWEEP_STUCK_AFTER, Go duration, default 30m, 1m–24h).
 	SweepStuckAfter time.Duration
+	// RepeatWindow is how far back a new request looks for the same
+	// person's earlier requests of its type, to flag it as a repeat held
+	// for an operator (Art. 12(5)) (DSR_REPEAT_WINDOW, Go duration, default
+	// 720h, 24h–8760h; 0 turns flagging off).
+	RepeatWindow time.Duration
 	// HandlerPort is where `dsr serve` listens (FUNCTIONS_CUSTOMHANDLER_PORT, default 8080).
 	HandlerPort int
 	// Verify says which requests wait for their requester to prove the
@@ -236,6 +241,14 @@ func load(getenv func(string) string) (*Config, error) {
 	c.SweepStuckAfter = stuck
 	if c.ProofRetention, err = durationIn(get("DSR_PROOF_RETENTION", "2160h"), "DSR_PROOF_RETENTION", 24*time.Hour, 8760*time.Hour); err != nil {
 		return nil, err
+	}
+	// 0 (in any spelling) turns flagging off; otherwise a day to a year.
+	if v := get("DSR_REPEAT_WINDOW", "720h"); v != "0" {
+		if d, err := time.ParseDuration(v); err != nil || d != 0 {
+			if c.RepeatWindow, err = durationIn(v, "DSR_REPEAT_WINDOW", 24*time.Hour, 8760*time.Hour); err != nil {
+				return nil, fmt.Errorf("%w (or 0: no flagging)", err)
+			}
+		}
 	}
 	port := get("FUNCTIONS_CUSTOMHANDLER_PORT", get("FUNCTIONS_HTTPWORKER_PORT", "8080"))
 	if c.HandlerPort, err = strconv.Atoi(port); err != nil || c.HandlerPort <= 0 || c.HandlerPort > 65535 {

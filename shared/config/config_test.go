@@ -364,6 +364,25 @@ func TestLoadSweepStuckAfter(t *testing.T) {
 	}
 }
 
+// DSR_REPEAT_WINDOW: 30 days by default, 0 turns flagging off, otherwise
+// a day to a year; an error names the setting.
+func TestLoadRepeatWindow(t *testing.T) {
+	for value, want := range map[string]time.Duration{
+		"": 720 * time.Hour, "720h": 720 * time.Hour, "0": 0, "0s": 0, "24h": 24 * time.Hour, " 8760h ": 8760 * time.Hour,
+		"23h59m": -1, "8761h": -1, "-24h": -1, "30d": -1, "720": -1,
+	} {
+		c, err := Load(env("AzureWebJobsStorage", devStorage, "DSR_REPEAT_WINDOW", value))
+		switch {
+		case want < 0 && (err == nil || !strings.Contains(err.Error(), "DSR_REPEAT_WINDOW")):
+			t.Errorf("%q: Load = %v, want an error naming DSR_REPEAT_WINDOW", value, err)
+		case want >= 0 && err != nil:
+			t.Errorf("%q: %v", value, err)
+		case want >= 0 && c.RepeatWindow != want:
+			t.Errorf("%q: RepeatWindow = %s, want %s", value, c.RepeatWindow, want)
+		}
+	}
+}
+
 func TestLoadPublicURL(t *testing.T) {
 	for host, want := range map[string]string{
 		"":                            "",

@@ -219,7 +219,24 @@ type Request struct {
 	// Agent is who asked on the subject's behalf, and her proof of
 	// authority (agent.go).
 	Agent *Agent `json:"agent,omitempty"`
+	// RepeatOf lists the same person's earlier requests of the same type
+	// within DSR_REPEAT_WINDOW (Art. 12(5)): ids and facts only. A flagged
+	// request waits for an operator, who may refuse it with a reason.
+	RepeatOf []RepeatRef `json:"repeatOf,omitempty"`
 }
+
+// RepeatRef is one earlier request a repeat request follows: what an
+// operator needs to judge it, and no personal data.
+type RepeatRef struct {
+	ID        string    `json:"id"`
+	Type      Type      `json:"type"`
+	CreatedAt time.Time `json:"createdAt"`
+	// State is the earlier request's state when the repeat was flagged.
+	State State `json:"state"`
+}
+
+// Repeat reports whether the request was flagged as a repeat (Art. 12(5)).
+func (r *Request) Repeat() bool { return len(r.RepeatOf) > 0 }
 
 // AddFailedSource records that dataset's system failed its part.
 func (r *Request) AddFailedSource(dataset string) {
@@ -264,6 +281,10 @@ type Stored struct {
 	// message; it claims the request (an ETag-conditional write) so that
 	// concurrent sweepers re-drive it once per window.
 	LastSweptAt *time.Time `json:"lastSweptAt,omitempty"`
+	// RepeatChecked is set once the request is in the person's registry
+	// and was checked for earlier ones (Art. 12(5)); discovery checks a
+	// request that is not, so a registry failure at intake loses nothing.
+	RepeatChecked bool `json:"repeatChecked,omitempty"`
 }
 
 // Advance moves the request to stage and state and appends one history
@@ -453,7 +474,8 @@ type VerificationReport struct {
 	At       time.Time            `json:"at"`
 }
 
-// Approve lets a request waiting for approval go on to the erasure stage.
+// Approve lets a request waiting for approval go on to the next stage of
+// its route (a change stage, or export for a held repeat access request).
 func (r *Request) Approve(now time.Time, by *Actor) error {
 	if r.State != StateAwaitingApproval {
 		return fmt.Errorf("only a request awaiting approval can be approved; this one is %s", r.State)

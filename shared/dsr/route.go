@@ -15,7 +15,8 @@ type Step struct {
 	// done.
 	State State
 	// Optional steps are taken only when configured (approval:
-	// DSR_APPROVAL_TYPES); the others always.
+	// DSR_APPROVAL_TYPES, or a request flagged as an Art. 12(5) repeat);
+	// the others always.
 	Optional bool
 }
 
@@ -45,8 +46,8 @@ func run(stage Stage) Step { return Step{Stage: stage, State: StateInProgress} }
 // move it does not allow. Adding a request type is a row here (and its
 // runners, if it has stages of its own).
 var Routes = map[Type][]Step{
-	TypeAccess:        {stepIntake, stepIdentity, stepDiscover, run(StageExport), stepDone},
-	TypeDiscovery:     {stepIntake, stepIdentity, stepDiscover, stepDone},
+	TypeAccess:        {stepIntake, stepIdentity, stepDiscover, stepApproval, run(StageExport), stepDone},
+	TypeDiscovery:     {stepIntake, stepIdentity, stepDiscover, stepApproval, stepDone},
 	TypeErasure:       {stepIntake, stepIdentity, stepDiscover, stepApproval, run(StageErasure), run(StageVerification), stepNotify, stepDone},
 	TypeRectification: {stepIntake, stepIdentity, stepDiscover, stepApproval, run(StageRectification), run(StageVerification), stepNotify, stepDone},
 	TypeRestriction:   {stepIntake, stepIdentity, stepDiscover, stepApproval, run(StageRestriction), stepNotify, stepDone},

@@ -11,8 +11,8 @@ import (
 // legalMoves are every transition the routes allow, written out by hand
 // (not derived from Routes), per type: forward moves as "from>to".
 var legalMoves = map[Type][]string{
-	TypeAccess:        {"intake>identity", "intake>discovery", "identity>discovery", "discovery>export", "export>done"},
-	TypeDiscovery:     {"intake>identity", "intake>discovery", "identity>discovery", "discovery>done"},
+	TypeAccess:        {"intake>identity", "intake>discovery", "identity>discovery", "discovery>approval", "discovery>export", "approval>export", "export>done"},
+	TypeDiscovery:     {"intake>identity", "intake>discovery", "identity>discovery", "discovery>approval", "discovery>done", "approval>done"},
 	TypeErasure:       {"intake>identity", "intake>discovery", "identity>discovery", "discovery>approval", "discovery>erasure", "approval>erasure", "erasure>verification", "verification>notification", "verification>done", "notification>done"},
 	TypeRectification: {"intake>identity", "intake>discovery", "identity>discovery", "discovery>approval", "discovery>rectification", "approval>rectification", "rectification>verification", "verification>notification", "verification>done", "notification>done"},
 	TypeRestriction:   {"intake>identity", "intake>discovery", "identity>discovery", "discovery>approval", "discovery>restriction", "approval>restriction", "restriction>notification", "restriction>done", "notification>done"},
@@ -49,9 +49,9 @@ func TestEveryIllegalTransitionIsRefused(t *testing.T) {
 				}
 			}
 		}
-		if typ != TypeAccess && typ != TypeDiscovery {
-			legal["approval/awaiting_approval>approval/rejected"] = true
-		}
+		// Every type has an approval step (access and discovery take it
+		// only for a repeat request, Art. 12(5)), and may be refused there.
+		legal["approval/awaiting_approval>approval/rejected"] = true
 		legal["identity/awaiting_verification>identity/expired"] = true
 		tried, allowed := 0, 0
 		for _, from := range allStages {
@@ -112,7 +112,10 @@ func TestNextSkipsOptionalSteps(t *testing.T) {
 		{TypeErasure, StageDiscovery, yes, StageApproval, true},
 		{TypeErasure, StageDiscovery, nil, StageErasure, true},
 		{TypeRestriction, StageApproval, nil, StageRestriction, true},
-		{TypeAccess, StageDiscovery, yes, StageExport, true},
+		{TypeAccess, StageDiscovery, yes, StageApproval, true},
+		{TypeAccess, StageDiscovery, nil, StageExport, true},
+		{TypeAccess, StageApproval, nil, StageExport, true},
+		{TypeDiscovery, StageApproval, nil, StageDone, true},
 		{TypeAccess, StageDone, yes, "", false},
 		{TypeAccess, StageErasure, yes, "", false},
 	} {

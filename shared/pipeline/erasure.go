@@ -20,7 +20,8 @@ import (
 var ErrNoSecret = errors.New("DSR_PSEUDONYM_SECRET is not set")
 
 // afterDiscovery moves a request on from discovery along its route: the
-// optional approval step is taken for the types DSR_APPROVAL_TYPES names.
+// optional approval step is taken for the types DSR_APPROVAL_TYPES names
+// and for a repeat request (Art. 12(5)).
 func (s *Service) afterDiscovery(st *dsr.Stored, attempt int, detail string) error {
 	return s.advance(st, dsr.StageDiscovery, attempt, detail)
 }
@@ -35,7 +36,8 @@ func (s *Service) advance(st *dsr.Stored, stage dsr.Stage, attempt int, detail s
 	return err
 }
 
-// Approve lets a request waiting for approval continue to erasure.
+// Approve lets a request waiting for approval continue along its route: to
+// its change stage, or, for a repeat access request, to export.
 func (s *Service) Approve(ctx context.Context, id string, by dsr.Actor) (*dsr.Stored, error) {
 	st, err := s.decide(ctx, id, func(st *dsr.Stored) error { return st.Approve(s.NowUTC(), &by) })
 	if err != nil {

@@ -37,6 +37,9 @@ type memRequests struct {
 	idem        map[string][2]string // key → id, fingerprint
 	discoveries map[string][]byte
 	restrict    map[string]store.Restriction
+	subjects    map[string][]store.SubjectRequest
+	// subjectsDown makes the subject registry fail.
+	subjectsDown bool
 	// beforeWrite, when set, runs before each conditional write of Update
 	// (a test makes a concurrent writer win the race there).
 	beforeWrite func(id string)
@@ -44,7 +47,8 @@ type memRequests struct {
 
 func newMemRequests() *memRequests {
 	return &memRequests{docs: map[string][]byte{}, etags: map[string]int{}, idem: map[string][2]string{},
-		discoveries: map[string][]byte{}, restrict: map[string]store.Restriction{}}
+		discoveries: map[string][]byte{}, restrict: map[string]store.Restriction{},
+		subjects: map[string][]store.SubjectRequest{}}
 }
 
 func (m *memRequests) Create(_ context.Context, st *dsr.Stored, key, fp string) (*dsr.Stored, bool, error) {
@@ -157,6 +161,18 @@ func (m *memRequests) GetRestriction(_ context.Context, hash string) (*store.Res
 		return nil, store.ErrNotFound
 	}
 	return &r, nil
+}
+
+func (m *memRequests) AddSubjectRequest(_ context.Context, hash string, r store.SubjectRequest) ([]store.SubjectRequest, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.subjectsDown {
+		return nil, errors.New("subject registry down")
+	}
+	if !slices.ContainsFunc(m.subjects[hash], func(x store.SubjectRequest) bool { return x.RequestID == r.RequestID }) {
+		m.subjects[hash] = append(m.subjects[hash], r)
+	}
+	return slices.Clone(m.subjects[hash]), nil
 }
 
 func (m *memRequests) Ping(context.Context) error { return nil }

@@ -86,12 +86,13 @@ func (s *Service) notifies(st *dsr.Stored) bool {
 }
 
 // takes says which optional steps of its route a request takes: approval
-// for the types that need it, notification when there are recipients.
+// for the types that need it and for repeat requests (Art. 12(5): an
+// operator decides), notification when there are recipients.
 func (s *Service) takes(st *dsr.Stored) func(dsr.Step) bool {
 	return func(step dsr.Step) bool {
 		switch step.Stage {
 		case dsr.StageApproval:
-			return s.ApprovalTypes[st.Type]
+			return s.ApprovalTypes[st.Type] || st.Repeat()
 		case dsr.StageNotification:
 			return s.notifies(st)
 		}

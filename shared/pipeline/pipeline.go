@@ -90,6 +90,10 @@ type Service struct {
 	// failing system before its part of the request is given up as failed
 	// and the rest goes ahead (default DefaultSourceAttempts).
 	SourceAttempts int
+	// RepeatWindow is how far back a request looks for the same person's
+	// earlier requests of its type, to flag it as a repeat held for an
+	// operator (Art. 12(5), repeat.go); 0: no flagging.
+	RepeatWindow time.Duration
 }
 
 // Defaults of Service.PendingDelay and Service.MaxPending.
@@ -211,6 +215,15 @@ func (s *Service) submit(ctx context.Context, sub *dsr.Submission, idemKey, orig
 	if err != nil {
 		return nil, false, err
 	}
+	if created {
+		// Before the first stage message, so discovery sees the flag. A
+		// failure loses nothing: discovery checks an unchecked request.
+		if checked, err := s.checkRepeat(ctx, st); err != nil {
+			s.Log.Warn("repeat check deferred to discovery", "requestId", st.ID, "err", err)
+		} else {
+			st = checked
+		}
+	}
 	if created && code != "" {
 		s.sendCode(ctx, st, code, 1)
 	}
@@ -275,6 +288,10 @@ func (s *Service) Discover(ctx context.Context, id string, attempt int) error {
 	case st.Stage != dsr.StageIntake && st.Stage != dsr.StageDiscovery:
 		// Discovery already done; a crash may have lost the next message.
 		return s.nextMessage(ctx, st)
+	}
+	if _, err := s.checkRepeat(ctx, st); err != nil {
+		s.recordAttemptError(ctx, id, dsr.StageDiscovery, err)
+		return fmt.Errorf("discover %s: %w", id, err)
 	}
 	st, err = s.Store.Update(ctx, id, func(st *dsr.Stored) (bool, error) {
 		return st.Advance(dsr.StageDiscovery, dsr.StateInProgress, s.NowUTC(), attempt, "")

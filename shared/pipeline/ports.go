@@ -34,6 +34,10 @@ type Requests interface {
 	GetDiscovery(ctx context.Context, id string, v any) error
 	PutRestriction(ctx context.Context, hash string, r store.Restriction) error
 	GetRestriction(ctx context.Context, hash string) (*store.Restriction, error)
+	// AddSubjectRequest lists a request under one hashed identifier of its
+	// subject (a conditional append, once per request id) and returns every
+	// request listed there.
+	AddSubjectRequest(ctx context.Context, hash string, r store.SubjectRequest) ([]store.SubjectRequest, error)
 	Ping(ctx context.Context) error
 }
 

@@ -58,6 +58,8 @@ type Summary struct {
 	// Export is the package state (ExportNone, ExportLive, ExportDeleted;
 	// "" for documents written before it was recorded). Not listed.
 	Export string `json:"-"`
+	// Repeat marks a request flagged as a repeat (Art. 12(5)).
+	Repeat bool `json:"repeat,omitempty"`
 }
 
 // pageToken resumes a listing: the service's marker of the page being read
@@ -161,7 +163,7 @@ func summaryOf(name *string, md map[string]*string) (Summary, string, bool) {
 	return Summary{
 		ID: id, Type: dsr.Type(get("type")), State: dsr.State(get("state")), Stage: dsr.Stage(get("stage")),
 		CreatedAt: ts("createdat"), ReceivedAt: ts("receivedat"), DueAt: ts("dueat"), UpdatedAt: ts("updatedat"),
-		Export: get("export"), FollowUp: get("followup") == "true",
+		Export: get("export"), FollowUp: get("followup") == "true", Repeat: get("repeat") == "true",
 	}, get("createdby"), true
 }
 
@@ -169,7 +171,7 @@ func summaryOf(name *string, md map[string]*string) (Summary, string, bool) {
 // elsewhere (the pipeline's in-memory store in tests).
 func SummaryOf(st *dsr.Stored) Summary {
 	return Summary{ID: st.ID, Type: st.Type, State: st.State, Stage: st.Stage, CreatedAt: st.CreatedAt,
-		ReceivedAt: st.ReceivedAt, DueAt: st.DueAt, UpdatedAt: st.UpdatedAt, Export: exportState(st)}
+		ReceivedAt: st.ReceivedAt, DueAt: st.DueAt, UpdatedAt: st.UpdatedAt, Export: exportState(st), Repeat: st.Repeat()}
 }
 
 // Matches reports whether f selects the request, as List does.

@@ -239,7 +239,7 @@ func (s *Store) getJSON(ctx context.Context, name string, v any) (azcore.ETag, e
 // metadata mirrors the listable facts of a request on its blob, so List can
 // filter without reading every document.
 func metadata(st *dsr.Stored) map[string]*string {
-	return map[string]*string{
+	md := map[string]*string{
 		"state":      to.Ptr(string(st.State)),
 		"type":       to.Ptr(string(st.Type)),
 		"stage":      to.Ptr(string(st.Stage)),
@@ -251,6 +251,10 @@ func metadata(st *dsr.Stored) map[string]*string {
 		"export":     to.Ptr(exportState(st)),
 		"followup":   to.Ptr(strconv.FormatBool(st.NeedsFollowUp())),
 	}
+	if st.Repeat() {
+		md["repeat"] = to.Ptr("true") // the console's queue marks it
+	}
+	return md
 }
 
 // Export package states in blob metadata, so the sweeper reads only the

@@ -1,0 +1,155 @@
+package pipeline
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/dsr-functions/dsr/shared/audit"
+	"github.com/dsr-functions/dsr/shared/dsr"
+	"github.com/dsr-functions/dsr/shared/policy"
+	"github.com/dsr-functions/dsr/shared/store"
+)
+
+// Repeat requests (Art. 12(5)): a controller may refuse a request that is
+// manifestly unfounded or excessive, "in particular because of its
+// repetitive character". Nothing here refuses anything: a new request of
+// the same type by the same person (matched by any identifier) within
+// Service.RepeatWindow is flagged with the earlier ones and held at the
+// approval step, where an operator approves it or rejects it with a reason
+// (the Art. 12(4) notice goes with every rejection).
+//
+// Each identifier of a request is listed in the subject registry
+// (store.AddSubjectRequest) under a keyed hash, so the registry holds no
+// raw identifier. The check runs when the request is created; if the
+// registry fails then, the request is created all the same and discovery
+// runs the check before it searches (Stored.RepeatChecked), failing its
+// delivery until the check is done.
+
+// SubjectKey is the subject registry key of one identifier: a keyed hash
+// under the app's secret. kind is "email", "phone" or "id:<name>"; values
+// are normalised as requests store them.
+func SubjectKey(secret []byte, kind, value string) string {
+	return policy.KeyHash(secret, "subject-requests", kind+"\x00"+value)
+}
+
+// subjectKeys are the registry keys of a request's subject.
+func (s *Service) subjectKeys(st *dsr.Stored) []string {
+	var keys []string
+	if st.Subject.Email != "" {
+		keys = append(keys, SubjectKey(s.Secret, "email", st.Subject.Email))
+	}
+	if st.Subject.Phone != "" {
+		keys = append(keys, SubjectKey(s.Secret, "phone", st.Subject.Phone))
+	}
+	for _, n := range slices.Sorted(maps.Keys(st.Subject.IDs)) {
+		keys = append(keys, SubjectKey(s.Secret, "id:"+n, st.Subject.IDs[n]))
+	}
+	return keys
+}
+
+// earlierCounts reports whether an earlier request in a state makes a new
+// one a repeat. One that was never verified (awaiting_verification,
+// expired) may not even be the person's; a cancelled one and a failed one
+// were never answered.
+func earlierCounts(state dsr.State) bool {
+	switch state {
+	case dsr.StateAwaitingVerification, dsr.StateExpired, dsr.StateCancelled, dsr.StateFailed:
+		return false
+	}
+	return true
+}
+
+// checkRepeat lists a new request in its subject's registry and flags it
+// as a repeat of the same person's earlier requests of its type within
+// the window, once (a redelivery finds it checked). It returns the
+// request as stored after the check. Without a window or a secret there
+// is no check.
+func (s *Service) checkRepeat(ctx context.Context, st *dsr.Stored) (*dsr.Stored, error) {
+	if st.RepeatChecked || s.RepeatWindow <= 0 || len(s.Secret) == 0 {
+		return st, nil
+	}
+	from := st.CreatedAt.Add(-s.RepeatWindow)
+	before := func(r store.SubjectRequest) bool {
+		return r.CreatedAt.Before(st.CreatedAt) || (r.CreatedAt.Equal(st.CreatedAt) && r.RequestID < st.ID)
+	}
+	earlier := map[string]store.SubjectRequest{}
+	entry := store.SubjectRequest{RequestID: st.ID, Type: st.Type, CreatedAt: st.CreatedAt}
+	for _, key := range s.subjectKeys(st) {
+		listed, err := s.Store.AddSubjectRequest(ctx, key, entry)
+		if err != nil {
+			return st, fmt.Errorf("repeat check of %s: %w", st.ID, err)
+		}
+		for _, r := range listed {
+			if r.RequestID != st.ID && r.Type == st.Type && before(r) && !r.CreatedAt.Before(from) {
+				earlier[r.RequestID] = r
+			}
+		}
+	}
+	var refs []dsr.RepeatRef
+	for _, id := range slices.Sorted(maps.Keys(earlier)) {
+		prev, _, err := s.Store.Get(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue // listed by a submission that never stored its request
+		}
+		if err != nil {
+			return st, fmt.Errorf("repeat check of %s: read %s: %w", st.ID, id, err)
+		}
+		if earlierCounts(prev.State) {
+			refs = append(refs, dsr.RepeatRef{ID: prev.ID, Type: prev.Type, CreatedAt: prev.CreatedAt, State: prev.State})
+		}
+	}
+	slices.SortFunc(refs, func(a, b dsr.RepeatRef) int {
+		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), strings.Compare(a.ID, b.ID))
+	})
+	if len(refs) > 0 && s.Audit != nil {
+		// Before the request says it was checked, so a failed append is
+		// retried with the check; the fixed id makes a retry one entry.
+		if err := s.Audit.Append(ctx, s.repeatEntry(st, refs)); err != nil {
+			return st, fmt.Errorf("repeat check of %s: audit: %w", st.ID, err)
+		}
+	}
+	cur, err := s.Store.Update(ctx, st.ID, func(cur *dsr.Stored) (bool, error) {
+		if cur.RepeatChecked {
+			return false, nil
+		}
+		cur.RepeatChecked = true
+		cur.RepeatOf = refs
+		return true, nil
+	})
+	if err != nil {
+		return st, fmt.Errorf("repeat check of %s: %w", st.ID, err)
+	}
+	if len(refs) > 0 {
+		s.Log.Info("repeat request flagged for an operator", "requestId", st.ID, "type", st.Type, "earlier", len(refs))
+	}
+	return cur, nil
+}
+
+// repeatEntry is the audit entry of a request flagged as a repeat: the
+// earlier requests' ids, no identifier.
+func (s *Service) repeatEntry(st *dsr.Stored, refs []dsr.RepeatRef) audit.Entry {
+	ids := make([]string, len(refs))
+	for i, r := range refs {
+		ids[i] = r.ID
+	}
+	return audit.Entry{
+		ID: st.ID + ":repeat.flagged", At: s.NowUTC(), RequestID: st.ID, Event: "repeat.flagged",
+		Stage: string(st.Stage), State: string(st.State), Actor: &audit.Actor{Kind: "system", ID: "repeat-check"},
+		Detail: fmt.Sprintf("repeat of %s (same person, same type, within %s); held for an operator to approve or reject (Art. 12(5))",
+			strings.Join(ids, ", "), windowText(s.RepeatWindow)),
+	}
+}
+
+// windowText says a window in days when it is whole days.
+func windowText(d time.Duration) string {
+	if d%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%d days", d/(24*time.Hour))
+	}
+	return d.String()
+}
