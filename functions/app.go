@@ -5,6 +5,7 @@ package functions
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"embed"
 	"fmt"
@@ -41,6 +42,7 @@ import (
 	requestsreject "github.com/dsr-functions/dsr/functions/requests-reject"
 	restrictionsget "github.com/dsr-functions/dsr/functions/restrictions-get"
 	sweeper "github.com/dsr-functions/dsr/functions/sweeper"
+	transmitkey "github.com/dsr-functions/dsr/functions/transmit-key"
 	verify "github.com/dsr-functions/dsr/functions/verify"
 	verifydeadletter "github.com/dsr-functions/dsr/functions/verify-deadletter"
 	webhookcallback "github.com/dsr-functions/dsr/functions/webhook-callback"
@@ -64,6 +66,7 @@ import (
 	"github.com/dsr-functions/dsr/shared/sources/webhook"
 	"github.com/dsr-functions/dsr/shared/store"
 	"github.com/dsr-functions/dsr/shared/tombstone"
+	"github.com/dsr-functions/dsr/shared/transmit"
 )
 
 //go:embed */function.json
@@ -90,6 +93,8 @@ var Policies = map[string]auth.Policy{
 	"export-link":      {Any: []auth.Role{auth.RoleExport}},
 	"erasures-replay":  {Any: []auth.Role{auth.RoleAdmin}},
 	"health":           {Anonymous: true},
+	// A public key, for controllers that receive portability packages.
+	"transmit-key": {Anonymous: true},
 	// The public request portal: people without an account; every
 	// request it takes waits for a code sent to the address given.
 	"portal": {Anonymous: true},
@@ -127,6 +132,7 @@ func Registry(svc *pipeline.Service, authn *auth.Authenticator, callbacks map[st
 			"export-link":      guard("export-link", exportlink.New(svc)),
 			"erasures-replay":  guard("erasures-replay", erasuresreplay.New(svc)),
 			"health":           guard("health", health.New(svc)),
+			"transmit-key":     guard("transmit-key", transmitkey.New(transmitKey(svc))),
 			"portal":           guard("portal", portalfn.New(prt)),
 			"openapi":          guard("openapi", openapi.New()),
 			"webhook-callback": guard("webhook-callback", webhookcallback.New(callbacks)),
@@ -267,6 +273,14 @@ func NewWithOptions(cfg *config.Config, sender queue.Sender, log *slog.Logger, o
 		conns.Close()
 		return nil, err
 	}
+	if cfg.PseudonymSecret != "" {
+		key, err := transmit.SigningKey(cfg.PseudonymSecret)
+		if err != nil {
+			conns.Close()
+			return nil, err
+		}
+		svc.Transmitter = &transmit.Client{Key: key, AllowHosts: cfg.TransmitAllowHosts}
+	}
 	// Recipients are told by webhook or by the same email sender.
 	svc.Recipients = &recipients.Notifier{Getenv: os.Getenv, HTTP: opts.HTTPClient, Mail: svc.Identity.Mailer}
 	reg := Registry(svc, authn, callbacks, prt, limits)
@@ -282,6 +296,15 @@ func NewWithOptions(cfg *config.Config, sender queue.Sender, log *slog.Logger, o
 		return nil, err
 	}
 	return &App{Functions: fns, Service: svc, Account: acct, Handler: h, Console: con, Close: conns.Close}, nil
+}
+
+// transmitKey is the key the service signs transmissions with (nil when
+// it does not transmit).
+func transmitKey(svc *pipeline.Service) ed25519.PrivateKey {
+	if c, ok := svc.Transmitter.(*transmit.Client); ok {
+		return c.Key
+	}
+	return nil
 }
 
 // checkPolicies makes function.json and Policies agree: every HTTP function

@@ -292,7 +292,7 @@ func (h *harness) get(id string) (dsr.Request, exportDoc) {
 	h.t.Helper()
 	resp, b := h.do("GET", "/api/requests/"+id, "")
 	if resp.StatusCode != http.StatusOK {
-		h.t.Fatalf("GET %s: %d %s", id, resp.StatusCode, b)
+		h.t.Fatalf("GET %s: %d %s\n%s", id, resp.StatusCode, b, h.logs.String())
 	}
 	var doc dsr.Request
 	var raw struct {

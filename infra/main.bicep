@@ -55,6 +55,9 @@ param approvalTypes string = 'erasure,rectification'
 @description('Window in which a request of the same type by the same person is flagged as a repeat for an operator (DSR_REPEAT_WINDOW, Art. 12(5); 0: off).')
 param repeatWindow string = '720h'
 
+@description('Host names a portability package may be sent to although they resolve to a private address, e.g. a controller behind a private endpoint (DSR_TRANSMIT_ALLOW_HOSTS, comma-separated; default none).')
+param transmitAllowHosts string = ''
+
 @description('Region for phone numbers given without a country code (DSR_PHONE_REGION, ISO 3166 alpha-2). Empty: + required.')
 param phoneRegion string = ''
 
@@ -200,6 +203,7 @@ module functionApp 'modules/functionapp.bicep' = {
     intakeRejectedQueue: intakeRejectedQueue
     approvalTypes: approvalTypes
     repeatWindow: repeatWindow
+    transmitAllowHosts: transmitAllowHosts
     phoneRegion: phoneRegion
     authMode: 'platform'
     authClientId: authClientId

@@ -31,6 +31,7 @@ param intakeRejectedQueue string = 'dsr-intake-rejected'
 param approvalTypes string = 'erasure,rectification'
 @description('How far back a request looks for the same person\'s earlier requests of its type, flagged as a repeat (Art. 12(5)); 0: no flagging.')
 param repeatWindow string = '720h'
+param transmitAllowHosts string = ''
 @allowed([
   'platform'
   'keys'
@@ -152,6 +153,7 @@ var appSettings = {
   DSR_PSEUDONYM_SECRET: '@Microsoft.KeyVault(SecretUri=${pseudonymSecretUri})'
   DSR_APPROVAL_TYPES: approvalTypes
   DSR_REPEAT_WINDOW: repeatWindow
+  DSR_TRANSMIT_ALLOW_HOSTS: transmitAllowHosts
   // platform trusts X-MS-CLIENT-PRINCIPAL, which only App Service
   // Authentication may set: without it, fall back to keys (closed by default).
   DSR_AUTH_MODE: empty(authClientId) ? 'keys' : authMode
@@ -204,12 +206,13 @@ resource auth 'Microsoft.Web/sites/config@2024-04-01' = if (!empty(authClientId)
       // Whether App Service Authentication matches the wildcard form is not
       // verified here (no Azure): docs/deploy.md says how to check it.
       // The anonymous functions (a test keeps this list equal to them):
-      // health, the API contract, the public request portal, and the
-      // webhook callbacks.
+      // health, the API contract, the public request portal, the
+      // transmission public key, and the webhook callbacks.
       excludedPaths: [
         '/api/health'
         '/api/openapi.json'
         '/api/portal/*'
+        '/api/transmit-key'
         '/api/webhooks/*'
       ]
     }

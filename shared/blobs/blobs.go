@@ -284,6 +284,15 @@ func (p *Packages) Put(ctx context.Context, name, filename string, r io.Reader, 
 	return nil
 }
 
+// Open streams a package's bytes; the caller closes the reader.
+func (p *Packages) Open(ctx context.Context, name string) (io.ReadCloser, error) {
+	resp, err := p.Account.Service.NewContainerClient(p.Container).NewBlobClient(name).DownloadStream(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("open package: %w", err)
+	}
+	return resp.Body, nil
+}
+
 // Link mints a read-only link to package name (see SignRead).
 func (p *Packages) Link(ctx context.Context, name, filename string, ttl time.Duration, now time.Time) (ReadLink, error) {
 	return p.Account.SignRead(ctx, p.Container, name, ttl, filename, now)

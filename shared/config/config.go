@@ -125,6 +125,11 @@ type Config struct {
 	// (DSR_PORTAL_TYPES, default "access,erasure,rectification,restriction";
 	// "none": no portal). DSR_VERIFY must cover each for the portal.
 	PortalTypes []string
+	// TransmitAllowHosts are host names a portability package may be sent
+	// to although they resolve to a private address (a controller behind a
+	// private endpoint) (DSR_TRANSMIT_ALLOW_HOSTS, comma-separated; default
+	// none).
+	TransmitAllowHosts []string
 	// PublicURL is the app's own base URL, under which asynchronous
 	// webhook systems deliver their answers: https://<WEBSITE_HOSTNAME>
 	// (set by the platform), or http:// for a loopback host (`dsr local`).
@@ -269,6 +274,16 @@ func load(getenv func(string) string) (*Config, error) {
 		}
 		c.PublicURL = scheme + host
 	}
+	for h := range strings.SplitSeq(get("DSR_TRANSMIT_ALLOW_HOSTS", ""), ",") {
+		h = strings.ToLower(strings.TrimSpace(h))
+		if h == "" {
+			continue
+		}
+		if strings.ContainsAny(h, "/:@ ") || !strings.Contains(h, ".") {
+			return nil, fmt.Errorf("DSR_TRANSMIT_ALLOW_HOSTS: %q is not a host name (list names such as controller.example, without scheme or port)", h)
+		}
+		c.TransmitAllowHosts = append(c.TransmitAllowHosts, h)
+	}
 	if err := loadVerification(c, get); err != nil {
 		return nil, err
 	}
@@ -323,7 +338,7 @@ type VerifyRule struct{ Channel, Type string }
 var Channels = []string{"portal", "http", "queue"}
 
 // requestTypes are the request types settings may name (shared/dsr's).
-var requestTypes = []string{"access", "discovery", "erasure", "rectification", "restriction"}
+var requestTypes = []string{"access", "discovery", "erasure", "rectification", "restriction", "portability"}
 
 // VerifyRequired reports whether a request of type t on channel needs a
 // verified requester.

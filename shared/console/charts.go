@@ -26,6 +26,7 @@ var typeColors = map[dsr.Type]string{
 	dsr.TypeErasure:       "#b3261e",
 	dsr.TypeRectification: "#8a5a00",
 	dsr.TypeRestriction:   "#2e7031",
+	dsr.TypePortability:   "#00676b",
 }
 
 // weeks is how many weeks the weekly charts show.

@@ -36,6 +36,15 @@ func plan(t dsr.Type, d *sources.Dataset, lift bool) plannedAction {
 		return plannedAction{Verb: "Export", Detail: "her records go into the export package"}
 	case dsr.TypeDiscovery:
 		return plannedAction{Verb: "Report", Detail: "counted on the request; nothing is changed or exported"}
+	case dsr.TypePortability:
+		switch {
+		case d.Provided == nil:
+			return plannedAction{Verb: "Skip", Detail: "not data she provided (no provided in the sources config)"}
+		case len(d.Provided.Fields) > 0:
+			return plannedAction{Verb: "Export", Detail: "her records' provided fields (" + strings.Join(d.Provided.Fields, ", ") + ") go into the package, with a JSON Schema"}
+		default:
+			return plannedAction{Verb: "Export", Detail: "her records go into the package, with a JSON Schema"}
+		}
 	case dsr.TypeErasure:
 		if delegates(d) {
 			return plannedAction{Verb: "Delegate", Detail: "the system erases her records itself"}

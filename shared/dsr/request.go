@@ -22,10 +22,14 @@ const (
 	TypeErasure       Type = "erasure"       // Art. 17
 	TypeRectification Type = "rectification" // Art. 16
 	TypeRestriction   Type = "restriction"   // Art. 18
+	// TypePortability is Art. 20: the data the person provided, in a
+	// structured, machine-readable form, optionally sent straight to
+	// another controller (transmitTo).
+	TypePortability Type = "portability"
 )
 
 // Types are every request type, in the order the API lists them.
-var Types = []Type{TypeAccess, TypeDiscovery, TypeErasure, TypeRectification, TypeRestriction}
+var Types = []Type{TypeAccess, TypeDiscovery, TypeErasure, TypeRectification, TypeRestriction, TypePortability}
 
 // States are every request state, in the order a request may pass them.
 var States = []State{StateReceived, StateAwaitingVerification, StateInProgress, StateAwaitingApproval, StateCompleted, StateFailed, StateRejected, StateCancelled, StateExpired}
@@ -85,6 +89,9 @@ const (
 	// StageNotification tells the recipients of the changed datasets
 	// (Art. 19); taken only when the sources config names some.
 	StageNotification Stage = "notification"
+	// StageTransmission sends a portability package to the controller the
+	// person named (transmitTo); taken only when she named one.
+	StageTransmission Stage = "transmission"
 	StageDone         Stage = "done"
 )
 
@@ -223,6 +230,32 @@ type Request struct {
 	// within DSR_REPEAT_WINDOW (Art. 12(5)): ids and facts only. A flagged
 	// request waits for an operator, who may refuse it with a reason.
 	RepeatOf []RepeatRef `json:"repeatOf,omitempty"`
+	// TransmitTo is the HTTPS address of the controller a portability
+	// package goes to (Art. 20(2)); Transmission is how that went.
+	TransmitTo   string        `json:"transmitTo,omitempty"`
+	Transmission *Transmission `json:"transmission,omitempty"`
+}
+
+// Transmission statuses.
+const (
+	TransmissionSent    = "sent"
+	TransmissionFailed  = "failed"
+	TransmissionRefused = "refused"
+)
+
+// Transmission is the outcome of sending a portability package to
+// another controller: sent, failed after its attempts (the request
+// completes marked for follow-up; the person still gets her copy), or
+// refused (an address we never send to). Error never holds personal data.
+type Transmission struct {
+	Status     string     `json:"status"`
+	Attempts   int        `json:"attempts"`
+	At         *time.Time `json:"at,omitempty"`
+	HTTPStatus int        `json:"httpStatus,omitempty"`
+	Error      string     `json:"error,omitempty"`
+	// SHA256 and Bytes say which package was sent.
+	SHA256 string `json:"sha256,omitempty"`
+	Bytes  int64  `json:"bytes,omitempty"`
 }
 
 // RepeatRef is one earlier request a repeat request follows: what an
@@ -684,6 +717,9 @@ type Notification struct {
 // export email that did not leave.
 func (r *Request) NeedsFollowUp() bool {
 	if r.FollowUp || len(r.FailedSources) > 0 {
+		return true
+	}
+	if t := r.Transmission; t != nil && t.Status != TransmissionSent {
 		return true
 	}
 	for _, n := range r.Notifications {

@@ -36,6 +36,9 @@ var (
 	// stepNotify is taken when the sources config names recipients of
 	// the datasets the request changed.
 	stepNotify = Step{Stage: StageNotification, State: StateInProgress, Optional: true}
+	// stepTransmit is taken when a portability request names another
+	// controller (transmitTo).
+	stepTransmit = Step{Stage: StageTransmission, State: StateInProgress, Optional: true}
 )
 
 func run(stage Stage) Step { return Step{Stage: stage, State: StateInProgress} }
@@ -51,6 +54,7 @@ var Routes = map[Type][]Step{
 	TypeErasure:       {stepIntake, stepIdentity, stepDiscover, stepApproval, run(StageErasure), run(StageVerification), stepNotify, stepDone},
 	TypeRectification: {stepIntake, stepIdentity, stepDiscover, stepApproval, run(StageRectification), run(StageVerification), stepNotify, stepDone},
 	TypeRestriction:   {stepIntake, stepIdentity, stepDiscover, stepApproval, run(StageRestriction), stepNotify, stepDone},
+	TypePortability:   {stepIntake, stepIdentity, stepDiscover, stepApproval, run(StageExport), stepTransmit, stepDone},
 }
 
 // routeIndex is the position of stage in t's route, or -1.

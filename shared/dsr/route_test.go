@@ -16,16 +16,17 @@ var legalMoves = map[Type][]string{
 	TypeErasure:       {"intake>identity", "intake>discovery", "identity>discovery", "discovery>approval", "discovery>erasure", "approval>erasure", "erasure>verification", "verification>notification", "verification>done", "notification>done"},
 	TypeRectification: {"intake>identity", "intake>discovery", "identity>discovery", "discovery>approval", "discovery>rectification", "approval>rectification", "rectification>verification", "verification>notification", "verification>done", "notification>done"},
 	TypeRestriction:   {"intake>identity", "intake>discovery", "identity>discovery", "discovery>approval", "discovery>restriction", "approval>restriction", "restriction>notification", "restriction>done", "notification>done"},
+	TypePortability:   {"intake>identity", "intake>discovery", "identity>discovery", "discovery>approval", "discovery>export", "approval>export", "export>transmission", "export>done", "transmission>done"},
 }
 
 // stateAt is the state a request has at each stage.
 var stateAt = map[Stage]State{
 	StageIntake: StateReceived, StageIdentity: StateAwaitingVerification, StageDiscovery: StateInProgress, StageExport: StateInProgress,
 	StageApproval: StateAwaitingApproval, StageErasure: StateInProgress, StageRectification: StateInProgress,
-	StageRestriction: StateInProgress, StageVerification: StateInProgress, StageNotification: StateInProgress, StageDone: StateCompleted,
+	StageRestriction: StateInProgress, StageVerification: StateInProgress, StageNotification: StateInProgress, StageTransmission: StateInProgress, StageDone: StateCompleted,
 }
 
-var allStages = []Stage{StageIntake, StageIdentity, StageDiscovery, StageExport, StageApproval, StageErasure, StageRectification, StageRestriction, StageVerification, StageNotification, StageDone}
+var allStages = []Stage{StageIntake, StageIdentity, StageDiscovery, StageExport, StageApproval, StageErasure, StageRectification, StageRestriction, StageVerification, StageNotification, StageTransmission, StageDone}
 
 // TestEveryIllegalTransitionIsRefused tries every move between every
 // (stage, state) pair for every type: exactly the hand-written legal ones

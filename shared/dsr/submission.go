@@ -44,6 +44,9 @@ type Submission struct {
 	Verification *VerificationClaim `json:"verification,omitempty"`
 	// Agent, when set, is who asks on the subject's behalf (agent.go).
 	Agent *Agent `json:"agent,omitempty"`
+	// TransmitTo, on a portability request, is the HTTPS address of the
+	// controller the package is sent to (Art. 20(2)).
+	TransmitTo string `json:"transmitTo,omitempty"`
 }
 
 // VerificationClaim is how a trusted caller says it verified the requester.
@@ -204,9 +207,9 @@ func (s *Submission) validate(phoneRegion string, now time.Time) []FieldError {
 	add := func(field, detail string) { errs = append(errs, FieldError{Field: field, Detail: detail}) }
 	switch {
 	case s.Type == "":
-		add("type", "required: one of access, discovery, erasure, rectification, restriction")
+		add("type", "required: one of "+typeList())
 	case !s.Type.Known():
-		add("type", "must be one of access, discovery, erasure, rectification, restriction")
+		add("type", "must be one of "+typeList())
 	case !s.Type.Supported():
 		add("type", "not supported yet: this deployment processes access and discovery requests")
 	}
@@ -271,6 +274,13 @@ func (s *Submission) validate(phoneRegion string, now time.Time) []FieldError {
 	if s.Lift && s.Type != TypeRestriction {
 		add("lift", "only allowed on restriction requests")
 	}
+	if s.TransmitTo != "" {
+		if s.Type != TypePortability {
+			add("transmitTo", "only allowed on portability requests")
+		} else if err := CheckTransmitTo(s.TransmitTo); err != nil {
+			add("transmitTo", err.Error())
+		}
+	}
 	if v := s.Verification; v != nil {
 		if v.Method != VerifyOperator {
 			add("verification.method", `must be "operator": the caller checked the requester's identity itself`)
@@ -329,6 +339,15 @@ func (s *Submission) validate(phoneRegion string, now time.Time) []FieldError {
 	return errs
 }
 
+// typeList names the request types for error details.
+func typeList() string {
+	names := make([]string, len(Types))
+	for i, t := range Types {
+		names[i] = string(t)
+	}
+	return strings.Join(names, ", ")
+}
+
 func sortedKeys(m map[string]string) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
@@ -354,6 +373,7 @@ func NewStored(s *Submission, id, origin string, now time.Time) *Stored {
 		Corrections: s.Corrections,
 		Lift:        s.Lift,
 	}
+	st.TransmitTo = s.TransmitTo
 	if s.Agent != nil {
 		a := *s.Agent // the stored request's own copy: the service adds the proof
 		st.Agent = &a

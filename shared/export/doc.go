@@ -11,6 +11,11 @@
 //	summary.txt          the same in plain English, with the subject's rights
 //	data/<name>.json     per dataset with records: a JSON array of the records
 //	data/<name>.csv      per dataset with records: the same records as CSV
+//	schemas/<name>.schema.json
+//	                     per dataset with records and Schema set (portability):
+//	                     a JSON Schema (draft 2020-12) of data/<name>.json, with
+//	                     the fields and JSON types seen and, as required, the
+//	                     fields every record had
 //
 // manifest.json is
 //

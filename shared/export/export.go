@@ -66,6 +66,9 @@ type Dataset struct {
 	// Kept, when set, says why the dataset still holds records of the
 	// subject after an erasure she asked for.
 	Kept *dsr.KeptAfterErasure
+	// Schema adds schemas/<name>.schema.json, a JSON Schema of the
+	// dataset's JSON file (portability: another controller imports it).
+	Schema bool
 }
 
 // keptSentence says in plain words why the records were kept.
@@ -214,6 +217,18 @@ func write(ctx context.Context, w io.Writer, req Request, datasets []Dataset, ge
 			return sp.writeCSV(ctx, ew, p)
 		}); err != nil {
 			return Result{}, fmt.Errorf("dataset %q: %w", d.Name, err)
+		}
+		if p.types != nil {
+			schema, err := p.types.schema(d, p.columns, p.records)
+			if err != nil {
+				return Result{}, fmt.Errorf("dataset %q: %w", d.Name, err)
+			}
+			if err := writeEntry(zw, schemaName(d.Name), generatedAt, func(ew io.Writer) error {
+				_, err := ew.Write(schema)
+				return err
+			}); err != nil {
+				return Result{}, fmt.Errorf("dataset %q: %w", d.Name, err)
+			}
 		}
 	}
 	if err := zw.Close(); err != nil {

@@ -882,3 +882,74 @@ func TestKeptAfterErasure(t *testing.T) {
 		t.Errorf("manifest: keptAfterErasure only where records are: %+v, %+v", m.Datasets[1].KeptAfterErasure, m.Datasets[2].KeptAfterErasure)
 	}
 }
+
+// TestSchemaDescribesTheJSONFile: a dataset with Schema gets a JSON Schema
+// whose properties, types and required fields match its records.
+func TestSchemaDescribesTheJSONFile(t *testing.T) {
+	ds := []export.Dataset{{
+		Name: "profile", Description: "What you told us", Schema: true,
+		Facts: sources.Facts{Categories: []string{"contact"}, Purposes: []string{"service"}, Retention: "1 year", Source: "you"},
+		Read: from(nil,
+			rec("email", "a@example.com", "age", json.Number("41"), "score", 1.5, "tags", []any{"x"}, "optIn", true, "address", map[string]any{"city": "Oslo"}),
+			rec("email", "a@example.com", "age", nil, "score", json.Number("2"), "nickname", "Al", "optIn", false),
+		),
+	}, {
+		Name: "orders", Facts: sources.Facts{Categories: []string{"purchases"}, Purposes: []string{"orders"}, Retention: "1 year", Source: "shop"},
+		Read: from(nil, rec("id", json.Number("7"))),
+	}}
+	b, _ := writeZip(t, ds)
+	a := openZip(t, b)
+	if _, ok := a.data["schemas/orders.schema.json"]; ok {
+		t.Fatal("a dataset without Schema got a schema")
+	}
+	raw, ok := a.data["schemas/profile.schema.json"]
+	if !ok {
+		t.Fatalf("no schema in %v", a.names)
+	}
+	var schema struct {
+		Schema string `json:"$schema"`
+		Title  string `json:"title"`
+		Type   string `json:"type"`
+		Items  struct {
+			Type       string                     `json:"type"`
+			Properties map[string]json.RawMessage `json:"properties"`
+			Required   []string                   `json:"required"`
+			Additional bool                       `json:"additionalProperties"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal(raw, &schema); err != nil {
+		t.Fatal(err)
+	}
+	if schema.Schema != export.SchemaDraft || schema.Title != "profile" || schema.Type != "array" || schema.Items.Type != "object" || schema.Items.Additional {
+		t.Fatalf("schema header %+v", schema)
+	}
+	want := map[string]string{
+		"email": `{"type":"string"}`, "age": `{"type":["integer","null"]}`, "score": `{"type":"number"}`,
+		"tags": `{"type":"array"}`, "optIn": `{"type":"boolean"}`, "address": `{"type":"object"}`, "nickname": `{"type":"string"}`,
+	}
+	if len(schema.Items.Properties) != len(want) {
+		t.Fatalf("properties %v", schema.Items.Properties)
+	}
+	for k, v := range want {
+		var compact bytes.Buffer
+		_ = json.Compact(&compact, schema.Items.Properties[k])
+		if got := compact.String(); got != v {
+			t.Errorf("property %s: %s, want %s", k, got, v)
+		}
+	}
+	if fmt.Sprint(schema.Items.Required) != "[email age score optIn]" {
+		t.Errorf("required %v, want the fields every record has", schema.Items.Required)
+	}
+	var m struct {
+		Datasets []struct {
+			Name  string   `json:"name"`
+			Files []string `json:"files"`
+		} `json:"datasets"`
+	}
+	if err := json.Unmarshal(a.data["manifest.json"], &m); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(m.Datasets[0].Files) != "[data/profile.json data/profile.csv schemas/profile.schema.json]" {
+		t.Errorf("manifest files %v", m.Datasets[0].Files)
+	}
+}

@@ -85,6 +85,9 @@ func buildManifest(req Request, datasets []Dataset, parts []spooled, total int64
 		files := []string{}
 		if parts[i].records > 0 {
 			files = []string{jsonName(d.Name), csvName(d.Name)}
+			if d.Schema {
+				files = append(files, schemaName(d.Name))
+			}
 		}
 		facts := d.Facts
 		if facts.Categories == nil {

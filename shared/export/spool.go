@@ -10,6 +10,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"strconv"
 
 	"github.com/dsr-functions/dsr/shared/sources"
@@ -33,6 +34,8 @@ type spooled struct {
 	records     int64
 	// columns is the union of field names in order of first appearance.
 	columns []string
+	// types, for a dataset with Schema, are its fields' JSON types.
+	types *columnTypes
 }
 
 const spoolBufSize = 64 << 10
@@ -73,6 +76,9 @@ func (s *spool) flush() error {
 // add calls d.Read once and appends its records to the spool.
 func (s *spool) add(ctx context.Context, d Dataset) (spooled, error) {
 	p := spooled{start: s.off}
+	if d.Schema {
+		p.types = newColumnTypes()
+	}
 	seen := map[string]struct{}{}
 	var (
 		emitErr  error
@@ -91,7 +97,7 @@ func (s *spool) add(ctx context.Context, d Dataset) (spooled, error) {
 			return err
 		}
 		n := p.records + 1
-		if err := s.encodeRecord(r); err != nil {
+		if err := s.encodeRecord(r, p.types); err != nil {
 			emitErr = fmt.Errorf("record %d: %w", n, err)
 			return emitErr
 		}
@@ -127,10 +133,13 @@ func (s *spool) add(ctx context.Context, d Dataset) (spooled, error) {
 // encodeRecord encodes r into s.line as one compact JSON object with its
 // fields in source order, followed by a newline. JSON never holds a raw
 // newline outside strings' escapes, so each record is exactly one line.
-func (s *spool) encodeRecord(r sources.Record) error {
+func (s *spool) encodeRecord(r sources.Record, types *columnTypes) error {
 	s.line.Reset()
 	s.line.WriteByte('{')
 	for i, f := range r.Fields {
+		if types != nil && !slices.ContainsFunc(r.Fields[:i], func(g sources.Field) bool { return g.Name == f.Name }) {
+			types.count[f.Name]++
+		}
 		if i > 0 {
 			s.line.WriteByte(',')
 		}
@@ -138,9 +147,13 @@ func (s *spool) encodeRecord(r sources.Record) error {
 			return fmt.Errorf("field %d: name cannot be encoded as JSON", i+1)
 		}
 		s.line.WriteByte(':')
+		start := s.line.Len()
 		if err := s.encodeValue(f.Value); err != nil {
 			// The encoder's message may quote the value; report its type only.
 			return fmt.Errorf("field %q: %T value cannot be encoded as JSON", f.Name, f.Value)
+		}
+		if types != nil {
+			types.add(f.Name, s.line.Bytes()[start:])
 		}
 	}
 	s.line.WriteString("}\n")

@@ -64,7 +64,9 @@ var page = template.Must(template.New("letter.html").Funcs(template.FuncMap{
 	"title":  title,
 	"plural": plural,
 	"kept":   keptSentence,
-	"access": func(t dsr.Type) bool { return t == dsr.TypeAccess || t == dsr.TypeDiscovery },
+	"access": func(t dsr.Type) bool {
+		return t == dsr.TypeAccess || t == dsr.TypeDiscovery || t == dsr.TypePortability
+	},
 }).ParseFS(files, "letter.html"))
 
 // Render writes the letter as an HTML page.
@@ -87,6 +89,8 @@ func title(t dsr.Type) string {
 		return "Correcting your personal data"
 	case dsr.TypeRestriction:
 		return "Restricting the use of your personal data"
+	case dsr.TypePortability:
+		return "The personal data you gave us, ready to take elsewhere"
 	}
 	return "Your request"
 }
@@ -104,6 +108,8 @@ func asked(t dsr.Type) string {
 		return "correct personal data we hold about you (Article 16 GDPR)"
 	case dsr.TypeRestriction:
 		return "restrict the use of your personal data (Article 18 GDPR)"
+	case dsr.TypePortability:
+		return "give you the personal data you provided to us in a structured, machine-readable format, to take to another organisation (Article 20 GDPR); this archive holds that data as JSON and CSV with a JSON Schema for each file"
 	}
 	return "act on your personal data"
 }

@@ -42,7 +42,7 @@ var ErrNoDownload = errors.New("there is no export to download for this request"
 // subject through the portal.
 func (s *Service) deliversToSubject(st *dsr.Stored) bool {
 	return s.Identity != nil && s.Identity.Mailer != nil && s.Identity.ComposeDelivery != nil && s.Identity.Compose != nil &&
-		st.Type == dsr.TypeAccess && st.State == dsr.StateCompleted && st.Subject.Email != "" &&
+		(st.Type == dsr.TypeAccess || st.Type == dsr.TypePortability) && st.State == dsr.StateCompleted && st.Subject.Email != "" &&
 		st.Identity != nil && st.Identity.Method == dsr.VerifyEmailCode && st.Identity.VerifiedAt != nil &&
 		st.Export != nil && st.Export.DeletedAt == nil && st.ExportBlob != ""
 }

@@ -82,6 +82,9 @@ func (s *Service) Export(ctx context.Context, id string, attempt int) error {
 	if err := s.syncAudit(ctx, st); err != nil {
 		return err
 	}
+	if err := s.nextMessage(ctx, st); err != nil { // transmission, for a portability request that names a receiver
+		return err
+	}
 	return s.deliver(ctx, st, attempt)
 }
 
@@ -94,21 +97,32 @@ func (s *Service) writePackage(ctx context.Context, st *dsr.Stored, disc *source
 			kept[src.Source] = src.Kept
 		}
 	}
+	// A portability package holds only what the person provided (Art.
+	// 20(1)): the datasets marked provided, their provided fields, each
+	// with a JSON Schema for the controller that imports it.
+	portability := st.Type == dsr.TypePortability
 	var datasets []export.Dataset
 	for _, dm := range disc.Datasets {
 		d := s.Sources.Dataset(dm.Dataset)
 		if d == nil {
 			return export.Result{}, fmt.Errorf("dataset %s: %w (no longer configured)", dm.Dataset, sources.ErrChanged)
 		}
+		if portability && d.Provided == nil {
+			continue
+		}
 		dm := dm
 		if dm.Error != "" {
 			datasets = append(datasets, export.Dataset{Name: d.Name, Description: d.Description, Facts: d.Facts, Unavailable: dm.Error})
 			continue
 		}
+		provided := d.Provided
 		datasets = append(datasets, export.Dataset{
-			Name: d.Name, Description: d.Description, Facts: d.Facts, Kept: kept[d.Name],
+			Name: d.Name, Description: d.Description, Facts: d.Facts, Kept: kept[d.Name], Schema: portability,
 			Read: func(ctx context.Context, emit func(sources.Record) error) error {
-				return s.Connector.Read(ctx, dm, emit)
+				if !portability {
+					return s.Connector.Read(ctx, dm, emit)
+				}
+				return s.Connector.Read(ctx, dm, func(r sources.Record) error { return emit(provided.Project(r)) })
 			},
 		})
 	}
@@ -169,8 +183,9 @@ func (s *Service) View(ctx context.Context, st *dsr.Stored, withLink bool) (dsr.
 	if st.Export != nil && (st.ExportBlob != "" || st.Export.DeletedAt != nil) {
 		e := *st.Export
 		doc.Export = &e
-		if !withLink || e.DeletedAt != nil {
-			// A deleted package keeps its facts and when it was deleted.
+		if !withLink || e.DeletedAt != nil || st.State != dsr.StateCompleted {
+			// A deleted package keeps its facts and when it was deleted; a
+			// package still being transmitted gets its link when done.
 			return doc, nil
 		}
 		link, err := s.ExportLink(ctx, st)

@@ -239,6 +239,16 @@ func (p *memPackages) Link(_ context.Context, name, _ string, ttl time.Duration,
 	return blobs.ReadLink{URL: "memory://" + name, ExpiresAt: now.Add(ttl)}, nil
 }
 
+func (p *memPackages) Open(_ context.Context, name string) (io.ReadCloser, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b, ok := p.blobs[name]
+	if !ok {
+		return nil, fmt.Errorf("package %s not found", name)
+	}
+	return io.NopCloser(bytes.NewReader(b)), nil
+}
+
 func (p *memPackages) Delete(_ context.Context, name string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -95,6 +95,8 @@ func (s *Service) takes(st *dsr.Stored) func(dsr.Step) bool {
 			return s.ApprovalTypes[st.Type] || st.Repeat()
 		case dsr.StageNotification:
 			return s.notifies(st)
+		case dsr.StageTransmission:
+			return st.TransmitTo != ""
 		}
 		return false
 	}

@@ -90,6 +90,9 @@ type Service struct {
 	// failing system before its part of the request is given up as failed
 	// and the rest goes ahead (default DefaultSourceAttempts).
 	SourceAttempts int
+	// Transmitter sends portability packages to the controller a person
+	// names (transmitTo); nil: such requests are refused at submission.
+	Transmitter Transmitter
 	// RepeatWindow is how far back a request looks for the same person's
 	// earlier requests of its type, to flag it as a repeat held for an
 	// operator (Art. 12(5), repeat.go); 0: no flagging.
@@ -195,6 +198,10 @@ func (s *Service) Submit(ctx context.Context, sub *dsr.Submission, idemKey, orig
 // request ever points at a proof that is not there).
 func (s *Service) submit(ctx context.Context, sub *dsr.Submission, idemKey, origin, createdBy string, by dsr.Actor,
 	beforeCreate func(context.Context, *dsr.Stored) error) (*dsr.Stored, bool, error) {
+	if sub.TransmitTo != "" && s.Transmitter == nil {
+		return nil, false, &dsr.InputError{Status: 422, Code: "transmission-unavailable", Title: "Transmission unavailable",
+			Errors: []dsr.FieldError{{Field: "transmitTo", Detail: ErrNoTransmitter.Error() + "; leave transmitTo out to get the package yourself"}}}
+	}
 	now := s.NowUTC()
 	st := dsr.NewStored(sub, dsr.NewID(now), origin, now)
 	st.CreatedBy = createdBy

@@ -55,6 +55,8 @@ type Packages interface {
 	Put(ctx context.Context, name, filename string, r io.Reader, metadata map[string]string) error
 	Link(ctx context.Context, name, filename string, ttl time.Duration, now time.Time) (blobs.ReadLink, error)
 	Delete(ctx context.Context, name string) error
+	// Open streams a package (to transmit it to another controller).
+	Open(ctx context.Context, name string) (io.ReadCloser, error)
 }
 
 // Tombstones keep what erasures leave (shared/tombstone).

@@ -29,6 +29,7 @@ func (s *Service) Runners() map[dsr.Stage]Runner {
 		dsr.StageRestriction:   {Queue: s.Queues.Erase, Run: s.Restrict},
 		dsr.StageVerification:  {Queue: s.Queues.Verify, Run: s.Verify},
 		dsr.StageNotification:  {Queue: s.Queues.Erase, Run: s.Notify},
+		dsr.StageTransmission:  {Queue: s.Queues.Export, Run: s.Transmit},
 	}
 }
 

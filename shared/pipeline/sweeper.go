@@ -123,7 +123,7 @@ func exportMayExist(sum store.Summary) bool {
 	case store.ExportLive:
 		return true
 	case "":
-		return sum.Type == dsr.TypeAccess
+		return sum.Type == dsr.TypeAccess || sum.Type == dsr.TypePortability
 	}
 	return false
 }

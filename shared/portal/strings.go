@@ -21,6 +21,7 @@ var catalogs = map[string]map[string]string{
 		"type.erasure":          "Erase the data you hold about me",
 		"type.rectification":    "Correct data you hold about me",
 		"type.restriction":      "Stop using my data for now (restriction)",
+		"type.portability":      "Give me the data I provided, to take to another organisation (portability)",
 		"email":                 "Your email address",
 		"email.hint":            "We send a one-time code here. Only data linked to an address you prove is yours is searched.",
 		"name":                  "Your name (optional)",

@@ -144,6 +144,8 @@ func TestValidateRejects(t *testing.T) {
 		{"missing purposes", func(c *Config) { c.Datasets[1].Facts.Purposes = []string{} }, []string{"datasets[1].facts"}},
 		{"missing retention", func(c *Config) { c.Datasets[0].Facts.Retention = "" }, []string{"datasets[0].facts"}},
 		{"missing source", func(c *Config) { c.Datasets[2].Facts.Source = "" }, []string{"datasets[2].facts"}},
+		{"provided field empty", func(c *Config) { c.Datasets[0].Provided = &Provided{Fields: []string{"email", " "}} }, []string{"datasets[0].provided.fields[1]"}},
+		{"provided field twice", func(c *Config) { c.Datasets[1].Provided = &Provided{Fields: []string{"a", "a"}} }, []string{"datasets[1].provided.fields[1]", "twice"}},
 		{"dataset that can never match", func(c *Config) {
 			c.Datasets[0].Identifiers, c.Datasets[0].FreeText, c.Datasets[0].Relations = nil, nil, nil
 		}, []string{"datasets[0]", "never match"}},
@@ -363,5 +365,17 @@ func TestParseRejects(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Provided keeps the listed fields in the record's order, or all of them.
+func TestProvidedProject(t *testing.T) {
+	r := Record{Fields: []Field{{Name: "id", Value: "1"}, {Name: "email", Value: "a@x.example"}, {Name: "note", Value: "n"}, {Name: "name", Value: "A"}}}
+	got := (&Provided{Fields: []string{"name", "email"}}).Project(r)
+	if len(got.Fields) != 2 || got.Fields[0].Name != "email" || got.Fields[1].Name != "name" {
+		t.Fatalf("projected %+v", got.Fields)
+	}
+	if all := (&Provided{}).Project(r); len(all.Fields) != 4 {
+		t.Fatalf("empty fields keep %d of 4", len(all.Fields))
 	}
 }
