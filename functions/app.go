@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 
@@ -59,6 +60,7 @@ import (
 	"github.com/dsr-functions/dsr/shared/pipeline"
 	"github.com/dsr-functions/dsr/shared/portal"
 	"github.com/dsr-functions/dsr/shared/queue"
+	"github.com/dsr-functions/dsr/shared/queue/servicebus"
 	"github.com/dsr-functions/dsr/shared/ratelimit"
 	"github.com/dsr-functions/dsr/shared/recipients"
 	"github.com/dsr-functions/dsr/shared/sources"
@@ -282,7 +284,26 @@ func NewWithOptions(cfg *config.Config, sender queue.Sender, log *slog.Logger, o
 		svc.Transmitter = &transmit.Client{Key: key, AllowHosts: cfg.TransmitAllowHosts}
 	}
 	// Recipients are told by webhook or by the same email sender.
-	svc.Recipients = &recipients.Notifier{Getenv: os.Getenv, HTTP: opts.HTTPClient, Mail: svc.Identity.Mailer}
+	// Service Bus recipients are reached with their connection string, or
+	// with the app's identity on their namespace.
+	notifier := &recipients.Notifier{Getenv: os.Getenv, HTTP: opts.HTTPClient, Mail: svc.Identity.Mailer,
+		Bus: func(conn config.Connection) (recipients.BusSender, error) {
+			var cred azcore.TokenCredential
+			if conn.ConnectionString == "" {
+				var err error
+				if cred, err = credential(); err != nil {
+					return nil, err
+				}
+			}
+			return servicebus.New(conn, cred)
+		}}
+	svc.Recipients = notifier
+	closeAll := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = notifier.Close(ctx)
+		conns.Close()
+	}
 	reg := Registry(svc, authn, callbacks, prt, limits)
 	con, err := newConsole(fns, reg, authn, svc, cfg)
 	if err != nil {
@@ -295,7 +316,7 @@ func NewWithOptions(cfg *config.Config, sender queue.Sender, log *slog.Logger, o
 		conns.Close()
 		return nil, err
 	}
-	return &App{Functions: fns, Service: svc, Account: acct, Handler: h, Console: con, Close: conns.Close}, nil
+	return &App{Functions: fns, Service: svc, Account: acct, Handler: h, Console: con, Close: closeAll}, nil
 }
 
 // transmitKey is the key the service signs transmissions with (nil when

@@ -1,6 +1,8 @@
 package functions_test
 
 import (
+	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -17,13 +19,16 @@ import (
 	"github.com/dsr-functions/dsr/shared/sample"
 	"github.com/dsr-functions/dsr/shared/sources"
 	"github.com/dsr-functions/dsr/shared/sources/webhook"
+	"github.com/dsr-functions/dsr/shared/testutil/amqptest"
 )
 
 // An erasure tells each recipient once: a webhook recipient over HTTPS gets
 // one POST whose signature verifies, with hashed identifiers, even when the
 // notification message is delivered again; the sample's email recipient
-// gets one email that names no one. The request lists both as sent, and the
-// letter says who was told.
+// gets one email that names no one; a Service Bus recipient gets one
+// message on its topic (through the real SDK, over AMQP to the test
+// double), with the raw identifiers it is configured for. The request
+// lists all as sent, and the letter says who was told.
 func TestRecipientsToldAfterErasure(t *testing.T) {
 	const secret = "recipient-notice-secret-0123456789abcdef"
 	const hashKey = "recipient-hash-key-0123456789abcdefghij"
@@ -48,13 +53,21 @@ func TestRecipientsToldAfterErasure(t *testing.T) {
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	defer srv.Close()
+	bus := amqptest.Start(t)
+	t.Setenv("TEST_ANALYTICS_SB", bus.ConnectionString())
 	h := newHarness(t, harnessOptions{manual: true, app: functions.Options{HTTPClient: srv.Client()}, editSources: func(c *sources.Config) {
 		c.Recipients = append(c.Recipients, sources.Recipient{Name: "support-outsourcer", Description: "Our support outsourcer",
 			Datasets: []string{"cases"}, Notify: sources.RecipientNotify{Webhook: &sources.RecipientWebhook{
 				URL: srv.URL + "/notices", SecretSetting: "TEST_NOTICE_SECRET", Identifiers: "hashed", HashKeySetting: "TEST_NOTICE_HASH_KEY"}}})
+		c.Recipients = append(c.Recipients, sources.Recipient{Name: "analytics", Description: "Our analytics subsidiary",
+			Datasets: []string{"surveys"}, Notify: sources.RecipientNotify{ServiceBus: &sources.RecipientServiceBus{
+				ConnectionSetting: "TEST_ANALYTICS_SB", Topic: "privacy-notices"}}})
 		for i := range c.Datasets {
-			if c.Datasets[i].Name == "cases" {
+			switch c.Datasets[i].Name {
+			case "cases":
 				c.Datasets[i].Facts.Recipients = append(c.Datasets[i].Facts.Recipients, "support-outsourcer")
+			case "surveys":
+				c.Datasets[i].Facts.Recipients = append(c.Datasets[i].Facts.Recipients, "analytics")
 			}
 		}
 	}})
@@ -78,7 +91,7 @@ func TestRecipientsToldAfterErasure(t *testing.T) {
 		}
 	}
 	slices.Sort(told)
-	if !slices.Equal(told, []string{"fabrikam-marketing", "support-outsourcer"}) {
+	if !slices.Equal(told, []string{"analytics", "fabrikam-marketing", "support-outsourcer"}) {
 		t.Fatalf("notifications %+v", got.Notifications)
 	}
 	mu.Lock()
@@ -93,6 +106,20 @@ func TestRecipientsToldAfterErasure(t *testing.T) {
 	subject, _ := json.Marshal(b.Subject)
 	if strings.Contains(string(subject), "avery") || !strings.Contains(string(subject), webhook.HashIdentifier([]byte(hashKey), sample.DemoEmail)) {
 		t.Errorf("hashed subject %s", subject)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	m := bus.Next(ctx, t)
+	raw, _ := base64.StdEncoding.DecodeString(m.BodyBase64)
+	var onBus recipients.Body
+	if err := json.Unmarshal(raw, &onBus); err != nil || m.Queue != "privacy-notices" || m.MessageID != doc.ID+":analytics" ||
+		onBus.Datasets[0].Dataset != "surveys" || !strings.Contains(string(raw), sample.DemoEmail) {
+		t.Errorf("service bus notice on %s id %v: %s (%v)", m.Queue, m.MessageID, raw, err)
+	}
+	select {
+	case extra := <-bus.Messages():
+		t.Errorf("a second service bus notice: %+v", extra)
+	case <-time.After(300 * time.Millisecond):
 	}
 	mails := h.mail("privacy@fabrikam.example")
 	if len(mails) != 1 || !strings.Contains(mails[0].Text, doc.ID) || strings.Contains(strings.ToLower(mails[0].Text), "avery") {

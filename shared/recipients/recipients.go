@@ -9,14 +9,18 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/dsr-functions/dsr/shared/config"
 	"github.com/dsr-functions/dsr/shared/notify"
 	"github.com/dsr-functions/dsr/shared/pipeline"
+	"github.com/dsr-functions/dsr/shared/queue"
 	"github.com/dsr-functions/dsr/shared/sources"
 	"github.com/dsr-functions/dsr/shared/sources/webhook"
 )
@@ -33,6 +37,31 @@ type Notifier struct {
 	HTTP *http.Client
 	// Mail sends email notices; nil refuses them.
 	Mail notify.Sender
+	// Bus opens a sender to a recipient's Service Bus namespace (a
+	// connection string, or a namespace reached with the app's identity);
+	// nil refuses Service Bus recipients. Senders are kept per recipient.
+	Bus func(conn config.Connection) (BusSender, error)
+
+	mu      sync.Mutex
+	senders map[string]BusSender
+}
+
+// BusSender sends to a Service Bus entity (*servicebus.Sender).
+type BusSender interface {
+	queue.Sender
+	Close(ctx context.Context) error
+}
+
+// Close closes the Service Bus senders.
+func (x *Notifier) Close(ctx context.Context) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	var errs []error
+	for _, s := range x.senders {
+		errs = append(errs, s.Close(ctx))
+	}
+	x.senders = nil
+	return errors.Join(errs...)
 }
 
 var _ pipeline.Notifier = (*Notifier)(nil)
@@ -53,6 +82,8 @@ func (x *Notifier) Notify(ctx context.Context, r *sources.Recipient, n pipeline.
 	switch {
 	case r.Notify.Webhook != nil:
 		return x.post(ctx, r.Notify.Webhook, n)
+	case r.Notify.ServiceBus != nil:
+		return x.sendBus(ctx, r, n)
 	case r.Notify.Email != nil:
 		if x.Mail == nil {
 			return fmt.Errorf("recipient %s: no email sender configured (DSR_EMAIL_*)", r.Name)
@@ -60,6 +91,75 @@ func (x *Notifier) Notify(ctx context.Context, r *sources.Recipient, n pipeline.
 		return x.Mail.Send(ctx, message(r, n))
 	}
 	return fmt.Errorf("recipient %s: no way to notify", r.Name)
+}
+
+// body is the notice as webhooks and Service Bus receive it, identifiers
+// raw or as keyed hashes under the key in hashKeySetting.
+func (x *Notifier) body(n pipeline.Notice, identifiers, hashKeySetting string) ([]byte, error) {
+	var key []byte
+	if identifiers == "hashed" {
+		if key = []byte(x.Getenv(hashKeySetting)); len(key) < webhook.MinSecretBytes {
+			return nil, fmt.Errorf("settings missing: %s needs a hash key of at least %d bytes", hashKeySetting, webhook.MinSecretBytes)
+		}
+	}
+	subject, _, err := webhook.WireSubject(n.Subject, key)
+	if err != nil {
+		return nil, err
+	}
+	body, err := json.Marshal(Body{NoticeID: n.NoticeID, RequestID: n.RequestID, Type: string(n.Type), Lifted: n.Lifted,
+		Datasets: n.Datasets, Subject: subject, At: n.At.UTC()})
+	if err != nil {
+		return nil, fmt.Errorf("encode notice: %w", err)
+	}
+	return body, nil
+}
+
+// sendBus puts the notice on the recipient's queue or topic, MessageId the
+// notice id, so the entity's duplicate detection drops a repeat.
+func (x *Notifier) sendBus(ctx context.Context, r *sources.Recipient, n pipeline.Notice) error {
+	b := r.Notify.ServiceBus
+	body, err := x.body(n, b.Identifiers, b.HashKeySetting)
+	if err != nil {
+		return err
+	}
+	snd, err := x.busSender(r)
+	if err != nil {
+		return err
+	}
+	err = snd.Send(ctx, b.Entity(), queue.Message{ID: n.NoticeID, Body: body, Subject: "dsr-notice",
+		Properties: map[string]any{"requestId": n.RequestID, "type": string(n.Type)}})
+	if err != nil {
+		// The SDK's message names the namespace and entity, not the person.
+		return fmt.Errorf("service bus notice: %w", err)
+	}
+	return nil
+}
+
+func (x *Notifier) busSender(r *sources.Recipient) (BusSender, error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if s, ok := x.senders[r.Name]; ok {
+		return s, nil
+	}
+	if x.Bus == nil {
+		return nil, fmt.Errorf("recipient %s: Service Bus is not available to notify", r.Name)
+	}
+	b := r.Notify.ServiceBus
+	conn := config.Connection{FullyQualifiedNamespace: b.Namespace}
+	if b.ConnectionSetting != "" {
+		if conn.ConnectionString = x.Getenv(b.ConnectionSetting); conn.ConnectionString == "" {
+			return nil, fmt.Errorf("settings missing: %s needs a Service Bus connection string", b.ConnectionSetting)
+		}
+	}
+	s, err := x.Bus(conn)
+	if err != nil {
+		return nil, fmt.Errorf("recipient %s: %w", r.Name, err)
+	}
+	if x.senders == nil {
+		x.senders = map[string]BusSender{}
+	}
+	x.senders[r.Name] = s
+	return s, nil
 }
 
 func (x *Notifier) post(ctx context.Context, w *sources.RecipientWebhook, n pipeline.Notice) error {
@@ -71,20 +171,9 @@ func (x *Notifier) post(ctx context.Context, w *sources.RecipientWebhook, n pipe
 	if url == "" || len(secret) < webhook.MinSecretBytes {
 		return fmt.Errorf("webhook settings missing: %s needs a URL and %s a secret of at least %d bytes", w.URLSetting, w.SecretSetting, webhook.MinSecretBytes)
 	}
-	var key []byte
-	if w.Identifiers == "hashed" {
-		if key = []byte(x.Getenv(w.HashKeySetting)); len(key) < webhook.MinSecretBytes {
-			return fmt.Errorf("webhook settings missing: %s needs a hash key of at least %d bytes", w.HashKeySetting, webhook.MinSecretBytes)
-		}
-	}
-	subject, _, err := webhook.WireSubject(n.Subject, key)
+	body, err := x.body(n, w.Identifiers, w.HashKeySetting)
 	if err != nil {
 		return err
-	}
-	body, err := json.Marshal(Body{NoticeID: n.NoticeID, RequestID: n.RequestID, Type: string(n.Type), Lifted: n.Lifted,
-		Datasets: n.Datasets, Subject: subject, At: n.At.UTC()})
-	if err != nil {
-		return fmt.Errorf("encode notice: %w", err)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {

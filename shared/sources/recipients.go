@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/mail"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 )
@@ -23,14 +24,43 @@ type Recipient struct {
 	Description string `json:"description"`
 	// Datasets are the datasets disclosed to them.
 	Datasets []string `json:"datasets"`
-	// Notify says how to tell them: exactly one of Webhook and Email.
+	// Notify says how to tell them: exactly one of Webhook, ServiceBus and
+	// Email.
 	Notify RecipientNotify `json:"notify"`
 }
 
 // RecipientNotify is how a recipient is told.
 type RecipientNotify struct {
-	Webhook *RecipientWebhook `json:"webhook,omitempty"`
-	Email   *RecipientEmail   `json:"email,omitempty"`
+	Webhook    *RecipientWebhook    `json:"webhook,omitempty"`
+	ServiceBus *RecipientServiceBus `json:"serviceBus,omitempty"`
+	Email      *RecipientEmail      `json:"email,omitempty"`
+}
+
+// RecipientServiceBus is a message on the recipient's Service Bus queue or
+// topic, with the webhook notice's JSON body, MessageId the notice id (so
+// the entity's duplicate detection drops a repeat), Subject "dsr-notice".
+type RecipientServiceBus struct {
+	// ConnectionSetting names the setting holding a connection string
+	// (a SAS policy with Send on the entity), or Namespace is the fully
+	// qualified namespace reached with the app's managed identity (which
+	// then needs Azure Service Bus Data Sender there): exactly one.
+	ConnectionSetting string `json:"connectionSetting,omitempty"`
+	Namespace         string `json:"namespace,omitempty"`
+	// Queue or Topic names the entity: exactly one.
+	Queue string `json:"queue,omitempty"`
+	Topic string `json:"topic,omitempty"`
+	// Identifiers is "raw" (default) or "hashed" (keyed hashes under the
+	// key in HashKeySetting), as for webhooks.
+	Identifiers    string `json:"identifiers,omitempty"`
+	HashKeySetting string `json:"hashKeySetting,omitempty"`
+}
+
+// Entity is the queue or topic the notice goes to.
+func (b *RecipientServiceBus) Entity() string {
+	if b.Queue != "" {
+		return b.Queue
+	}
+	return b.Topic
 }
 
 // RecipientWebhook is a signed POST, as the webhook connector's calls are
@@ -126,10 +156,56 @@ func (c *Config) validateRecipients() error {
 	return nil
 }
 
+// serviceBusEntity is what Service Bus accepts as a queue or topic name.
+var serviceBusEntity = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,259}$`)
+
+// serviceBusNamespace is a fully qualified namespace name.
+var serviceBusNamespace = regexp.MustCompile(`^[a-z][a-z0-9-]{4,48}[a-z0-9]\.servicebus\.(windows\.net|chinacloudapi\.cn|usgovcloudapi\.net)$`)
+
+func checkIdentifiers(field, identifiers, hashKeySetting string) error {
+	switch identifiers {
+	case "", "raw":
+		if hashKeySetting != "" {
+			return fmt.Errorf(`%s.hashKeySetting: only identifiers "hashed" takes a hash key`, field)
+		}
+	case "hashed":
+		if err := CheckSetting("hashKeySetting", hashKeySetting, true); err != nil {
+			return fmt.Errorf("%s.%w", field, err)
+		}
+	default:
+		return fmt.Errorf("%s.identifiers: %q is not one of raw, hashed", field, identifiers)
+	}
+	return nil
+}
+
 func (n RecipientNotify) check() error {
+	ways := 0
+	for _, set := range []bool{n.Webhook != nil, n.ServiceBus != nil, n.Email != nil} {
+		if set {
+			ways++
+		}
+	}
 	switch {
-	case (n.Webhook == nil) == (n.Email == nil):
-		return errors.New("webhook: exactly one of webhook and email is required")
+	case ways != 1:
+		return errors.New("webhook: exactly one of webhook, serviceBus and email is required")
+	case n.ServiceBus != nil:
+		b := n.ServiceBus
+		if (b.ConnectionSetting == "") == (b.Namespace == "") {
+			return errors.New("serviceBus.connectionSetting: exactly one of connectionSetting and namespace is required")
+		}
+		if err := CheckSetting("connectionSetting", b.ConnectionSetting, false); err != nil {
+			return fmt.Errorf("serviceBus.%w", err)
+		}
+		if b.Namespace != "" && !serviceBusNamespace.MatchString(b.Namespace) {
+			return errors.New("serviceBus.namespace: must be a fully qualified namespace such as contoso.servicebus.windows.net")
+		}
+		if (b.Queue == "") == (b.Topic == "") {
+			return errors.New("serviceBus.queue: exactly one of queue and topic is required")
+		}
+		if !serviceBusEntity.MatchString(b.Entity()) {
+			return errors.New("serviceBus.queue: not a Service Bus entity name (letters, digits, . _ - /, at most 260)")
+		}
+		return checkIdentifiers("serviceBus", b.Identifiers, b.HashKeySetting)
 	case n.Email != nil:
 		a, err := mail.ParseAddress(n.Email.To)
 		if err != nil || a.Address != n.Email.To || a.Name != "" {
@@ -152,17 +228,8 @@ func (n RecipientNotify) check() error {
 	if err := CheckSetting("secretSetting", w.SecretSetting, true); err != nil {
 		return fmt.Errorf("webhook.%w", err)
 	}
-	switch w.Identifiers {
-	case "", "raw":
-		if w.HashKeySetting != "" {
-			return errors.New(`webhook.hashKeySetting: only identifiers "hashed" takes a hash key`)
-		}
-	case "hashed":
-		if err := CheckSetting("hashKeySetting", w.HashKeySetting, true); err != nil {
-			return fmt.Errorf("webhook.%w", err)
-		}
-	default:
-		return fmt.Errorf("webhook.identifiers: %q is not one of raw, hashed", w.Identifiers)
+	if err := checkIdentifiers("webhook", w.Identifiers, w.HashKeySetting); err != nil {
+		return err
 	}
 	return nil
 }

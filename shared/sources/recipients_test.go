@@ -35,6 +35,17 @@ func TestRecipientsValidated(t *testing.T) {
 	hook := func(w RecipientWebhook) func(c *Config) {
 		return func(c *Config) { c.Recipients[0].Notify = RecipientNotify{Webhook: &w} }
 	}
+	bus := func(b RecipientServiceBus) func(c *Config) {
+		return func(c *Config) { c.Recipients[0].Notify = RecipientNotify{ServiceBus: &b} }
+	}
+	for _, ok := range []RecipientServiceBus{
+		{ConnectionSetting: "PARTNER_SB", Queue: "dsr-notices"},
+		{Namespace: "partner-ns.servicebus.windows.net", Topic: "privacy/notices", Identifiers: "hashed", HashKeySetting: "PARTNER_KEY"},
+	} {
+		if err := recipientsConfig(bus(ok)).Validate(); err != nil {
+			t.Errorf("%+v: %v", ok, err)
+		}
+	}
 	for name, tc := range map[string]struct {
 		edit func(c *Config)
 		want string
@@ -50,6 +61,17 @@ func TestRecipientsValidated(t *testing.T) {
 		"no secret":          {hook(RecipientWebhook{URL: "https://partner.example/n"}), "recipients[0].notify.webhook.secretSetting"},
 		"secret value":       {hook(RecipientWebhook{URL: "https://partner.example/n", SecretSetting: "hunter2 is my secret"}), "recipients[0].notify.webhook.secretSetting"},
 		"hashed without key": {hook(RecipientWebhook{URL: "https://partner.example/n", SecretSetting: "S", Identifiers: "hashed"}), "recipients[0].notify.webhook.hashKeySetting"},
+		"two transports": {func(c *Config) {
+			c.Recipients[0].Notify.ServiceBus = &RecipientServiceBus{ConnectionSetting: "SB", Queue: "q"}
+		}, "recipients[0].notify.webhook"},
+		"bus without connection": {bus(RecipientServiceBus{Queue: "notices"}), "recipients[0].notify.serviceBus.connectionSetting"},
+		"bus with both":          {bus(RecipientServiceBus{ConnectionSetting: "SB", Namespace: "partner-ns.servicebus.windows.net", Queue: "q"}), "recipients[0].notify.serviceBus.connectionSetting"},
+		"bus connection value":   {bus(RecipientServiceBus{ConnectionSetting: "Endpoint=sb://x/;SharedAccessKey=hunter2", Queue: "q"}), "recipients[0].notify.serviceBus.connectionSetting"},
+		"bus bad namespace":      {bus(RecipientServiceBus{Namespace: "https://partner.example", Queue: "q"}), "recipients[0].notify.serviceBus.namespace"},
+		"bus queue and topic":    {bus(RecipientServiceBus{ConnectionSetting: "SB", Queue: "q", Topic: "t"}), "recipients[0].notify.serviceBus.queue"},
+		"bus no entity":          {bus(RecipientServiceBus{ConnectionSetting: "SB"}), "recipients[0].notify.serviceBus.queue"},
+		"bus bad entity":         {bus(RecipientServiceBus{ConnectionSetting: "SB", Topic: "no spaces"}), "recipients[0].notify.serviceBus.queue"},
+		"bus hashed without key": {bus(RecipientServiceBus{ConnectionSetting: "SB", Queue: "q", Identifiers: "hashed"}), "recipients[0].notify.serviceBus.hashKeySetting"},
 		"facts miss it": {func(c *Config) {
 			c.Recipients[0].Datasets = []string{"cases"}
 		}, "datasets[1].facts.recipients"},
