@@ -273,9 +273,9 @@ func TestLocalResumesAfterKill(t *testing.T) {
 
 	// Killed after erasure changed the data, then after verification.
 	r.run("erase")
-	r.crashed("erase", nil)
+	r.crashed("erase", func() bool { return r.get(erasure).Erasure != nil })
 	r.run("verify")
-	r.crashed("verify", nil)
+	r.crashed("verify", func() bool { return r.get(erasure).State == "completed" })
 
 	r.run("")
 	e := r.within(resume, erasure, "completed")

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -84,6 +85,7 @@ type Broker struct {
 	// j is the open journal (nil: memory only); restored counts what Open found.
 	j        *journal
 	restored int
+	lock     *os.File // holds Dir for this broker (lockDir)
 }
 
 var _ queue.Sender = (*Broker)(nil)

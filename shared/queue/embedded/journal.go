@@ -126,15 +126,22 @@ func Open(o Options) (*Broker, error) {
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("embedded queue: %w", err)
 	}
+	lock, err := lockDir(o.Dir)
+	if err != nil {
+		return nil, err
+	}
 	if err := b.load(filepath.Join(o.Dir, journalFile)); err != nil {
+		closeLock(lock)
 		return nil, err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	// A fresh snapshot drops settled messages and any torn tail at once.
 	if err := b.compactLocked(); err != nil {
+		closeLock(lock)
 		return nil, err
 	}
+	b.lock = lock
 	return b, nil
 }
 
@@ -147,7 +154,15 @@ func (b *Broker) Close() error {
 	}
 	err := b.j.f.Close()
 	b.j = nil
+	closeLock(b.lock)
+	b.lock = nil
 	return err
+}
+
+func closeLock(f *os.File) {
+	if f != nil {
+		_ = f.Close()
+	}
 }
 
 // Restored is how many messages (dead-lettered ones included) Open found.

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +23,12 @@ func open(t *testing.T, o embedded.Options) *embedded.Broker {
 	t.Cleanup(func() { _ = b.Close() })
 	return b
 }
+
+// crash ends a broker as a crash would: a crash loses nothing Close would
+// write, since every change is synced as it is made; Close only lets go of
+// the journal and of the directory's lock, which the kernel drops for a
+// crashed process.
+func crash(b *embedded.Broker) { _ = b.Close() }
 
 // unlocked is what Peek shows of a queue after a restart: the same
 // messages, none locked.
@@ -90,7 +97,7 @@ func TestReopenRebuildsState(t *testing.T) {
 		t.Fatalf("%d messages before the crash, want 5: %+v", n, before)
 	}
 
-	// Crash: b is dropped without Close.
+	crash(b)
 	r := open(t, o)
 	if r.Restored() != 5 {
 		t.Errorf("Restored() = %d, want 5", r.Restored())
@@ -149,6 +156,7 @@ func TestDuplicateDetectionSurvivesRestart(t *testing.T) {
 	if d := receive(t, b, q); b.Complete(q, d.LockToken) != nil {
 		t.Fatal("complete")
 	}
+	crash(b)
 	b = open(t, o)
 	send(t, b, q, msg("a"))
 	send(t, b, q, msg("b"))
@@ -156,6 +164,7 @@ func TestDuplicateDetectionSurvivesRestart(t *testing.T) {
 		t.Fatalf("duplicates accepted after a restart: %+v", got)
 	}
 	clock.Advance(11 * time.Minute)
+	crash(b)
 	b = open(t, o)
 	send(t, b, q, msg("a"))
 	if got := b.Peek(q); len(got) != 2 || got[1].MessageID != "a" {
@@ -171,6 +180,7 @@ func TestTornTailIgnored(t *testing.T) {
 	b := open(t, o)
 	send(t, b, q, msg("kept"))
 	path := filepath.Join(dir, "journal")
+	crash(b)
 	whole, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -188,9 +198,12 @@ func TestTornTailIgnored(t *testing.T) {
 			t.Fatalf("tail %q: %+v", tail, got)
 		}
 		send(t, b, q, msg("after-"+tail[:4]))
-		if got := open(t, o).Peek(q); len(got) != 2 {
+		crash(b)
+		r := open(t, o)
+		if got := r.Peek(q); len(got) != 2 {
 			t.Fatalf("tail %q, then a send: %+v", tail, got)
 		}
+		crash(r)
 		if err := os.WriteFile(path, whole, 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -230,6 +243,7 @@ func TestJournalCompacts(t *testing.T) {
 	if n := strings.Count(string(data), "\n"); n > 3100 {
 		t.Fatalf("journal has %d records after 1,500 settled messages", n)
 	}
+	crash(b)
 	r := open(t, o)
 	if got := r.Peek(q); len(got) != 1 || got[0].MessageID != "last" || got[0].SequenceNumber != 1501 {
 		t.Fatalf("after compaction: %+v", got)
@@ -251,4 +265,19 @@ func TestOpenWithoutDirIsMemoryOnly(t *testing.T) {
 	if entries, _ := os.ReadDir(wd); len(entries) != 0 {
 		t.Fatalf("files written: %v", entries)
 	}
+}
+
+// A second broker on the same directory (a second `dsr local` from the same
+// folder) is refused while the first holds it, and welcome once it is gone.
+func TestOpenRefusesADirectoryInUse(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no flock on Windows (lock_other.go)")
+	}
+	o := embedded.Options{Dir: t.TempDir()}
+	b := open(t, o)
+	if _, err := embedded.Open(o); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second Open: %v", err)
+	}
+	crash(b)
+	open(t, o)
 }
