@@ -55,4 +55,4 @@ bench:
 ## clean: stop the local Azurite started by `make run` and remove build output and its data
 clean:
 	@if [ -f .azurite/azurite.pid ]; then kill "$$(cat .azurite/azurite.pid)" 2>/dev/null || true; sleep 1; fi
-	rm -rf bin dist .azurite
+	rm -rf bin dist .azurite .local/queue

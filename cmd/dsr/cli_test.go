@@ -164,7 +164,7 @@ func TestCommandLineAgainstDSRLocal(t *testing.T) {
 		"DSR_AUDIT_CONTAINER=" + azuritetest.Container(t, acct, "audit"),
 		"DSR_LOCAL_FUNCTION_KEY=" + localKey,
 	}
-	logs := start(t, bin, port, env, "local", "-port", fmt.Sprint(port), "-sample", "tiny")
+	logs := start(t, bin, port, env, "local", "-port", fmt.Sprint(port), "-sample", "tiny", "-queue-dir", t.TempDir())
 	c := &cli{t: t, bin: bin, url: fmt.Sprintf("http://127.0.0.1:%d", port), dir: t.TempDir(), stderrs: &bytes.Buffer{}}
 
 	var accessID string

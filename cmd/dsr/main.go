@@ -138,6 +138,7 @@ func local(ctx context.Context, log *slog.Logger, args []string) error {
 	fs := flag.NewFlagSet("local", flag.ContinueOnError)
 	port := fs.Int("port", 7071, "port of the local Functions host (bound to 127.0.0.1)")
 	seed := fs.String("sample", "", "seed the sample datasets of this size first (tiny, small, medium, ... or a contact count)")
+	queueDir := fs.String("queue-dir", localQueueDir, `where the embedded queue keeps its journal, so a restart resumes in-flight requests ("" keeps it in memory only)`)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -173,7 +174,14 @@ func local(ctx context.Context, log *slog.Logger, args []string) error {
 	if err != nil {
 		return err
 	}
-	broker := embedded.New(embedded.Options{})
+	broker, err := embedded.Open(embedded.Options{Dir: *queueDir})
+	if err != nil {
+		return fmt.Errorf("%w (or start afresh: remove %s)", err, *queueDir)
+	}
+	defer broker.Close()
+	if n := broker.Restored(); n > 0 {
+		log.Info("embedded queue restored: in-flight messages resume", "messages", n, "dir", *queueDir)
+	}
 	app, err := functions.New(cfg, broker, log)
 	if err != nil {
 		return err
@@ -213,12 +221,13 @@ func local(ctx context.Context, log *slog.Logger, args []string) error {
 		return err
 	}
 	host := &funchost.LocalHost{
-		FunctionKey: key,
-		Functions:   app.Functions,
-		HandlerURL:  &url.URL{Scheme: "http", Host: handlerLn.Addr().String()},
-		Broker:      broker,
-		Log:         log,
-		HostToken:   hostToken,
+		FunctionKey:    key,
+		Functions:      enabledFunctions(app.Functions, os.Getenv, log),
+		HandlerURL:     &url.URL{Scheme: "http", Host: handlerLn.Addr().String()},
+		Broker:         broker,
+		Log:            log,
+		HostToken:      hostToken,
+		BeforeComplete: crashAfter(os.Getenv("DSR_LOCAL_CRASH_AFTER"), log),
 	}
 	go host.Run(ctx)
 	fmt.Fprintf(os.Stderr, "DSR Functions running locally: http://%s/api (Ctrl-C to stop)\n", hostLn.Addr())
@@ -231,6 +240,50 @@ func local(ctx context.Context, log *slog.Logger, args []string) error {
 		fmt.Fprintf(os.Stderr, "Request portal: http://%s/api/portal/ (codes and other emails go to the %q container)\n", hostLn.Addr(), cfg.OutboxContainer)
 	}
 	return serveUntil(ctx, hostLn, host)
+}
+
+// localQueueDir is where `dsr local` keeps the embedded queue's journal
+// by default, next to its other local state.
+const localQueueDir = ".local/queue"
+
+// enabledFunctions leaves out the functions disabled with the Functions
+// host's app setting AzureWebJobs.<name>.Disabled=true (or, as shells
+// cannot export names with dots, AzureWebJobs_<name>_Disabled), e.g. the
+// sweeper while watching what the queue alone recovers.
+func enabledFunctions(all []funchost.Function, getenv func(string) string, log *slog.Logger) []funchost.Function {
+	out := make([]funchost.Function, 0, len(all))
+	for _, f := range all {
+		v := getenv("AzureWebJobs." + f.Name + ".Disabled")
+		if v == "" {
+			v = getenv("AzureWebJobs_" + f.Name + "_Disabled")
+		}
+		if b, _ := strconv.ParseBool(v); b {
+			log.Info("function disabled", "function", f.Name)
+			continue
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// crashAfter, for crash tests (DSR_LOCAL_CRASH_AFTER=<function>), kills the
+// process as kill -9 would once an invocation of that function has
+// succeeded and before its message is completed: the stage's effects are
+// done and its message will be delivered again, the worst moment to crash.
+func crashAfter(function string, log *slog.Logger) func(string) {
+	if function == "" {
+		return nil
+	}
+	return func(name string) {
+		if name != function {
+			return
+		}
+		log.Warn("DSR_LOCAL_CRASH_AFTER: killing the process", "function", name)
+		if p, err := os.FindProcess(os.Getpid()); err == nil {
+			_ = p.Kill()
+		}
+		select {} // the kill is asynchronous: complete nothing meanwhile
+	}
 }
 
 // localConsoleFile is where `dsr local` writes the console's login link.

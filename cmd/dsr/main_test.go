@@ -147,7 +147,7 @@ func TestLocalServesTheWalkthrough(t *testing.T) {
 		"DSR_EXPORTS_CONTAINER=" + azuritetest.Container(t, acct, "exports"),
 		"DSR_LOCAL_FUNCTION_KEY=" + localKey,
 	}
-	logs := start(t, bin, port, env, "local", "-port", fmt.Sprint(port), "-sample", "tiny")
+	logs := start(t, bin, port, env, "local", "-port", fmt.Sprint(port), "-sample", "tiny", "-queue-dir", t.TempDir())
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	// Without the function key: refused.
 	resp, err := http.Post(base+"/api/requests", "application/json", strings.NewReader(`{"type":"access","subject":{"email":"avery.morgan@contoso.example"}}`))

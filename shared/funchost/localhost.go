@@ -59,6 +59,10 @@ type LocalHost struct {
 	// RequireHostToken serves the host alone: its port is on 127.0.0.1,
 	// where any local process could otherwise skip the key check.
 	HostToken string
+	// BeforeComplete, when set, is called with the function's name after
+	// an invocation succeeded and before its message is completed (crash
+	// tests kill the process there; see `dsr local`).
+	BeforeComplete func(function string)
 
 	proxyOnce sync.Once
 	router    *http.ServeMux
@@ -236,6 +240,9 @@ func (h *LocalHost) pump(ctx context.Context, f Function) {
 			}
 			_ = h.Broker.Abandon(queueName, d.LockToken)
 			continue
+		}
+		if h.BeforeComplete != nil {
+			h.BeforeComplete(f.Name)
 		}
 		if err := h.Broker.Complete(queueName, d.LockToken); err != nil {
 			// The lock expired during the invocation: the message will be

@@ -728,3 +728,31 @@ func TestLocalHostRequiresTheFunctionKey(t *testing.T) {
 		})
 	}
 }
+
+// BeforeComplete runs after a successful invocation, while its message is
+// still locked (a crash there means a redelivery), and not after a failed one.
+func TestLocalHostBeforeComplete(t *testing.T) {
+	h, _ := queueHandler(t, localDefs, func(n int) error {
+		if n == 1 {
+			return errors.New("first delivery fails")
+		}
+		return nil
+	})
+	var mu sync.Mutex
+	var seen []string
+	var e *localEnv
+	e = startLocal(t, localDefs, h, embedded.Options{}, func(lh *funchost.LocalHost) {
+		lh.BeforeComplete = func(function string) {
+			mu.Lock()
+			defer mu.Unlock()
+			seen = append(seen, fmt.Sprintf("%s:%d", function, len(e.broker.Peek(workQueue))))
+		}
+	})
+	e.send(t, workQueue, queue.Message{ID: "m1"})
+	waitFor(t, "the message to be completed", func() bool { return e.broker.Idle() })
+	mu.Lock()
+	defer mu.Unlock()
+	if !reflect.DeepEqual(seen, []string{"work:1"}) {
+		t.Fatalf("BeforeComplete calls %v, want [work:1]", seen)
+	}
+}

@@ -3,13 +3,16 @@
 // redelivery after abandon or lock expiry, dead-lettering past the queue's
 // max delivery count (reason MaxDeliveryCountExceeded) or on request,
 // duplicate detection by MessageId inside a window, and scheduled messages.
-// `dsr local` uses it in place of Service Bus. State lives in memory only.
+// `dsr local` uses it in place of Service Bus. State lives in memory, and
+// with Options.Dir (see Open) also in a journal on disk, so a process that
+// crashed finds its unsettled messages again when it restarts.
 package embedded
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -37,6 +40,11 @@ type Options struct {
 	DuplicateWindow time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Dir, when set, is where Open keeps the journal that lets the queues
+	// survive a crash: every message not yet completed (dead-lettered ones
+	// too), its DeliveryCount, and the duplicate detection set. Empty: the
+	// broker lives in memory only. New ignores it.
+	Dir string
 }
 
 // Delivery is one locked delivery of a message.
@@ -74,6 +82,10 @@ type Broker struct {
 	queues  map[string]*queueState
 	seq     int64
 	changed chan struct{}
+	// j is the open journal (nil: memory only); restored counts what Open found.
+	j        *journal
+	restored int
+	lock     *os.File // holds Dir for this broker (lockDir)
 }
 
 var _ queue.Sender = (*Broker)(nil)
@@ -82,7 +94,7 @@ var _ queue.Sender = (*Broker)(nil)
 // that was already settled.
 var ErrLockLost = errors.New("message lock lost")
 
-// New returns an empty broker.
+// New returns an empty broker that lives in memory only (Open journals).
 func New(o Options) *Broker {
 	if o.MaxDeliveryCount <= 0 {
 		o.MaxDeliveryCount = 10
@@ -135,12 +147,10 @@ func (b *Broker) Send(_ context.Context, queueName string, m queue.Message) erro
 	if _, dup := qs.seen[m.ID]; dup {
 		return nil
 	}
-	qs.seen[m.ID] = now
 	ct := m.ContentType
 	if ct == "" {
 		ct = "application/json"
 	}
-	b.seq++
 	avail := now
 	if m.ScheduledAt.After(now) {
 		avail = m.ScheduledAt
@@ -149,10 +159,19 @@ func (b *Broker) Send(_ context.Context, queueName string, m queue.Message) erro
 	for k, v := range m.Properties {
 		props[k] = v
 	}
-	qs.entries = append(qs.entries, &entry{available: avail, d: Delivery{
+	e := &entry{available: avail, d: Delivery{
 		MessageID: m.ID, Body: append([]byte(nil), m.Body...), ContentType: ct, Subject: m.Subject,
-		Properties: props, SequenceNumber: b.seq, EnqueuedTime: avail, ExpiresAt: avail.Add(14 * 24 * time.Hour),
-	}})
+		Properties: props, SequenceNumber: b.seq + 1, EnqueuedTime: avail, ExpiresAt: avail.Add(14 * 24 * time.Hour),
+	}}
+	// Journaled before it is accepted: a sender told "sent" must find the
+	// message after a crash, and one told otherwise retries it, which the
+	// duplicate detection must then not drop.
+	if err := b.write(record{Op: opPut, Queue: queueName, At: now, Msg: saved(e)}); err != nil {
+		return err
+	}
+	b.seq++
+	qs.seen[m.ID] = now
+	qs.entries = append(qs.entries, e)
 	b.notify()
 	return nil
 }
@@ -180,6 +199,9 @@ func (b *Broker) Receive(ctx context.Context, queueName string) (*Delivery, erro
 				e.d.LockToken = strconv.FormatInt(e.d.SequenceNumber, 10) + "-" + strconv.Itoa(e.d.DeliveryCount)
 				token := e.d.LockToken
 				e.lockTimer = time.AfterFunc(b.opts.LockDuration, func() { b.expireLock(queueName, token) })
+				// Best effort: should it fail, a restart delivers the
+				// message once more than its DeliveryCount says.
+				_ = b.write(record{Op: opLock, Queue: queueName, Seq: e.d.SequenceNumber, N: e.d.DeliveryCount})
 				d := e.d.clone()
 				b.mu.Unlock()
 				return &d, nil
@@ -235,12 +257,17 @@ func (b *Broker) find(queueName, token string) (*queueState, int, error) {
 	return nil, 0, ErrLockLost
 }
 
-// Complete removes a delivered message for good.
+// Complete removes a delivered message for good. With a journal it fails,
+// changing nothing, when the completion cannot be recorded: the message is
+// then delivered again, as after a lost lock.
 func (b *Broker) Complete(queueName, lockToken string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	qs, i, err := b.find(queueName, lockToken)
 	if err != nil {
+		return err
+	}
+	if err := b.write(record{Op: opDone, Queue: queueName, Seq: qs.entries[i].d.SequenceNumber}); err != nil {
 		return err
 	}
 	qs.entries[i].lockTimer.Stop()
@@ -298,7 +325,18 @@ func (b *Broker) DeadLetter(queueName, lockToken, reason, description string) er
 	return nil
 }
 
+// deadLetterAt dead-letters entry i and journals it. The move happens even
+// when the journal cannot be written: after a restart the message is then
+// back on its queue and is dead-lettered again at its next failure.
 func (b *Broker) deadLetterAt(queueName string, qs *queueState, i int, reason, description string) {
+	now := b.opts.Now()
+	_ = b.write(record{Op: opDead, Queue: queueName, Seq: qs.entries[i].d.SequenceNumber, Reason: reason, Description: description, At: now})
+	b.moveToDeadLetter(queueName, qs, i, reason, description, now)
+	b.notify()
+}
+
+// moveToDeadLetter moves entry i to the queue's dead-letter queue, available from at.
+func (b *Broker) moveToDeadLetter(queueName string, qs *queueState, i int, reason, description string, at time.Time) {
 	e := qs.entries[i]
 	qs.entries = append(qs.entries[:i], qs.entries[i+1:]...)
 	d := e.d
@@ -312,8 +350,7 @@ func (b *Broker) deadLetterAt(queueName string, qs *queueState, i int, reason, d
 	d.DeliveryCount = 0
 	d.LockToken = ""
 	dlq := b.q(queueName + DeadLetterSuffix)
-	dlq.entries = append(dlq.entries, &entry{d: d, available: b.opts.Now()})
-	b.notify()
+	dlq.entries = append(dlq.entries, &entry{d: d, available: at})
 }
 
 // RenewLock extends a delivery's lock by the lock duration from now, as the
