@@ -71,6 +71,8 @@ type Trail struct {
 	mu      sync.Mutex
 	client  *container.Client
 	expires time.Time
+	// group shares append blocks between concurrent callers (group.go).
+	group grouper
 }
 
 // sasLifetime is how long one add-and-create client is used before a new
@@ -111,11 +113,20 @@ func RequestBlob(id string) string { return "requests/" + id + ".ndjson" }
 func hourBlob(at time.Time) string { return at.UTC().Format("all/2006/01/02/15") + ".ndjson" }
 
 // Append adds entries to their requests' blobs and to the global blob of
-// the hour, each entry as one append block.
+// the hour, in order: the lines of one call that go to one blob are one
+// append block (shared with concurrent callers' lines, group.go).
 func (t *Trail) Append(ctx context.Context, entries ...Entry) error {
 	c, err := t.writer(ctx)
 	if err != nil {
 		return err
+	}
+	var names []string
+	lines := map[string][]byte{}
+	add := func(name string, line []byte) {
+		if _, ok := lines[name]; !ok {
+			names = append(names, name)
+		}
+		lines[name] = append(lines[name], line...)
 	}
 	for _, e := range entries {
 		if e.ID == "" || e.RequestID == "" || e.Event == "" {
@@ -132,10 +143,21 @@ func (t *Trail) Append(ctx context.Context, entries ...Entry) error {
 			return fmt.Errorf("audit: entry %s is larger than %d bytes", e.ID, maxEntryBytes)
 		}
 		line = append(line, '\n')
-		for _, name := range []string{RequestBlob(e.RequestID), hourBlob(e.At)} {
-			if err := appendLine(ctx, c.NewAppendBlobClient(name), line); err != nil {
+		add(RequestBlob(e.RequestID), line)
+		add(hourBlob(e.At), line)
+	}
+	for _, name := range names {
+		data := lines[name]
+		for len(data) > 0 {
+			// Whole lines, at most a block's worth each time.
+			n := len(data)
+			if n > maxBlockBytes {
+				n = bytes.LastIndexByte(data[:maxBlockBytes], '\n') + 1
+			}
+			if err := t.group.append(ctx, c, name, data[:n]); err != nil {
 				return fmt.Errorf("audit: append to %s: %w", name, err)
 			}
+			data = data[n:]
 		}
 	}
 	return nil

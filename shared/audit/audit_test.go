@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -147,4 +148,68 @@ func TestConcurrentWritersCreatingTheSameBlob(t *testing.T) {
 	if len(got) != writers {
 		t.Errorf("%d entries, want %d", len(got), writers)
 	}
+}
+
+// Concurrent appends to the hour's blob share append blocks: every entry
+// is there once, each request's own blob holds its entries in order, and
+// the hour's blob has fewer blocks than there were appends.
+func TestConcurrentAppendsShareBlocks(t *testing.T) {
+	acct := azuritetest.Account(t)
+	name := azuritetest.Container(t, acct, "audit")
+	trail := audit.New(acct, name)
+	ctx := context.Background()
+	at := time.Date(2026, 3, 1, 11, 0, 0, 0, time.UTC)
+	const writers, each = 40, 5
+	var wg sync.WaitGroup
+	errs := make(chan error, writers*each)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				id := fmt.Sprintf("r%d", w)
+				if err := trail.Append(ctx, audit.Entry{ID: fmt.Sprintf("%s:%d", id, i+1), At: at, RequestID: id, Event: "state", Attempt: i + 1}); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for w := range writers {
+		got, err := trail.ForRequest(ctx, fmt.Sprintf("r%d", w))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != each {
+			t.Fatalf("r%d has %d entries, want %d", w, len(got), each)
+		}
+		for i, e := range got {
+			if e.Attempt != i+1 {
+				t.Fatalf("r%d entries out of order: %+v", w, got)
+			}
+		}
+	}
+	hour := acct.Service.NewContainerClient(name).NewBlobClient("all/2026/03/01/11.ndjson")
+	resp, err := hour.DownloadStream(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(resp.Body)
+	resp.Body.Close()
+	if n := bytes.Count(b.Bytes(), []byte("\n")); n != writers*each {
+		t.Fatalf("hour blob has %d lines, want %d", n, writers*each)
+	}
+	props, err := hour.GetProperties(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if props.BlobCommittedBlockCount == nil || *props.BlobCommittedBlockCount >= writers*each {
+		t.Fatalf("hour blob has %v blocks for %d appends: nothing was shared", props.BlobCommittedBlockCount, writers*each)
+	}
+	t.Logf("%d appends in %d blocks", writers*each, *props.BlobCommittedBlockCount)
 }

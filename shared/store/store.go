@@ -52,6 +52,9 @@ type Store struct {
 	// share it (WithPageTokenKey), or tokens work only where issued.
 	tokenKey     []byte
 	tokenKeyOnce sync.Once
+	// known saves Update a read of a document this process just read or
+	// wrote (known.go).
+	known known
 }
 
 // New returns a store over the given container client.
@@ -107,7 +110,7 @@ func (s *Store) Create(ctx context.Context, st *dsr.Stored, idemKey, fingerprint
 	if err != nil {
 		return nil, false, fmt.Errorf("encode request: %w", err)
 	}
-	_, err = s.c.NewBlockBlobClient(requestBlob(st.ID)).Upload(ctx, nopCloser(body), &blockblob.UploadOptions{
+	resp, err := s.c.NewBlockBlobClient(requestBlob(st.ID)).Upload(ctx, nopCloser(body), &blockblob.UploadOptions{
 		HTTPHeaders:      &blob.HTTPHeaders{BlobContentType: to.Ptr("application/json")},
 		Metadata:         metadata(st),
 		AccessConditions: &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfNoneMatch: to.Ptr(azcore.ETagAny)}},
@@ -118,6 +121,9 @@ func (s *Store) Create(ctx context.Context, st *dsr.Stored, idemKey, fingerprint
 	}
 	if err != nil {
 		return nil, false, fmt.Errorf("create request %s: %w", st.ID, err)
+	}
+	if resp.ETag != nil {
+		s.known.put(st.ID, body, *resp.ETag)
 	}
 	return st, true, nil
 }
@@ -153,12 +159,28 @@ func (s *Store) Get(ctx context.Context, id string) (*dsr.Stored, azcore.ETag, e
 	if !dsr.ValidID(id) {
 		return nil, "", ErrNotFound
 	}
-	var st dsr.Stored
-	etag, err := s.getJSON(ctx, requestBlob(id), &st)
+	body, etag, err := s.getBytes(ctx, requestBlob(id))
 	if err != nil {
 		return nil, "", err
 	}
+	var st dsr.Stored
+	if err := json.Unmarshal(body, &st); err != nil {
+		return nil, "", fmt.Errorf("decode %s: %w", requestBlob(id), err)
+	}
+	s.known.put(id, body, etag)
 	return &st, etag, nil
+}
+
+// latest is Update's starting point: the version this process last read
+// or wrote, or else the stored one.
+func (s *Store) latest(ctx context.Context, id string) (*dsr.Stored, azcore.ETag, error) {
+	if d, ok := s.known.get(id); ok {
+		var st dsr.Stored
+		if json.Unmarshal(d.body, &st) == nil {
+			return &st, d.etag, nil
+		}
+	}
+	return s.Get(ctx, id)
 }
 
 // Update applies fn to the current version of a request and writes it back
@@ -166,7 +188,7 @@ func (s *Store) Get(ctx context.Context, id string) (*dsr.Stored, azcore.ETag, e
 // reapplies fn. fn returns false to skip the write (nothing to change).
 func (s *Store) Update(ctx context.Context, id string, fn func(*dsr.Stored) (bool, error)) (*dsr.Stored, error) {
 	for attempt := 0; attempt < maxUpdateAttempts; attempt++ {
-		st, etag, err := s.Get(ctx, id)
+		st, etag, err := s.latest(ctx, id)
 		if err != nil {
 			return nil, err
 		}
@@ -178,12 +200,17 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*dsr.Stored) (boo
 		if err != nil {
 			return nil, fmt.Errorf("encode request: %w", err)
 		}
-		_, err = s.c.NewBlockBlobClient(requestBlob(id)).Upload(ctx, nopCloser(body), &blockblob.UploadOptions{
+		resp, err := s.c.NewBlockBlobClient(requestBlob(id)).Upload(ctx, nopCloser(body), &blockblob.UploadOptions{
 			HTTPHeaders:      &blob.HTTPHeaders{BlobContentType: to.Ptr("application/json")},
 			Metadata:         metadata(st),
 			AccessConditions: &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfMatch: &etag}},
 		})
+		if bloberror.HasCode(err, bloberror.BlobNotFound) {
+			s.known.forget(id) // read again: it says not found
+			continue
+		}
 		if bloberror.HasCode(err, bloberror.ConditionNotMet) {
+			s.known.forget(id)
 			if attempt+1 < maxUpdateAttempts {
 				// Full jitter: writers that lost together must not retry together.
 				time.Sleep(rand.N(time.Duration(10<<attempt) * time.Millisecond))
@@ -191,7 +218,11 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*dsr.Stored) (boo
 			continue
 		}
 		if err != nil {
+			s.known.forget(id)
 			return nil, fmt.Errorf("update request %s: %w", id, err)
+		}
+		if resp.ETag != nil {
+			s.known.put(id, body, *resp.ETag)
 		}
 		return st, nil
 	}
@@ -218,22 +249,30 @@ func (s *Store) GetDiscovery(ctx context.Context, id string, v any) error {
 }
 
 func (s *Store) getJSON(ctx context.Context, name string, v any) (azcore.ETag, error) {
-	resp, err := s.c.NewBlobClient(name).DownloadStream(ctx, nil)
-	if bloberror.HasCode(err, bloberror.BlobNotFound, bloberror.ContainerNotFound) {
-		return "", ErrNotFound
-	}
+	b, etag, err := s.getBytes(ctx, name)
 	if err != nil {
-		return "", fmt.Errorf("read %s: %w", name, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return "", fmt.Errorf("read %s: %w", name, err)
+		return "", err
 	}
 	if err := json.Unmarshal(b, v); err != nil {
 		return "", fmt.Errorf("decode %s: %w", name, err)
 	}
-	return *resp.ETag, nil
+	return etag, nil
+}
+
+func (s *Store) getBytes(ctx context.Context, name string) ([]byte, azcore.ETag, error) {
+	resp, err := s.c.NewBlobClient(name).DownloadStream(ctx, nil)
+	if bloberror.HasCode(err, bloberror.BlobNotFound, bloberror.ContainerNotFound) {
+		return nil, "", ErrNotFound
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("read %s: %w", name, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, "", fmt.Errorf("read %s: %w", name, err)
+	}
+	return b, *resp.ETag, nil
 }
 
 // metadata mirrors the listable facts of a request on its blob, so List can

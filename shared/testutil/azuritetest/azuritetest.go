@@ -53,6 +53,11 @@ func Start() (func(), string, error) {
 	}
 	cmd := exec.Command(bin, "--blobHost", "127.0.0.1", "--blobPort", fmt.Sprint(port), "--location", dir,
 		"--skipApiVersionCheck", "--disableTelemetry", "--silent", "--loose")
+	// AZURITE_DEBUG_LOG names a file for Azurite's request log: which
+	// storage operations a test or benchmark makes, and how many.
+	if d := os.Getenv("AZURITE_DEBUG_LOG"); d != "" {
+		cmd.Args = append(cmd.Args, "--debug", d)
+	}
 	// Azurite's output goes to a file: a child holding the test's stderr
 	// open would keep `go test` waiting if the test binary died.
 	logFile, err := os.Create(filepath.Join(dir, "azurite.log"))
