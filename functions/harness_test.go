@@ -23,6 +23,7 @@ import (
 	"github.com/dsr-functions/dsr/shared/config"
 	"github.com/dsr-functions/dsr/shared/dsr"
 	"github.com/dsr-functions/dsr/shared/funchost"
+	"github.com/dsr-functions/dsr/shared/pipeline"
 	"github.com/dsr-functions/dsr/shared/queue/embedded"
 	"github.com/dsr-functions/dsr/shared/sample"
 	"github.com/dsr-functions/dsr/shared/sources"
@@ -209,6 +210,9 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(h.app.Close)
+	// Failing stages retry within milliseconds here, not minutes
+	// (DSR_STAGE_RETRIES still sets how often).
+	h.app.Service.StageBackoff = pipeline.Backoff{Base: 5 * time.Millisecond, Max: 40 * time.Millisecond}
 	handler := httptest.NewServer(funchost.RequireHostToken(h.app.Handler, harnessHostToken))
 	t.Cleanup(handler.Close)
 	h.handlerURL = handler.URL

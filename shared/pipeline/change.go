@@ -28,11 +28,11 @@ func (s *Service) loadChange(ctx context.Context, id string, stage dsr.Stage) (*
 	}
 	if len(s.Secret) == 0 {
 		s.recordAttemptError(ctx, id, stage, ErrNoSecret)
-		return nil, nil, nil, fmt.Errorf("%s %s: %w", stage, id, ErrNoSecret)
+		return nil, nil, nil, Permanent(fmt.Errorf("%s %s: %w", stage, id, ErrNoSecret))
 	}
 	rw, ok := s.Connector.(sources.Rewriter)
 	if !ok {
-		return nil, nil, nil, fmt.Errorf("%s %s: the connector cannot change data", stage, id)
+		return nil, nil, nil, Permanent(fmt.Errorf("%s %s: the connector cannot change data", stage, id))
 	}
 	var disc sources.Discovery
 	if err := s.Store.GetDiscovery(ctx, id, &disc); err != nil {

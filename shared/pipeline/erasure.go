@@ -183,6 +183,12 @@ func (s *Service) changeBlob(ctx context.Context, rw sources.Rewriter, st *dsr.S
 			return dsr.ErasedBlob{}, fmt.Errorf("%s %s: %w", stage, st.ID, err)
 		}
 		reason := boundReason(err)
+		var bad *sources.DataError
+		if errors.As(err, &bad) {
+			// Broken data stays broken: its part fails at once.
+			s.Log.Warn("a dataset's data cannot be read; its part of the request failed", "requestId", st.ID, "stage", stage, "dataset", d.Name)
+			return dsr.ErasedBlob{}, &sourceFailure{reason: reason}
+		}
 		if rerr := s.retrySources(ctx, st.ID, stage, attempt, []string{d.Name + ": " + reason}); rerr != nil {
 			return dsr.ErasedBlob{}, rerr
 		}
