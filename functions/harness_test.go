@@ -123,6 +123,9 @@ type harnessOptions struct {
 	// upload, when set, writes one sample dataset into its blob (default:
 	// generated in memory and uploaded in one piece).
 	upload func(ctx context.Context, bc *blockblob.Client, f sample.File, size sample.Size) error
+	// concurrency is how many messages of one function the host runs at
+	// once (default the local host's 4).
+	concurrency int
 	// front, when set, is the listener of the host's front door (so its
 	// address can be known before the app starts, as WEBSITE_HOSTNAME).
 	front net.Listener
@@ -218,7 +221,7 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 	h.handlerURL = handler.URL
 	u, _ := url.Parse(handler.URL)
 	h.host = &funchost.LocalHost{Functions: h.app.Functions, HandlerURL: u, Broker: h.broker, Log: log, FailureDelay: 10 * time.Millisecond,
-		FunctionKey: harnessKey, HostToken: harnessHostToken}
+		FunctionKey: harnessKey, HostToken: harnessHostToken, Concurrency: o.concurrency}
 	if o.front != nil {
 		h.front = httptest.NewUnstartedServer(h.host)
 		h.front.Listener.Close()

@@ -102,6 +102,8 @@ type Service struct {
 	// Rand draws the jitter of scheduled retries, in [0, 1) (nil:
 	// math/rand/v2; tests make it predictable).
 	Rand func() float64
+	// blobLocks serialise this instance's rewrites of each blob (changeBlob).
+	blobLocks keyedLocks
 }
 
 // Defaults of Service.PendingDelay and Service.MaxPending.
