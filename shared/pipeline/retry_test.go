@@ -264,3 +264,63 @@ func TestBackoffDelay(t *testing.T) {
 		}
 	}
 }
+
+// racing is a connector whose data another writer (another instance)
+// changes just before each of the first races rewrites: the rewrite finds
+// the version changed.
+type racing struct {
+	*memConnector
+	races, rewrites int
+}
+
+func (r *racing) Rewrite(ctx context.Context, dataset string, loc sources.Location, edit sources.Edit) (sources.RewriteResult, error) {
+	r.rewrites++
+	if r.races > 0 {
+		r.races--
+		r.mu.Lock()
+		r.data["orders"] = append(r.data["orders"], map[string]any{"order": "O9", "contact": "C2", "address": "9 Far St", "note": ""})
+		r.version["orders"]++
+		r.mu.Unlock()
+	}
+	return r.memConnector.Rewrite(ctx, dataset, loc, edit)
+}
+
+// An erasure whose rewrites keep losing the race to another writer
+// discovers again and goes on in the same invocation: no retry scheduled,
+// no delivery used, the other writer's records kept.
+func TestLostRacesRetriedInPlace(t *testing.T) {
+	w := newWorld(t)
+	rc := &racing{memConnector: w.conn, races: 3}
+	w.svc.Connector = rc
+	w.svc.Rand = jitter() // the shortest waits
+	id := w.submit(`{"type":"erasure","subject":{"email":"ann@x.example"}}`)
+	w.handle(1)
+	if _, err := w.svc.Approve(context.Background(), id, dsr.Actor{Kind: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	w.handle(1) // erasure
+	if st := w.get(id); st.Stage != dsr.StageVerification {
+		t.Fatalf("after one erase delivery: %s/%s, last error %q\n%s", st.Stage, st.State, st.LastAttemptError, w.logs)
+	}
+	if strings.Contains(w.logs.String(), "retry scheduled") {
+		t.Fatal("a lost race used a stage retry")
+	}
+	if !strings.Contains(w.logs.String(), "lost a race") || rc.rewrites < 5 {
+		t.Fatalf("%d rewrites; the races were not run again in place\n%s", rc.rewrites, w.logs)
+	}
+	for range 3 {
+		w.handle(1)
+	}
+	if st := w.get(id); st.State != dsr.StateCompleted {
+		t.Fatalf("%s %+v", st.State, st.Error)
+	}
+	n := 0
+	for _, o := range w.conn.data["orders"] {
+		if o["order"] == "O9" {
+			n++
+		}
+	}
+	if n != 3 {
+		t.Errorf("the other writer's records: %d, want 3", n)
+	}
+}
