@@ -263,6 +263,8 @@ func NewWithOptions(cfg *config.Config, sender queue.Sender, log *slog.Logger, o
 		Queues:          q,
 		Log:             log,
 		SweepStuckAfter: cfg.SweepStuckAfter,
+		StageBackoff:    pipeline.Backoff{Base: cfg.StageRetryDelay, Max: cfg.StageRetryMaxDelay},
+		StageRetries:    cfg.StageRetries,
 		Cleanup:         conns.Cleanup,
 	}
 	callbacks := map[string]http.Handler{}

@@ -23,6 +23,7 @@ import (
 	"github.com/dsr-functions/dsr/shared/config"
 	"github.com/dsr-functions/dsr/shared/dsr"
 	"github.com/dsr-functions/dsr/shared/funchost"
+	"github.com/dsr-functions/dsr/shared/pipeline"
 	"github.com/dsr-functions/dsr/shared/queue/embedded"
 	"github.com/dsr-functions/dsr/shared/sample"
 	"github.com/dsr-functions/dsr/shared/sources"
@@ -122,6 +123,9 @@ type harnessOptions struct {
 	// upload, when set, writes one sample dataset into its blob (default:
 	// generated in memory and uploaded in one piece).
 	upload func(ctx context.Context, bc *blockblob.Client, f sample.File, size sample.Size) error
+	// concurrency is how many messages of one function the host runs at
+	// once (default the local host's 4).
+	concurrency int
 	// front, when set, is the listener of the host's front door (so its
 	// address can be known before the app starts, as WEBSITE_HOSTNAME).
 	front net.Listener
@@ -209,12 +213,15 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(h.app.Close)
+	// Failing stages retry within milliseconds here, not minutes
+	// (DSR_STAGE_RETRIES still sets how often).
+	h.app.Service.StageBackoff = pipeline.Backoff{Base: 5 * time.Millisecond, Max: 40 * time.Millisecond}
 	handler := httptest.NewServer(funchost.RequireHostToken(h.app.Handler, harnessHostToken))
 	t.Cleanup(handler.Close)
 	h.handlerURL = handler.URL
 	u, _ := url.Parse(handler.URL)
 	h.host = &funchost.LocalHost{Functions: h.app.Functions, HandlerURL: u, Broker: h.broker, Log: log, FailureDelay: 10 * time.Millisecond,
-		FunctionKey: harnessKey, HostToken: harnessHostToken}
+		FunctionKey: harnessKey, HostToken: harnessHostToken, Concurrency: o.concurrency}
 	if o.front != nil {
 		h.front = httptest.NewUnstartedServer(h.host)
 		h.front.Listener.Close()

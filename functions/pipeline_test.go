@@ -201,31 +201,39 @@ func TestIntakeQueue(t *testing.T) {
 }
 
 // unreachable is the app's connector with its storage failing for now: a
-// transient error, retried until the stage message dead-letters (a broken
-// dataset, by contrast, fails its part at once).
+// transient error, retried on scheduled messages until the retries run out
+// (a broken dataset, by contrast, fails its part at once).
 type unreachable struct{ sources.Connector }
 
 func (unreachable) Discover(context.Context, sources.Subject) (*sources.Discovery, error) {
 	return nil, errors.New("dataset contacts: read blob crm/contacts.ndjson: connection reset by peer")
 }
 
-// A stage that keeps failing dead-letters after the max delivery count, and
-// the dead-letter handler fails the request with the reason.
-func TestDeadLetteredStageFailsRequest(t *testing.T) {
-	h := newHarness(t, harnessOptions{maxDelivery: 3})
+// A stage that keeps failing is retried on scheduled messages, each
+// delivered once (no invocation fails, so no delivery is burnt and nothing
+// dead-letters), and after the last retry the request fails with the cause.
+func TestFailingStageFailsRequestWithCause(t *testing.T) {
+	h := newHarness(t, harnessOptions{maxDelivery: 3, env: map[string]string{"DSR_STAGE_RETRIES": "4"}})
 	h.app.Service.Connector = unreachable{h.app.Service.Connector}
 	doc := h.submit(demoAccess)
 	doc, _ = h.waitTerminal(doc.ID)
-	if doc.State != dsr.StateFailed || doc.Error == nil || doc.Error.Code != "stage-dead-lettered" {
+	if doc.State != dsr.StateFailed || doc.Error == nil || doc.Error.Code != "stage-retries-exhausted" {
 		t.Fatalf("state %s error %+v", doc.State, doc.Error)
 	}
-	for _, want := range []string{"MaxDeliveryCountExceeded", "discovery", "connection reset"} {
+	for _, want := range []string{"discovery", "5 times", "connection reset"} {
 		if !strings.Contains(doc.Error.Message, want) {
 			t.Errorf("error message %q lacks %q", doc.Error.Message, want)
 		}
 	}
 	if strings.Contains(doc.Error.Message, sample.DemoEmail) {
 		t.Fatal("error message holds personal data")
+	}
+	logs := h.logs.String()
+	if n := strings.Count(logs, "retry scheduled"); n != 4 {
+		t.Errorf("%d retries scheduled, want 4", n)
+	}
+	if strings.Contains(logs, "message abandoned") || len(h.broker.Peek("dsr-discover"+embedded.DeadLetterSuffix)) != 0 {
+		t.Errorf("a failing stage burnt deliveries:\n%s", logs)
 	}
 }
 

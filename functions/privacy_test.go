@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/dsr-functions/dsr/shared/queue"
 	"github.com/dsr-functions/dsr/shared/sample"
@@ -122,7 +123,7 @@ func TestNoPersonalDataInLogsMessagesOrErrors(t *testing.T) {
 		h.waitTerminal(it.ID)
 	}
 	// and a request that fails: its error must not carry data either.
-	failing := newHarness(t, harnessOptions{maxDelivery: 2})
+	failing := newHarness(t, harnessOptions{maxDelivery: 2, env: map[string]string{"DSR_STAGE_RETRIES": "1"}})
 	failing.app.Service.Connector = unreachable{failing.app.Service.Connector}
 	failRec := &recordingSender{next: failing.app.Service.Sender}
 	failing.app.Service.Sender = failRec
@@ -130,9 +131,14 @@ func TestNoPersonalDataInLogsMessagesOrErrors(t *testing.T) {
 	failed, _ := failing.waitTerminal(doc.ID)
 	resp, b = failing.do("GET", "/api/requests/"+doc.ID, "")
 	note(resp.StatusCode, b)
-	resp, b = failing.do("GET", "/api/requests/"+doc.ID+"/audit", "")
+	// The failure is audited just after it is saved.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if resp, b = failing.do("GET", "/api/requests/"+doc.ID+"/audit", ""); strings.Contains(string(b), "stage-retries-exhausted") || time.Now().After(deadline) {
+			break
+		}
+	}
 	note(resp.StatusCode, b)
-	if !strings.Contains(string(b), "stage-dead-lettered") {
+	if !strings.Contains(string(b), "stage-retries-exhausted") {
 		t.Fatalf("the audit trail does not record the failure: %s", b)
 	}
 	if failed.Error == nil {

@@ -26,6 +26,12 @@ param sourcesConfig string = 'sources.json'
 @maxValue(168)
 param exportLinkTtlHours int = 72
 param sweepStuckAfter string = '30m'
+@description('Scheduled retries of a failing stage before its request fails with the cause, and the jittered wait before the first (doubling up to the max delay).')
+@minValue(1)
+@maxValue(30)
+param stageRetries int = 8
+param stageRetryDelay string = '10s'
+param stageRetryMaxDelay string = '5m'
 param phoneRegion string = ''
 param intakeRejectedQueue string = 'dsr-intake-rejected'
 param approvalTypes string = 'erasure,rectification'
@@ -148,6 +154,9 @@ var appSettings = {
   DSR_SOURCES_CONFIG: sourcesConfig
   DSR_EXPORT_LINK_TTL: '${exportLinkTtlHours}h'
   DSR_SWEEP_STUCK_AFTER: sweepStuckAfter
+  DSR_STAGE_RETRIES: string(stageRetries)
+  DSR_STAGE_RETRY_DELAY: stageRetryDelay
+  DSR_STAGE_RETRY_MAX_DELAY: stageRetryMaxDelay
   DSR_PHONE_REGION: phoneRegion
   DSR_INTAKE_REJECTED_QUEUE: intakeRejectedQueue
   DSR_PSEUDONYM_SECRET: '@Microsoft.KeyVault(SecretUri=${pseudonymSecretUri})'

@@ -99,6 +99,17 @@ type Config struct {
 	// for an operator (Art. 12(5)) (DSR_REPEAT_WINDOW, Go duration, default
 	// 720h, 24h–8760h; 0 turns flagging off).
 	RepeatWindow time.Duration
+	// StageRetries is how many scheduled retries a failing stage gets
+	// before its request fails with the cause (DSR_STAGE_RETRIES, default
+	// 8, 1–30). StageRetryDelay is the wait before the first retry, doubled
+	// for each next one up to StageRetryMaxDelay, each jittered down to at
+	// most half (DSR_STAGE_RETRY_DELAY, default 10s, 1s–10m;
+	// DSR_STAGE_RETRY_MAX_DELAY, default 5m or half DSR_SWEEP_STUCK_AFTER if
+	// less, from the first delay to 1h and under DSR_SWEEP_STUCK_AFTER, so
+	// the sweeper does not re-drive a request that waits for its retry).
+	StageRetries       int
+	StageRetryDelay    time.Duration
+	StageRetryMaxDelay time.Duration
 	// HandlerPort is where `dsr serve` listens (FUNCTIONS_CUSTOMHANDLER_PORT, default 8080).
 	HandlerPort int
 	// Verify says which requests wait for their requester to prove the
@@ -255,6 +266,9 @@ func load(getenv func(string) string) (*Config, error) {
 			}
 		}
 	}
+	if err := c.loadStageRetries(get); err != nil {
+		return nil, err
+	}
 	port := get("FUNCTIONS_CUSTOMHANDLER_PORT", get("FUNCTIONS_HTTPWORKER_PORT", "8080"))
 	if c.HandlerPort, err = strconv.Atoi(port); err != nil || c.HandlerPort <= 0 || c.HandlerPort > 65535 {
 		return nil, fmt.Errorf("FUNCTIONS_CUSTOMHANDLER_PORT: %q is not a port number", port)
@@ -402,6 +416,29 @@ func loadVerification(c *Config, get func(name, def string) string) error {
 			}
 			c.PortalTypes = append(c.PortalTypes, t)
 		}
+	}
+	return nil
+}
+
+// loadStageRetries reads how failing stages are retried.
+func (c *Config) loadStageRetries(get func(string, string) string) error {
+	v := get("DSR_STAGE_RETRIES", "8")
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 30 {
+		return fmt.Errorf("DSR_STAGE_RETRIES: must be a whole number from 1 to 30, got %q", v)
+	}
+	c.StageRetries = n
+	if c.StageRetryDelay, err = durationIn(get("DSR_STAGE_RETRY_DELAY", "10s"), "DSR_STAGE_RETRY_DELAY", time.Second, 10*time.Minute); err != nil {
+		return err
+	}
+	// Unset, the cap keeps under the sweeper's patience by itself.
+	def := min(5*time.Minute, max(c.SweepStuckAfter/2, c.StageRetryDelay)).String()
+	if c.StageRetryMaxDelay, err = durationIn(get("DSR_STAGE_RETRY_MAX_DELAY", def), "DSR_STAGE_RETRY_MAX_DELAY", c.StageRetryDelay, time.Hour); err != nil {
+		return fmt.Errorf("%w (at least DSR_STAGE_RETRY_DELAY)", err)
+	}
+	if c.StageRetryMaxDelay >= c.SweepStuckAfter {
+		return fmt.Errorf("DSR_STAGE_RETRY_MAX_DELAY: must be shorter than DSR_SWEEP_STUCK_AFTER (%s), or the sweeper re-drives requests waiting for their retry; got %s",
+			c.SweepStuckAfter, c.StageRetryMaxDelay)
 	}
 	return nil
 }

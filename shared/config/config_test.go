@@ -383,6 +383,48 @@ func TestLoadRepeatWindow(t *testing.T) {
 	}
 }
 
+// DSR_STAGE_RETRIES, DSR_STAGE_RETRY_DELAY, DSR_STAGE_RETRY_MAX_DELAY: 8
+// retries from 10s to 5m by default; out of range, unparseable, a cap under
+// the first delay or at the sweeper's patience is refused naming the
+// setting; unset, the cap stays under the sweeper's patience.
+func TestLoadStageRetries(t *testing.T) {
+	type want struct {
+		n          int
+		delay, cap time.Duration
+		errNames   string
+	}
+	for _, tc := range []struct {
+		kv   []string
+		want want
+	}{
+		{nil, want{8, 10 * time.Second, 5 * time.Minute, ""}},
+		{[]string{"DSR_STAGE_RETRIES", "3", "DSR_STAGE_RETRY_DELAY", "2s", "DSR_STAGE_RETRY_MAX_DELAY", "1m"}, want{3, 2 * time.Second, time.Minute, ""}},
+		{[]string{"DSR_STAGE_RETRIES", "30", "DSR_STAGE_RETRY_DELAY", "1s", "DSR_STAGE_RETRY_MAX_DELAY", "1s"}, want{30, time.Second, time.Second, ""}},
+		{[]string{"DSR_SWEEP_STUCK_AFTER", "2m"}, want{8, 10 * time.Second, time.Minute, ""}},
+		{[]string{"DSR_STAGE_RETRIES", "0"}, want{errNames: "DSR_STAGE_RETRIES"}},
+		{[]string{"DSR_STAGE_RETRIES", "31"}, want{errNames: "DSR_STAGE_RETRIES"}},
+		{[]string{"DSR_STAGE_RETRIES", "many"}, want{errNames: "DSR_STAGE_RETRIES"}},
+		{[]string{"DSR_STAGE_RETRY_DELAY", "999ms"}, want{errNames: "DSR_STAGE_RETRY_DELAY"}},
+		{[]string{"DSR_STAGE_RETRY_DELAY", "11m"}, want{errNames: "DSR_STAGE_RETRY_DELAY"}},
+		{[]string{"DSR_STAGE_RETRY_DELAY", "10"}, want{errNames: "DSR_STAGE_RETRY_DELAY"}},
+		{[]string{"DSR_STAGE_RETRY_DELAY", "1m", "DSR_STAGE_RETRY_MAX_DELAY", "30s"}, want{errNames: "DSR_STAGE_RETRY_MAX_DELAY"}},
+		{[]string{"DSR_STAGE_RETRY_MAX_DELAY", "61m", "DSR_SWEEP_STUCK_AFTER", "2h"}, want{errNames: "DSR_STAGE_RETRY_MAX_DELAY"}},
+		{[]string{"DSR_STAGE_RETRY_MAX_DELAY", "30m"}, want{errNames: "DSR_STAGE_RETRY_MAX_DELAY"}},
+	} {
+		c, err := Load(env(append([]string{"AzureWebJobsStorage", devStorage}, tc.kv...)...))
+		switch {
+		case tc.want.errNames != "":
+			if err == nil || !strings.Contains(err.Error(), tc.want.errNames) {
+				t.Errorf("%v: Load = %v, want an error naming %s", tc.kv, err, tc.want.errNames)
+			}
+		case err != nil:
+			t.Errorf("%v: %v", tc.kv, err)
+		case c.StageRetries != tc.want.n || c.StageRetryDelay != tc.want.delay || c.StageRetryMaxDelay != tc.want.cap:
+			t.Errorf("%v: retries %d delay %s cap %s, want %+v", tc.kv, c.StageRetries, c.StageRetryDelay, c.StageRetryMaxDelay, tc.want)
+		}
+	}
+}
+
 func TestLoadPublicURL(t *testing.T) {
 	for host, want := range map[string]string{
 		"":                            "",

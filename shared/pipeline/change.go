@@ -2,7 +2,10 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
+	"time"
 
 	"github.com/dsr-functions/dsr/shared/dsr"
 	"github.com/dsr-functions/dsr/shared/sources"
@@ -28,11 +31,11 @@ func (s *Service) loadChange(ctx context.Context, id string, stage dsr.Stage) (*
 	}
 	if len(s.Secret) == 0 {
 		s.recordAttemptError(ctx, id, stage, ErrNoSecret)
-		return nil, nil, nil, fmt.Errorf("%s %s: %w", stage, id, ErrNoSecret)
+		return nil, nil, nil, Permanent(fmt.Errorf("%s %s: %w", stage, id, ErrNoSecret))
 	}
 	rw, ok := s.Connector.(sources.Rewriter)
 	if !ok {
-		return nil, nil, nil, fmt.Errorf("%s %s: the connector cannot change data", stage, id)
+		return nil, nil, nil, Permanent(fmt.Errorf("%s %s: the connector cannot change data", stage, id))
 	}
 	var disc sources.Discovery
 	if err := s.Store.GetDiscovery(ctx, id, &disc); err != nil {
@@ -82,12 +85,78 @@ type outcome struct {
 	failure string
 }
 
+// Lost races: a blob that another request (or anyone) changed between
+// discovery and this stage's conditional rewrite is discovered again and
+// the walk goes on from the fresh positions in the same invocation, after
+// a short jittered wait, up to maxLostRaces times: many erasures of one
+// dataset at once each lose the race to the others several times, and that
+// is progress, not failure, so it uses up neither deliveries nor the
+// stage's scheduled retries. Blobs already done are marked on the request
+// (ErasedBlobs) and skipped.
+const maxLostRaces = 16
+
+// lostRaceBackoff spaces the tries after a lost race: 50 ms doubling to 2 s.
+var lostRaceBackoff = Backoff{Base: 50 * time.Millisecond, Max: 2 * time.Second}
+
+// keyedLocks are locks by name that a waiter can give up on (its context
+// ends). The zero value is ready; locks are kept for the life of the
+// process, one per blob changed.
+type keyedLocks struct{ m sync.Map }
+
+func (k *keyedLocks) lock(ctx context.Context, key string) (unlock func(), err error) {
+	v, _ := k.m.LoadOrStore(key, make(chan struct{}, 1))
+	ch := v.(chan struct{})
+	select {
+	case ch <- struct{}{}:
+		return func() { <-ch }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
 // changeEach walks a discovery's datasets for change c and returns one
 // outcome per configured dataset, in the order they were changed, and the
-// datasets whose systems failed their part. An error means the delivery
-// must fail (and the message come back), including while waiting for a
-// delegating system (see ignoreWaiting).
+// datasets whose systems failed their part; data that changed meanwhile is
+// discovered again and the walk retried in place (see maxLostRaces). An
+// error means the stage failed (it is retried), including while waiting
+// for a delegating system (see ignoreWaiting).
 func (s *Service) changeEach(ctx context.Context, rw sources.Rewriter, st *dsr.Stored, disc *sources.Discovery, attempt int, c changer) ([]outcome, []string, error) {
+	for race := 1; ; race++ {
+		out, failed, err := s.changeOnce(ctx, rw, st, disc, attempt, c)
+		var re *rediscovered
+		if !errors.As(err, &re) || race >= maxLostRaces {
+			return out, failed, err
+		}
+		fresh, err := s.afterLostRace(ctx, st.ID, c.stage, race)
+		if err != nil {
+			return nil, nil, err
+		}
+		st, disc = fresh, re.fresh
+	}
+}
+
+// afterLostRace waits a jittered while after lost race number race, then
+// reads the request again to go on from.
+func (s *Service) afterLostRace(ctx context.Context, id string, stage dsr.Stage, race int) (*dsr.Stored, error) {
+	wait := lostRaceBackoff.Delay(race, s.random())
+	s.Log.Info("lost a race for changed data; going on from fresh positions", "requestId", id, "stage", stage, "race", race, "wait", wait)
+	select {
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%s %s: %w", stage, id, ctx.Err())
+	case <-time.After(wait):
+	}
+	st, _, err := s.Store.Get(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: reload: %w", stage, id, err)
+	}
+	if st.State.Terminal() || st.Stage != stage {
+		return nil, fmt.Errorf("%s %s: request moved to %s/%s meanwhile", stage, id, st.Stage, st.State)
+	}
+	return st, nil
+}
+
+// changeOnce is one walk of changeEach.
+func (s *Service) changeOnce(ctx context.Context, rw sources.Rewriter, st *dsr.Stored, disc *sources.Discovery, attempt int, c changer) ([]outcome, []string, error) {
 	var out []outcome
 	var failed []string
 	for _, dm := range s.dependentsFirst(disc) {
@@ -111,7 +180,7 @@ func (s *Service) changeEach(ctx context.Context, rw sources.Rewriter, st *dsr.S
 				done, ok := st.ErasedBlobs[d.Name+"/"+loc.Blob]
 				if !ok {
 					var err error
-					done, err = s.changeBlob(ctx, rw, st, d, loc, c.stage, o.plan.policy, attempt, o.plan.decide(loc))
+					done, err = s.changeBlob(ctx, rw, st, d, loc, c.stage, o.plan.policy, attempt, o.plan.decide)
 					if reason, gaveUp := failedSource(err); gaveUp {
 						o.failure = reason
 						break

@@ -47,7 +47,7 @@ func (s *Service) delegate(ctx context.Context, st *dsr.Stored, d *sources.Datas
 	}
 	dg, ok := s.Connector.(sources.Delegator)
 	if !ok {
-		return done, "", fmt.Errorf("%s %s: dataset %s: the connector cannot delegate changes", stage, st.ID, d.Name)
+		return done, "", Permanent(fmt.Errorf("%s %s: dataset %s: the connector cannot delegate changes", stage, st.ID, d.Name))
 	}
 	ch := sources.Change{Action: action, RequestID: st.ID, Subject: subjectOf(st)}
 	if action == "rectification" {

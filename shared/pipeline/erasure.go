@@ -63,8 +63,21 @@ func (s *Service) Erase(ctx context.Context, id string, attempt int) error {
 	if st == nil || err != nil {
 		return err
 	}
-	if err := s.fileTombstone(ctx, st, disc); err != nil {
-		return err
+	// Filed before anything changes; reading what it keeps may lose a race
+	// too (see maxLostRaces).
+	for race := 1; ; race++ {
+		err := s.fileTombstone(ctx, st, disc)
+		var re *rediscovered
+		if !errors.As(err, &re) || race >= maxLostRaces {
+			if err != nil {
+				return err
+			}
+			break
+		}
+		if st, err = s.afterLostRace(ctx, id, dsr.StageErasure, race); err != nil {
+			return err
+		}
+		disc = re.fresh
 	}
 	subj, _, err := s.subjectFor(ctx, st)
 	if err != nil {
@@ -167,22 +180,50 @@ func (s *Service) erasure(subj sources.Subject, d *sources.Dataset, loc sources.
 	}
 }
 
-// changeBlob rewrites one blob with decide (which returns the new record,
-// or nil to delete it, and the action to audit) and marks the blob done on
-// the request, so a redelivered message skips it. Positions that went stale
-// make it discover again and fail this attempt, so the redelivery works from
-// fresh positions.
+// changeBlob rewrites one blob with the decisions decideFor gives for its
+// location (which return the new record, or nil to delete it, and the
+// action to audit) and marks the blob done on the request, so a redelivered
+// message skips it. Positions that went stale (someone changed the blob
+// since discovery) make it discover again and try once more from the fresh
+// ones while it still holds the blob; if that fails too, the error says
+// so (a *rediscovered) and changeEach goes on from the fresh discovery.
 func (s *Service) changeBlob(ctx context.Context, rw sources.Rewriter, st *dsr.Stored, d *sources.Dataset, loc sources.Location, stage dsr.Stage, policyName string, attempt int,
-	decide recordDecision) (dsr.ErasedBlob, error) {
-	done, actions, err := s.rewriteBlob(ctx, rw, st.ID, st.ID, d, loc, stage, policyName, decide)
+	decideFor func(sources.Location) recordDecision) (dsr.ErasedBlob, error) {
+	// One rewrite of a blob at a time in this instance: erasures of many
+	// people in one dataset then take turns instead of each undoing the
+	// others' reads; across instances the ETag still decides.
+	unlock, err := s.blobLocks.lock(ctx, d.Name+"/"+loc.Blob)
+	if err != nil {
+		return dsr.ErasedBlob{}, fmt.Errorf("%s %s: wait for blob %s: %w", stage, st.ID, loc.Blob, err)
+	}
+	defer unlock()
+	done, actions, err := s.rewriteBlob(ctx, rw, st.ID, st.ID, d, loc, stage, policyName, decideFor(loc))
 	if errors.Is(err, sources.ErrChanged) {
-		return dsr.ErasedBlob{}, s.rediscover(ctx, st, stage, err)
+		rerr := s.rediscover(ctx, st, stage, err)
+		var re *rediscovered
+		if !errors.As(rerr, &re) {
+			return dsr.ErasedBlob{}, rerr
+		}
+		fresh, ok := locationOf(re.fresh, d.Name, loc.Blob)
+		if !ok {
+			return dsr.ErasedBlob{}, rerr // nothing of hers left there: the walk skips it
+		}
+		done, actions, err = s.rewriteBlob(ctx, rw, st.ID, st.ID, d, fresh, stage, policyName, decideFor(fresh))
+		if errors.Is(err, sources.ErrChanged) {
+			return dsr.ErasedBlob{}, s.rediscover(ctx, st, stage, err)
+		}
 	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return dsr.ErasedBlob{}, fmt.Errorf("%s %s: %w", stage, st.ID, err)
 		}
 		reason := boundReason(err)
+		var bad *sources.DataError
+		if errors.As(err, &bad) {
+			// Broken data stays broken: its part fails at once.
+			s.Log.Warn("a dataset's data cannot be read; its part of the request failed", "requestId", st.ID, "stage", stage, "dataset", d.Name)
+			return dsr.ErasedBlob{}, &sourceFailure{reason: reason}
+		}
 		if rerr := s.retrySources(ctx, st.ID, stage, attempt, []string{d.Name + ": " + reason}); rerr != nil {
 			return dsr.ErasedBlob{}, rerr
 		}
@@ -200,6 +241,21 @@ func (s *Service) changeBlob(ctx context.Context, rw sources.Rewriter, st *dsr.S
 		return true, nil
 	})
 	return done, err
+}
+
+// locationOf finds a blob's location in a discovery.
+func locationOf(disc *sources.Discovery, dataset, blob string) (sources.Location, bool) {
+	for _, dm := range disc.Datasets {
+		if dm.Dataset != dataset {
+			continue
+		}
+		for _, loc := range dm.Locations {
+			if loc.Blob == blob {
+				return loc, true
+			}
+		}
+	}
+	return sources.Location{}, false
 }
 
 // recordDecision returns a record's new version (nil: delete it) and the

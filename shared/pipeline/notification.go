@@ -3,7 +3,6 @@ package pipeline
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"time"
 
@@ -59,12 +58,9 @@ type Notifier interface {
 // marked failed.
 const MaxNotificationAttempts = 6
 
-// notificationDelay is the wait before attempt n+1 of a notice: 30 s
-// doubling, at most an hour, ±20 %.
-func notificationDelay(n int) time.Duration {
-	d := min(30*time.Second<<max(n-1, 0), time.Hour)
-	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
-}
+// notificationBackoff is the wait before the next try of a notice after n
+// tries: 30 s doubling, at most an hour, jittered (Backoff.Delay).
+var notificationBackoff = Backoff{Base: 30 * time.Second, Max: time.Hour}
 
 // changed lists the datasets a request found the person in, whose
 // recipients are told.
@@ -116,14 +112,14 @@ func (s *Service) Notify(ctx context.Context, id string, attempt int) error {
 		return fmt.Errorf("notification %s: request is at stage %s, not notification", id, st.Stage)
 	}
 	if s.Recipients == nil {
-		return fmt.Errorf("notification %s: no notifier configured", id)
+		return Permanent(fmt.Errorf("notification %s: no notifier configured", id))
 	}
 	notice := s.notice(st)
 	for _, r := range s.Sources.RecipientsOf(changed(st)) {
 		if n := notificationOf(st, r.Name); n != nil && n.Status != dsr.NotificationPending {
 			continue
 		}
-		if n := notificationOf(st, r.Name); n != nil && n.At != nil && s.NowUTC().Before(n.At.Add(notificationDelay(n.Attempts)/2)) {
+		if n := notificationOf(st, r.Name); n != nil && n.At != nil && s.NowUTC().Before(n.At.Add(notificationBackoff.Floor(n.Attempts)/2)) {
 			continue // a redelivery right after a failure: wait for the scheduled try
 		}
 		nt := notice
@@ -150,7 +146,7 @@ func (s *Service) Notify(ctx context.Context, id string, attempt int) error {
 				tries = max(tries, n.Attempts)
 			}
 		}
-		at := s.NowUTC().Add(notificationDelay(tries))
+		at := s.NowUTC().Add(notificationBackoff.Delay(tries, s.random()))
 		s.Log.Info("notification: retry scheduled", "requestId", id, "pending", pending, "at", at)
 		return s.sendStage(ctx, s.Queues.Erase, fmt.Sprintf("%s:notification:%d", id, tries), id, dsr.StageNotification, at)
 	}

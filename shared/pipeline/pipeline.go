@@ -97,6 +97,16 @@ type Service struct {
 	// earlier requests of its type, to flag it as a repeat held for an
 	// operator (Art. 12(5), repeat.go); 0: no flagging.
 	RepeatWindow time.Duration
+	// StageBackoff is the wait before each retry of a failing stage, and
+	// StageRetries how many retries a stage gets before its request fails
+	// (retry.go; defaults DefaultStageBackoff, DefaultStageRetries).
+	StageBackoff Backoff
+	StageRetries int
+	// Rand draws the jitter of scheduled retries, in [0, 1) (nil:
+	// math/rand/v2; tests make it predictable).
+	Rand func() float64
+	// blobLocks serialise this instance's rewrites of each blob (changeBlob).
+	blobLocks keyedLocks
 }
 
 // Defaults of Service.PendingDelay and Service.MaxPending.
@@ -141,6 +151,9 @@ func (s *Service) NowUTC() time.Time {
 type StageMessage struct {
 	RequestID string    `json:"requestId"`
 	Stage     dsr.Stage `json:"stage"`
+	// Retry numbers a scheduled retry of a failed stage (retry.go); 0 for
+	// the stage's first message.
+	Retry int `json:"retry,omitempty"`
 }
 
 // ErrInvalidMessage marks a stage message that can never be processed.
@@ -155,6 +168,9 @@ func ParseStageMessage(body []byte) (StageMessage, error) {
 	if !dsr.ValidID(m.RequestID) {
 		return m, fmt.Errorf("%w: requestId missing or malformed", ErrInvalidMessage)
 	}
+	if m.Retry < 0 {
+		return m, fmt.Errorf("%w: negative retry", ErrInvalidMessage)
+	}
 	return m, nil
 }
 
@@ -165,13 +181,22 @@ func (s *Service) send(ctx context.Context, queueName string, id string, stage d
 // sendStage sends a stage message with the given MessageId, delivered at
 // at (zero: now).
 func (s *Service) sendStage(ctx context.Context, queueName, messageID, id string, stage dsr.Stage, at time.Time) error {
-	body, _ := json.Marshal(StageMessage{RequestID: id, Stage: stage})
+	return s.sendMessage(ctx, queueName, messageID, StageMessage{RequestID: id, Stage: stage}, at)
+}
+
+// sendMessage sends stage message m with the given MessageId, delivered at
+// at (zero: now).
+func (s *Service) sendMessage(ctx context.Context, queueName, messageID string, m StageMessage, at time.Time) error {
+	body, _ := json.Marshal(m)
+	props := map[string]any{"requestId": m.RequestID, "stage": string(m.Stage)}
+	if m.Retry > 0 {
+		props["retry"] = m.Retry
+	}
 	err := s.Sender.Send(ctx, queueName, queue.Message{
-		ID: messageID, Body: body, Subject: string(stage),
-		Properties: map[string]any{"requestId": id, "stage": string(stage)}, ScheduledAt: at,
+		ID: messageID, Body: body, Subject: string(m.Stage), Properties: props, ScheduledAt: at,
 	})
 	if err != nil {
-		return fmt.Errorf("enqueue %s of %s: %w", stage, id, err)
+		return fmt.Errorf("enqueue %s of %s: %w", m.Stage, m.RequestID, err)
 	}
 	return nil
 }

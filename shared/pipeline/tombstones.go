@@ -182,10 +182,30 @@ func (s *Service) readOwn(ctx context.Context, st *dsr.Stored, dm sources.Datase
 }
 
 // readEach reads the discovered records of one dataset, saying of each
-// whether it only mentions the subject (Location.Mentions).
+// whether it only mentions the subject (Location.Mentions). Each blob is
+// read holding it (no rewrite here changes it meanwhile); positions that
+// went stale make it discover again and read once more from the fresh
+// ones, still holding the blob; if that fails too it returns the
+// *rediscovered error.
 func (s *Service) readEach(ctx context.Context, st *dsr.Stored, dm sources.DatasetMatches, fn func(rec sources.Record, mention bool)) error {
 	for _, loc := range dm.Locations {
-		one := sources.DatasetMatches{Dataset: dm.Dataset, Records: int64(max(len(loc.Ordinals), len(loc.Keys))), Locations: []sources.Location{loc}}
+		if err := s.readBlob(ctx, st, dm.Dataset, loc, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Service) readBlob(ctx context.Context, st *dsr.Stored, dataset string, loc sources.Location, fn func(rec sources.Record, mention bool)) error {
+	unlock, err := s.blobLocks.lock(ctx, dataset+"/"+loc.Blob)
+	if err != nil {
+		return fmt.Errorf("%s %s: wait for blob %s: %w", st.Stage, st.ID, loc.Blob, err)
+	}
+	defer unlock()
+	read := func(loc sources.Location) error {
+		one := sources.DatasetMatches{Dataset: dataset, Records: int64(max(len(loc.Ordinals), len(loc.Keys))), Locations: []sources.Location{loc}}
+		var recs []sources.Record
+		var mentions []bool
 		i := 0
 		err := s.Connector.Read(s.requestContext(ctx, st), one, func(rec sources.Record) error {
 			ordinal := int64(i)
@@ -193,22 +213,43 @@ func (s *Service) readEach(ctx context.Context, st *dsr.Stored, dm sources.Datas
 				ordinal = loc.Ordinals[i]
 			}
 			i++
-			fn(rec, loc.Mentioned(ordinal))
+			recs, mentions = append(recs, rec), append(mentions, loc.Mentioned(ordinal))
 			return nil
 		})
-		if errors.Is(err, sources.ErrChanged) {
+		if err != nil {
+			return err
+		}
+		// Only a whole, current read counts: a stale one is read again.
+		for i := range recs {
+			fn(recs[i], mentions[i])
+		}
+		return nil
+	}
+	err = read(loc)
+	if errors.Is(err, sources.ErrChanged) {
+		rerr := s.rediscover(ctx, st, st.Stage, err)
+		var re *rediscovered
+		if !errors.As(rerr, &re) {
+			return rerr
+		}
+		fresh, ok := locationOf(re.fresh, dataset, loc.Blob)
+		if !ok {
+			return rerr
+		}
+		if err = read(fresh); errors.Is(err, sources.ErrChanged) {
 			return s.rediscover(ctx, st, st.Stage, err)
 		}
-		if err != nil {
-			return fmt.Errorf("%s %s: read %s: %w", st.Stage, st.ID, dm.Dataset, err)
-		}
+	}
+	if err != nil {
+		return fmt.Errorf("%s %s: read %s: %w", st.Stage, st.ID, dataset, err)
 	}
 	return nil
 }
 
 // rediscover handles data that changed since discovery: it discovers
-// again, stores the fresh positions, and returns an error so the stage's
-// message is redelivered and works from them.
+// again, stores the fresh positions, and returns a *rediscovered error: a
+// change stage goes on from them in place (changeEach), any other stage
+// fails the attempt and its retry works from them.
 func (s *Service) rediscover(ctx context.Context, st *dsr.Stored, stage dsr.Stage, cause error) error {
 	s.Log.Info("data changed since discovery; discovering again", "requestId", st.ID, "stage", stage)
 	fresh, _, derr := s.discover(ctx, st)
@@ -219,8 +260,17 @@ func (s *Service) rediscover(ctx context.Context, st *dsr.Stored, stage dsr.Stag
 		return perr
 	}
 	s.recordAttemptError(ctx, st.ID, stage, cause)
-	return fmt.Errorf("%s %s: %w; discovered again, retrying", stage, st.ID, cause)
+	return &rediscovered{fresh: fresh, err: fmt.Errorf("%s %s: %w; discovered again, retrying", stage, st.ID, cause)}
 }
+
+// rediscovered is data that changed since discovery, discovered again.
+type rediscovered struct {
+	fresh *sources.Discovery
+	err   error
+}
+
+func (e *rediscovered) Error() string { return e.err.Error() }
+func (e *rediscovered) Unwrap() error { return e.err }
 
 // recordMap is a record's fields by name, for path lookups.
 func recordMap(rec sources.Record) map[string]any {

@@ -11,10 +11,12 @@ import (
 )
 
 // Stage is the queue function of a stage queue: it reads the stage
-// message and runs the stage it names (pipeline.Runners) with the delivery
-// count as attempt, if that stage runs on this queue. A message that can
-// never be processed (unreadable, or for another queue's stage) is dropped
-// with a log line, not retried.
+// message and runs the stage it names (pipeline.Runners), if that stage
+// runs on this queue, through pipeline.HandleStage: a failing stage is
+// retried on a scheduled message, not by failing the invocation, so the
+// delivery count stays for crashes. A message that can never be processed
+// (unreadable, or for another queue's stage) is dropped with a log line,
+// not retried.
 func Stage(svc *pipeline.Service, queue string) funchost.QueueFunc {
 	return func(ctx context.Context, m *funchost.QueueMessage) error {
 		sm, err := pipeline.ParseStageMessage(m.Body)
@@ -26,7 +28,7 @@ func Stage(svc *pipeline.Service, queue string) funchost.QueueFunc {
 			svc.Log.Error(queue+": message for a stage this queue does not run dropped", "requestId", sm.RequestID, "stage", sm.Stage)
 			return nil
 		}
-		return svc.RunStage(ctx, sm, m.DeliveryCount)
+		return svc.HandleStage(ctx, sm, m.MessageID, m.DeliveryCount)
 	}
 }
 
