@@ -331,12 +331,15 @@ func (s *Service) Discover(ctx context.Context, id string, attempt int) error {
 	if err != nil {
 		return err
 	}
-	if err := s.syncAudit(ctx, st); err != nil {
-		return err
-	}
+	// The trail gets this step together with the end of discovery (or
+	// when it waits): one append and one write fewer per request, and
+	// the entry keeps its own time.
 	disc, tombs, err := s.discover(ctx, st)
 	if errors.Is(err, sources.ErrPending) {
 		if waiting, werr := s.waitForSystems(ctx, st, dsr.StageDiscovery, s.Queues.Discover, err); waiting || werr != nil {
+			if serr := s.syncAudit(ctx, st); werr == nil {
+				werr = serr
+			}
 			return werr
 		}
 		// Waited long enough: go ahead without the late systems.
