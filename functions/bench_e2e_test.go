@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,6 +20,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
 
 	"github.com/dsr-functions/dsr/shared/dsr"
+	"github.com/dsr-functions/dsr/shared/funchost"
 	"github.com/dsr-functions/dsr/shared/sample"
 )
 
@@ -155,7 +157,19 @@ type e2eBench struct {
 func newE2EBench(b *testing.B, size sample.Size) *e2eBench {
 	b.Helper()
 	e := &e2eBench{sizes: map[string]int64{}}
-	e.harness = newHarness(b, harnessOptions{size: size, upload: func(ctx context.Context, bc *blockblob.Client, f sample.File, size sample.Size) error {
+	// As concurrent as `dsr local` and, per instance, Azure: host.json's
+	// maxConcurrentCalls, unless DSR_LOAD_CONCURRENCY says otherwise.
+	hs, err := funchost.ReadHostSettings("../host.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	conc := hs.MaxConcurrentCalls
+	if v := os.Getenv("DSR_LOAD_CONCURRENCY"); v != "" {
+		if conc, err = strconv.Atoi(v); err != nil || conc < 1 {
+			b.Fatalf("DSR_LOAD_CONCURRENCY=%q", v)
+		}
+	}
+	e.harness = newHarness(b, harnessOptions{size: size, concurrency: conc, upload: func(ctx context.Context, bc *blockblob.Client, f sample.File, size sample.Size) error {
 		n, nb, err := uploadCounting(ctx, bc, f, size)
 		if err != nil {
 			return err

@@ -90,6 +90,12 @@ func BenchmarkConcurrentAccess(b *testing.B) {
 		}
 
 		b.StopTimer()
+		if f := os.Getenv("DSR_LOAD_LOGS"); f != "" {
+			// The app's log of the burst, for finding where time went.
+			if err := os.WriteFile(f, []byte(e.logs.String()), 0o600); err != nil {
+				b.Fatal(err)
+			}
+		}
 		var total, wait, disc, export []time.Duration
 		for k, doc := range docs {
 			if doc.State != dsr.StateCompleted {

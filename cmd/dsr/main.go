@@ -220,7 +220,14 @@ func local(ctx context.Context, log *slog.Logger, args []string) error {
 	if err != nil {
 		return err
 	}
+	// As concurrent as the Functions host is per instance in Azure.
+	hs, err := funchost.ReadHostSettings(filepath.Join(cfg.AppRoot, "host.json"))
+	if err != nil {
+		return err
+	}
 	host := &funchost.LocalHost{
+		Concurrency:    hs.MaxConcurrentCalls,
+		MaxLockRenewal: hs.MaxAutoLockRenewal,
 		FunctionKey:    key,
 		Functions:      enabledFunctions(app.Functions, os.Getenv, log),
 		HandlerURL:     &url.URL{Scheme: "http", Host: handlerLn.Addr().String()},

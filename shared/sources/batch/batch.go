@@ -214,9 +214,18 @@ func (b *Batcher) run(ctx context.Context, cancel context.CancelFunc, calls []*c
 	// call they make next waits for a window like any other.
 	b.mu.Lock()
 	b.running = false
-	// The calls that came during the pass have waited long enough.
-	if len(b.pending) > 0 {
+	// The calls that came during the pass have waited long enough, unless
+	// they are fewer than the pass just served: under a burst its callers
+	// are about to be replaced by as many new ones (the queue hands their
+	// slots to the next messages), so the next pass waits one window for
+	// them instead of running for a few and making the rest wait a whole
+	// pass. A lone request never waits more than the window.
+	switch {
+	case len(b.pending) == 0:
+	case len(b.pending) >= len(calls) || len(b.pending) >= b.maxBatch:
 		b.dispatchLocked()
+	default:
+		b.scheduleLocked()
 	}
 	b.mu.Unlock()
 	for i, c := range calls {
