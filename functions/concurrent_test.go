@@ -66,7 +66,7 @@ func TestConcurrentErasuresOfOneBlobAllLand(t *testing.T) {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("request %s still %s/%s after %s", id, doc.Stage, doc.State, time.Since(start))
+				t.Fatalf("request %s still %s/%s after %s; history %+v\n%s", id, doc.Stage, doc.State, time.Since(start), doc.History, h.logsOf(id, 40))
 			}
 			time.Sleep(50 * time.Millisecond)
 		}

@@ -425,3 +425,15 @@ func (h *harness) approveWhenAsked(id string) {
 		h.t.Fatalf("approve %s: %d %s", id, resp.StatusCode, b)
 	}
 }
+
+// logsOf is the app's last n log lines about one request, for a failure
+// message.
+func (h *harness) logsOf(id string, n int) string {
+	var out []string
+	for line := range strings.SplitSeq(h.logs.String(), "\n") {
+		if strings.Contains(line, id) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out[max(len(out)-n, 0):], "\n")
+}
