@@ -2,7 +2,9 @@ package match
 
 import (
 	"bytes"
+	"io"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"testing"
 )
@@ -187,4 +189,64 @@ func naiveLineEvent(b []byte) int {
 		}
 	}
 	return -1
+}
+
+// BenchmarkBufferSearch compares, on 1 MiB of the benchmark data held in
+// memory (one read buffer), the kernels of a whole-buffer scan with the
+// line-by-line prefilter they replace.
+func BenchmarkBufferSearch(b *testing.B) {
+	path, _ := benchData(b)
+	f, err := os.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	buf := make([]byte, 1<<20)
+	n, err := io.ReadFull(f, buf)
+	f.Close()
+	if err != nil {
+		b.Fatal(err)
+	}
+	buf = buf[:bytes.LastIndexByte(buf[:n], '\n')+1]
+	p := NewPrefilter([]string{benchTarget})
+	b.Run("lines", func(b *testing.B) {
+		b.SetBytes(int64(len(buf)))
+		for b.Loop() {
+			for rest := buf; len(rest) > 0; {
+				i := bytes.IndexByte(rest, '\n')
+				p.Match(rest[:i])
+				rest = rest[i+1:]
+			}
+		}
+	})
+	if !haveKernels {
+		return
+	}
+	b.Run("line-events", func(b *testing.B) {
+		b.SetBytes(int64(len(buf)))
+		for b.Loop() {
+			for from := 0; ; from++ {
+				i := IndexLineEvent(buf[from:])
+				if i < 0 {
+					break
+				}
+				from += i
+			}
+		}
+	})
+	b.Run("buffer-finder", func(b *testing.B) {
+		b.SetBytes(int64(len(buf)))
+		bf := p.BufferFinder()
+		for b.Loop() {
+			bf.Reset(buf)
+			for from := 0; from < len(buf); from++ {
+				from = bf.Index(from)
+			}
+		}
+	})
+	b.Run("count-lines", func(b *testing.B) {
+		b.SetBytes(int64(len(buf)))
+		for b.Loop() {
+			bytes.Count(buf, []byte{'\n'})
+		}
+	})
 }

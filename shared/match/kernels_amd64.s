@@ -69,6 +69,16 @@ fold3found:
 	MOVQ   DI, ret+48(FP)
 	RET
 
+// lineEventTable maps the low nibble of a byte below 0x80 to the one mark
+// byte or '\n' with that nibble ('%' 5, '&' 6, '\n' A, '\\' C), and every
+// other nibble to a byte with another low nibble, so that VPSHUFB and one
+// comparison find those four bytes; both 128-bit lanes hold the table.
+DATA lineEventTable<>+0x00(SB)/8, $0x0026250000000001
+DATA lineEventTable<>+0x08(SB)/8, $0x0000005c000a0000
+DATA lineEventTable<>+0x10(SB)/8, $0x0026250000000001
+DATA lineEventTable<>+0x18(SB)/8, $0x0000005c000a0000
+GLOBL lineEventTable<>(SB), RODATA|NOPTR, $32
+
 // func indexLineEventAVX2(b []byte) int
 //
 // The least j >= 2 at which b[j] is '\\', '&' or '%', or a '\n' that may
@@ -78,25 +88,17 @@ TEXT ·indexLineEventAVX2(SB), NOSPLIT, $0-32
 	MOVQ b_base+0(FP), SI
 	MOVQ b_len+8(FP), BX
 
-	MOVL $0x5c, AX // '\\'
-	MOVD AX, X0
-	VPBROADCASTB X0, Y1
-	MOVL $0x26, AX // '&'
-	MOVD AX, X0
-	VPBROADCASTB X0, Y2
-	MOVL $0x25, AX // '%'
-	MOVD AX, X0
-	VPBROADCASTB X0, Y3
+	VMOVDQU lineEventTable<>(SB), Y1
 	MOVL $0x0a, AX // '\n'
 	MOVD AX, X0
 	VPBROADCASTB X0, Y4
 	MOVL $0x0d, AX // '\r'
 	MOVD AX, X0
 	VPBROADCASTB X0, Y5
-	MOVL $0x20, AX
+	MOVL $0x5f, AX // 0x80-0x21: moves 0x21..0x7e to 0x80..0xdd
 	MOVD AX, X0
 	VPBROADCASTB X0, Y6
-	MOVL $0x7f, AX
+	MOVL $0xde, AX // -34: below it (signed) are exactly 0x80..0xdd
 	MOVD AX, X0
 	VPBROADCASTB X0, Y7
 
@@ -107,34 +109,27 @@ TEXT ·indexLineEventAVX2(SB), NOSPLIT, $0-32
 	JG   eventnone
 
 eventloop:
-	LEAQ     (SI)(DI*1), R11
-	VMOVDQU  (R11), Y8       // b[j]
-	VMOVDQU  -1(R11), Y9     // b[j-1]
-	VMOVDQU  -2(R11), Y10    // b[j-2]
-	VPCMPEQB Y1, Y8, Y11
-	VPCMPEQB Y2, Y8, Y12
-	VPOR     Y12, Y11, Y11
-	VPCMPEQB Y3, Y8, Y12
-	VPOR     Y12, Y11, Y11   // mark bytes
-	VPCMPEQB Y4, Y8, Y8      // '\n'
-	// safe(x): 0x20 < x < 0x7f, signed, so bytes >= 0x80 are not safe.
-	VPCMPGTB Y6, Y9, Y12     // b[j-1] > 0x20
-	VPCMPGTB Y9, Y7, Y13     // 0x7f > b[j-1]
-	VPAND    Y13, Y12, Y12   // safe(b[j-1])
-	VPCMPGTB Y6, Y10, Y13    // b[j-2] > 0x20
-	VPCMPGTB Y10, Y7, Y14    // 0x7f > b[j-2]
-	VPAND    Y14, Y13, Y13   // safe(b[j-2])
-	VPCMPEQB Y5, Y9, Y14     // b[j-1] == '\r'
-	VPAND    Y14, Y13, Y13
-	VPOR     Y13, Y12, Y12   // the line surely holds a non-blank byte
-	VPANDN   Y8, Y12, Y12    // '\n' &^ sure
-	VPOR     Y12, Y11, Y11
+	LEAQ      (SI)(DI*1), R11
+	VMOVDQU   (R11), Y8           // b[j]
+	VMOVDQU   -1(R11), Y9         // b[j-1]
+	VMOVDQU   -2(R11), Y10        // b[j-2]
+	VPSHUFB   Y8, Y1, Y11
+	VPCMPEQB  Y8, Y11, Y11        // mark bytes and '\n'
+	VPCMPEQB  Y4, Y8, Y8          // '\n'
+	// The line surely holds a non-blank byte when the byte before the
+	// '\n' (before the "\r\n") is printable ASCII other than space.
+	VPCMPEQB  Y5, Y9, Y12         // b[j-1] == '\r'
+	VPBLENDVB Y12, Y10, Y9, Y13   // b[j-2] there, else b[j-1]
+	VPADDB    Y6, Y13, Y13
+	VPCMPGTB  Y13, Y7, Y13        // printable, not space
+	VPAND     Y8, Y13, Y13        // '\n' of a surely non-blank line
+	VPANDN    Y11, Y13, Y11
 	VPMOVMSKB Y11, CX
-	TESTL    CX, CX
-	JNZ      eventfound
-	ADDQ     $32, DI
-	CMPQ     DI, R10
-	JLE      eventloop
+	TESTL     CX, CX
+	JNZ       eventfound
+	ADDQ      $32, DI
+	CMPQ      DI, R10
+	JLE       eventloop
 
 eventnone:
 	VZEROUPPER

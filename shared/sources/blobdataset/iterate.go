@@ -124,7 +124,7 @@ func iterateSpans(ctx context.Context, rd io.Reader, format sources.Format, fn f
 	var err error
 	switch format {
 	case sources.FormatNDJSON:
-		err = iterateNDJSON(ctx, rd, fn, gap)
+		err = iterateNDJSON(ctx, rd, fn, gap, nil)
 	case sources.FormatCSV:
 		err = iterateCSV(ctx, rd, fn, gap)
 	case sources.FormatJSONArray:
@@ -219,10 +219,54 @@ func trimLine(full []byte) []byte {
 	return bytes.TrimSpace(full)
 }
 
+// lineSkipper points a scan at the NDJSON lines of a read buffer it must
+// look at, so that it can step over the others in whole stretches instead
+// of line by line (see iterateSkipping).
+type lineSkipper interface {
+	// reset starts answering for buf, the bytes read so far.
+	reset(buf []byte)
+	// next returns a position at or after from (a line start, never less
+	// than in the call before since reset) such that the lines lying
+	// wholly inside buf[from:next] are records (not blank) that fn need
+	// not see; len(buf) when that holds for every line after from.
+	next(from int) int
+}
+
+// iterateSkipping is iterate for a scan that looks only at some records:
+// for NDJSON, the complete lines skip steps over are counted (so that
+// ordinals stay those of iterate) but not handed to fn, and the records fn
+// sees carry no MarkFinder (their escape marks are looked for line by
+// line: they are few). Other formats, or a nil skip, iterate every record.
+func iterateSkipping(ctx context.Context, rd io.Reader, format sources.Format, skip lineSkipper, fn func(*rawRecord) error) error {
+	if format != sources.FormatNDJSON || skip == nil {
+		return iterate(ctx, rd, format, fn)
+	}
+	err := iterateNDJSON(ctx, rd, fn, nil, skip)
+	if errors.Is(err, errStop) {
+		return nil
+	}
+	return err
+}
+
+// skipLines returns where the stretch of complete lines of buf that skip
+// says need not be looked at ends (a line start at or after start), and
+// how many lines it holds.
+func skipLines(skip lineSkipper, buf []byte, start int) (int, int64) {
+	q := skip.next(start)
+	ls := start
+	if k := bytes.LastIndexByte(buf[start:min(q, len(buf))], '\n'); k >= 0 {
+		ls = start + k + 1
+	}
+	return ls, int64(bytes.Count(buf[start:ls], newline))
+}
+
+var newline = []byte{'\n'}
+
 // iterateNDJSON splits the stream into lines in its own buffer: this is the
 // hot loop of discovery. A line (with its ending) longer than maxLine
-// fails, as does a final line without ending that fills maxLine.
-func iterateNDJSON(ctx context.Context, rd io.Reader, fn func(*rawRecord) error, gap func([]byte) error) error {
+// fails, as does a final line without ending that fills maxLine. With
+// skip set (and gap nil), it steps over the lines skip points away from.
+func iterateNDJSON(ctx context.Context, rd io.Reader, fn func(*rawRecord) error, gap func([]byte) error, skip lineSkipper) error {
 	pooled := ndjsonBufs.Get().(*[]byte)
 	buf := *pooled
 	if len(buf) != ndjsonBufSize {
@@ -237,7 +281,10 @@ func iterateNDJSON(ctx context.Context, rd io.Reader, fn func(*rawRecord) error,
 	start, end := 0, 0 // buf[start:end] is read but not yet split
 	var base int64     // the stream offset of buf[0]
 	eof := false
-	rec := &rawRecord{marks: &match.MarkFinder{}}
+	rec := &rawRecord{}
+	if skip == nil {
+		rec.marks = &match.MarkFinder{}
+	}
 	var n int64
 	line := func(full []byte, off int64) error {
 		// Lines keep their ending (a line and its ending fit in the
@@ -261,6 +308,11 @@ func iterateNDJSON(ctx context.Context, rd io.Reader, fn func(*rawRecord) error,
 	}
 	for empty := 0; ; {
 		for {
+			if skip != nil && start < end {
+				var skipped int64
+				start, skipped = skipLines(skip, buf[:end], start)
+				n += skipped
+			}
 			i := bytes.IndexByte(buf[start:end], '\n')
 			if i < 0 {
 				break
@@ -294,7 +346,16 @@ func iterateNDJSON(ctx context.Context, rd io.Reader, fn func(*rawRecord) error,
 		}
 		k, err := rd.Read(buf[end:])
 		end += k
-		rec.marks.Reset(buf[:end])
+		if rec.marks != nil {
+			rec.marks.Reset(buf[:end])
+		}
+		if skip != nil {
+			// Skipped lines never reach line's periodic check.
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			skip.reset(buf[:end])
+		}
 		switch {
 		case err == io.EOF:
 			eof = true

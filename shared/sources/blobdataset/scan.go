@@ -169,7 +169,7 @@ func (c *Connector) scanBlob(ctx context.Context, d *sources.Dataset, name strin
 	defer body.Close()
 	res := blobResult{etag: etag}
 	var sc scratch
-	err = iterate(ctx, transportReader{body}, d.Format, func(r *rawRecord) error {
+	err = iterateSkipping(ctx, transportReader{body}, d.Format, m.skipper(), func(r *rawRecord) error {
 		owners := m.owners(r, &sc)
 		if len(owners) == 0 {
 			return nil
@@ -392,6 +392,53 @@ func (m *datasetMatcher) owners(r *rawRecord, sc *scratch) []int {
 	sc.owners = append(sc.owners, m.always...)
 	slices.Sort(sc.owners)
 	return slices.Compact(sc.owners)
+}
+
+// skipper returns a lineSkipper for one scan of an NDJSON blob, or nil if
+// the scan must look at every line: when a subject has phones (their
+// digits are searched line by line) or an empty one (every line is its
+// candidate), or the text patterns are too many for a BufferFinder.
+//
+// Its lines of interest are those where a pattern occurs (found in the
+// whole buffer), those with an escape-mark byte (the pattern may hide
+// behind it) and those that may be blank (they are no record); every
+// other line is a record that owners would turn down, so skipping it
+// changes nothing but the time: ripgrep's way of searching whole buffers
+// and finding line boundaries only around a match.
+func (m *datasetMatcher) skipper() lineSkipper {
+	if m.phones != nil || len(m.always) > 0 {
+		return nil
+	}
+	f := m.text.BufferFinder()
+	if f == nil {
+		return nil
+	}
+	return &textSkipper{text: f}
+}
+
+// textSkipper is datasetMatcher.skipper's lineSkipper.
+type textSkipper struct {
+	text *match.BufferFinder
+	buf  []byte
+	// event is the next line event (match.IndexLineEvent) at or after the
+	// last position asked about (-1: not searched yet).
+	event int
+}
+
+func (s *textSkipper) reset(buf []byte) {
+	s.text.Reset(buf)
+	s.buf = buf
+	s.event = -1
+}
+
+func (s *textSkipper) next(from int) int {
+	if s.event < from {
+		s.event = len(s.buf)
+		if i := match.IndexLineEvent(s.buf[from:]); i >= 0 {
+			s.event = from + i
+		}
+	}
+	return min(s.event, s.text.Index(from))
 }
 
 // decoded is the second look at bytes that hold no pattern but an encoding
