@@ -2,6 +2,7 @@ package match
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -79,7 +80,7 @@ func TestFingerprintFoldsASCIILettersOnly(t *testing.T) {
 
 func TestIndexLineEventAgreesWithScalar(t *testing.T) {
 	if !haveKernels {
-		t.Skip("no SIMD kernels here: IndexLineEvent answers 0")
+		t.Skip("no SIMD kernels here")
 	}
 	r := rand.New(rand.NewPCG(3, 4))
 	for range 5000 {
@@ -88,98 +89,31 @@ func TestIndexLineEventAgreesWithScalar(t *testing.T) {
 			// Mostly plain lines, so that the kernel runs long stretches.
 			b = randomText(r, r.IntN(300), "{}\"abcd:,\n")
 		}
-		want := -1
-		for j := range b {
-			if isLineEvent(b, j) {
-				want = j
-				break
-			}
-		}
-		if got := IndexLineEvent(b); got != want {
-			t.Fatalf("IndexLineEvent(%q) = %d, scalar %d", b, got, want)
+		if got, want := indexLineEvent(b), naiveLineEvent(b); got != want {
+			t.Fatalf("indexLineEvent(%q) = %d, scalar %d", b, got, want)
 		}
 	}
 }
 
 // TestIndexLineEventFindsEveryBlankLine: a line that bytes.TrimSpace
-// empties always ends in a '\n' IndexLineEvent stops at.
+// empties always ends in a '\n' indexLineEvent stops at.
 func TestIndexLineEventFindsEveryBlankLine(t *testing.T) {
 	if !haveKernels {
-		t.Skip("no SIMD kernels here: IndexLineEvent answers 0")
+		t.Skip("no SIMD kernels here")
 	}
 	plain := strings.Repeat(`{"a":"b"}`+"\n", 8)
 	for _, blank := range []string{"\n", "\r\n", " \n", "\t \r\n", "\v\n", "\f\n", "\u00a0\n", "\u0085\r\n", "\u2028\n", "\u3000 \n", "\r\r\n"} {
 		for _, before := range []string{"", plain, `{"x":1}` + "\r\n"} {
 			b := []byte(before + blank + plain)
-			j := IndexLineEvent(b)
+			j := indexLineEvent(b)
 			if j < 0 || j > len(before)+len(blank)-1 {
-				t.Errorf("blank line %q after %q: IndexLineEvent = %d, want at most %d", blank, before, j, len(before)+len(blank)-1)
+				t.Errorf("blank line %q after %q: indexLineEvent = %d, want at most %d", blank, before, j, len(before)+len(blank)-1)
 			}
 		}
 	}
-	if j := IndexLineEvent([]byte(plain + strings.Replace(plain, "\n", "\r\n", -1))); j != -1 {
-		t.Errorf("plain LF and CRLF lines: IndexLineEvent = %d, want -1", j)
+	if j := indexLineEvent([]byte(plain + strings.Replace(plain, "\n", "\r\n", -1))); j != -1 {
+		t.Errorf("plain LF and CRLF lines: indexLineEvent = %d, want -1", j)
 	}
-}
-
-func TestBufferFinderAgreesWithNaive(t *testing.T) {
-	if !haveKernels {
-		t.Skip("no SIMD kernels here: no BufferFinder")
-	}
-	r := rand.New(rand.NewPCG(5, 6))
-	for range 2000 {
-		var patterns []string
-		for range 1 + r.IntN(4) {
-			patterns = append(patterns, string(randomText(r, r.IntN(7), "aAbB@.1")))
-		}
-		f := NewPrefilter(patterns).BufferFinder()
-		if f == nil {
-			t.Fatal("no BufferFinder for a few patterns")
-		}
-		buf := randomText(r, r.IntN(400), "aAbB@.1\n")
-		f.Reset(buf)
-		for from := 0; from <= len(buf); from += 1 + r.IntN(40) {
-			if got, want := f.Index(from), naiveIndex(patterns, buf, from); got != want {
-				t.Fatalf("patterns %q, buffer %q: Index(%d) = %d, want %d", patterns, buf, from, got, want)
-			}
-		}
-	}
-}
-
-func TestBufferFinderOnlyForFewPatterns(t *testing.T) {
-	if haveKernels && NewPrefilter(manyEmails(8, "x")).BufferFinder() == nil {
-		t.Error("8 patterns: no BufferFinder")
-	}
-	if NewPrefilter(manyEmails(9, "x")).BufferFinder() != nil {
-		t.Error("9 patterns (automaton): a BufferFinder")
-	}
-	if NewDigitsPrefilter([]string{"123"}).BufferFinder() != nil {
-		t.Error("digits prefilter: a BufferFinder")
-	}
-}
-
-func FuzzBufferFinder(f *testing.F) {
-	f.Add("ann@x.com", []byte("{\"email\":\"ANN@X.COM\"}\nann@x.co\n"+strings.Repeat("x", 40)+"aNn@x.com"))
-	f.Add("a\nbb", []byte("ABBA\nbB"))
-	f.Fuzz(func(t *testing.T, patternList string, buf []byte) {
-		patterns := strings.Split(patternList, "\n")
-		if len(patterns) > maxSmallPatterns {
-			patterns = patterns[:maxSmallPatterns]
-		}
-		bf := NewPrefilter(patterns).BufferFinder()
-		if bf == nil {
-			return
-		}
-		bf.Reset(buf)
-		for from := 0; from <= len(buf); from += 7 {
-			if got, want := bf.Index(from), naiveIndex(patterns, buf, from); got != want {
-				t.Fatalf("patterns %q, buffer %q: Index(%d) = %d, want %d", patterns, buf, from, got, want)
-			}
-		}
-		if got, want := IndexLineEvent(buf), naiveLineEvent(buf); haveKernels && got != want {
-			t.Fatalf("IndexLineEvent(%q) = %d, scalar %d", buf, got, want)
-		}
-	})
 }
 
 func naiveLineEvent(b []byte) int {
@@ -189,6 +123,144 @@ func naiveLineEvent(b []byte) int {
 		}
 	}
 	return -1
+}
+
+// checkNext checks LineScanner.Next(from) on buf (from a line start)
+// against brute force: the lines wholly before its answer are records the
+// prefilter rejects (not blank, no pattern, no escape mark), their count
+// is right, and the answer lies in a line of interest or in an occurrence
+// (so that the scan is not sent to look at lines for nothing).
+func checkNext(t *testing.T, patterns []string, s *LineScanner, buf []byte, from int) int {
+	t.Helper()
+	q, lines := s.Next(from)
+	if q < from || q > len(buf) {
+		t.Fatalf("patterns %q, buffer %q: Next(%d) = %d", patterns, buf, from, q)
+	}
+	if want := bytes.Count(buf[from:q], []byte{'\n'}); lines != want {
+		t.Fatalf("patterns %q, buffer %q: Next(%d) = %d with %d lines, want %d lines", patterns, buf, from, q, lines, want)
+	}
+	// A line of interest: blank (or, by the kernel's cheap test, maybe
+	// blank), with an escape mark byte, or holding a pattern.
+	interesting := func(ls, le int) bool {
+		line := buf[ls:le]
+		return naiveLineEvent(line) >= 0 || naiveMatch(patterns, line) ||
+			(le > 0 && buf[le-1] == '\n' && isLineEvent(buf, le-1))
+	}
+	ls := from
+	for {
+		i := bytes.IndexByte(buf[ls:], '\n')
+		if i < 0 || ls+i >= q {
+			break
+		}
+		if interesting(ls, ls+i+1) {
+			t.Fatalf("patterns %q, buffer %q: Next(%d) = %d steps over line %q", patterns, buf, from, q, buf[ls:ls+i+1])
+		}
+		ls += i + 1
+	}
+	if q == len(buf) {
+		return q
+	}
+	le := len(buf)
+	if i := bytes.IndexByte(buf[q:], '\n'); i >= 0 {
+		le = q + i + 1
+	}
+	if interesting(ls, le) {
+		return q
+	}
+	for _, p := range patterns {
+		for st := max(from, q-len(p)+1); p != "" && st <= q && st+len(p) <= len(buf); st++ {
+			if naiveMatch([]string{p}, buf[st:st+len(p)]) {
+				return q
+			}
+		}
+	}
+	t.Fatalf("patterns %q, buffer %q: Next(%d) = %d, in the uninteresting line %q", patterns, buf, from, q, buf[ls:le])
+	return q
+}
+
+func TestLineScannerAgreesWithBruteForce(t *testing.T) {
+	if !haveKernels {
+		t.Skip("no SIMD kernels here: no LineScanner")
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	for iter := range 4000 {
+		var patterns []string
+		for range iter % 4 {
+			patterns = append(patterns, string(randomText(r, r.IntN(7), "aAbB@.1")))
+		}
+		s := NewPrefilter(patterns).LineScanner()
+		if s == nil {
+			t.Fatal("no LineScanner for a few patterns")
+		}
+		alphabet := "aAbB@.1\n"
+		if r.IntN(2) == 0 {
+			alphabet = "aAbB@.1{}\n\r \\&%"
+		}
+		buf := randomText(r, r.IntN(400), alphabet)
+		s.Reset(buf)
+		for from := 0; from < len(buf); {
+			q := checkNext(t, patterns, s, buf, from)
+			// Go on after the line of q, as a scan does.
+			i := bytes.IndexByte(buf[q:], '\n')
+			if i < 0 {
+				break
+			}
+			from = q + i + 1
+		}
+	}
+}
+
+func TestPatternSearchAgreesWithNaive(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	for range 3000 {
+		pat := string(randomText(r, 1+r.IntN(6), "aAbB@.1"))
+		p := bufferPattern{pat: []byte(refLower(pat)), fp: newFingerprint([]byte(refLower(pat)))}
+		buf := randomText(r, r.IntN(300), "aAbB@.1\n")
+		for from := 0; from <= len(buf); from += 1 + r.IntN(30) {
+			if got, want := p.search(buf, from), naiveIndex([]string{pat}, buf, from); got != want {
+				t.Fatalf("pattern %q, buffer %q: search(%d) = %d, want %d", pat, buf, from, got, want)
+			}
+		}
+	}
+}
+
+func TestLineScannerOnlyForFewPatterns(t *testing.T) {
+	if haveKernels && NewPrefilter(manyEmails(8, "x")).LineScanner() == nil {
+		t.Error("8 patterns: no LineScanner")
+	}
+	if NewPrefilter(manyEmails(9, "x")).LineScanner() != nil {
+		t.Error("9 patterns (automaton): a LineScanner")
+	}
+	if NewDigitsPrefilter([]string{"123"}).LineScanner() != nil {
+		t.Error("digits prefilter: a LineScanner")
+	}
+}
+
+func FuzzLineScanner(f *testing.F) {
+	f.Add("ann@x.com", []byte("{\"email\":\"ANN@X.COM\"}\nann@x.co\n"+strings.Repeat("x", 40)+"aNn@x.com"))
+	f.Add("a\nbb", []byte("ABBA\nbB\n\n \r\n%41"))
+	f.Fuzz(func(t *testing.T, patternList string, buf []byte) {
+		patterns := strings.Split(patternList, "\n")
+		if len(patterns) > maxSmallPatterns {
+			patterns = patterns[:maxSmallPatterns]
+		}
+		s := NewPrefilter(patterns).LineScanner()
+		if s == nil {
+			return
+		}
+		s.Reset(buf)
+		for from := 0; from < len(buf); {
+			q := checkNext(t, patterns, s, buf, from)
+			i := bytes.IndexByte(buf[q:], '\n')
+			if i < 0 {
+				break
+			}
+			from = q + i + 1
+		}
+		if got, want := indexLineEvent(buf), naiveLineEvent(buf); got != want {
+			t.Fatalf("indexLineEvent(%q) = %d, scalar %d", buf, got, want)
+		}
+	})
 }
 
 // BenchmarkBufferSearch compares, on 1 MiB of the benchmark data held in
@@ -225,7 +297,7 @@ func BenchmarkBufferSearch(b *testing.B) {
 		b.SetBytes(int64(len(buf)))
 		for b.Loop() {
 			for from := 0; ; from++ {
-				i := IndexLineEvent(buf[from:])
+				i := indexLineEvent(buf[from:])
 				if i < 0 {
 					break
 				}
@@ -233,16 +305,23 @@ func BenchmarkBufferSearch(b *testing.B) {
 			}
 		}
 	})
-	b.Run("buffer-finder", func(b *testing.B) {
-		b.SetBytes(int64(len(buf)))
-		bf := p.BufferFinder()
-		for b.Loop() {
-			bf.Reset(buf)
-			for from := 0; from < len(buf); from++ {
-				from = bf.Index(from)
+	for _, pats := range [][]string{nil, {benchTarget}, {benchTarget, "CU0049201"}} {
+		b.Run(fmt.Sprintf("line-scanner/patterns=%d", len(pats)), func(b *testing.B) {
+			b.SetBytes(int64(len(buf)))
+			s := NewPrefilter(pats).LineScanner()
+			for b.Loop() {
+				s.Reset(buf)
+				for from := 0; from < len(buf); {
+					q, _ := s.Next(from)
+					i := bytes.IndexByte(buf[q:], '\n')
+					if i < 0 {
+						break
+					}
+					from = q + i + 1
+				}
 			}
-		}
-	})
+		})
+	}
 	b.Run("count-lines", func(b *testing.B) {
 		b.SetBytes(int64(len(buf)))
 		for b.Loop() {

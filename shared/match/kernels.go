@@ -80,24 +80,14 @@ func (f *fingerprint) index(b []byte) int {
 	return -1
 }
 
-// IndexLineEvent returns the index of the first byte of b, a stretch of
+// indexLineEvent returns the index of the first byte of b, a stretch of
 // NDJSON lines, that a line-skipping scan must not skip over, or -1 if
 // there is none: an escape mark byte ('\\', '&', '%': the line may hide a
 // pattern behind an escape, see HasEscapeMark) or a '\n' that may end a
 // blank line (one that is not preceded by a printable non-space ASCII
 // byte, or by '\r' preceded by one; bytes before b count as blanks). Every
 // line of b whose bytes hold no such byte holds an escape mark in no shape
-// and is not blank. Without SIMD kernels it returns 0: look at every line.
-func IndexLineEvent(b []byte) int {
-	if !haveKernels {
-		if len(b) == 0 {
-			return -1
-		}
-		return 0
-	}
-	return indexLineEvent(b)
-}
-
+// and is not blank. It needs the SIMD kernels (haveKernels).
 func indexLineEvent(b []byte) int {
 	j := 0
 	for ; j < min(2, len(b)); j++ {

@@ -228,8 +228,9 @@ type lineSkipper interface {
 	// next returns a position at or after from (a line start, never less
 	// than in the call before since reset) such that the lines lying
 	// wholly inside buf[from:next] are records (not blank) that fn need
-	// not see; len(buf) when that holds for every line after from.
-	next(from int) int
+	// not see, len(buf) when that holds for every line after from; and
+	// how many '\n' lie in buf[from:next].
+	next(from int) (int, int)
 }
 
 // iterateSkipping is iterate for a scan that looks only at some records:
@@ -252,15 +253,13 @@ func iterateSkipping(ctx context.Context, rd io.Reader, format sources.Format, s
 // says need not be looked at ends (a line start at or after start), and
 // how many lines it holds.
 func skipLines(skip lineSkipper, buf []byte, start int) (int, int64) {
-	q := skip.next(start)
-	ls := start
-	if k := bytes.LastIndexByte(buf[start:min(q, len(buf))], '\n'); k >= 0 {
-		ls = start + k + 1
+	q, lines := skip.next(start)
+	if lines == 0 {
+		return start, 0
 	}
-	return ls, int64(bytes.Count(buf[start:ls], newline))
+	// The line that holds q starts after the last '\n' before q.
+	return start + bytes.LastIndexByte(buf[start:q], '\n') + 1, int64(lines)
 }
-
-var newline = []byte{'\n'}
 
 // iterateNDJSON splits the stream into lines in its own buffer: this is the
 // hot loop of discovery. A line (with its ending) longer than maxLine

@@ -397,49 +397,25 @@ func (m *datasetMatcher) owners(r *rawRecord, sc *scratch) []int {
 // skipper returns a lineSkipper for one scan of an NDJSON blob, or nil if
 // the scan must look at every line: when a subject has phones (their
 // digits are searched line by line) or an empty one (every line is its
-// candidate), or the text patterns are too many for a BufferFinder.
-//
-// Its lines of interest are those where a pattern occurs (found in the
-// whole buffer), those with an escape-mark byte (the pattern may hide
-// behind it) and those that may be blank (they are no record); every
-// other line is a record that owners would turn down, so skipping it
-// changes nothing but the time: ripgrep's way of searching whole buffers
-// and finding line boundaries only around a match.
+// candidate), or the text patterns are too many for a match.LineScanner.
+// The lines it steps over are records that owners would turn down, so
+// skipping them changes nothing but the time.
 func (m *datasetMatcher) skipper() lineSkipper {
 	if m.phones != nil || len(m.always) > 0 {
 		return nil
 	}
-	f := m.text.BufferFinder()
-	if f == nil {
+	s := m.text.LineScanner()
+	if s == nil {
 		return nil
 	}
-	return &textSkipper{text: f}
+	return textSkipper{s}
 }
 
 // textSkipper is datasetMatcher.skipper's lineSkipper.
-type textSkipper struct {
-	text *match.BufferFinder
-	buf  []byte
-	// event is the next line event (match.IndexLineEvent) at or after the
-	// last position asked about (-1: not searched yet).
-	event int
-}
+type textSkipper struct{ s *match.LineScanner }
 
-func (s *textSkipper) reset(buf []byte) {
-	s.text.Reset(buf)
-	s.buf = buf
-	s.event = -1
-}
-
-func (s *textSkipper) next(from int) int {
-	if s.event < from {
-		s.event = len(s.buf)
-		if i := match.IndexLineEvent(s.buf[from:]); i >= 0 {
-			s.event = from + i
-		}
-	}
-	return min(s.event, s.text.Index(from))
-}
+func (t textSkipper) reset(buf []byte)         { t.s.Reset(buf) }
+func (t textSkipper) next(from int) (int, int) { return t.s.Next(from) }
 
 // decoded is the second look at bytes that hold no pattern but an encoding
 // mark: their decoded, unwrapped form if it holds a pattern, else nil.
