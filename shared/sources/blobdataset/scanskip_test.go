@@ -145,3 +145,23 @@ func TestSkipperOnlyForText(t *testing.T) {
 		t.Error("20 subjects (automaton): skipper")
 	}
 }
+
+// FuzzSkipping: for any data and a subject's email, stepping over lines
+// finds the candidates looking at every line finds.
+func FuzzSkipping(f *testing.F) {
+	f.Add([]byte(`{"email":"ANN@x.example"}`+"\n\n \r\n"+`{"n":"ann\u0040x.example"}`), "ann@x.example")
+	f.Add([]byte("a@b\n\u00a0\n%40\r\nA@B"), "a@b")
+	f.Fuzz(func(t *testing.T, data []byte, email string) {
+		m := textMatcher(sources.Subject{Emails: []string{email}})
+		if m.skipper() == nil {
+			return
+		}
+		defer func(n int) { ndjsonBufSize = n }(ndjsonBufSize)
+		ndjsonBufSize = 64
+		rng := rand.New(rand.NewPCG(uint64(len(data)), 1))
+		want := candidatesOf(t, m, string(data), false, rng)
+		if got := candidatesOf(t, m, string(data), true, rng); !reflect.DeepEqual(got, want) {
+			t.Fatalf("data %q, email %q:\n skipping %v\nevery line %v", data, email, got, want)
+		}
+	})
+}
