@@ -261,6 +261,40 @@ func skipLines(skip lineSkipper, buf []byte, start int) (int, int64) {
 	return start + bytes.LastIndexByte(buf[start:q], '\n') + 1, int64(lines)
 }
 
+// skipGate turns line skipping off for a while where it does not pay: in
+// data where lines of interest are common (every line holding an escape
+// mark, say), stepping from one to the next costs more than looking at
+// every line with the buffer's MarkFinder.
+type skipGate struct {
+	// on: the current buffer is being skipped through.
+	on bool
+	// seen and skipped count the lines looked at and stepped over in it.
+	seen, skipped int64
+	// off is how many more buffers are looked at line by line.
+	off int
+}
+
+// skipGateDense is the share of lines of interest above which skipping is
+// turned off, for skipGateOff buffers (reads).
+const skipGateDense = 1.0 / 16
+
+// skipGateOff is a variable so that tests can keep skipping on (0).
+var skipGateOff = 16
+
+// next is called for each new buffer: it reports whether to skip
+// through it.
+func (g *skipGate) next() bool {
+	if g.on && float64(g.seen) > skipGateDense*float64(g.seen+g.skipped) {
+		g.off = skipGateOff
+	}
+	g.seen, g.skipped = 0, 0
+	g.on = g.off == 0
+	if g.off > 0 {
+		g.off--
+	}
+	return g.on
+}
+
 // iterateNDJSON splits the stream into lines in its own buffer: this is the
 // hot loop of discovery. A line (with its ending) longer than maxLine
 // fails, as does a final line without ending that fills maxLine. With
@@ -280,10 +314,9 @@ func iterateNDJSON(ctx context.Context, rd io.Reader, fn func(*rawRecord) error,
 	start, end := 0, 0 // buf[start:end] is read but not yet split
 	var base int64     // the stream offset of buf[0]
 	eof := false
-	rec := &rawRecord{}
-	if skip == nil {
-		rec.marks = &match.MarkFinder{}
-	}
+	marks := &match.MarkFinder{}
+	rec := &rawRecord{marks: marks}
+	var gate skipGate
 	var n int64
 	line := func(full []byte, off int64) error {
 		// Lines keep their ending (a line and its ending fit in the
@@ -307,15 +340,17 @@ func iterateNDJSON(ctx context.Context, rd io.Reader, fn func(*rawRecord) error,
 	}
 	for empty := 0; ; {
 		for {
-			if skip != nil && start < end {
+			if gate.on && start < end {
 				var skipped int64
 				start, skipped = skipLines(skip, buf[:end], start)
 				n += skipped
+				gate.skipped += skipped
 			}
 			i := bytes.IndexByte(buf[start:end], '\n')
 			if i < 0 {
 				break
 			}
+			gate.seen++
 			full := buf[start : start+i+1]
 			off := base + int64(start)
 			start += i + 1
@@ -345,15 +380,17 @@ func iterateNDJSON(ctx context.Context, rd io.Reader, fn func(*rawRecord) error,
 		}
 		k, err := rd.Read(buf[end:])
 		end += k
-		if rec.marks != nil {
-			rec.marks.Reset(buf[:end])
-		}
-		if skip != nil {
+		marks.Reset(buf[:end])
+		rec.marks = marks
+		if skip != nil && gate.next() {
 			// Skipped lines never reach line's periodic check.
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 			skip.reset(buf[:end])
+			// The few lines looked at look for escape marks on their own
+			// (MarkFinder's first answer costs a search of the buffer).
+			rec.marks = nil
 		}
 		switch {
 		case err == io.EOF:

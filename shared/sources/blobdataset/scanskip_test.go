@@ -2,6 +2,7 @@ package blobdataset
 
 import (
 	"context"
+	"io"
 	"math/rand/v2"
 	"reflect"
 	"strings"
@@ -18,7 +19,8 @@ type candidate struct {
 
 // candidatesOf runs owners over the NDJSON data as scanBlob does, stepping
 // over lines with m's skipper when skip is set, and returns the
-// candidates.
+// candidates. The data is read in random chunks, or, with rng nil, as
+// much as fits in the buffer at a time.
 func candidatesOf(t *testing.T, m *datasetMatcher, data string, skip bool, rng *rand.Rand) []candidate {
 	t.Helper()
 	var s lineSkipper
@@ -29,7 +31,11 @@ func candidatesOf(t *testing.T, m *datasetMatcher, data string, skip bool, rng *
 	}
 	var out []candidate
 	var sc scratch
-	err := iterateSkipping(context.Background(), &chunkReader{data: []byte(data), rng: rng}, sources.FormatNDJSON, s, func(r *rawRecord) error {
+	var rd io.Reader = strings.NewReader(data) // fills the buffer
+	if rng != nil {
+		rd = &chunkReader{data: []byte(data), rng: rng}
+	}
+	err := iterateSkipping(context.Background(), rd, sources.FormatNDJSON, s, func(r *rawRecord) error {
 		if owners := m.owners(r, &sc); len(owners) > 0 {
 			out = append(out, candidate{r.ordinal, r.offset, r.length, append([]int(nil), owners...)})
 		}
@@ -65,7 +71,7 @@ func requireSkipper(t *testing.T, m *datasetMatcher) {
 // chunks through small buffers (so that lines and matches straddle buffer
 // boundaries and lines outgrow the buffer).
 func TestSkippingFindsTheSameCandidates(t *testing.T) {
-	defer func(n int) { ndjsonBufSize = n }(ndjsonBufSize)
+	defer func(n, off int) { ndjsonBufSize, skipGateOff = n, off }(ndjsonBufSize, skipGateOff)
 	matchers := []*datasetMatcher{
 		textMatcher(sources.Subject{Emails: []string{"ann@x.example"}}),
 		textMatcher(sources.Subject{Emails: []string{"ann@x.example"}, IDs: map[string]string{"customerId": "CU0042"}}, sources.Subject{Emails: []string{"bo.li@y.example"}}),
@@ -90,9 +96,18 @@ func TestSkippingFindsTheSameCandidates(t *testing.T) {
 		data := sb.String()
 		ndjsonBufSize = 1 + rng.IntN(80)
 		m := matchers[iter%len(matchers)]
-		want := candidatesOf(t, m, data, false, rng)
-		if got := candidatesOf(t, m, data, true, rng); !reflect.DeepEqual(got, want) {
-			t.Fatalf("iter %d, buffer %d, data %q:\n skipping %v\nevery line %v", iter, ndjsonBufSize, data, got, want)
+		chunks := rng
+		if iter%2 == 0 {
+			chunks = nil
+		}
+		want := candidatesOf(t, m, data, false, chunks)
+		// Skipping throughout, and turned off where lines of interest
+		// are dense (as scans do).
+		for _, off := range []int{0, 2} {
+			skipGateOff = off
+			if got := candidatesOf(t, m, data, true, chunks); !reflect.DeepEqual(got, want) {
+				t.Fatalf("iter %d, buffer %d, gate %d, data %q:\n skipping %v\nevery line %v", iter, ndjsonBufSize, off, data, got, want)
+			}
 		}
 	}
 }
@@ -101,7 +116,8 @@ func TestSkippingFindsTheSameCandidates(t *testing.T) {
 // read buffer, and one in a line longer than the buffer, are found, with
 // the ordinals of the records before them counted in skipped stretches.
 func TestSkippingAcrossBufferBoundaries(t *testing.T) {
-	defer func(n int) { ndjsonBufSize = n }(ndjsonBufSize)
+	defer func(n, off int) { ndjsonBufSize, skipGateOff = n, off }(ndjsonBufSize, skipGateOff)
+	skipGateOff = 0
 	m := textMatcher(sources.Subject{Emails: []string{"ann@x.example"}})
 	requireSkipper(t, m)
 	plain := `{"email":"bo@y.example","note":"nothing to see here"}` + "\n" // 55 bytes
@@ -120,7 +136,7 @@ func TestSkippingAcrossBufferBoundaries(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, skip := range []bool{false, true} {
 				var got []int64
-				for _, c := range candidatesOf(t, m, tc.data, skip, rand.New(rand.NewPCG(1, 1))) {
+				for _, c := range candidatesOf(t, m, tc.data, skip, nil) {
 					got = append(got, c.ordinal)
 				}
 				if !reflect.DeepEqual(got, tc.want) {
@@ -156,8 +172,8 @@ func FuzzSkipping(f *testing.F) {
 		if m.skipper() == nil {
 			return
 		}
-		defer func(n int) { ndjsonBufSize = n }(ndjsonBufSize)
-		ndjsonBufSize = 64
+		defer func(n, off int) { ndjsonBufSize, skipGateOff = n, off }(ndjsonBufSize, skipGateOff)
+		ndjsonBufSize, skipGateOff = 64, 0
 		rng := rand.New(rand.NewPCG(uint64(len(data)), 1))
 		want := candidatesOf(t, m, string(data), false, rng)
 		if got := candidatesOf(t, m, string(data), true, rng); !reflect.DeepEqual(got, want) {
