@@ -110,7 +110,7 @@ func indexLineEvent(b []byte) int {
 	return -1
 }
 
-// isLineEvent is what IndexLineEvent looks for, at b[j].
+// isLineEvent is what indexLineEvent looks for, at b[j].
 func isLineEvent(b []byte, j int) bool {
 	switch b[j] {
 	case '\\', '&', '%':

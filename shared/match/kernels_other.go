@@ -3,7 +3,7 @@
 package match
 
 // haveKernels is false: there are no SIMD kernels for this architecture,
-// so callers keep to line-by-line search (see Prefilter.BufferFinder).
+// so callers keep to line-by-line search (see Prefilter.LineScanner).
 const haveKernels = false
 
 func indexFold3AVX2(b []byte, d1, d2 int, c, m uint32) int { panic("match: no SIMD kernel") }
