@@ -124,7 +124,7 @@ func iterateSpans(ctx context.Context, rd io.Reader, format sources.Format, fn f
 	var err error
 	switch format {
 	case sources.FormatNDJSON:
-		err = iterateNDJSON(ctx, rd, fn, gap)
+		err = iterateNDJSON(ctx, rd, fn, gap, nil)
 	case sources.FormatCSV:
 		err = iterateCSV(ctx, rd, fn, gap)
 	case sources.FormatJSONArray:
@@ -219,10 +219,87 @@ func trimLine(full []byte) []byte {
 	return bytes.TrimSpace(full)
 }
 
+// lineSkipper points a scan at the NDJSON lines of a read buffer it must
+// look at, so that it can step over the others in whole stretches instead
+// of line by line (see iterateSkipping).
+type lineSkipper interface {
+	// reset starts answering for buf, the bytes read so far.
+	reset(buf []byte)
+	// next returns a position at or after from (a line start, never less
+	// than in the call before since reset) such that the lines lying
+	// wholly inside buf[from:next] are records (not blank) that fn need
+	// not see, len(buf) when that holds for every line after from; and
+	// how many '\n' lie in buf[from:next].
+	next(from int) (int, int)
+}
+
+// iterateSkipping is iterate for a scan that looks only at some records:
+// for NDJSON, the complete lines skip steps over are counted (so that
+// ordinals stay those of iterate) but not handed to fn, and the records fn
+// sees carry no MarkFinder (their escape marks are looked for line by
+// line: they are few). Other formats, or a nil skip, iterate every record.
+func iterateSkipping(ctx context.Context, rd io.Reader, format sources.Format, skip lineSkipper, fn func(*rawRecord) error) error {
+	if format != sources.FormatNDJSON || skip == nil {
+		return iterate(ctx, rd, format, fn)
+	}
+	err := iterateNDJSON(ctx, rd, fn, nil, skip)
+	if errors.Is(err, errStop) {
+		return nil
+	}
+	return err
+}
+
+// skipLines returns where the stretch of complete lines of buf that skip
+// says need not be looked at ends (a line start at or after start), and
+// how many lines it holds.
+func skipLines(skip lineSkipper, buf []byte, start int) (int, int64) {
+	q, lines := skip.next(start)
+	if lines == 0 {
+		return start, 0
+	}
+	// The line that holds q starts after the last '\n' before q.
+	return start + bytes.LastIndexByte(buf[start:q], '\n') + 1, int64(lines)
+}
+
+// skipGate turns line skipping off for a while where it does not pay: in
+// data where lines of interest are common (every line holding an escape
+// mark, say), stepping from one to the next costs more than looking at
+// every line with the buffer's MarkFinder.
+type skipGate struct {
+	// on: the current buffer is being skipped through.
+	on bool
+	// seen and skipped count the lines looked at and stepped over in it.
+	seen, skipped int64
+	// off is how many more buffers are looked at line by line.
+	off int
+}
+
+// skipGateDense is the share of lines of interest above which skipping is
+// turned off, for skipGateOff buffers (reads).
+const skipGateDense = 1.0 / 16
+
+// skipGateOff is a variable so that tests can keep skipping on (0).
+var skipGateOff = 16
+
+// next is called for each new buffer: it reports whether to skip
+// through it.
+func (g *skipGate) next() bool {
+	if g.on && float64(g.seen) > skipGateDense*float64(g.seen+g.skipped) {
+		g.off = skipGateOff
+	}
+	g.seen, g.skipped = 0, 0
+	g.on = g.off == 0
+	if g.off > 0 {
+		g.off--
+	}
+	return g.on
+}
+
 // iterateNDJSON splits the stream into lines in its own buffer: this is the
 // hot loop of discovery. A line (with its ending) longer than maxLine
-// fails, as does a final line without ending that fills maxLine.
-func iterateNDJSON(ctx context.Context, rd io.Reader, fn func(*rawRecord) error, gap func([]byte) error) error {
+// fails, as does a final line without ending that fills maxLine. With
+// skip set (and gap nil), it steps over the lines skip points away from.
+func iterateNDJSON(ctx context.Context, rd io.Reader, fn func(*rawRecord) error, gap func([]byte) error, skip lineSkipper) error {
 	pooled := ndjsonBufs.Get().(*[]byte)
 	buf := *pooled
 	if len(buf) != ndjsonBufSize {
@@ -237,7 +314,9 @@ func iterateNDJSON(ctx context.Context, rd io.Reader, fn func(*rawRecord) error,
 	start, end := 0, 0 // buf[start:end] is read but not yet split
 	var base int64     // the stream offset of buf[0]
 	eof := false
-	rec := &rawRecord{marks: &match.MarkFinder{}}
+	marks := &match.MarkFinder{}
+	rec := &rawRecord{marks: marks}
+	var gate skipGate
 	var n int64
 	line := func(full []byte, off int64) error {
 		// Lines keep their ending (a line and its ending fit in the
@@ -261,10 +340,17 @@ func iterateNDJSON(ctx context.Context, rd io.Reader, fn func(*rawRecord) error,
 	}
 	for empty := 0; ; {
 		for {
+			if gate.on && start < end {
+				var skipped int64
+				start, skipped = skipLines(skip, buf[:end], start)
+				n += skipped
+				gate.skipped += skipped
+			}
 			i := bytes.IndexByte(buf[start:end], '\n')
 			if i < 0 {
 				break
 			}
+			gate.seen++
 			full := buf[start : start+i+1]
 			off := base + int64(start)
 			start += i + 1
@@ -294,7 +380,18 @@ func iterateNDJSON(ctx context.Context, rd io.Reader, fn func(*rawRecord) error,
 		}
 		k, err := rd.Read(buf[end:])
 		end += k
-		rec.marks.Reset(buf[:end])
+		marks.Reset(buf[:end])
+		rec.marks = marks
+		if skip != nil && gate.next() {
+			// Skipped lines never reach line's periodic check.
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			skip.reset(buf[:end])
+			// The few lines looked at look for escape marks on their own
+			// (MarkFinder's first answer costs a search of the buffer).
+			rec.marks = nil
+		}
 		switch {
 		case err == io.EOF:
 			eof = true

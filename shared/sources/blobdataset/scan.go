@@ -169,7 +169,7 @@ func (c *Connector) scanBlob(ctx context.Context, d *sources.Dataset, name strin
 	defer body.Close()
 	res := blobResult{etag: etag}
 	var sc scratch
-	err = iterate(ctx, transportReader{body}, d.Format, func(r *rawRecord) error {
+	err = iterateSkipping(ctx, transportReader{body}, d.Format, m.skipper(), func(r *rawRecord) error {
 		owners := m.owners(r, &sc)
 		if len(owners) == 0 {
 			return nil
@@ -393,6 +393,29 @@ func (m *datasetMatcher) owners(r *rawRecord, sc *scratch) []int {
 	slices.Sort(sc.owners)
 	return slices.Compact(sc.owners)
 }
+
+// skipper returns a lineSkipper for one scan of an NDJSON blob, or nil if
+// the scan must look at every line: when a subject has phones (their
+// digits are searched line by line) or an empty one (every line is its
+// candidate), or the text patterns are too many for a match.LineScanner.
+// The lines it steps over are records that owners would turn down, so
+// skipping them changes nothing but the time.
+func (m *datasetMatcher) skipper() lineSkipper {
+	if m.phones != nil || len(m.always) > 0 {
+		return nil
+	}
+	s := m.text.LineScanner()
+	if s == nil {
+		return nil
+	}
+	return textSkipper{s}
+}
+
+// textSkipper is datasetMatcher.skipper's lineSkipper.
+type textSkipper struct{ s *match.LineScanner }
+
+func (t textSkipper) reset(buf []byte)         { t.s.Reset(buf) }
+func (t textSkipper) next(from int) (int, int) { return t.s.Next(from) }
 
 // decoded is the second look at bytes that hold no pattern but an encoding
 // mark: their decoded, unwrapped form if it holds a pattern, else nil.
