@@ -63,6 +63,10 @@ func Caller(r *http.Request) dsr.Actor {
 // RespondDecision answers a staff decision: the request document, 409 when
 // the request's state does not allow it, 500 otherwise.
 func RespondDecision(w http.ResponseWriter, r *http.Request, svc *pipeline.Service, st *dsr.Stored, err error) {
+	if errors.Is(err, dsr.ErrChangesStarted) {
+		problem.Write(w, r, problem.New(http.StatusConflict, "changes-started", "", dsr.ErrChangesStarted.Error()))
+		return
+	}
 	if errors.Is(err, pipeline.ErrConflict) {
 		problem.Write(w, r, problem.New(http.StatusConflict, "not-allowed", "", err.Error()))
 		return

@@ -6,6 +6,7 @@ package dsr
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -297,6 +298,12 @@ type Stored struct {
 	// ErasedBlobs records, per blob, that the erasure stage rewrote it (so a
 	// redelivered erase message does not do it twice).
 	ErasedBlobs map[string]ErasedBlob `json:"erasedBlobs,omitempty"`
+	// PendingBlobs are rewrites planned and about to be committed, by the
+	// same key as ErasedBlobs: written before the commit, so that a retry
+	// after a crash can tell whether the commit happened (the blob names
+	// the plan) and report and audit what it did; moved to ErasedBlobs once
+	// audited.
+	PendingBlobs map[string]PendingBlob `json:"pendingBlobs,omitempty"`
 	// Audited is how many history entries are in the audit trail.
 	Audited int `json:"audited,omitempty"`
 	// LastAttemptError is the latest failure of a stage, kept so that a
@@ -449,6 +456,41 @@ func (r *Request) Cancel(reason string, now time.Time, by *Actor) error {
 	return nil
 }
 
+// ErrChangesStarted refuses to cancel a request whose change stage has
+// begun: cancelling would not undo what was changed, and a request that
+// says "cancelled" over changed data tells the person something false. The
+// change runs to its end and is reported.
+var ErrChangesStarted = errors.New("the request has started changing data; it can no longer be cancelled and runs to its end")
+
+// ChangeStages are the stages that change the subject's data.
+var ChangeStages = []Stage{StageErasure, StageRectification, StageRestriction}
+
+// ChangesStarted reports whether the request has reached its change stage
+// (or gone past it) or holds marks of changes made or planned.
+func (s *Stored) ChangesStarted() bool {
+	if len(s.ErasedBlobs) > 0 || len(s.PendingBlobs) > 0 {
+		return true
+	}
+	for _, c := range ChangeStages {
+		if routeIndex(s.Type, c) >= 0 && (s.Stage == c || Before(s.Type, c, s.Stage)) {
+			return true
+		}
+	}
+	return false
+}
+
+// Cancel ends an open request in StateCancelled, unless its change stage
+// has begun (ErrChangesStarted). Cancel and the move into the change stage
+// are both conditional updates of the request, so one of them sees the
+// other: a cancel either lands before the change starts (the stage then
+// finds a cancelled request and changes nothing) or is refused.
+func (s *Stored) Cancel(reason string, now time.Time, by *Actor) error {
+	if !s.State.Terminal() && s.ChangesStarted() {
+		return ErrChangesStarted
+	}
+	return s.Request.Cancel(reason, now, by)
+}
+
 // Overdue reports whether an open request is past its deadline at now.
 func (r *Request) Overdue(now time.Time) bool { return !r.State.Terminal() && now.After(r.DueAt) }
 
@@ -483,6 +525,9 @@ type ErasureResult struct {
 type ErasureReport struct {
 	Sources     []ErasureResult `json:"sources"`
 	CompletedAt time.Time       `json:"completedAt"`
+	// Incomplete: the stage failed before it finished (Error on the
+	// request says why); the report says what was changed before.
+	Incomplete bool `json:"incomplete,omitempty"`
 }
 
 // VerificationSource is what verification found again in one dataset.
@@ -569,6 +614,31 @@ type ErasedBlob struct {
 	Retained int `json:"retained,omitempty"`
 }
 
+// PendingBlob is a rewrite of one blob planned by a change stage, recorded
+// before its commit: what the commit changes and the audit entries it owes.
+type PendingBlob struct {
+	// Plan names the rewrite; the committed blob carries it.
+	Plan  string `json:"plan"`
+	Stage Stage  `json:"stage"`
+	Blob  string `json:"blob"`
+	// BaseETag is the version the rewrite replaces.
+	BaseETag string `json:"baseEtag"`
+	// Done is what the commit changes (no ETag yet).
+	Done ErasedBlob `json:"done"`
+	// Policy and Records are the audit entries owed: one per record, by
+	// keyed hash of its key (never the key itself).
+	Policy  string          `json:"policy"`
+	Records []PlannedRecord `json:"records,omitempty"`
+	// IDPrefix starts the audit entries' ids.
+	IDPrefix string `json:"idPrefix,omitempty"`
+}
+
+// PlannedRecord is what a planned rewrite does to one record.
+type PlannedRecord struct {
+	Key    string `json:"key"`
+	Action string `json:"action"`
+}
+
 // RectificationSource is what rectification did in one dataset.
 type RectificationSource struct {
 	Source    string `json:"source"`
@@ -585,6 +655,8 @@ type RectificationSource struct {
 type RectificationReport struct {
 	Sources     []RectificationSource `json:"sources"`
 	CompletedAt time.Time             `json:"completedAt"`
+	// Incomplete: as ErasureReport's.
+	Incomplete bool `json:"incomplete,omitempty"`
 }
 
 // LiftNotice is what Art. 18(3) requires before a restriction is lifted.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -121,6 +122,12 @@ func (k *keyedLocks) lock(ctx context.Context, key string) (unlock func(), err e
 // error means the stage failed (it is retried), including while waiting
 // for a delegating system (see ignoreWaiting).
 func (s *Service) changeEach(ctx context.Context, rw sources.Rewriter, st *dsr.Stored, disc *sources.Discovery, attempt int, c changer) ([]outcome, []string, error) {
+	// What an earlier attempt committed but did not confirm is confirmed
+	// first, so the walk skips those blobs and the report counts them.
+	st, err := s.settlePending(ctx, rw, st, c.stage)
+	if err != nil {
+		return nil, nil, err
+	}
 	for race := 1; ; race++ {
 		out, failed, err := s.changeOnce(ctx, rw, st, disc, attempt, c)
 		var re *rediscovered
@@ -159,6 +166,14 @@ func (s *Service) afterLostRace(ctx context.Context, id string, stage dsr.Stage,
 func (s *Service) changeOnce(ctx context.Context, rw sources.Rewriter, st *dsr.Stored, disc *sources.Discovery, attempt int, c changer) ([]outcome, []string, error) {
 	var out []outcome
 	var failed []string
+	// marks are the blobs done, by this walk or an earlier attempt: the
+	// report sums them, not the blobs this discovery still lists (a fresh
+	// one after a lost race no longer lists a blob whose records of hers
+	// were all deleted).
+	marks := maps.Clone(st.ErasedBlobs)
+	if marks == nil {
+		marks = map[string]dsr.ErasedBlob{}
+	}
 	for _, dm := range s.dependentsFirst(disc) {
 		d := s.Sources.Dataset(dm.Dataset)
 		if d == nil {
@@ -177,21 +192,20 @@ func (s *Service) changeOnce(ctx context.Context, rw sources.Rewriter, st *dsr.S
 			o.failure = dm.Error // not searched: nothing known to change
 		case o.plan.rewrite:
 			for _, loc := range dm.Locations {
-				done, ok := st.ErasedBlobs[d.Name+"/"+loc.Blob]
-				if !ok {
-					var err error
-					done, err = s.changeBlob(ctx, rw, st, d, loc, c.stage, o.plan.policy, attempt, o.plan.decide)
-					if reason, gaveUp := failedSource(err); gaveUp {
-						o.failure = reason
-						break
-					}
-					if err != nil {
-						return nil, nil, err
-					}
+				if _, ok := marks[d.Name+"/"+loc.Blob]; ok {
+					continue
 				}
-				o.done.Deleted += done.Deleted
-				o.done.Masked += done.Masked
+				done, err := s.changeBlob(ctx, rw, st, d, loc, c.stage, o.plan.policy, attempt, o.plan.decide)
+				if reason, gaveUp := failedSource(err); gaveUp {
+					o.failure = reason
+					break
+				}
+				if err != nil {
+					return nil, nil, err
+				}
+				marks[d.Name+"/"+loc.Blob] = done
 			}
+			o.done = doneIn(marks, d.Name)
 		}
 		if o.failure != "" {
 			failed = append(failed, d.Name)

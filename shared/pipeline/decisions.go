@@ -14,7 +14,14 @@ import (
 var ErrConflict = errors.New("not allowed in the request's current state")
 
 // Cancel ends an open request in cancelled, recording who did it. Stages
-// that run later see a terminal request and do nothing.
+// that run later see a terminal request and do nothing. Once the request's
+// change stage (erasure, rectification, restriction) has begun it is
+// refused (dsr.ErrChangesStarted, wrapped in ErrConflict): what was changed
+// stays changed, so the request runs to its end and reports it. The cancel
+// is a conditional update, as is the move into the change stage and each
+// plan of a rewrite (which checks the request is not cancelled), so a
+// cancel racing the start either lands first, and nothing is changed, or
+// is refused.
 func (s *Service) Cancel(ctx context.Context, id, reason string, by dsr.Actor) (*dsr.Stored, error) {
 	return s.decide(ctx, id, func(st *dsr.Stored) error {
 		return st.Cancel(reason, s.NowUTC(), &by)
@@ -64,7 +71,7 @@ func (s *Service) RedriveFailed(ctx context.Context, id string, by dsr.Actor) (*
 func (s *Service) decide(ctx context.Context, id string, apply func(*dsr.Stored) error) (*dsr.Stored, error) {
 	st, err := s.Store.Update(ctx, id, func(st *dsr.Stored) (bool, error) {
 		if err := apply(st); err != nil {
-			return false, fmt.Errorf("%w: %v", ErrConflict, err)
+			return false, fmt.Errorf("%w: %w", ErrConflict, err)
 		}
 		return true, nil
 	})

@@ -183,10 +183,14 @@ func (s *Service) erasure(subj sources.Subject, d *sources.Dataset, loc sources.
 // changeBlob rewrites one blob with the decisions decideFor gives for its
 // location (which return the new record, or nil to delete it, and the
 // action to audit) and marks the blob done on the request, so a redelivered
-// message skips it. Positions that went stale (someone changed the blob
-// since discovery) make it discover again and try once more from the fresh
-// ones while it still holds the blob; if that fails too, the error says
-// so (a *rediscovered) and changeEach goes on from the fresh discovery.
+// message skips it. With a rewriter that can plan, what the rewrite will
+// change and the audit entries it owes are written on the request before
+// the commit (PendingBlobs) and confirmed after it (see plans.go), so a
+// crash between commit and confirmation loses neither. Positions that went
+// stale (someone changed the blob since discovery) make it discover again
+// and try once more from the fresh ones while it still holds the blob; if
+// that fails too, the error says so (a *rediscovered) and changeEach goes
+// on from the fresh discovery.
 func (s *Service) changeBlob(ctx context.Context, rw sources.Rewriter, st *dsr.Stored, d *sources.Dataset, loc sources.Location, stage dsr.Stage, policyName string, attempt int,
 	decideFor func(sources.Location) recordDecision) (dsr.ErasedBlob, error) {
 	// One rewrite of a blob at a time in this instance: erasures of many
@@ -197,7 +201,17 @@ func (s *Service) changeBlob(ctx context.Context, rw sources.Rewriter, st *dsr.S
 		return dsr.ErasedBlob{}, fmt.Errorf("%s %s: wait for blob %s: %w", stage, st.ID, loc.Blob, err)
 	}
 	defer unlock()
-	done, actions, err := s.rewriteBlob(ctx, rw, st.ID, st.ID, d, loc, stage, policyName, decideFor(loc))
+	cp := s.newCommitPlan(ctx, st.ID, st.ID, d, loc, stage, policyName)
+	done, actions, err := s.rewriteBlob(ctx, rw, st.ID, st.ID, d, loc, stage, policyName, decideFor(loc), cp)
+	if err != nil && cp.recorded {
+		// The commit may have happened (an answer lost on the way back):
+		// the blob says.
+		if settled, serr := s.settle(ctx, rw, st.ID, d.Name+"/"+loc.Blob, cp.pending); serr != nil {
+			return dsr.ErasedBlob{}, fmt.Errorf("%s %s: %w (and settling its plan: %v)", stage, st.ID, err, serr)
+		} else if settled != nil {
+			return *settled, nil
+		}
+	}
 	if errors.Is(err, sources.ErrChanged) {
 		rerr := s.rediscover(ctx, st, stage, err)
 		var re *rediscovered
@@ -208,13 +222,24 @@ func (s *Service) changeBlob(ctx context.Context, rw sources.Rewriter, st *dsr.S
 		if !ok {
 			return dsr.ErasedBlob{}, rerr // nothing of hers left there: the walk skips it
 		}
-		done, actions, err = s.rewriteBlob(ctx, rw, st.ID, st.ID, d, fresh, stage, policyName, decideFor(fresh))
+		cp = s.newCommitPlan(ctx, st.ID, st.ID, d, fresh, stage, policyName)
+		done, actions, err = s.rewriteBlob(ctx, rw, st.ID, st.ID, d, fresh, stage, policyName, decideFor(fresh), cp)
+		if err != nil && cp.recorded {
+			if settled, serr := s.settle(ctx, rw, st.ID, d.Name+"/"+loc.Blob, cp.pending); serr != nil {
+				return dsr.ErasedBlob{}, fmt.Errorf("%s %s: %w (and settling its plan: %v)", stage, st.ID, err, serr)
+			} else if settled != nil {
+				return *settled, nil
+			}
+		}
 		if errors.Is(err, sources.ErrChanged) {
 			return dsr.ErasedBlob{}, s.rediscover(ctx, st, stage, err)
 		}
 	}
 	if err != nil {
 		if ctx.Err() != nil {
+			return dsr.ErasedBlob{}, fmt.Errorf("%s %s: %w", stage, st.ID, err)
+		}
+		if errors.Is(err, errStageLeft) {
 			return dsr.ErasedBlob{}, fmt.Errorf("%s %s: %w", stage, st.ID, err)
 		}
 		reason := boundReason(err)
@@ -230,17 +255,14 @@ func (s *Service) changeBlob(ctx context.Context, rw sources.Rewriter, st *dsr.S
 		s.Log.Warn("a system failed its part of the request after every retry", "requestId", st.ID, "stage", stage, "dataset", d.Name)
 		return dsr.ErasedBlob{}, &sourceFailure{reason: reason}
 	}
-	if err := s.Audit.Append(ctx, actions...); err != nil {
-		return done, fmt.Errorf("%s %s: audit: %w", stage, st.ID, err)
+	planID := ""
+	if cp.recorded {
+		planID = cp.pending.Plan
 	}
-	_, err = s.Store.Update(ctx, st.ID, func(cur *dsr.Stored) (bool, error) {
-		if cur.ErasedBlobs == nil {
-			cur.ErasedBlobs = map[string]dsr.ErasedBlob{}
-		}
-		cur.ErasedBlobs[d.Name+"/"+loc.Blob] = done
-		return true, nil
-	})
-	return done, err
+	if err := s.confirm(ctx, st.ID, d.Name+"/"+loc.Blob, done, actions, planID); err != nil {
+		return done, fmt.Errorf("%s %s: %w", stage, st.ID, err)
+	}
+	return done, nil
 }
 
 // locationOf finds a blob's location in a discovery.
@@ -265,17 +287,15 @@ type recordDecision func(ordinal int64, rec sources.Record) (*sources.Record, st
 // rewriteBlob rewrites one blob (or table) with decide and returns what it
 // did and one audit entry per record, for request requestID, with ids
 // starting with idPrefix. Only keyed hashes of record keys are written.
+// With cp and a rewriter that can plan, cp.before records what the commit
+// will do before it happens.
 func (s *Service) rewriteBlob(ctx context.Context, rw sources.Rewriter, requestID, idPrefix string, d *sources.Dataset, loc sources.Location, stage dsr.Stage, policyName string,
-	decide recordDecision) (dsr.ErasedBlob, []audit.Entry, error) {
+	decide recordDecision, cp *commitPlan) (dsr.ErasedBlob, []audit.Entry, error) {
 	var actions []audit.Entry
 	changed := 0
 	edited := map[int64]bool{}
 	entry := func(key, action string) audit.Entry {
-		return audit.Entry{
-			ID: fmt.Sprintf("%s:record:%s:%s", idPrefix, d.Name, key), RequestID: requestID, Event: "record",
-			Dataset: d.Name, RecordKey: key, Action: action, Policy: policyName,
-			Actor: &audit.Actor{Kind: "system", ID: string(stage)},
-		}
+		return recordEntry(requestID, idPrefix, d.Name, key, action, policyName, stage)
 	}
 	edit := func(ordinal int64, rec sources.Record) (*sources.Record, error) {
 		edited[ordinal] = true
@@ -290,18 +310,43 @@ func (s *Service) rewriteBlob(ctx context.Context, rw sources.Rewriter, requestI
 		actions = append(actions, entry(key, action))
 		return next, nil
 	}
-	res, err := rw.Rewrite(ctx, d.Name, loc, edit)
+	// owed are the entries of the records edited and, for a system that
+	// changes record by record (Dataverse), of the records an interrupted
+	// earlier attempt already deleted (it skips those).
+	owed := func() []audit.Entry {
+		out := slices.Clone(actions)
+		for i, k := range loc.Keys {
+			if !edited[int64(i)] {
+				out = append(out, entry(policy.KeyHash(s.Secret, d.Name, k), "already gone"))
+			}
+		}
+		return out
+	}
+	var res sources.RewriteResult
+	var err error
+	prw, plans := rw.(sources.PlannedRewriter)
+	if cp != nil && plans {
+		res, err = prw.RewritePlanned(ctx, d.Name, loc, edit, sources.CommitPlan{ID: cp.id, BeforeCommit: func(planned sources.RewriteResult) error {
+			return cp.before(dsr.ErasedBlob{Dataset: d.Name, Deleted: planned.Deleted, Masked: changed}, owed())
+		}})
+	} else {
+		res, err = rw.Rewrite(ctx, d.Name, loc, edit)
+	}
 	if err != nil {
 		return dsr.ErasedBlob{}, nil, err
 	}
-	// A system that changes record by record (Dataverse) skips records
-	// an interrupted earlier attempt already deleted; they are audited too.
-	for i, k := range loc.Keys {
-		if !edited[int64(i)] {
-			actions = append(actions, entry(policy.KeyHash(s.Secret, d.Name, k), "already gone"))
-		}
+	return dsr.ErasedBlob{Dataset: d.Name, ETag: res.ETag, Deleted: res.Deleted, Masked: changed}, owed(), nil
+}
+
+// recordEntry is the audit entry of what a change stage did to one record
+// (key is its keyed hash). Its id is stable, so an entry written again
+// after a crash is recognised by readers.
+func recordEntry(requestID, idPrefix, dataset, key, action, policyName string, stage dsr.Stage) audit.Entry {
+	return audit.Entry{
+		ID: fmt.Sprintf("%s:record:%s:%s", idPrefix, dataset, key), RequestID: requestID, Event: "record",
+		Dataset: dataset, RecordKey: key, Action: action, Policy: policyName,
+		Actor: &audit.Actor{Kind: "system", ID: string(stage)},
 	}
-	return dsr.ErasedBlob{Dataset: d.Name, ETag: res.ETag, Deleted: res.Deleted, Masked: changed}, actions, nil
 }
 
 // recordEntries are the audit entries of records kept under a retention

@@ -354,12 +354,36 @@ type memConnector struct {
 	pending int
 	// discoveries counts Discover calls.
 	discoveries int
+	// commits are the plan ids each dataset's commits named
+	// (sources.PlannedRewriter); afterCommit, when set, runs right after a
+	// commit (a test crashes there, or loses the answer).
+	commits     map[string][]string
+	afterCommit func(dataset string) error
+	// failRewrite fails a dataset's rewrites; failDiscover fails Discover.
+	failRewrite  map[string]error
+	failDiscover error
+}
+
+// RewritePlanned is Rewrite with plan: BeforeCommit runs before the data
+// changes, and the commit is named.
+func (c *memConnector) RewritePlanned(ctx context.Context, dataset string, loc sources.Location, edit sources.Edit, plan sources.CommitPlan) (sources.RewriteResult, error) {
+	return c.rewrite(ctx, dataset, loc, edit, plan)
+}
+
+// Committed reports whether a commit named planID.
+func (c *memConnector) Committed(_ context.Context, dataset, _, planID string) (bool, string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Contains(c.commits[dataset], planID), fmt.Sprint(c.version[dataset]), nil
 }
 
 func (c *memConnector) Discover(ctx context.Context, subj sources.Subject) (*sources.Discovery, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.discoveries++
+	if c.failDiscover != nil {
+		return nil, c.failDiscover
+	}
 	if c.pending > 0 {
 		c.pending--
 		return nil, fmt.Errorf("memory system: %w", sources.ErrPending)
@@ -445,9 +469,16 @@ func (c *memConnector) Read(_ context.Context, dm sources.DatasetMatches, emit f
 	return nil
 }
 
-func (c *memConnector) Rewrite(_ context.Context, dataset string, loc sources.Location, edit sources.Edit) (sources.RewriteResult, error) {
+func (c *memConnector) Rewrite(ctx context.Context, dataset string, loc sources.Location, edit sources.Edit) (sources.RewriteResult, error) {
+	return c.rewrite(ctx, dataset, loc, edit, sources.CommitPlan{})
+}
+
+func (c *memConnector) rewrite(_ context.Context, dataset string, loc sources.Location, edit sources.Edit, plan sources.CommitPlan) (sources.RewriteResult, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if err := c.failRewrite[dataset]; err != nil {
+		return sources.RewriteResult{}, err
+	}
 	if loc.ETag != fmt.Sprint(c.version[dataset]) {
 		return sources.RewriteResult{}, sources.ErrChanged
 	}
@@ -475,9 +506,25 @@ func (c *memConnector) Rewrite(_ context.Context, dataset string, loc sources.Lo
 	for i := len(deleted) - 1; i >= 0; i-- {
 		next = slices.Delete(next, int(deleted[i]), int(deleted[i])+1)
 	}
+	if plan.BeforeCommit != nil {
+		if err := plan.BeforeCommit(res); err != nil {
+			return sources.RewriteResult{}, err
+		}
+	}
 	c.data[dataset] = next
 	c.version[dataset]++
+	if plan.ID != "" {
+		if c.commits == nil {
+			c.commits = map[string][]string{}
+		}
+		c.commits[dataset] = append(c.commits[dataset], plan.ID)
+	}
 	res.ETag = fmt.Sprint(c.version[dataset])
+	if c.afterCommit != nil {
+		if err := c.afterCommit(dataset); err != nil {
+			return sources.RewriteResult{}, err
+		}
+	}
 	return res, nil
 }
 

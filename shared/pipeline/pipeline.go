@@ -408,9 +408,14 @@ func (s *Service) summary(disc *sources.Discovery, tombs []*tombstone.Tombstone)
 // FailDeadLettered ends a request whose stage message dead-lettered, with
 // the broker's reason and the last error a stage recorded.
 func (s *Service) FailDeadLettered(ctx context.Context, m StageMessage, reason, description string) error {
+	// A change stage that fails says what it changed before it failed.
+	report := s.beforeFailing(ctx, m.RequestID, m.Stage)
 	st, err := s.Store.Update(ctx, m.RequestID, func(st *dsr.Stored) (bool, error) {
 		if st.State.Terminal() {
 			return false, nil
+		}
+		if st.Stage == m.Stage {
+			report(st)
 		}
 		msg := fmt.Sprintf("the %s stage gave up: %s", m.Stage, reason)
 		if description != "" {

@@ -151,7 +151,7 @@ func (s *Service) replayOne(ctx context.Context, rw sources.Rewriter, t *tombsto
 			continue
 		}
 		for _, loc := range dm.Locations {
-			done, actions, err := s.rewriteBlob(ctx, rw, t.RequestID, prefix, d, loc, dsr.StageErasure, "replay: "+string(out.Action), s.erasure(subj, d, loc, out))
+			done, actions, err := s.rewriteBlob(ctx, rw, t.RequestID, prefix, d, loc, dsr.StageErasure, "replay: "+string(out.Action), s.erasure(subj, d, loc, out), nil)
 			if err != nil {
 				rep.Failed = append(rep.Failed, ReplayFailure{RequestID: t.RequestID, Dataset: d.Name, Error: boundReason(err)})
 				break

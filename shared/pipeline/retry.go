@@ -180,12 +180,15 @@ func retryMessageID(messageID string, m StageMessage, next int) string {
 // is no longer waiting for (a late one) fails nothing.
 func (s *Service) failStage(ctx context.Context, m StageMessage, code, reason string) error {
 	late := false
+	// A change stage that fails says what it changed before it failed.
+	report := s.beforeFailing(ctx, m.RequestID, m.Stage)
 	st, err := s.Store.Update(ctx, m.RequestID, func(st *dsr.Stored) (bool, error) {
 		late = false
 		if stage, _, ok := s.pendingStage(st); !ok || stage != m.Stage {
 			late = true
 			return false, nil
 		}
+		report(st)
 		return true, st.Fail(code, reason, s.NowUTC(), m.Retry+1)
 	})
 	if errors.Is(err, store.ErrNotFound) {

@@ -274,6 +274,16 @@ type racing struct {
 }
 
 func (r *racing) Rewrite(ctx context.Context, dataset string, loc sources.Location, edit sources.Edit) (sources.RewriteResult, error) {
+	r.race()
+	return r.memConnector.Rewrite(ctx, dataset, loc, edit)
+}
+
+func (r *racing) RewritePlanned(ctx context.Context, dataset string, loc sources.Location, edit sources.Edit, plan sources.CommitPlan) (sources.RewriteResult, error) {
+	r.race()
+	return r.memConnector.RewritePlanned(ctx, dataset, loc, edit, plan)
+}
+
+func (r *racing) race() {
 	r.rewrites++
 	if r.races > 0 {
 		r.races--
@@ -282,7 +292,6 @@ func (r *racing) Rewrite(ctx context.Context, dataset string, loc sources.Locati
 		r.version["orders"]++
 		r.mu.Unlock()
 	}
-	return r.memConnector.Rewrite(ctx, dataset, loc, edit)
 }
 
 // An erasure whose rewrites keep losing the race to another writer

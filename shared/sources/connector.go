@@ -232,6 +232,37 @@ type Rewriter interface {
 	Rewrite(ctx context.Context, dataset string, loc Location, edit Edit) (RewriteResult, error)
 }
 
+// CommitPlan lets a rewrite's caller learn what the rewrite will change
+// before it commits, and tell afterwards whether the commit happened: the
+// pipeline writes the plan down durably in BeforeCommit, so that a crash
+// right after the commit cannot lose what it did (the retry finds nothing
+// left to change and would report nothing).
+type CommitPlan struct {
+	// ID names this rewrite; the version it commits carries it (a blob's
+	// metadata), and versions committed later keep the last few, so
+	// Committed can tell even after another writer.
+	ID string
+	// BeforeCommit runs once every record is decided and the new content is
+	// ready, just before the commit, with what the commit will change (no
+	// ETag yet). An error aborts the rewrite: nothing is committed.
+	BeforeCommit func(planned RewriteResult) error
+}
+
+// PlannedRewriter is a Rewriter that can run a CommitPlan. A rewriter
+// without it commits as Rewrite does, and its caller records what it did
+// only afterwards.
+type PlannedRewriter interface {
+	Rewriter
+	// RewritePlanned is Rewrite with plan; it calls plan.BeforeCommit
+	// unless there is nothing to commit (no records at loc), or the part
+	// of a dataset cannot plan (then it rewrites as Rewrite does).
+	RewritePlanned(ctx context.Context, dataset string, loc Location, edit Edit, plan CommitPlan) (RewriteResult, error)
+	// Committed reports whether the rewrite planID committed blob (its
+	// current version, or one after it, names the plan) and the blob's
+	// current ETag ("" when it is gone).
+	Committed(ctx context.Context, dataset, blob, planID string) (committed bool, etag string, err error)
+}
+
 // Change is an erasure, rectification or restriction that a delegating
 // system applies itself (see Delegator). It carries ids and the subject's
 // identifiers, which the connector sends only to that system.

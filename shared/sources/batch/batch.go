@@ -272,9 +272,13 @@ type ManyConnector interface {
 
 // Wrap returns a connector whose Discover goes through a Batcher over c and
 // whose Read is c's. If c is a sources.Rewriter, so is the result (with
-// c's Rewrite); other optional interfaces of c are not kept.
+// c's Rewrite), and a sources.PlannedRewriter too (the change stages'
+// reports depend on it); other optional interfaces of c are not kept.
 func Wrap(c ManyConnector, opts Options) sources.Connector {
 	w := &batched{ManyConnector: c, b: New(c, opts)}
+	if prw, ok := c.(sources.PlannedRewriter); ok {
+		return &batchedPlanned{batched: w, PlannedRewriter: prw}
+	}
 	if rw, ok := c.(sources.Rewriter); ok {
 		return &batchedRewriter{batched: w, Rewriter: rw}
 	}
@@ -290,6 +294,13 @@ type batched struct {
 // Discover discovers the subject through the Batcher.
 func (c *batched) Discover(ctx context.Context, subject sources.Subject) (*sources.Discovery, error) {
 	return c.b.Discover(ctx, subject)
+}
+
+// batchedPlanned is batched that keeps the wrapped connector's planned
+// rewrites.
+type batchedPlanned struct {
+	*batched
+	sources.PlannedRewriter
 }
 
 // batchedRewriter is batched that keeps the wrapped connector's Rewrite.

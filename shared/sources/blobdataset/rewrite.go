@@ -14,6 +14,7 @@ import (
 	"hash"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -58,6 +59,23 @@ var errMissing = errors.New("records missing")
 // HTTP headers) and metadata are kept; Content-MD5 is set for the new
 // content.
 func (c *Connector) Rewrite(ctx context.Context, dataset string, loc sources.Location, edit Edit) (RewriteResult, error) {
+	return c.RewritePlanned(ctx, dataset, loc, edit, sources.CommitPlan{})
+}
+
+// commitsKey is the blob metadata entry naming the last rewrites
+// (CommitPlan ids, comma-separated, newest last) that committed the blob.
+const commitsKey = "dsrcommits"
+
+// maxCommits bounds how many plan ids a blob's metadata keeps: enough for
+// the erasures of one blob that commit while a crashed one waits for its
+// retry, far below the 8 KiB metadata limit.
+const maxCommits = 32
+
+// RewritePlanned is Rewrite with a CommitPlan: plan.BeforeCommit runs once
+// the new content is staged (so the caller records what the commit will
+// change before it happens), and the commit names plan.ID in the blob's
+// metadata (commitsKey), where Committed finds it.
+func (c *Connector) RewritePlanned(ctx context.Context, dataset string, loc sources.Location, edit Edit, plan sources.CommitPlan) (RewriteResult, error) {
 	d := c.cfg.Dataset(dataset)
 	if d == nil {
 		return RewriteResult{}, fmt.Errorf("dataset %s: %w (no longer configured)", dataset, sources.ErrChanged)
@@ -65,7 +83,7 @@ func (c *Connector) Rewrite(ctx context.Context, dataset string, loc sources.Loc
 	if err := checkRewrite(d, loc, edit); err != nil {
 		return RewriteResult{}, fmt.Errorf("dataset %s: blob %s: %w", d.Name, loc.Blob, err)
 	}
-	res, err := c.rewrite(ctx, d, loc, edit)
+	res, err := c.rewrite(ctx, d, loc, edit, plan)
 	if err != nil {
 		if isChanged(err) && !errors.Is(err, sources.ErrChanged) {
 			// The storage error's text is long; its code says enough.
@@ -104,7 +122,7 @@ func checkRewrite(d *sources.Dataset, loc sources.Location, edit Edit) error {
 	return nil
 }
 
-func (c *Connector) rewrite(ctx context.Context, d *sources.Dataset, loc sources.Location, edit Edit) (RewriteResult, error) {
+func (c *Connector) rewrite(ctx context.Context, d *sources.Dataset, loc sources.Location, edit Edit, plan sources.CommitPlan) (RewriteResult, error) {
 	bb := c.svc.NewContainerClient(d.Container).NewBlockBlobClient(loc.Blob)
 	etag := azcore.ETag(loc.ETag)
 	cond := &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfMatch: &etag}}
@@ -138,6 +156,15 @@ func (c *Connector) rewrite(ctx context.Context, d *sources.Dataset, loc sources
 	if err := st.flush(); err != nil {
 		return RewriteResult{}, err
 	}
+	meta := resp.Metadata
+	if plan.ID != "" {
+		meta = withCommit(resp.Metadata, plan.ID)
+	}
+	if plan.BeforeCommit != nil {
+		if err := plan.BeforeCommit(RewriteResult{Deleted: deleted, Replaced: replaced}); err != nil {
+			return RewriteResult{}, fmt.Errorf("before commit: %w", err)
+		}
+	}
 	cr, err := bb.CommitBlockList(ctx, st.ids, &blockblob.CommitBlockListOptions{
 		HTTPHeaders: &blob.HTTPHeaders{
 			BlobContentType:        resp.ContentType,
@@ -147,7 +174,7 @@ func (c *Connector) rewrite(ctx context.Context, d *sources.Dataset, loc sources
 			BlobCacheControl:       resp.CacheControl,
 			BlobContentMD5:         st.sum.Sum(nil),
 		},
-		Metadata:         resp.Metadata,
+		Metadata:         meta,
 		AccessConditions: cond,
 	})
 	if bloberror.HasCode(err, bloberror.InvalidBlockList) {
@@ -162,6 +189,56 @@ func (c *Connector) rewrite(ctx context.Context, d *sources.Dataset, loc sources
 		return RewriteResult{}, errors.New("commit: no ETag in the response")
 	}
 	return RewriteResult{ETag: string(*cr.ETag), Deleted: deleted, Replaced: replaced}, nil
+}
+
+// withCommit is metadata m (copied) with planID added to its commitsKey,
+// keeping the newest maxCommits ids.
+func withCommit(m map[string]*string, planID string) map[string]*string {
+	out := make(map[string]*string, len(m)+1)
+	var ids []string
+	for k, v := range m {
+		if strings.EqualFold(k, commitsKey) {
+			if v != nil && *v != "" {
+				ids = strings.Split(*v, ",")
+			}
+			continue
+		}
+		out[k] = v
+	}
+	ids = append(ids, planID)
+	if len(ids) > maxCommits {
+		ids = ids[len(ids)-maxCommits:]
+	}
+	joined := strings.Join(ids, ",")
+	out[commitsKey] = &joined
+	return out
+}
+
+// Committed reports whether the rewrite planID committed the blob: the
+// blob's metadata names it (a later rewrite keeps the name), and the
+// blob's current ETag.
+func (c *Connector) Committed(ctx context.Context, dataset, blobName, planID string) (bool, string, error) {
+	d := c.cfg.Dataset(dataset)
+	if d == nil {
+		return false, "", fmt.Errorf("dataset %s: %w (no longer configured)", dataset, sources.ErrChanged)
+	}
+	props, err := c.svc.NewContainerClient(d.Container).NewBlobClient(blobName).GetProperties(ctx, nil)
+	if bloberror.HasCode(err, bloberror.BlobNotFound, bloberror.ContainerNotFound) {
+		return false, "", nil
+	}
+	if err != nil {
+		return false, "", fmt.Errorf("dataset %s: blob %s: read properties: %w", dataset, blobName, err)
+	}
+	etag := ""
+	if props.ETag != nil {
+		etag = string(*props.ETag)
+	}
+	for k, v := range props.Metadata {
+		if strings.EqualFold(k, commitsKey) && v != nil && planID != "" && slices.Contains(strings.Split(*v, ","), planID) {
+			return true, etag, nil
+		}
+	}
+	return false, etag, nil
 }
 
 // isChanged reports a storage error that means the blob is no longer the
@@ -433,4 +510,4 @@ func (s *stager) flush() error {
 	return nil
 }
 
-var _ sources.Rewriter = (*Connector)(nil)
+var _ sources.PlannedRewriter = (*Connector)(nil)

@@ -195,6 +195,34 @@ func (c *Connector) Rewrite(ctx context.Context, dataset string, loc sources.Loc
 	return rw.Rewrite(ctx, dataset, loc, edit)
 }
 
+// RewritePlanned changes records through the dataset's connector with
+// plan when that connector can plan, else as Rewrite does (BeforeCommit is
+// then not called, and the caller records what was done afterwards).
+func (c *Connector) RewritePlanned(ctx context.Context, dataset string, loc sources.Location, edit sources.Edit, plan sources.CommitPlan) (sources.RewriteResult, error) {
+	p, err := c.part(dataset)
+	if err != nil {
+		return sources.RewriteResult{}, err
+	}
+	if prw, ok := p.Connector.(sources.PlannedRewriter); ok {
+		return prw.RewritePlanned(ctx, dataset, loc, edit, plan)
+	}
+	return c.Rewrite(ctx, dataset, loc, edit)
+}
+
+// Committed asks the dataset's connector whether a planned rewrite
+// committed.
+func (c *Connector) Committed(ctx context.Context, dataset, blob, planID string) (bool, string, error) {
+	p, err := c.part(dataset)
+	if err != nil {
+		return false, "", err
+	}
+	prw, ok := p.Connector.(sources.PlannedRewriter)
+	if !ok {
+		return false, "", fmt.Errorf("multi: %s cannot tell whether a planned rewrite of dataset %s committed", p.Name, dataset)
+	}
+	return prw.Committed(ctx, dataset, blob, planID)
+}
+
 // Delegates reports whether the dataset's system applies changes itself.
 func (c *Connector) Delegates(dataset string) bool {
 	p := c.byName[dataset]
@@ -217,3 +245,5 @@ func (c *Connector) Apply(ctx context.Context, dataset string, ch sources.Change
 	}
 	return d.Apply(ctx, dataset, ch)
 }
+
+var _ sources.PlannedRewriter = (*Connector)(nil)
