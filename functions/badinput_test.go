@@ -77,8 +77,37 @@ func TestBadInputsAreRefusedAndLeaveNoTrace(t *testing.T) {
 		{"empty path segment", "GET", "/api//requests", "", nil, 404, "not-found", ""},
 		{"encoded dot-dot path", "GET", "/api/webhooks/%2e%2E/requests", "", nil, 404, "not-found", ""},
 		{"oversized headers", "GET", "/api/requests", "", []string{"X-Padding", strings.Repeat("x", 70<<10)}, 431, "headers-too-large", ""},
+		{"transmitTo on an access request", "POST", "/api/requests", `{"type":"access","subject":{"email":"a@b.example"},"transmitTo":"https://controller.example/in"}`, nil, 422, "invalid-request", "transmitTo"},
+		{"transmitTo over http", "POST", "/api/requests", `{"type":"portability","subject":{"email":"a@b.example"},"transmitTo":"http://controller.example/in"}`, nil, 422, "invalid-request", "transmitTo"},
+		{"transmitTo a private address", "POST", "/api/requests", `{"type":"portability","subject":{"email":"a@b.example"},"transmitTo":"https://10.1.2.3/in"}`, nil, 422, "invalid-request", "transmitTo"},
+		{"transmitTo the metadata service", "POST", "/api/requests", `{"type":"portability","subject":{"email":"a@b.example"},"transmitTo":"https://169.254.169.254/latest"}`, nil, 422, "invalid-request", "transmitTo"},
+		{"transmitTo with credentials", "POST", "/api/requests", `{"type":"portability","subject":{"email":"a@b.example"},"transmitTo":"https://u:p@controller.example/in"}`, nil, 422, "invalid-request", "transmitTo"},
+		{"transmitTo localhost", "POST", "/api/requests", `{"type":"portability","subject":{"email":"a@b.example"},"transmitTo":"https://localhost/in"}`, nil, 422, "invalid-request", "transmitTo"},
+		{"transmitTo is a number", "POST", "/api/requests", `{"type":"portability","subject":{"email":"a@b.example"},"transmitTo":1}`, nil, 400, "wrong-type", "transmitTo"},
+		{"lift is a string", "POST", "/api/requests", `{"type":"restriction","subject":{"email":"a@b.example"},"lift":"yes"}`, nil, 400, "wrong-type", "lift"},
+		{"note too long", "POST", "/api/requests", `{"type":"access","subject":{"email":"a@b.example"},"note":"` + strings.Repeat("n", 2001) + `"}`, nil, 422, "invalid-request", "note"},
+		{"name too long", "POST", "/api/requests", `{"type":"access","subject":{"email":"a@b.example","name":"` + strings.Repeat("n", 201) + `"}}`, nil, 422, "invalid-request", "subject.name"},
+		{"id value too long", "POST", "/api/requests", `{"type":"access","subject":{"ids":{"contactId":"` + strings.Repeat("1", 257) + `"}}}`, nil, 422, "invalid-request", "subject.ids.contactId"},
+		{"empty id value", "POST", "/api/requests", `{"type":"access","subject":{"ids":{"contactId":" "}}}`, nil, 422, "invalid-request", "subject.ids.contactId"},
+		{"verification by another method", "POST", "/api/requests", `{"type":"access","subject":{"email":"a@b.example"},"verification":{"method":"selfie"}}`, nil, 422, "invalid-request", "verification.method"},
+		{"verification note too long", "POST", "/api/requests", `{"type":"access","subject":{"email":"a@b.example"},"verification":{"method":"operator","note":"` + strings.Repeat("v", 501) + `"}}`, nil, 422, "invalid-request", "verification.note"},
+		{"unknown verification field", "POST", "/api/requests", `{"type":"access","subject":{"email":"a@b.example"},"verification":{"method":"operator","by":"me"}}`, nil, 400, "unknown-field", "verification.by"},
+		{"correction of an unknown field", "POST", "/api/requests", `{"type":"rectification","subject":{"email":"a@b.example","name":"A"},"corrections":{"iban":"x"}}`, nil, 422, "invalid-request", "corrections"},
+		{"corrected email invalid", "POST", "/api/requests", `{"type":"rectification","subject":{"email":"a@b.example"},"corrections":{"email":"nope@"}}`, nil, 422, "invalid-request", "corrections.email"},
+		{"receivedAt before 2016", "POST", "/api/requests", `{"type":"access","subject":{"email":"a@b.example"},"receivedAt":"2001-01-01T00:00:00Z"}`, nil, 422, "invalid-request", "receivedAt"},
+		{"null body", "POST", "/api/requests", `null`, nil, 400, "wrong-type", "(body)"},
+		{"body not UTF-8", "POST", "/api/requests", "{\"type\":\"access\",\"note\":\"\xff\"}", nil, 400, "malformed-json", ""},
+		{"bad dueBefore", "GET", "/api/requests?dueBefore=soon", "", nil, 400, "invalid-parameter", "dueBefore"},
+		{"bad overdue", "GET", "/api/requests?overdue=maybe", "", nil, 400, "invalid-parameter", "overdue"},
+		{"bad followUp", "GET", "/api/requests?followUp=2", "", nil, 400, "invalid-parameter", "followUp"},
+		{"limit zero", "GET", "/api/requests?limit=0", "", nil, 400, "invalid-parameter", "limit"},
+		{"limit not a number", "GET", "/api/requests?limit=ten", "", nil, 400, "invalid-parameter", "limit"},
+		{"audit of a malformed id", "GET", "/api/requests/not-an-id/audit", "", nil, 400, "invalid-parameter", "id"},
+		{"letter of an unknown request", "GET", "/api/requests/r000000000000aaaaaaaaaaaaaaaa/letter", "", nil, 404, "request-not-found", ""},
+		{"approve an unknown request", "POST", "/api/requests/r000000000000aaaaaaaaaaaaaaaa/approve", "", nil, 404, "request-not-found", ""},
+		{"cancel an unknown request", "POST", "/api/requests/r000000000000aaaaaaaaaaaaaaaa/cancel", "", nil, 404, "request-not-found", ""},
 	}
-	if len(cases) < 55 {
+	if len(cases) < 80 {
 		t.Fatal("the catalogue shrank")
 	}
 	for _, tc := range cases {
