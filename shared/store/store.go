@@ -173,14 +173,17 @@ func (s *Store) Get(ctx context.Context, id string) (*dsr.Stored, azcore.ETag, e
 
 // latest is Update's starting point: the version this process last read
 // or wrote, or else the stored one.
-func (s *Store) latest(ctx context.Context, id string) (*dsr.Stored, azcore.ETag, error) {
+// remembered reports whether the version came from memory (it may be
+// stale: only a write conditional on its ETag proves it current).
+func (s *Store) latest(ctx context.Context, id string) (st *dsr.Stored, etag azcore.ETag, remembered bool, err error) {
 	if d, ok := s.known.get(id); ok {
-		var st dsr.Stored
-		if json.Unmarshal(d.body, &st) == nil {
-			return &st, d.etag, nil
+		var doc dsr.Stored
+		if json.Unmarshal(d.body, &doc) == nil {
+			return &doc, d.etag, true, nil
 		}
 	}
-	return s.Get(ctx, id)
+	st, etag, err = s.Get(ctx, id)
+	return st, etag, false, err
 }
 
 // Update applies fn to the current version of a request and writes it back
@@ -188,11 +191,21 @@ func (s *Store) latest(ctx context.Context, id string) (*dsr.Stored, azcore.ETag
 // reapplies fn. fn returns false to skip the write (nothing to change).
 func (s *Store) Update(ctx context.Context, id string, fn func(*dsr.Stored) (bool, error)) (*dsr.Stored, error) {
 	for attempt := 0; attempt < maxUpdateAttempts; attempt++ {
-		st, etag, err := s.latest(ctx, id)
+		st, etag, remembered, err := s.latest(ctx, id)
 		if err != nil {
 			return nil, err
 		}
 		changed, err := fn(st)
+		if remembered && (err != nil || !changed) {
+			// Nothing to write, or a refusal, decided on a version from
+			// memory: decide again on the stored one, which may be newer
+			// (only a successful conditional write proves a version
+			// current).
+			if st, etag, err = s.Get(ctx, id); err != nil {
+				return nil, err
+			}
+			changed, err = fn(st)
+		}
 		if err != nil || !changed {
 			return st, err
 		}

@@ -765,3 +765,51 @@ func TestPing(t *testing.T) {
 		t.Error("Ping on a missing container succeeded")
 	}
 }
+
+// An instance that remembers an older version of a request than the stored
+// one (another instance wrote since) never decides on it: neither "nothing
+// to change" nor a refusal stands until checked against the stored version,
+// and a write based on it fails its condition and is redone.
+func TestUpdateNeverDecidesOnAStaleVersion(t *testing.T) {
+	ctx := context.Background()
+	a, cc := newStore(t)
+	b := store.New(cc) // another instance
+	st := newStored(dsr.TypeAccess, dsr.Subject{Email: "a@example.com"})
+	if _, _, err := a.Create(ctx, st, "", ""); err != nil { // a remembers intake/received
+		t.Fatal(err)
+	}
+	if _, err := b.Update(ctx, st.ID, func(cur *dsr.Stored) (bool, error) {
+		return cur.Advance(dsr.StageDiscovery, dsr.StateInProgress, time.Now(), 1, "")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// "Only once discovery has begun": a decides on the stored version.
+	got, err := a.Update(ctx, st.ID, func(cur *dsr.Stored) (bool, error) {
+		if cur.Stage != dsr.StageDiscovery {
+			return false, nil
+		}
+		cur.Note = "seen in discovery"
+		return true, nil
+	})
+	if err != nil || got.Note != "seen in discovery" || got.Stage != dsr.StageDiscovery {
+		t.Fatalf("decided on a stale version: %+v %v", got, err)
+	}
+	// A refusal on a remembered version is checked again too.
+	if _, err := b.Update(ctx, st.ID, func(cur *dsr.Stored) (bool, error) { cur.Note = "b"; return true, nil }); err != nil {
+		t.Fatal(err)
+	}
+	got, err = a.Update(ctx, st.ID, func(cur *dsr.Stored) (bool, error) {
+		if cur.Note != "b" {
+			return false, errors.New("refused on an old version")
+		}
+		cur.Note = "after b"
+		return true, nil
+	})
+	if err != nil || got.Note != "after b" {
+		t.Fatalf("refused on a stale version: %+v %v", got, err)
+	}
+	stored, _, err := b.Get(ctx, st.ID)
+	if err != nil || stored.Note != "after b" {
+		t.Fatalf("stored %+v %v", stored, err)
+	}
+}
