@@ -201,16 +201,34 @@ func (s *Service) changeBlob(ctx context.Context, rw sources.Rewriter, st *dsr.S
 		return dsr.ErasedBlob{}, fmt.Errorf("%s %s: wait for blob %s: %w", stage, st.ID, loc.Blob, err)
 	}
 	defer unlock()
-	cp := s.newCommitPlan(ctx, st.ID, st.ID, d, loc, stage, policyName)
-	done, actions, err := s.rewriteBlob(ctx, rw, st.ID, st.ID, d, loc, stage, policyName, decideFor(loc), cp)
-	if err != nil && cp.recorded {
-		// The commit may have happened (an answer lost on the way back):
-		// the blob says.
-		if settled, serr := s.settle(ctx, rw, st.ID, d.Name+"/"+loc.Blob, cp.pending); serr != nil {
-			return dsr.ErasedBlob{}, fmt.Errorf("%s %s: %w (and settling its plan: %v)", stage, st.ID, err, serr)
-		} else if settled != nil {
-			return *settled, nil
+	// rewrite rewrites at one location under a plan of its own. When it
+	// fails after the plan was recorded, the commit may still have happened
+	// (an answer lost on the way back): the blob says, and final is then
+	// set with what the commit did, or with the error of finding out.
+	// planID is the plan of the latest rewrite, which confirm clears.
+	var planID string
+	rewrite := func(at sources.Location) (done dsr.ErasedBlob, actions []audit.Entry, err error, final bool) {
+		cp := s.newCommitPlan(ctx, st.ID, st.ID, d, at, stage, policyName)
+		done, actions, err = s.rewriteBlob(ctx, rw, st.ID, st.ID, d, at, stage, policyName, decideFor(at), cp)
+		planID = ""
+		if cp.recorded {
+			planID = cp.pending.Plan
 		}
+		if err == nil || !cp.recorded {
+			return done, actions, err, false
+		}
+		settled, serr := s.settle(ctx, rw, st.ID, d.Name+"/"+loc.Blob, cp.pending)
+		switch {
+		case serr != nil:
+			return dsr.ErasedBlob{}, nil, fmt.Errorf("%s %s: %w (and settling its plan: %v)", stage, st.ID, err, serr), true
+		case settled != nil:
+			return *settled, nil, nil, true
+		}
+		return done, actions, err, false
+	}
+	done, actions, err, final := rewrite(loc)
+	if final {
+		return done, err
 	}
 	if errors.Is(err, sources.ErrChanged) {
 		rerr := s.rediscover(ctx, st, stage, err)
@@ -222,14 +240,8 @@ func (s *Service) changeBlob(ctx context.Context, rw sources.Rewriter, st *dsr.S
 		if !ok {
 			return dsr.ErasedBlob{}, rerr // nothing of hers left there: the walk skips it
 		}
-		cp = s.newCommitPlan(ctx, st.ID, st.ID, d, fresh, stage, policyName)
-		done, actions, err = s.rewriteBlob(ctx, rw, st.ID, st.ID, d, fresh, stage, policyName, decideFor(fresh), cp)
-		if err != nil && cp.recorded {
-			if settled, serr := s.settle(ctx, rw, st.ID, d.Name+"/"+loc.Blob, cp.pending); serr != nil {
-				return dsr.ErasedBlob{}, fmt.Errorf("%s %s: %w (and settling its plan: %v)", stage, st.ID, err, serr)
-			} else if settled != nil {
-				return *settled, nil
-			}
+		if done, actions, err, final = rewrite(fresh); final {
+			return done, err
 		}
 		if errors.Is(err, sources.ErrChanged) {
 			return dsr.ErasedBlob{}, s.rediscover(ctx, st, stage, err)
@@ -254,10 +266,6 @@ func (s *Service) changeBlob(ctx context.Context, rw sources.Rewriter, st *dsr.S
 		}
 		s.Log.Warn("a system failed its part of the request after every retry", "requestId", st.ID, "stage", stage, "dataset", d.Name)
 		return dsr.ErasedBlob{}, &sourceFailure{reason: reason}
-	}
-	planID := ""
-	if cp.recorded {
-		planID = cp.pending.Plan
 	}
 	if err := s.confirm(ctx, st.ID, d.Name+"/"+loc.Blob, done, actions, planID); err != nil {
 		return done, fmt.Errorf("%s %s: %w", stage, st.ID, err)

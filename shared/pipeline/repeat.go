@@ -40,15 +40,22 @@ func SubjectKey(secret []byte, kind, value string) string {
 
 // subjectKeys are the registry keys of a request's subject.
 func (s *Service) subjectKeys(st *dsr.Stored) []string {
+	return identifierKeys(st, func(kind, value string) string { return SubjectKey(s.Secret, kind, value) })
+}
+
+// identifierKeys are the keys of a request's identifiers in a registry
+// (restrictions, the subject registry): key of each, with kind "email",
+// "phone" or "id:<name>", ids in name order.
+func identifierKeys(st *dsr.Stored, key func(kind, value string) string) []string {
 	var keys []string
 	if st.Subject.Email != "" {
-		keys = append(keys, SubjectKey(s.Secret, "email", st.Subject.Email))
+		keys = append(keys, key("email", st.Subject.Email))
 	}
 	if st.Subject.Phone != "" {
-		keys = append(keys, SubjectKey(s.Secret, "phone", st.Subject.Phone))
+		keys = append(keys, key("phone", st.Subject.Phone))
 	}
 	for _, n := range slices.Sorted(maps.Keys(st.Subject.IDs)) {
-		keys = append(keys, SubjectKey(s.Secret, "id:"+n, st.Subject.IDs[n]))
+		keys = append(keys, key("id:"+n, st.Subject.IDs[n]))
 	}
 	return keys
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sort"
 
 	"github.com/dsr-functions/dsr/shared/dsr"
 	"github.com/dsr-functions/dsr/shared/policy"
@@ -25,22 +24,7 @@ func RestrictionKey(secret []byte, kind, value string) string {
 
 // restrictionKeys are the registry keys of a request's subject.
 func (s *Service) restrictionKeys(st *dsr.Stored) []string {
-	var keys []string
-	if st.Subject.Email != "" {
-		keys = append(keys, RestrictionKey(s.Secret, "email", st.Subject.Email))
-	}
-	if st.Subject.Phone != "" {
-		keys = append(keys, RestrictionKey(s.Secret, "phone", st.Subject.Phone))
-	}
-	names := make([]string, 0, len(st.Subject.IDs))
-	for n := range st.Subject.IDs {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		keys = append(keys, RestrictionKey(s.Secret, "id:"+n, st.Subject.IDs[n]))
-	}
-	return keys
+	return identifierKeys(st, func(kind, value string) string { return RestrictionKey(s.Secret, kind, value) })
 }
 
 // discoveredRestrictionKeys are the registry keys of the identifiers held

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	"github.com/dsr-functions/dsr/shared/dsr"
@@ -34,12 +33,9 @@ const MaxTransmissionAttempts = 5
 // transmissions (no DSR_PSEUDONYM_SECRET to derive the key from).
 var ErrNoTransmitter = errors.New("this deployment cannot transmit packages to another controller")
 
-// transmissionDelay is the wait before attempt n+1: 30 s doubling, at
-// most 30 minutes, ±20 %.
-func transmissionDelay(n int) time.Duration {
-	d := min(30*time.Second<<max(n-1, 0), 30*time.Minute)
-	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
-}
+// transmissionBackoff is the wait before the next offer after n tries:
+// 30 s doubling, at most 30 minutes, jittered (Backoff.Delay).
+var transmissionBackoff = Backoff{Base: 30 * time.Second, Max: 30 * time.Minute}
 
 // Transmit sends a portability package to the controller the person
 // named (the export queue), then completes the request.
@@ -56,14 +52,14 @@ func (s *Service) Transmit(ctx context.Context, id string, attempt int) error {
 		return fmt.Errorf("transmission %s: request is at stage %s, not transmission", id, st.Stage)
 	}
 	if t := st.Transmission; t == nil || t.Status == "" {
-		if t != nil && t.At != nil && s.NowUTC().Before(t.At.Add(transmissionDelay(t.Attempts)/2)) {
+		if t != nil && t.At != nil && s.NowUTC().Before(t.At.Add(transmissionBackoff.Floor(t.Attempts)/2)) {
 			return nil // a redelivery right after a failure: wait for the scheduled try
 		}
 		if st, err = s.transmitOnce(ctx, st); err != nil {
 			return err
 		}
 		if t := st.Transmission; t.Status == "" {
-			at := s.NowUTC().Add(transmissionDelay(t.Attempts))
+			at := s.NowUTC().Add(transmissionBackoff.Delay(t.Attempts, s.random()))
 			s.Log.Info("transmission: retry scheduled", "requestId", id, "attempts", t.Attempts, "at", at)
 			return s.sendStage(ctx, s.Queues.Export, fmt.Sprintf("%s:transmission:%d", id, t.Attempts), id, dsr.StageTransmission, at)
 		}
