@@ -109,6 +109,34 @@ var Policies = map[string]auth.Policy{
 	"webhook-callback": {Anonymous: true},
 }
 
+// Serves says which methods each HTTP function implements. Its
+// function.json declares every other method of the HTTP set on its route
+// too (unless another function there serves it), so that the host
+// forwards a wrong method and the handler answers 405 with Allow instead
+// of the host's bare 404 (TestEveryRouteAnswersEveryMethod).
+var Serves = map[string][]string{
+	"console":          {"GET", "POST"},
+	"erasures-replay":  {"POST"},
+	"export-link":      {"POST"},
+	"health":           {"GET"},
+	"openapi":          {"GET"},
+	"portal":           {"GET", "POST"},
+	"requests-approve": {"POST"},
+	"requests-audit":   {"GET"},
+	"requests-cancel":  {"POST"},
+	"requests-create":  {"POST"},
+	"requests-extend":  {"POST"},
+	"requests-get":     {"GET"},
+	"requests-letter":  {"GET"},
+	"requests-list":    {"GET"},
+	"requests-proof":   {"GET"},
+	"requests-redrive": {"POST"},
+	"requests-reject":  {"POST"},
+	"restrictions-get": {"GET"},
+	"transmit-key":     {"GET"},
+	"webhook-callback": {"POST"},
+}
+
 // Registry maps every function name to its implementation, HTTP functions
 // behind their access policy, except the console, which is built over the
 // others (newConsole). callbacks are the asynchronous webhook systems'
@@ -153,6 +181,7 @@ func Registry(svc *pipeline.Service, authn *auth.Authenticator, callbacks map[st
 		Timer: map[string]funchost.TimerFunc{
 			"sweeper": sweeper.New(svc, limits),
 		},
+		Serves: Serves,
 	}
 }
 
@@ -362,7 +391,7 @@ func newConsole(fns []funchost.Function, reg funchost.Registry, authn *auth.Auth
 		if !ok || Policies[f.Name].Browser {
 			continue
 		}
-		for _, p := range f.Patterns() {
+		for p := range f.ServedPatterns(Serves[f.Name]) {
 			api.Handle(p, h)
 		}
 	}

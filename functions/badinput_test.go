@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dsr-functions/dsr/functions"
 	"github.com/dsr-functions/dsr/shared/funchost"
 )
 
@@ -57,7 +58,12 @@ func TestBadInputsAreRefusedAndLeaveNoTrace(t *testing.T) {
 		{"unknown query parameter", "GET", "/api/requests?email=a@b.example", "", nil, 400, "invalid-parameter", "email"},
 		{"forged page token", "GET", "/api/requests?pageToken=bm9wZQ", "", nil, 400, "invalid-parameter", "pageToken"},
 		{"export link for unknown id", "POST", "/api/requests/r000000000000aaaaaaaaaaaaaaaa/export-link", "", nil, 404, "request-not-found", ""},
-		{"undeclared route", "DELETE", "/api/requests", "", nil, 404, "not-found", ""},
+		{"wrong method on the requests route", "DELETE", "/api/requests", "", nil, 405, "method-not-allowed", ""},
+		{"wrong method on a request", "PUT", "/api/requests/r000000000000aaaaaaaaaaaaaaaa", "", nil, 405, "method-not-allowed", ""},
+		{"GET on an action", "GET", "/api/requests/r000000000000aaaaaaaaaaaaaaaa/approve", "", nil, 405, "method-not-allowed", ""},
+		{"PATCH on restrictions", "PATCH", "/api/restrictions", "{}", nil, 405, "method-not-allowed", ""},
+		{"POST on health", "POST", "/api/health", "{}", nil, 405, "method-not-allowed", ""},
+		{"undeclared route", "GET", "/api/nothing-here", "", nil, 404, "not-found", ""},
 		{"restriction lookup without identifier", "GET", "/api/restrictions", "", nil, 400, "invalid-parameter", "query"},
 		{"restriction lookup by two identifiers", "GET", "/api/restrictions?email=a@b.example&phone=%2B14255550199", "", nil, 400, "invalid-parameter", "query"},
 		{"restriction lookup by an invalid email", "GET", "/api/restrictions?email=avery.morgan@", "", nil, 400, "invalid-parameter", "email"},
@@ -153,6 +159,67 @@ func TestBadInputsAreRefusedAndLeaveNoTrace(t *testing.T) {
 	}
 	if resp, _ := h.do("GET", "/api/health", ""); resp.StatusCode != http.StatusOK {
 		t.Fatalf("health: %d", resp.StatusCode)
+	}
+}
+
+// A method a route does not serve is answered 405 with the route's Allow
+// header (the host forwards it because the route's function.json declares
+// it); HEAD is GET without a body.
+func TestWrongMethodsAnswer405WithAllow(t *testing.T) {
+	h := newHarness(t, harnessOptions{manual: true})
+	for _, tc := range []struct{ method, path, allow string }{
+		{"DELETE", "/api/requests", "GET, HEAD, POST"},
+		{"OPTIONS", "/api/requests", "GET, HEAD, POST"},
+		{"PUT", "/api/requests/r000000000000aaaaaaaaaaaaaaaa", "GET, HEAD"},
+		{"GET", "/api/requests/r000000000000aaaaaaaaaaaaaaaa/approve", "POST"},
+		{"DELETE", "/api/portal/", "GET, HEAD, POST"},
+		{"POST", "/api/transmit-key", "GET, HEAD"},
+	} {
+		resp, b := h.do(tc.method, tc.path, "")
+		if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != tc.allow {
+			t.Errorf("%s %s: %d Allow %q, want 405 Allow %q: %s", tc.method, tc.path, resp.StatusCode, resp.Header.Get("Allow"), tc.allow, b)
+		}
+	}
+	resp, b := h.do("HEAD", "/api/health", "")
+	if resp.StatusCode != http.StatusOK || len(b) != 0 {
+		t.Errorf("HEAD /api/health: %d with %d bytes", resp.StatusCode, len(b))
+	}
+}
+
+// Every route declares every method of funchost.AllMethods exactly once
+// over its functions, so the host forwards each one and the handler
+// answers (405 for what Serves leaves out), and Serves lists only
+// declared methods.
+func TestEveryRouteAnswersEveryMethod(t *testing.T) {
+	fns, err := functions.Definitions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	declared := map[string]map[string]string{}
+	for _, f := range fns {
+		if f.Trigger().Type != funchost.HTTPTrigger {
+			continue
+		}
+		if _, ok := functions.Serves[f.Name]; !ok {
+			t.Errorf("%s: not in functions.Serves", f.Name)
+		}
+		for _, p := range f.Patterns() {
+			m, route, _ := strings.Cut(p, " ")
+			if declared[route] == nil {
+				declared[route] = map[string]string{}
+			}
+			if other, dup := declared[route][m]; dup {
+				t.Errorf("%s: %s and %s both declare %s", route, other, f.Name, m)
+			}
+			declared[route][m] = f.Name
+		}
+	}
+	for route, methods := range declared {
+		for _, m := range funchost.AllMethods {
+			if methods[m] == "" {
+				t.Errorf("%s: no function declares %s, so the host would answer it with a bare 404", route, m)
+			}
+		}
 	}
 }
 

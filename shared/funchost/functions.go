@@ -81,6 +81,31 @@ func (f Function) Patterns() []string {
 	return out
 }
 
+// AllMethods are the HTTP methods a route answers, in the order an Allow
+// header lists them: those it serves, and 405 for the others.
+var AllMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions}
+
+// ServedPatterns is the subset of Patterns for the methods given, or all
+// of Patterns when methods is nil (see Registry.Serves).
+func (f Function) ServedPatterns(methods []string) map[string]bool {
+	out := map[string]bool{}
+	declared := f.Patterns()
+	if methods == nil {
+		for _, p := range declared {
+			out[p] = true
+		}
+		return out
+	}
+	if len(declared) == 0 {
+		return out
+	}
+	_, route, _ := strings.Cut(declared[0], " ")
+	for _, m := range methods {
+		out[strings.ToUpper(m)+" "+route] = true
+	}
+	return out
+}
+
 // routeParam matches a route parameter with an optional constraint, {id:guid},
 // or a catch-all, {*path}.
 var routeParam = regexp.MustCompile(`\{(\*?)([A-Za-z_][A-Za-z0-9_]*)(?::[^}]*)?\}`)

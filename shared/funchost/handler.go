@@ -24,6 +24,14 @@ type Registry struct {
 	HTTP  map[string]http.Handler
 	Queue map[string]QueueFunc
 	Timer map[string]TimerFunc
+	// Serves lists, for an HTTP function whose function.json declares more
+	// methods than it implements, the methods it implements. The Functions
+	// host answers a method no function declares on a route with a bare
+	// 404, so one function per route declares every other method too, and
+	// the handler answers those 405 with the route's Allow header. A
+	// function absent here serves every method it declares; GET implies
+	// HEAD.
+	Serves map[string][]string
 }
 
 // maxInvocationBytes bounds an invocation payload (Service Bus Premium
@@ -40,6 +48,10 @@ func NewHandler(fns []Function, reg Registry, log *slog.Logger) (http.Handler, e
 	// Usage is tracked per kind: an HTTP implementation registered under the
 	// name of a queue function serves nothing and is reported.
 	usedHTTP, usedQueue, usedTimer := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	allow, err := allowed(fns, reg.Serves)
+	if err != nil {
+		return nil, err
+	}
 	for _, f := range fns {
 		switch f.Trigger().Type {
 		case HTTPTrigger:
@@ -47,8 +59,18 @@ func NewHandler(fns []Function, reg Registry, log *slog.Logger) (http.Handler, e
 			if h == nil {
 				return nil, fmt.Errorf("function %s: no HTTP implementation registered", f.Name)
 			}
+			served := f.ServedPatterns(reg.Serves[f.Name])
 			for _, p := range f.Patterns() {
-				if err := register(mux, p, h); err != nil {
+				method, route, _ := strings.Cut(p, " ")
+				switch {
+				case served[p]:
+					err = register(mux, p, h)
+				case method == http.MethodHead && served[http.MethodGet+" "+route]:
+					// The GET pattern serves HEAD too.
+				default:
+					err = register(mux, p, methodNotAllowed(allow[route]))
+				}
+				if err != nil {
 					return nil, fmt.Errorf("function %s: route %q: %w", f.Name, p, err)
 				}
 			}
@@ -79,6 +101,11 @@ func NewHandler(fns []Function, reg Registry, log *slog.Logger) (http.Handler, e
 		}
 	}
 	var extra []string
+	for name := range reg.Serves {
+		if !usedHTTP[name] {
+			return nil, fmt.Errorf("Serves names %s, which is no HTTP function", name)
+		}
+	}
 	for name := range reg.HTTP {
 		if !usedHTTP[name] {
 			extra = append(extra, name)
@@ -106,6 +133,56 @@ func NewHandler(fns []Function, reg Registry, log *slog.Logger) (http.Handler, e
 		problem.Write(w, r, problem.New(http.StatusNotFound, "not-found", "", "no function serves this method and path"))
 	})
 	return mux, nil
+}
+
+// allowed returns, by route path (as in Patterns), the methods the
+// functions on it serve, in Allow header order. A function's Serves entry
+// must be a subset of what its function.json declares.
+func allowed(fns []Function, serves map[string][]string) (map[string]string, error) {
+	byRoute := map[string]map[string]bool{}
+	for _, f := range fns {
+		if f.Trigger().Type != HTTPTrigger {
+			continue
+		}
+		declared := map[string]bool{}
+		for _, p := range f.Patterns() {
+			declared[p] = true
+		}
+		for p := range f.ServedPatterns(serves[f.Name]) {
+			if !declared[p] {
+				return nil, fmt.Errorf("function %s serves %s, which its function.json does not declare", f.Name, p)
+			}
+			method, route, _ := strings.Cut(p, " ")
+			if byRoute[route] == nil {
+				byRoute[route] = map[string]bool{}
+			}
+			byRoute[route][method] = true
+			if method == http.MethodGet {
+				byRoute[route][http.MethodHead] = true
+			}
+		}
+	}
+	out := make(map[string]string, len(byRoute))
+	for route, methods := range byRoute {
+		var list []string
+		for _, m := range AllMethods {
+			if methods[m] {
+				list = append(list, m)
+			}
+		}
+		out[route] = strings.Join(list, ", ")
+	}
+	return out, nil
+}
+
+// methodNotAllowed answers a method a route's function declares (so that
+// the host forwards it) but no function on that route serves.
+func methodNotAllowed(allow string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		problem.Write(w, r, problem.New(http.StatusMethodNotAllowed, "method-not-allowed", "",
+			"this path accepts only "+allow))
+	})
 }
 
 // invocationReply writes an invocation response: always application/json,

@@ -299,6 +299,20 @@ func TestNewHandlerRejectsMismatches(t *testing.T) {
 			wantErr: "items-create",
 		},
 		{
+			name: "Serves a method function.json does not declare",
+			defs: testDefs,
+			reg: funchost.Registry{HTTP: map[string]http.Handler{"items-get": echoHTTP, "items-create": echoHTTP}, Queue: map[string]funchost.QueueFunc{"work": noop},
+				Serves: map[string][]string{"items-get": {"GET", "DELETE"}}},
+			wantErr: "DELETE",
+		},
+		{
+			name: "Serves names no HTTP function",
+			defs: testDefs,
+			reg: funchost.Registry{HTTP: map[string]http.Handler{"items-get": echoHTTP, "items-create": echoHTTP}, Queue: map[string]funchost.QueueFunc{"work": noop},
+				Serves: map[string][]string{"work": {"POST"}}},
+			wantErr: "work",
+		},
+		{
 			name:    "timer function (no way to implement it)",
 			defs:    fstest.MapFS{"sweep/function.json": {Data: []byte(`{"bindings":[{"type":"timerTrigger","direction":"in","name":"t","schedule":"0 * * * * *"}]}`)}},
 			reg:     funchost.Registry{},
@@ -318,6 +332,35 @@ func TestNewHandlerRejectsMismatches(t *testing.T) {
 				t.Errorf("error %q does not mention %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// A method a function declares but does not serve is answered 405 with the
+// methods the route's functions serve; the ones it serves reach it.
+func TestNewHandlerAnswersUnservedMethods405(t *testing.T) {
+	fn := funchost.Function{Name: "things", Bindings: []funchost.Binding{
+		{Type: funchost.HTTPTrigger, Direction: "in", Name: "req", Methods: []string{"get", "head", "post", "delete"}, Route: "things"},
+		{Type: "http", Direction: "out", Name: "res"},
+	}}
+	h, err := funchost.NewHandler([]funchost.Function{fn}, funchost.Registry{HTTP: map[string]http.Handler{"things": echoHTTP},
+		Serves: map[string][]string{"things": {"GET"}}}, discardLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{"POST", "DELETE"} {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(m, "/api/things", nil))
+		if w.Code != http.StatusMethodNotAllowed || w.Header().Get("Allow") != "GET, HEAD" ||
+			w.Header().Get("Content-Type") != "application/problem+json" || !strings.Contains(w.Body.String(), `"method-not-allowed"`) {
+			t.Errorf("%s: %d Allow %q %s", m, w.Code, w.Header().Get("Allow"), w.Body)
+		}
+	}
+	for _, m := range []string{"GET", "HEAD"} {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(m, "/api/things", nil))
+		if w.Code != http.StatusOK {
+			t.Errorf("%s: %d, want the function's answer", m, w.Code)
+		}
 	}
 }
 
