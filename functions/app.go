@@ -296,6 +296,11 @@ func NewWithOptions(cfg *config.Config, sender queue.Sender, log *slog.Logger, o
 		StageRetries:    cfg.StageRetries,
 		Cleanup:         conns.Cleanup,
 	}
+	if p, ok := sender.(pipeline.QueuePeeker); ok {
+		// The embedded queue shows what waits; Service Bus is not asked
+		// (its messages may go to another instance).
+		svc.Lookahead = &pipeline.Lookahead{Peeker: p}
+	}
 	callbacks := map[string]http.Handler{}
 	for name, wh := range conns.Webhooks {
 		callbacks[name] = wh.CallbackHandler(webhook.CallbackOptions{OnComplete: svc.Redrive})

@@ -105,6 +105,10 @@ type Service struct {
 	// Rand draws the jitter of scheduled retries, in [0, 1) (nil:
 	// math/rand/v2; tests make it predictable).
 	Rand func() float64
+	// Lookahead, when set, starts the discoveries of queued requests
+	// while one runs, so that a burst shares fewer, larger passes
+	// (prefetch.go).
+	Lookahead *Lookahead
 	// blobLocks serialise this instance's rewrites of each blob (changeBlob).
 	blobLocks keyedLocks
 }
@@ -334,7 +338,11 @@ func (s *Service) Discover(ctx context.Context, id string, attempt int) error {
 	// The trail gets this step together with the end of discovery (or
 	// when it waits): one append and one write fewer per request, and
 	// the entry keeps its own time.
-	disc, tombs, err := s.discover(ctx, st)
+	s.discoverAhead(ctx, id)
+	disc, tombs, ahead := s.Lookahead.take(ctx, id, s.NowUTC())
+	if !ahead {
+		disc, tombs, err = s.discover(ctx, st)
+	}
 	if errors.Is(err, sources.ErrPending) {
 		if waiting, werr := s.waitForSystems(ctx, st, dsr.StageDiscovery, s.Queues.Discover, err); waiting || werr != nil {
 			if serr := s.syncAudit(ctx, st); werr == nil {

@@ -9,6 +9,7 @@
 package embedded
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -389,6 +390,28 @@ func (b *Broker) Peek(queueName string) []Delivery {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].SequenceNumber < out[j].SequenceNumber })
 	return out
+}
+
+// PeekBodies returns the bodies of up to max messages on a queue that a
+// receiver could take now (neither locked nor scheduled for later), in
+// sequence order, without locking them. It serves pipeline.Lookahead.
+func (b *Broker) PeekBodies(_ context.Context, queueName string, max int) ([][]byte, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.opts.Now()
+	qs := b.q(queueName)
+	ready := make([]*entry, 0, len(qs.entries))
+	for _, e := range qs.entries {
+		if !e.locked && !e.available.After(now) {
+			ready = append(ready, e)
+		}
+	}
+	sort.Slice(ready, func(i, j int) bool { return ready[i].d.SequenceNumber < ready[j].d.SequenceNumber })
+	out := make([][]byte, 0, min(max, len(ready)))
+	for _, e := range ready[:min(max, len(ready))] {
+		out = append(out, bytes.Clone(e.d.Body))
+	}
+	return out, nil
 }
 
 // Idle reports whether every queue except dead-letter queues is empty.
