@@ -69,6 +69,11 @@ type blobReaderAt struct {
 	cont, name, etag string
 	size             int64
 
+	// tail holds the blob's last bytes (from tailOff on), read once for
+	// the footer.
+	tail    []byte
+	tailOff int64
+
 	mu  sync.Mutex
 	err error
 	// reads and bytes count the downloads and the bytes they fetched.
@@ -83,6 +88,13 @@ func (b *blobReaderAt) ReadAt(p []byte, off int64) (int, error) {
 		return 0, io.EOF
 	}
 	n := min(int64(len(p)), b.size-off)
+	if b.tail != nil && off >= b.tailOff {
+		copy(p[:n], b.tail[off-b.tailOff:])
+		if n < int64(len(p)) {
+			return int(n), io.EOF
+		}
+		return int(n), nil
+	}
 	body, size, err := b.r.read(b.ctx, b.cont, b.name, b.etag, off, n)
 	if err == nil {
 		if size != b.size {
@@ -115,14 +127,27 @@ func (b *blobReaderAt) failure() error {
 	return b.err
 }
 
+// parquetTail is how many bytes at the end of a Parquet blob are read at
+// once for its footer: most footers fit, so opening a file costs one
+// download, and little of the last column chunk comes along.
+const parquetTail = 64 << 10
+
 // openParquet opens the Parquet file behind ra: one download for the
-// footer (more only for a footer larger than parquetBufSize). Page indexes
-// and bloom filters are not read.
+// footer (one more for a footer larger than parquetTail). Page indexes and
+// bloom filters are not read.
 func openParquet(ra *blobReaderAt) (*parquet.File, error) {
+	if ra.tail == nil && ra.size > 0 {
+		n := min(ra.size, parquetTail)
+		tail := make([]byte, n)
+		if _, err := ra.ReadAt(tail, ra.size-n); err != nil && err != io.EOF {
+			return nil, err
+		}
+		ra.tail, ra.tailOff = tail, ra.size-n
+	}
 	f, err := parquet.OpenFile(ra, ra.size,
 		parquet.SkipPageIndex(true),
 		parquet.SkipBloomFilters(true),
-		parquet.OptimisticRead(true),
+		parquet.OptimisticRead(false),
 		parquet.ReadBufferSize(parquetBufSize),
 	)
 	if err != nil {
