@@ -20,6 +20,12 @@ package blobdataset
 //   - BOOLEAN: true or false;
 //   - other byte arrays (no annotation, BSON, FLOAT16, ...): standard
 //     base64, as encoding/json writes []byte.
+//
+// Dates and timestamps outside the years 0001-9999 have no RFC 3339 form:
+// they are exported as Go formats them but cannot be written back, so a
+// rewrite that must encode one (an edited field holding it) fails rather
+// than change it. Rewrite copies unedited fields as they are, so such
+// values elsewhere in the file are never touched.
 
 import (
 	"encoding/base64"
