@@ -26,6 +26,10 @@ const (
 	FormatNDJSON    Format = "ndjson"     // one JSON object per line
 	FormatCSV       Format = "csv"        // RFC 4180 with a header row
 	FormatJSONArray Format = "json-array" // one top-level JSON array of objects
+	// FormatParquet is Apache Parquet: rows are records (nested groups as
+	// objects, lists as arrays), found and read by row ordinal with ranged
+	// reads of the columns needed.
+	FormatParquet Format = "parquet"
 )
 
 // IdentifierKind says what a field identifies a person as.
@@ -577,9 +581,9 @@ func validLocation(d *Dataset, kind ConnectionKind, where string) error {
 		return fmt.Errorf("%s: exactly one of blob and prefix is required", where)
 	}
 	switch d.Format {
-	case FormatNDJSON, FormatCSV, FormatJSONArray:
+	case FormatNDJSON, FormatCSV, FormatJSONArray, FormatParquet:
 	default:
-		return fmt.Errorf("%s.format: %q is not one of ndjson, csv, json-array", where, d.Format)
+		return fmt.Errorf("%s.format: %q is not one of ndjson, csv, json-array, parquet", where, d.Format)
 	}
 	return nil
 }

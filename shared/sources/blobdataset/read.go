@@ -66,7 +66,9 @@ func (c *Connector) Read(ctx context.Context, dm sources.DatasetMatches, emit fu
 	var buf []byte
 	for _, loc := range dm.Locations {
 		var err error
-		if positioned(loc, d.Format) {
+		if d.Format == sources.FormatParquet {
+			err = c.readParquet(ctx, d, loc, emit)
+		} else if positioned(loc, d.Format) {
 			err = c.readRanges(ctx, d, loc, &buf, emit)
 		} else {
 			err = c.readStream(ctx, d, loc, emit)

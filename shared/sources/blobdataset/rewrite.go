@@ -133,32 +133,56 @@ func (c *Connector) rewrite(ctx context.Context, d *sources.Dataset, loc sources
 		}
 		return RewriteResult{ETag: loc.ETag}, nil
 	}
-	resp, err := bb.DownloadStream(ctx, &blob.DownloadStreamOptions{AccessConditions: cond})
-	if err != nil {
-		return RewriteResult{}, fmt.Errorf("read blob: %w", err)
-	}
-	// Retries read the rest of the same version (they are conditional on
-	// its ETag too).
-	body := resp.NewRetryReader(ctx, &blob.RetryReaderOptions{MaxRetries: 3})
-	defer body.Close()
-
 	st, err := newStager(ctx, bb)
 	if err != nil {
 		return RewriteResult{}, err
 	}
-	deleted, replaced, err := rewriteStream(ctx, body, st, d.Format, loc.Ordinals, edit)
-	if errors.Is(err, errMissing) {
+	var (
+		kept              blobHeaders
+		deleted, replaced int
+		rerr              error // the rewrite's, set in both branches
+	)
+	if d.Format == sources.FormatParquet {
+		props, err := bb.GetProperties(ctx, &blob.GetPropertiesOptions{AccessConditions: cond})
+		if err != nil {
+			return RewriteResult{}, fmt.Errorf("read blob properties: %w", err)
+		}
+		if props.ContentLength == nil {
+			return RewriteResult{}, errors.New("read blob properties: no size")
+		}
+		kept = blobHeaders{props.ContentType, props.ContentEncoding, props.ContentLanguage, props.ContentDisposition, props.CacheControl, props.Metadata}
+		// Every ranged read is conditional on the ETag too.
+		ra := &blobReaderAt{ctx: ctx, r: azureStore{c.svc}, cont: d.Container, name: loc.Blob, etag: loc.ETag, size: *props.ContentLength}
+		deleted, replaced, rerr = rewriteParquet(ctx, ra, st, loc.Ordinals, edit)
+		if rerr != nil && !errors.Is(rerr, errMissing) {
+			if ferr := ra.failure(); ferr != nil {
+				rerr = ferr
+			}
+		}
+	} else {
+		resp, err := bb.DownloadStream(ctx, &blob.DownloadStreamOptions{AccessConditions: cond})
+		if err != nil {
+			return RewriteResult{}, fmt.Errorf("read blob: %w", err)
+		}
+		kept = blobHeaders{resp.ContentType, resp.ContentEncoding, resp.ContentLanguage, resp.ContentDisposition, resp.CacheControl, resp.Metadata}
+		// Retries read the rest of the same version (they are conditional on
+		// its ETag too).
+		body := resp.NewRetryReader(ctx, &blob.RetryReaderOptions{MaxRetries: 3})
+		defer body.Close()
+		deleted, replaced, rerr = rewriteStream(ctx, body, st, d.Format, loc.Ordinals, edit)
+	}
+	if errors.Is(rerr, errMissing) {
 		return RewriteResult{}, fmt.Errorf("%w (records missing)", sources.ErrChanged)
 	}
-	if err != nil {
-		return RewriteResult{}, err
+	if rerr != nil {
+		return RewriteResult{}, rerr
 	}
 	if err := st.flush(); err != nil {
 		return RewriteResult{}, err
 	}
-	meta := resp.Metadata
+	meta := kept.metadata
 	if plan.ID != "" {
-		meta = withCommit(resp.Metadata, plan.ID)
+		meta = withCommit(kept.metadata, plan.ID)
 	}
 	if plan.BeforeCommit != nil {
 		if err := plan.BeforeCommit(RewriteResult{Deleted: deleted, Replaced: replaced}); err != nil {
@@ -167,11 +191,11 @@ func (c *Connector) rewrite(ctx context.Context, d *sources.Dataset, loc sources
 	}
 	cr, err := bb.CommitBlockList(ctx, st.ids, &blockblob.CommitBlockListOptions{
 		HTTPHeaders: &blob.HTTPHeaders{
-			BlobContentType:        resp.ContentType,
-			BlobContentEncoding:    resp.ContentEncoding,
-			BlobContentLanguage:    resp.ContentLanguage,
-			BlobContentDisposition: resp.ContentDisposition,
-			BlobCacheControl:       resp.CacheControl,
+			BlobContentType:        kept.contentType,
+			BlobContentEncoding:    kept.contentEncoding,
+			BlobContentLanguage:    kept.contentLanguage,
+			BlobContentDisposition: kept.contentDisposition,
+			BlobCacheControl:       kept.cacheControl,
 			BlobContentMD5:         st.sum.Sum(nil),
 		},
 		Metadata:         meta,
@@ -189,6 +213,13 @@ func (c *Connector) rewrite(ctx context.Context, d *sources.Dataset, loc sources
 		return RewriteResult{}, errors.New("commit: no ETag in the response")
 	}
 	return RewriteResult{ETag: string(*cr.ETag), Deleted: deleted, Replaced: replaced}, nil
+}
+
+// blobHeaders are the content headers and metadata of the blob a rewrite
+// read, which its commit keeps.
+type blobHeaders struct {
+	contentType, contentEncoding, contentLanguage, contentDisposition, cacheControl *string
+	metadata                                                                        map[string]*string
 }
 
 // withCommit is metadata m (copied) with planID added to its commitsKey,

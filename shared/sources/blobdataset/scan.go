@@ -157,6 +157,9 @@ func (c *Connector) forEachBlob(ctx context.Context, n int, fn func(ctx context.
 
 // scanBlob streams one blob and matches its records for every subject of m.
 func (c *Connector) scanBlob(ctx context.Context, d *sources.Dataset, name string, m *datasetMatcher, refs []string) (blobResult, error) {
+	if d.Format == sources.FormatParquet {
+		return c.scanParquet(ctx, d, name, m, refs)
+	}
 	body, etag, err := c.store.open(ctx, d.Container, name)
 	if errors.Is(err, errBlobNotFound) {
 		// Configured but absent, or listed and then deleted: no retry
@@ -170,43 +173,7 @@ func (c *Connector) scanBlob(ctx context.Context, d *sources.Dataset, name strin
 	res := blobResult{etag: etag}
 	var sc scratch
 	err = iterateSkipping(ctx, transportReader{body}, d.Format, m.skipper(), func(r *rawRecord) error {
-		owners := m.owners(r, &sc)
-		if len(owners) == 0 {
-			return nil
-		}
-		fields, err := r.fields()
-		if err != nil {
-			return fmt.Errorf("record %d is not a valid %s record", r.ordinal, d.Format)
-		}
-		rec := sources.MapFields(fields)
-		var rel []keyValue
-		relDone := false
-		for _, k := range owners {
-			how := m.rules[k].Match(rec)
-			if how == sources.NoMatch {
-				continue
-			}
-			res.hits = append(res.hits, hit{subject: k, ordinal: r.ordinal, offset: r.offset, length: r.length, mention: how == sources.Mentioned})
-			if how != sources.Own {
-				// Relations run only from the subject's own records.
-				continue
-			}
-			if !relDone {
-				for _, f := range refs {
-					sources.PathStrings(fields, f, func(v string) bool {
-						if v = strings.TrimSpace(v); v != "" {
-							rel = append(rel, keyValue{f, v})
-						}
-						return true
-					})
-				}
-				relDone = true
-			}
-			for _, kv := range rel {
-				res.keys = append(res.keys, subjectKey{k, kv})
-			}
-		}
-		return nil
+		return m.matchRecord(r, &sc, refs, d.Format, &res)
 	})
 	if err != nil {
 		var te *transportError
@@ -218,6 +185,50 @@ func (c *Connector) scanBlob(ctx context.Context, d *sources.Dataset, name strin
 		return blobResult{}, &sources.DataError{Dataset: d.Name, Reason: "blob " + name + ": " + contentFree(err.Error())}
 	}
 	return res, nil
+}
+
+// matchRecord matches one record for every subject of m: the prefilter
+// on its raw bytes, then, for the subjects it may belong to, the exact
+// rules on its parsed fields. Hits and the referenced keys of the
+// subjects' own records are added to res.
+func (m *datasetMatcher) matchRecord(r *rawRecord, sc *scratch, refs []string, format sources.Format, res *blobResult) error {
+	owners := m.owners(r, sc)
+	if len(owners) == 0 {
+		return nil
+	}
+	fields, err := r.fields()
+	if err != nil {
+		return fmt.Errorf("record %d is not a valid %s record", r.ordinal, format)
+	}
+	rec := sources.MapFields(fields)
+	var rel []keyValue
+	relDone := false
+	for _, k := range owners {
+		how := m.rules[k].Match(rec)
+		if how == sources.NoMatch {
+			continue
+		}
+		res.hits = append(res.hits, hit{subject: k, ordinal: r.ordinal, offset: r.offset, length: r.length, mention: how == sources.Mentioned})
+		if how != sources.Own {
+			// Relations run only from the subject's own records.
+			continue
+		}
+		if !relDone {
+			for _, f := range refs {
+				sources.PathStrings(fields, f, func(v string) bool {
+					if v = strings.TrimSpace(v); v != "" {
+						rel = append(rel, keyValue{f, v})
+					}
+					return true
+				})
+			}
+			relDone = true
+		}
+		for _, kv := range rel {
+			res.keys = append(res.keys, subjectKey{k, kv})
+		}
+	}
+	return nil
 }
 
 // transportReader marks the errors of reading a blob's body (a connection

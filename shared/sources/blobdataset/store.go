@@ -82,6 +82,20 @@ func (s azureStore) open(ctx context.Context, cont, name string) (io.ReadCloser,
 	return resp.Body, string(*resp.ETag), nil
 }
 
+func (s azureStore) stat(ctx context.Context, cont, name string) (string, int64, error) {
+	props, err := s.svc.NewContainerClient(cont).NewBlobClient(name).GetProperties(ctx, nil)
+	if bloberror.HasCode(err, bloberror.BlobNotFound, bloberror.ContainerNotFound) {
+		return "", 0, fmt.Errorf("%w (%w)", errBlobNotFound, err)
+	}
+	if err != nil {
+		return "", 0, fmt.Errorf("read blob properties: %w", err)
+	}
+	if props.ETag == nil || props.ContentLength == nil {
+		return "", 0, errors.New("blob properties without an ETag or a size")
+	}
+	return string(*props.ETag), *props.ContentLength, nil
+}
+
 // readRetries is how often a read of a blob for export resumes after a
 // broken connection; each retry is conditional on the same ETag.
 const readRetries = 3
