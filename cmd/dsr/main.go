@@ -11,7 +11,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -20,6 +19,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -353,6 +353,8 @@ func sampleCmd(ctx context.Context, args []string) error {
 	seed := fs.Uint64("seed", 1, "random seed (the same seed gives the same bytes)")
 	out := fs.String("out", "", "write the files under this folder")
 	upload := fs.Bool("upload", false, "upload into the storage account of AzureWebJobsStorage")
+	format := fs.String("format", "native", "storage format: "+strings.Join(sample.Formats(), ", ")+
+		" (native is NDJSON, CSV and a JSON array, as sample/sources.json describes; each other format has its sample/sources.<format>.json)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -361,7 +363,7 @@ func sampleCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	switch {
-	case *upload:
+	case *upload && (*format == "native" || *format == ""):
 		cs := os.Getenv("AzureWebJobsStorage")
 		if cs == "" {
 			cs = "UseDevelopmentStorage=true"
@@ -376,33 +378,31 @@ func sampleCmd(ctx context.Context, args []string) error {
 		}
 		fmt.Printf("uploaded %d datasets (%s, %d contacts) to container %s\n", n, size.Name, size.Contacts, sample.Container)
 		return nil
-	case *out != "":
-		for _, f := range sample.Files() {
-			path := filepath.Join(*out, f.Container, filepath.FromSlash(f.Name))
-			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-				return err
-			}
-			if err := writeFile(path, func(w io.Writer) error { return sample.Generate(w, f, size, *seed) }); err != nil {
-				return err
-			}
-			fmt.Println(path)
+	case *upload:
+		cs := os.Getenv("AzureWebJobsStorage")
+		if cs == "" {
+			cs = "UseDevelopmentStorage=true"
 		}
+		acct, err := blobs.OpenConnectionString(cs)
+		if err != nil {
+			return err
+		}
+		sink := &sample.BlobSink{Service: acct.Service, Stamp: fmt.Sprintf("%s/%s/%d/%d", *format, size.Name, size.Contacts, *seed)}
+		if err := sample.WriteFormat(ctx, *format, sink, size, *seed); err != nil {
+			return err
+		}
+		fmt.Printf("uploaded %d blobs (%s format, %s, %d contacts)\n", sink.Written, *format, size.Name, size.Contacts)
 		return nil
+	case *out != "":
+		sink := &sample.FolderSink{Dir: *out}
+		err := sample.WriteFormat(ctx, *format, sink, size, *seed)
+		for _, p := range sink.Written {
+			fmt.Println(p)
+		}
+		return err
 	default:
 		return errors.New("sample: give -out DIR or -upload")
 	}
-}
-
-func writeFile(path string, fill func(io.Writer) error) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := fill(f); err != nil {
-		f.Close()
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return f.Close()
 }
 
 // randomToken is 32 random bytes, URL-safe.
