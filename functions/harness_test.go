@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/service"
 
 	"github.com/dsr-functions/dsr/functions"
 	"github.com/dsr-functions/dsr/shared/config"
@@ -123,12 +125,35 @@ type harnessOptions struct {
 	// upload, when set, writes one sample dataset into its blob (default:
 	// generated in memory and uploaded in one piece).
 	upload func(ctx context.Context, bc *blockblob.Client, f sample.File, size sample.Size) error
+	// format, when set, is a sample format other than native
+	// (sample.RegisterFormat): the sample is written in it and
+	// sample/sources.<format>.json describes it.
+	format string
 	// concurrency is how many messages of one function the host runs at
 	// once (default the local host's 4).
 	concurrency int
 	// front, when set, is the listener of the host's front door (so its
 	// address can be known before the app starts, as WEBSITE_HOSTNAME).
 	front net.Listener
+}
+
+// oneContainerSink uploads a sample format's files into one container
+// (the test's), whatever container the format names (sample.Container).
+type oneContainerSink struct {
+	svc       *service.Client
+	container string
+}
+
+func (s *oneContainerSink) Write(ctx context.Context, container, name string, fill func(io.Writer) error) error {
+	if container != sample.Container {
+		return fmt.Errorf("sample format writes to container %q, not %q", container, sample.Container)
+	}
+	var buf bytes.Buffer
+	if err := fill(&buf); err != nil {
+		return err
+	}
+	_, err := s.svc.NewContainerClient(s.container).NewBlockBlobClient(name).UploadBuffer(ctx, buf.Bytes(), nil)
+	return err
 }
 
 // harnessKey is the function key of every harness's local host.
@@ -152,7 +177,11 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 	h.proofs = azuritetest.Container(t, acct, "proofs")
 
 	// The sample sources config, pointed at this test's container.
-	src, err := sources.LoadFile("../sample/sources.json")
+	srcFile := "../sample/sources.json"
+	if o.format != "" {
+		srcFile = "../sample/sources." + o.format + ".json"
+	}
+	src, err := sources.LoadFile(srcFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,9 +208,17 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 			return err
 		}
 	}
-	for _, f := range sample.Files() {
-		if err := upload(context.Background(), acct.Service.NewContainerClient(h.datasets).NewBlockBlobClient(f.Name), f, h.size); err != nil {
-			t.Fatalf("upload %s: %v", f.Name, err)
+	if o.format != "" {
+		// Every format keeps its files in the sample container.
+		sink := &oneContainerSink{svc: acct.Service, container: h.datasets}
+		if err := sample.WriteFormat(context.Background(), o.format, sink, h.size, 1); err != nil {
+			t.Fatalf("write the %s sample: %v", o.format, err)
+		}
+	} else {
+		for _, f := range sample.Files() {
+			if err := upload(context.Background(), acct.Service.NewContainerClient(h.datasets).NewBlockBlobClient(f.Name), f, h.size); err != nil {
+				t.Fatalf("upload %s: %v", f.Name, err)
+			}
 		}
 	}
 
