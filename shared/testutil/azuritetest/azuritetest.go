@@ -51,8 +51,15 @@ func Start() (func(), string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	cmd := exec.Command(bin, "--blobHost", "127.0.0.1", "--blobPort", fmt.Sprint(port), "--location", dir,
+	cmd := exec.Command(bin, "--blobHost", "127.0.0.1", "--blobPort", fmt.Sprint(port),
 		"--skipApiVersionCheck", "--disableTelemetry", "--silent", "--loose")
+	// AZURITE_IN_MEMORY keeps Azurite's data in memory instead of files
+	// under dir (to measure what its disk persistence costs).
+	if os.Getenv("AZURITE_IN_MEMORY") != "" {
+		cmd.Args = append(cmd.Args, "--inMemoryPersistence")
+	} else {
+		cmd.Args = append(cmd.Args, "--location", dir)
+	}
 	// AZURITE_DEBUG_LOG names a file for Azurite's request log: which
 	// storage operations a test or benchmark makes, and how many.
 	if d := os.Getenv("AZURITE_DEBUG_LOG"); d != "" {

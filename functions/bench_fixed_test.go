@@ -1,0 +1,81 @@
+package functions_test
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/dsr-functions/dsr/shared/dsr"
+	"github.com/dsr-functions/dsr/shared/sample"
+)
+
+// BenchmarkAccessFixedCost measures what one access request costs that
+// does not depend on the data: over the tiny sample (a few KB), one request
+// at a time, through the app as `dsr local` runs it. It reports the median
+// of each phase, from the client's clock and the request's history:
+//
+//   - submit-ms: the POST, from sending to its answer (validation, the
+//     request document, the subject registry, the audit trail, the first
+//     message);
+//   - to-discovery-ms: from the request's creation to its discovery
+//     starting (the queue hop);
+//   - discovery-ms: discovery, the batching window included, until the
+//     request enters export;
+//   - export-ms: from entering export to done (the hop, the package, the
+//     state);
+//   - observed-ms: from done to the client seeing it (polling every 2 ms);
+//   - total-ms: from sending the POST to seeing the request completed.
+//
+//	go test ./functions/ -run '^$' -bench BenchmarkAccessFixedCost -benchtime 20x -timeout 10m
+func BenchmarkAccessFixedCost(b *testing.B) {
+	size, err := sample.ParseSize("tiny")
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := newE2EBench(b, size)
+	var submit, toDiscovery, discovery, export, observed, total []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		doc := e.submit(`{"type":"access","subject":` + e2eBenchSubject + `}`)
+		answered := time.Now()
+		for !doc.State.Terminal() {
+			if time.Since(start) > time.Minute {
+				b.Fatalf("request %s still %s/%s after a minute\n%s", doc.ID, doc.Stage, doc.State, e.logs.String())
+			}
+			time.Sleep(2 * time.Millisecond)
+			doc, _ = e.get(doc.ID)
+		}
+		seen := time.Now()
+		if doc.State != dsr.StateCompleted {
+			b.Fatalf("request %s ended %s: %+v", doc.ID, doc.State, doc.Error)
+		}
+		at := func(stage dsr.Stage) time.Time {
+			for _, h := range doc.History {
+				if h.Stage == stage {
+					return h.At
+				}
+			}
+			b.Fatalf("request %s never entered %s", doc.ID, stage)
+			return time.Time{}
+		}
+		created, disc, exp, done := doc.History[0].At, at(dsr.StageDiscovery), at(dsr.StageExport), at(dsr.StageDone)
+		submit = append(submit, answered.Sub(start))
+		toDiscovery = append(toDiscovery, disc.Sub(created))
+		discovery = append(discovery, exp.Sub(disc))
+		export = append(export, done.Sub(exp))
+		observed = append(observed, seen.Sub(done))
+		total = append(total, seen.Sub(start))
+	}
+	b.StopTimer()
+	median := func(d []time.Duration) float64 {
+		slices.Sort(d)
+		return float64(d[len(d)/2].Microseconds()) / 1000
+	}
+	b.ReportMetric(median(submit), "submit-ms")
+	b.ReportMetric(median(toDiscovery), "to-discovery-ms")
+	b.ReportMetric(median(discovery), "discovery-ms")
+	b.ReportMetric(median(export), "export-ms")
+	b.ReportMetric(median(observed), "observed-ms")
+	b.ReportMetric(median(total), "total-ms")
+}
