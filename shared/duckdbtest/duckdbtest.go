@@ -84,6 +84,11 @@ type Result struct {
 	// Runs are the durations of each run of the query (Bench), measured
 	// inside Node around the query alone.
 	Runs []time.Duration `json:"-"`
+	// Count is the number of rows the query returned.
+	Count int64 `json:"count"`
+	// MaxRSS is the peak resident set of the Node process that ran the
+	// queries (Node itself included), bytes.
+	MaxRSS int64 `json:"maxRSS"`
 }
 
 // Column is a result column.
@@ -110,6 +115,14 @@ const { DuckDBInstance } = require('@duckdb/node-api');
     out.push({ columns: names.map((n, i) => ({ name: n, type: types[i].toString() })),
       rows: q.rows ? reader.getRowObjectsJson() : [], nanos: ms, count: reader.currentRowCount });
   }
+  // VmHWM, not getrusage: a process started by Go's os/exec (cloned with
+  // CLONE_VM) may have its parent's peak counted in ru_maxrss.
+  let maxRSS = 0;
+  try {
+    const m = /VmHWM:\s*(\d+)\s*kB/.exec(require('fs').readFileSync('/proc/self/status', 'utf8'));
+    if (m) maxRSS = Number(m[1]) * 1024;
+  } catch (e) {}
+  for (const o of out) o.maxRSS = maxRSS;
   process.stdout.write(JSON.stringify(out));
 })().catch(e => { console.error(e && e.stack || String(e)); process.exit(1); });
 `
