@@ -183,14 +183,19 @@ func BenchmarkParquetDiscovery(b *testing.B) {
 	}
 	size := fi.Size()
 	b.Logf("%s: %d bytes, %d contacts", path, size, len(emails))
+	subjectsOf := map[int][]sources.Subject{}
+	for _, n := range []int{1, scanSubjects} {
+		subjectsOf[n] = parquetBenchSubjects(n, emails)
+	}
+	emails = nil // not to count in the heap of the scans
 	cfg := parquetBenchConfig(name)
 	for _, n := range []int{1, scanSubjects} {
-		subjects := parquetBenchSubjects(n, emails)
+		subjects := subjectsOf[n]
 		var ours int64
 		b.Run(fmt.Sprintf("subjects=%d/dsr", n), func(b *testing.B) {
 			c := localConnector(cfg, pqFileStore{fileStore{dir: dir}}, 1)
 			b.SetBytes(size)
-			peakHeap, peakTotal := parquetPeakMemory(func() {
+			peakHeap, peakTotal, baseHeap := parquetPeakMemory(func() {
 				for b.Loop() {
 					ds, err := c.DiscoverMany(context.Background(), subjects)
 					if err != nil {
@@ -205,6 +210,7 @@ func BenchmarkParquetDiscovery(b *testing.B) {
 			b.ReportMetric(float64(ours), "records")
 			b.ReportMetric(float64(peakHeap)/(1<<20), "peak-heap-MiB")
 			b.ReportMetric(float64(peakTotal)/(1<<20), "peak-runtime-MiB")
+			b.ReportMetric(float64(baseHeap)/(1<<20), "base-heap-MiB")
 		})
 		var in []string
 		for _, s := range subjects {
@@ -236,10 +242,13 @@ func BenchmarkParquetDiscovery(b *testing.B) {
 }
 
 // parquetPeakMemory runs f and returns the peaks of the Go heap's objects
-// and of all memory the Go runtime mapped, sampled every 2 ms.
-func parquetPeakMemory(f func()) (heap, total uint64) {
+// and of all memory the Go runtime mapped, sampled every 2 ms, and the
+// heap's objects before f.
+func parquetPeakMemory(f func()) (heap, total, base uint64) {
 	runtime.GC()
 	samples := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/total:bytes"}}
+	metrics.Read(samples)
+	base = samples[0].Value.Uint64()
 	done, sampled := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(sampled)
@@ -259,5 +268,5 @@ func parquetPeakMemory(f func()) (heap, total uint64) {
 	f()
 	close(done)
 	<-sampled
-	return heap, total
+	return heap, total, base
 }
