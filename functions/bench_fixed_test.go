@@ -13,18 +13,14 @@ import (
 // does not depend on the data: over the tiny sample (a few KB), one request
 // at a time, through the app as `dsr local` runs it. It reports the median
 // of each phase, from the client's clock and the request's history:
-//
-//   - submit-ms: the POST, from sending to its answer (validation, the
-//     request document, the subject registry, the audit trail, the first
-//     message);
-//   - to-discovery-ms: from the request's creation to its discovery
-//     starting (the queue hop);
-//   - discovery-ms: discovery, the batching window included, until the
-//     request enters export;
-//   - export-ms: from entering export to done (the hop, the package, the
-//     state);
-//   - observed-ms: from done to the client seeing it (polling every 2 ms);
-//   - total-ms: from sending the POST to seeing the request completed.
+// submit-ms, the POST from sending to its answer (validation, the request
+// document, the subject registry, the audit trail, the first message);
+// to-discovery-ms, from the request's creation to its discovery starting
+// (the queue hop); discovery-ms, discovery with any batching window, until
+// the request enters export; export-ms, from entering export to done (the
+// hop, the package, the state); observed-ms, from done to the client
+// seeing it (polling every 2 ms); total-ms, from sending the POST to seeing
+// the request completed. Run it with:
 //
 //	go test ./functions/ -run '^$' -bench BenchmarkAccessFixedCost -benchtime 20x -timeout 10m
 func BenchmarkAccessFixedCost(b *testing.B) {

@@ -338,10 +338,10 @@ func (s *Service) Discover(ctx context.Context, id string, attempt int) error {
 	// The trail gets this step together with the end of discovery (or
 	// when it waits): one append and one write fewer per request, and
 	// the entry keeps its own time.
-	s.discoverAhead(ctx, id)
+	dctx := s.discoverAhead(ctx, id)
 	disc, tombs, ahead := s.Lookahead.take(ctx, id, s.NowUTC())
 	if !ahead {
-		disc, tombs, err = s.discover(ctx, st)
+		disc, tombs, err = s.discover(dctx, st)
 	}
 	if errors.Is(err, sources.ErrPending) {
 		if waiting, werr := s.waitForSystems(ctx, st, dsr.StageDiscovery, s.Queues.Discover, err); waiting || werr != nil {

@@ -9,14 +9,16 @@ import (
 
 	"github.com/dsr-functions/dsr/shared/dsr"
 	"github.com/dsr-functions/dsr/shared/sources"
+	"github.com/dsr-functions/dsr/shared/sources/batch"
 	"github.com/dsr-functions/dsr/shared/tombstone"
 )
 
 // QueuePeeker shows the bodies of messages waiting on a queue without
-// taking them (the embedded queue of `dsr local` is one). A Service that
-// has one looks ahead during discovery: see Lookahead.
+// taking them, and how many of its messages are being delivered (locked)
+// now (the embedded queue of `dsr local` is one). A Service that has one
+// looks ahead during discovery: see Lookahead.
 type QueuePeeker interface {
-	PeekBodies(ctx context.Context, queueName string, max int) ([][]byte, error)
+	PeekBodies(ctx context.Context, queueName string, max int) (bodies [][]byte, delivering int, err error)
 }
 
 // Lookahead lets a discovery under a burst start the discoveries of the
@@ -114,16 +116,22 @@ func (l *Lookahead) take(ctx context.Context, id string, now time.Time) (disc *s
 // discoverAhead starts, in the background, the discoveries of the
 // requests whose discover messages wait on the queue, except self's and
 // those already started. It returns at once; failures only mean less
-// looking ahead.
-func (s *Service) discoverAhead(ctx context.Context, self string) {
+// looking ahead. It returns ctx marked batch.WithoutCompany when nothing
+// else waits for or is in discovery, so that the caller's discovery does
+// not wait the batching window for others (a lone request's fixed cost).
+func (s *Service) discoverAhead(ctx context.Context, self string) context.Context {
 	l := s.Lookahead
 	if l == nil || l.Peeker == nil {
-		return
+		return ctx
 	}
-	bodies, err := l.Peeker.PeekBodies(ctx, s.Queues.Discover, l.depth())
+	bodies, delivering, err := l.Peeker.PeekBodies(ctx, s.Queues.Discover, l.depth())
 	if err != nil {
 		s.Log.Debug("lookahead: peek failed", "err", err)
-		return
+		return ctx
+	}
+	if len(bodies) == 0 && delivering <= 1 && l.running() == 0 {
+		// Only this invocation's own message is out.
+		return batch.WithoutCompany(ctx)
 	}
 	now := s.NowUTC()
 	var start []string
@@ -155,6 +163,22 @@ func (s *Service) discoverAhead(ctx context.Context, self string) {
 	for _, id := range start {
 		go s.prefetch(id)
 	}
+	return ctx
+}
+
+// running counts looked-ahead discoveries not yet finished.
+func (l *Lookahead) running() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, p := range l.entries {
+		select {
+		case <-p.ready:
+		default:
+			n++
+		}
+	}
+	return n
 }
 
 // prefetch runs one looked-ahead discovery (see Lookahead): read-only.

@@ -10,7 +10,7 @@ import (
 
 // PeekBodies shows the messages due on a queue, as the embedded broker
 // does for Lookahead.
-func (q *memSender) PeekBodies(_ context.Context, queueName string, max int) ([][]byte, error) {
+func (q *memSender) PeekBodies(_ context.Context, queueName string, max int) ([][]byte, int, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	var out [][]byte
@@ -19,7 +19,7 @@ func (q *memSender) PeekBodies(_ context.Context, queueName string, max int) ([]
 			out = append(out, m.Body)
 		}
 	}
-	return out, nil
+	return out, 1, nil
 }
 
 func (c *memConnector) discoverCalls() int {

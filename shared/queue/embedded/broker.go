@@ -394,15 +394,20 @@ func (b *Broker) Peek(queueName string) []Delivery {
 
 // PeekBodies returns the bodies of up to max messages on a queue that a
 // receiver could take now (neither locked nor scheduled for later), in
-// sequence order, without locking them. It serves pipeline.Lookahead.
-func (b *Broker) PeekBodies(_ context.Context, queueName string, max int) ([][]byte, error) {
+// sequence order, without locking them, and how many of the queue's
+// messages are locked (being delivered). It serves pipeline.Lookahead.
+func (b *Broker) PeekBodies(_ context.Context, queueName string, max int) ([][]byte, int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := b.opts.Now()
 	qs := b.q(queueName)
 	ready := make([]*entry, 0, len(qs.entries))
+	locked := 0
 	for _, e := range qs.entries {
-		if !e.locked && !e.available.After(now) {
+		switch {
+		case e.locked:
+			locked++
+		case !e.available.After(now):
 			ready = append(ready, e)
 		}
 	}
@@ -411,7 +416,7 @@ func (b *Broker) PeekBodies(_ context.Context, queueName string, max int) ([][]b
 	for _, e := range ready[:min(max, len(ready))] {
 		out = append(out, bytes.Clone(e.d.Body))
 	}
-	return out, nil
+	return out, locked, nil
 }
 
 // Idle reports whether every queue except dead-letter queues is empty.

@@ -212,6 +212,28 @@ func TestPeekOrder(t *testing.T) {
 	}
 }
 
+// PeekBodies shows what a receiver could take now (not locked, not
+// scheduled for later), in order, and counts the locked ones.
+func TestPeekBodiesShowsWhatWaits(t *testing.T) {
+	clock := newClock()
+	b := embedded.New(embedded.Options{Now: clock.Now})
+	for i := range 4 {
+		send(t, b, q, queue.Message{ID: fmt.Sprint("m", i), Body: []byte(fmt.Sprint("body", i))})
+	}
+	send(t, b, q, queue.Message{ID: "later", Body: []byte("later"), ScheduledAt: clock.Now().Add(time.Minute)})
+	receive(t, b, q) // m0 is locked
+	bodies, locked, err := b.PeekBodies(context.Background(), q, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if locked != 1 || len(bodies) != 2 || string(bodies[0]) != "body1" || string(bodies[1]) != "body2" {
+		t.Fatalf("PeekBodies = %q, %d locked; want body1, body2 and 1 locked", bodies, locked)
+	}
+	if all, _, _ := b.PeekBodies(context.Background(), q, 10); len(all) != 3 {
+		t.Fatalf("%d bodies, want 3 (not the locked one, not the scheduled one)", len(all))
+	}
+}
+
 func TestDeliveryCountIncrementsOnAbandon(t *testing.T) {
 	b := embedded.New(embedded.Options{MaxDeliveryCount: 5})
 	send(t, b, q, queue.Message{ID: "m"})

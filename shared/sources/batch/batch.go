@@ -92,6 +92,17 @@ func New(d ManyDiscoverer, opts Options) *Batcher {
 	return b
 }
 
+// alone is the context key of WithoutCompany.
+type alone struct{}
+
+// WithoutCompany marks a Discover call whose caller knows that no other
+// discovery is about to come (the queue holds nothing for discovery and
+// nothing is being delivered): if no pass is running, its pass starts at
+// once instead of waiting a window for company that will not come.
+func WithoutCompany(ctx context.Context) context.Context {
+	return context.WithValue(ctx, alone{}, true)
+}
+
 // Discover finds the subject's records through a pass shared with the
 // other calls batched with it, and returns its own result.
 func (b *Batcher) Discover(ctx context.Context, subject sources.Subject) (*sources.Discovery, error) {
@@ -101,7 +112,11 @@ func (b *Batcher) Discover(ctx context.Context, subject sources.Subject) (*sourc
 	c := &call{subject: subject, done: make(chan struct{})}
 	b.mu.Lock()
 	b.pending = append(b.pending, c)
-	b.scheduleLocked()
+	if ctx.Value(alone{}) != nil && !b.running {
+		b.dispatchLocked()
+	} else {
+		b.scheduleLocked()
+	}
 	b.mu.Unlock()
 	select {
 	case <-c.done:

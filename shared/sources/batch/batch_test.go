@@ -444,6 +444,27 @@ func TestSequentialCallsWaitOnlyTheWindow(t *testing.T) {
 	}
 }
 
+// A call marked WithoutCompany starts its pass at once when none runs;
+// one that finds a pass running still waits for the next.
+func TestCallWithoutCompanySkipsTheWindow(t *testing.T) {
+	f := &fake{}
+	b := New(f, Options{Window: time.Hour})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		d, err := b.Discover(WithoutCompany(context.Background()), subject(0))
+		checkOwn(t, 0, d, err)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a call without company waited for the window")
+	}
+	if n := len(f.calls()); n != 1 {
+		t.Errorf("%d passes", n)
+	}
+}
+
 // fakeConnector is a ManyConnector (over fake) that counts its own
 // Discover calls; with rewrite set it is a sources.Rewriter too.
 type fakeConnector struct {
