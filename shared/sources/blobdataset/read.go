@@ -68,7 +68,7 @@ func (c *Connector) Read(ctx context.Context, dm sources.DatasetMatches, emit fu
 	for _, loc := range dm.Locations {
 		var err error
 		if d.Format == sources.FormatSynapse {
-			err = c.readSynapse(ctx, d, loc, schemas, emit)
+			err = c.readSynapse(ctx, d, loc, schemas, &buf, emit)
 		} else if d.Format == sources.FormatParquet {
 			err = c.readParquet(ctx, d, loc, emit)
 		} else if positioned(loc, d.Format) {

@@ -400,12 +400,14 @@ func synapseValue(cell, dataType string) any {
 	return cell
 }
 
-// readSynapse is Read for one location of a synapse dataset: it streams
-// the data file (conditionally on the ETag discovery saw) up to the last
-// ordinal and emits the records at the ordinals, typed by the columns of
-// the file's model.json as it is now (columns are only ever added, at the
-// end).
-func (c *Connector) readSynapse(ctx context.Context, d *sources.Dataset, loc sources.Location, cache map[string]*synapseSchema, emit func(sources.Record) error) error {
+// readSynapse is Read for one location of a synapse dataset: it emits the
+// records at the ordinals, typed by the columns of the file's model.json
+// as it is now (columns are only ever added, at the end), reading the data
+// file conditionally on the ETag discovery saw. With byte positions it
+// fetches only the records' bytes, as Read does for CSV (records close
+// together share a request); without, it streams the file up to the last
+// ordinal.
+func (c *Connector) readSynapse(ctx context.Context, d *sources.Dataset, loc sources.Location, cache map[string]*synapseSchema, buf *[]byte, emit func(sources.Record) error) error {
 	model, ok := synapseModelOf(d, loc.Blob)
 	if !ok {
 		return fmt.Errorf("%w (the blob is not a data file of table %s)", sources.ErrChanged, d.Entity)
@@ -413,6 +415,9 @@ func (c *Connector) readSynapse(ctx context.Context, d *sources.Dataset, loc sou
 	s, err := c.synapseSchema(ctx, d, model, cache)
 	if err != nil {
 		return err
+	}
+	if positioned(loc, d.Format) {
+		return c.readSynapseRanges(ctx, d, loc, s, buf, emit)
 	}
 	body, _, err := c.reader.read(ctx, d.Container, loc.Blob, loc.ETag, 0, 0)
 	if err != nil {
@@ -440,4 +445,68 @@ func (c *Connector) readSynapse(ctx context.Context, d *sources.Dataset, loc sou
 		return fmt.Errorf("%w (records missing)", sources.ErrChanged)
 	}
 	return nil
+}
+
+// readSynapseRanges reads the records of loc with ranged downloads: each
+// record with the byte before it, records less than readGap apart in one
+// request of at most readChunk bytes (unless one record is longer).
+func (c *Connector) readSynapseRanges(ctx context.Context, d *sources.Dataset, loc sources.Location, s *synapseSchema, buf *[]byte, emit func(sources.Record) error) error {
+	offs, lens := loc.Offsets, loc.Lengths
+	for i := 0; i < len(offs); {
+		start, end := max(0, offs[i]-1), offs[i]+lens[i]
+		k := i + 1
+		for ; k < len(offs); k++ {
+			if offs[k]-1-end >= readGap || max(end, offs[k]+lens[k])-start > readChunk {
+				break
+			}
+			end = max(end, offs[k]+lens[k])
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		b, size, err := c.fetch(ctx, d, loc, start, end, buf)
+		if err != nil {
+			return err
+		}
+		for j := i; j < k; j++ {
+			off, l := offs[j], lens[j]
+			prev := -1
+			if off > 0 {
+				prev = int(b[off-1-start])
+			}
+			row, err := parseSynapseRow(s, b[off-start:off+l-start], prev, off+l == size)
+			if err != nil {
+				// The reason stays out: it may quote the record.
+				return fmt.Errorf("%w (record %d is not at the position discovery recorded)", sources.ErrChanged, loc.Ordinals[j])
+			}
+			if off == 0 && len(row) > 0 {
+				row[0] = strings.TrimPrefix(row[0], "\ufeff")
+			}
+			if err := emit(synapseRecord(s, row)); err != nil {
+				return err
+			}
+		}
+		i = k
+	}
+	return nil
+}
+
+// parseSynapseRow parses the bytes of one row at the position discovery
+// recorded, checking that they are one whole row: after a line ending (or
+// at the blob's start, prev -1), ending a line (or the blob), one row.
+func parseSynapseRow(s *synapseSchema, b []byte, prev int, atEnd bool) ([]string, error) {
+	if len(b) == 0 || (prev >= 0 && prev != '\n') || (b[len(b)-1] != '\n' && !atEnd) {
+		return nil, errors.New("not one whole row")
+	}
+	cr := csv.NewReader(strings.NewReader(string(b)))
+	cr.Comma = s.comma
+	cr.FieldsPerRecord = -1
+	row, err := cr.Read()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := cr.Read(); err != io.EOF {
+		return nil, errors.New("more than one row")
+	}
+	return row, nil
 }

@@ -2,6 +2,7 @@ package blobdataset
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -90,6 +91,27 @@ func TestSynapseDiscoverAndRead(t *testing.T) {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("read:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
+	// The same by streaming (a location without byte positions) and by
+	// one request per record.
+	streamed := matchesOf(t, d, "contacts")
+	streamed.Locations = slices.Clone(streamed.Locations)
+	for i := range streamed.Locations {
+		streamed.Locations[i].Offsets, streamed.Locations[i].Lengths = nil, nil
+	}
+	if got := mustRead(t, c, streamed); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("streamed read:\n%s", strings.Join(got, "\n"))
+	}
+	defer func(g int64) { readGap = g }(readGap)
+	readGap = 0
+	if got := mustRead(t, c, matchesOf(t, d, "contacts")); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("read one record a request:\n%s", strings.Join(got, "\n"))
+	}
+	// Positions that do not hold a whole row.
+	moved := matchesOf(t, d, "contacts")
+	moved.Locations = slices.Clone(moved.Locations)
+	moved.Locations[1].Offsets = []int64{moved.Locations[1].Offsets[0] + 1}
+	moved.Locations[1].Lengths = []int64{moved.Locations[1].Lengths[0] - 1}
+	wantChanged(t, c, moved)
 
 	// A data file that changed since discovery.
 	f.put("lake/contact/2024.csv", "changed\n")
