@@ -22,7 +22,9 @@ import (
 // contact/2024.csv; any *.csv blob in the table's folder is read, snapshots
 // included: every stored copy is data held). With incremental update
 // folders, each timestamped folder holds its own model.json and one folder
-// per table with the changes of that interval; every such folder is read.
+// per table with the changes of that interval; every such folder is read
+// (any folder next to the root model.json that holds a folder named like
+// the table, whatever its name: the folder naming is not confirmed).
 // The dataset's Prefix is the folder holding the root model.json ("" for
 // the container root) and Entity names the table.
 //
@@ -149,9 +151,11 @@ type synapseLayout struct {
 
 // synapseModelOf returns the model.json that describes data blob name of
 // dataset d, or ok false when name is not one of the table's data files:
-// <prefix><entity>/<file>.csv (root model.json) or
-// <prefix><folder>/<entity>/<file>.csv (<folder>/model.json), never under
-// a system folder.
+// <prefix><entity>/…/<file>.csv (root model.json) or
+// <prefix><folder>/<entity>/…/<file>.csv (<folder>/model.json), never
+// under a system folder. Files in subfolders of the table's folder are
+// read too (no layout puts them there that is confirmed, but a file of
+// the table not read would be data held and not reported).
 func synapseModelOf(d *sources.Dataset, name string) (model string, ok bool) {
 	rel, found := strings.CutPrefix(name, d.Prefix)
 	if !found || !strings.HasSuffix(strings.ToLower(rel), ".csv") {
@@ -159,10 +163,9 @@ func synapseModelOf(d *sources.Dataset, name string) (model string, ok bool) {
 	}
 	parts := strings.Split(rel, "/")
 	switch {
-	case len(parts) == 2 && strings.EqualFold(parts[0], d.Entity) && parts[1] != "":
+	case len(parts) >= 2 && strings.EqualFold(parts[0], d.Entity):
 		return d.Prefix + "model.json", true
-	case len(parts) == 3 && parts[0] != "" && !sources.IsSynapseSystemFolder(parts[0]) &&
-		strings.EqualFold(parts[1], d.Entity) && parts[2] != "":
+	case len(parts) >= 3 && parts[0] != "" && !sources.IsSynapseSystemFolder(parts[0]) && strings.EqualFold(parts[1], d.Entity):
 		return d.Prefix + parts[0] + "/model.json", true
 	}
 	return "", false

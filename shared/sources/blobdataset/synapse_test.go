@@ -54,6 +54,8 @@ func TestSynapseDiscoverAndRead(t *testing.T) {
 	f.put("lake/2026-01-15T10.15.00Z/model.json", old)
 	f.put("lake/2026-01-15T10.15.00Z/contact/2026.csv", id+`,"1/15/2026 10:21:07 AM","Avery Morgan","avery.morgan@contoso.example",,,,,3,False`+"\n"+
 		id+`,"1/15/2026 10:30:00 AM",,,,,,,4,True`+"\n")
+	// A file in a subfolder of the table's folder is the table's too.
+	f.put("lake/contact/2025/01.csv", `0a0a0a0a-0000-0000-0000-000000000003,"1/2/2025 9:00:00 AM","Sub","sub@example.com"`+"\n")
 	// An interval that changed nothing.
 	f.put("lake/2026-01-15T10.30.00Z/model.json", strings.Replace(old, `"partitions":[{"name":"2024","location":"https://x.dfs.core.windows.net/c/contact/2024.csv"}]`, `"partitions":[]`, 1))
 	// Never read: system folders, other tables, other files.
@@ -76,6 +78,10 @@ func TestSynapseDiscoverAndRead(t *testing.T) {
 	// By id, the deletion marker is hers too: every stored row is.
 	d = f.discover(c, sources.Subject{IDs: map[string]string{"contactId": id}})
 	checkOrdinals(t, d, map[string][]int64{"contacts": {0, 1, 1, 1}})
+	d = f.discover(c, sources.Subject{Emails: []string{"sub@example.com"}})
+	if dm := matchesOf(t, d, "contacts"); dm.Records != 1 || dm.Locations[0].Blob != "lake/contact/2025/01.csv" {
+		t.Errorf("the file in a subfolder: %+v", dm)
+	}
 	// By phone, with the region's default.
 	d = f.discover(c, sources.Subject{Phones: []string{"14255550199"}})
 	checkOrdinals(t, d, map[string][]int64{"contacts": {1}})
