@@ -26,7 +26,11 @@ import (
 // (any folder next to the root model.json that holds a folder named like
 // the table, whatever its name: the folder naming is not confirmed).
 // The dataset's Prefix is the folder holding the root model.json ("" for
-// the container root) and Entity names the table.
+// the container root) and Entity names the table. The files are found by
+// listing, not by model.json's partitions[].location (full URIs of another
+// account name or endpoint, and not every stored file is listed there);
+// its fileFormatSettings are honoured for the delimiter and refused when
+// they say the files have headers or another quoting or encoding.
 //
 // The columns of a data file are the attributes of its table in the
 // model.json of its own folder (the root's, or its timestamp folder's), in
@@ -202,7 +206,7 @@ func (c *Connector) synapseBlobs(ctx context.Context, d *sources.Dataset) (*syna
 	return l, nil
 }
 
-// synapseSchemas loads the schema of entity from model.json blob name,
+// synapseSchema loads the schema of entity from model.json blob name,
 // caching by name in cache.
 func (c *Connector) synapseSchema(ctx context.Context, d *sources.Dataset, name string, cache map[string]*synapseSchema) (*synapseSchema, error) {
 	if s, ok := cache[name]; ok {
