@@ -30,6 +30,11 @@ const (
 	// objects, lists as arrays), found and read by row ordinal with ranged
 	// reads of the columns needed.
 	FormatParquet Format = "parquet"
+	// FormatSynapse is an Azure Synapse Link for Dataverse (CSV) export:
+	// Prefix is the folder holding model.json (the container root is ""),
+	// Entity the table; its rows are headerless CSV whose columns
+	// model.json lists (see synapse.go).
+	FormatSynapse Format = "synapse"
 )
 
 // IdentifierKind says what a field identifies a person as.
@@ -104,6 +109,9 @@ type Dataset struct {
 	Prefix string `json:"prefix,omitempty"`
 	// Format of every blob (Blob datasets).
 	Format Format `json:"format,omitempty"`
+	// Entity is the table of a "synapse" dataset: its name in model.json
+	// and its folder under Prefix.
+	Entity string `json:"entity,omitempty"`
 	// Key is the field that identifies a record inside the dataset
 	// (optional for Blob datasets; the primary key column of a table, the
 	// entity's id column, or the webhook record id field, default "id").
@@ -560,7 +568,7 @@ func validPaths(d *Dataset, kind ConnectionKind, where string) error {
 // the built-in Blob fields, or the kind's own.
 func validLocation(d *Dataset, kind ConnectionKind, where string) error {
 	if kind != "" {
-		if d.Container != "" || d.Blob != "" || d.Prefix != "" || d.Format != "" {
+		if d.Container != "" || d.Blob != "" || d.Prefix != "" || d.Format != "" || d.Entity != "" {
 			return fmt.Errorf("%s: container, blob, prefix and format belong to Blob datasets, not to a %s dataset", where, kind)
 		}
 		if d.Options == nil {
@@ -577,13 +585,16 @@ func validLocation(d *Dataset, kind ConnectionKind, where string) error {
 	if d.Container == "" {
 		return fmt.Errorf("%s.container: required", where)
 	}
+	if d.Format == FormatSynapse || d.Entity != "" {
+		return validSynapse(d, where)
+	}
 	if (d.Blob == "") == (d.Prefix == "") {
 		return fmt.Errorf("%s: exactly one of blob and prefix is required", where)
 	}
 	switch d.Format {
 	case FormatNDJSON, FormatCSV, FormatJSONArray, FormatParquet:
 	default:
-		return fmt.Errorf("%s.format: %q is not one of ndjson, csv, json-array, parquet", where, d.Format)
+		return fmt.Errorf("%s.format: %q is not one of ndjson, csv, json-array, parquet, synapse", where, d.Format)
 	}
 	return nil
 }

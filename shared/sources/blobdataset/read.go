@@ -64,9 +64,12 @@ func (c *Connector) Read(ctx context.Context, dm sources.DatasetMatches, emit fu
 		return fmt.Errorf("dataset %s: this connector only discovers", d.Name)
 	}
 	var buf []byte
+	schemas := map[string]*synapseSchema{}
 	for _, loc := range dm.Locations {
 		var err error
-		if d.Format == sources.FormatParquet {
+		if d.Format == sources.FormatSynapse {
+			err = c.readSynapse(ctx, d, loc, schemas, &buf, emit)
+		} else if d.Format == sources.FormatParquet {
 			err = c.readParquet(ctx, d, loc, emit)
 		} else if positioned(loc, d.Format) {
 			err = c.readRanges(ctx, d, loc, &buf, emit)

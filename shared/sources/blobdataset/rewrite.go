@@ -107,6 +107,9 @@ func checkRewrite(d *sources.Dataset, loc sources.Location, edit Edit) error {
 	if d.SystemLog {
 		return errors.New("rewrite: a system log is never erased or rectified")
 	}
+	if d.Format == sources.FormatSynapse {
+		return errSynapseReadOnly(d)
+	}
 	if loc.ETag == "" {
 		// An unconditional rewrite could edit records other than those found.
 		return errors.New("rewrite: the location has no ETag")

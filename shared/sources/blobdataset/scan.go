@@ -57,6 +57,9 @@ type subjectKey struct {
 // for all subjects, up to c.parallelism at a time, and the results are
 // assembled in blob name order, so they do not depend on the parallelism.
 func (c *Connector) scan(ctx context.Context, d *sources.Dataset, due []*subjectState) ([]scanResult, error) {
+	if d.Format == sources.FormatSynapse {
+		return c.scanSynapse(ctx, d, due)
+	}
 	m := newDatasetMatcher(c.cfg, d, due)
 	refs := c.cfg.ReferencedFields(d.Name)
 	names, err := c.blobs(ctx, d)
