@@ -33,7 +33,8 @@ func TestRepeatRequestFlaggedAndRejected(t *testing.T) {
 		t.Fatalf("repeatOf %+v, want the first request", doc.RepeatOf)
 	}
 	_, raw := h.do("GET", "/api/requests/"+second.ID, "")
-	if strings.Contains(string(raw), "425") || strings.Contains(string(raw), "avery") {
+	// (Whole identifiers: a timestamp's nanoseconds may hold "425".)
+	if strings.Contains(string(raw), "4255550199") || strings.Contains(strings.ToLower(string(raw)), "avery") {
 		t.Fatalf("the document holds an identifier: %s", raw)
 	}
 	var trail struct {

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -116,6 +117,18 @@ func hourBlob(at time.Time) string { return at.UTC().Format("all/2006/01/02/15")
 // the hour, in order: the lines of one call that go to one blob are one
 // append block (shared with concurrent callers' lines, group.go).
 func (t *Trail) Append(ctx context.Context, entries ...Entry) error {
+	return t.append(ctx, false, entries)
+}
+
+// AppendNew is Append for entries that start their requests' trails: the
+// request blobs are created before the first append instead of after a
+// failed one (one storage operation fewer per request). It is only a
+// hint: a blob that exists already is appended to all the same.
+func (t *Trail) AppendNew(ctx context.Context, entries ...Entry) error {
+	return t.append(ctx, true, entries)
+}
+
+func (t *Trail) append(ctx context.Context, fresh bool, entries []Entry) error {
 	c, err := t.writer(ctx)
 	if err != nil {
 		return err
@@ -154,7 +167,7 @@ func (t *Trail) Append(ctx context.Context, entries ...Entry) error {
 			if n > maxBlockBytes {
 				n = bytes.LastIndexByte(data[:maxBlockBytes], '\n') + 1
 			}
-			if err := t.group.append(ctx, c, name, data[:n]); err != nil {
+			if err := t.group.append(ctx, c, name, data[:n], fresh && strings.HasPrefix(name, "requests/")); err != nil {
 				return fmt.Errorf("audit: append to %s: %w", name, err)
 			}
 			data = data[n:]
@@ -164,11 +177,15 @@ func (t *Trail) Append(ctx context.Context, entries ...Entry) error {
 }
 
 // appendLine appends one block, creating the append blob first if needed
-// (create-only: an existing blob is never replaced).
-func appendLine(ctx context.Context, ab *appendblob.Client, line []byte) error {
-	_, err := ab.AppendBlock(ctx, nopCloser(line), nil)
-	if !bloberror.HasCode(err, bloberror.BlobNotFound) {
-		return err
+// (create-only: an existing blob is never replaced). fresh tries the
+// create first, for a blob that most likely does not exist yet.
+func appendLine(ctx context.Context, ab *appendblob.Client, line []byte, fresh bool) error {
+	var err error
+	if !fresh {
+		_, err = ab.AppendBlock(ctx, nopCloser(line), nil)
+		if !bloberror.HasCode(err, bloberror.BlobNotFound) {
+			return err
+		}
 	}
 	_, err = ab.Create(ctx, &appendblob.CreateOptions{
 		HTTPHeaders:      &blob.HTTPHeaders{BlobContentType: to.Ptr("application/x-ndjson")},

@@ -66,6 +66,31 @@ func TestAppendAndRead(t *testing.T) {
 	}
 }
 
+// AppendNew creates a request's blob before appending; given a request
+// whose blob exists already it appends all the same and replaces nothing.
+func TestAppendNewCreatesOrAppends(t *testing.T) {
+	acct := azuritetest.Account(t)
+	trail := audit.New(acct, azuritetest.Container(t, acct, "audit"))
+	ctx := context.Background()
+	at := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	if err := trail.AppendNew(ctx, audit.Entry{ID: "r1:1", At: at, RequestID: "r1", Event: "state"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := trail.AppendNew(ctx, audit.Entry{ID: "r1:2", At: at, RequestID: "r1", Event: "state"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := trail.Append(ctx, audit.Entry{ID: "r1:3", At: at, RequestID: "r1", Event: "state"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := trail.ForRequest(ctx, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[0].ID != "r1:1" || got[2].ID != "r1:3" {
+		t.Fatalf("entries %+v, want r1:1..3", got)
+	}
+}
+
 // The trail's own write access cannot rewrite or delete an entry: Storage
 // refuses it, whatever the code tries.
 func TestEntriesCannotBeRewrittenOrDeleted(t *testing.T) {

@@ -26,9 +26,10 @@ const maxBlockBytes = 4 << 20
 const flushTimeout = 30 * time.Second
 
 type groupBatch struct {
-	data []byte
-	done chan struct{}
-	err  error
+	data  []byte
+	fresh bool // create the blob before appending (AppendNew)
+	done  chan struct{}
+	err   error
 }
 
 type blobQueue struct {
@@ -42,8 +43,9 @@ type grouper struct {
 }
 
 // append stores lines at the end of blob name, in a block shared with the
-// lines of concurrent callers.
-func (g *grouper) append(ctx context.Context, c *container.Client, name string, lines []byte) error {
+// lines of concurrent callers. fresh says the blob most likely does not
+// exist yet (appendLine creates it first).
+func (g *grouper) append(ctx context.Context, c *container.Client, name string, lines []byte, fresh bool) error {
 	g.mu.Lock()
 	if g.blobs == nil {
 		g.blobs = map[string]*blobQueue{}
@@ -61,6 +63,7 @@ func (g *grouper) append(ctx context.Context, c *container.Client, name string, 
 		q.batches = append(q.batches, b)
 	}
 	b.data = append(b.data, lines...)
+	b.fresh = b.fresh || fresh
 	if !q.flushing {
 		q.flushing = true
 		go g.flush(c, name, q)
@@ -89,7 +92,7 @@ func (g *grouper) flush(c *container.Client, name string, q *blobQueue) {
 		q.batches = q.batches[1:]
 		g.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
-		b.err = appendLine(ctx, c.NewAppendBlobClient(name), b.data)
+		b.err = appendLine(ctx, c.NewAppendBlobClient(name), b.data, b.fresh)
 		cancel()
 		close(b.done)
 	}

@@ -462,24 +462,8 @@ func (s *Service) syncAudit(ctx context.Context, st *dsr.Stored) error {
 	if s.Audit == nil || st.Audited >= len(st.History) {
 		return nil
 	}
-	from, to := st.Audited, len(st.History)
-	entries := make([]audit.Entry, 0, to-from)
-	for i := from; i < to; i++ {
-		h := st.History[i]
-		e := audit.Entry{
-			ID: fmt.Sprintf("%s:%d", st.ID, i+1), At: h.At, RequestID: st.ID, Event: "state",
-			Stage: string(h.Stage), State: string(h.State), Attempt: h.Attempt, Detail: h.Detail,
-			Actor: &audit.Actor{Kind: "system", ID: string(h.Stage)},
-		}
-		if h.By != nil {
-			e.Actor = &audit.Actor{Kind: h.By.Kind, ID: h.By.ID, Name: h.By.Name}
-		}
-		if h.State == dsr.StateFailed && st.Error != nil {
-			e.Detail = st.Error.Code + ": " + st.Error.Message
-		}
-		entries = append(entries, e)
-	}
-	if err := s.Audit.Append(ctx, entries...); err != nil {
+	entries, to := s.historyEntries(st)
+	if err := s.appendAudit(ctx, st, entries); err != nil {
 		return fmt.Errorf("audit %s: %w", st.ID, err)
 	}
 	_, err := s.Store.Update(ctx, st.ID, func(cur *dsr.Stored) (bool, error) {
@@ -500,6 +484,46 @@ func (s *Service) syncAudit(ctx context.Context, st *dsr.Stored) error {
 		}
 	}
 	return err
+}
+
+// appendAudit appends a request's entries to the trail. While nothing of
+// the request is in the trail yet (Audited is 0), a trail that can
+// (audit.Trail.AppendNew) creates its blob first instead of after a
+// failed append.
+func (s *Service) appendAudit(ctx context.Context, st *dsr.Stored, entries []audit.Entry) error {
+	if n, ok := s.Audit.(interface {
+		AppendNew(context.Context, ...audit.Entry) error
+	}); ok && st.Audited == 0 {
+		return n.AppendNew(ctx, entries...)
+	}
+	return s.Audit.Append(ctx, entries...)
+}
+
+// historyEntries are the audit entries of the request's history entries
+// not yet in the trail (from st.Audited), and the history length they
+// bring the trail to.
+func (s *Service) historyEntries(st *dsr.Stored) ([]audit.Entry, int) {
+	from, to := st.Audited, len(st.History)
+	if from >= to {
+		return nil, from
+	}
+	entries := make([]audit.Entry, 0, to-from)
+	for i := from; i < to; i++ {
+		h := st.History[i]
+		e := audit.Entry{
+			ID: fmt.Sprintf("%s:%d", st.ID, i+1), At: h.At, RequestID: st.ID, Event: "state",
+			Stage: string(h.Stage), State: string(h.State), Attempt: h.Attempt, Detail: h.Detail,
+			Actor: &audit.Actor{Kind: "system", ID: string(h.Stage)},
+		}
+		if h.By != nil {
+			e.Actor = &audit.Actor{Kind: h.By.Kind, ID: h.By.ID, Name: h.By.Name}
+		}
+		if h.State == dsr.StateFailed && st.Error != nil {
+			e.Detail = st.Error.Code + ": " + st.Error.Message
+		}
+		entries = append(entries, e)
+	}
+	return entries, to
 }
 
 // loadForStage reads the request a stage message names and brings its audit
