@@ -329,18 +329,22 @@ func (s *Service) Discover(ctx context.Context, id string, attempt int) error {
 		s.recordAttemptError(ctx, id, dsr.StageDiscovery, err)
 		return fmt.Errorf("discover %s: %w", id, err)
 	}
-	st, err = s.Store.Update(ctx, id, func(st *dsr.Stored) (bool, error) {
+	advance := func(st *dsr.Stored) (bool, error) {
 		return st.Advance(dsr.StageDiscovery, dsr.StateInProgress, s.NowUTC(), attempt, "")
-	})
-	if err != nil {
-		return err
 	}
-	// The trail gets this step together with the end of discovery (or
-	// when it waits): one append and one write fewer per request, and
-	// the entry keeps its own time.
+	// A discovery found ahead (prefetch.go) with nothing failed is
+	// recorded with the move into discovery in one write; otherwise the
+	// request says it is in discovery before it searches.
 	dctx := s.discoverAhead(ctx, id)
 	disc, tombs, ahead := s.Lookahead.take(ctx, id, s.NowUTC())
+	ahead = ahead && len(disc.Failed()) == 0
 	if !ahead {
+		// The trail gets this step together with the end of discovery
+		// (or when it waits): one append and one write fewer per
+		// request, and the entry keeps its own time.
+		if st, err = s.Store.Update(ctx, id, advance); err != nil {
+			return err
+		}
 		disc, tombs, err = s.discover(dctx, st)
 	}
 	if errors.Is(err, sources.ErrPending) {
@@ -370,6 +374,11 @@ func (s *Service) Discover(ctx context.Context, id string, attempt int) error {
 		return err
 	}
 	st, err = s.Store.Update(ctx, id, func(st *dsr.Stored) (bool, error) {
+		if ahead && !st.State.Terminal() && (st.Stage == dsr.StageIntake || st.Stage == dsr.StageDiscovery) {
+			if _, err := advance(st); err != nil {
+				return false, err
+			}
+		}
 		if st.State.Terminal() || st.Stage != dsr.StageDiscovery {
 			return false, nil
 		}

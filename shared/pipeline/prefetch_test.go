@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -68,6 +69,11 @@ func TestLookaheadDiscoversQueuedRequestsOnce(t *testing.T) {
 	}
 	if got.Export == nil || got.Export.SHA256 == "" {
 		t.Fatal("bob's request has no export")
+	}
+	// The move into discovery and its end were one write, and the
+	// history is the same route.
+	if h, hp := w.reqs.history(t, bob), plain.reqs.history(t, bobPlain); !slices.Equal(h, hp) {
+		t.Errorf("history %v, want %v", h, hp)
 	}
 	if len(w.svc.Lookahead.entries) != 0 {
 		t.Errorf("%d looked-ahead results kept after use", len(w.svc.Lookahead.entries))
