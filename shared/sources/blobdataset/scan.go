@@ -75,7 +75,13 @@ func (c *Connector) scan(ctx context.Context, d *sources.Dataset, due []*subject
 	if err != nil {
 		return nil, err
 	}
-	out := make([]scanResult, len(due))
+	return assemble(d, len(due), names, blobs), nil
+}
+
+// assemble turns the blobs' results (blobs[i] is names[i]'s) into each of
+// subjects subjects' matches and keys, in blob order.
+func assemble(d *sources.Dataset, subjects int, names []string, blobs []blobResult) []scanResult {
+	out := make([]scanResult, subjects)
 	for k := range out {
 		out[k].matches.Dataset = d.Name
 	}
@@ -98,7 +104,7 @@ func (c *Connector) scan(ctx context.Context, d *sources.Dataset, due []*subject
 			out[k.subject].keys = append(out[k.subject].keys, k.keyValue)
 		}
 	}
-	return out, nil
+	return out
 }
 
 // blobs lists the dataset's blobs in name order.

@@ -263,30 +263,7 @@ func (c *Connector) scanSynapse(ctx context.Context, d *sources.Dataset, due []*
 	if err != nil {
 		return nil, err
 	}
-	out := make([]scanResult, len(due))
-	for k := range out {
-		out[k].matches.Dataset = d.Name
-	}
-	for i, b := range blobs {
-		for _, h := range b.hits {
-			dm := &out[h.subject].matches
-			if n := len(dm.Locations); n == 0 || dm.Locations[n-1].Blob != l.blobs[i] {
-				dm.Locations = append(dm.Locations, sources.Location{Blob: l.blobs[i], ETag: b.etag})
-			}
-			loc := &dm.Locations[len(dm.Locations)-1]
-			loc.Ordinals = append(loc.Ordinals, h.ordinal)
-			if h.mention {
-				loc.Mentions = append(loc.Mentions, h.ordinal)
-			}
-			loc.Offsets = append(loc.Offsets, h.offset)
-			loc.Lengths = append(loc.Lengths, h.length)
-			dm.Records++
-		}
-		for _, k := range b.keys {
-			out[k.subject].keys = append(out[k.subject].keys, k.keyValue)
-		}
-	}
-	return out, nil
+	return assemble(d, len(due), l.blobs, blobs), nil
 }
 
 // scanSynapseBlob is scanBlob for one data file of a synapse table.
