@@ -30,6 +30,10 @@ const (
 	// objects, lists as arrays), found and read by row ordinal with ranged
 	// reads of the columns needed.
 	FormatParquet Format = "parquet"
+	// FormatDelta is a Delta Lake table: the dataset's prefix is the table
+	// root (the folder holding _delta_log/); its live Parquet files are
+	// found from the log (see blobdataset/delta.go).
+	FormatDelta Format = "delta"
 )
 
 // IdentifierKind says what a field identifies a person as.
@@ -582,8 +586,12 @@ func validLocation(d *Dataset, kind ConnectionKind, where string) error {
 	}
 	switch d.Format {
 	case FormatNDJSON, FormatCSV, FormatJSONArray, FormatParquet:
+	case FormatDelta:
+		if d.Prefix == "" || !strings.HasSuffix(d.Prefix, "/") {
+			return fmt.Errorf("%s.prefix: a delta dataset needs the table root as a prefix ending in /", where)
+		}
 	default:
-		return fmt.Errorf("%s.format: %q is not one of ndjson, csv, json-array, parquet", where, d.Format)
+		return fmt.Errorf("%s.format: %q is not one of ndjson, csv, json-array, parquet, delta", where, d.Format)
 	}
 	return nil
 }

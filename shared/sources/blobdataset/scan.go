@@ -59,6 +59,9 @@ type subjectKey struct {
 func (c *Connector) scan(ctx context.Context, d *sources.Dataset, due []*subjectState) ([]scanResult, error) {
 	m := newDatasetMatcher(c.cfg, d, due)
 	refs := c.cfg.ReferencedFields(d.Name)
+	if d.Format == sources.FormatDelta {
+		return c.scanDelta(ctx, d, m, refs, len(due))
+	}
 	names, err := c.blobs(ctx, d)
 	if err != nil {
 		return nil, err
@@ -72,7 +75,13 @@ func (c *Connector) scan(ctx context.Context, d *sources.Dataset, due []*subject
 	if err != nil {
 		return nil, err
 	}
-	out := make([]scanResult, len(due))
+	return assemble(d, names, blobs, len(due)), nil
+}
+
+// assemble gathers the results of a dataset's blobs (in name order) into
+// each of n subjects' results.
+func assemble(d *sources.Dataset, names []string, blobs []blobResult, n int) []scanResult {
+	out := make([]scanResult, n)
 	for k := range out {
 		out[k].matches.Dataset = d.Name
 	}
@@ -95,7 +104,7 @@ func (c *Connector) scan(ctx context.Context, d *sources.Dataset, due []*subject
 			out[k.subject].keys = append(out[k.subject].keys, k.keyValue)
 		}
 	}
-	return out, nil
+	return out
 }
 
 // blobs lists the dataset's blobs in name order.
