@@ -519,6 +519,10 @@ type ErasureResult struct {
 	// Error says why the dataset's system could not be changed (or
 	// searched); nothing was done there.
 	Error string `json:"error,omitempty"`
+	// Note is what the operator must know beside the counts (for a Delta
+	// table: the replaced data files keep the erased rows until VACUUM;
+	// see sources.Dataset.ChangeNote).
+	Note string `json:"note,omitempty"`
 }
 
 // ErasureReport is the erasure stage's result on the request.
@@ -649,6 +653,8 @@ type RectificationSource struct {
 	Status string `json:"status"`
 	// Error says why the dataset's system could not be changed.
 	Error string `json:"error,omitempty"`
+	// Note: as ErasureResult's.
+	Note string `json:"note,omitempty"`
 }
 
 // RectificationReport is the rectification stage's result on the request.

@@ -102,6 +102,9 @@ func (s *Service) Erase(ctx context.Context, id string, attempt int) error {
 		out := policy.Decide(o.d)
 		res := dsr.ErasureResult{Source: o.d.Name, Action: string(out.Action), Ground: out.Ground, LegalBasis: out.LegalBasis, RetainUntil: out.RetainUntil,
 			Deleted: int64(o.done.Deleted), Masked: int64(o.done.Masked), Error: o.failure}
+		if res.Deleted+res.Masked > 0 {
+			res.Note = o.d.ChangeNote()
+		}
 		if !o.plan.rewrite && o.failure == "" {
 			res.Retained = o.dm.Records
 			if o.dm.Records > 0 {

@@ -59,6 +59,9 @@ func (s *Service) Rectify(ctx context.Context, id string, attempt int) error {
 		case o.failure != "":
 			src.Status = statusFailed
 		}
+		if src.Rectified > 0 {
+			src.Note = o.d.ChangeNote()
+		}
 		rep.Sources = append(rep.Sources, src)
 	}
 	rep.CompletedAt = s.NowUTC()

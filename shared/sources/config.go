@@ -35,6 +35,10 @@ const (
 	// Entity the table; its rows are headerless CSV whose columns
 	// model.json lists (see synapse.go).
 	FormatSynapse Format = "synapse"
+	// FormatDelta is a Delta Lake table: the dataset's prefix is the table
+	// root (the folder holding _delta_log/); its live Parquet files are
+	// found from the log (see blobdataset/delta.go).
+	FormatDelta Format = "delta"
 )
 
 // IdentifierKind says what a field identifies a person as.
@@ -593,8 +597,12 @@ func validLocation(d *Dataset, kind ConnectionKind, where string) error {
 	}
 	switch d.Format {
 	case FormatNDJSON, FormatCSV, FormatJSONArray, FormatParquet:
+	case FormatDelta:
+		if d.Prefix == "" || !strings.HasSuffix(d.Prefix, "/") {
+			return fmt.Errorf("%s.prefix: a delta dataset needs the table root as a prefix ending in /", where)
+		}
 	default:
-		return fmt.Errorf("%s.format: %q is not one of ndjson, csv, json-array, parquet, synapse", where, d.Format)
+		return fmt.Errorf("%s.format: %q is not one of ndjson, csv, json-array, parquet, delta, synapse", where, d.Format)
 	}
 	return nil
 }

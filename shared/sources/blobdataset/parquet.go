@@ -477,7 +477,7 @@ func (c *Connector) scanParquet(ctx context.Context, d *sources.Dataset, name st
 		return blobResult{}, fmt.Errorf("dataset %s: this store cannot read Parquet blobs", d.Name)
 	}
 	for attempt := 0; ; attempt++ {
-		res, err := c.scanParquetOnce(ctx, ps, d, name, m, refs)
+		res, err := c.scanParquetOnce(ctx, ps, d, name, m, refs, nil)
 		if errors.Is(err, sources.ErrChanged) && attempt < 2 && ctx.Err() == nil {
 			continue
 		}
@@ -485,7 +485,9 @@ func (c *Connector) scanParquet(ctx context.Context, d *sources.Dataset, name st
 	}
 }
 
-func (c *Connector) scanParquetOnce(ctx context.Context, ps parquetStore, d *sources.Dataset, name string, m *datasetMatcher, refs []string) (blobResult, error) {
+// extra are fields every row of the blob has besides its columns (a Delta
+// table's partition values), matched as if they were columns.
+func (c *Connector) scanParquetOnce(ctx context.Context, ps parquetStore, d *sources.Dataset, name string, m *datasetMatcher, refs []string, extra []sources.Field) (blobResult, error) {
 	etag, size, err := ps.stat(ctx, d.Container, name)
 	if errors.Is(err, errBlobNotFound) {
 		return blobResult{}, &sources.DataError{Dataset: d.Name, Reason: fmt.Sprintf("blob %s/%s not found", d.Container, name)}
@@ -495,7 +497,7 @@ func (c *Connector) scanParquetOnce(ctx context.Context, ps parquetStore, d *sou
 	}
 	ra := &blobReaderAt{ctx: ctx, r: ps, cont: d.Container, name: name, etag: etag, size: size}
 	res := blobResult{etag: etag}
-	err = scanParquetFile(ctx, ra, m, refs, d, &res)
+	err = scanParquetFile(ctx, ra, m, refs, d, &res, extra)
 	if err == nil {
 		return res, nil
 	}
@@ -519,7 +521,7 @@ type dataErr struct{ what string }
 
 func (e *dataErr) Error() string { return e.what + " cannot be decoded" }
 
-func scanParquetFile(ctx context.Context, ra *blobReaderAt, m *datasetMatcher, refs []string, d *sources.Dataset, res *blobResult) error {
+func scanParquetFile(ctx context.Context, ra *blobReaderAt, m *datasetMatcher, refs []string, d *sources.Dataset, res *blobResult, extra []sources.Field) error {
 	f, err := openParquet(ra)
 	if err != nil {
 		return err
@@ -529,7 +531,7 @@ func scanParquetFile(ctx context.Context, ra *blobReaderAt, m *datasetMatcher, r
 		return &dataErr{"the schema (" + err.Error() + ")"}
 	}
 	fields := neededFields(s, d, refs)
-	if len(fields) == 0 {
+	if len(fields) == 0 && len(extra) == 0 {
 		// No field any rule reads: no row can match.
 		return nil
 	}
@@ -577,7 +579,10 @@ func scanParquetFile(ctx context.Context, ra *blobReaderAt, m *datasetMatcher, r
 				if err != nil {
 					return &dataErr{fmt.Sprintf("row %d", base+i)}
 				}
-				obj := make(map[string]any, len(row.Fields))
+				obj := make(map[string]any, len(row.Fields)+len(extra))
+				for _, fl := range extra {
+					obj[fl.Name] = fl.Value
+				}
 				for _, fl := range row.Fields {
 					obj[fl.Name] = fl.Value
 				}

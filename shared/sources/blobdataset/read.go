@@ -63,6 +63,9 @@ func (c *Connector) Read(ctx context.Context, dm sources.DatasetMatches, emit fu
 	if c.reader == nil {
 		return fmt.Errorf("dataset %s: this connector only discovers", d.Name)
 	}
+	if d.Format == sources.FormatDelta {
+		return c.readDelta(ctx, d, dm, emit)
+	}
 	var buf []byte
 	schemas := map[string]*synapseSchema{}
 	for _, loc := range dm.Locations {

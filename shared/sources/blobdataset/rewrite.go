@@ -83,6 +83,9 @@ func (c *Connector) RewritePlanned(ctx context.Context, dataset string, loc sour
 	if err := checkRewrite(d, loc, edit); err != nil {
 		return RewriteResult{}, fmt.Errorf("dataset %s: blob %s: %w", d.Name, loc.Blob, err)
 	}
+	if d.Format == sources.FormatDelta {
+		return c.rewriteDelta(ctx, d, loc, edit, plan)
+	}
 	res, err := c.rewrite(ctx, d, loc, edit, plan)
 	if err != nil {
 		if isChanged(err) && !errors.Is(err, sources.ErrChanged) {
@@ -255,6 +258,9 @@ func (c *Connector) Committed(ctx context.Context, dataset, blobName, planID str
 	d := c.cfg.Dataset(dataset)
 	if d == nil {
 		return false, "", fmt.Errorf("dataset %s: %w (no longer configured)", dataset, sources.ErrChanged)
+	}
+	if d.Format == sources.FormatDelta {
+		return c.committedDelta(ctx, d, blobName, planID)
 	}
 	props, err := c.svc.NewContainerClient(d.Container).NewBlobClient(blobName).GetProperties(ctx, nil)
 	if bloberror.HasCode(err, bloberror.BlobNotFound, bloberror.ContainerNotFound) {

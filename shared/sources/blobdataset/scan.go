@@ -62,6 +62,9 @@ func (c *Connector) scan(ctx context.Context, d *sources.Dataset, due []*subject
 	}
 	m := newDatasetMatcher(c.cfg, d, due)
 	refs := c.cfg.ReferencedFields(d.Name)
+	if d.Format == sources.FormatDelta {
+		return c.scanDelta(ctx, d, m, refs, len(due))
+	}
 	names, err := c.blobs(ctx, d)
 	if err != nil {
 		return nil, err
