@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/dsr-functions/dsr/shared/dsr"
@@ -35,14 +36,14 @@ func (c *commitCrash) RewritePlanned(ctx context.Context, dataset string, loc so
 	return res, err
 }
 
-func (c *commitCrash) Committed(ctx context.Context, dataset, blob, planID string) (bool, string, error) {
+func (c *commitCrash) Committed(ctx context.Context, dataset, blob string, plan sources.PlanRef) (bool, string, error) {
 	if c.crashed && dataset == c.dataset && c.Connector != nil {
 		if once := c.dataset; once != "" {
 			c.dataset = "" // answers from the next attempt on
 			return false, "", errors.New("injected crash: the process is gone")
 		}
 	}
-	return c.Connector.(sources.PlannedRewriter).Committed(ctx, dataset, blob, planID)
+	return c.Connector.(sources.PlannedRewriter).Committed(ctx, dataset, blob, plan)
 }
 
 // Killed right after the last blob's commit (contacts: parents go last),
@@ -159,5 +160,51 @@ func TestCancelStopsBeforeChangesOnly(t *testing.T) {
 	got, _ := h.get(doc.ID)
 	if got.State != dsr.StateCompleted || got.Erasure == nil || got.Cancellation != nil {
 		t.Fatalf("state %s erasure %+v cancellation %+v", got.State, got.Erasure, got.Cancellation)
+	}
+}
+
+// delegatingCrash is commitCrash over a connector whose webhook systems
+// apply their own changes.
+type delegatingCrash struct{ *commitCrash }
+
+func (c delegatingCrash) Delegates(dataset string) bool {
+	return c.Connector.(sources.Delegator).Delegates(dataset)
+}
+
+func (c delegatingCrash) Apply(ctx context.Context, dataset string, ch sources.Change) (sources.ChangeResult, error) {
+	return c.Connector.(sources.Delegator).Apply(ctx, dataset, ch)
+}
+
+// A PostgreSQL table's rewrite is planned too: killed right after the
+// commit of her orders, the retried erasure asks the server whether the
+// planned transaction committed (its id is in the plan) and reports the
+// two orders the first attempt deleted, not 0 and not a changed-data
+// failure.
+func TestErasureReportExactAfterACrashAfterAPostgreSQLCommit(t *testing.T) {
+	f := newFourSources(t, 0, nil)
+	crash := &commitCrash{Connector: f.app.Service.Connector, dataset: "pg-orders"}
+	f.app.Service.Connector = delegatingCrash{crash}
+	doc := f.submit(`{"type":"erasure","subject":{"email":"` + avery + `"}}`)
+	doc, _ = f.waitTerminal(doc.ID)
+	if !crash.crashed {
+		t.Fatal("the crash was never injected")
+	}
+	if doc.State != dsr.StateCompleted || len(doc.FailedSources) != 0 {
+		t.Fatalf("erasure: state %s, failed %v, error %+v\n%s", doc.State, doc.FailedSources, doc.Error, f.logs.String())
+	}
+	results := map[string]dsr.ErasureResult{}
+	for _, r := range doc.Erasure.Sources {
+		results[r.Source] = r
+	}
+	for ds, n := range map[string]int64{"pg-contacts": 1, "pg-orders": 2} {
+		if results[ds].Deleted != n || results[ds].Error != "" {
+			t.Errorf("erasure of %s: %+v, want %d deleted", ds, results[ds], n)
+		}
+	}
+	if got := f.pgIDs("orders"); len(got) != 1 || got[0] != 12 {
+		t.Errorf("PostgreSQL orders left: %v, want [12]", got)
+	}
+	if !strings.Contains(f.logs.String(), "a planned rewrite had committed") {
+		t.Errorf("the retry did not settle the plan from the server:\n%s", f.logs.String())
 	}
 }

@@ -622,9 +622,12 @@ type ErasedBlob struct {
 // before its commit: what the commit changes and the audit entries it owes.
 type PendingBlob struct {
 	// Plan names the rewrite; the committed blob carries it.
-	Plan  string `json:"plan"`
-	Stage Stage  `json:"stage"`
-	Blob  string `json:"blob"`
+	Plan string `json:"plan"`
+	// Commit is what the system said will name the commit, when the data
+	// cannot carry Plan (a PostgreSQL transaction id).
+	Commit string `json:"commit,omitempty"`
+	Stage  Stage  `json:"stage"`
+	Blob   string `json:"blob"`
 	// BaseETag is the version the rewrite replaces.
 	BaseETag string `json:"baseEtag"`
 	// Done is what the commit changes (no ETag yet).

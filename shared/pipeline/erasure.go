@@ -338,7 +338,7 @@ func (s *Service) rewriteBlob(ctx context.Context, rw sources.Rewriter, requestI
 	prw, plans := rw.(sources.PlannedRewriter)
 	if cp != nil && plans {
 		res, err = prw.RewritePlanned(ctx, d.Name, loc, edit, sources.CommitPlan{ID: cp.id, BeforeCommit: func(planned sources.RewriteResult) error {
-			return cp.before(dsr.ErasedBlob{Dataset: d.Name, Deleted: planned.Deleted, Masked: changed}, owed())
+			return cp.before(dsr.ErasedBlob{Dataset: d.Name, Deleted: planned.Deleted, Masked: changed}, planned.Commit, owed())
 		}})
 	} else {
 		res, err = rw.Rewrite(ctx, d.Name, loc, edit)

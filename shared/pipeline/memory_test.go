@@ -371,7 +371,8 @@ func (c *memConnector) RewritePlanned(ctx context.Context, dataset string, loc s
 }
 
 // Committed reports whether a commit named planID.
-func (c *memConnector) Committed(_ context.Context, dataset, _, planID string) (bool, string, error) {
+func (c *memConnector) Committed(_ context.Context, dataset, _ string, plan sources.PlanRef) (bool, string, error) {
+	planID := plan.ID
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return slices.Contains(c.commits[dataset], planID), fmt.Sprint(c.version[dataset]), nil

@@ -43,7 +43,7 @@ type commitPlan struct {
 	id string
 	// before records the plan on the request (sources.CommitPlan's
 	// BeforeCommit, with the counts and entries rewriteBlob collected).
-	before func(done dsr.ErasedBlob, owed []audit.Entry) error
+	before func(done dsr.ErasedBlob, commit string, owed []audit.Entry) error
 	// recorded: the plan is on the request, as pending.
 	recorded bool
 	pending  dsr.PendingBlob
@@ -62,8 +62,8 @@ func newPlanID() string {
 func (s *Service) newCommitPlan(ctx context.Context, id, idPrefix string, d *sources.Dataset, loc sources.Location, stage dsr.Stage, policyName string) *commitPlan {
 	cp := &commitPlan{id: newPlanID()}
 	key := d.Name + "/" + loc.Blob
-	cp.before = func(done dsr.ErasedBlob, owed []audit.Entry) error {
-		pb := dsr.PendingBlob{Plan: cp.id, Stage: stage, Blob: loc.Blob, BaseETag: loc.ETag, Done: done, Policy: policyName, IDPrefix: idPrefix}
+	cp.before = func(done dsr.ErasedBlob, commit string, owed []audit.Entry) error {
+		pb := dsr.PendingBlob{Plan: cp.id, Commit: commit, Stage: stage, Blob: loc.Blob, BaseETag: loc.ETag, Done: done, Policy: policyName, IDPrefix: idPrefix}
 		for _, e := range owed {
 			pb.Records = append(pb.Records, dsr.PlannedRecord{Key: e.RecordKey, Action: e.Action})
 		}
@@ -132,7 +132,7 @@ func (s *Service) settle(ctx context.Context, rw sources.Rewriter, id, key strin
 	if !ok {
 		return nil, fmt.Errorf("blob %s has a planned rewrite but the connector cannot tell whether it committed", key)
 	}
-	committed, etag, err := prw.Committed(ctx, pb.Done.Dataset, pb.Blob, pb.Plan)
+	committed, etag, err := prw.Committed(ctx, pb.Done.Dataset, pb.Blob, sources.PlanRef{ID: pb.Plan, Commit: pb.Commit})
 	if err != nil {
 		return nil, fmt.Errorf("did the planned rewrite of %s commit: %w", key, err)
 	}

@@ -220,6 +220,11 @@ type RewriteResult struct {
 	ETag     string
 	Deleted  int
 	Replaced int
+	// Commit is how a system that cannot keep a plan's ID with the data
+	// names the commit it is about to make (a PostgreSQL transaction id),
+	// set in what BeforeCommit receives; the caller keeps it with the plan
+	// and hands it back to Committed. Empty for blobs, which carry the ID.
+	Commit string
 }
 
 // Rewriter changes a subject's records in place: conditionally on the
@@ -257,10 +262,18 @@ type PlannedRewriter interface {
 	// unless there is nothing to commit (no records at loc), or the part
 	// of a dataset cannot plan (then it rewrites as Rewrite does).
 	RewritePlanned(ctx context.Context, dataset string, loc Location, edit Edit, plan CommitPlan) (RewriteResult, error)
-	// Committed reports whether the rewrite planID committed blob (its
-	// current version, or one after it, names the plan) and the blob's
-	// current ETag ("" when it is gone).
-	Committed(ctx context.Context, dataset, blob, planID string) (committed bool, etag string, err error)
+	// Committed reports whether the planned rewrite of blob committed (for
+	// a blob: its current version, or one after it, names plan.ID) and the
+	// blob's current ETag ("" when it is gone or the system has none). An
+	// error means it cannot tell yet (the commit may still be under way).
+	Committed(ctx context.Context, dataset, blob string, plan PlanRef) (committed bool, etag string, err error)
+}
+
+// PlanRef names a planned rewrite to Committed: its ID and the Commit the
+// connector reported to BeforeCommit.
+type PlanRef struct {
+	ID     string
+	Commit string
 }
 
 // Change is an erasure, rectification or restriction that a delegating

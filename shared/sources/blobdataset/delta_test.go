@@ -323,7 +323,7 @@ func TestDeltaCommitRetriesAfterAConcurrentCommit(t *testing.T) {
 	if want := []string{"a2/eu", "b1/us", "e1/us"}; !slices.Equal(live, want) || snap.version != 2 {
 		t.Errorf("live rows %v at version %d, want %v at 2", live, snap.version, want)
 	}
-	if ok, etag, err := c.Committed(f.ctx, "people", dm.Locations[0].Blob, "plan-1"); !ok || etag != res.ETag || err != nil {
+	if ok, etag, err := c.Committed(f.ctx, "people", dm.Locations[0].Blob, sources.PlanRef{ID: "plan-1"}); !ok || etag != res.ETag || err != nil {
 		t.Errorf("committed: %v %q %v, want true %q", ok, etag, err, res.ETag)
 	}
 	// Version 2 is ours: commitInfo first, with the plan; the old file
@@ -383,7 +383,7 @@ func TestDeltaCrashRetryDoesNotDouble(t *testing.T) {
 	if _, err := c.RewritePlanned(f.ctx, "people", loc, deleteAll, sources.CommitPlan{ID: "p1"}); !errors.Is(err, crash) {
 		t.Fatalf("crash before the log commit: %v", err)
 	}
-	if ok, _, err := c.Committed(f.ctx, "people", loc.Blob, "p1"); ok || err != nil {
+	if ok, _, err := c.Committed(f.ctx, "people", loc.Blob, sources.PlanRef{ID: "p1"}); ok || err != nil {
 		t.Fatalf("committed after a crash before the commit: %v %v", ok, err)
 	}
 	live, snap := dlLive(t, c)
@@ -403,7 +403,7 @@ func TestDeltaCrashRetryDoesNotDouble(t *testing.T) {
 		t.Fatalf("crash after the log commit: %v", err)
 	}
 	deltaHook = nil
-	ok, etag, err := c.Committed(f.ctx, "people", loc.Blob, "p2")
+	ok, etag, err := c.Committed(f.ctx, "people", loc.Blob, sources.PlanRef{ID: "p2"})
 	if !ok || err != nil || !strings.Contains(etag, "@tbl/region=eu/part-dsr-") {
 		t.Fatalf("committed after a crash after the commit: %v %q %v", ok, etag, err)
 	}

@@ -34,9 +34,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/format"
@@ -445,9 +447,12 @@ func (c *columnRows) fill() (bool, error) {
 	return true, nil
 }
 
-// row appends the values of the column's next row to dst (cloned: page
-// memory is reused). A row starts with a value of repetition level 0.
-func (c *columnRows) row(dst []parquet.Value) ([]parquet.Value, error) {
+// row appends the values of the column's next row to dst, copied out of
+// the page memory the reader reuses: byte arrays into *arena (reset by
+// the caller once the row is done with, so a scan allocates nothing per
+// value), other values as they are. A row starts with a value of
+// repetition level 0.
+func (c *columnRows) row(dst []parquet.Value, arena *[]byte) ([]parquet.Value, error) {
 	for first := true; ; first = false {
 		ok, err := c.fill()
 		if err != nil {
@@ -462,7 +467,18 @@ func (c *columnRows) row(dst []parquet.Value) ([]parquet.Value, error) {
 		if !first && c.buf[c.i].RepetitionLevel() == 0 {
 			return dst, nil
 		}
-		dst = append(dst, c.buf[c.i].Clone())
+		v := c.buf[c.i]
+		if v.Kind() == parquet.ByteArray && !v.IsNull() {
+			// A value pointing into an arena that grows later keeps the old
+			// array alive: it stays valid until the arena is reset.
+			b := v.ByteArray()
+			start := len(*arena)
+			*arena = append(*arena, b...)
+			v = parquet.ByteArrayValue((*arena)[start:len(*arena):len(*arena)]).Level(v.RepetitionLevel(), v.DefinitionLevel(), v.Column())
+		} else {
+			v = v.Clone()
+		}
+		dst = append(dst, v)
 		c.i++
 	}
 }
@@ -545,6 +561,15 @@ func scanParquetFile(ctx context.Context, ra *blobReaderAt, m *datasetMatcher, r
 	enc.SetEscapeHTML(false)
 	rec := &rawRecord{}
 	var base int64
+	// Rows are passed over unassembled when no value of theirs holds a
+	// subject's identifier (see rowCells); that needs a prefilter that
+	// can turn rows down, and partition values that do not make every
+	// row a candidate.
+	var cells *rowCells
+	if len(m.always) == 0 && !extraCandidate(m, extra, &sc) {
+		cells = newRowCells(s, fields)
+	}
+	var arena []byte
 	for g, rg := range f.RowGroups() {
 		chunks := rg.ColumnChunks()
 		var readers []*columnRows
@@ -565,8 +590,9 @@ func scanParquetFile(ctx context.Context, ra *blobReaderAt, m *datasetMatcher, r
 				if i%4096 == 0 && ctx.Err() != nil {
 					return ctx.Err()
 				}
+				arena = arena[:0]
 				for k, r := range readers {
-					v, err := r.row(cols[leaves[k]][:0])
+					v, err := r.row(cols[leaves[k]][:0], &arena)
 					if err != nil {
 						if errors.Is(err, errShape) {
 							return err
@@ -574,6 +600,9 @@ func scanParquetFile(ctx context.Context, ra *blobReaderAt, m *datasetMatcher, r
 						return &dataErr{fmt.Sprintf("row group %d", g)}
 					}
 					cols[leaves[k]] = v
+				}
+				if cells != nil && !cells.candidate(m, cols, &sc) {
+					continue
 				}
 				row, err := asm.recordOf(fields, cols)
 				if err != nil {
@@ -604,4 +633,106 @@ func scanParquetFile(ctx context.Context, ra *blobReaderAt, m *datasetMatcher, r
 		base += rg.NumRows()
 	}
 	return nil
+}
+
+// rowCells looks at a Parquet row the way the prefilter looks at a CSV
+// row: each leaf value on its own, a string as stored, any other value as
+// the text of its JSON form. A row none of whose values is a candidate
+// for any subject cannot match: every identifier an exact rule finds
+// sits inside one value, so the value's text (or its decoded form, which
+// datasetMatcher.owners also tries) holds the pattern. Skipping such rows
+// before they are assembled, encoded and matched is what makes a
+// one-subject scan cost little more than decoding the needed columns.
+type rowCells struct {
+	leaves []int
+	types  []parquet.Type
+	// textual[i]: leaf i's bytes are its text (STRING, ENUM, JSON).
+	textual []bool
+	row     []string
+	rec     rawRecord
+}
+
+func newRowCells(s *pqSchema, fields []*pqField) *rowCells {
+	rc := &rowCells{}
+	var walk func(f *pqField)
+	walk = func(f *pqField) {
+		if f.col.Leaf() {
+			t := f.col.Type()
+			textual := false
+			if l := t.LogicalType(); l != nil {
+				switch l.Value.(type) {
+				case *format.StringType, *format.EnumType, *format.JsonType:
+					textual = true
+				}
+			}
+			rc.leaves = append(rc.leaves, f.first)
+			rc.types = append(rc.types, t)
+			rc.textual = append(rc.textual, textual)
+			return
+		}
+		for _, ch := range f.children {
+			walk(ch)
+		}
+	}
+	for _, f := range fields {
+		walk(f)
+	}
+	return rc
+}
+
+// candidate reports whether the row whose values cols holds may belong
+// to one of m's subjects. A value whose JSON form cannot be made makes
+// the row a candidate: assembling it then reports the error.
+func (rc *rowCells) candidate(m *datasetMatcher, cols [][]parquet.Value, sc *scratch) bool {
+	rc.row = rc.row[:0]
+	for i, col := range rc.leaves {
+		for _, v := range cols[col] {
+			if v.IsNull() {
+				continue
+			}
+			if rc.textual[i] {
+				b := v.ByteArray()
+				rc.row = append(rc.row, unsafe.String(unsafe.SliceData(b), len(b))) // only read
+				continue
+			}
+			x, err := leafJSON(v, rc.types[i])
+			if err != nil {
+				return true
+			}
+			if t, ok := cellText(x); ok {
+				rc.row = append(rc.row, t)
+			}
+		}
+	}
+	rc.rec.row = rc.row
+	return len(m.owners(&rc.rec, sc)) > 0
+}
+
+// cellText is the text the prefilter sees of a leaf's JSON value.
+func cellText(x any) (string, bool) {
+	if b, ok := x.(bool); ok {
+		return strconv.FormatBool(b), true
+	}
+	return leafText(x)
+}
+
+// extraCandidate reports whether a blob's partition values make its
+// every row a candidate for some subject.
+func extraCandidate(m *datasetMatcher, extra []sources.Field, sc *scratch) bool {
+	if len(extra) == 0 {
+		return false
+	}
+	var row []string
+	for _, f := range extra {
+		if t, ok := cellText(f.Value); ok {
+			row = append(row, t)
+		} else if f.Value != nil {
+			b, err := json.Marshal(f.Value)
+			if err != nil {
+				return true
+			}
+			row = append(row, string(b))
+		}
+	}
+	return len(m.owners(&rawRecord{row: row}, sc)) > 0
 }

@@ -347,7 +347,7 @@ func TestParquetChanged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ok, etag, err := c.Committed(f.ctx, "contacts", pqDataset.Blob, "plan-1")
+	ok, etag, err := c.Committed(f.ctx, "contacts", pqDataset.Blob, sources.PlanRef{ID: "plan-1"})
 	if err != nil || !ok || etag != res.ETag {
 		t.Errorf("Committed = %v %s %v, want true %s", ok, etag, err, res.ETag)
 	}
@@ -458,5 +458,80 @@ func TestParquetDiscoveryReadsOnlyNeededColumns(t *testing.T) {
 	recs := mustRead(t, c, matchesOf(t, f.discover(c, sources.Subject{Emails: []string{"user12345@example.com"}}), "wide"))
 	if len(recs) != 1 || !strings.Contains(recs[0], `"email":"user12345@example.com"`) {
 		t.Errorf("read %v", recs)
+	}
+}
+
+// pqMixed has identifiers in string, integer and timestamp columns, in
+// encoded forms and in free text.
+type pqMixed struct {
+	ID    int64   `parquet:"id" json:"id"`
+	Email *string `parquet:"email,optional" json:"email"`
+	Phone string  `parquet:"phone" json:"phone"`
+	Notes string  `parquet:"notes" json:"notes"`
+	When  int64   `parquet:"when,timestamp(millisecond)" json:"-"`
+}
+
+// Rows that no value of holds an identifier are passed over before they
+// are assembled (rowCells): discovery over a Parquet file must find, per
+// subject, exactly what it finds over the same records as NDJSON, for
+// emails in encoded forms, phones spelled differently, ids in integer
+// columns, mentions in free text, and several subjects at once.
+func TestParquetRowSkipFindsWhatNDJSONFinds(t *testing.T) {
+	f := newFixture(t)
+	rows := []pqMixed{
+		{ID: 1, Email: sp("Ann <ANN@Example.com>"), Phone: "555 0100", Notes: "x"},
+		{ID: 2, Email: sp("mailto:ann%40example.com"), Phone: "", Notes: "y"},
+		{ID: 3, Email: sp("bob@example.com"), Phone: "+1 (206) 555-0100", Notes: ""},
+		{ID: 4, Email: nil, Phone: "2065550111", Notes: "ask ann@example.com later"},
+		{ID: 5, Email: sp("carl@example.com"), Phone: "206.555.0199", Notes: "met bob@example.com"},
+		{ID: 4711, Email: sp("dora@example.com"), Phone: "", Notes: ""},
+		{ID: 6, Email: sp("eve@example.com"), Phone: "", Notes: "id 4711 is not an id field"},
+		{ID: 7, Email: sp("ann&#64;example.com"), Phone: "", Notes: ""},
+		{ID: 8, Email: sp("ann@example.org"), Phone: "", Notes: ""},
+	}
+	var nd strings.Builder
+	for _, r := range rows {
+		b, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nd.Write(b)
+		nd.WriteByte('\n')
+	}
+	ids := []sources.Identifier{{Field: "email", Kind: sources.KindEmail}, {Field: "phone", Kind: sources.KindPhone}, {Field: "id", Kind: sources.KindID}}
+	pq := sources.Dataset{Name: "pq", Blob: "mixed.parquet", Format: sources.FormatParquet, Identifiers: ids, FreeText: []string{"notes"}}
+	js := sources.Dataset{Name: "nd", Blob: "mixed.ndjson", Format: sources.FormatNDJSON, Identifiers: ids, FreeText: []string{"notes"}}
+	f.put(pq.Blob, string(pqFile(t, rows, 3)))
+	f.put(js.Blob, nd.String())
+	c := f.connector(pq, js)
+	subjects := []sources.Subject{
+		{Emails: []string{"ann@example.com"}},
+		{Phones: []string{"12065550100"}},
+		{IDs: map[string]string{"id": "4711"}},
+		{Emails: []string{"bob@example.com"}, Phones: []string{"12065550111"}},
+		{Emails: []string{"nobody@example.com"}},
+	}
+	many, err := c.DiscoverMany(f.ctx, subjects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, d := range many {
+		got, want := matchesOf(t, d, "pq"), matchesOf(t, d, "nd")
+		var g, w [][]int64
+		for _, l := range got.Locations {
+			g = append(g, l.Ordinals, l.Mentions)
+		}
+		for _, l := range want.Locations {
+			w = append(w, l.Ordinals, l.Mentions)
+		}
+		if !reflect.DeepEqual(g, w) {
+			t.Errorf("subject %d: Parquet ordinals/mentions %v, NDJSON %v", i, g, w)
+		}
+		if i < 4 && want.Records == 0 {
+			t.Errorf("subject %d: found nowhere; the test data is wrong", i)
+		}
+	}
+	if got := matchesOf(t, many[0], "pq").Records; got != 4 {
+		t.Errorf("ann: %d Parquet records, want 4: plain, mailto, HTML-escaped and the mention", got)
 	}
 }

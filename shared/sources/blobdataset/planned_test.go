@@ -43,7 +43,7 @@ func TestRewritePlannedNamesItsCommit(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "request cancelled") {
 		t.Fatalf("refused plan: %v", err)
 	}
-	if ok, etag, err := c.Committed(f.ctx, "people", d.Blob, "p0"); err != nil || ok || etag != loc.ETag {
+	if ok, etag, err := c.Committed(f.ctx, "people", d.Blob, sources.PlanRef{ID: "p0"}); err != nil || ok || etag != loc.ETag {
 		t.Fatalf("after a refused plan: committed %v etag %s (want %s) err %v", ok, etag, loc.ETag, err)
 	}
 
@@ -58,11 +58,11 @@ func TestRewritePlannedNamesItsCommit(t *testing.T) {
 	if planned.Deleted != 1 || planned.Replaced != 1 || planned.ETag != "" {
 		t.Errorf("planned %+v, want 1 deleted, 1 replaced, no ETag yet", planned)
 	}
-	ok, etag, err := c.Committed(f.ctx, "people", d.Blob, "p1")
+	ok, etag, err := c.Committed(f.ctx, "people", d.Blob, sources.PlanRef{ID: "p1"})
 	if err != nil || !ok || etag != res.ETag {
 		t.Fatalf("Committed(p1) = %v %s %v, want true %s", ok, etag, err, res.ETag)
 	}
-	if ok, _, _ := c.Committed(f.ctx, "people", d.Blob, "p2"); ok {
+	if ok, _, _ := c.Committed(f.ctx, "people", d.Blob, sources.PlanRef{ID: "p2"}); ok {
 		t.Error("a plan that never ran is reported committed")
 	}
 	// Another planned rewrite keeps the earlier plan's name, and the blob's
@@ -73,7 +73,7 @@ func TestRewritePlannedNamesItsCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, id := range []string{"p1", "p2"} {
-		if ok, _, _ := c.Committed(f.ctx, "people", d.Blob, id); !ok {
+		if ok, _, _ := c.Committed(f.ctx, "people", d.Blob, sources.PlanRef{ID: id}); !ok {
 			t.Errorf("%s no longer named after a later commit", id)
 		}
 	}
@@ -90,7 +90,7 @@ func TestRewritePlannedNamesItsCommit(t *testing.T) {
 	if owner != "crm" {
 		t.Errorf("the blob's own metadata was lost: %v", props.Metadata)
 	}
-	if ok, etag, err := c.Committed(f.ctx, "people", "gone.ndjson", "p1"); ok || etag != "" || err != nil {
+	if ok, etag, err := c.Committed(f.ctx, "people", "gone.ndjson", sources.PlanRef{ID: "p1"}); ok || etag != "" || err != nil {
 		t.Errorf("a missing blob: %v %q %v", ok, etag, err)
 	}
 }

@@ -254,7 +254,8 @@ func withCommit(m map[string]*string, planID string) map[string]*string {
 // Committed reports whether the rewrite planID committed the blob: the
 // blob's metadata names it (a later rewrite keeps the name), and the
 // blob's current ETag.
-func (c *Connector) Committed(ctx context.Context, dataset, blobName, planID string) (bool, string, error) {
+func (c *Connector) Committed(ctx context.Context, dataset, blobName string, plan sources.PlanRef) (bool, string, error) {
+	planID := plan.ID
 	d := c.cfg.Dataset(dataset)
 	if d == nil {
 		return false, "", fmt.Errorf("dataset %s: %w (no longer configured)", dataset, sources.ErrChanged)

@@ -211,7 +211,7 @@ func (c *Connector) RewritePlanned(ctx context.Context, dataset string, loc sour
 
 // Committed asks the dataset's connector whether a planned rewrite
 // committed.
-func (c *Connector) Committed(ctx context.Context, dataset, blob, planID string) (bool, string, error) {
+func (c *Connector) Committed(ctx context.Context, dataset, blob string, plan sources.PlanRef) (bool, string, error) {
 	p, err := c.part(dataset)
 	if err != nil {
 		return false, "", err
@@ -220,7 +220,7 @@ func (c *Connector) Committed(ctx context.Context, dataset, blob, planID string)
 	if !ok {
 		return false, "", fmt.Errorf("multi: %s cannot tell whether a planned rewrite of dataset %s committed", p.Name, dataset)
 	}
-	return prw.Committed(ctx, dataset, blob, planID)
+	return prw.Committed(ctx, dataset, blob, plan)
 }
 
 // Delegates reports whether the dataset's system applies changes itself.

@@ -525,7 +525,19 @@ func (c *Connector) Read(ctx context.Context, m sources.DatasetMatches, emit fun
 // missing row rolls back with sources.ErrChanged, edit(nil) deletes a row
 // and edit(&rec) updates only its changed columns. Edit receives, as its
 // ordinal, the integer key (Ordinals) or the index into Keys.
-func (c *Connector) Rewrite(ctx context.Context, dataset string, loc sources.Location, edit sources.Edit) (res sources.RewriteResult, err error) {
+func (c *Connector) Rewrite(ctx context.Context, dataset string, loc sources.Location, edit sources.Edit) (sources.RewriteResult, error) {
+	return c.RewritePlanned(ctx, dataset, loc, edit, sources.CommitPlan{})
+}
+
+// RewritePlanned is Rewrite with a CommitPlan: when the transaction
+// changed something, plan.BeforeCommit runs just before COMMIT with the
+// transaction's id as the result's Commit ("pg-xact:<id>"), which
+// Committed later asks PostgreSQL about (txid_status). A row cannot carry
+// the plan's id, but the server remembers each transaction's fate: a
+// process that dies between the plan and the commit's answer leaves a
+// plan whose transaction either committed or did not, and a retry learns
+// which.
+func (c *Connector) RewritePlanned(ctx context.Context, dataset string, loc sources.Location, edit sources.Edit, plan sources.CommitPlan) (res sources.RewriteResult, err error) {
 	t, err := c.table(dataset)
 	if err != nil {
 		return res, err
@@ -623,11 +635,61 @@ func (c *Connector) Rewrite(ctx context.Context, dataset string, loc sources.Loc
 		}
 		res.Replaced++
 	}
+	if plan.BeforeCommit != nil && res.Deleted+res.Replaced > 0 {
+		var xid int64
+		if err := tx.QueryRow(ctx, "SELECT txid_current()").Scan(&xid); err != nil {
+			return sources.RewriteResult{}, fmt.Errorf("postgres: dataset %s: transaction id: %w", t.Name, safe(err))
+		}
+		planned := res
+		planned.Commit = xactPrefix + strconv.FormatInt(xid, 10)
+		if err := plan.BeforeCommit(planned); err != nil {
+			return sources.RewriteResult{}, err
+		}
+	}
 	if err := tx.Commit(ctx); err != nil {
 		return sources.RewriteResult{}, fmt.Errorf("postgres: dataset %s: commit: %w", t.Name, safe(err))
 	}
 	return res, nil
 }
+
+// xactPrefix starts the Commit of a planned rewrite: a transaction id.
+const xactPrefix = "pg-xact:"
+
+// errInProgress is a planned transaction that has neither committed nor
+// aborted yet: its connection is still open somewhere.
+var errInProgress = errors.New("the planned transaction is still in progress")
+
+// Committed reports whether the planned rewrite's transaction committed,
+// asking the server (txid_status: committed, aborted, in progress, or
+// unknown once the id is older than the server keeps). In progress and
+// unknown are errors: the caller must not guess either way.
+func (c *Connector) Committed(ctx context.Context, dataset, _ string, plan sources.PlanRef) (bool, string, error) {
+	t, err := c.table(dataset)
+	if err != nil {
+		return false, "", err
+	}
+	id, ok := strings.CutPrefix(plan.Commit, xactPrefix)
+	xid, perr := strconv.ParseInt(id, 10, 64)
+	if !ok || perr != nil {
+		return false, "", fmt.Errorf("postgres: dataset %s: plan %s names no transaction", t.Name, plan.ID)
+	}
+	var status *string
+	if err := c.pool.QueryRow(ctx, "SELECT txid_status($1)", xid).Scan(&status); err != nil {
+		return false, "", fmt.Errorf("postgres: dataset %s: transaction status: %w", t.Name, safe(err))
+	}
+	switch {
+	case status == nil:
+		return false, "", fmt.Errorf("postgres: dataset %s: the server no longer knows whether transaction %d committed", t.Name, xid)
+	case *status == "committed":
+		return true, "", nil
+	case *status == "aborted":
+		return false, "", nil
+	default:
+		return false, "", fmt.Errorf("postgres: dataset %s: transaction %d: %w", t.Name, xid, errInProgress)
+	}
+}
+
+var _ sources.PlannedRewriter = (*Connector)(nil)
 
 // record turns the current row (selected with the keyColumn last) into a
 // record with the columns in table order, and returns its key as text.

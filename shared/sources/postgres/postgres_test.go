@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -472,5 +473,69 @@ INSERT INTO visits VALUES
 	// The deleted rows are gone: reading the old location is ErrChanged.
 	if err := c.Read(ctx, d.Datasets[1], func(sources.Record) error { return nil }); !errors.Is(err, sources.ErrChanged) {
 		t.Errorf("read after delete = %v, want ErrChanged", err)
+	}
+}
+
+// A planned rewrite names its transaction to BeforeCommit, and Committed
+// tells its fate from the server: in progress while the plan is being
+// written, aborted when BeforeCommit refused (nothing changed), committed
+// after the commit, whichever process asks.
+func TestRewritePlannedCommitted(t *testing.T) {
+	c, conn := setup(t)
+	ctx := context.Background()
+	d, err := c.Discover(ctx, sources.Subject{Emails: []string{"ann@x.example"}, Phones: []string{"14255550100"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	loc := d.Datasets[0].Locations[0]
+	before := snapshot(t, conn)
+	maskAll := func(_ int64, r sources.Record) (*sources.Record, error) { // masks: cases reference the contacts
+		out := sources.Record{Fields: slices.Clone(r.Fields)}
+		for i := range out.Fields {
+			if out.Fields[i].Name == "full_name" {
+				out.Fields[i].Value = "[redacted]"
+			}
+		}
+		return &out, nil
+	}
+
+	var refused sources.RewriteResult
+	_, err = c.RewritePlanned(ctx, "contacts", loc, maskAll, sources.CommitPlan{ID: "p1", BeforeCommit: func(planned sources.RewriteResult) error {
+		refused = planned
+		return errors.New("the request was cancelled")
+	}})
+	if err == nil || !reflect.DeepEqual(snapshot(t, conn), before) {
+		t.Fatalf("refused plan: err %v, or data changed", err)
+	}
+	if ok, _, err := c.Committed(ctx, "contacts", loc.Blob, sources.PlanRef{ID: "p1", Commit: refused.Commit}); ok || err != nil {
+		t.Fatalf("Committed(refused plan %q) = %v, %v; want false, nil", refused.Commit, ok, err)
+	}
+
+	other, err := New(ctx, c.cfg) // another process asking
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	var planned sources.RewriteResult
+	var whilePlanning error
+	res, err := c.RewritePlanned(ctx, "contacts", loc, maskAll, sources.CommitPlan{ID: "p2", BeforeCommit: func(p sources.RewriteResult) error {
+		planned = p
+		_, _, whilePlanning = other.Committed(ctx, "contacts", loc.Blob, sources.PlanRef{ID: "p2", Commit: p.Commit})
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(planned.Commit, "pg-xact:") || planned.Commit == refused.Commit || planned.Replaced != res.Replaced || res.Replaced != len(loc.Ordinals) {
+		t.Fatalf("planned %+v, result %+v, %d rows at the location", planned, res, len(loc.Ordinals))
+	}
+	if !errors.Is(whilePlanning, errInProgress) {
+		t.Fatalf("Committed while the transaction is open: %v, want in progress", whilePlanning)
+	}
+	if ok, etag, err := other.Committed(ctx, "contacts", loc.Blob, sources.PlanRef{ID: "p2", Commit: planned.Commit}); !ok || etag != "" || err != nil {
+		t.Fatalf("Committed(p2) = %v %q %v, want true", ok, etag, err)
+	}
+	if _, _, err := other.Committed(ctx, "contacts", loc.Blob, sources.PlanRef{ID: "p3"}); err == nil {
+		t.Fatal("Committed of a plan without a transaction answered")
 	}
 }
