@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"sort"
@@ -17,6 +19,7 @@ import (
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/dsr-functions/dsr/shared/dsr"
+	"github.com/dsr-functions/dsr/shared/duckdbtest"
 	"github.com/dsr-functions/dsr/shared/sample"
 	"github.com/dsr-functions/dsr/shared/sources"
 )
@@ -41,6 +44,8 @@ func deltaCounts(perBlob map[string]int) map[string]int {
 type deltaTable struct {
 	commits []string
 	rows    []string
+	// files are the live data files' blob names, sorted.
+	files []string
 }
 
 func (h *harness) deltaBlob(name string) []byte {
@@ -92,6 +97,7 @@ func (h *harness) deltaTable(dataset string) deltaTable {
 	}
 	for _, a := range live {
 		p, _ := url.PathUnescape(a.Path)
+		tbl.files = append(tbl.files, prefix+p)
 		b := h.deltaBlob(prefix + p)
 		f, err := parquet.OpenFile(bytes.NewReader(b), int64(len(b)))
 		if err != nil {
@@ -132,7 +138,25 @@ func (h *harness) deltaTable(dataset string) deltaTable {
 		rows.Close()
 	}
 	sort.Strings(tbl.rows)
+	sort.Strings(tbl.files)
 	return tbl
+}
+
+// duckTable reads a Delta table's live files (as our log says) with
+// DuckDB, an independent Parquet reader: every row, and the columns with
+// their DuckDB types.
+func (h *harness) duckTable(tbl deltaTable) duckdbtest.Result {
+	h.t.Helper()
+	dir := h.t.TempDir()
+	var paths []string
+	for i, name := range tbl.files {
+		p := filepath.Join(dir, fmt.Sprintf("%d.parquet", i))
+		if err := os.WriteFile(p, h.deltaBlob(name), 0o600); err != nil {
+			h.t.Fatal(err)
+		}
+		paths = append(paths, duckdbtest.Quote(p))
+	}
+	return duckdbtest.Run(h.t, duckdbtest.Options{}, duckdbtest.Query{SQL: "SELECT * FROM read_parquet([" + strings.Join(paths, ", ") + "])", Rows: true})[0]
 }
 
 // The walkthrough over the delta sample: access finds what the native
@@ -317,6 +341,30 @@ func TestDeltaWalkthrough(t *testing.T) {
 			id, _ := m["incidentid"].(string)
 			email, _ := m["respondentemail"].(string)
 			return herCases[id] || strings.EqualFold(strings.TrimSpace(email), sample.DemoEmail)
+		})
+
+		t.Run("read back with DuckDB", func(t *testing.T) {
+			duckdbtest.Require(t)
+			// The files our commits made live read back with DuckDB: as
+			// many rows as the log's live files hold, with the columns and
+			// types the table had, and none of her contact rows.
+			for _, name := range []string{"contacts", "cases", "surveys"} {
+				old, cur := h.duckTable(before[name]), h.duckTable(after[name])
+				if !reflect.DeepEqual(old.Columns, cur.Columns) {
+					t.Errorf("%s: columns %v became %v", name, old.Columns, cur.Columns)
+				}
+				if len(cur.Rows) != len(after[name].rows) || len(old.Rows) != len(before[name].rows) {
+					t.Errorf("%s: DuckDB reads %d rows (before: %d), our log's live files hold %d (before: %d)", name, len(cur.Rows), len(old.Rows), len(after[name].rows), len(before[name].rows))
+				}
+				if name != "contacts" {
+					continue
+				}
+				for _, r := range cur.Rows {
+					if r["contactid"] == sample.DemoContactID {
+						t.Errorf("DuckDB still reads her contact row: %v", r)
+					}
+				}
+			}
 		})
 	})
 
