@@ -23,8 +23,15 @@ type commitCrash struct {
 	crashed bool
 }
 
+// Rewrite is a rewrite that cannot plan (Dataverse's): the process dies
+// right after it too.
 func (c *commitCrash) Rewrite(ctx context.Context, dataset string, loc sources.Location, edit sources.Edit) (sources.RewriteResult, error) {
-	return c.Connector.(sources.Rewriter).Rewrite(ctx, dataset, loc, edit)
+	res, err := c.Connector.(sources.Rewriter).Rewrite(ctx, dataset, loc, edit)
+	if err == nil && dataset == c.dataset && !c.crashed {
+		c.crashed = true
+		return sources.RewriteResult{}, errors.New("injected crash right after the changes")
+	}
+	return res, err
 }
 
 func (c *commitCrash) RewritePlanned(ctx context.Context, dataset string, loc sources.Location, edit sources.Edit, plan sources.CommitPlan) (sources.RewriteResult, error) {
@@ -206,5 +213,55 @@ func TestErasureReportExactAfterACrashAfterAPostgreSQLCommit(t *testing.T) {
 	}
 	if !strings.Contains(f.logs.String(), "a planned rewrite had committed") {
 		t.Errorf("the retry did not settle the plan from the server:\n%s", f.logs.String())
+	}
+}
+
+// Dataverse changes record by record and cannot plan; killed right after
+// it deleted her contact and case, the retry finds them gone, counts them
+// as deleted (a record already gone is what an interrupted attempt leaves)
+// and audits them, so the report is what the first attempt did.
+func TestErasureReportExactAfterACrashAfterDataverseChanges(t *testing.T) {
+	for _, ds := range []string{"d365-cases", "d365-contacts"} {
+		t.Run(ds, func(t *testing.T) {
+			f := newFourSources(t, 0, nil)
+			crash := &commitCrash{Connector: f.app.Service.Connector, dataset: ds}
+			f.app.Service.Connector = delegatingCrash{crash}
+			doc := f.submit(`{"type":"erasure","subject":{"email":"` + avery + `"}}`)
+			doc, _ = f.waitTerminal(doc.ID)
+			if !crash.crashed {
+				t.Fatal("the crash was never injected")
+			}
+			if doc.State != dsr.StateCompleted || len(doc.FailedSources) != 0 {
+				t.Fatalf("erasure: state %s, failed %v, error %+v\n%s", doc.State, doc.FailedSources, doc.Error, f.logs.String())
+			}
+			results := map[string]dsr.ErasureResult{}
+			for _, r := range doc.Erasure.Sources {
+				results[r.Source] = r
+			}
+			for name, n := range map[string]int64{"d365-contacts": 1, "d365-cases": 1, "pg-contacts": 1, "pg-orders": 2} {
+				if results[name].Deleted != n || results[name].Error != "" {
+					t.Errorf("erasure of %s: %+v, want %d deleted", name, results[name], n)
+				}
+			}
+			if f.dv.Row("contacts", dvAvery) != nil || f.dv.Row("incidents", dvAveryCase) != nil {
+				t.Error("Dataverse still holds her contact or case")
+			}
+			_, b := f.do("GET", "/api/requests/"+doc.ID+"/audit", "")
+			var trail struct {
+				Items []struct{ ID, Event, Dataset, Action string } `json:"items"`
+			}
+			if err := json.Unmarshal(b, &trail); err != nil {
+				t.Fatal(err)
+			}
+			seen := map[string]string{}
+			for _, e := range trail.Items {
+				if e.Event == "record" && e.Dataset == ds {
+					seen[e.ID] = e.Action
+				}
+			}
+			if len(seen) != 1 {
+				t.Errorf("%s: audit record entries %v, want one", ds, seen)
+			}
+		})
 	}
 }
