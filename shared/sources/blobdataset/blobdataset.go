@@ -33,6 +33,8 @@ type Connector struct {
 	reader blobReader
 	// parallelism is how many blobs of one dataset a scan reads at once.
 	parallelism int
+	// fanout, when set, scans large datasets over the scan queue (fanout.go).
+	fanout *Fanout
 }
 
 var _ sources.Connector = (*Connector)(nil)

@@ -69,6 +69,15 @@ func (c *Connector) scan(ctx context.Context, d *sources.Dataset, due []*subject
 	if err != nil {
 		return nil, err
 	}
+	if c.fanout != nil && fanoutFormat(d.Format) {
+		sized, err := c.sizedBlobs(ctx, d, names)
+		if err != nil {
+			return nil, err
+		}
+		if sized != nil && len(planShards(sized, c.fanout.ShardBytes, c.fanout.MaxShards)) > 1 {
+			return c.scanFanout(ctx, d, due, sized)
+		}
+	}
 	blobs := make([]blobResult, len(names))
 	err = c.forEachBlob(ctx, len(names), func(ctx context.Context, i int) error {
 		var err error

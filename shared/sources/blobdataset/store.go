@@ -46,6 +46,36 @@ type blobReader interface {
 	read(ctx context.Context, container, name, etag string, off, count int64) (io.ReadCloser, int64, error)
 }
 
+// blobSizer is a blobStore that can tell blob sizes (fan-out plans shards
+// by them): those of the blobs under prefix, or of the one blob named.
+type blobSizer interface {
+	sizes(ctx context.Context, container, prefix, blob string) (map[string]int64, error)
+}
+
+func (s azureStore) sizes(ctx context.Context, cont, prefix, name string) (map[string]int64, error) {
+	if name != "" {
+		_, size, err := s.stat(ctx, cont, name)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]int64{name: size}, nil
+	}
+	out := map[string]int64{}
+	pager := s.svc.NewContainerClient(cont).NewListBlobsFlatPager(&container.ListBlobsFlatOptions{Prefix: to.Ptr(prefix)})
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("list blobs: %w", err)
+		}
+		for _, it := range page.Segment.BlobItems {
+			if it.Properties != nil && it.Properties.ContentLength != nil {
+				out[*it.Name] = *it.Properties.ContentLength
+			}
+		}
+	}
+	return out, nil
+}
+
 // errBlobNotFound reports a missing blob or container.
 var errBlobNotFound = errors.New("blob not found")
 

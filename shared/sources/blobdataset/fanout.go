@@ -1,0 +1,786 @@
+package blobdataset
+
+// Discovery fanned out over Function instances (issue 15).
+//
+// One invocation reads a dataset at the speed of one instance; a lake of
+// terabytes takes longer than an invocation may run. With a Fanout, the
+// scan of a large dataset (at least two shards of ShardBytes) becomes a
+// job: its blobs are grouped into shards, one message per shard goes on
+// the scan queue, and each shard invocation (RunShard) scans its blobs for
+// the job's subjects and records its result. The discovery that planned
+// the job returns a PendingError instead of waiting: the request waits
+// like for any system that answers later, and when the last shard has
+// reported, the shard that completed the job has the waiting requests'
+// discovery run again (Fanout.Completed), which now finds the job's result
+// and goes on (the relations' fixed point runs as before: a related
+// dataset that is large fans out in turn).
+//
+// Exactly once under redelivery and crashes:
+//   - a shard's result is a blob of its own, written before the shard
+//     counts as done; scanning a shard twice writes the same result;
+//   - the tally is the job blob's list of done shards, changed only by
+//     conditional writes (If-Match on its ETag), so two shards finishing
+//     together both count, and a redelivered shard does not count twice;
+//   - the shard whose tally write completes the list assembles the job's
+//     result (every shard's, in blob order) and only then marks the job
+//     complete; a crash in between leaves a full list and no result, which
+//     the redelivered message (or any other shard's) finishes.
+//
+// A discovery finds its job again through a marker per (dataset, subject,
+// relation keys, blob names): a keyed hash, so no identifier is in a blob
+// name. A job is taken only if it was planned after the request's stage
+// began (sources.Waiter.Since): an access request does not reuse a scan
+// made before an erasure, and verification after an erasure scans again.
+// The job and result blobs hold the subjects and what was found, like the
+// request's own discovery, in the state container; the sweeper deletes
+// them after a day.
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
+
+	"github.com/dsr-functions/dsr/shared/sources"
+)
+
+// Fanout configures discovery fanned out over the scan queue.
+type Fanout struct {
+	// Container holds the jobs, shard results and markers (under ScanPrefix).
+	Container *container.Client
+	// Secret keys the markers' names.
+	Secret []byte
+	// Send puts one shard message on the scan queue; messageID makes a
+	// resend of the same shard a duplicate the queue may drop.
+	Send func(ctx context.Context, messageID string, body []byte) error
+	// Completed is told the waiting requests of a job that just completed,
+	// so that their discovery runs again now rather than at the next check.
+	Completed func(ctx context.Context, requestIDs []string)
+	// ShardBytes is the target size of a shard (DefaultShardBytes if 0); a
+	// dataset fans out when its blobs make at least two shards.
+	ShardBytes int64
+	// MaxShards bounds a job's shards (DefaultMaxShards if 0): a larger
+	// dataset gets larger shards.
+	MaxShards int
+	// Stale is how long a job may go without a shard reporting before its
+	// unfinished shards are sent again (DefaultStale if 0).
+	Stale time.Duration
+	// Poll is how soon a waiting request checks again if no completion
+	// wakes it (DefaultPoll if 0).
+	Poll time.Duration
+	// Now is the clock (time.Now if nil).
+	Now func() time.Time
+}
+
+// Defaults of Fanout.
+const (
+	DefaultShardBytes = 256 << 20
+	DefaultMaxShards  = 64
+	DefaultStale      = 5 * time.Minute
+	DefaultPoll       = 30 * time.Second
+	// maxResends is how often a stale job's shards are sent again before
+	// the job is dropped and the discovery fails (to be planned afresh by
+	// its next attempt).
+	maxResends = 3
+	// ScanPrefix starts the names of the fan-out's blobs in the container.
+	ScanPrefix = "scan/"
+)
+
+// WithFanout lets discovery fan large datasets out over the scan queue.
+func WithFanout(f Fanout) Option {
+	return func(c *Connector) {
+		if f.ShardBytes <= 0 {
+			f.ShardBytes = DefaultShardBytes
+		}
+		if f.MaxShards <= 0 {
+			f.MaxShards = DefaultMaxShards
+		}
+		if f.Stale <= 0 {
+			f.Stale = DefaultStale
+		}
+		if f.Poll <= 0 {
+			f.Poll = DefaultPoll
+		}
+		if f.Now == nil {
+			f.Now = time.Now
+		}
+		c.fanout = &f
+	}
+}
+
+// ShardMessage is the body of a scan queue message: it names a job and one
+// of its shards, nothing else.
+type ShardMessage struct {
+	Job   string `json:"job"`
+	Shard int    `json:"shard"`
+}
+
+// ParseShardMessage reads a scan queue message.
+func ParseShardMessage(body []byte) (ShardMessage, error) {
+	var m ShardMessage
+	d := json.NewDecoder(bytes.NewReader(body))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&m); err != nil {
+		return m, fmt.Errorf("scan message: %w", err)
+	}
+	if !validJobID(m.Job) || m.Shard < 0 {
+		return m, errors.New("scan message: no job id or shard")
+	}
+	return m, nil
+}
+
+func validJobID(s string) bool {
+	if len(s) != 32 {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil
+}
+
+// scanJob is a fanned-out scan of one dataset for some subjects.
+type scanJob struct {
+	Dataset   string       `json:"dataset"`
+	PlannedAt time.Time    `json:"plannedAt"`
+	Blobs     []jobBlob    `json:"blobs"`
+	Shards    [][]int      `json:"shards"`
+	Subjects  []jobSubject `json:"subjects"`
+	Waiters   []string     `json:"waiters,omitempty"`
+	Done      []int        `json:"done,omitempty"`
+	DoneBytes int64        `json:"doneBytes,omitempty"`
+	Complete  bool         `json:"complete,omitempty"`
+	// ReportedAt is when a shard last reported (or the job was sent).
+	ReportedAt time.Time `json:"reportedAt"`
+	Resends    int       `json:"resends,omitempty"`
+}
+
+type jobBlob struct {
+	Name string `json:"name"`
+	Size int64  `json:"size"`
+}
+
+type jobSubject struct {
+	Subject sources.Subject `json:"subject"`
+	Keys    keySet          `json:"keys,omitempty"`
+}
+
+// shardResult is what a shard found: one entry per blob of the shard, or
+// the reason its data cannot be read.
+type shardResult struct {
+	Blobs []savedBlob `json:"blobs,omitempty"`
+	Error string      `json:"error,omitempty"`
+}
+
+type savedBlob struct {
+	ETag string     `json:"etag"`
+	Hits []savedHit `json:"hits,omitempty"`
+	Keys []savedKey `json:"keys,omitempty"`
+}
+
+type savedHit struct {
+	Subject int   `json:"s"`
+	Ordinal int64 `json:"o"`
+	Mention bool  `json:"m,omitempty"`
+	Offset  int64 `json:"off"`
+	Length  int64 `json:"len"`
+}
+
+type savedKey struct {
+	Subject int    `json:"s"`
+	Field   string `json:"f"`
+	Value   string `json:"v"`
+}
+
+func saveBlob(b blobResult) savedBlob {
+	s := savedBlob{ETag: b.etag}
+	for _, h := range b.hits {
+		s.Hits = append(s.Hits, savedHit{h.subject, h.ordinal, h.mention, h.offset, h.length})
+	}
+	for _, k := range b.keys {
+		s.Keys = append(s.Keys, savedKey{k.subject, k.field, k.value})
+	}
+	return s
+}
+
+func (s savedBlob) result() blobResult {
+	b := blobResult{etag: s.ETag}
+	for _, h := range s.Hits {
+		b.hits = append(b.hits, hit{subject: h.Subject, ordinal: h.Ordinal, mention: h.Mention, offset: h.Offset, length: h.Length})
+	}
+	for _, k := range s.Keys {
+		b.keys = append(b.keys, subjectKey{k.Subject, keyValue{k.Field, k.Value}})
+	}
+	return b
+}
+
+// marker leads a subject's discovery to its job.
+type marker struct {
+	Job       string    `json:"job"`
+	Index     int       `json:"index"`
+	PlannedAt time.Time `json:"plannedAt"`
+}
+
+func jobName(id string) string    { return ScanPrefix + "jobs/" + id + ".json" }
+func resultName(id string) string { return ScanPrefix + "jobs/" + id + "/result.json" }
+func shardName(id string, shard int) string {
+	return fmt.Sprintf("%sjobs/%s/shard-%05d.json", ScanPrefix, id, shard)
+}
+func markerName(key string) string { return ScanPrefix + "subjects/" + key + ".json" }
+
+// fanoutFormat reports whether datasets of format f can fan out: formats
+// read blob by blob by scanBlob.
+func fanoutFormat(f sources.Format) bool {
+	switch f {
+	case sources.FormatNDJSON, sources.FormatCSV, sources.FormatJSONArray, sources.FormatParquet:
+		return true
+	}
+	return false
+}
+
+// planShards groups blobs (in name order) into shards of about target
+// bytes, at most max of them (the target grows to keep the count), each
+// blob in one shard. A blob larger than the target is a shard of its own.
+func planShards(blobs []jobBlob, target int64, max int) [][]int {
+	var total int64
+	for _, b := range blobs {
+		total += b.Size
+	}
+	target = max64(target, 1)
+	if n := (total + target - 1) / target; n > int64(max) {
+		target = (total + int64(max) - 1) / int64(max)
+	}
+	for {
+		shards := packShards(blobs, target)
+		if len(shards) <= max {
+			return shards
+		}
+		target += target / 2
+	}
+}
+
+func max64(a, b int64) int64 {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+// packShards packs blobs in order into shards of at most target bytes
+// (a larger blob alone).
+func packShards(blobs []jobBlob, target int64) [][]int {
+	var shards [][]int
+	var cur []int
+	var size int64
+	for i, b := range blobs {
+		if len(cur) > 0 && size+b.Size > target {
+			shards = append(shards, cur)
+			cur, size = nil, 0
+		}
+		cur = append(cur, i)
+		size += b.Size
+	}
+	if len(cur) > 0 {
+		shards = append(shards, cur)
+	}
+	return shards
+}
+
+// PendingScan is the error of a discovery waiting for fanned-out scans: it
+// is a sources.ErrPending with the jobs' progress.
+type PendingScan struct {
+	Progress sources.Progress
+	After    time.Duration
+}
+
+func (p *PendingScan) Error() string {
+	return fmt.Sprintf("scan fanned out: %d of %d shards done", p.Progress.Done, p.Progress.Shards)
+}
+func (p *PendingScan) Is(target error) bool { return target == sources.ErrPending }
+
+// RetryAfter tells the pipeline how soon to look again (sources.RetryHinter).
+func (p *PendingScan) RetryAfter() time.Duration { return p.After }
+
+// DiscoveryProgress is what the request shows while it waits (sources.ProgressReporter).
+func (p *PendingScan) DiscoveryProgress() sources.Progress { return p.Progress }
+
+// sizedBlobs returns the dataset's blobs with their sizes, in name order,
+// when the store can tell sizes (nil otherwise: no fan-out).
+func (c *Connector) sizedBlobs(ctx context.Context, d *sources.Dataset, names []string) ([]jobBlob, error) {
+	s, ok := c.store.(blobSizer)
+	if !ok {
+		return nil, nil
+	}
+	sizes, err := s.sizes(ctx, d.Container, d.Prefix, d.Blob)
+	if err != nil {
+		return nil, fmt.Errorf("dataset %s: %w", d.Name, err)
+	}
+	out := make([]jobBlob, len(names))
+	for i, n := range names {
+		out[i] = jobBlob{Name: n, Size: sizes[n]}
+	}
+	return out, nil
+}
+
+// subjectKey names a subject's scan of d: its identifiers, the relation
+// keys d's rules look at, the dataset's definition and its blob names.
+func (f *Fanout) subjectKey(d *sources.Dataset, st *subjectState, blobs []jobBlob) string {
+	mac := hmac.New(sha256.New, f.Secret)
+	def, _ := json.Marshal(d)
+	subj, _ := json.Marshal(st.subj)
+	fmt.Fprintf(mac, "dsr-scan-subject\x00%s\x00%s\x00", def, subj)
+	for _, r := range d.Relations {
+		vals := make([]string, 0, len(st.keys[r.References][r.ReferencesField]))
+		for v := range st.keys[r.References][r.ReferencesField] {
+			vals = append(vals, v)
+		}
+		sort.Strings(vals)
+		fmt.Fprintf(mac, "%s\x00%s\x00%q\x00", r.References, r.ReferencesField, vals)
+	}
+	for _, b := range blobs {
+		fmt.Fprintf(mac, "%q\x00", b.Name)
+	}
+	return hex.EncodeToString(mac.Sum(nil)[:20])
+}
+
+// loadedJob is a job read in one discovery, with its ETag and result.
+type loadedJob struct {
+	id      string
+	job     scanJob
+	etag    azcore.ETag
+	results []scanResult
+	err     error
+}
+
+// scanFanout is scan for a dataset of many shards: the subjects whose job
+// is complete get its result, the others wait for a job (joined or new),
+// and then the call fails with a PendingScan.
+func (c *Connector) scanFanout(ctx context.Context, d *sources.Dataset, due []*subjectState, blobs []jobBlob) ([]scanResult, error) {
+	f := c.fanout
+	now := f.Now().UTC()
+	waiters := sources.WaitersFrom(ctx)
+	out := make([]scanResult, len(due))
+	jobs := map[string]*loadedJob{}
+	var need []int
+	var pending []*loadedJob
+	for i, st := range due {
+		w := waiterOf(waiters, i, len(due))
+		since := w.Since
+		if since.IsZero() {
+			since = now.Add(-f.Stale)
+		}
+		var mk marker
+		found, _, err := f.getJSON(ctx, markerName(f.subjectKey(d, st, blobs)), &mk)
+		if err != nil {
+			return nil, err
+		}
+		if !found || mk.PlannedAt.Before(since) || !validJobID(mk.Job) {
+			need = append(need, i)
+			continue
+		}
+		lj := jobs[mk.Job]
+		if lj == nil {
+			lj = &loadedJob{id: mk.Job}
+			ok, etag, err := f.getJSON(ctx, jobName(mk.Job), &lj.job)
+			if err != nil {
+				return nil, err
+			}
+			if !ok || lj.job.Dataset != d.Name || len(lj.job.Subjects) <= mk.Index {
+				need = append(need, i)
+				continue
+			}
+			lj.etag = etag
+			jobs[mk.Job] = lj
+		}
+		if !lj.job.Complete {
+			if !slices.Contains(pending, lj) {
+				pending = append(pending, lj)
+			}
+			if w.ID != "" && !slices.Contains(lj.job.Waiters, w.ID) {
+				if err := f.addWaiter(ctx, lj, w.ID); err != nil {
+					return nil, err
+				}
+			}
+			if !lj.job.Complete {
+				continue
+			}
+			pending = slices.DeleteFunc(pending, func(p *loadedJob) bool { return p == lj })
+		}
+		if lj.results == nil && lj.err == nil {
+			lj.results, lj.err = f.loadResult(ctx, d, lj)
+		}
+		if lj.err != nil {
+			return nil, lj.err
+		}
+		out[i] = lj.results[mk.Index]
+	}
+	if len(need) > 0 {
+		lj, err := c.planJob(ctx, d, due, need, blobs, waiters, now)
+		if err != nil {
+			return nil, err
+		}
+		pending = append(pending, lj)
+	}
+	if len(pending) == 0 {
+		return out, nil
+	}
+	p := &PendingScan{After: f.Poll}
+	for _, lj := range pending {
+		if err := f.resendIfStale(ctx, lj, now); err != nil {
+			return nil, err
+		}
+		p.Progress.Shards += len(lj.job.Shards)
+		p.Progress.Done += len(lj.job.Done)
+		p.Progress.DoneBytes += lj.job.DoneBytes
+		for _, b := range lj.job.Blobs {
+			p.Progress.Bytes += b.Size
+		}
+	}
+	return nil, p
+}
+
+// waiterOf is the request behind subject i of n (the zero Waiter if the
+// context does not say).
+func waiterOf(ws []sources.Waiter, i, n int) sources.Waiter {
+	if len(ws) == n {
+		return ws[i]
+	}
+	if len(ws) == 1 {
+		return ws[0]
+	}
+	return sources.Waiter{}
+}
+
+// planJob creates a job for the subjects due[need...], marks them, and
+// sends its shards.
+func (c *Connector) planJob(ctx context.Context, d *sources.Dataset, due []*subjectState, need []int, blobs []jobBlob, waiters []sources.Waiter, now time.Time) (*loadedJob, error) {
+	f := c.fanout
+	var id [16]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return nil, err
+	}
+	lj := &loadedJob{id: hex.EncodeToString(id[:])}
+	lj.job = scanJob{Dataset: d.Name, PlannedAt: now, Blobs: blobs, Shards: planShards(blobs, f.ShardBytes, f.MaxShards), ReportedAt: now}
+	for _, i := range need {
+		lj.job.Subjects = append(lj.job.Subjects, jobSubject{Subject: due[i].subj, Keys: due[i].keys})
+		if w := waiterOf(waiters, i, len(due)); w.ID != "" && !slices.Contains(lj.job.Waiters, w.ID) {
+			lj.job.Waiters = append(lj.job.Waiters, w.ID)
+		}
+	}
+	etag, err := f.putJSON(ctx, jobName(lj.id), lj.job, nil)
+	if err != nil {
+		return nil, fmt.Errorf("dataset %s: plan a fanned-out scan: %w", d.Name, err)
+	}
+	lj.etag = etag
+	for k, i := range need {
+		if _, err := f.putJSON(ctx, markerName(f.subjectKey(d, due[i], blobs)), marker{Job: lj.id, Index: k, PlannedAt: now}, nil); err != nil {
+			return nil, fmt.Errorf("dataset %s: plan a fanned-out scan: %w", d.Name, err)
+		}
+	}
+	if err := f.sendShards(ctx, lj, 0); err != nil {
+		return nil, fmt.Errorf("dataset %s: %w", d.Name, err)
+	}
+	return lj, nil
+}
+
+// sendShards sends the messages of the job's unfinished shards.
+func (f *Fanout) sendShards(ctx context.Context, lj *loadedJob, resend int) error {
+	for s := range lj.job.Shards {
+		if slices.Contains(lj.job.Done, s) {
+			continue
+		}
+		body, _ := json.Marshal(ShardMessage{Job: lj.id, Shard: s})
+		if err := f.Send(ctx, fmt.Sprintf("scan:%s:%d:%d", lj.id, s, resend), body); err != nil {
+			return fmt.Errorf("send shard %d of a scan: %w", s, err)
+		}
+	}
+	return nil
+}
+
+// resendIfStale sends a job's unfinished shards again when none has
+// reported for Stale (a message dead-lettered, an instance lost); after
+// maxResends the job is given up: an error for this discovery, whose next
+// attempt plans a new job (the job is marked complete with no result).
+func (f *Fanout) resendIfStale(ctx context.Context, lj *loadedJob, now time.Time) error {
+	if lj.job.Complete || now.Sub(lj.job.ReportedAt) < f.Stale {
+		return nil
+	}
+	for {
+		if lj.job.Resends >= maxResends {
+			return fmt.Errorf("dataset %s: a fanned-out scan made no progress after %d resends of its shards", lj.job.Dataset, maxResends)
+		}
+		lj.job.Resends++
+		lj.job.ReportedAt = now
+		etag, err := f.putJSON(ctx, jobName(lj.id), lj.job, &lj.etag)
+		if err == nil {
+			lj.etag = etag
+			return f.sendShards(ctx, lj, lj.job.Resends)
+		}
+		if !bloberror.HasCode(err, bloberror.ConditionNotMet) {
+			return err
+		}
+		if err := f.reload(ctx, lj); err != nil {
+			return err
+		}
+		if lj.job.Complete || now.Sub(lj.job.ReportedAt) < f.Stale {
+			return nil
+		}
+	}
+}
+
+// addWaiter adds a request to those told when the job completes.
+func (f *Fanout) addWaiter(ctx context.Context, lj *loadedJob, id string) error {
+	for !lj.job.Complete && !slices.Contains(lj.job.Waiters, id) {
+		lj.job.Waiters = append(lj.job.Waiters, id)
+		etag, err := f.putJSON(ctx, jobName(lj.id), lj.job, &lj.etag)
+		if err == nil {
+			lj.etag = etag
+			return nil
+		}
+		if !bloberror.HasCode(err, bloberror.ConditionNotMet) {
+			return err
+		}
+		if err := f.reload(ctx, lj); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *Fanout) reload(ctx context.Context, lj *loadedJob) error {
+	lj.job = scanJob{}
+	ok, etag, err := f.getJSON(ctx, jobName(lj.id), &lj.job)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("a fanned-out scan's job is gone: %w", sources.ErrChanged)
+	}
+	lj.etag = etag
+	return nil
+}
+
+// loadResult reads a complete job's result: each subject's scan result,
+// or the DataError of a shard whose data cannot be read.
+func (f *Fanout) loadResult(ctx context.Context, d *sources.Dataset, lj *loadedJob) ([]scanResult, error) {
+	var res shardResult
+	ok, _, err := f.getJSON(ctx, resultName(lj.id), &res)
+	if err != nil {
+		return nil, err
+	}
+	if !ok || len(res.Blobs) != len(lj.job.Blobs) && res.Error == "" {
+		return nil, fmt.Errorf("dataset %s: a fanned-out scan is complete without its result", d.Name)
+	}
+	if res.Error != "" {
+		return nil, &sources.DataError{Dataset: d.Name, Reason: res.Error}
+	}
+	names := make([]string, len(lj.job.Blobs))
+	blobs := make([]blobResult, len(lj.job.Blobs))
+	for i, b := range lj.job.Blobs {
+		names[i] = b.Name
+		blobs[i] = res.Blobs[i].result()
+	}
+	return assemble(d, len(lj.job.Subjects), names, blobs), nil
+}
+
+// RunShard scans one shard of a job (the scan queue's message) and counts
+// it done; the shard that completes the job assembles its result and tells
+// Completed about the waiting requests. Running a shard again is
+// harmless. An error is for the queue to deliver the message again: a
+// blob that cannot be read for now. Data that cannot be read is the
+// shard's result (the dataset's part fails, without retries).
+func (c *Connector) RunShard(ctx context.Context, m ShardMessage) error {
+	f := c.fanout
+	if f == nil {
+		return errors.New("scan: this connector does not fan out")
+	}
+	lj := &loadedJob{id: m.Job}
+	ok, etag, err := f.getJSON(ctx, jobName(m.Job), &lj.job)
+	if err != nil {
+		return fmt.Errorf("scan: read job: %w", err)
+	}
+	if !ok || m.Shard >= len(lj.job.Shards) {
+		return nil // swept, or not ours: nothing waits for it
+	}
+	lj.etag = etag
+	if !slices.Contains(lj.job.Done, m.Shard) {
+		res, err := c.scanShard(ctx, &lj.job, m.Shard)
+		if err != nil {
+			return err
+		}
+		if _, err := f.putJSON(ctx, shardName(m.Job, m.Shard), res, nil); err != nil {
+			return fmt.Errorf("scan: record shard: %w", err)
+		}
+	}
+	return f.tally(ctx, lj, m.Shard)
+}
+
+// scanShard scans the blobs of one shard for the job's subjects.
+func (c *Connector) scanShard(ctx context.Context, job *scanJob, shard int) (shardResult, error) {
+	d := c.cfg.Dataset(job.Dataset)
+	if d == nil {
+		return shardResult{Error: "the dataset is no longer configured"}, nil
+	}
+	states := make([]*subjectState, len(job.Subjects))
+	for i, s := range job.Subjects {
+		keys := s.Keys
+		if keys == nil {
+			keys = keySet{}
+		}
+		states[i] = &subjectState{subj: s.Subject, keys: keys}
+	}
+	m := newDatasetMatcher(c.cfg, d, states)
+	refs := c.cfg.ReferencedFields(d.Name)
+	idx := job.Shards[shard]
+	blobs := make([]blobResult, len(idx))
+	err := c.forEachBlob(ctx, len(idx), func(ctx context.Context, i int) error {
+		var err error
+		blobs[i], err = c.scanBlob(ctx, d, job.Blobs[idx[i]].Name, m, refs)
+		return err
+	})
+	var bad *sources.DataError
+	if errors.As(err, &bad) {
+		return shardResult{Error: bad.Reason}, nil
+	}
+	if err != nil {
+		return shardResult{}, fmt.Errorf("scan: %w", err)
+	}
+	res := shardResult{Blobs: make([]savedBlob, len(blobs))}
+	for i, b := range blobs {
+		res.Blobs[i] = saveBlob(b)
+	}
+	return res, nil
+}
+
+// tally counts the shard done (a conditional write of the job) and, once
+// every shard is, completes the job.
+func (f *Fanout) tally(ctx context.Context, lj *loadedJob, shard int) error {
+	for !slices.Contains(lj.job.Done, shard) {
+		lj.job.Done = append(lj.job.Done, shard)
+		for _, b := range lj.job.Shards[shard] {
+			lj.job.DoneBytes += lj.job.Blobs[b].Size
+		}
+		lj.job.ReportedAt = f.Now().UTC()
+		etag, err := f.putJSON(ctx, jobName(lj.id), lj.job, &lj.etag)
+		if err == nil {
+			lj.etag = etag
+			break
+		}
+		if !bloberror.HasCode(err, bloberror.ConditionNotMet) {
+			return fmt.Errorf("scan: count the shard: %w", err)
+		}
+		if err := f.reload(ctx, lj); err != nil {
+			return err
+		}
+	}
+	if len(lj.job.Done) < len(lj.job.Shards) {
+		return nil
+	}
+	if !lj.job.Complete {
+		if err := f.complete(ctx, lj); err != nil {
+			return err
+		}
+	}
+	if f.Completed != nil && len(lj.job.Waiters) > 0 {
+		f.Completed(ctx, lj.job.Waiters)
+	}
+	return nil
+}
+
+// complete assembles the job's result from its shards' and marks it
+// complete.
+func (f *Fanout) complete(ctx context.Context, lj *loadedJob) error {
+	var res shardResult
+	for s, idx := range lj.job.Shards {
+		var sr shardResult
+		ok, _, err := f.getJSON(ctx, shardName(lj.id, s), &sr)
+		if err != nil {
+			return fmt.Errorf("scan: read shard %d: %w", s, err)
+		}
+		if !ok || sr.Error == "" && len(sr.Blobs) != len(idx) {
+			return fmt.Errorf("scan: shard %d is counted but has no result", s)
+		}
+		if sr.Error != "" {
+			res = shardResult{Error: sr.Error}
+			break
+		}
+		res.Blobs = append(res.Blobs, sr.Blobs...)
+	}
+	if _, err := f.putJSON(ctx, resultName(lj.id), res, nil); err != nil {
+		return fmt.Errorf("scan: record the result: %w", err)
+	}
+	for !lj.job.Complete {
+		lj.job.Complete = true
+		etag, err := f.putJSON(ctx, jobName(lj.id), lj.job, &lj.etag)
+		if err == nil {
+			lj.etag = etag
+			return nil
+		}
+		if !bloberror.HasCode(err, bloberror.ConditionNotMet) {
+			return fmt.Errorf("scan: complete the job: %w", err)
+		}
+		if err := f.reload(ctx, lj); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// getJSON reads a blob as JSON into v; false if it does not exist.
+func (f *Fanout) getJSON(ctx context.Context, name string, v any) (bool, azcore.ETag, error) {
+	resp, err := f.Container.NewBlobClient(name).DownloadStream(ctx, nil)
+	if bloberror.HasCode(err, bloberror.BlobNotFound) {
+		return false, "", nil
+	}
+	if err != nil {
+		return false, "", fmt.Errorf("read %s: %w", strings.TrimPrefix(name, ScanPrefix), err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return false, "", fmt.Errorf("read %s: %w", strings.TrimPrefix(name, ScanPrefix), err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return false, "", fmt.Errorf("read %s: %w", strings.TrimPrefix(name, ScanPrefix), err)
+	}
+	var etag azcore.ETag
+	if resp.ETag != nil {
+		etag = *resp.ETag
+	}
+	return true, etag, nil
+}
+
+// putJSON writes v as a blob; with ifMatch, only over that version.
+func (f *Fanout) putJSON(ctx context.Context, name string, v any, ifMatch *azcore.ETag) (azcore.ETag, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", err
+	}
+	opts := &blockblob.UploadBufferOptions{HTTPHeaders: &blob.HTTPHeaders{BlobContentType: to.Ptr("application/json")}}
+	if ifMatch != nil {
+		opts.AccessConditions = &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfMatch: ifMatch}}
+	}
+	resp, err := f.Container.NewBlockBlobClient(name).UploadBuffer(ctx, b, opts)
+	if err != nil {
+		return "", err
+	}
+	if resp.ETag == nil {
+		return "", errors.New("upload without an ETag")
+	}
+	return *resp.ETag, nil
+}
