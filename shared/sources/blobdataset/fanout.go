@@ -411,15 +411,7 @@ func (c *Connector) scanFanout(ctx context.Context, d *sources.Dataset, due []*s
 			if !slices.Contains(pending, lj) {
 				pending = append(pending, lj)
 			}
-			if w.ID != "" && !slices.Contains(lj.job.Waiters, w.ID) {
-				if err := f.addWaiter(ctx, lj, w.ID); err != nil {
-					return nil, err
-				}
-			}
-			if !lj.job.Complete {
-				continue
-			}
-			pending = slices.DeleteFunc(pending, func(p *loadedJob) bool { return p == lj })
+			continue
 		}
 		if lj.results == nil && lj.err == nil {
 			lj.results, lj.err = f.loadResult(ctx, d, lj)
@@ -439,8 +431,24 @@ func (c *Connector) scanFanout(ctx context.Context, d *sources.Dataset, due []*s
 	if len(pending) == 0 {
 		return out, nil
 	}
+	// The whole call waits for these jobs (a batch waits as one): each
+	// wakes every request of the call when it completes.
+	var ids []string
+	for _, w := range waiters {
+		if w.ID != "" {
+			ids = append(ids, w.ID)
+		}
+	}
 	p := &PendingScan{After: f.Poll}
 	for _, lj := range pending {
+		if err := f.addWaiters(ctx, lj, ids); err != nil {
+			return nil, err
+		}
+		if lj.job.Complete {
+			// Completed while we looked, maybe before our requests were
+			// among its waiters: look again soon.
+			p.After = time.Second
+		}
 		if err := f.resendIfStale(ctx, lj, now); err != nil {
 			return nil, err
 		}
@@ -543,10 +551,19 @@ func (f *Fanout) resendIfStale(ctx context.Context, lj *loadedJob, now time.Time
 	}
 }
 
-// addWaiter adds a request to those told when the job completes.
-func (f *Fanout) addWaiter(ctx context.Context, lj *loadedJob, id string) error {
-	for !lj.job.Complete && !slices.Contains(lj.job.Waiters, id) {
-		lj.job.Waiters = append(lj.job.Waiters, id)
+// addWaiters adds requests to those told when the job completes.
+func (f *Fanout) addWaiters(ctx context.Context, lj *loadedJob, ids []string) error {
+	missing := func() []string {
+		var out []string
+		for _, id := range ids {
+			if !slices.Contains(lj.job.Waiters, id) && !slices.Contains(out, id) {
+				out = append(out, id)
+			}
+		}
+		return out
+	}
+	for add := missing(); !lj.job.Complete && len(add) > 0; add = missing() {
+		lj.job.Waiters = append(lj.job.Waiters, add...)
 		etag, err := f.putJSON(ctx, jobName(lj.id), lj.job, &lj.etag)
 		if err == nil {
 			lj.etag = etag
