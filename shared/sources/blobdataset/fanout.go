@@ -159,7 +159,7 @@ type scanJob struct {
 	Dataset   string       `json:"dataset"`
 	PlannedAt time.Time    `json:"plannedAt"`
 	Blobs     []jobBlob    `json:"blobs"`
-	Shards    [][]int      `json:"shards"`
+	Shards    [][]jobPiece `json:"shards"`
 	Subjects  []jobSubject `json:"subjects"`
 	Waiters   []string     `json:"waiters,omitempty"`
 	Done      []int        `json:"done,omitempty"`
@@ -173,6 +173,16 @@ type scanJob struct {
 type jobBlob struct {
 	Name string `json:"name"`
 	Size int64  `json:"size"`
+	// ETag pins the parts of a blob split over shards to one version.
+	ETag string `json:"etag"`
+}
+
+// jobPiece is part of a shard: the records of blob Blob that start in
+// [Start, End); the whole blob when that is all of it.
+type jobPiece struct {
+	Blob  int   `json:"b"`
+	Start int64 `json:"s,omitempty"`
+	End   int64 `json:"e"`
 }
 
 type jobSubject struct {
@@ -180,15 +190,19 @@ type jobSubject struct {
 	Keys    keySet          `json:"keys,omitempty"`
 }
 
-// shardResult is what a shard found: one entry per blob of the shard, or
-// the reason its data cannot be read.
+// shardResult is what a shard found: one entry per piece of the shard, or
+// the reason its data cannot be read. (The job's result has one entry per
+// blob.)
 type shardResult struct {
 	Blobs []savedBlob `json:"blobs,omitempty"`
 	Error string      `json:"error,omitempty"`
 }
 
 type savedBlob struct {
-	ETag string     `json:"etag"`
+	ETag string `json:"etag"`
+	// Records is how many records a piece holds (its hits' ordinals count
+	// from its start); the job's result numbers them from the blob's.
+	Records int64      `json:"records,omitempty"`
 	Hits []savedHit `json:"hits,omitempty"`
 	Keys []savedKey `json:"keys,omitempty"`
 }
@@ -254,9 +268,10 @@ func fanoutFormat(f sources.Format) bool {
 }
 
 // planShards groups blobs (in name order) into shards of about target
-// bytes, at most max of them (the target grows to keep the count), each
-// blob in one shard. A blob larger than the target is a shard of its own.
-func planShards(blobs []jobBlob, target int64, max int) [][]int {
+// bytes, at most max of them (the target grows to keep the count). A
+// blob larger than the target is split into parts at record boundaries
+// when split allows (NDJSON), else is a shard of its own.
+func planShards(blobs []jobBlob, target int64, max int, split bool) [][]jobPiece {
 	var total int64
 	for _, b := range blobs {
 		total += b.Size
@@ -266,11 +281,11 @@ func planShards(blobs []jobBlob, target int64, max int) [][]int {
 		target = (total + int64(max) - 1) / int64(max)
 	}
 	for {
-		shards := packShards(blobs, target)
+		shards := packShards(blobs, target, split)
 		if len(shards) <= max {
 			return shards
 		}
-		target += target / 2
+		target += target/2 + 1
 	}
 }
 
@@ -281,23 +296,34 @@ func max64(a, b int64) int64 {
 	return b
 }
 
-// packShards packs blobs in order into shards of at most target bytes
-// (a larger blob alone).
-func packShards(blobs []jobBlob, target int64) [][]int {
-	var shards [][]int
-	var cur []int
+// packShards packs blobs in order into shards of at most target bytes.
+func packShards(blobs []jobBlob, target int64, split bool) [][]jobPiece {
+	var shards [][]jobPiece
+	var cur []jobPiece
 	var size int64
-	for i, b := range blobs {
-		if len(cur) > 0 && size+b.Size > target {
+	flush := func() {
+		if len(cur) > 0 {
 			shards = append(shards, cur)
 			cur, size = nil, 0
 		}
-		cur = append(cur, i)
+	}
+	for i, b := range blobs {
+		if split && b.Size > target {
+			flush()
+			parts := (b.Size + target - 1) / target
+			step := (b.Size + parts - 1) / parts
+			for start := int64(0); start < b.Size; start += step {
+				shards = append(shards, []jobPiece{{Blob: i, Start: start, End: min(b.Size, start+step)}})
+			}
+			continue
+		}
+		if len(cur) > 0 && size+b.Size > target {
+			flush()
+		}
+		cur = append(cur, jobPiece{Blob: i, End: b.Size})
 		size += b.Size
 	}
-	if len(cur) > 0 {
-		shards = append(shards, cur)
-	}
+	flush()
 	return shards
 }
 
@@ -326,13 +352,14 @@ func (c *Connector) sizedBlobs(ctx context.Context, d *sources.Dataset, names []
 	if !ok {
 		return nil, nil
 	}
-	sizes, err := s.sizes(ctx, d.Container, d.Prefix, d.Blob)
+	props, err := s.sizes(ctx, d.Container, d.Prefix, d.Blob)
 	if err != nil {
 		return nil, fmt.Errorf("dataset %s: %w", d.Name, err)
 	}
 	out := make([]jobBlob, len(names))
 	for i, n := range names {
-		out[i] = jobBlob{Name: n, Size: sizes[n]}
+		p := props[n]
+		out[i] = jobBlob{Name: n, Size: p.size, ETag: p.etag}
 	}
 	return out, nil
 }
@@ -483,7 +510,7 @@ func (c *Connector) planJob(ctx context.Context, d *sources.Dataset, due []*subj
 		return nil, err
 	}
 	lj := &loadedJob{id: hex.EncodeToString(id[:])}
-	lj.job = scanJob{Dataset: d.Name, PlannedAt: now, Blobs: blobs, Shards: planShards(blobs, f.ShardBytes, f.MaxShards), ReportedAt: now}
+	lj.job = scanJob{Dataset: d.Name, PlannedAt: now, Blobs: blobs, Shards: planShards(blobs, f.ShardBytes, f.MaxShards, d.Format == sources.FormatNDJSON), ReportedAt: now}
 	for _, i := range need {
 		lj.job.Subjects = append(lj.job.Subjects, jobSubject{Subject: due[i].subj, Keys: due[i].keys})
 		if w := waiterOf(waiters, i, len(due)); w.ID != "" && !slices.Contains(lj.job.Waiters, w.ID) {
@@ -647,7 +674,7 @@ func (c *Connector) RunShard(ctx context.Context, m ShardMessage) error {
 	return f.tally(ctx, lj, m.Shard)
 }
 
-// scanShard scans the blobs of one shard for the job's subjects.
+// scanShard scans the pieces of one shard for the job's subjects.
 func (c *Connector) scanShard(ctx context.Context, job *scanJob, shard int) (shardResult, error) {
 	d := c.cfg.Dataset(job.Dataset)
 	if d == nil {
@@ -663,11 +690,19 @@ func (c *Connector) scanShard(ctx context.Context, job *scanJob, shard int) (sha
 	}
 	m := newDatasetMatcher(c.cfg, d, states)
 	refs := c.cfg.ReferencedFields(d.Name)
-	idx := job.Shards[shard]
-	blobs := make([]blobResult, len(idx))
-	err := c.forEachBlob(ctx, len(idx), func(ctx context.Context, i int) error {
-		var err error
-		blobs[i], err = c.scanBlob(ctx, d, job.Blobs[idx[i]].Name, m, refs)
+	pieces := job.Shards[shard]
+	res := shardResult{Blobs: make([]savedBlob, len(pieces))}
+	err := c.forEachBlob(ctx, len(pieces), func(ctx context.Context, i int) error {
+		p := pieces[i]
+		b := job.Blobs[p.Blob]
+		if p.Start == 0 && p.End == b.Size {
+			r, err := c.scanBlob(ctx, d, b.Name, m, refs)
+			res.Blobs[i] = saveBlob(r)
+			return err
+		}
+		r, n, err := c.scanRange(ctx, d, b, p.Start, p.End, m, refs)
+		res.Blobs[i] = saveBlob(r)
+		res.Blobs[i].Records = n
 		return err
 	})
 	var bad *sources.DataError
@@ -677,10 +712,6 @@ func (c *Connector) scanShard(ctx context.Context, job *scanJob, shard int) (sha
 	if err != nil {
 		return shardResult{}, fmt.Errorf("scan: %w", err)
 	}
-	res := shardResult{Blobs: make([]savedBlob, len(blobs))}
-	for i, b := range blobs {
-		res.Blobs[i] = saveBlob(b)
-	}
 	return res, nil
 }
 
@@ -689,8 +720,8 @@ func (c *Connector) scanShard(ctx context.Context, job *scanJob, shard int) (sha
 func (f *Fanout) tally(ctx context.Context, lj *loadedJob, shard int) error {
 	for !slices.Contains(lj.job.Done, shard) {
 		lj.job.Done = append(lj.job.Done, shard)
-		for _, b := range lj.job.Shards[shard] {
-			lj.job.DoneBytes += lj.job.Blobs[b].Size
+		for _, p := range lj.job.Shards[shard] {
+			lj.job.DoneBytes += p.End - p.Start
 		}
 		lj.job.ReportedAt = f.Now().UTC()
 		etag, err := f.putJSON(ctx, jobName(lj.id), lj.job, &lj.etag)
@@ -722,21 +753,36 @@ func (f *Fanout) tally(ctx context.Context, lj *loadedJob, shard int) error {
 // complete assembles the job's result from its shards' and marks it
 // complete.
 func (f *Fanout) complete(ctx context.Context, lj *loadedJob) error {
-	var res shardResult
-	for s, idx := range lj.job.Shards {
+	// One entry per blob: a split blob's parts joined, their records
+	// numbered on from the parts before.
+	res := shardResult{Blobs: make([]savedBlob, len(lj.job.Blobs))}
+	before := make([]int64, len(lj.job.Blobs))
+	for s, pieces := range lj.job.Shards {
 		var sr shardResult
 		ok, _, err := f.getJSON(ctx, shardName(lj.id, s), &sr)
 		if err != nil {
 			return fmt.Errorf("scan: read shard %d: %w", s, err)
 		}
-		if !ok || sr.Error == "" && len(sr.Blobs) != len(idx) {
+		if !ok || sr.Error == "" && len(sr.Blobs) != len(pieces) {
 			return fmt.Errorf("scan: shard %d is counted but has no result", s)
 		}
 		if sr.Error != "" {
 			res = shardResult{Error: sr.Error}
 			break
 		}
-		res.Blobs = append(res.Blobs, sr.Blobs...)
+		for i, p := range pieces {
+			part, whole := sr.Blobs[i], &res.Blobs[p.Blob]
+			if whole.ETag != "" && whole.ETag != part.ETag {
+				return fmt.Errorf("scan: the parts of a blob were read from different versions: %w", sources.ErrChanged)
+			}
+			whole.ETag = part.ETag
+			for _, h := range part.Hits {
+				h.Ordinal += before[p.Blob]
+				whole.Hits = append(whole.Hits, h)
+			}
+			whole.Keys = append(whole.Keys, part.Keys...)
+			before[p.Blob] += part.Records
+		}
 	}
 	if _, err := f.putJSON(ctx, resultName(lj.id), res, nil); err != nil {
 		return fmt.Errorf("scan: record the result: %w", err)

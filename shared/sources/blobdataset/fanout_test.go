@@ -161,8 +161,8 @@ func TestFanoutFindsWhatAScanFinds(t *testing.T) {
 	}
 	// Contacts are done; cases (related) fan out next.
 	_, err = c.DiscoverMany(ctx, subjects)
-	if !errors.As(err, &p) || p.Progress.Shards != 4 {
-		t.Fatalf("second discovery: %v, want the cases' 4 shards pending", err)
+	if !errors.As(err, &p) || p.Progress.Shards != 8 {
+		t.Fatalf("second discovery: %v, want the cases' 8 shards (4 blobs in 2 parts) pending", err)
 	}
 	r.runAll(c, r.take())
 	got, err := c.DiscoverMany(ctx, subjects)
@@ -241,7 +241,7 @@ func TestFanoutShardRedeliveryAndCrashes(t *testing.T) {
 	}
 	want, _ := r.connector(false).DiscoverMany(context.Background(), []sources.Subject{annSubj})
 	if !reflect.DeepEqual(got, want) {
-		t.Errorf("after crashes:\n%+v\nwant\n%+v", got, want)
+		t.Errorf("after crashes:\n%+v\nwant\n%+v", *got[0], *want[0])
 	}
 }
 
@@ -362,12 +362,85 @@ func TestParseShardMessage(t *testing.T) {
 }
 
 func TestPlanShards(t *testing.T) {
-	blobs := []jobBlob{{"a", 100}, {"b", 100}, {"c", 500}, {"d", 50}, {"e", 50}, {"f", 50}}
-	if got := planShards(blobs, 200, 64); !reflect.DeepEqual(got, [][]int{{0, 1}, {2}, {3, 4, 5}}) {
+	blobs := []jobBlob{{"a", 100, ""}, {"b", 100, ""}, {"c", 500, ""}, {"d", 50, ""}, {"e", 50, ""}, {"f", 50, ""}}
+	whole := func(b int) jobPiece { return jobPiece{Blob: b, End: blobs[b].Size} }
+	if got := planShards(blobs, 200, 64, false); !reflect.DeepEqual(got, [][]jobPiece{{whole(0), whole(1)}, {whole(2)}, {whole(3), whole(4), whole(5)}}) {
 		t.Errorf("planShards = %v", got)
 	}
+	// Split: c in 3 parts of at most 200 bytes, covering it exactly.
+	got := planShards(blobs, 200, 64, true)
+	want := [][]jobPiece{{whole(0), whole(1)}, {{2, 0, 167}}, {{2, 167, 334}}, {{2, 334, 500}}, {whole(3), whole(4), whole(5)}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("planShards split = %v, want %v", got, want)
+	}
 	// Bounded: at most 2 shards, the target grows.
-	if got := planShards(blobs, 10, 2); len(got) > 2 {
-		t.Errorf("planShards with max 2 = %v", got)
+	for _, split := range []bool{false, true} {
+		if got := planShards(blobs, 10, 2, split); len(got) > 2 {
+			t.Errorf("planShards with max 2 (split %v) = %v", split, got)
+		}
+	}
+}
+
+// One large NDJSON blob is split over shards at record boundaries: every
+// record is scanned by exactly one part, whatever the boundaries cut
+// (a line, a CRLF, a blank line, a long line spanning several parts), and
+// the discovery's ordinals and byte offsets are the in-process scan's.
+func TestFanoutSplitsOneLargeBlob(t *testing.T) {
+	f := newFixture(t)
+	var b strings.Builder
+	for i := range 600 {
+		email := fmt.Sprintf("p%d@example.com", i)
+		if i%37 == 5 {
+			email = "ANN@example.com"
+		}
+		switch i % 9 {
+		case 3:
+			b.WriteString("\n")
+		case 4:
+			b.WriteString("   \r\n")
+		}
+		pad := strings.Repeat("z", (i*31)%90)
+		if i == 300 {
+			pad = strings.Repeat("long", 3000) // 12 KB: spans parts
+		}
+		end := "\n"
+		if i%5 == 0 {
+			end = "\r\n"
+		}
+		fmt.Fprintf(&b, `{"id":"c%d","email":%q,"pad":%q}%s`, i, email, pad, end)
+	}
+	b.WriteString(`{"id":"last","email":"ann@example.com"}`) // no line ending
+	f.put("big.ndjson", b.String())
+	d := sources.Dataset{Name: "big", Blob: "big.ndjson", Format: sources.FormatNDJSON, Key: "id",
+		Identifiers: []sources.Identifier{{Field: "email", Kind: sources.KindEmail}}}
+	for _, shard := range []int64{1 << 10, 3000, 4099} {
+		t.Run(fmt.Sprint(shard), func(t *testing.T) {
+			r := &fanoutRig{fixture: f, bodies: map[string][]byte{}, now: time.Now().UTC()}
+			r.state = azuritetest.Container(t, f.acct, "state")
+			r.datasets = []sources.Dataset{d}
+			c := r.connector(true)
+			c.fanout.ShardBytes = shard
+			ctx := waiting("r1", r.now.Add(-time.Minute))
+			_, err := c.DiscoverMany(ctx, []sources.Subject{annSubj})
+			var p *PendingScan
+			if !errors.As(err, &p) || p.Progress.Shards < 3 {
+				t.Fatalf("discovery: %v, want a scan over several parts", err)
+			}
+			r.runAll(c, r.take())
+			got, err := c.DiscoverMany(ctx, []sources.Subject{annSubj})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := r.connector(false).DiscoverMany(context.Background(), []sources.Subject{annSubj})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want[0].Total() != 18 {
+				t.Fatalf("the in-process scan finds %d records, want 18", want[0].Total())
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("split scan:\n%+v\nin process:\n%+v", got, want)
+			}
+		})
 	}
 }

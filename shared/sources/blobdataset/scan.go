@@ -74,7 +74,7 @@ func (c *Connector) scan(ctx context.Context, d *sources.Dataset, due []*subject
 		if err != nil {
 			return nil, err
 		}
-		if sized != nil && len(planShards(sized, c.fanout.ShardBytes, c.fanout.MaxShards)) > 1 {
+		if sized != nil && len(planShards(sized, c.fanout.ShardBytes, c.fanout.MaxShards, d.Format == sources.FormatNDJSON)) > 1 {
 			return c.scanFanout(ctx, d, due, sized)
 		}
 	}
