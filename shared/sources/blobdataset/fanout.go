@@ -203,8 +203,8 @@ type savedBlob struct {
 	// Records is how many records a piece holds (its hits' ordinals count
 	// from its start); the job's result numbers them from the blob's.
 	Records int64      `json:"records,omitempty"`
-	Hits []savedHit `json:"hits,omitempty"`
-	Keys []savedKey `json:"keys,omitempty"`
+	Hits    []savedHit `json:"hits,omitempty"`
+	Keys    []savedKey `json:"keys,omitempty"`
 }
 
 type savedHit struct {
