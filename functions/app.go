@@ -147,6 +147,10 @@ func Registry(svc *pipeline.Service, authn *auth.Authenticator, callbacks map[st
 	guard := func(name string, h http.Handler) http.Handler {
 		return auth.Guard(authn, Policies[name], h, svc.Log)
 	}
+	var scans sweeper.Windows
+	if shards != nil {
+		scans = sweeper.SweepFunc(shards.SweepScans)
+	}
 	return funchost.Registry{
 		HTTP: map[string]http.Handler{
 			"requests-create":  guard("requests-create", requestscreate.New(svc)),
@@ -182,7 +186,7 @@ func Registry(svc *pipeline.Service, authn *auth.Authenticator, callbacks map[st
 			"scan":                scan.New(shards, svc.Log),
 		},
 		Timer: map[string]funchost.TimerFunc{
-			"sweeper": sweeper.New(svc, limits),
+			"sweeper": sweeper.New(svc, limits, scans),
 		},
 		Serves: Serves,
 	}

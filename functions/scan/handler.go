@@ -6,6 +6,7 @@ package scan
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"github.com/dsr-functions/dsr/shared/funchost"
 	"github.com/dsr-functions/dsr/shared/sources/blobdataset"
@@ -14,6 +15,8 @@ import (
 // Runner runs one shard (blobdataset.Connector).
 type Runner interface {
 	RunShard(ctx context.Context, m blobdataset.ShardMessage) error
+	// SweepScans deletes the scans' blobs older than olderThan.
+	SweepScans(ctx context.Context, olderThan time.Duration) (int, error)
 }
 
 // New returns the queue handler. A message that cannot be read is dropped

@@ -847,3 +847,34 @@ func (f *Fanout) putJSON(ctx context.Context, name string, v any, ifMatch *azcor
 	}
 	return *resp.ETag, nil
 }
+
+// SweepScans deletes the fan-out's blobs (jobs, shard results, results,
+// markers) last written more than olderThan ago: a day after a scan no
+// discovery takes it (Stale and the resends end a job long before), and
+// they hold subjects and what was found. Without fan-out it does nothing.
+func (c *Connector) SweepScans(ctx context.Context, olderThan time.Duration) (int, error) {
+	f := c.fanout
+	if f == nil {
+		return 0, nil
+	}
+	cutoff := f.Now().Add(-olderThan)
+	n := 0
+	pager := f.Container.NewListBlobsFlatPager(&container.ListBlobsFlatOptions{Prefix: to.Ptr(ScanPrefix)})
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			return n, fmt.Errorf("sweep scans: %w", err)
+		}
+		for _, it := range page.Segment.BlobItems {
+			if it.Properties == nil || it.Properties.LastModified == nil || !it.Properties.LastModified.Before(cutoff) {
+				continue
+			}
+			_, err := f.Container.NewBlobClient(*it.Name).Delete(ctx, nil)
+			if err != nil && !bloberror.HasCode(err, bloberror.BlobNotFound) {
+				return n, fmt.Errorf("sweep scans: %w", err)
+			}
+			n++
+		}
+	}
+	return n, nil
+}

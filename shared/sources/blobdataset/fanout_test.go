@@ -444,3 +444,25 @@ func TestFanoutSplitsOneLargeBlob(t *testing.T) {
 		})
 	}
 }
+
+// The sweeper deletes a scan's blobs once they are a day old, not before.
+func TestFanoutSweep(t *testing.T) {
+	r := newFanoutRig(t)
+	r.now = time.Now().UTC()
+	c := r.connector(true)
+	if _, err := c.DiscoverMany(waiting("r1", r.now), []sources.Subject{annSubj}); !errors.Is(err, sources.ErrPending) {
+		t.Fatal(err)
+	}
+	r.runAll(c, r.take())
+	if n, err := c.SweepScans(r.ctx, 24*time.Hour); n != 0 || err != nil {
+		t.Fatalf("fresh scans swept: %d %v", n, err)
+	}
+	r.now = r.now.Add(25 * time.Hour)
+	n, err := c.SweepScans(r.ctx, 24*time.Hour)
+	if err != nil || n < 8 { // job, 6 shard results, result, marker
+		t.Fatalf("a day later: %d swept, %v", n, err)
+	}
+	if n, _ := c.SweepScans(r.ctx, 24*time.Hour); n != 0 {
+		t.Errorf("%d blobs left to sweep after the sweep", n)
+	}
+}
