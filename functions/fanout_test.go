@@ -77,3 +77,40 @@ func TestFannedOutDiscoveryWalkthrough(t *testing.T) {
 		t.Error("the logs hold the subject's address")
 	}
 }
+
+// Step by step: the discovery that fans out leaves the request showing
+// its progress; each shard's invocation moves it; the shard that
+// completes a scan puts the request's discover message back, and that
+// discovery takes the result (or fans out the next large dataset); the
+// request then moves on to export.
+func TestFannedOutDiscoveryShowsProgress(t *testing.T) {
+	h := newHarness(t, harnessOptions{manual: true, size: mustSize(t, "4000"), env: map[string]string{"DSR_SCAN_SHARD_MB": "1"}})
+	doc := h.submit(`{"type":"access","subject":{"email":"avery.morgan@contoso.example"}}`)
+	h.deliver("discover")
+	got, _ := h.get(doc.ID)
+	if got.Stage != dsr.StageDiscovery || got.Discovery == nil || got.Discovery.Progress == nil {
+		t.Fatalf("after the first discovery: %s, discovery %+v\n%s", got.Stage, got.Discovery, h.logs.String())
+	}
+	p := *got.Discovery.Progress
+	if p.Shards < 2 || p.Done != 0 || p.Bytes <= 1<<20 {
+		t.Fatalf("progress %+v, want at least 2 shards over more than 1 MiB, none done", p)
+	}
+	for round := 0; got.Stage == dsr.StageDiscovery; round++ {
+		if round > 10 {
+			t.Fatal("discovery does not end")
+		}
+		for n := len(h.broker.Peek("dsr-scan")); n > 0; n-- {
+			h.deliver("scan")
+		}
+		// The request's scheduled look (DefaultPoll on) and the message
+		// that wakes it now.
+		if n := len(h.broker.Peek("dsr-discover")); n < 2 {
+			t.Fatalf("round %d: %d discover messages after the scan completed, want the scheduled one and the one that wakes the request", round, n)
+		}
+		h.deliver("discover")
+		got, _ = h.get(doc.ID)
+	}
+	if got.Stage != dsr.StageExport || got.Discovery == nil || got.Discovery.Progress != nil || got.Discovery.TotalRecords == 0 {
+		t.Fatalf("after discovery: %s %+v", got.Stage, got.Discovery)
+	}
+}
