@@ -35,6 +35,8 @@ type Connector struct {
 	parallelism int
 	// fanout, when set, scans large datasets over the scan queue (fanout.go).
 	fanout *Fanout
+	// shardMatchers are the matchers of the jobs whose shards run here.
+	shardMatchers matcherCache
 }
 
 var _ sources.Connector = (*Connector)(nil)

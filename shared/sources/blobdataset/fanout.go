@@ -18,17 +18,21 @@ package blobdataset
 // Exactly once under redelivery and crashes:
 //   - a shard's result is a blob of its own, written before the shard
 //     counts as done; scanning a shard twice writes the same result;
-//   - the tally is the job blob's list of done shards, changed only by
-//     conditional writes (If-Match on its ETag), so two shards finishing
-//     together both count, and a redelivered shard does not count twice;
-//   - the shard whose tally write completes the list assembles the job's
-//     result (every shard's, in blob order) and only then marks the job
-//     complete; a crash in between leaves a full list and no result, which
-//     the redelivered message (or any other shard's) finishes.
+//   - a shard is done when its result blob exists: it is written only if
+//     absent (If-None-Match), so a redelivered shard counts once, and
+//     shards finishing together do not contend for one blob;
+//   - after writing its result a shard lists the job's results (a
+//     strongly consistent listing: the last one written sees every
+//     other); when all are there it assembles the job's result (every
+//     shard's, in blob order, written only if absent) and then marks the
+//     job complete in its tally (a conditional write); a crash in between
+//     leaves every result and no completion, which the redelivered
+//     message finishes.
 //
-// A discovery finds its job again through a marker per (dataset, subject,
-// relation keys, blob names): a keyed hash, so no identifier is in a blob
-// name. A job is taken only if it was planned after the request's stage
+// A discovery finds its job again through its dataset's registry (one
+// blob per dataset definition and blob names), which lists the recent
+// jobs with a keyed hash of each subject and its relation keys: one read
+// serves a batch of any size, and no identifier is stored in it. A job is taken only if it was planned after the request's stage
 // began (sources.Waiter.Since): an access request does not reuse a scan
 // made before an erasure, and verification after an erasure scans again.
 // The job and result blobs hold the subjects and what was found, like the
@@ -49,6 +53,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -63,9 +68,9 @@ import (
 
 // Fanout configures discovery fanned out over the scan queue.
 type Fanout struct {
-	// Container holds the jobs, shard results and markers (under ScanPrefix).
+	// Container holds the jobs, shard results and registries (under ScanPrefix).
 	Container *container.Client
-	// Secret keys the markers' names.
+	// Secret keys the registries' names and subject keys.
 	Secret []byte
 	// Send puts one shard message on the scan queue; messageID makes a
 	// resend of the same shard a duplicate the queue may drop.
@@ -154,20 +159,30 @@ func validJobID(s string) bool {
 	return err == nil
 }
 
-// scanJob is a fanned-out scan of one dataset for some subjects.
+// scanJob is a fanned-out scan of one dataset for some subjects: written
+// once, when it is planned. What changes is in its jobTally.
 type scanJob struct {
 	Dataset   string       `json:"dataset"`
 	PlannedAt time.Time    `json:"plannedAt"`
 	Blobs     []jobBlob    `json:"blobs"`
 	Shards    [][]jobPiece `json:"shards"`
 	Subjects  []jobSubject `json:"subjects"`
-	Waiters   []string     `json:"waiters,omitempty"`
-	Done      []int        `json:"done,omitempty"`
-	DoneBytes int64        `json:"doneBytes,omitempty"`
-	Complete  bool         `json:"complete,omitempty"`
-	// ReportedAt is when a shard last reported (or the job was sent).
-	ReportedAt time.Time `json:"reportedAt"`
-	Resends    int       `json:"resends,omitempty"`
+}
+
+// jobTally is what changes of a job, in a small blob of its own that
+// discoveries and completing shards change with conditional writes: the
+// requests to wake, whether the result is there, the resends. Which
+// shards are done is the set of shard results written (listed).
+type jobTally struct {
+	Shards int   `json:"shards"`
+	Bytes  int64 `json:"bytes"`
+	// ShardBytes are the bytes of each shard (for progress).
+	ShardBytes []int64  `json:"shardBytes"`
+	Waiters    []string `json:"waiters,omitempty"`
+	Complete   bool     `json:"complete,omitempty"`
+	// SentAt is when the shards were last sent (planned or resent).
+	SentAt  time.Time `json:"sentAt"`
+	Resends int       `json:"resends,omitempty"`
 }
 
 type jobBlob struct {
@@ -243,19 +258,29 @@ func (s savedBlob) result() blobResult {
 	return b
 }
 
-// marker leads a subject's discovery to its job.
-type marker struct {
-	Job       string    `json:"job"`
-	Index     int       `json:"index"`
-	PlannedAt time.Time `json:"plannedAt"`
+// registry lists the recent jobs of one dataset (as its blobs are named
+// now), each with its subjects' keys in job order: one read tells a
+// discovery of any number of subjects which jobs hold them.
+type registry struct {
+	Jobs []registered `json:"jobs"`
 }
+
+type registered struct {
+	Job       string    `json:"job"`
+	PlannedAt time.Time `json:"plannedAt"`
+	Keys      []string  `json:"keys"`
+}
+
+// registryKeep is how long a job stays in its dataset's registry.
+const registryKeep = 24 * time.Hour
 
 func jobName(id string) string    { return ScanPrefix + "jobs/" + id + ".json" }
 func resultName(id string) string { return ScanPrefix + "jobs/" + id + "/result.json" }
+func tallyName(id string) string  { return ScanPrefix + "jobs/" + id + "/tally.json" }
 func shardName(id string, shard int) string {
 	return fmt.Sprintf("%sjobs/%s/shard-%05d.json", ScanPrefix, id, shard)
 }
-func markerName(key string) string { return ScanPrefix + "subjects/" + key + ".json" }
+func registryName(key string) string { return ScanPrefix + "registry/" + key + ".json" }
 
 // fanoutFormat reports whether datasets of format f can fan out: formats
 // read blob by blob by scanBlob.
@@ -364,13 +389,24 @@ func (c *Connector) sizedBlobs(ctx context.Context, d *sources.Dataset, names []
 	return out, nil
 }
 
-// subjectKey names a subject's scan of d: its identifiers, the relation
-// keys d's rules look at, the dataset's definition and its blob names.
-func (f *Fanout) subjectKey(d *sources.Dataset, st *subjectState, blobs []jobBlob) string {
+// datasetKey names a dataset's registry: its definition and blob names.
+func (f *Fanout) datasetKey(d *sources.Dataset, blobs []jobBlob) string {
 	mac := hmac.New(sha256.New, f.Secret)
 	def, _ := json.Marshal(d)
+	fmt.Fprintf(mac, "dsr-scan-dataset\x00%s\x00", def)
+	for _, b := range blobs {
+		fmt.Fprintf(mac, "%q\x00", b.Name)
+	}
+	return hex.EncodeToString(mac.Sum(nil)[:20])
+}
+
+// subjectKey names a subject's scan of d: its identifiers and the
+// relation keys d's rules look at (a keyed hash: no identifier is kept in
+// the registry).
+func (f *Fanout) subjectKey(d *sources.Dataset, st *subjectState) string {
+	mac := hmac.New(sha256.New, f.Secret)
 	subj, _ := json.Marshal(st.subj)
-	fmt.Fprintf(mac, "dsr-scan-subject\x00%s\x00%s\x00", def, subj)
+	fmt.Fprintf(mac, "dsr-scan-subject\x00%s\x00%s\x00", d.Name, subj)
 	for _, r := range d.Relations {
 		vals := make([]string, 0, len(st.keys[r.References][r.ReferencesField]))
 		for v := range st.keys[r.References][r.ReferencesField] {
@@ -379,19 +415,121 @@ func (f *Fanout) subjectKey(d *sources.Dataset, st *subjectState, blobs []jobBlo
 		sort.Strings(vals)
 		fmt.Fprintf(mac, "%s\x00%s\x00%q\x00", r.References, r.ReferencesField, vals)
 	}
-	for _, b := range blobs {
-		fmt.Fprintf(mac, "%q\x00", b.Name)
-	}
 	return hex.EncodeToString(mac.Sum(nil)[:20])
 }
 
-// loadedJob is a job read in one discovery, with its ETag and result.
+// marker is where a registry says a subject's scan is: a job and the
+// subject's index in it.
+type marker struct {
+	Job   string
+	Index int
+}
+
+// find returns the newest job planned at or after since that holds key.
+func (r *registry) find(key string, since time.Time) (marker, bool) {
+	for j := len(r.Jobs) - 1; j >= 0; j-- {
+		e := r.Jobs[j]
+		if e.PlannedAt.Before(since) || !validJobID(e.Job) {
+			continue
+		}
+		if k := slices.Index(e.Keys, key); k >= 0 {
+			return marker{Job: e.Job, Index: k}, true
+		}
+	}
+	return marker{}, false
+}
+
+// register adds a job to a dataset's registry (a conditional write,
+// retried when another discovery registered one meanwhile), dropping
+// entries older than registryKeep.
+func (f *Fanout) register(ctx context.Context, name string, e registered) error {
+	for {
+		var reg registry
+		found, etag, err := f.getJSON(ctx, name, &reg)
+		if err != nil {
+			return err
+		}
+		reg.Jobs = slices.DeleteFunc(reg.Jobs, func(old registered) bool { return e.PlannedAt.Sub(old.PlannedAt) > registryKeep })
+		reg.Jobs = append(reg.Jobs, e)
+		var cond *azcore.ETag
+		if found {
+			cond = &etag
+		} else {
+			none := azcore.ETagAny
+			cond = &none
+		}
+		_, err = f.putJSONIf(ctx, name, reg, cond, !found)
+		if err == nil {
+			return nil
+		}
+		if !bloberror.HasCode(err, bloberror.ConditionNotMet, bloberror.BlobAlreadyExists) {
+			return err
+		}
+	}
+}
+
+// loadedJob is a job as one call read it: its tally (with ETag) always,
+// the job itself when needed, and its result once complete.
 type loadedJob struct {
-	id      string
-	job     scanJob
-	etag    azcore.ETag
+	id        string
+	tally     jobTally
+	tallyETag azcore.ETag
+	job       *scanJob
+	// done are the shards whose results are written, with when.
+	done    map[int]time.Time
 	results []scanResult
 	err     error
+}
+
+// listDone lists the shards whose results are written: a shard is done
+// once its result is (one list, whatever the number of shards).
+func (f *Fanout) listDone(ctx context.Context, lj *loadedJob) error {
+	lj.done = map[int]time.Time{}
+	prefix := ScanPrefix + "jobs/" + lj.id + "/shard-"
+	pager := f.Container.NewListBlobsFlatPager(&container.ListBlobsFlatOptions{Prefix: to.Ptr(prefix)})
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			return fmt.Errorf("list a scan's shard results: %w", err)
+		}
+		for _, it := range page.Segment.BlobItems {
+			var n int
+			if _, err := fmt.Sscanf(strings.TrimSuffix(strings.TrimPrefix(*it.Name, prefix), ".json"), "%d", &n); err != nil {
+				continue
+			}
+			var at time.Time
+			if it.Properties != nil && it.Properties.LastModified != nil {
+				at = *it.Properties.LastModified
+			}
+			lj.done[n] = at
+		}
+	}
+	return nil
+}
+
+// loadTally reads a job's tally; false if the job is gone (swept).
+func (f *Fanout) loadTally(ctx context.Context, lj *loadedJob) (bool, error) {
+	lj.tally = jobTally{}
+	ok, etag, err := f.getJSON(ctx, tallyName(lj.id), &lj.tally)
+	if err != nil || !ok {
+		return false, err
+	}
+	lj.tallyETag = etag
+	return true, nil
+}
+
+// loadJob reads the job itself (once).
+func (f *Fanout) loadJob(ctx context.Context, lj *loadedJob) (bool, error) {
+	if lj.job != nil {
+		return true, nil
+	}
+	var j scanJob
+	ok, _, err := f.getJSON(ctx, jobName(lj.id), &j)
+	if err != nil || !ok {
+		return false, err
+	}
+	lj.job = &j
+	return true, nil
 }
 
 // scanFanout is scan for a dataset of many shards: the subjects whose job
@@ -405,36 +543,38 @@ func (c *Connector) scanFanout(ctx context.Context, d *sources.Dataset, due []*s
 	jobs := map[string]*loadedJob{}
 	var need []int
 	var pending []*loadedJob
+	regName := registryName(f.datasetKey(d, blobs))
+	var reg registry
+	if _, _, err := f.getJSON(ctx, regName, &reg); err != nil {
+		return nil, err
+	}
+	keys := make([]string, len(due))
 	for i, st := range due {
+		keys[i] = f.subjectKey(d, st)
 		w := waiterOf(waiters, i, len(due))
 		since := w.Since
 		if since.IsZero() {
 			since = now.Add(-f.Stale)
 		}
-		var mk marker
-		found, _, err := f.getJSON(ctx, markerName(f.subjectKey(d, st, blobs)), &mk)
-		if err != nil {
-			return nil, err
-		}
-		if !found || mk.PlannedAt.Before(since) || !validJobID(mk.Job) {
+		mk, found := reg.find(keys[i], since)
+		if !found {
 			need = append(need, i)
 			continue
 		}
 		lj := jobs[mk.Job]
 		if lj == nil {
 			lj = &loadedJob{id: mk.Job}
-			ok, etag, err := f.getJSON(ctx, jobName(mk.Job), &lj.job)
+			ok, err := f.loadTally(ctx, lj)
 			if err != nil {
 				return nil, err
 			}
-			if !ok || lj.job.Dataset != d.Name || len(lj.job.Subjects) <= mk.Index {
+			if !ok {
 				need = append(need, i)
 				continue
 			}
-			lj.etag = etag
 			jobs[mk.Job] = lj
 		}
-		if !lj.job.Complete {
+		if !lj.tally.Complete {
 			if !slices.Contains(pending, lj) {
 				pending = append(pending, lj)
 			}
@@ -446,10 +586,13 @@ func (c *Connector) scanFanout(ctx context.Context, d *sources.Dataset, due []*s
 		if lj.err != nil {
 			return nil, lj.err
 		}
+		if mk.Index >= len(lj.results) {
+			return nil, fmt.Errorf("dataset %s: a fanned-out scan's result does not fit its registry", d.Name)
+		}
 		out[i] = lj.results[mk.Index]
 	}
 	if len(need) > 0 {
-		lj, err := c.planJob(ctx, d, due, need, blobs, waiters, now)
+		lj, err := c.planJob(ctx, d, due, need, keys, blobs, waiters, now, regName)
 		if err != nil {
 			return nil, err
 		}
@@ -471,20 +614,25 @@ func (c *Connector) scanFanout(ctx context.Context, d *sources.Dataset, due []*s
 		if err := f.addWaiters(ctx, lj, ids); err != nil {
 			return nil, err
 		}
-		if lj.job.Complete {
+		if lj.tally.Complete {
 			// Completed while we looked, maybe before our requests were
 			// among its waiters: look again soon.
 			p.After = time.Second
 		}
+		if err := f.listDone(ctx, lj); err != nil {
+			return nil, err
+		}
 		if err := f.resendIfStale(ctx, lj, now); err != nil {
 			return nil, err
 		}
-		p.Progress.Shards += len(lj.job.Shards)
-		p.Progress.Done += len(lj.job.Done)
-		p.Progress.DoneBytes += lj.job.DoneBytes
-		for _, b := range lj.job.Blobs {
-			p.Progress.Bytes += b.Size
+		p.Progress.Shards += lj.tally.Shards
+		p.Progress.Done += len(lj.done)
+		for s := range lj.done {
+			if s < len(lj.tally.ShardBytes) {
+				p.Progress.DoneBytes += lj.tally.ShardBytes[s]
+			}
 		}
+		p.Progress.Bytes += lj.tally.Bytes
 	}
 	return nil, p
 }
@@ -501,31 +649,45 @@ func waiterOf(ws []sources.Waiter, i, n int) sources.Waiter {
 	return sources.Waiter{}
 }
 
-// planJob creates a job for the subjects due[need...], marks them, and
-// sends its shards.
-func (c *Connector) planJob(ctx context.Context, d *sources.Dataset, due []*subjectState, need []int, blobs []jobBlob, waiters []sources.Waiter, now time.Time) (*loadedJob, error) {
+// planJob creates a job for the subjects due[need...], registers them,
+// and sends its shards.
+func (c *Connector) planJob(ctx context.Context, d *sources.Dataset, due []*subjectState, need []int, keys []string, blobs []jobBlob, waiters []sources.Waiter, now time.Time, regName string) (*loadedJob, error) {
 	f := c.fanout
 	var id [16]byte
 	if _, err := rand.Read(id[:]); err != nil {
 		return nil, err
 	}
-	lj := &loadedJob{id: hex.EncodeToString(id[:])}
-	lj.job = scanJob{Dataset: d.Name, PlannedAt: now, Blobs: blobs, Shards: planShards(blobs, f.ShardBytes, f.MaxShards, d.Format == sources.FormatNDJSON), ReportedAt: now}
+	job := &scanJob{Dataset: d.Name, PlannedAt: now, Blobs: blobs, Shards: planShards(blobs, f.ShardBytes, f.MaxShards, d.Format == sources.FormatNDJSON)}
+	lj := &loadedJob{id: hex.EncodeToString(id[:]), job: job}
+	lj.tally = jobTally{Shards: len(job.Shards), SentAt: now}
+	for _, pieces := range job.Shards {
+		var n int64
+		for _, p := range pieces {
+			n += p.End - p.Start
+		}
+		lj.tally.ShardBytes = append(lj.tally.ShardBytes, n)
+		lj.tally.Bytes += n
+	}
 	for _, i := range need {
-		lj.job.Subjects = append(lj.job.Subjects, jobSubject{Subject: due[i].subj, Keys: due[i].keys})
-		if w := waiterOf(waiters, i, len(due)); w.ID != "" && !slices.Contains(lj.job.Waiters, w.ID) {
-			lj.job.Waiters = append(lj.job.Waiters, w.ID)
+		job.Subjects = append(job.Subjects, jobSubject{Subject: due[i].subj, Keys: due[i].keys})
+		if w := waiterOf(waiters, i, len(due)); w.ID != "" && !slices.Contains(lj.tally.Waiters, w.ID) {
+			lj.tally.Waiters = append(lj.tally.Waiters, w.ID)
 		}
 	}
-	etag, err := f.putJSON(ctx, jobName(lj.id), lj.job, nil)
+	if _, err := f.putJSON(ctx, jobName(lj.id), job, nil); err != nil {
+		return nil, fmt.Errorf("dataset %s: plan a fanned-out scan: %w", d.Name, err)
+	}
+	etag, err := f.putJSON(ctx, tallyName(lj.id), lj.tally, nil)
 	if err != nil {
 		return nil, fmt.Errorf("dataset %s: plan a fanned-out scan: %w", d.Name, err)
 	}
-	lj.etag = etag
-	for k, i := range need {
-		if _, err := f.putJSON(ctx, markerName(f.subjectKey(d, due[i], blobs)), marker{Job: lj.id, Index: k, PlannedAt: now}, nil); err != nil {
-			return nil, fmt.Errorf("dataset %s: plan a fanned-out scan: %w", d.Name, err)
-		}
+	lj.tallyETag = etag
+	entry := registered{Job: lj.id, PlannedAt: now}
+	for _, i := range need {
+		entry.Keys = append(entry.Keys, keys[i])
+	}
+	if err := f.register(ctx, regName, entry); err != nil {
+		return nil, fmt.Errorf("dataset %s: plan a fanned-out scan: %w", d.Name, err)
 	}
 	if err := f.sendShards(ctx, lj, 0); err != nil {
 		return nil, fmt.Errorf("dataset %s: %w", d.Name, err)
@@ -535,8 +697,8 @@ func (c *Connector) planJob(ctx context.Context, d *sources.Dataset, due []*subj
 
 // sendShards sends the messages of the job's unfinished shards.
 func (f *Fanout) sendShards(ctx context.Context, lj *loadedJob, resend int) error {
-	for s := range lj.job.Shards {
-		if slices.Contains(lj.job.Done, s) {
+	for s := range lj.tally.Shards {
+		if _, done := lj.done[s]; done {
 			continue
 		}
 		body, _ := json.Marshal(ShardMessage{Job: lj.id, Shard: s})
@@ -547,87 +709,102 @@ func (f *Fanout) sendShards(ctx context.Context, lj *loadedJob, resend int) erro
 	return nil
 }
 
-// resendIfStale sends a job's unfinished shards again when none has
-// reported for Stale (a message dead-lettered, an instance lost); after
-// maxResends the job is given up: an error for this discovery, whose next
-// attempt plans a new job (the job is marked complete with no result).
-func (f *Fanout) resendIfStale(ctx context.Context, lj *loadedJob, now time.Time) error {
-	if lj.job.Complete || now.Sub(lj.job.ReportedAt) < f.Stale {
-		return nil
-	}
-	for {
-		if lj.job.Resends >= maxResends {
-			return fmt.Errorf("dataset %s: a fanned-out scan made no progress after %d resends of its shards", lj.job.Dataset, maxResends)
-		}
-		lj.job.Resends++
-		lj.job.ReportedAt = now
-		etag, err := f.putJSON(ctx, jobName(lj.id), lj.job, &lj.etag)
+// updateTally changes the job's tally with change (false: nothing to
+// change) in a conditional write, reading it again and retrying when
+// another shard or discovery changed it meanwhile.
+func (f *Fanout) updateTally(ctx context.Context, lj *loadedJob, change func(t *jobTally) bool) error {
+	for change(&lj.tally) {
+		etag, err := f.putJSON(ctx, tallyName(lj.id), lj.tally, &lj.tallyETag)
 		if err == nil {
-			lj.etag = etag
-			return f.sendShards(ctx, lj, lj.job.Resends)
+			lj.tallyETag = etag
+			return nil
 		}
 		if !bloberror.HasCode(err, bloberror.ConditionNotMet) {
 			return err
 		}
-		if err := f.reload(ctx, lj); err != nil {
+		ok, err := f.loadTally(ctx, lj)
+		if err != nil {
 			return err
 		}
-		if lj.job.Complete || now.Sub(lj.job.ReportedAt) < f.Stale {
-			return nil
+		if !ok {
+			return fmt.Errorf("a fanned-out scan's job is gone: %w", sources.ErrChanged)
 		}
 	}
+	return nil
+}
+
+// resendIfStale sends a job's unfinished shards again when none has
+// reported for Stale (a message dead-lettered, an instance lost); after
+// maxResends the job is given up: an error for this discovery, whose next
+// attempt plans a new job.
+func (f *Fanout) resendIfStale(ctx context.Context, lj *loadedJob, now time.Time) error {
+	// The last sign of life: the last send, or the newest shard result.
+	last := func(t *jobTally) time.Time {
+		at := t.SentAt
+		for _, d := range lj.done {
+			if d.After(at) {
+				at = d
+			}
+		}
+		return at
+	}
+	exhausted, resend := false, false
+	err := f.updateTally(ctx, lj, func(t *jobTally) bool {
+		exhausted, resend = false, false
+		if t.Complete || len(lj.done) >= t.Shards || now.Sub(last(t)) < f.Stale {
+			return false
+		}
+		if t.Resends >= maxResends {
+			exhausted = true
+			return false
+		}
+		t.Resends++
+		t.SentAt = now
+		resend = true
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	if exhausted {
+		return fmt.Errorf("a fanned-out scan made no progress after %d resends of its shards", maxResends)
+	}
+	if resend {
+		return f.sendShards(ctx, lj, lj.tally.Resends)
+	}
+	return nil
 }
 
 // addWaiters adds requests to those told when the job completes.
 func (f *Fanout) addWaiters(ctx context.Context, lj *loadedJob, ids []string) error {
-	missing := func() []string {
-		var out []string
+	return f.updateTally(ctx, lj, func(t *jobTally) bool {
+		if t.Complete {
+			return false
+		}
+		added := false
 		for _, id := range ids {
-			if !slices.Contains(lj.job.Waiters, id) && !slices.Contains(out, id) {
-				out = append(out, id)
+			if !slices.Contains(t.Waiters, id) {
+				t.Waiters = append(t.Waiters, id)
+				added = true
 			}
 		}
-		return out
-	}
-	for add := missing(); !lj.job.Complete && len(add) > 0; add = missing() {
-		lj.job.Waiters = append(lj.job.Waiters, add...)
-		etag, err := f.putJSON(ctx, jobName(lj.id), lj.job, &lj.etag)
-		if err == nil {
-			lj.etag = etag
-			return nil
-		}
-		if !bloberror.HasCode(err, bloberror.ConditionNotMet) {
-			return err
-		}
-		if err := f.reload(ctx, lj); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (f *Fanout) reload(ctx context.Context, lj *loadedJob) error {
-	lj.job = scanJob{}
-	ok, etag, err := f.getJSON(ctx, jobName(lj.id), &lj.job)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return fmt.Errorf("a fanned-out scan's job is gone: %w", sources.ErrChanged)
-	}
-	lj.etag = etag
-	return nil
+		return added
+	})
 }
 
 // loadResult reads a complete job's result: each subject's scan result,
 // or the DataError of a shard whose data cannot be read.
 func (f *Fanout) loadResult(ctx context.Context, d *sources.Dataset, lj *loadedJob) ([]scanResult, error) {
-	var res shardResult
-	ok, _, err := f.getJSON(ctx, resultName(lj.id), &res)
+	ok, err := f.loadJob(ctx, lj)
 	if err != nil {
 		return nil, err
 	}
-	if !ok || len(res.Blobs) != len(lj.job.Blobs) && res.Error == "" {
+	var res shardResult
+	found, _, err := f.getJSON(ctx, resultName(lj.id), &res)
+	if err != nil {
+		return nil, err
+	}
+	if !ok || !found || len(res.Blobs) != len(lj.job.Blobs) && res.Error == "" {
 		return nil, fmt.Errorf("dataset %s: a fanned-out scan is complete without its result", d.Name)
 	}
 	if res.Error != "" {
@@ -654,41 +831,75 @@ func (c *Connector) RunShard(ctx context.Context, m ShardMessage) error {
 		return errors.New("scan: this connector does not fan out")
 	}
 	lj := &loadedJob{id: m.Job}
-	ok, etag, err := f.getJSON(ctx, jobName(m.Job), &lj.job)
+	ok, err := f.loadTally(ctx, lj)
 	if err != nil {
-		return fmt.Errorf("scan: read job: %w", err)
+		return fmt.Errorf("scan: read the job's tally: %w", err)
 	}
-	if !ok || m.Shard >= len(lj.job.Shards) {
+	if !ok || m.Shard >= lj.tally.Shards {
 		return nil // swept, or not ours: nothing waits for it
 	}
-	lj.etag = etag
-	if !slices.Contains(lj.job.Done, m.Shard) {
-		res, err := c.scanShard(ctx, &lj.job, m.Shard)
+	// A job never changes once planned: an instance reads it once.
+	lj.job = c.shardMatchers.job(m.Job)
+	if ok, err = f.loadJob(ctx, lj); err != nil || !ok {
+		return fmt.Errorf("scan: read the job: %v, %w", ok, err)
+	}
+	c.shardMatchers.keepJob(m.Job, lj.job)
+	if lj.tally.Complete {
+		return nil
+	}
+	// A redelivered shard scans again (rare) rather than every shard
+	// listing first: its result is written only if absent.
+	{
+		res, err := c.scanShard(ctx, m.Job, lj.job, m.Shard)
 		if err != nil {
 			return err
 		}
-		if _, err := f.putJSON(ctx, shardName(m.Job, m.Shard), res, nil); err != nil {
+		// The first result written counts; a redelivery's is the same.
+		any := azcore.ETagAny
+		if _, err := f.putJSONIf(ctx, shardName(m.Job, m.Shard), res, &any, true); err != nil && !bloberror.HasCode(err, bloberror.BlobAlreadyExists) {
 			return fmt.Errorf("scan: record shard: %w", err)
 		}
+		if err := f.listDone(ctx, lj); err != nil {
+			return fmt.Errorf("scan: %w", err)
+		}
 	}
-	return f.tally(ctx, lj, m.Shard)
+	if len(lj.done) < lj.tally.Shards {
+		return nil
+	}
+	// Every shard is done: whichever shard sees it (several at once, or a
+	// redelivery after a crash) completes the job; the one whose write
+	// marks it complete wakes the waiting requests (if it dies first,
+	// they look again at their next check).
+	if lj.tally.Complete {
+		return nil
+	}
+	marked, err := f.complete(ctx, lj)
+	if err != nil {
+		return err
+	}
+	if marked && f.Completed != nil && len(lj.tally.Waiters) > 0 {
+		f.Completed(ctx, lj.tally.Waiters)
+	}
+	return nil
 }
 
 // scanShard scans the pieces of one shard for the job's subjects.
-func (c *Connector) scanShard(ctx context.Context, job *scanJob, shard int) (shardResult, error) {
+func (c *Connector) scanShard(ctx context.Context, jobID string, job *scanJob, shard int) (shardResult, error) {
 	d := c.cfg.Dataset(job.Dataset)
 	if d == nil {
 		return shardResult{Error: "the dataset is no longer configured"}, nil
 	}
-	states := make([]*subjectState, len(job.Subjects))
-	for i, s := range job.Subjects {
-		keys := s.Keys
-		if keys == nil {
-			keys = keySet{}
+	m := c.shardMatchers.get(jobID, func() *datasetMatcher {
+		states := make([]*subjectState, len(job.Subjects))
+		for i, s := range job.Subjects {
+			keys := s.Keys
+			if keys == nil {
+				keys = keySet{}
+			}
+			states[i] = &subjectState{subj: s.Subject, keys: keys}
 		}
-		states[i] = &subjectState{subj: s.Subject, keys: keys}
-	}
-	m := newDatasetMatcher(c.cfg, d, states)
+		return newDatasetMatcher(c.cfg, d, states)
+	})
 	refs := c.cfg.ReferencedFields(d.Name)
 	pieces := job.Shards[shard]
 	res := shardResult{Blobs: make([]savedBlob, len(pieces))}
@@ -715,44 +926,9 @@ func (c *Connector) scanShard(ctx context.Context, job *scanJob, shard int) (sha
 	return res, nil
 }
 
-// tally counts the shard done (a conditional write of the job) and, once
-// every shard is, completes the job.
-func (f *Fanout) tally(ctx context.Context, lj *loadedJob, shard int) error {
-	for !slices.Contains(lj.job.Done, shard) {
-		lj.job.Done = append(lj.job.Done, shard)
-		for _, p := range lj.job.Shards[shard] {
-			lj.job.DoneBytes += p.End - p.Start
-		}
-		lj.job.ReportedAt = f.Now().UTC()
-		etag, err := f.putJSON(ctx, jobName(lj.id), lj.job, &lj.etag)
-		if err == nil {
-			lj.etag = etag
-			break
-		}
-		if !bloberror.HasCode(err, bloberror.ConditionNotMet) {
-			return fmt.Errorf("scan: count the shard: %w", err)
-		}
-		if err := f.reload(ctx, lj); err != nil {
-			return err
-		}
-	}
-	if len(lj.job.Done) < len(lj.job.Shards) {
-		return nil
-	}
-	if !lj.job.Complete {
-		if err := f.complete(ctx, lj); err != nil {
-			return err
-		}
-	}
-	if f.Completed != nil && len(lj.job.Waiters) > 0 {
-		f.Completed(ctx, lj.job.Waiters)
-	}
-	return nil
-}
-
 // complete assembles the job's result from its shards' and marks it
-// complete.
-func (f *Fanout) complete(ctx context.Context, lj *loadedJob) error {
+// complete; marked says whether this call's write did.
+func (f *Fanout) complete(ctx context.Context, lj *loadedJob) (marked bool, err error) {
 	// One entry per blob: a split blob's parts joined, their records
 	// numbered on from the parts before.
 	res := shardResult{Blobs: make([]savedBlob, len(lj.job.Blobs))}
@@ -761,10 +937,10 @@ func (f *Fanout) complete(ctx context.Context, lj *loadedJob) error {
 		var sr shardResult
 		ok, _, err := f.getJSON(ctx, shardName(lj.id, s), &sr)
 		if err != nil {
-			return fmt.Errorf("scan: read shard %d: %w", s, err)
+			return false, fmt.Errorf("scan: read shard %d: %w", s, err)
 		}
 		if !ok || sr.Error == "" && len(sr.Blobs) != len(pieces) {
-			return fmt.Errorf("scan: shard %d is counted but has no result", s)
+			return false, fmt.Errorf("scan: shard %d is counted but has no result", s)
 		}
 		if sr.Error != "" {
 			res = shardResult{Error: sr.Error}
@@ -773,7 +949,7 @@ func (f *Fanout) complete(ctx context.Context, lj *loadedJob) error {
 		for i, p := range pieces {
 			part, whole := sr.Blobs[i], &res.Blobs[p.Blob]
 			if whole.ETag != "" && whole.ETag != part.ETag {
-				return fmt.Errorf("scan: the parts of a blob were read from different versions: %w", sources.ErrChanged)
+				return false, fmt.Errorf("scan: the parts of a blob were read from different versions: %w", sources.ErrChanged)
 			}
 			whole.ETag = part.ETag
 			for _, h := range part.Hits {
@@ -784,24 +960,16 @@ func (f *Fanout) complete(ctx context.Context, lj *loadedJob) error {
 			before[p.Blob] += part.Records
 		}
 	}
-	if _, err := f.putJSON(ctx, resultName(lj.id), res, nil); err != nil {
-		return fmt.Errorf("scan: record the result: %w", err)
+	any := azcore.ETagAny
+	if _, err := f.putJSONIf(ctx, resultName(lj.id), res, &any, true); err != nil && !bloberror.HasCode(err, bloberror.BlobAlreadyExists) {
+		return false, fmt.Errorf("scan: record the result: %w", err)
 	}
-	for !lj.job.Complete {
-		lj.job.Complete = true
-		etag, err := f.putJSON(ctx, jobName(lj.id), lj.job, &lj.etag)
-		if err == nil {
-			lj.etag = etag
-			return nil
-		}
-		if !bloberror.HasCode(err, bloberror.ConditionNotMet) {
-			return fmt.Errorf("scan: complete the job: %w", err)
-		}
-		if err := f.reload(ctx, lj); err != nil {
-			return err
-		}
-	}
-	return nil
+	err = f.updateTally(ctx, lj, func(t *jobTally) bool {
+		marked = !t.Complete
+		t.Complete = true
+		return marked
+	})
+	return marked, err
 }
 
 // getJSON reads a blob as JSON into v; false if it does not exist.
@@ -830,13 +998,22 @@ func (f *Fanout) getJSON(ctx context.Context, name string, v any) (bool, azcore.
 
 // putJSON writes v as a blob; with ifMatch, only over that version.
 func (f *Fanout) putJSON(ctx context.Context, name string, v any, ifMatch *azcore.ETag) (azcore.ETag, error) {
+	return f.putJSONIf(ctx, name, v, ifMatch, false)
+}
+
+// putJSONIf is putJSON; with absent, cond is If-None-Match (only if the
+// blob does not exist), else If-Match.
+func (f *Fanout) putJSONIf(ctx context.Context, name string, v any, cond *azcore.ETag, absent bool) (azcore.ETag, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return "", err
 	}
 	opts := &blockblob.UploadBufferOptions{HTTPHeaders: &blob.HTTPHeaders{BlobContentType: to.Ptr("application/json")}}
-	if ifMatch != nil {
-		opts.AccessConditions = &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfMatch: ifMatch}}
+	switch {
+	case cond != nil && absent:
+		opts.AccessConditions = &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfNoneMatch: cond}}
+	case cond != nil:
+		opts.AccessConditions = &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfMatch: cond}}
 	}
 	resp, err := f.Container.NewBlockBlobClient(name).UploadBuffer(ctx, b, opts)
 	if err != nil {
@@ -849,7 +1026,7 @@ func (f *Fanout) putJSON(ctx context.Context, name string, v any, ifMatch *azcor
 }
 
 // SweepScans deletes the fan-out's blobs (jobs, shard results, results,
-// markers) last written more than olderThan ago: a day after a scan no
+// registries) last written more than olderThan ago: a day after a scan no
 // discovery takes it (Stale and the resends end a job long before), and
 // they hold subjects and what was found. Without fan-out it does nothing.
 func (c *Connector) SweepScans(ctx context.Context, olderThan time.Duration) (int, error) {
@@ -877,4 +1054,63 @@ func (c *Connector) SweepScans(ctx context.Context, olderThan time.Duration) (in
 		}
 	}
 	return n, nil
+}
+
+// matcherCache keeps the jobs and matchers of the last few jobs an
+// instance ran shards of: building a matcher for a thousand subjects
+// costs more than scanning a shard, and an instance often runs several
+// shards of a job.
+type matcherCache struct {
+	mu      sync.Mutex
+	entries []*cachedMatcher
+}
+
+type cachedMatcher struct {
+	job  string
+	once sync.Once
+	m    *datasetMatcher
+	// scan is the job itself, once read.
+	scan *scanJob
+}
+
+// entry returns the job's entry, adding it (and dropping the oldest) if
+// it is not there; under mc.mu.
+func (mc *matcherCache) entry(job string) *cachedMatcher {
+	for _, x := range mc.entries {
+		if x.job == job {
+			return x
+		}
+	}
+	e := &cachedMatcher{job: job}
+	mc.entries = append(mc.entries, e)
+	if len(mc.entries) > matcherCacheSize {
+		mc.entries = mc.entries[1:]
+	}
+	return e
+}
+
+// job returns the job if an earlier shard here read it.
+func (mc *matcherCache) job(job string) *scanJob {
+	mc.mu.Lock()
+	defer mc.mu.Unlock()
+	return mc.entry(job).scan
+}
+
+// keepJob remembers a job read.
+func (mc *matcherCache) keepJob(job string, j *scanJob) {
+	mc.mu.Lock()
+	defer mc.mu.Unlock()
+	mc.entry(job).scan = j
+}
+
+// matcherCacheSize is how many jobs' matchers an instance keeps.
+const matcherCacheSize = 4
+
+// get returns the job's matcher, building it once.
+func (mc *matcherCache) get(job string, build func() *datasetMatcher) *datasetMatcher {
+	mc.mu.Lock()
+	e := mc.entry(job)
+	mc.mu.Unlock()
+	e.once.Do(func() { e.m = build() })
+	return e.m
 }

@@ -31,7 +31,7 @@ type fanoutRig struct {
 
 func newFanoutRig(t *testing.T) *fanoutRig {
 	f := newFixture(t)
-	r := &fanoutRig{fixture: f, bodies: map[string][]byte{}, now: time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)}
+	r := &fanoutRig{fixture: f, bodies: map[string][]byte{}, now: time.Now().UTC()}
 	r.state = azuritetest.Container(t, f.acct, "state")
 	for b := range 6 {
 		var lines []string
@@ -198,37 +198,39 @@ func TestFanoutShardRedeliveryAndCrashes(t *testing.T) {
 	msgs := r.take()
 	// Shard 0 twice, shard 1 three times.
 	r.runAll(c, []ShardMessage{msgs[0], msgs[0], msgs[1], msgs[1], msgs[1]})
-	job := r.job(msgs[0].Job)
-	if len(job.Done) != 2 {
-		t.Fatalf("done %v after redeliveries of 2 shards", job.Done)
+	if n := r.doneShards(msgs[0].Job); n != 2 {
+		t.Fatalf("%d shards done after redeliveries of 2 shards", n)
 	}
-	// Shard 2 records its result and dies before counting it.
-	res, err := c.scanShard(r.ctx, &job, msgs[2].Shard)
+	r.runAll(c, msgs[2:5])
+	// The last shard records its result and dies before it looks whether
+	// the job is complete: every result is there, the job is not complete.
+	job := r.job(msgs[0].Job)
+	res, err := c.scanShard(r.ctx, msgs[5].Job, &job, msgs[5].Shard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.fanout.putJSON(r.ctx, shardName(msgs[2].Job, msgs[2].Shard), res, nil); err != nil {
+	if _, err := c.fanout.putJSON(r.ctx, shardName(msgs[5].Job, msgs[5].Shard), res, nil); err != nil {
 		t.Fatal(err)
 	}
-	if job := r.job(msgs[0].Job); len(job.Done) != 2 {
-		t.Fatalf("a shard that crashed was counted: %v", job.Done)
+	if n, tl := r.doneShards(msgs[0].Job), r.tally(msgs[0].Job); n != 6 || tl.Complete || len(r.completed) != 0 {
+		t.Fatalf("after the crash: %d done, complete %v, woken %v", n, tl.Complete, r.completed)
 	}
-	r.runAll(c, msgs[2:]) // its redelivery and the rest
-	if job := r.job(msgs[0].Job); len(job.Done) != 6 || !job.Complete {
-		t.Fatalf("after every shard: done %v complete %v", job.Done, job.Complete)
+	r.runAll(c, msgs[5:6]) // its redelivery
+	if tl := r.tally(msgs[0].Job); !tl.Complete || len(r.completed) != 1 {
+		t.Fatalf("after the redelivery: complete %v, woken %v", tl.Complete, r.completed)
 	}
 	// A crash between the full tally and the result: any redelivery
 	// assembles it again.
-	job = r.job(msgs[0].Job)
-	job.Complete = false
-	if _, err := c.fanout.putJSON(r.ctx, jobName(msgs[0].Job), job, nil); err != nil {
+	tl := r.tally(msgs[0].Job)
+	tl.Complete = false
+	if _, err := c.fanout.putJSON(r.ctx, tallyName(msgs[0].Job), tl, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := r.acct.Service.NewContainerClient(r.state).NewBlobClient(resultName(msgs[0].Job)).Delete(r.ctx, nil); err != nil {
 		t.Fatal(err)
 	}
 	r.runAll(c, msgs[3:4])
-	if job := r.job(msgs[0].Job); !job.Complete {
+	if tl := r.tally(msgs[0].Job); !tl.Complete {
 		t.Fatal("the redelivered shard did not complete the job")
 	}
 	got, err := c.DiscoverMany(ctx, []sources.Subject{annSubj})
@@ -243,6 +245,26 @@ func TestFanoutShardRedeliveryAndCrashes(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("after crashes:\n%+v\nwant\n%+v", *got[0], *want[0])
 	}
+}
+
+// doneShards counts a job's shard results.
+func (r *fanoutRig) doneShards(id string) int {
+	r.t.Helper()
+	lj := &loadedJob{id: id}
+	if err := (&Fanout{Container: r.acct.Service.NewContainerClient(r.state)}).listDone(r.ctx, lj); err != nil {
+		r.t.Fatal(err)
+	}
+	return len(lj.done)
+}
+
+func (r *fanoutRig) tally(id string) jobTally {
+	r.t.Helper()
+	var j jobTally
+	ok, _, err := (&Fanout{Container: r.acct.Service.NewContainerClient(r.state)}).getJSON(r.ctx, tallyName(id), &j)
+	if err != nil || !ok {
+		r.t.Fatalf("tally %s: %v %v", id, ok, err)
+	}
+	return j
 }
 
 func (r *fanoutRig) job(id string) scanJob {
@@ -459,7 +481,7 @@ func TestFanoutSweep(t *testing.T) {
 	}
 	r.now = r.now.Add(25 * time.Hour)
 	n, err := c.SweepScans(r.ctx, 24*time.Hour)
-	if err != nil || n < 8 { // job, 6 shard results, result, marker
+	if err != nil || n < 9 { // job, tally, 6 shard results, result, registry
 		t.Fatalf("a day later: %d swept, %v", n, err)
 	}
 	if n, _ := c.SweepScans(r.ctx, 24*time.Hour); n != 0 {

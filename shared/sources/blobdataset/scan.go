@@ -60,10 +60,9 @@ func (c *Connector) scan(ctx context.Context, d *sources.Dataset, due []*subject
 	if d.Format == sources.FormatSynapse {
 		return c.scanSynapse(ctx, d, due)
 	}
-	m := newDatasetMatcher(c.cfg, d, due)
 	refs := c.cfg.ReferencedFields(d.Name)
 	if d.Format == sources.FormatDelta {
-		return c.scanDelta(ctx, d, m, refs, len(due))
+		return c.scanDelta(ctx, d, newDatasetMatcher(c.cfg, d, due), refs, len(due))
 	}
 	names, err := c.blobs(ctx, d)
 	if err != nil {
@@ -78,6 +77,7 @@ func (c *Connector) scan(ctx context.Context, d *sources.Dataset, due []*subject
 			return c.scanFanout(ctx, d, due, sized)
 		}
 	}
+	m := newDatasetMatcher(c.cfg, d, due)
 	blobs := make([]blobResult, len(names))
 	err = c.forEachBlob(ctx, len(names), func(ctx context.Context, i int) error {
 		var err error
