@@ -560,11 +560,23 @@ func (s *Service) requestContext(ctx context.Context, st *dsr.Stored) context.Co
 }
 
 // stageStart is when the request entered its current stage (the first of
-// the history's last entries at that stage): work a connector did for it
-// before then (a fanned-out scan) is not an answer for this stage.
+// the history's last entries at that stage, intake and discovery counting
+// as one, and not past a failure it was re-driven from): work a connector
+// did for it before then (a fanned-out scan) is not an answer for this
+// stage. Discovery counts from intake because a discovery may start ahead
+// of the move into the stage (prefetch.go).
 func stageStart(st *dsr.Stored) time.Time {
+	same := func(h dsr.HistoryEntry) bool {
+		if h.State == dsr.StateFailed {
+			return false
+		}
+		if st.Stage == dsr.StageIntake || st.Stage == dsr.StageDiscovery {
+			return h.Stage == dsr.StageIntake || h.Stage == dsr.StageDiscovery
+		}
+		return h.Stage == st.Stage
+	}
 	var at time.Time
-	for i := len(st.History) - 1; i >= 0 && st.History[i].Stage == st.Stage; i-- {
+	for i := len(st.History) - 1; i >= 0 && same(st.History[i]); i-- {
 		at = st.History[i].At
 	}
 	return at
