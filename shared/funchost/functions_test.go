@@ -404,7 +404,7 @@ func TestRealDefinitions(t *testing.T) {
 		t.Errorf("no health function among %q", https)
 	}
 	sort.Strings(queues)
-	want := []string{"dsr-discover", "dsr-discover/$deadletterqueue", "dsr-erase", "dsr-erase/$deadletterqueue", "dsr-export", "dsr-export/$deadletterqueue", "dsr-intake", "dsr-verify", "dsr-verify/$deadletterqueue"}
+	want := []string{"dsr-discover", "dsr-discover/$deadletterqueue", "dsr-erase", "dsr-erase/$deadletterqueue", "dsr-export", "dsr-export/$deadletterqueue", "dsr-intake", "dsr-scan", "dsr-verify", "dsr-verify/$deadletterqueue"}
 	if !reflect.DeepEqual(queues, want) {
 		t.Errorf("queues = %q, want %q", queues, want)
 	}

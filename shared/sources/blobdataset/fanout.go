@@ -378,6 +378,11 @@ func (c *Connector) sizedBlobs(ctx context.Context, d *sources.Dataset, names []
 		return nil, nil
 	}
 	props, err := s.sizes(ctx, d.Container, d.Prefix, d.Blob)
+	if errors.Is(err, errBlobNotFound) {
+		// Scanned in process, which reports the missing blob as the
+		// dataset's failure.
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("dataset %s: %w", d.Name, err)
 	}
