@@ -101,6 +101,14 @@ func TestValidateAcceptsValidConfig(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatalf("self-relation: %v", err)
 	}
+	// The identifier index, on every format it supports.
+	c = validConfig()
+	for i := range c.Datasets {
+		c.Datasets[i].Index = true
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("index: %v", err)
+	}
 	// Paths through arrays.
 	c = validConfig()
 	c.Datasets[0].Identifiers = append(c.Datasets[0].Identifiers, Identifier{Field: "emails[]", Kind: KindEmail},
@@ -128,6 +136,15 @@ func TestValidateRejects(t *testing.T) {
 		{"name starting with hyphen", func(c *Config) { c.Datasets[0].Name = "-contacts" }, []string{"datasets[0].name"}},
 		{"name too long", func(c *Config) { c.Datasets[0].Name = strings.Repeat("a", 64) }, []string{"datasets[0].name"}},
 		{"duplicate name", func(c *Config) { c.Datasets[2].Name = "contacts" }, []string{"datasets[2].name", "duplicate", `"contacts"`}},
+		{"index on parquet", func(c *Config) {
+			c.Datasets[1].Format, c.Datasets[1].Index = FormatParquet, true
+		}, []string{"datasets[1].index", "parquet"}},
+		{"index on delta", func(c *Config) {
+			c.Datasets[1].Format, c.Datasets[1].Index = FormatDelta, true
+		}, []string{"datasets[1].index", "delta"}},
+		{"index on synapse", func(c *Config) {
+			c.Datasets[1].Format, c.Datasets[1].Entity, c.Datasets[1].Prefix, c.Datasets[1].Index = FormatSynapse, "contact", "export/", true
+		}, []string{"datasets[1].index", "synapse"}},
 		{"missing container", func(c *Config) { c.Datasets[1].Container = "" }, []string{"datasets[1].container", "required"}},
 		{"both blob and prefix", func(c *Config) { c.Datasets[0].Prefix = "contacts/" }, []string{"datasets[0]", "blob and prefix"}},
 		{"neither blob nor prefix", func(c *Config) { c.Datasets[1].Prefix = "" }, []string{"datasets[1]", "blob and prefix"}},
