@@ -33,6 +33,10 @@ type Connector struct {
 	reader blobReader
 	// parallelism is how many blobs of one dataset a scan reads at once.
 	parallelism int
+	// index is the identifier index (nil: off); indexErr says why
+	// WithIndex left it off.
+	index    *indexer
+	indexErr error
 }
 
 var _ sources.Connector = (*Connector)(nil)

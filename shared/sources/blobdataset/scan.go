@@ -65,12 +65,27 @@ func (c *Connector) scan(ctx context.Context, d *sources.Dataset, due []*subject
 	if d.Format == sources.FormatDelta {
 		return c.scanDelta(ctx, d, m, refs, len(due))
 	}
-	names, err := c.blobs(ctx, d)
+	var names []string
+	var etags map[string]string
+	var err error
+	if c.indexed(d) {
+		// The listing's ETags say which blobs' indexes are fresh.
+		names, etags, err = c.blobVersions(ctx, d)
+	} else {
+		names, err = c.blobs(ctx, d)
+	}
 	if err != nil {
 		return nil, err
 	}
 	blobs := make([]blobResult, len(names))
 	err = c.forEachBlob(ctx, len(names), func(ctx context.Context, i int) error {
+		if etag := etags[names[i]]; etag != "" {
+			res, ok, err := c.lookupBlobIndexed(ctx, d, names[i], etag, m, refs, due)
+			if err != nil || ok {
+				blobs[i] = res
+				return err
+			}
+		}
 		var err error
 		blobs[i], err = c.scanBlob(ctx, d, names[i], m, refs)
 		return err
