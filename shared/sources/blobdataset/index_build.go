@@ -117,7 +117,7 @@ func (c *Connector) buildBlobIndex(ctx context.Context, d *sources.Dataset, blob
 		return nil, fmt.Errorf("dataset %s: read blob %s: %w", d.Name, blobName, err)
 	}
 	defer body.Close()
-	b, err := newIndexBuilder(newTokenizer(c.index.secret, c.cfg, d), d.Format)
+	b, err := newIndexBuilder(newTokenizer(c.index.secret, c.cfg, d), newIndexMAC(c.index.secret, d.Name, blobID(d.Name, blobName), etag), d.Format)
 	if err != nil {
 		return nil, err
 	}

@@ -24,6 +24,7 @@ var errIndexBuild = errors.New("index build")
 // encoded buckets go to temporary files, so memory stays flat.
 type indexBuilder struct {
 	tok    *tokenizer
+	mac    *indexMAC
 	format sources.Format
 	etag   string
 	size   int64
@@ -34,8 +35,9 @@ type indexBuilder struct {
 	// none open), and its tokens.
 	blockStart, blockOrd int64
 	cur                  []uint64
-	// end is the end of the last record.
-	end   int64
+	// end is the end of the last record; tableEntries counts the block
+	// table's entries.
+	end, tableEntries int64
 	pairs *pairSorter
 	// table holds the block table, buckets the encoded buckets.
 	table, buckets *os.File
@@ -46,8 +48,8 @@ type indexBuilder struct {
 	bucketBytes                               int64
 }
 
-func newIndexBuilder(tok *tokenizer, format sources.Format) (*indexBuilder, error) {
-	b := &indexBuilder{tok: tok, format: format, blockStart: -1, pairs: newPairSorter()}
+func newIndexBuilder(tok *tokenizer, mac *indexMAC, format sources.Format) (*indexBuilder, error) {
+	b := &indexBuilder{tok: tok, mac: mac, format: format, blockStart: -1, pairs: newPairSorter()}
 	var err error
 	if b.table, err = os.CreateTemp("", "dsr-index-*.blocks"); err != nil {
 		return nil, fmt.Errorf("%w: temporary file: %v", errIndexBuild, err)
@@ -82,6 +84,8 @@ func (b *indexBuilder) entry(off, ord int64) error {
 	var e [blockEntry]byte
 	binary.BigEndian.PutUint64(e[:8], uint64(off))
 	binary.BigEndian.PutUint64(e[8:], uint64(ord))
+	binary.BigEndian.PutUint32(e[16:], b.mac.of(macBlock, uint64(b.tableEntries), 0, e[:16]))
+	b.tableEntries++
 	if _, err := b.tableW.Write(e[:]); err != nil {
 		return fmt.Errorf("%w: write block table: %v", errIndexBuild, err)
 	}
@@ -158,12 +162,30 @@ func (b *indexBuilder) encode() error {
 		h      = uint64(math.MaxUint64)
 		blocks []uint64
 	)
-	drain := func() error {
+	// bucketN counts the entries of the bucket being written.
+	var bucketN int64
+	// endBucket writes the bucket being written (its bytes are all in
+	// w.buf) and sets its MAC in the fanout table.
+	endBucket := func() error {
+		w.flush()
+		if bucket >= 0 {
+			binary.BigEndian.PutUint32(b.fanout[bucket*fanoutEntry+8:], b.mac.of(macBucket, uint64(bucket), uint64(bucketN), w.buf))
+		}
 		if _, err := out.Write(w.buf); err != nil {
 			return fmt.Errorf("%w: write buckets: %v", errIndexBuild, err)
 		}
 		b.bucketBytes += int64(len(w.buf))
 		w.buf = w.buf[:0]
+		return nil
+	}
+	// nextBucket ends the bucket being written and starts the next.
+	nextBucket := func() error {
+		if err := endBucket(); err != nil {
+			return err
+		}
+		bucket++
+		b.fanout = fanoutAppend(b.fanout, b.bucketBytes, b.entries)
+		bucketN, prev = 0, 0
 		return nil
 	}
 	// emit writes hash h with its blocks (sorted and unique now: hashes
@@ -175,16 +197,10 @@ func (b *indexBuilder) encode() error {
 		slices.Sort(blocks)
 		blocks = slices.Compact(blocks)
 		q := int64(h >> (b.hashBits - b.fanoutBits))
-		if q != bucket {
-			w.flush()
-			if err := drain(); err != nil {
+		for bucket < q {
+			if err := nextBucket(); err != nil {
 				return err
 			}
-			for bucket < q {
-				bucket++
-				b.fanout = fanoutAppend(b.fanout, b.bucketBytes, b.entries)
-			}
-			prev = 0
 		}
 		low := h & lowMask
 		gap := low - prev
@@ -198,11 +214,9 @@ func (b *indexBuilder) encode() error {
 			w.gamma(blocks[i] - blocks[i-1])
 		}
 		b.entries += int64(len(blocks))
+		bucketN += int64(len(blocks))
 		prev = low
 		blocks = blocks[:0]
-		if len(w.buf) >= 64<<10 {
-			return drain()
-		}
 		return nil
 	}
 	err = b.pairs.each(func(p uint64) error {
@@ -222,14 +236,16 @@ func (b *indexBuilder) encode() error {
 	if err != nil {
 		return err
 	}
-	w.flush()
-	if err := drain(); err != nil {
+	for bucket < nb-1 {
+		if err := nextBucket(); err != nil {
+			return err
+		}
+	}
+	if err := endBucket(); err != nil {
 		return err
 	}
-	for bucket < nb {
-		bucket++
-		b.fanout = fanoutAppend(b.fanout, b.bucketBytes, b.entries)
-	}
+	// The sentinel entry ends the last bucket.
+	b.fanout = fanoutAppend(b.fanout, b.bucketBytes, b.entries)
 	if b.bucketBytes > math.MaxUint32 || b.entries > math.MaxUint32 {
 		return fmt.Errorf("%w: index larger than the format holds", errIndexBuild)
 	}
@@ -239,9 +255,11 @@ func (b *indexBuilder) encode() error {
 	return nil
 }
 
+// fanoutAppend appends a fanout entry, its MAC left zero (endBucket sets it).
 func fanoutAppend(dst []byte, off, entries int64) []byte {
 	dst = binary.BigEndian.AppendUint32(dst, uint32(off))
-	return binary.BigEndian.AppendUint32(dst, uint32(entries))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(entries))
+	return binary.BigEndian.AppendUint32(dst, 0)
 }
 
 // object returns a function that opens the index object from its start
@@ -254,7 +272,7 @@ func (b *indexBuilder) object(c *Connector, d *sources.Dataset, blobName string)
 		HashBits: b.hashBits, FanoutBits: b.fanoutBits, RiceBits: b.riceBits, BlockBits: b.blockBits,
 	}
 	tableBytes := (b.blocks + 1) * blockEntry
-	hdr := layoutHeader(h, int64(len(b.fanout)), tableBytes, b.bucketBytes)
+	hdr := layoutHeader(h, b.mac, int64(len(b.fanout)), tableBytes, b.bucketBytes)
 	open := func() io.Reader {
 		return io.MultiReader(bytes.NewReader(hdr), bytes.NewReader(b.fanout),
 			io.NewSectionReader(b.table, 0, tableBytes), io.NewSectionReader(b.buckets, 0, b.bucketBytes))

@@ -11,11 +11,14 @@ import (
 // The index object of one blob. It holds positions and keyed hashes, never
 // a raw value:
 //
-//	magic "DSRIDX01", uint32 length L, header JSON (L bytes, indexHeader)
-//	fanout  (1<<FanoutBits)+1 entries of uint32 byte offset into the buckets
-//	        and uint32 count of the entries before the bucket
-//	blocks  Blocks+1 entries of uint64 byte offset and uint64 first ordinal;
-//	        the last is the end of the last record and the record count
+//	magic "DSRIDX01", uint32 length L, header JSON (L bytes, indexHeader),
+//	        uint32 MAC of the header
+//	fanout  (1<<FanoutBits)+1 entries of uint32 byte offset into the buckets,
+//	        uint32 count of the entries before the bucket and uint32 MAC of
+//	        the bucket (index_mac.go)
+//	blocks  Blocks+1 entries of uint64 byte offset, uint64 first ordinal
+//	        and uint32 MAC; the last is the end of the last record and the
+//	        record count
 //	buckets bit-coded (hash, block) entries sorted by hash then block
 //
 // (all integers big-endian). A token's hash is the top HashBits bits of a
@@ -45,8 +48,9 @@ const (
 	fanoutBitsMax = 20
 	// fanoutTarget is the number of entries a bucket is sized for.
 	fanoutTarget = 64
-	fanoutEntry  = 8
-	blockEntry   = 16
+	fanoutEntry  = 12
+	blockEntry   = 20
+	headerFixed  = len(indexMagic) + 4 + 4 // magic, length, MAC
 )
 
 // indexHeader describes an index object. Every field is a count, a
@@ -84,20 +88,21 @@ type indexHeader struct {
 	End        int64 `json:"end"`
 }
 
-// encodeHeader returns the magic, length and JSON of h.
-func encodeHeader(h *indexHeader) []byte {
+// encodeHeader returns the magic, length, JSON and MAC of h.
+func encodeHeader(h *indexHeader, mac *indexMAC) []byte {
 	j, _ := json.Marshal(h)
-	out := make([]byte, 0, len(indexMagic)+4+len(j))
+	out := make([]byte, 0, headerFixed+len(j))
 	out = append(out, indexMagic...)
 	out = binary.BigEndian.AppendUint32(out, uint32(len(j)))
-	return append(out, j...)
+	out = append(out, j...)
+	return binary.BigEndian.AppendUint32(out, mac.of(macHeader, 0, 0, j))
 }
 
-// headerLen is the length encodeHeader gives for h, which the offsets in h
-// depend on: the header is encoded until its length is stable.
-func layoutHeader(h *indexHeader, fanoutBytes, blockBytes, bucketBytes int64) []byte {
+// layoutHeader sets the section offsets of h, which depend on the
+// length of the encoded header, and returns the encoded header.
+func layoutHeader(h *indexHeader, mac *indexMAC, fanoutBytes, blockBytes, bucketBytes int64) []byte {
 	for {
-		b := encodeHeader(h)
+		b := encodeHeader(h, mac)
 		n := int64(len(b))
 		if h.FanoutOff == n {
 			return b
@@ -112,16 +117,29 @@ func layoutHeader(h *indexHeader, fanoutBytes, blockBytes, bucketBytes int64) []
 // maxHeader bounds the header JSON a reader accepts.
 const maxHeader = 4 << 10
 
+// headerNeed is how many bytes from the object's start hold its header,
+// as far as the first bytes b tell (0 if they do not).
+func headerNeed(b []byte) int64 {
+	if len(b) < len(indexMagic)+4 {
+		return 0
+	}
+	return int64(headerFixed) + int64(binary.BigEndian.Uint32(b[len(indexMagic):]))
+}
+
 // decodeHeader reads the header at the start of b (the object's first
-// bytes) and checks that its sections are consistent.
-func decodeHeader(b []byte) (*indexHeader, error) {
-	if len(b) < len(indexMagic)+4 || string(b[:len(indexMagic)]) != indexMagic {
+// bytes), checks its MAC (mac nil: unchecked, for tests) and that its
+// sections are consistent.
+func decodeHeader(b []byte, mac *indexMAC) (*indexHeader, error) {
+	if len(b) < headerFixed || string(b[:len(indexMagic)]) != indexMagic {
 		return nil, errCorrupt
 	}
 	n := int(binary.BigEndian.Uint32(b[len(indexMagic):]))
 	start := len(indexMagic) + 4
-	if n > maxHeader || start+n > len(b) {
+	if n > maxHeader || start+n+4 > len(b) {
 		return nil, errCorrupt
+	}
+	if mac != nil && binary.BigEndian.Uint32(b[start+n:]) != mac.of(macHeader, 0, 0, b[start:start+n]) {
+		return nil, fmt.Errorf("%w (header MAC)", errCorrupt)
 	}
 	var h indexHeader
 	dec := json.NewDecoder(bytes.NewReader(b[start : start+n]))
@@ -138,7 +156,7 @@ func decodeHeader(b []byte) (*indexHeader, error) {
 		return nil, errCorrupt
 	case h.Records < 0 || h.Blocks < 0 || h.Blocks > h.Records || h.Blocks > 1<<h.BlockBits || h.Entries < 0:
 		return nil, errCorrupt
-	case h.FanoutOff != int64(start+n) || h.BlocksOff != h.FanoutOff+fanout ||
+	case h.FanoutOff != int64(start+n+4) || h.BlocksOff != h.FanoutOff+fanout ||
 		h.BucketsOff != h.BlocksOff+(h.Blocks+1)*blockEntry || h.End < h.BucketsOff:
 		return nil, errCorrupt
 	}

@@ -26,6 +26,7 @@ type indexLookup struct {
 	name  string
 	etag  string
 	h     *indexHeader
+	mac   *indexMAC
 	probe []byte
 }
 
@@ -48,7 +49,15 @@ func (c *Connector) openIndex(ctx context.Context, d *sources.Dataset, blob, eta
 	if err != nil {
 		return nil, err
 	}
-	h, err := decodeHeader(data)
+	if need := headerNeed(data); need > int64(len(data)) && need <= min(size, int64(maxHeader+headerFixed)) {
+		// A header longer than the probe: read it whole.
+		if data, _, _, err = ix.store.get(ctx, name, oetag, 0, need); errors.Is(err, errIndexGone) {
+			return nil, bypass("replaced while read")
+		} else if err != nil {
+			return nil, err
+		}
+	}
+	h, err := decodeHeader(data, nil)
 	switch {
 	case err != nil:
 		return nil, bypass("corrupt")
@@ -63,7 +72,11 @@ func (c *Connector) openIndex(ctx context.Context, d *sources.Dataset, blob, eta
 	case h.ETag != etag:
 		return nil, bypass("stale (the blob changed)")
 	}
-	return &indexLookup{store: ix.store, name: name, etag: oetag, h: h, probe: data}, nil
+	mac := newIndexMAC(ix.secret, d.Name, blobID(d.Name, blob), etag)
+	if _, err := decodeHeader(data, mac); err != nil {
+		return nil, bypass("corrupt (header MAC)")
+	}
+	return &indexLookup{store: ix.store, name: name, etag: oetag, h: h, mac: mac, probe: data}, nil
 }
 
 // byteRanges are parts of an object read into memory.
@@ -132,7 +145,10 @@ func (l *indexLookup) blocks(ctx context.Context, hashes []uint64) ([]int64, err
 	if err != nil {
 		return nil, err
 	}
-	type bucket struct{ start, end, entries int64 }
+	type bucket struct {
+		start, end, entries, num int64
+		mac                      uint32
+	}
 	buckets := make([]bucket, len(hashes))
 	want = want[:0]
 	for i, x := range hashes {
@@ -142,11 +158,12 @@ func (l *indexLookup) blocks(ctx context.Context, hashes []uint64) ([]int64, err
 			return nil, bypass("corrupt (fanout)")
 		}
 		o0, n0 := int64(binary.BigEndian.Uint32(e)), int64(binary.BigEndian.Uint32(e[4:]))
-		o1, n1 := int64(binary.BigEndian.Uint32(e[8:])), int64(binary.BigEndian.Uint32(e[12:]))
+		sum := binary.BigEndian.Uint32(e[8:])
+		o1, n1 := int64(binary.BigEndian.Uint32(e[12:])), int64(binary.BigEndian.Uint32(e[16:]))
 		if o0 > o1 || n0 > n1 || h.BucketsOff+o1 > h.End || n1 > h.Entries {
 			return nil, bypass("corrupt (fanout)")
 		}
-		buckets[i] = bucket{h.BucketsOff + o0, h.BucketsOff + o1, n1 - n0}
+		buckets[i] = bucket{h.BucketsOff + o0, h.BucketsOff + o1, n1 - n0, q, sum}
 		if o1 > o0 {
 			want = append(want, [2]int64{h.BucketsOff + o0, h.BucketsOff + o1})
 		}
@@ -159,12 +176,19 @@ func (l *indexLookup) blocks(ctx context.Context, hashes []uint64) ([]int64, err
 	lowMask := uint64(1)<<bucketShift - 1
 	for i, x := range hashes {
 		b := buckets[i]
+		var buf []byte
+		if b.end > b.start {
+			if buf = data.at(b.start, b.end-b.start); buf == nil {
+				return nil, bypass("corrupt (bucket)")
+			}
+		}
+		// Even an empty bucket is checked: a count set to 0 would hide
+		// its tokens.
+		if l.mac.of(macBucket, uint64(b.num), uint64(b.entries), buf) != b.mac {
+			return nil, bypass("corrupt (bucket MAC)")
+		}
 		if b.entries == 0 {
 			continue
-		}
-		buf := data.at(b.start, b.end-b.start)
-		if buf == nil {
-			return nil, bypass("corrupt (bucket)")
 		}
 		found, err := searchBucket(buf, b.entries, x>>shift&lowMask, h)
 		if err != nil {
@@ -228,12 +252,13 @@ func (l *indexLookup) spans(ctx context.Context, blocks []int64) ([]blockSpan, i
 	}
 	read := func(k int64) (blockSpan, bool) {
 		e := tab.at(h.BlocksOff+k*blockEntry, 2*blockEntry)
-		if e == nil {
+		if e == nil || l.mac.of(macBlock, uint64(k), 0, e[:16]) != binary.BigEndian.Uint32(e[16:]) ||
+			l.mac.of(macBlock, uint64(k+1), 0, e[blockEntry:blockEntry+16]) != binary.BigEndian.Uint32(e[blockEntry+16:]) {
 			return blockSpan{}, false
 		}
 		s := blockSpan{
 			start: int64(binary.BigEndian.Uint64(e)), ord: int64(binary.BigEndian.Uint64(e[8:])),
-			end: int64(binary.BigEndian.Uint64(e[16:])), count: int64(binary.BigEndian.Uint64(e[24:])),
+			end: int64(binary.BigEndian.Uint64(e[blockEntry:])), count: int64(binary.BigEndian.Uint64(e[blockEntry+8:])),
 		}
 		s.count -= s.ord
 		ok := s.start >= 0 && s.start < s.end && s.end <= h.Size && s.ord >= 0 && s.count > 0 && s.ord+s.count <= h.Records

@@ -82,10 +82,20 @@ func (s azureStore) listETags(ctx context.Context, cont, prefix string) (map[str
 			if it.Properties != nil && it.Properties.ETag != nil {
 				etag = string(*it.Properties.ETag)
 			}
-			out[*it.Name] = etag
+			out[*it.Name] = quotedETag(etag)
 		}
 	}
 	return out, nil
+}
+
+// quotedETag is an ETag as response headers carry it, in quotes: the
+// listing gives it without, and discovery compares and records the header
+// form (a download's).
+func quotedETag(etag string) string {
+	if etag == "" || strings.HasPrefix(etag, `"`) {
+		return etag
+	}
+	return `"` + etag + `"`
 }
 
 func (s azureStore) open(ctx context.Context, cont, name string) (io.ReadCloser, string, error) {
