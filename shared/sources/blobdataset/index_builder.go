@@ -38,7 +38,7 @@ type indexBuilder struct {
 	// end is the end of the last record; tableEntries counts the block
 	// table's entries.
 	end, tableEntries int64
-	pairs *pairSorter
+	pairs             *pairSorter
 	// table holds the block table, buckets the encoded buckets.
 	table, buckets *os.File
 	tableW         *bufio.Writer
