@@ -117,13 +117,13 @@ func (c *Connector) buildBlobIndex(ctx context.Context, d *sources.Dataset, blob
 		return nil, fmt.Errorf("dataset %s: read blob %s: %w", d.Name, blobName, err)
 	}
 	defer body.Close()
-	b, err := newIndexBuilder(newTokenizer(c.index.secret, c.cfg, d), newIndexMAC(c.index.secret, d.Name, blobID(d.Name, blobName), etag), d.Format)
+	b, err := newIndexBuilder(newIndexMAC(c.index.secret, d.Name, blobID(d.Name, blobName), etag), d.Format)
 	if err != nil {
 		return nil, err
 	}
 	b.etag = etag
 	cr := &countingReader{r: transportReader{body}}
-	err = iterate(ctx, cr, d.Format, b.add)
+	err = tokenizeBlob(ctx, cr, d.Format, func() *tokenizer { return newTokenizer(c.index.secret, c.cfg, d) }, b.add)
 	if err == nil {
 		b.size = cr.n
 		err = b.finish()

@@ -19,11 +19,11 @@ import (
 var errIndexBuild = errors.New("index build")
 
 // indexBuilder turns the records of one blob, in order, into an index
-// object: it cuts them into blocks, hashes each record's tokens, and sorts
-// the (hash, block) pairs in bounded memory. The block table and the
+// object: it cuts them into blocks, collects the hashes of each block's
+// tokens (index_pipeline.go computes them), and sorts the (hash, block)
+// pairs in bounded memory. The block table and the
 // encoded buckets go to temporary files, so memory stays flat.
 type indexBuilder struct {
-	tok    *tokenizer
 	mac    *indexMAC
 	format sources.Format
 	etag   string
@@ -48,8 +48,8 @@ type indexBuilder struct {
 	bucketBytes                               int64
 }
 
-func newIndexBuilder(tok *tokenizer, mac *indexMAC, format sources.Format) (*indexBuilder, error) {
-	b := &indexBuilder{tok: tok, mac: mac, format: format, blockStart: -1, pairs: newPairSorter()}
+func newIndexBuilder(mac *indexMAC, format sources.Format) (*indexBuilder, error) {
+	b := &indexBuilder{mac: mac, format: format, blockStart: -1, pairs: newPairSorter()}
 	var err error
 	if b.table, err = os.CreateTemp("", "dsr-index-*.blocks"); err != nil {
 		return nil, fmt.Errorf("%w: temporary file: %v", errIndexBuild, err)
@@ -58,21 +58,17 @@ func newIndexBuilder(tok *tokenizer, mac *indexMAC, format sources.Format) (*ind
 	return b, nil
 }
 
-// add takes the next record of the blob.
-func (b *indexBuilder) add(r *rawRecord) error {
-	fields, err := r.fields()
-	if err != nil {
-		return fmt.Errorf("record %d is not a valid %s record", r.ordinal, b.format)
-	}
+// add takes the next record of the blob, with its tokens' hashes.
+func (b *indexBuilder) add(offset, length, ordinal int64, tokens []uint64) error {
 	if b.blockStart < 0 {
-		b.blockStart, b.blockOrd = r.offset, r.ordinal
-		if err := b.entry(r.offset, r.ordinal); err != nil {
+		b.blockStart, b.blockOrd = offset, ordinal
+		if err := b.entry(offset, ordinal); err != nil {
 			return err
 		}
 	}
-	b.tok.record(sources.MapFields(fields), func(h uint64) { b.cur = append(b.cur, h) })
+	b.cur = append(b.cur, tokens...)
 	b.records++
-	b.end = r.offset + r.length
+	b.end = offset + length
 	if b.end-b.blockStart >= indexBlockBytes {
 		return b.closeBlock()
 	}

@@ -46,7 +46,22 @@ type tokenizer struct {
 	prefix []byte
 	buf    []byte
 	sum    []byte
+	// mentions caches the mention tokens of free texts, which repeat
+	// (templates, canned replies): finding phone numbers in a text costs
+	// a phone-number parse per digit run. Texts up to maxCachedText bytes
+	// are kept.
+	mentions map[string][]mention
 }
+
+// mention is a token of a free text: an email or phone in normal form.
+type mention struct{ ns, value string }
+
+// maxMentionCache bounds the texts tokenizer.mentions keeps (it starts
+// over when full), so memory stays flat.
+const (
+	maxMentionCache = 1 << 16
+	maxCachedText   = 256
+)
 
 func newTokenizer(secret []byte, cfg *sources.Config, d *sources.Dataset) *tokenizer {
 	return &tokenizer{
@@ -97,14 +112,32 @@ func (t *tokenizer) record(rec sources.MapFields, yield func(uint64)) {
 	}
 	for _, f := range t.d.FreeText {
 		rec.Text(f, func(text string) bool {
-			match.EmailMentionTokens(text, func(e string) { yield(t.hash(nsEmail, "", e)) })
-			match.PhoneMentionTokens(text, t.region, func(p string) { yield(t.hash(nsPhone, "", p)) })
+			for _, m := range t.textMentions(text) {
+				yield(t.hash(m.ns, "", m.value))
+			}
 			return true
 		})
 	}
 	for _, r := range t.d.Relations {
 		t.values(rec, r.Field, yield)
 	}
+}
+
+// textMentions returns the emails and phones free text may mention.
+func (t *tokenizer) textMentions(text string) []mention {
+	if m, ok := t.mentions[text]; ok {
+		return m
+	}
+	var out []mention
+	match.EmailMentionTokens(text, func(e string) { out = append(out, mention{nsEmail, e}) })
+	match.PhoneMentionTokens(text, t.region, func(p string) { out = append(out, mention{nsPhone, p}) })
+	if len(t.mentions) >= maxMentionCache || t.mentions == nil {
+		t.mentions = make(map[string][]mention, 1024)
+	}
+	if len(text) <= maxCachedText {
+		t.mentions[strings.Clone(text)] = out
+	}
+	return out
 }
 
 // values yields the trimmed values of field, as the rules compare ids and

@@ -1,0 +1,211 @@
+package blobdataset
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/metrics"
+	"testing"
+	"time"
+
+	"github.com/dsr-functions/dsr/shared/sample"
+	"github.com/dsr-functions/dsr/shared/sources"
+)
+
+// BenchmarkIndexedAccess measures the identifier index over the sample
+// data (sample.Generate, seed 1, the five datasets of sample/sources.json
+// with index: true) in local files: building every blob's index (MB/s of
+// data, index size as a share of the data, peak Go heap while building),
+// then discovery of the demo subject (email, phone and contact id, as an
+// access request gives them) with fresh indexes and with a full scan of
+// the same files. It runs only with -bench.
+//
+// DSR_INDEX_BENCH_SIZE is the sample size: a preset (tiny, small, medium,
+// large, huge) or a number of contacts; default medium (100,000 contacts,
+// about 184 MB). About 10 GB of data is "5500000" contacts (the sample
+// holds about 1.84 KB per contact; large is 1.8 GB, huge 18 GB). The data
+// is generated once into $TMPDIR/dsr-index-bench/<size>/ and kept.
+//
+//	DSR_INDEX_BENCH_SIZE=medium go test ./shared/sources/blobdataset/ -run '^$' -bench BenchmarkIndexedAccess -benchtime 5x -timeout 60m
+func BenchmarkIndexedAccess(b *testing.B) {
+	requireBench(b)
+	name := os.Getenv("DSR_INDEX_BENCH_SIZE")
+	if name == "" {
+		name = "medium"
+	}
+	size, err := sample.ParseSize(name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir, total := indexBenchData(b, size)
+	cfg := indexBenchConfig(b)
+	store := versionedFileStore{fileStore{dir: dir}}
+	idxDir := b.TempDir()
+	plain := localConnector(cfg, store, DefaultParallelism)
+	idx := localConnector(cfg, store, DefaultParallelism)
+	idx.index = newIndexer(&dirIndexStore{dir: idxDir}, "", testIndexSecret, nil)
+	demo := sample.Demo(size)
+	subject := sources.Subject{Emails: []string{demo.Email}, Phones: []string{demo.Phone}, IDs: map[string]string{"contactId": demo.ContactID}}
+	ctx := context.Background()
+
+	// Build, once, watching the heap.
+	var stats []IndexStats
+	peak, buildTime := heapPeak(func() {
+		for _, d := range cfg.Datasets {
+			names, err := idx.blobs(ctx, &d)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, n := range names {
+				st, err := idx.BuildIndex(ctx, d.Name, n)
+				if err != nil {
+					b.Fatal(err)
+				}
+				stats = append(stats, st)
+			}
+		}
+	})
+	var indexBytes, entries int64
+	for _, st := range stats {
+		indexBytes += st.IndexBytes
+		entries += st.Entries
+	}
+	b.Logf("size %s: %d bytes of data in %d blobs; index %d bytes (%.2f %%), %d entries; built in %v (%.0f MB/s), peak heap %.1f MiB",
+		name, total, len(stats), indexBytes, 100*float64(indexBytes)/float64(total), entries, buildTime.Round(time.Millisecond),
+		float64(total)/1e6/buildTime.Seconds(), float64(peak)/(1<<20))
+
+	want, err := plain.Discover(ctx, subject)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if want.Total() != 13 {
+		b.Fatalf("the scan found %d records of the demo subject, want 13", want.Total())
+	}
+	run := func(b *testing.B, c *Connector) {
+		for b.Loop() {
+			got, err := c.Discover(ctx, subject)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if got.Total() != want.Total() {
+				b.Fatalf("found %d records, the scan %d", got.Total(), want.Total())
+			}
+		}
+		b.ReportMetric(float64(total)/1e6/(b.Elapsed().Seconds()/float64(b.N)), "MB/s")
+	}
+	b.Run("discover=scan", func(b *testing.B) { run(b, plain) })
+	b.Run("discover=indexed", func(b *testing.B) {
+		idx.index.used.Store(0)
+		idx.index.bypassed.Store(0)
+		run(b, idx)
+		if idx.index.used.Load() == 0 || idx.index.bypassed.Load() != 0 {
+			b.Fatalf("index used for %d blobs, bypassed for %d", idx.index.used.Load(), idx.index.bypassed.Load())
+		}
+	})
+	b.Run("build", func(b *testing.B) {
+		for b.Loop() {
+			for _, d := range cfg.Datasets {
+				names, _ := idx.blobs(ctx, &d)
+				for _, n := range names {
+					if _, err := idx.BuildIndex(ctx, d.Name, n); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		}
+		b.ReportMetric(float64(total)/1e6/(b.Elapsed().Seconds()/float64(b.N)), "MB/s")
+		b.ReportMetric(100*float64(indexBytes)/float64(total), "index-%")
+		b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
+	})
+}
+
+// heapPeak runs fn and returns the peak of the Go heap's live objects
+// while it ran (sampled every 2 ms) above the heap before, and how long
+// fn took.
+func heapPeak(fn func()) (uint64, time.Duration) {
+	runtime.GC()
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(s)
+	base := s[0].Value.Uint64()
+	var peak uint64
+	done, sampled := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(sampled)
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			metrics.Read(s)
+			peak = max(peak, s[0].Value.Uint64())
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	start := time.Now()
+	fn()
+	d := time.Since(start)
+	close(done)
+	<-sampled
+	return peak - min(peak, base), d
+}
+
+// indexBenchConfig is sample/sources.json with the index on everywhere.
+func indexBenchConfig(b *testing.B) *sources.Config {
+	cfg, err := sources.LoadFile("../../../sample/sources.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := range cfg.Datasets {
+		cfg.Datasets[i].Index = true
+	}
+	if err := cfg.Validate(); err != nil {
+		b.Fatal(err)
+	}
+	return cfg
+}
+
+// indexBenchData generates the sample of size into a kept directory (once)
+// and returns it with the data's total size.
+func indexBenchData(b *testing.B, size sample.Size) (string, int64) {
+	dir := filepath.Join(os.TempDir(), "dsr-index-bench", size.String())
+	var total int64
+	for _, f := range sample.Files() {
+		path := filepath.Join(dir, filepath.FromSlash(f.Name))
+		if fi, err := os.Stat(path); err == nil {
+			total += fi.Size()
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			b.Fatal(err)
+		}
+		tmp := path + ".tmp"
+		out, err := os.Create(tmp)
+		if err != nil {
+			b.Fatal(err)
+		}
+		w := bufio.NewWriterSize(out, 1<<20)
+		cw := &countingWriter{w: w}
+		if err := sample.Generate(cw, f, size, 1); err != nil {
+			b.Fatal(err)
+		}
+		if err := w.Flush(); err != nil {
+			b.Fatal(err)
+		}
+		if err := out.Close(); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			b.Fatal(err)
+		}
+		total += cw.n
+	}
+	if total == 0 {
+		b.Fatal(fmt.Errorf("no data in %s", dir))
+	}
+	return dir, total
+}
