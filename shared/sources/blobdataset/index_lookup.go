@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/dsr-functions/dsr/shared/sources"
 )
@@ -24,6 +25,8 @@ const indexReadGap = 16 << 10
 type indexLookup struct {
 	store indexStore
 	name  string
+	// blob is the data blob the index is of.
+	blob  string
 	etag  string
 	h     *indexHeader
 	mac   *indexMAC
@@ -31,11 +34,15 @@ type indexLookup struct {
 }
 
 // bypassError is why an index is not used: a fixed word, never content.
-type bypassError struct{ reason string }
+// corruptETag is set when the index object (of that ETag) is corrupt.
+type bypassError struct{ reason, corruptETag string }
 
 func (e *bypassError) Error() string { return e.reason }
 
-func bypass(reason string) error { return &bypassError{reason} }
+func bypass(reason string) error { return &bypassError{reason: reason} }
+
+// corrupt is bypass for an index object found corrupt, of ETag etag.
+func corrupt(reason, etag string) error { return &bypassError{reason: reason, corruptETag: etag} }
 
 // openIndex reads the index of blob of dataset d and checks that it
 // indexes version etag under the current secret and config.
@@ -60,23 +67,23 @@ func (c *Connector) openIndex(ctx context.Context, d *sources.Dataset, blob, eta
 	h, err := decodeHeader(data, nil)
 	switch {
 	case err != nil:
-		return nil, bypass("corrupt")
+		return nil, corrupt("corrupt", oetag)
 	case h.End != size:
-		return nil, bypass("corrupt (size)")
+		return nil, corrupt("corrupt (size)", oetag)
 	case h.Key != ix.key:
 		return nil, bypass("stale (another secret)")
 	case h.Rules != rulesID(c.cfg, d):
 		return nil, bypass("stale (the dataset's matching config changed)")
 	case h.Dataset != d.Name || h.Blob != blobID(d.Name, blob) || h.Format != string(d.Format):
-		return nil, bypass("corrupt (another blob's index)")
+		return nil, corrupt("corrupt (another blob's index)", oetag)
 	case h.ETag != etag:
 		return nil, bypass("stale (the blob changed)")
 	}
 	mac := newIndexMAC(ix.secret, d.Name, blobID(d.Name, blob), etag)
 	if _, err := decodeHeader(data, mac); err != nil {
-		return nil, bypass("corrupt (header MAC)")
+		return nil, corrupt("corrupt (header MAC)", oetag)
 	}
-	return &indexLookup{store: ix.store, name: name, etag: oetag, h: h, mac: mac, probe: data}, nil
+	return &indexLookup{store: ix.store, name: name, blob: blob, etag: oetag, h: h, mac: mac, probe: data}, nil
 }
 
 // byteRanges are parts of an object read into memory.
@@ -305,6 +312,12 @@ func (c *Connector) lookupBlobIndexed(ctx context.Context, d *sources.Dataset, n
 		var be *bypassError
 		if errors.As(err, &be) {
 			reason = be.reason
+			if be.corruptETag != "" {
+				// A corrupt index would never be rebuilt (its metadata
+				// say it is fresh): delete it, so that StaleIndexes
+				// names the blob again. Best effort.
+				_ = c.index.store.del(ctx, c.index.name(d, name), be.corruptETag)
+			}
 		} else if errors.Is(err, sources.ErrChanged) {
 			reason = "stale (the blob changed)"
 		}
@@ -325,6 +338,17 @@ func (c *Connector) readIndexed(ctx context.Context, d *sources.Dataset, name, e
 	if err != nil {
 		return blobResult{}, err
 	}
+	res, err = l.match(ctx, c, d, m, refs, hashes, res)
+	var be *bypassError
+	if errors.As(err, &be) && strings.HasPrefix(be.reason, "corrupt") {
+		be.corruptETag = l.etag
+	}
+	return res, err
+}
+
+// match looks the hashes up and matches the candidate blocks' records.
+func (l *indexLookup) match(ctx context.Context, c *Connector, d *sources.Dataset, m *datasetMatcher, refs []string, hashes []uint64, res blobResult) (blobResult, error) {
+	name, etag := l.blob, res.etag
 	if len(hashes) == 0 || l.h.Blocks == 0 {
 		return res, nil
 	}
@@ -341,6 +365,9 @@ func (c *Connector) readIndexed(ctx context.Context, d *sources.Dataset, name, e
 	}
 	var header []byte
 	if d.Format == sources.FormatCSV {
+		if headerEnd <= 0 {
+			return blobResult{}, bypass("corrupt (no CSV header)")
+		}
 		if header, err = c.fetchBlob(ctx, d, name, etag, l.h.Size, 0, headerEnd, nil); err != nil {
 			return blobResult{}, err
 		}

@@ -70,6 +70,9 @@ type indexStore interface {
 	// is still ifMatch (ifMatch "": only if there is none); otherwise it
 	// fails with an error wrapping errIndexConflict.
 	put(ctx context.Context, name string, r io.Reader, ifMatch string, meta map[string]string) error
+	// del deletes object name if its ETag is still etag (a missing
+	// object, or one replaced since, is no error).
+	del(ctx context.Context, name, etag string) error
 }
 
 var (
@@ -171,6 +174,17 @@ func (s azureIndexStore) put(ctx context.Context, name string, r io.Reader, ifMa
 		return fmt.Errorf("write index object: %w", err)
 	}
 	return nil
+}
+
+func (s azureIndexStore) del(ctx context.Context, name, etag string) error {
+	e := azcore.ETag(etag)
+	_, err := s.c.NewBlobClient(name).Delete(ctx, &blob.DeleteOptions{
+		AccessConditions: &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfMatch: &e}},
+	})
+	if err == nil || bloberror.HasCode(err, bloberror.BlobNotFound, bloberror.ContainerNotFound, bloberror.ConditionNotMet) {
+		return nil
+	}
+	return fmt.Errorf("delete index object: %w", err)
 }
 
 // storageCode is the error code of a storage error, for messages (the

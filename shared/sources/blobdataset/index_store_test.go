@@ -193,3 +193,14 @@ func (s versionedFileStore) read(ctx context.Context, cont, name, etag string, o
 	}
 	return readCloser{io.NewSectionReader(f, off, end-off), f}, size, nil
 }
+
+func (s *dirIndexStore) del(_ context.Context, name, etag string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, err := s.meta(name)
+	if err != nil || m.ETag != etag {
+		return nil
+	}
+	os.Remove(s.path(name) + ".meta")
+	return os.Remove(s.path(name))
+}

@@ -6,6 +6,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -102,6 +104,10 @@ func sampleSubjects(t testing.TB, size sample.Size, n int) []sources.Subject {
 // indexes.
 func TestIndexDiscoveryMatchesScan(t *testing.T) {
 	smallIndexBlocks(t, 2<<10)
+	// Builds sort in many runs merged from a temporary file.
+	oldRun := sortRunPairs
+	sortRunPairs = 97
+	t.Cleanup(func() { sortRunPairs = oldRun })
 	f := newFixture(t)
 	size, _ := sample.ParseSize("small")
 	f.putSample(size, 1, sample.Files()...)
@@ -276,6 +282,10 @@ func TestIndexStaleBypassed(t *testing.T) {
 	for _, bad := range [][]byte{[]byte("garbage"), good[:len(good)/2], flipped, append(bytes.Clone(good), 0)} {
 		p.putIndex(t, "tickets", "tickets.csv", bad)
 		p.sameDiscovery(t, ann, sources.Subject{IDs: map[string]string{"personId": "p1"}}, sources.Subject{Emails: []string{"carl@z.example"}})
+		// The corrupt index is deleted, so that the fan-out rebuilds it.
+		if stale, err := p.idx.StaleIndexes(f.ctx, "tickets"); err != nil || len(stale) != 1 {
+			t.Fatalf("after a corrupt index was bypassed StaleIndexes = %v, %v; want tickets.csv", stale, err)
+		}
 	}
 	logs := p.log.String()
 	if !strings.Contains(logs, "bypassed") {
@@ -417,4 +427,106 @@ func TestBuildIndexErrors(t *testing.T) {
 		t.Fatal("BuildIndex with a short secret succeeded")
 	}
 	_ = context.Background
+}
+
+// hookStore is the Azure store with a hook after a blob is opened.
+type hookStore struct {
+	azureStore
+	afterOpen func()
+}
+
+func (s hookStore) open(ctx context.Context, cont, name string) (io.ReadCloser, string, error) {
+	r, etag, err := s.azureStore.open(ctx, cont, name)
+	if err == nil && s.afterOpen != nil {
+		hook := s.afterOpen
+		s.afterOpen = nil
+		hook()
+	}
+	return r, etag, err
+}
+
+// TestBuildIndexRaces: a build whose blob changes while it reads stores
+// nothing (sources.ErrChanged), so an older build never overwrites the
+// index of a newer version; a build that finds an index of the same
+// version stored meanwhile keeps it.
+func TestBuildIndexRaces(t *testing.T) {
+	f := newFixture(t)
+	for name, data := range shapesData {
+		f.put(name, data)
+	}
+	p := f.indexedConnectors(shapesConfig(f))
+	buildAll(t, p.idx)
+	inner := New(p.idx.cfg, f.acct.Service, WithIndex(IndexOptions{Container: p.state, Secret: testIndexSecret}))
+	v2 := strings.Replace(shapesData["tickets.csv"], "plain text", "plain text changed", 1)
+
+	// The blob changes after the build opened it; a newer build indexes
+	// the new version meanwhile.
+	outer := New(p.idx.cfg, f.acct.Service, WithIndex(IndexOptions{Container: p.state, Secret: testIndexSecret}))
+	outer.store = hookStore{azureStore: outer.store.(azureStore), afterOpen: func() {
+		f.put("tickets.csv", v2)
+		if _, err := inner.BuildIndex(f.ctx, "tickets", "tickets.csv"); err != nil {
+			t.Errorf("inner BuildIndex: %v", err)
+		}
+	}}
+	if _, err := outer.BuildIndex(f.ctx, "tickets", "tickets.csv"); !errors.Is(err, sources.ErrChanged) {
+		t.Fatalf("BuildIndex of a blob changed while read = %v; want ErrChanged", err)
+	}
+	if stale, err := p.idx.StaleIndexes(f.ctx, "tickets"); err != nil || len(stale) != 0 {
+		t.Fatalf("StaleIndexes = %v, %v; want the newer build's index kept", stale, err)
+	}
+	p.sameDiscovery(t, sources.Subject{IDs: map[string]string{"personId": "p2"}})
+
+	// Another build of the same version stores first: kept, no error.
+	outer.store = hookStore{azureStore: outer.store.(hookStore).azureStore, afterOpen: func() {
+		if _, err := inner.BuildIndex(f.ctx, "tickets", "tickets.csv"); err != nil {
+			t.Errorf("inner BuildIndex: %v", err)
+		}
+	}}
+	if _, err := outer.BuildIndex(f.ctx, "tickets", "tickets.csv"); err != nil {
+		t.Fatalf("BuildIndex racing a build of the same version: %v", err)
+	}
+	if stale, err := p.idx.StaleIndexes(f.ctx, "tickets"); err != nil || len(stale) != 0 {
+		t.Fatalf("StaleIndexes = %v, %v", stale, err)
+	}
+
+	// A changed secret or matching config makes every index stale.
+	other := New(p.idx.cfg, f.acct.Service, WithIndex(IndexOptions{Container: p.state, Secret: []byte("another-secret-0123456789")}))
+	if stale, err := other.StaleIndexes(f.ctx, "people"); err != nil || len(stale) != 2 {
+		t.Fatalf("StaleIndexes under another secret = %v, %v; want both blobs", stale, err)
+	}
+	cfg := shapesConfig(f)
+	for i := range cfg.Datasets {
+		cfg.Datasets[i].Index = true
+	}
+	cfg.Datasets[0].FreeText = nil
+	moved := New(cfg, f.acct.Service, WithIndex(IndexOptions{Container: p.state, Secret: testIndexSecret}))
+	if stale, err := moved.StaleIndexes(f.ctx, "people"); err != nil || len(stale) != 2 {
+		t.Fatalf("StaleIndexes under another matching config = %v, %v; want both blobs", stale, err)
+	}
+}
+
+// TestBuildIndexDataErrorPosition: a malformed record deep in a blob
+// (past many chunks of the build's pipeline) fails the build with its own
+// position.
+func TestBuildIndexDataErrorPosition(t *testing.T) {
+	f := newFixture(t)
+	var b strings.Builder
+	for i := range 3000 {
+		if i == 2100 {
+			b.WriteString(`{"pid":"p","email":` + "\n")
+			continue
+		}
+		fmt.Fprintf(&b, `{"pid":"p%d","email":"u%d@x.example"}`+"\n", i, i)
+	}
+	f.put("big.ndjson", b.String())
+	cfg := &sources.Config{Version: 1, DefaultPhoneRegion: "US", Datasets: []sources.Dataset{{
+		Name: "people", Blob: "big.ndjson", Container: f.c, Format: sources.FormatNDJSON, Facts: testFacts,
+		Identifiers: []sources.Identifier{{Field: "email", Kind: sources.KindEmail}},
+	}}}
+	p := f.indexedConnectors(cfg)
+	_, err := p.idx.BuildIndex(f.ctx, "people", "big.ndjson")
+	var de *sources.DataError
+	if !errors.As(err, &de) || !strings.Contains(de.Reason, "record 2100 ") {
+		t.Fatalf("BuildIndex = %v; want a DataError at record 2100", err)
+	}
 }
