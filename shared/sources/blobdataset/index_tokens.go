@@ -56,10 +56,10 @@ type tokenizer struct {
 // mention is a token of a free text: an email or phone in normal form.
 type mention struct{ ns, value string }
 
-// maxMentionCache bounds the texts tokenizer.mentions keeps (it starts
-// over when full), so memory stays flat.
+// maxMentionCache bounds the texts tokenizer.mentions keeps, so memory
+// stays flat (a few MiB per worker).
 const (
-	maxMentionCache = 1 << 16
+	maxMentionCache = 1 << 15
 	maxCachedText   = 256
 )
 
@@ -131,10 +131,12 @@ func (t *tokenizer) textMentions(text string) []mention {
 	var out []mention
 	match.EmailMentionTokens(text, func(e string) { out = append(out, mention{nsEmail, e}) })
 	match.PhoneMentionTokens(text, t.region, func(p string) { out = append(out, mention{nsPhone, p}) })
-	if len(t.mentions) >= maxMentionCache || t.mentions == nil {
+	if t.mentions == nil {
 		t.mentions = make(map[string][]mention, 1024)
 	}
-	if len(text) <= maxCachedText {
+	// When full, the cache keeps what it has: the texts that repeat
+	// (templates) come early.
+	if len(text) <= maxCachedText && len(t.mentions) < maxMentionCache {
 		t.mentions[strings.Clone(text)] = out
 	}
 	return out
