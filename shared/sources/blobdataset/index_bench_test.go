@@ -244,3 +244,60 @@ func (r *countingBlobReader) read(ctx context.Context, cont, name, etag string, 
 	r.reads.Add(1)
 	return r.blobReader.read(ctx, cont, name, etag, off, count)
 }
+
+// BenchmarkIndexedAccessAzurite is BenchmarkIndexedAccess against Azurite
+// (the sample uploaded to a container, the indexes in another), so that
+// every index and data read is an HTTP request as on Blob Storage: it
+// shows what the requests of an indexed discovery cost, which local files
+// hide. DSR_INDEX_BENCH_SIZE as there (default small here: uploading
+// takes a while).
+func BenchmarkIndexedAccessAzurite(b *testing.B) {
+	requireBench(b)
+	name := os.Getenv("DSR_INDEX_BENCH_SIZE")
+	if name == "" {
+		name = "small"
+	}
+	size, err := sample.ParseSize(name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := newFixture(b)
+	total := f.putSample(size, 1, sample.Files()...)
+	p := f.indexedConnectors(f.sampleConfig())
+	start := time.Now()
+	stats := buildAll(b, p.idx)
+	buildTime := time.Since(start)
+	var indexBytes int64
+	for _, st := range stats {
+		indexBytes += st.IndexBytes
+	}
+	b.Logf("size %s: %d bytes; index %.2f %%; built in %v (%.1f MB/s) reading from Azurite", name, total,
+		100*float64(indexBytes)/float64(total), buildTime.Round(time.Millisecond), float64(total)/1e6/buildTime.Seconds())
+	demo := sample.Demo(size)
+	subject := sources.Subject{Emails: []string{demo.Email}, Phones: []string{demo.Phone}, IDs: map[string]string{"contactId": demo.ContactID}}
+	want, err := p.plain.Discover(f.ctx, subject)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		c    *Connector
+	}{{"scan", p.plain}, {"indexed", p.idx}} {
+		b.Run("discover="+c.name, func(b *testing.B) {
+			p.counts()
+			for b.Loop() {
+				got, err := c.c.Discover(f.ctx, subject)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if !reflect.DeepEqual(got, want) {
+					b.Fatal("the indexed discovery differs from the scan")
+				}
+			}
+			b.ReportMetric(float64(total)/1e6/(b.Elapsed().Seconds()/float64(b.N)), "MB/s")
+			if used, bypassed := p.counts(); c.c == p.idx && (used == 0 || bypassed != 0) {
+				b.Fatalf("index used for %d blobs, bypassed for %d", used, bypassed)
+			}
+		})
+	}
+}

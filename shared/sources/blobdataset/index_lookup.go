@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/dsr-functions/dsr/shared/sources"
 )
@@ -106,6 +107,8 @@ func (r *byteRanges) at(off, n int64) []byte {
 func (l *indexLookup) fetch(ctx context.Context, want [][2]int64) (*byteRanges, error) {
 	slices.SortFunc(want, func(a, b [2]int64) int { return int(a[0] - b[0]) })
 	out := &byteRanges{}
+	var toRead []int // parts to read, and their lengths
+	var lens []int64
 	for i := 0; i < len(want); {
 		start, end := want[i][0], want[i][1]
 		for i++; i < len(want) && want[i][0]-end <= indexReadGap; i++ {
@@ -114,26 +117,70 @@ func (l *indexLookup) fetch(ctx context.Context, want [][2]int64) (*byteRanges, 
 		if start < 0 || end > l.h.End || start > end {
 			return nil, bypass("corrupt (a position outside the index)")
 		}
-		var b []byte
-		if end <= int64(len(l.probe)) {
-			b = l.probe[start:end]
-		} else {
-			data, _, _, err := l.store.get(ctx, l.name, l.etag, start, end-start)
-			if errors.Is(err, errIndexGone) {
-				return nil, bypass("replaced while read")
-			}
-			if err != nil {
-				return nil, err
-			}
-			if int64(len(data)) != end-start {
-				return nil, bypass("corrupt (short)")
-			}
-			b = data
-		}
 		out.offs = append(out.offs, start)
-		out.parts = append(out.parts, b)
+		if end <= int64(len(l.probe)) {
+			out.parts = append(out.parts, l.probe[start:end])
+		} else {
+			out.parts = append(out.parts, nil)
+			lens = append(lens, end-start)
+			toRead = append(toRead, len(out.parts)-1)
+		}
+	}
+	// The reads go out at once: a lookup's cost is round trips.
+	err := inParallel(ctx, len(toRead), func(i int) error {
+		k, n := toRead[i], lens[i]
+		data, _, _, err := l.store.get(ctx, l.name, l.etag, out.offs[k], n)
+		if errors.Is(err, errIndexGone) {
+			return bypass("replaced while read")
+		}
+		if err != nil {
+			return err
+		}
+		if int64(len(data)) != n {
+			return bypass("corrupt (short)")
+		}
+		out.parts[k] = data
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
+}
+
+// maxParallelReads bounds the reads one blob's lookup has in flight.
+const maxParallelReads = 8
+
+// inParallel calls fn(0..n-1), up to maxParallelReads at a time, and
+// returns the first error (by index) once all have returned.
+func inParallel(ctx context.Context, n int, fn func(i int) error) error {
+	if n == 0 {
+		return nil
+	}
+	if n == 1 {
+		return fn(0)
+	}
+	errs := make([]error, n)
+	sem := make(chan struct{}, maxParallelReads)
+	var wg sync.WaitGroup
+	for i := range n {
+		if ctx.Err() != nil {
+			errs[i] = ctx.Err()
+			break
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			errs[i] = fn(i)
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // blocks returns the blocks, in increasing order, that hold a token with
@@ -363,37 +410,51 @@ func (l *indexLookup) match(ctx context.Context, c *Connector, d *sources.Datase
 	if err != nil {
 		return blobResult{}, err
 	}
-	var header []byte
+	// The reads: the CSV header (groups[0]) and groups of blocks close
+	// together (as in Read), all at once.
+	type group struct {
+		start, end int64
+		spans      []blockSpan
+		data       []byte
+	}
+	var groups []group
 	if d.Format == sources.FormatCSV {
 		if headerEnd <= 0 {
 			return blobResult{}, bypass("corrupt (no CSV header)")
 		}
-		if header, err = c.fetchBlob(ctx, d, name, etag, l.h.Size, 0, headerEnd, nil); err != nil {
-			return blobResult{}, err
-		}
-		header = append([]byte(nil), header...)
+		groups = append(groups, group{start: 0, end: headerEnd})
 	}
-	var sc scratch
-	var buf []byte
 	for i := 0; i < len(spans); {
-		// Blocks close together share one read, as in Read.
 		start, end := spans[i].start, spans[i].end
 		k := i + 1
 		for ; k < len(spans) && spans[k].start-end < readGap && spans[k].end-start <= readChunk; k++ {
 			end = spans[k].end
 		}
-		if buf, err = c.fetchBlob(ctx, d, name, etag, l.h.Size, start, end, buf); err != nil {
-			return blobResult{}, err
-		}
-		for _, sp := range spans[i:k] {
-			err := iterateBlock(ctx, d.Format, header, buf[sp.start-start:sp.end-start], sp, func(r *rawRecord) error {
+		groups = append(groups, group{start: start, end: end, spans: spans[i:k]})
+		i = k
+	}
+	err = inParallel(ctx, len(groups), func(i int) error {
+		var err error
+		groups[i].data, err = c.fetchBlob(ctx, d, name, etag, l.h.Size, groups[i].start, groups[i].end, nil)
+		return err
+	})
+	if err != nil {
+		return blobResult{}, err
+	}
+	var header []byte
+	if d.Format == sources.FormatCSV {
+		header, groups = groups[0].data, groups[1:]
+	}
+	var sc scratch
+	for _, g := range groups {
+		for _, sp := range g.spans {
+			err := iterateBlock(ctx, d.Format, header, g.data[sp.start-g.start:sp.end-g.start], sp, func(r *rawRecord) error {
 				return m.matchRecord(r, &sc, refs, d.Format, &res)
 			})
 			if err != nil {
 				return blobResult{}, err
 			}
 		}
-		i = k
 	}
 	return res, nil
 }
