@@ -381,6 +381,10 @@ func (c *Connector) lookupBlobIndexed(ctx context.Context, d *sources.Dataset, n
 // matches every record (m.matchRecord: prefilter, then exact rules).
 func (c *Connector) readIndexed(ctx context.Context, d *sources.Dataset, name, etag string, m *datasetMatcher, refs []string, hashes []uint64) (blobResult, error) {
 	res := blobResult{etag: etag}
+	if len(hashes) == 0 {
+		// The subjects hold nothing the rules could find here.
+		return res, nil
+	}
 	l, err := c.openIndex(ctx, d, name, etag)
 	if err != nil {
 		return blobResult{}, err
