@@ -151,10 +151,12 @@ var shapesData = map[string]string{
 {"pid":" p3 ","email":"joann@x.example","phone":"0044 20 7946 0958","notes":"ann@x.example.au is not ann"}
 {"pid":"p4","email":"carl&#64;z.example","phone":"(206) 555-0142","notes":["call 425 555 0199 / 206 555 0100", {"deep":"an\nn@x.example"}]}
 `,
-	"people/b.ndjson": `{"pid":"p5","email":"dora\u0040w.example","phone":"+12065550111","notes":"wrote to ann@x.\n  example and BOB@Y.EXAMPLE."}
-{"pid":"p6","contacts":[{"email":"ann@x.example"}],"phone":"not a phone","notes":"\u002B1 425 555 0100"}
-`,
-	"tickets.csv": "tid,person,body\r\n" +
+	"people/b.ndjson": `{"pid":"p5","email":"dora\u0040w.example","phone":"+12065550111","notes":"wrote to ann@x.\n  example and BOB@Y.EXAMPLE."}` + "\r\n" +
+		`{"pid":"p6","contacts":[{"email":"ann@x.example"}],"phone":"not a phone","notes":"\u002B1 425 555 0100"}` + "\r\n" +
+		`{"pid":"p8","merged":" p6","email":"eve@v.example"}` + "\r\n\r\n" +
+		`{"pid":"p9","merged":"p8","n":12.50}`,
+	"people/empty.ndjson": "",
+	"tickets.csv": "\ufefftid,person,body\r\n" +
 		"t1,p1,\"Customer an\nn@x.example called from 425-555-0199\"\r\n" +
 		"t2, p2 ,plain text\r\n" +
 		"\r\n" +
@@ -172,7 +174,8 @@ func shapesDatasets() []sources.Dataset {
 		{Name: "people", Prefix: "people/", Format: sources.FormatNDJSON, Key: "pid",
 			Identifiers: []sources.Identifier{{Field: "email", Kind: sources.KindEmail}, {Field: "contacts[].email", Kind: sources.KindEmail},
 				{Field: "phone", Kind: sources.KindPhone}, {Field: "pid", Kind: sources.KindID, IDName: "personId"}},
-			FreeText: []string{"notes"}},
+			FreeText:  []string{"notes"},
+			Relations: []sources.Relation{{Field: "merged", References: "people", ReferencesField: "pid"}}},
 		{Name: "tickets", Blob: "tickets.csv", Format: sources.FormatCSV, Key: "tid", FreeText: []string{"body"},
 			Relations: []sources.Relation{{Field: "person", References: "people", ReferencesField: "pid"}}},
 		{Name: "msgs", Blob: "msgs.json", Format: sources.FormatJSONArray, Key: "mid",
@@ -214,6 +217,8 @@ func TestIndexEncodedShapes(t *testing.T) {
 			{IDs: map[string]string{"personId": " p2"}},
 			{Keys: map[string]map[string][]string{"tickets": {"tid": {"t3"}}}},
 			{Emails: []string{"joann@x.example"}, Phones: []string{"12065550111"}},
+			{Emails: []string{"eve@v.example"}},
+			{IDs: map[string]string{"personId": "p6"}},
 		}
 		var total int64
 		for _, s := range subjects {
@@ -253,7 +258,7 @@ func TestIndexStaleBypassed(t *testing.T) {
 	p.counts()
 
 	// Append a record of hers to a blob whose index is now stale.
-	f.put("people/b.ndjson", shapesData["people/b.ndjson"]+`{"pid":"p7","email":"ann@x.example"}`+"\n")
+	f.put("people/b.ndjson", shapesData["people/b.ndjson"]+"\n"+`{"pid":"p7","email":"ann@x.example"}`+"\n")
 	if stale, err := p.idx.StaleIndexes(f.ctx, "people"); err != nil || len(stale) != 1 || stale[0] != "people/b.ndjson" {
 		t.Fatalf("StaleIndexes = %v, %v; want [people/b.ndjson]", stale, err)
 	}
@@ -491,8 +496,8 @@ func TestBuildIndexRaces(t *testing.T) {
 
 	// A changed secret or matching config makes every index stale.
 	other := New(p.idx.cfg, f.acct.Service, WithIndex(IndexOptions{Container: p.state, Secret: []byte("another-secret-0123456789")}))
-	if stale, err := other.StaleIndexes(f.ctx, "people"); err != nil || len(stale) != 2 {
-		t.Fatalf("StaleIndexes under another secret = %v, %v; want both blobs", stale, err)
+	if stale, err := other.StaleIndexes(f.ctx, "people"); err != nil || len(stale) != 3 {
+		t.Fatalf("StaleIndexes under another secret = %v, %v; want every blob", stale, err)
 	}
 	cfg := shapesConfig(f)
 	for i := range cfg.Datasets {
@@ -500,8 +505,8 @@ func TestBuildIndexRaces(t *testing.T) {
 	}
 	cfg.Datasets[0].FreeText = nil
 	moved := New(cfg, f.acct.Service, WithIndex(IndexOptions{Container: p.state, Secret: testIndexSecret}))
-	if stale, err := moved.StaleIndexes(f.ctx, "people"); err != nil || len(stale) != 2 {
-		t.Fatalf("StaleIndexes under another matching config = %v, %v; want both blobs", stale, err)
+	if stale, err := moved.StaleIndexes(f.ctx, "people"); err != nil || len(stale) != 3 {
+		t.Fatalf("StaleIndexes under another matching config = %v, %v; want every blob", stale, err)
 	}
 }
 
