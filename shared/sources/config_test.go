@@ -396,3 +396,19 @@ func TestProvidedProject(t *testing.T) {
 		t.Fatalf("empty fields keep %d of 4", len(all.Fields))
 	}
 }
+
+// TestParseIndexField reads the index field from a config file and
+// refuses it, naming it, on a format it does not support.
+func TestParseIndexField(t *testing.T) {
+	ds := `{"name":"contacts","container":"ds","blob":"c.%s","format":"%s","index":true,
+	 "identifiers":[{"field":"email","kind":"email"}],
+	 "facts":{"categories":["c"],"purposes":["p"],"retention":"r","source":"s"}}`
+	cfg, err := Parse([]byte(`{"version":1,"datasets":[` + fmt.Sprintf(ds, "ndjson", "ndjson") + `]}`))
+	if err != nil || !cfg.Datasets[0].Index {
+		t.Fatalf("Parse = %+v, %v; want index on", cfg, err)
+	}
+	_, err = Parse([]byte(`{"version":1,"datasets":[` + fmt.Sprintf(ds, "parquet", "parquet") + `]}`))
+	if err == nil || !strings.Contains(err.Error(), "datasets[0].index") {
+		t.Fatalf("Parse(index on parquet) = %v; want an error naming datasets[0].index", err)
+	}
+}
