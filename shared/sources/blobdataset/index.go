@@ -47,11 +47,18 @@ func (ix *indexer) name(d *sources.Dataset, blob string) string {
 }
 
 // bypass logs why a blob is scanned rather than looked up (never
-// content: the reasons are fixed words and error codes).
-func (ix *indexer) bypass(d *sources.Dataset, blob, reason string) {
-	if ix.log != nil {
-		ix.log.Info("identifier index bypassed: scanning the blob", "dataset", d.Name, "blob", blob, "reason", reason)
+// content: the reasons are fixed words). A missing or stale index is
+// routine until the fan-out rebuilds it (debug); a corrupt or unreadable
+// one is not (warning).
+func (ix *indexer) bypass(d *sources.Dataset, blob, reason string, warn bool) {
+	if ix.log == nil {
+		return
 	}
+	level := slog.LevelDebug
+	if warn {
+		level = slog.LevelWarn
+	}
+	ix.log.Log(context.Background(), level, "identifier index bypassed: scanning the blob", "dataset", d.Name, "blob", blob, "reason", reason)
 }
 
 // Metadata of an index object, so that StaleIndexes can tell fresh from

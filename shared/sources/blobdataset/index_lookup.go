@@ -340,17 +340,30 @@ var (
 	minCandidates  = 16
 )
 
+// indexQuery is what one pass over an indexed dataset looks up, for all
+// its blobs: the due subjects' hashes, or answerable false when the index
+// cannot answer for one of them.
+type indexQuery struct {
+	hashes     []uint64
+	answerable bool
+}
+
+// newIndexQuery computes the lookups of the due subjects in dataset d.
+func (c *Connector) newIndexQuery(d *sources.Dataset, due []*subjectState) *indexQuery {
+	hashes, ok := newTokenizer(c.index.secret, c.cfg, d).lookups(due)
+	return &indexQuery{hashes: hashes, answerable: ok}
+}
+
 // lookupBlobIndexed finds the records of one blob through its index, for
 // the due subjects, when the index of version etag is fresh. ok false says
 // the blob must be scanned instead (why is logged); the error is only a
 // cancelled ctx.
-func (c *Connector) lookupBlobIndexed(ctx context.Context, d *sources.Dataset, name, etag string, m *datasetMatcher, refs []string, due []*subjectState) (res blobResult, ok bool, err error) {
-	hashes, answerable := newTokenizer(c.index.secret, c.cfg, d).lookups(due)
-	if !answerable {
-		c.index.bypass(d, name, "a subject's identifiers cannot be looked up")
+func (c *Connector) lookupBlobIndexed(ctx context.Context, d *sources.Dataset, name, etag string, m *datasetMatcher, refs []string, q *indexQuery) (res blobResult, ok bool, err error) {
+	if !q.answerable {
+		c.index.bypass(d, name, "a subject's identifiers cannot be looked up", false)
 		return blobResult{}, false, nil
 	}
-	res, err = c.readIndexed(ctx, d, name, etag, m, refs, hashes)
+	res, err = c.readIndexed(ctx, d, name, etag, m, refs, q.hashes)
 	if err != nil {
 		if ctx.Err() != nil {
 			return blobResult{}, false, ctx.Err()
@@ -368,7 +381,7 @@ func (c *Connector) lookupBlobIndexed(ctx context.Context, d *sources.Dataset, n
 		} else if errors.Is(err, sources.ErrChanged) {
 			reason = "stale (the blob changed)"
 		}
-		c.index.bypass(d, name, reason)
+		c.index.bypass(d, name, reason, strings.HasPrefix(reason, "corrupt") || reason == "unreadable")
 		c.index.bypassed.Add(1)
 		return blobResult{}, false, nil
 	}

@@ -26,8 +26,10 @@ type IndexOptions struct {
 	// Secret keys the token hashes (at least 16 bytes). Changing it makes
 	// every index stale.
 	Secret []byte
-	// Logger, if set, hears why a blob's index was not used (stale,
-	// missing, corrupt): dataset, blob name and reason, never content.
+	// Logger, if set, hears why a blob's index was not used: dataset,
+	// blob name and reason, never content; debug level for a missing or
+	// stale index (routine until it is rebuilt), warning for a corrupt or
+	// unreadable one.
 	Logger *slog.Logger
 }
 

@@ -67,10 +67,12 @@ func (c *Connector) scan(ctx context.Context, d *sources.Dataset, due []*subject
 	}
 	var names []string
 	var etags map[string]string
+	var query *indexQuery
 	var err error
 	if c.indexed(d) {
 		// The listing's ETags say which blobs' indexes are fresh.
 		names, etags, err = c.blobVersions(ctx, d)
+		query = c.newIndexQuery(d, due)
 	} else {
 		names, err = c.blobs(ctx, d)
 	}
@@ -80,7 +82,7 @@ func (c *Connector) scan(ctx context.Context, d *sources.Dataset, due []*subject
 	blobs := make([]blobResult, len(names))
 	err = c.forEachBlob(ctx, len(names), func(ctx context.Context, i int) error {
 		if etag := etags[names[i]]; etag != "" {
-			res, ok, err := c.lookupBlobIndexed(ctx, d, names[i], etag, m, refs, due)
+			res, ok, err := c.lookupBlobIndexed(ctx, d, names[i], etag, m, refs, query)
 			if err != nil || ok {
 				blobs[i] = res
 				return err
