@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -173,11 +174,57 @@ func (c *Connector) StaleIndexes(ctx context.Context, dataset string) ([]string,
 	}
 	var out []string
 	for _, n := range names {
-		if !c.freshMeta(d, objs[c.index.name(d, n)], etags[n]) {
+		if !c.freshMeta(d, objs[c.index.name(d, n)].meta, etags[n]) {
 			out = append(out, n)
 		}
 	}
 	return out, nil
+}
+
+// PruneIndexes deletes the index objects of dataset whose blob is gone
+// (deleted, or no longer under the dataset's prefix or blob name) and
+// returns how many it deleted. Each deletion is conditional on the
+// object's ETag in the listing, so an index stored meanwhile stays. The
+// timer can run it after StaleIndexes; an orphan is never read (index
+// objects are found by their blob's name), it only takes room.
+func (c *Connector) PruneIndexes(ctx context.Context, dataset string) (int, error) {
+	d, err := c.indexedDataset(dataset)
+	if err != nil {
+		return 0, err
+	}
+	names, err := c.blobs(ctx, d)
+	if err != nil {
+		return 0, err
+	}
+	if d.Blob != "" {
+		// A single-blob dataset lists nothing: ask whether it exists.
+		if v, ok := c.store.(versioner); ok {
+			if _, _, err := v.stat(ctx, d.Container, d.Blob); errors.Is(err, errBlobNotFound) {
+				names = nil
+			} else if err != nil {
+				return 0, fmt.Errorf("dataset %s: %w", d.Name, err)
+			}
+		}
+	}
+	live := map[string]bool{}
+	for _, n := range names {
+		live[c.index.name(d, n)] = true
+	}
+	objs, err := c.index.store.list(ctx, c.index.prefix+d.Name+"/")
+	if err != nil {
+		return 0, fmt.Errorf("dataset %s: %w", d.Name, err)
+	}
+	pruned := 0
+	for _, name := range slices.Sorted(maps.Keys(objs)) {
+		if live[name] {
+			continue
+		}
+		if err := c.index.store.del(ctx, name, objs[name].etag); err != nil {
+			return pruned, fmt.Errorf("dataset %s: %w", d.Name, err)
+		}
+		pruned++
+	}
+	return pruned, nil
 }
 
 // refreshIndex rebuilds the index of a blob our own rewrite just changed,

@@ -92,7 +92,7 @@ func (s *pairSorter) each(fn func(uint64) error) error {
 	}
 	h := &runHeap{}
 	for _, r := range s.runs {
-		src := &runReader{r: bufio.NewReaderSize(io.NewSectionReader(s.file, r.off, r.n*8), 64<<10), left: r.n}
+		src := &runReader{r: bufio.NewReaderSize(io.NewSectionReader(s.file, r.off, r.n*8), 32<<10), left: r.n}
 		if ok, err := src.next(); err != nil {
 			return err
 		} else if ok {

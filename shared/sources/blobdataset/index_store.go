@@ -66,8 +66,9 @@ type indexStore interface {
 	// props returns the ETag and metadata of object name (errIndexGone if
 	// there is none).
 	props(ctx context.Context, name string) (etag string, meta map[string]string, err error)
-	// list returns the metadata of the objects under prefix, by name.
-	list(ctx context.Context, prefix string) (map[string]map[string]string, error)
+	// list returns the ETags and metadata of the objects under prefix, by
+	// name.
+	list(ctx context.Context, prefix string) (map[string]indexObject, error)
 	// put writes object name from r with metadata meta, only if its ETag
 	// is still ifMatch (ifMatch "": only if there is none); otherwise it
 	// fails with an error wrapping errIndexConflict.
@@ -75,6 +76,12 @@ type indexStore interface {
 	// del deletes object name if its ETag is still etag (a missing
 	// object, or one replaced since, is no error).
 	del(ctx context.Context, name, etag string) error
+}
+
+// indexObject is an index object as a listing shows it.
+type indexObject struct {
+	etag string
+	meta map[string]string
 }
 
 var (
@@ -130,8 +137,8 @@ func (s azureIndexStore) props(ctx context.Context, name string) (string, map[st
 	return string(*p.ETag), plainMeta(p.Metadata), nil
 }
 
-func (s azureIndexStore) list(ctx context.Context, prefix string) (map[string]map[string]string, error) {
-	out := map[string]map[string]string{}
+func (s azureIndexStore) list(ctx context.Context, prefix string) (map[string]indexObject, error) {
+	out := map[string]indexObject{}
 	pager := s.c.NewListBlobsFlatPager(&container.ListBlobsFlatOptions{Prefix: to.Ptr(prefix), Include: container.ListBlobsInclude{Metadata: true}})
 	for pager.More() {
 		page, err := pager.NextPage(ctx)
@@ -142,8 +149,8 @@ func (s azureIndexStore) list(ctx context.Context, prefix string) (map[string]ma
 			return nil, fmt.Errorf("list index objects: %w", err)
 		}
 		for _, it := range page.Segment.BlobItems {
-			if it.Name != nil {
-				out[*it.Name] = plainMeta(it.Metadata)
+			if it.Name != nil && it.Properties != nil && it.Properties.ETag != nil {
+				out[*it.Name] = indexObject{etag: quotedETag(string(*it.Properties.ETag)), meta: plainMeta(it.Metadata)}
 			}
 		}
 	}

@@ -89,10 +89,10 @@ func (s *dirIndexStore) props(_ context.Context, name string) (string, map[strin
 	return m.ETag, m.Meta, err
 }
 
-func (s *dirIndexStore) list(_ context.Context, prefix string) (map[string]map[string]string, error) {
+func (s *dirIndexStore) list(_ context.Context, prefix string) (map[string]indexObject, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := map[string]map[string]string{}
+	out := map[string]indexObject{}
 	b, err := os.ReadFile(filepath.Join(s.dir, "names"))
 	if err != nil && !os.IsNotExist(err) {
 		return nil, err
@@ -102,7 +102,7 @@ func (s *dirIndexStore) list(_ context.Context, prefix string) (map[string]map[s
 			continue
 		}
 		if m, err := s.meta(name); err == nil {
-			out[name] = m.Meta
+			out[name] = indexObject{etag: m.ETag, meta: m.Meta}
 		}
 	}
 	return out, nil

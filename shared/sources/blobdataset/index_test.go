@@ -535,3 +535,31 @@ func TestBuildIndexDataErrorPosition(t *testing.T) {
 		t.Fatalf("BuildIndex = %v; want a DataError at record 2100", err)
 	}
 }
+
+// TestPruneIndexes deletes the index objects of blobs that are gone and
+// keeps the others.
+func TestPruneIndexes(t *testing.T) {
+	f := newFixture(t)
+	for name, data := range shapesData {
+		f.put(name, data)
+	}
+	p := f.indexedConnectors(shapesConfig(f))
+	buildAll(t, p.idx)
+	if n, err := p.idx.PruneIndexes(f.ctx, "people"); err != nil || n != 0 {
+		t.Fatalf("PruneIndexes with every blob there = %d, %v", n, err)
+	}
+	f.del("people/a.ndjson")
+	f.del("tickets.csv")
+	for ds, want := range map[string]int{"people": 1, "tickets": 1, "msgs": 0} {
+		if n, err := p.idx.PruneIndexes(f.ctx, ds); err != nil || n != want {
+			t.Fatalf("PruneIndexes(%s) = %d, %v; want %d", ds, n, err, want)
+		}
+	}
+	objs, err := p.idx.index.store.list(f.ctx, p.idx.index.prefix)
+	if err != nil || len(objs) != 3 {
+		t.Fatalf("after pruning %d index objects (%v); want 3 (people b and empty, msgs)", len(objs), err)
+	}
+	if stale, err := p.idx.StaleIndexes(f.ctx, "people"); err != nil || len(stale) != 0 {
+		t.Fatalf("StaleIndexes after pruning = %v, %v", stale, err)
+	}
+}

@@ -110,7 +110,7 @@ func (s memIndexStore) get(_ context.Context, _, _ string, off, count int64) ([]
 func (memIndexStore) props(context.Context, string) (string, map[string]string, error) {
 	return "", nil, errIndexGone
 }
-func (memIndexStore) list(context.Context, string) (map[string]map[string]string, error) {
+func (memIndexStore) list(context.Context, string) (map[string]indexObject, error) {
 	return nil, nil
 }
 func (memIndexStore) put(context.Context, string, io.Reader, string, map[string]string) error {
