@@ -42,6 +42,7 @@ import (
 	requestsredrive "github.com/dsr-functions/dsr/functions/requests-redrive"
 	requestsreject "github.com/dsr-functions/dsr/functions/requests-reject"
 	restrictionsget "github.com/dsr-functions/dsr/functions/restrictions-get"
+	"github.com/dsr-functions/dsr/functions/scan"
 	sweeper "github.com/dsr-functions/dsr/functions/sweeper"
 	transmitkey "github.com/dsr-functions/dsr/functions/transmit-key"
 	verify "github.com/dsr-functions/dsr/functions/verify"
@@ -64,6 +65,7 @@ import (
 	"github.com/dsr-functions/dsr/shared/ratelimit"
 	"github.com/dsr-functions/dsr/shared/recipients"
 	"github.com/dsr-functions/dsr/shared/sources"
+	"github.com/dsr-functions/dsr/shared/sources/blobdataset"
 	"github.com/dsr-functions/dsr/shared/sources/open"
 	"github.com/dsr-functions/dsr/shared/sources/webhook"
 	"github.com/dsr-functions/dsr/shared/store"
@@ -141,9 +143,13 @@ var Serves = map[string][]string{
 // behind their access policy, except the console, which is built over the
 // others (newConsole). callbacks are the asynchronous webhook systems'
 // endpoints by name.
-func Registry(svc *pipeline.Service, authn *auth.Authenticator, callbacks map[string]http.Handler, prt *portal.Portal, limits sweeper.Windows) funchost.Registry {
+func Registry(svc *pipeline.Service, authn *auth.Authenticator, callbacks map[string]http.Handler, prt *portal.Portal, limits sweeper.Windows, shards scan.Runner) funchost.Registry {
 	guard := func(name string, h http.Handler) http.Handler {
 		return auth.Guard(authn, Policies[name], h, svc.Log)
+	}
+	var scans sweeper.Windows
+	if shards != nil {
+		scans = sweeper.SweepFunc(shards.SweepScans)
 	}
 	return funchost.Registry{
 		HTTP: map[string]http.Handler{
@@ -177,9 +183,10 @@ func Registry(svc *pipeline.Service, authn *auth.Authenticator, callbacks map[st
 			"verify":              verify.New(svc),
 			"erase-deadletter":    erasedeadletter.New(svc),
 			"verify-deadletter":   verifydeadletter.New(svc),
+			"scan":                scan.New(shards, svc.Log),
 		},
 		Timer: map[string]funchost.TimerFunc{
-			"sweeper": sweeper.New(svc, limits),
+			"sweeper": sweeper.New(svc, limits, scans),
 		},
 		Serves: Serves,
 	}
@@ -261,6 +268,28 @@ func NewWithOptions(cfg *config.Config, sender queue.Sender, log *slog.Logger, o
 		credential = func() (azcore.TokenCredential, error) { return opts.Credential, nil }
 	}
 	stateContainer := acct.Service.NewContainerClient(cfg.StateContainer)
+	// The service is made after the connectors; the fan-out wakes its
+	// requests through it.
+	var svc *pipeline.Service
+	var blobOpts []blobdataset.Option
+	if scanQueue := funchost.QueueOf(fns, "scan"); scanQueue != "" && cfg.ScanShardBytes > 0 {
+		blobOpts = append(blobOpts, blobdataset.WithFanout(blobdataset.Fanout{
+			Container:  stateContainer,
+			Secret:     derive(cfg.PseudonymSecret, "scan-subjects"),
+			ShardBytes: cfg.ScanShardBytes,
+			MaxShards:  cfg.ScanMaxShards,
+			Send: func(ctx context.Context, id string, body []byte) error {
+				return sender.Send(ctx, scanQueue, queue.Message{ID: id, Body: body, Subject: "scan"})
+			},
+			Completed: func(ctx context.Context, ids []string) {
+				for _, id := range ids {
+					if err := svc.Redrive(ctx, id); err != nil {
+						svc.Log.Warn("a fanned-out scan completed but a waiting request could not be woken; it looks again later", "requestId", id, "err", err)
+					}
+				}
+			},
+		}))
+	}
 	conns, err := open.Connectors(context.Background(), src, open.Deps{
 		Blob:       acct.Service,
 		Getenv:     os.Getenv,
@@ -270,11 +299,12 @@ func NewWithOptions(cfg *config.Config, sender queue.Sender, log *slog.Logger, o
 		WebhookStore: func(name string) webhook.ResultStore {
 			return webhook.NewBlobStore(stateContainer, "webhooks/"+name+"/")
 		},
+		BlobOptions: blobOpts,
 	})
 	if err != nil {
 		return nil, err
 	}
-	svc := &pipeline.Service{
+	svc = &pipeline.Service{
 		Store:           store.New(acct.Service.NewContainerClient(cfg.StateContainer)).WithPageTokenKey(derive(cfg.PseudonymSecret, "page-tokens")),
 		Audit:           audit.New(acct, cfg.AuditContainer),
 		Sender:          sender,
@@ -340,7 +370,11 @@ func NewWithOptions(cfg *config.Config, sender queue.Sender, log *slog.Logger, o
 		_ = notifier.Close(ctx)
 		conns.Close()
 	}
-	reg := Registry(svc, authn, callbacks, prt, limits)
+	var shards scan.Runner
+	if conns.Blob != nil && len(blobOpts) > 0 {
+		shards = conns.Blob
+	}
+	reg := Registry(svc, authn, callbacks, prt, limits, shards)
 	con, err := newConsole(fns, reg, authn, svc, cfg)
 	if err != nil {
 		conns.Close()

@@ -104,6 +104,7 @@ type harness struct {
 	cfg        *config.Config
 	sources    *sources.Config
 	datasets   string
+	state      string
 	outbox     string
 	proofs     string
 	size       sample.Size
@@ -171,6 +172,7 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 	}
 	h.datasets = azuritetest.Container(t, acct, "datasets")
 	state := azuritetest.Container(t, acct, "state")
+	h.state = state
 	exports := azuritetest.Container(t, acct, "exports")
 	auditName := azuritetest.Container(t, acct, "audit")
 	h.outbox = azuritetest.Container(t, acct, "outbox")

@@ -3,7 +3,7 @@
 // a request), deletes export packages whose links have expired, expires
 // requests never verified, deletes agents' proofs of authority after their
 // request's retention (and proofs left without a request), and deletes
-// ended rate-limit windows.
+// ended rate-limit windows and the blobs of fanned-out scans a day old.
 package sweeper
 
 import (
@@ -20,8 +20,18 @@ type Windows interface {
 	Sweep(ctx context.Context, olderThan time.Duration) (int, error)
 }
 
-// New returns the timer handler; limits may be nil.
-func New(svc *pipeline.Service, limits Windows) funchost.TimerFunc {
+// SweepFunc is a Windows that is a function (a fanned-out scan's blobs).
+type SweepFunc func(ctx context.Context, olderThan time.Duration) (int, error)
+
+// Sweep calls f.
+func (f SweepFunc) Sweep(ctx context.Context, olderThan time.Duration) (int, error) {
+	return f(ctx, olderThan)
+}
+
+// New returns the timer handler; limits and scans (a fanned-out
+// discovery's jobs and results, deleted a day after they were last
+// written) may be nil.
+func New(svc *pipeline.Service, limits, scans Windows) funchost.TimerFunc {
 	return func(ctx context.Context, info *funchost.TimerInfo) error {
 		if info.IsPastDue {
 			svc.Log.Info("sweeper: past due; sweeping now")
@@ -36,6 +46,13 @@ func New(svc *pipeline.Service, limits Windows) funchost.TimerFunc {
 				err = errors.Join(err, lerr)
 			} else if n > 0 {
 				svc.Log.Info("sweeper: rate-limit windows deleted", "windows", n)
+			}
+		}
+		if scans != nil {
+			if n, serr := scans.Sweep(ctx, 24*time.Hour); serr != nil {
+				err = errors.Join(err, serr)
+			} else if n > 0 {
+				svc.Log.Info("sweeper: fanned-out scans' blobs deleted", "blobs", n)
 			}
 		}
 		return err

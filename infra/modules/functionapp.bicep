@@ -32,6 +32,10 @@ param sweepStuckAfter string = '30m'
 param stageRetries int = 8
 param stageRetryDelay string = '10s'
 param stageRetryMaxDelay string = '5m'
+@description('Size in MiB of a shard of a discovery fanned out over dsr-scan (0: no fan-out).')
+param scanShardMb int = 256
+@description('Most shards of one fanned-out scan.')
+param scanMaxShards int = 64
 param phoneRegion string = ''
 param intakeRejectedQueue string = 'dsr-intake-rejected'
 param approvalTypes string = 'erasure,rectification'
@@ -157,6 +161,8 @@ var appSettings = {
   DSR_STAGE_RETRIES: string(stageRetries)
   DSR_STAGE_RETRY_DELAY: stageRetryDelay
   DSR_STAGE_RETRY_MAX_DELAY: stageRetryMaxDelay
+  DSR_SCAN_SHARD_MB: string(scanShardMb)
+  DSR_SCAN_MAX_SHARDS: string(scanMaxShards)
   DSR_PHONE_REGION: phoneRegion
   DSR_INTAKE_REJECTED_QUEUE: intakeRejectedQueue
   DSR_PSEUDONYM_SECRET: '@Microsoft.KeyVault(SecretUri=${pseudonymSecretUri})'

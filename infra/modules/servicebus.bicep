@@ -17,6 +17,7 @@ var queueNames = [
   'dsr-export'
   'dsr-erase'
   'dsr-verify'
+  'dsr-scan'
   'dsr-intake-rejected'
 ]
 

@@ -110,6 +110,13 @@ type Config struct {
 	StageRetries       int
 	StageRetryDelay    time.Duration
 	StageRetryMaxDelay time.Duration
+	// ScanShardBytes is the size of a shard of a fanned-out discovery: a
+	// Blob dataset of at least two shards is scanned over the dsr-scan
+	// queue (DSR_SCAN_SHARD_MB, MiB, default 256, 1–65536; 0 turns fan-out
+	// off). ScanMaxShards bounds one scan's shards; a larger dataset gets
+	// larger shards (DSR_SCAN_MAX_SHARDS, default 64, 1–1000).
+	ScanShardBytes int64
+	ScanMaxShards  int
 	// HandlerPort is where `dsr serve` listens (FUNCTIONS_CUSTOMHANDLER_PORT, default 8080).
 	HandlerPort int
 	// Verify says which requests wait for their requester to prove the
@@ -267,6 +274,14 @@ func load(getenv func(string) string) (*Config, error) {
 		}
 	}
 	if err := c.loadStageRetries(get); err != nil {
+		return nil, err
+	}
+	mb, err := intIn(get("DSR_SCAN_SHARD_MB", "256"), "DSR_SCAN_SHARD_MB", 0, 65536, " (0 turns fan-out off)")
+	if err != nil {
+		return nil, err
+	}
+	c.ScanShardBytes = int64(mb) << 20
+	if c.ScanMaxShards, err = intIn(get("DSR_SCAN_MAX_SHARDS", "64"), "DSR_SCAN_MAX_SHARDS", 1, 1000, ""); err != nil {
 		return nil, err
 	}
 	port := get("FUNCTIONS_CUSTOMHANDLER_PORT", get("FUNCTIONS_HTTPWORKER_PORT", "8080"))
@@ -441,6 +456,15 @@ func (c *Config) loadStageRetries(get func(string, string) string) error {
 			c.SweepStuckAfter, c.StageRetryMaxDelay)
 	}
 	return nil
+}
+
+// intIn parses a whole-number setting within [lo, hi].
+func intIn(v, name string, lo, hi int, more string) (int, error) {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return 0, fmt.Errorf("%s: must be a whole number from %d to %d%s, got %q", name, lo, hi, more, v)
+	}
+	return n, nil
 }
 
 // durationIn parses a Go duration setting within [lo, hi].

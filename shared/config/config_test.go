@@ -425,6 +425,39 @@ func TestLoadStageRetries(t *testing.T) {
 	}
 }
 
+// DSR_SCAN_SHARD_MB and DSR_SCAN_MAX_SHARDS: 256 MiB shards, at most 64,
+// by default; 0 MiB turns fan-out off; out of range or unparseable is
+// refused naming the setting.
+func TestLoadScanSettings(t *testing.T) {
+	for _, tc := range []struct {
+		kv       []string
+		bytes    int64
+		max      int
+		errNames string
+	}{
+		{nil, 256 << 20, 64, ""},
+		{[]string{"DSR_SCAN_SHARD_MB", "0"}, 0, 64, ""},
+		{[]string{"DSR_SCAN_SHARD_MB", "1", "DSR_SCAN_MAX_SHARDS", "1000"}, 1 << 20, 1000, ""},
+		{[]string{"DSR_SCAN_SHARD_MB", "-1"}, 0, 0, "DSR_SCAN_SHARD_MB"},
+		{[]string{"DSR_SCAN_SHARD_MB", "65537"}, 0, 0, "DSR_SCAN_SHARD_MB"},
+		{[]string{"DSR_SCAN_SHARD_MB", "1GB"}, 0, 0, "DSR_SCAN_SHARD_MB"},
+		{[]string{"DSR_SCAN_MAX_SHARDS", "0"}, 0, 0, "DSR_SCAN_MAX_SHARDS"},
+		{[]string{"DSR_SCAN_MAX_SHARDS", "1001"}, 0, 0, "DSR_SCAN_MAX_SHARDS"},
+	} {
+		c, err := Load(env(append([]string{"AzureWebJobsStorage", devStorage}, tc.kv...)...))
+		switch {
+		case tc.errNames != "":
+			if err == nil || !strings.Contains(err.Error(), tc.errNames) {
+				t.Errorf("%v: Load = %v, want an error naming %s", tc.kv, err, tc.errNames)
+			}
+		case err != nil:
+			t.Errorf("%v: %v", tc.kv, err)
+		case c.ScanShardBytes != tc.bytes || c.ScanMaxShards != tc.max:
+			t.Errorf("%v: shard bytes %d max %d, want %d %d", tc.kv, c.ScanShardBytes, c.ScanMaxShards, tc.bytes, tc.max)
+		}
+	}
+}
+
 func TestLoadPublicURL(t *testing.T) {
 	for host, want := range map[string]string{
 		"":                            "",

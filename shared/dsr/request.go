@@ -153,6 +153,17 @@ type DiscoverySummary struct {
 	TotalRecords int64           `json:"totalRecords"`
 	Sources      []SourceSummary `json:"sources"`
 	CompletedAt  time.Time       `json:"completedAt"`
+	// Progress is set while discovery waits for a fanned-out scan (and
+	// the rest is empty): shards, shards done, bytes, bytes done.
+	Progress *DiscoveryProgress `json:"progress,omitempty"`
+}
+
+// DiscoveryProgress is how far a fanned-out scan has got.
+type DiscoveryProgress struct {
+	Shards    int   `json:"shards"`
+	Done      int   `json:"done"`
+	Bytes     int64 `json:"bytes"`
+	DoneBytes int64 `json:"doneBytes"`
 }
 
 // ExportInfo describes the export package of a completed access request.

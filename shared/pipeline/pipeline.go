@@ -556,7 +556,30 @@ func (s *Service) loadForStage(ctx context.Context, id, stage string) (*dsr.Stor
 // requestContext is ctx carrying the request, for connectors that need its
 // id or subject (webhooks).
 func (s *Service) requestContext(ctx context.Context, st *dsr.Stored) context.Context {
-	return sources.WithRequest(ctx, st.ID, subjectOf(st))
+	return sources.WithSince(sources.WithRequest(ctx, st.ID, subjectOf(st)), stageStart(st))
+}
+
+// stageStart is when the request entered its current stage (the first of
+// the history's last entries at that stage, intake and discovery counting
+// as one, and not past a failure it was re-driven from): work a connector
+// did for it before then (a fanned-out scan) is not an answer for this
+// stage. Discovery counts from intake because a discovery may start ahead
+// of the move into the stage (prefetch.go).
+func stageStart(st *dsr.Stored) time.Time {
+	same := func(h dsr.HistoryEntry) bool {
+		if h.State == dsr.StateFailed {
+			return false
+		}
+		if st.Stage == dsr.StageIntake || st.Stage == dsr.StageDiscovery {
+			return h.Stage == dsr.StageIntake || h.Stage == dsr.StageDiscovery
+		}
+		return h.Stage == st.Stage
+	}
+	var at time.Time
+	for i := len(st.History) - 1; i >= 0 && same(st.History[i]); i-- {
+		at = st.History[i].At
+	}
+	return at
 }
 
 // waitForSystems handles a system that will answer later: until MaxPending
@@ -582,6 +605,25 @@ func (s *Service) waitForSystems(ctx context.Context, st *dsr.Stored, stage dsr.
 	if now.Sub(since) >= limit {
 		s.Log.Warn("gave up waiting for a system", "requestId", st.ID, "stage", stage)
 		return false, nil
+	}
+	var hint sources.RetryHinter
+	if errors.As(cause, &hint) && hint.RetryAfter() > 0 && hint.RetryAfter() < delay {
+		delay = hint.RetryAfter()
+	}
+	var pr sources.ProgressReporter
+	if stage == dsr.StageDiscovery && errors.As(cause, &pr) {
+		// A fanned-out scan: the request shows how far it has got.
+		sp := pr.DiscoveryProgress()
+		p := dsr.DiscoveryProgress{Shards: sp.Shards, Done: sp.Done, Bytes: sp.Bytes, DoneBytes: sp.DoneBytes}
+		if _, err := s.Store.Update(ctx, st.ID, func(cur *dsr.Stored) (bool, error) {
+			if cur.State.Terminal() || cur.Stage != dsr.StageDiscovery {
+				return false, nil
+			}
+			cur.Discovery = &dsr.DiscoverySummary{Sources: []dsr.SourceSummary{}, Progress: &p}
+			return true, nil
+		}); err != nil {
+			return true, fmt.Errorf("%s %s: record progress: %w", stage, st.ID, err)
+		}
 	}
 	s.recordAttemptError(ctx, st.ID, stage, cause)
 	at := now.Add(delay)

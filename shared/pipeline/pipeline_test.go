@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/dsr-functions/dsr/shared/dsr"
 )
@@ -254,5 +255,34 @@ func TestErasureKeepsOthersAndFilesATombstone(t *testing.T) {
 	}
 	if fmt.Sprint(got) != "map[contacts:0 orders:1]" {
 		t.Errorf("after erasure the discovery finds %v, want her masked order only", got)
+	}
+}
+
+// stageStart: discovery counts from intake (a discovery may start ahead
+// of the move), not past a failure it was re-driven from; other stages
+// from their own first entry.
+func TestStageStart(t *testing.T) {
+	at := func(m int) time.Time { return time.Date(2026, 12, 5, 10, m, 0, 0, time.UTC) }
+	h := func(stage dsr.Stage, state dsr.State, m int) dsr.HistoryEntry {
+		return dsr.HistoryEntry{Stage: stage, State: state, At: at(m)}
+	}
+	for _, tc := range []struct {
+		name    string
+		stage   dsr.Stage
+		history []dsr.HistoryEntry
+		want    time.Time
+	}{
+		{"at intake", dsr.StageIntake, []dsr.HistoryEntry{h(dsr.StageIntake, dsr.StateReceived, 1)}, at(1)},
+		{"in discovery", dsr.StageDiscovery, []dsr.HistoryEntry{h(dsr.StageIntake, dsr.StateReceived, 1), h(dsr.StageDiscovery, dsr.StateInProgress, 2)}, at(1)},
+		{"re-driven discovery", dsr.StageDiscovery, []dsr.HistoryEntry{h(dsr.StageIntake, dsr.StateReceived, 1), h(dsr.StageDiscovery, dsr.StateInProgress, 2),
+			h(dsr.StageDiscovery, dsr.StateFailed, 3), h(dsr.StageDiscovery, dsr.StateInProgress, 4)}, at(4)},
+		{"verification", dsr.StageVerification, []dsr.HistoryEntry{h(dsr.StageIntake, dsr.StateReceived, 1), h(dsr.StageDiscovery, dsr.StateInProgress, 2),
+			h(dsr.StageErasure, dsr.StateInProgress, 5), h(dsr.StageVerification, dsr.StateInProgress, 9)}, at(9)},
+	} {
+		st := &dsr.Stored{}
+		st.Stage, st.History = tc.stage, tc.history
+		if got := stageStart(st); !got.Equal(tc.want) {
+			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"time"
 )
 
 // ErrChanged reports that a dataset changed between discovery and a later
@@ -333,4 +334,67 @@ func WithRequest(ctx context.Context, requestID string, subject Subject) context
 func RequestFrom(ctx context.Context) (requestID string, subject Subject, ok bool) {
 	info, ok := ctx.Value(requestKey{}).(requestInfo)
 	return info.id, info.subject, ok && info.id != ""
+}
+
+// Progress is how far a discovery that waits for fanned-out scans has got.
+type Progress struct {
+	Shards    int   `json:"shards"`
+	Done      int   `json:"done"`
+	Bytes     int64 `json:"bytes"`
+	DoneBytes int64 `json:"doneBytes"`
+}
+
+// ProgressReporter is implemented by a pending error that knows how far
+// the work it waits for has got.
+type ProgressReporter interface {
+	DiscoveryProgress() Progress
+}
+
+// RetryHinter is implemented by a pending error that knows how soon asking
+// again makes sense.
+type RetryHinter interface {
+	RetryAfter() time.Duration
+}
+
+// Waiter is the request behind one subject of a discovery: its id (to be
+// woken when work it waits for completes) and when its stage began (work
+// done before that is not its answer).
+type Waiter struct {
+	ID    string
+	Since time.Time
+}
+
+type waitersKey struct{}
+
+// WithWaiters returns ctx carrying the requests behind a DiscoverMany
+// call's subjects, one per subject in order (a batch of requests).
+func WithWaiters(ctx context.Context, ws []Waiter) context.Context {
+	return context.WithValue(ctx, waitersKey{}, ws)
+}
+
+// WithSince returns ctx noting when the request's current stage began
+// (see Waiter).
+func WithSince(ctx context.Context, since time.Time) context.Context {
+	return context.WithValue(ctx, sinceKey{}, since)
+}
+
+type sinceKey struct{}
+
+// WaitersFrom returns the requests a discovery serves: those WithWaiters
+// set, or else the one request WithRequest and WithSince describe.
+func WaitersFrom(ctx context.Context) []Waiter {
+	if ws, ok := ctx.Value(waitersKey{}).([]Waiter); ok {
+		return ws
+	}
+	if w, ok := WaiterFrom(ctx); ok {
+		return []Waiter{w}
+	}
+	return nil
+}
+
+// WaiterFrom returns the one request ctx carries (WithRequest, WithSince).
+func WaiterFrom(ctx context.Context) (Waiter, bool) {
+	id, _, ok := RequestFrom(ctx)
+	since, _ := ctx.Value(sinceKey{}).(time.Time)
+	return Waiter{ID: id, Since: since}, ok || !since.IsZero()
 }

@@ -68,10 +68,13 @@ type Batcher struct {
 // call is one Discover call.
 type call struct {
 	subject sources.Subject
-	done    chan struct{} // closed when res or err is set
-	res     *sources.Discovery
-	err     error
-	pass    *pass // set when dispatched (under Batcher.mu)
+	// waiter is the request behind the call (sources.WaiterFrom), passed
+	// on to the pass: a connector that answers later wakes it.
+	waiter sources.Waiter
+	done   chan struct{} // closed when res or err is set
+	res    *sources.Discovery
+	err    error
+	pass   *pass // set when dispatched (under Batcher.mu)
 }
 
 // pass is one DiscoverMany call in flight.
@@ -110,6 +113,7 @@ func (b *Batcher) Discover(ctx context.Context, subject sources.Subject) (*sourc
 		return nil, err
 	}
 	c := &call{subject: subject, done: make(chan struct{})}
+	c.waiter, _ = sources.WaiterFrom(ctx)
 	b.mu.Lock()
 	b.pending = append(b.pending, c)
 	if ctx.Value(alone{}) != nil && !b.running {
@@ -195,21 +199,24 @@ func (b *Batcher) dispatchLocked() {
 func (b *Batcher) run(ctx context.Context, cancel context.CancelFunc, calls []*call) {
 	defer cancel()
 	subjects := make([]sources.Subject, len(calls))
+	waiters := make([]sources.Waiter, len(calls))
 	for i, c := range calls {
-		subjects[i] = c.subject
+		subjects[i], waiters[i] = c.subject, c.waiter
 	}
-	res, err := b.discoverMany(ctx, subjects)
+	res, err := b.discoverMany(sources.WithWaiters(ctx, waiters), subjects)
 	if err == nil && len(res) != len(calls) {
 		err = fmt.Errorf("batch: DiscoverMany returned %d results for %d subjects", len(res), len(calls))
 	}
 	errs := make([]error, len(calls))
-	if err != nil && len(calls) > 1 && ctx.Err() == nil {
+	// A pass that waits for a system (a fanned-out scan) waits for every
+	// subject's sake alike: no one subject is to blame.
+	if err != nil && len(calls) > 1 && ctx.Err() == nil && !errors.Is(err, sources.ErrPending) {
 		// A failure may belong to one subject (a malformed record that only
 		// its search parses): each subject is discovered alone, so one
 		// person's bad data never fails another person's request.
 		res = make([]*sources.Discovery, len(calls))
 		for i, c := range calls {
-			one, oerr := b.discoverMany(ctx, []sources.Subject{c.subject})
+			one, oerr := b.discoverMany(sources.WithWaiters(ctx, []sources.Waiter{c.waiter}), []sources.Subject{c.subject})
 			if oerr == nil && len(one) != 1 {
 				oerr = fmt.Errorf("batch: DiscoverMany returned %d results for 1 subject", len(one))
 			}

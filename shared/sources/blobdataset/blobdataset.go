@@ -33,6 +33,10 @@ type Connector struct {
 	reader blobReader
 	// parallelism is how many blobs of one dataset a scan reads at once.
 	parallelism int
+	// fanout, when set, scans large datasets over the scan queue (fanout.go).
+	fanout *Fanout
+	// shardMatchers are the matchers of the jobs whose shards run here.
+	shardMatchers matcherCache
 	// index is the identifier index (nil: off); indexErr says why
 	// WithIndex left it off.
 	index    *indexer

@@ -300,6 +300,13 @@ func (g *skipGate) next() bool {
 // fails, as does a final line without ending that fills maxLine. With
 // skip set (and gap nil), it steps over the lines skip points away from.
 func iterateNDJSON(ctx context.Context, rd io.Reader, fn func(*rawRecord) error, gap func([]byte) error, skip lineSkipper) error {
+	return iterateNDJSONCounting(ctx, rd, fn, gap, skip, nil)
+}
+
+// iterateNDJSONCounting is iterateNDJSON that also sets *records to the
+// number of records it went through (skipped ones too), when records is
+// not nil: a scan of part of a blob needs it to number the next part's.
+func iterateNDJSONCounting(ctx context.Context, rd io.Reader, fn func(*rawRecord) error, gap func([]byte) error, skip lineSkipper, records *int64) error {
 	pooled := ndjsonBufs.Get().(*[]byte)
 	buf := *pooled
 	if len(buf) != ndjsonBufSize {
@@ -318,6 +325,9 @@ func iterateNDJSON(ctx context.Context, rd io.Reader, fn func(*rawRecord) error,
 	rec := &rawRecord{marks: marks}
 	var gate skipGate
 	var n int64
+	if records != nil {
+		defer func() { *records = n }()
+	}
 	line := func(full []byte, off int64) error {
 		// Lines keep their ending (a line and its ending fit in the
 		// buffer either way); trimming yields what bufio.ScanLines would.

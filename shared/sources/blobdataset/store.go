@@ -46,6 +46,48 @@ type blobReader interface {
 	read(ctx context.Context, container, name, etag string, off, count int64) (io.ReadCloser, int64, error)
 }
 
+// blobSizer is a blobStore that can tell blob sizes and ETags (fan-out
+// plans shards by them): those of the blobs under prefix, or of the one
+// blob named.
+type blobSizer interface {
+	sizes(ctx context.Context, container, prefix, blob string) (map[string]blobProps, error)
+}
+
+type blobProps struct {
+	size int64
+	etag string
+}
+
+func (s azureStore) sizes(ctx context.Context, cont, prefix, name string) (map[string]blobProps, error) {
+	if name != "" {
+		etag, size, err := s.stat(ctx, cont, name)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]blobProps{name: {size, etag}}, nil
+	}
+	out := map[string]blobProps{}
+	pager := s.svc.NewContainerClient(cont).NewListBlobsFlatPager(&container.ListBlobsFlatOptions{Prefix: to.Ptr(prefix)})
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("list blobs: %w", err)
+		}
+		for _, it := range page.Segment.BlobItems {
+			if p := it.Properties; p != nil && p.ContentLength != nil && p.ETag != nil {
+				// Listings give ETags unquoted, headers quoted: keep the
+				// headers' form, which locations record.
+				etag := string(*p.ETag)
+				if !strings.HasPrefix(etag, `"`) && !strings.HasPrefix(etag, "W/") {
+					etag = `"` + etag + `"`
+				}
+				out[*it.Name] = blobProps{*p.ContentLength, etag}
+			}
+		}
+	}
+	return out, nil
+}
+
 // errBlobNotFound reports a missing blob or container.
 var errBlobNotFound = errors.New("blob not found")
 

@@ -107,11 +107,13 @@ func (c *Connector) Discover(ctx context.Context, subj sources.Subject) (*source
 	}
 	byName := map[string]sources.DatasetMatches{}
 	var pending []string
+	var pendingErrs []error
 	for i, r := range results {
 		p := &c.parts[i]
 		if r.err != nil && errors.Is(r.err, sources.ErrPending) {
 			if !givingUp(ctx) {
 				pending = append(pending, p.Name)
+				pendingErrs = append(pendingErrs, r.err)
 				continue
 			}
 			r.err = errors.New("no answer in time: the system accepted the request but never delivered its result")
@@ -138,7 +140,9 @@ func (c *Connector) Discover(ctx context.Context, subj sources.Subject) (*source
 		}
 	}
 	if len(pending) > 0 {
-		return nil, fmt.Errorf("waiting for %s: %w", strings.Join(pending, ", "), sources.ErrPending)
+		// The parts' own errors are kept: they may say how far they have
+		// got and when to ask again (a fanned-out scan).
+		return nil, fmt.Errorf("waiting for %s: %w", strings.Join(pending, ", "), errors.Join(pendingErrs...))
 	}
 	out := &sources.Discovery{Datasets: make([]sources.DatasetMatches, 0, len(c.order))}
 	for _, d := range c.order {

@@ -47,6 +47,8 @@ type Deps struct {
 	// WebhookStore returns where an asynchronous webhook system's answers
 	// are kept (one store per connection).
 	WebhookStore func(connection string) webhook.ResultStore
+	// BlobOptions configure the Blob datasets' connector (fan-out).
+	BlobOptions []blobdataset.Option
 }
 
 // CallbackPath is the route under which asynchronous webhook systems
@@ -59,8 +61,11 @@ type Sources struct {
 	// Webhooks are the webhook connections' connectors, by connection name
 	// (their callback endpoints serve asynchronous answers).
 	Webhooks map[string]*webhook.Connector
-	closers  []func()
-	stores   []webhook.ResultStore
+	// Blob is the Blob datasets' connector (nil without Blob datasets):
+	// the scan function runs its fanned-out shards.
+	Blob    *blobdataset.Connector
+	closers []func()
+	stores  []webhook.ResultStore
 	// kvErr collects settings left holding a Key Vault reference.
 	kvErr error
 }
@@ -118,7 +123,8 @@ func Connectors(ctx context.Context, cfg *sources.Config, deps Deps) (*Sources, 
 		byConn[d.Connection] = append(byConn[d.Connection], d)
 	}
 	if len(blobCfg.Datasets) > 0 {
-		bc := blobdataset.New(&blobCfg, deps.Blob)
+		bc := blobdataset.New(&blobCfg, deps.Blob, deps.BlobOptions...)
+		out.Blob = bc
 		// Requests discovering at the same time share one pass over the
 		// datasets: 1,000 pending requests do not cost 1,000 scans.
 		c := batch.Wrap(bc, deps.BlobBatch)
