@@ -134,7 +134,7 @@ func (s azureStore) listETags(ctx context.Context, cont, prefix string) (map[str
 // listing gives it without, and discovery compares and records the header
 // form (a download's).
 func quotedETag(etag string) string {
-	if etag == "" || strings.HasPrefix(etag, `"`) {
+	if etag == "" || strings.HasPrefix(etag, `"`) || strings.HasPrefix(etag, "W/") {
 		return etag
 	}
 	return `"` + etag + `"`
