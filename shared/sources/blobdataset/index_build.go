@@ -18,10 +18,14 @@ type IndexStats struct {
 	Records, Blocks, Entries int64
 	// DataBytes is the blob's size, IndexBytes the index object's.
 	DataBytes, IndexBytes int64
+	// Fresh says the blob's index was already fresh: nothing was read or
+	// written (the other fields are zero but ETag).
+	Fresh bool
 }
 
 // BuildIndex builds the identifier index of one blob of dataset (which
-// must have index: true) and stores it in the state container. It streams
+// must have index: true) and stores it in the state container, unless the
+// blob's index is fresh already (IndexStats.Fresh). It streams
 // the blob once (one download, so one version; memory stays flat however
 // large the blob), and stores the index only if that version is still
 // the blob's current one (else sources.ErrChanged): an index is never
@@ -39,11 +43,18 @@ func (c *Connector) BuildIndex(ctx context.Context, dataset, blobName string) (I
 	}
 	ix := c.index
 	name := ix.name(d, blobName)
-	prev, _, err := ix.store.props(ctx, name)
+	prev, have, err := ix.store.props(ctx, name)
 	if errors.Is(err, errIndexGone) {
 		prev = ""
 	} else if err != nil {
 		return IndexStats{}, fmt.Errorf("dataset %s: blob %s: %w", d.Name, blobName, err)
+	}
+	if v, ok := c.store.(versioner); ok && prev != "" {
+		// Fresh already (another build, or our own rewrite, came first):
+		// a HEAD saves reading the blob.
+		if etag, _, err := v.stat(ctx, d.Container, blobName); err == nil && c.freshMeta(d, have, etag) {
+			return IndexStats{ETag: etag, Fresh: true}, nil
+		}
 	}
 	b, err := c.buildBlobIndex(ctx, d, blobName)
 	if err != nil {

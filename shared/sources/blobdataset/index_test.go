@@ -464,8 +464,13 @@ func TestBuildIndexRaces(t *testing.T) {
 	inner := New(p.idx.cfg, f.acct.Service, WithIndex(IndexOptions{Container: p.state, Secret: testIndexSecret}))
 	v2 := strings.Replace(shapesData["tickets.csv"], "plain text", "plain text changed", 1)
 
+	// A blob whose index is fresh is not read again.
+	if st, err := p.idx.BuildIndex(f.ctx, "tickets", "tickets.csv"); err != nil || !st.Fresh || st.Records != 0 {
+		t.Fatalf("BuildIndex of a fresh index = %+v, %v; want Fresh", st, err)
+	}
 	// The blob changes after the build opened it; a newer build indexes
 	// the new version meanwhile.
+	f.put("tickets.csv", strings.Replace(shapesData["tickets.csv"], "nothing", "nothing yet", 1))
 	outer := New(p.idx.cfg, f.acct.Service, WithIndex(IndexOptions{Container: p.state, Secret: testIndexSecret}))
 	outer.store = hookStore{azureStore: outer.store.(azureStore), afterOpen: func() {
 		f.put("tickets.csv", v2)
@@ -482,6 +487,7 @@ func TestBuildIndexRaces(t *testing.T) {
 	p.sameDiscovery(t, sources.Subject{IDs: map[string]string{"personId": "p2"}})
 
 	// Another build of the same version stores first: kept, no error.
+	f.put("tickets.csv", strings.Replace(v2, "nothing", "nothing at all", 1))
 	outer.store = hookStore{azureStore: outer.store.(hookStore).azureStore, afterOpen: func() {
 		if _, err := inner.BuildIndex(f.ctx, "tickets", "tickets.csv"); err != nil {
 			t.Errorf("inner BuildIndex: %v", err)
