@@ -14,8 +14,10 @@ import (
 )
 
 // indexProbe is how many bytes of an index object the first read fetches:
-// the header, and for a small blob's index all of it.
-var indexProbe int64 = 64 << 10
+// the header, and for a small blob's index (a blob of up to about 1 MB)
+// all of it. Larger indexes are read in ranges anyway, and a dataset of
+// thousands of blobs reads this much per blob and pass, so it stays small.
+var indexProbe int64 = 16 << 10
 
 // indexReadGap is the largest gap between two parts of an index object
 // that one read still spans.
