@@ -131,7 +131,7 @@ func (c *chunk) tokenize(tok *tokenizer, format sources.Format) {
 	c.ends = make([]int, 0, len(c.recs))
 	for _, cr := range c.recs {
 		r := rawRecord{raw: cr.raw, header: c.header, row: cr.row}
-		fields, err := r.fields()
+		fields, err := recordFields(&r, tok.names)
 		if err != nil {
 			c.err = fmt.Errorf("record %d is not a valid %s record", cr.ordinal, format)
 			return

@@ -46,6 +46,9 @@ type tokenizer struct {
 	prefix []byte
 	buf    []byte
 	sum    []byte
+	// names are the top-level fields the tokens come from, if that is
+	// all they come from (recordFields decodes only those).
+	names map[string]bool
 	// mentions caches the mention tokens of free texts, which repeat
 	// (templates, canned replies): finding phone numbers in a text costs
 	// a phone-number parse per digit run. Texts up to maxCachedText bytes
@@ -69,6 +72,7 @@ func newTokenizer(secret []byte, cfg *sources.Config, d *sources.Dataset) *token
 		region: cfg.DefaultPhoneRegion,
 		mac:    hmac.New(sha256.New, secret),
 		prefix: []byte("dsr-index/1\x00" + d.Name + "\x00"),
+		names:  topLevelFields(d),
 	}
 }
 
