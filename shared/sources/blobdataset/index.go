@@ -33,6 +33,9 @@ type indexer struct {
 	// used and bypassed count the blob lookups answered by an index and
 	// those that fell back to a scan (for tests and benchmarks).
 	used, bypassed atomic.Int64
+	// rebuild, if set, takes over the rebuilds after our rewrites
+	// (IndexOptions.Rebuild).
+	rebuild func(ctx context.Context, dataset, blob string)
 }
 
 func newIndexer(st indexStore, prefix string, secret []byte, log *slog.Logger) *indexer {
@@ -227,11 +230,16 @@ func (c *Connector) PruneIndexes(ctx context.Context, dataset string) (int, erro
 	return pruned, nil
 }
 
-// refreshIndex rebuilds the index of a blob our own rewrite just changed,
-// so that discovery keeps using it. Best effort: on failure the index is
-// stale, and discovery scans the blob until the fan-out rebuilds it; the
-// rewrite has committed either way.
+// refreshIndex rebuilds the index of a blob our own rewrite just changed
+// (or has IndexOptions.Rebuild do it), so that discovery keeps using it.
+// Best effort: on failure the index is stale, and discovery scans the
+// blob until the fan-out rebuilds it; the rewrite has committed either
+// way.
 func (c *Connector) refreshIndex(ctx context.Context, d *sources.Dataset, blob string) {
+	if c.index.rebuild != nil {
+		c.index.rebuild(ctx, d.Name, blob)
+		return
+	}
 	if _, err := c.BuildIndex(ctx, d.Name, blob); err != nil && c.index.log != nil {
 		c.index.log.Warn("identifier index not refreshed after a rewrite: it is bypassed until rebuilt", "dataset", d.Name, "blob", blob)
 	}

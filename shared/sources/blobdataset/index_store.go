@@ -26,6 +26,12 @@ type IndexOptions struct {
 	// Secret keys the token hashes (at least 16 bytes). Changing it makes
 	// every index stale.
 	Secret []byte
+	// Rebuild, if set, is called instead of rebuilding inline after one of
+	// our rewrites (erasure, rectification, restriction) changed an
+	// indexed blob: the app can put the rebuild on a queue (it then calls
+	// BuildIndex) rather than make the rewrite read the blob once more. A
+	// blob whose index is not rebuilt is scanned until it is.
+	Rebuild func(ctx context.Context, dataset, blob string)
 	// Logger, if set, hears why a blob's index was not used: dataset,
 	// blob name and reason, never content; debug level for a missing or
 	// stale index (routine until it is rebuilt), warning for a corrupt or
@@ -51,6 +57,7 @@ func WithIndex(o IndexOptions) Option {
 			return
 		}
 		c.index = newIndexer(azureIndexStore{o.Container}, o.Prefix, o.Secret, o.Logger)
+		c.index.rebuild = o.Rebuild
 	}
 }
 

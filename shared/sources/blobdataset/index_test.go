@@ -569,3 +569,36 @@ func TestPruneIndexes(t *testing.T) {
 		t.Fatalf("StaleIndexes after pruning = %v, %v", stale, err)
 	}
 }
+
+// TestIndexRebuildHook: with IndexOptions.Rebuild a rewrite hands the
+// rebuild to the app instead of reading the blob again; until it runs,
+// the blob's index is stale and the blob is scanned.
+func TestIndexRebuildHook(t *testing.T) {
+	f := newFixture(t)
+	for name, data := range shapesData {
+		f.put(name, data)
+	}
+	p := f.indexedConnectors(shapesConfig(f))
+	buildAll(t, p.idx)
+	var calls []string
+	c := New(p.idx.cfg, f.acct.Service, WithIndex(IndexOptions{Container: p.state, Secret: testIndexSecret,
+		Rebuild: func(_ context.Context, dataset, blob string) { calls = append(calls, dataset+" "+blob) }}))
+	carl := sources.Subject{Emails: []string{"carl@z.example"}}
+	dm := matchesOf(t, p.sameDiscovery(t, carl)[0], "people")
+	if _, err := c.Rewrite(f.ctx, "people", dm.Locations[0], func(int64, sources.Record) (*sources.Record, error) { return nil, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(calls) != 1 || calls[0] != "people "+dm.Locations[0].Blob {
+		t.Fatalf("Rebuild calls %q", calls)
+	}
+	if stale, err := c.StaleIndexes(f.ctx, "people"); err != nil || len(stale) != 1 {
+		t.Fatalf("StaleIndexes before the rebuild = %v, %v", stale, err)
+	}
+	p.sameDiscovery(t, carl)
+	if _, err := c.BuildIndex(f.ctx, "people", dm.Locations[0].Blob); err != nil {
+		t.Fatal(err)
+	}
+	if stale, err := c.StaleIndexes(f.ctx, "people"); err != nil || len(stale) != 0 {
+		t.Fatalf("StaleIndexes after the rebuild = %v, %v", stale, err)
+	}
+}
