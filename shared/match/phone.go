@@ -214,12 +214,27 @@ func trimCandidate(s string) string {
 // candidateMatches reports whether the run (with the given digit count), or
 // failing that one of its group windows, normalises to phoneDigits.
 func candidateMatches(run string, digits int, phoneDigits, region string) bool {
+	found := false
+	candidateNumbers(run, digits, region, func(got string) bool {
+		found = got == phoneDigits
+		return !found
+	})
+	return found
+}
+
+// candidateNumbers calls yield with what a phone run (with the given digit
+// count) normalises to: the whole run when it normalises, else each of its
+// group windows that does (see ContainsPhone), until yield returns false.
+// It is the one definition of the numbers a run can hold, shared by
+// ContainsPhone and PhoneMentionTokens.
+func candidateNumbers(run string, digits int, region string, yield func(string) bool) {
 	run = trimCandidate(run)
 	whole := false
 	if digits <= maxCandidateDigits {
 		got, err := NormalizePhone(run, region)
 		if err == nil {
-			return got == phoneDigits
+			yield(got)
+			return
 		}
 		whole = true
 	}
@@ -252,10 +267,9 @@ func candidateMatches(run string, digits int, phoneDigits, region string) bool {
 				continue
 			}
 			w := trimCandidate(run[groups[a][0]:groups[b][1]])
-			if got, err := NormalizePhone(w, region); err == nil && got == phoneDigits {
-				return true
+			if got, err := NormalizePhone(w, region); err == nil && !yield(got) {
+				return
 			}
 		}
 	}
-	return false
 }

@@ -146,6 +146,14 @@ type Dataset struct {
 	// portability request exports only datasets that have it, and of
 	// their records only its fields.
 	Provided *Provided `json:"provided,omitempty"`
+	// Index opts a Blob dataset (ndjson, csv or json-array) into the
+	// identifier index: per blob, keyed hashes of its normalised
+	// identifiers mapped to record positions, kept in the state container
+	// and pinned to the blob's ETag. Discovery then reads only the
+	// records the index names in blobs whose index is fresh, and scans
+	// the others, so a stale or missing index never hides a record. Off by
+	// default: building it reads every blob once more.
+	Index bool `json:"index,omitempty"`
 }
 
 // Provided says which of a dataset's fields the subject provided: Fields
@@ -428,6 +436,9 @@ func (c *Config) Validate() error {
 		if err := validLocation(d, kind, where); err != nil {
 			return err
 		}
+		if err := validIndex(d, kind, where); err != nil {
+			return err
+		}
 		identifying := 0 // identifiers other than names, which never identify a person
 		for _, id := range d.Identifiers {
 			if id.Kind != KindName {
@@ -605,6 +616,23 @@ func validLocation(d *Dataset, kind ConnectionKind, where string) error {
 		return fmt.Errorf("%s.format: %q is not one of ndjson, csv, json-array, parquet, delta, synapse", where, d.Format)
 	}
 	return nil
+}
+
+// validIndex checks the index field: the identifier index exists for the
+// line- and element-based Blob formats only, whose records it can place
+// by byte offset.
+func validIndex(d *Dataset, kind ConnectionKind, where string) error {
+	if !d.Index {
+		return nil
+	}
+	if kind != "" {
+		return fmt.Errorf("%s.index: the identifier index is for Blob datasets, not a %s dataset", where, kind)
+	}
+	switch d.Format {
+	case FormatNDJSON, FormatCSV, FormatJSONArray:
+		return nil
+	}
+	return fmt.Errorf("%s.index: the identifier index is for ndjson, csv and json-array datasets, not %s", where, d.Format)
 }
 
 // Kind returns the kind of the dataset's connection, "" for a Blob dataset.

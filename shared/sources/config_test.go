@@ -101,6 +101,14 @@ func TestValidateAcceptsValidConfig(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatalf("self-relation: %v", err)
 	}
+	// The identifier index, on every format it supports.
+	c = validConfig()
+	for i := range c.Datasets {
+		c.Datasets[i].Index = true
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("index: %v", err)
+	}
 	// Paths through arrays.
 	c = validConfig()
 	c.Datasets[0].Identifiers = append(c.Datasets[0].Identifiers, Identifier{Field: "emails[]", Kind: KindEmail},
@@ -128,6 +136,15 @@ func TestValidateRejects(t *testing.T) {
 		{"name starting with hyphen", func(c *Config) { c.Datasets[0].Name = "-contacts" }, []string{"datasets[0].name"}},
 		{"name too long", func(c *Config) { c.Datasets[0].Name = strings.Repeat("a", 64) }, []string{"datasets[0].name"}},
 		{"duplicate name", func(c *Config) { c.Datasets[2].Name = "contacts" }, []string{"datasets[2].name", "duplicate", `"contacts"`}},
+		{"index on parquet", func(c *Config) {
+			c.Datasets[1].Format, c.Datasets[1].Index = FormatParquet, true
+		}, []string{"datasets[1].index", "parquet"}},
+		{"index on delta", func(c *Config) {
+			c.Datasets[1].Format, c.Datasets[1].Index = FormatDelta, true
+		}, []string{"datasets[1].index", "delta"}},
+		{"index on synapse", func(c *Config) {
+			c.Datasets[1].Format, c.Datasets[1].Entity, c.Datasets[1].Prefix, c.Datasets[1].Index = FormatSynapse, "contact", "export/", true
+		}, []string{"datasets[1].index", "synapse"}},
 		{"missing container", func(c *Config) { c.Datasets[1].Container = "" }, []string{"datasets[1].container", "required"}},
 		{"both blob and prefix", func(c *Config) { c.Datasets[0].Prefix = "contacts/" }, []string{"datasets[0]", "blob and prefix"}},
 		{"neither blob nor prefix", func(c *Config) { c.Datasets[1].Prefix = "" }, []string{"datasets[1]", "blob and prefix"}},
@@ -377,5 +394,21 @@ func TestProvidedProject(t *testing.T) {
 	}
 	if all := (&Provided{}).Project(r); len(all.Fields) != 4 {
 		t.Fatalf("empty fields keep %d of 4", len(all.Fields))
+	}
+}
+
+// TestParseIndexField reads the index field from a config file and
+// refuses it, naming it, on a format it does not support.
+func TestParseIndexField(t *testing.T) {
+	ds := `{"name":"contacts","container":"ds","blob":"c.%s","format":"%s","index":true,
+	 "identifiers":[{"field":"email","kind":"email"}],
+	 "facts":{"categories":["c"],"purposes":["p"],"retention":"r","source":"s"}}`
+	cfg, err := Parse([]byte(`{"version":1,"datasets":[` + fmt.Sprintf(ds, "ndjson", "ndjson") + `]}`))
+	if err != nil || !cfg.Datasets[0].Index {
+		t.Fatalf("Parse = %+v, %v; want index on", cfg, err)
+	}
+	_, err = Parse([]byte(`{"version":1,"datasets":[` + fmt.Sprintf(ds, "parquet", "parquet") + `]}`))
+	if err == nil || !strings.Contains(err.Error(), "datasets[0].index") {
+		t.Fatalf("Parse(index on parquet) = %v; want an error naming datasets[0].index", err)
 	}
 }

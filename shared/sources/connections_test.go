@@ -162,6 +162,7 @@ func TestValidateRejectsConnections(t *testing.T) {
 			ds(c, "pg-cases").Relations[0].References = "contacts"
 		}, []string{"relations[0].references", "another source"}},
 		{"blob dataset with a kind's options", func(c *Config) { c.Datasets[0].Options = &postgres.TableOptions{Table: "x"} }, []string{"datasets[0]", "Blob dataset"}},
+		{"postgres dataset with an index", func(c *Config) { ds(c, "pg-contacts").Index = true }, []string{"datasets[1].index", "Blob datasets", "postgres"}},
 		{"unused connection", func(c *Config) {
 			c.Connections["spare"] = Connection{Kind: ConnPostgres, Options: &postgres.ConnectionOptions{DSNSetting: "X"}}
 		}, []string{"connections.spare", "no dataset"}},

@@ -37,6 +37,10 @@ type Connector struct {
 	fanout *Fanout
 	// shardMatchers are the matchers of the jobs whose shards run here.
 	shardMatchers matcherCache
+	// index is the identifier index (nil: off); indexErr says why
+	// WithIndex left it off.
+	index    *indexer
+	indexErr error
 }
 
 var _ sources.Connector = (*Connector)(nil)

@@ -87,6 +87,9 @@ func (c *Connector) RewritePlanned(ctx context.Context, dataset string, loc sour
 		return c.rewriteDelta(ctx, d, loc, edit, plan)
 	}
 	res, err := c.rewrite(ctx, d, loc, edit, plan)
+	if err == nil && res.ETag != loc.ETag && c.indexed(d) {
+		c.refreshIndex(ctx, d, loc.Blob)
+	}
 	if err != nil {
 		if isChanged(err) && !errors.Is(err, sources.ErrChanged) {
 			// The storage error's text is long; its code says enough.

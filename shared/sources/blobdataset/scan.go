@@ -64,23 +64,78 @@ func (c *Connector) scan(ctx context.Context, d *sources.Dataset, due []*subject
 	if d.Format == sources.FormatDelta {
 		return c.scanDelta(ctx, d, newDatasetMatcher(c.cfg, d, due), refs, len(due))
 	}
-	names, err := c.blobs(ctx, d)
+	var names []string
+	var etags map[string]string
+	var err error
+	if c.indexed(d) {
+		// The listing's ETags say which blobs' indexes are fresh.
+		names, etags, err = c.blobVersions(ctx, d)
+	} else {
+		names, err = c.blobs(ctx, d)
+	}
 	if err != nil {
 		return nil, err
 	}
-	if c.fanout != nil && fanoutFormat(d.Format) {
-		sized, err := c.sizedBlobs(ctx, d, names)
+	// The matcher is built only for what runs here (a fanned-out scan
+	// builds its own).
+	var m *datasetMatcher
+	blobs := make([]blobResult, len(names))
+	// Blobs with a fresh index are looked up; the rest are scanned, in
+	// process or, when they are many bytes, fanned out.
+	answered := make([]bool, len(names))
+	if etags != nil {
+		m = newDatasetMatcher(c.cfg, d, due)
+		query := c.newIndexQuery(d, due)
+		err = c.forEachBlob(ctx, len(names), func(ctx context.Context, i int) error {
+			etag := etags[names[i]]
+			if etag == "" {
+				return nil
+			}
+			res, ok, err := c.lookupBlobIndexed(ctx, d, names[i], etag, m, refs, query)
+			blobs[i], answered[i] = res, ok
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	var rest []int
+	for i := range names {
+		if !answered[i] {
+			rest = append(rest, i)
+		}
+	}
+	if c.fanout != nil && fanoutFormat(d.Format) && len(rest) > 0 {
+		restNames := make([]string, len(rest))
+		for k, i := range rest {
+			restNames[k] = names[i]
+		}
+		sized, err := c.sizedBlobs(ctx, d, restNames)
 		if err != nil {
 			return nil, err
 		}
 		if sized != nil && len(planShards(sized, c.fanout.ShardBytes, c.fanout.MaxShards, d.Format == sources.FormatNDJSON)) > 1 {
-			return c.scanFanout(ctx, d, due, sized)
+			fanned, err := c.scanFanout(ctx, d, due, sized)
+			if err != nil || len(rest) == len(names) {
+				return fanned, err
+			}
+			var looked []string
+			var lookedBlobs []blobResult
+			for i := range names {
+				if answered[i] {
+					looked = append(looked, names[i])
+					lookedBlobs = append(lookedBlobs, blobs[i])
+				}
+			}
+			return mergeResults(assemble(d, len(due), looked, lookedBlobs), fanned), nil
 		}
 	}
-	m := newDatasetMatcher(c.cfg, d, due)
-	blobs := make([]blobResult, len(names))
-	err = c.forEachBlob(ctx, len(names), func(ctx context.Context, i int) error {
+	if m == nil {
+		m = newDatasetMatcher(c.cfg, d, due)
+	}
+	err = c.forEachBlob(ctx, len(rest), func(ctx context.Context, k int) error {
 		var err error
+		i := rest[k]
 		blobs[i], err = c.scanBlob(ctx, d, names[i], m, refs)
 		return err
 	})
@@ -88,6 +143,23 @@ func (c *Connector) scan(ctx context.Context, d *sources.Dataset, due []*subject
 		return nil, err
 	}
 	return assemble(d, len(due), names, blobs), nil
+}
+
+// mergeResults joins, subject by subject, the results of two scans of
+// disjoint sets of a dataset's blobs (the blobs looked up in their index
+// and those fanned out): Locations in blob name order, as one scan of all
+// of them gives.
+func mergeResults(a, b []scanResult) []scanResult {
+	out := make([]scanResult, len(a))
+	for k := range a {
+		out[k] = a[k]
+		dm := &out[k].matches
+		dm.Locations = append(slices.Clone(a[k].matches.Locations), b[k].matches.Locations...)
+		slices.SortStableFunc(dm.Locations, func(x, y sources.Location) int { return strings.Compare(x.Blob, y.Blob) })
+		dm.Records += b[k].matches.Records
+		out[k].keys = append(slices.Clone(a[k].keys), b[k].keys...)
+	}
+	return out
 }
 
 // assemble turns the blobs' results (blobs[i] is names[i]'s) into each of

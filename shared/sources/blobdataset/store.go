@@ -109,6 +109,37 @@ func (s azureStore) list(ctx context.Context, cont, prefix string) ([]string, er
 	return names, nil
 }
 
+// listETags is list with each blob's current ETag (the listing holds
+// them), for the identifier index's freshness check.
+func (s azureStore) listETags(ctx context.Context, cont, prefix string) (map[string]string, error) {
+	out := map[string]string{}
+	pager := s.svc.NewContainerClient(cont).NewListBlobsFlatPager(&container.ListBlobsFlatOptions{Prefix: to.Ptr(prefix)})
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("list blobs: %w", err)
+		}
+		for _, it := range page.Segment.BlobItems {
+			etag := ""
+			if it.Properties != nil && it.Properties.ETag != nil {
+				etag = string(*it.Properties.ETag)
+			}
+			out[*it.Name] = quotedETag(etag)
+		}
+	}
+	return out, nil
+}
+
+// quotedETag is an ETag as response headers carry it, in quotes: the
+// listing gives it without, and discovery compares and records the header
+// form (a download's).
+func quotedETag(etag string) string {
+	if etag == "" || strings.HasPrefix(etag, `"`) || strings.HasPrefix(etag, "W/") {
+		return etag
+	}
+	return `"` + etag + `"`
+}
+
 func (s azureStore) open(ctx context.Context, cont, name string) (io.ReadCloser, string, error) {
 	resp, err := s.svc.NewContainerClient(cont).NewBlobClient(name).DownloadStream(ctx, nil)
 	if bloberror.HasCode(err, bloberror.BlobNotFound, bloberror.ContainerNotFound) {

@@ -1,0 +1,65 @@
+package blobdataset
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"testing"
+
+	"github.com/dsr-functions/dsr/shared/sources"
+)
+
+// TestIndexWithFanout: in a dataset that fans out, the blobs with a fresh
+// index are looked up and only the others are fanned out; once every blob
+// has its index, nothing is fanned out. The results equal an in-process
+// scan's throughout.
+func TestIndexWithFanout(t *testing.T) {
+	r := newFanoutRig(t)
+	for i := range r.datasets {
+		r.datasets[i].Index = true
+	}
+	c := r.connector(true)
+	WithIndex(IndexOptions{Container: r.acct.Service.NewContainerClient(r.state), Secret: testIndexSecret})(c)
+	build := func(dataset string, blobs ...string) {
+		for _, b := range blobs {
+			if _, err := c.BuildIndex(r.ctx, dataset, b); err != nil {
+				t.Fatalf("BuildIndex %s: %v", b, err)
+			}
+		}
+	}
+	for b := range 4 {
+		build("contacts", fmt.Sprintf("contacts/part-%d.ndjson", b))
+		build("cases", fmt.Sprintf("cases/part-%d.ndjson", b))
+	}
+	subjects := []sources.Subject{annSubj, {Phones: []string{"12065550101"}}, {IDs: map[string]string{"id": "c35"}}, {Emails: []string{"person201@example.com"}}}
+	want, err := r.connector(false).DiscoverMany(context.Background(), subjects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := sources.WithWaiters(context.Background(), []sources.Waiter{{ID: "r1", Since: r.now}, {ID: "r2", Since: r.now}, {ID: "r3", Since: r.now}, {ID: "r4", Since: r.now}})
+	_, err = c.DiscoverMany(ctx, subjects)
+	var p *PendingScan
+	if !errors.As(err, &p) || p.Progress.Shards != 2 {
+		t.Fatalf("first discovery: %v; want the two contacts blobs without an index fanned out", err)
+	}
+	r.runAll(c, r.take())
+	got, err := c.DiscoverMany(ctx, subjects)
+	if err != nil {
+		t.Fatalf("second discovery: %v (the cases are all indexed: nothing should fan out)", err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("index and fan-out:\n%+v\nin process:\n%+v", got, want)
+	}
+	build("contacts", "contacts/part-4.ndjson", "contacts/part-5.ndjson")
+	c.index.used.Store(0)
+	if got, err = c.DiscoverMany(context.Background(), subjects); err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("every blob indexed: %v, %+v; want the scan's result", err, got)
+	}
+	if len(r.take()) != 0 || c.index.used.Load() != 10 {
+		t.Errorf("every blob indexed: %d lookups answered (want 10), shards sent", c.index.used.Load())
+	}
+	if want[0].Total() < 6 || want[3].Total() == 0 {
+		t.Fatalf("the test data finds too little: %d and %d records", want[0].Total(), want[3].Total())
+	}
+}

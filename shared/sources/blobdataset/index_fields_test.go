@@ -1,0 +1,74 @@
+package blobdataset
+
+import (
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/dsr-functions/dsr/shared/sources"
+)
+
+// TestRecordFieldsAsDecoded checks recordFields against rawRecord.fields
+// on random JSON records (escaped and repeated keys, escapes, non-ASCII
+// and invalid UTF-8, numbers in every form, nested values holding quotes
+// and brackets, whitespace) and cut-off ones: the same records fail, and
+// the named fields hold the same values.
+func TestRecordFieldsAsDecoded(t *testing.T) {
+	names := map[string]bool{"email": true, "phone": true, "id": true, "notes": true, "é": true}
+	keys := []string{`"email"`, `"phone"`, `"id"`, `"notes"`, `"other"`, `"em\u0061il"`, `"\u00e9"`, `"é"`, `"ph\"one"`, `"id "`, `"notes\n"`}
+	values := []string{
+		`"ann@x.example"`, `"ANN\u0040X.example"`, `"a\"b\\c"`, `"line\nbreak"`, `"\ud83d\ude00"`, `"\ud800 lone"`, `"café"`,
+		"\"bad \xff utf8\"", `""`, `"{[\"]}"`, `0`, `-0`, `1.50`, `1e5`, `-12.5E-3`, `12345678901234567890`, `true`, `false`, `null`,
+		`[]`, `{}`, `["a", {"b": "c]}"}, 3]`, `{"x": ["y", "z\"}"], "n": 1}`, `[[["deep"]]]`,
+	}
+	ws := []string{"", " ", "\t", "\r\n "}
+	rng := rand.New(rand.NewPCG(21, 22))
+	for n := range 20000 {
+		var b strings.Builder
+		b.WriteString(ws[rng.IntN(len(ws))] + "{")
+		for k := range rng.IntN(7) {
+			if k > 0 {
+				b.WriteString(ws[rng.IntN(len(ws))] + ",")
+			}
+			b.WriteString(ws[rng.IntN(len(ws))] + keys[rng.IntN(len(keys))] + ws[rng.IntN(len(ws))] + ":" + ws[rng.IntN(len(ws))] + values[rng.IntN(len(values))])
+		}
+		b.WriteString(ws[rng.IntN(len(ws))] + "}" + ws[rng.IntN(len(ws))])
+		raw := []byte(b.String())
+		if n%5 == 0 {
+			raw = raw[:rng.IntN(len(raw)+1)] // often not JSON any more
+		}
+		if n%17 == 0 {
+			raw = append(raw, `{}`...)
+		}
+		full, err1 := (&rawRecord{raw: raw}).fields()
+		fast, err2 := recordFields(&rawRecord{raw: raw}, names)
+		if (err1 == nil) != (err2 == nil) {
+			t.Fatalf("%q: fields error %v, recordFields error %v", raw, err1, err2)
+		}
+		if err1 != nil {
+			continue
+		}
+		for name := range names {
+			v1, ok1 := full[name]
+			v2, ok2 := fast[name]
+			if ok1 != ok2 || !reflect.DeepEqual(v1, v2) {
+				t.Fatalf("%q: field %q decoded %#v (%v), recordFields gave %#v (%v)", raw, name, v1, ok1, v2, ok2)
+			}
+		}
+	}
+}
+
+func TestTopLevelFields(t *testing.T) {
+	d := &sources.Dataset{Identifiers: []sources.Identifier{{Field: "email", Kind: sources.KindEmail}, {Field: "full.name", Kind: sources.KindName}},
+		FreeText: []string{"notes"}, Relations: []sources.Relation{{Field: "owner"}}}
+	if got := topLevelFields(d); !reflect.DeepEqual(got, map[string]bool{"email": true, "notes": true, "owner": true}) {
+		t.Errorf("topLevelFields = %v (a name field is never tokenised)", got)
+	}
+	for _, deep := range []string{"a.b", "a[]", "a[].b"} {
+		d.FreeText = []string{deep}
+		if got := topLevelFields(d); got != nil {
+			t.Errorf("topLevelFields with %q = %v, want nil", deep, got)
+		}
+	}
+}

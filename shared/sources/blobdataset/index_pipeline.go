@@ -1,0 +1,157 @@
+package blobdataset
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"runtime"
+	"sync"
+
+	"github.com/dsr-functions/dsr/shared/sources"
+)
+
+// Parsing every record and normalising its identifiers is what an index
+// build spends its time on (a scan parses only the few records its
+// prefilter lets through), so a build spreads it over the cores: one
+// goroutine reads the blob and cuts it into chunks of records, workers
+// parse and tokenise the chunks, and the chunks' tokens reach the
+// indexBuilder in blob order. Chunks in flight are bounded, so memory stays
+// flat.
+
+// pipelineChunk is how many records one chunk holds.
+const pipelineChunk = 256
+
+// chunk is a run of consecutive records: copies of their bytes (NDJSON
+// and JSON arrays) or cells (CSV), then their tokens' hashes.
+type chunk struct {
+	seq    int64
+	header []string
+	recs   []chunkRecord
+	// tokens of record i are toks[ends[i-1]:ends[i]].
+	toks []uint64
+	ends []int
+	err  error
+}
+
+type chunkRecord struct {
+	ordinal, offset, length int64
+	raw                     []byte
+	row                     []string
+}
+
+// tokenizeBlob reads the records of rd in format, tokenises them with
+// tokenizers made by newTok (one per worker), and hands each record's
+// position and tokens to add in blob order. A record that does not parse
+// fails the build with the scan's reason.
+func tokenizeBlob(ctx context.Context, rd io.Reader, format sources.Format, newTok func() *tokenizer, add func(offset, length, ordinal int64, tokens []uint64) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	workers := max(1, min(runtime.GOMAXPROCS(0), 4))
+	work := make(chan *chunk, workers)
+	done := make(chan *chunk, workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			tok := newTok()
+			for c := range work {
+				c.tokenize(tok, format)
+				select {
+				case done <- c:
+				case <-ctx.Done():
+					return
+				}
+			}
+		})
+	}
+	// The consumer puts chunks back in order and feeds add.
+	consumed := make(chan error, 1)
+	go func() {
+		pending := map[int64]*chunk{}
+		var next int64
+		var err error
+		for c := range done {
+			pending[c.seq] = c
+			for c := pending[next]; c != nil && err == nil; c = pending[next] {
+				delete(pending, next)
+				next++
+				err = c.feed(add)
+			}
+			if err != nil {
+				cancel(err)
+				break
+			}
+		}
+		consumed <- err
+	}()
+	var seq int64
+	cur := &chunk{}
+	send := func() error {
+		select {
+		case work <- cur:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+		seq++
+		cur = &chunk{seq: seq}
+		return nil
+	}
+	err := iterate(ctx, rd, format, func(r *rawRecord) error {
+		cr := chunkRecord{ordinal: r.ordinal, offset: r.offset, length: r.length}
+		if r.raw != nil {
+			cr.raw = append([]byte(nil), r.raw...)
+		} else {
+			cur.header = r.header
+			cr.row = append([]string(nil), r.row...)
+		}
+		cur.recs = append(cur.recs, cr)
+		if len(cur.recs) == pipelineChunk {
+			return send()
+		}
+		return nil
+	})
+	if err == nil && len(cur.recs) > 0 {
+		err = send()
+	}
+	close(work)
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	cerr := <-consumed
+	// The consumer's error (a record that does not parse, a failed
+	// write) comes first: the reader only stopped because of it.
+	if cerr != nil {
+		return cerr
+	}
+	return err
+}
+
+// tokenize parses the chunk's records and hashes their tokens.
+func (c *chunk) tokenize(tok *tokenizer, format sources.Format) {
+	c.ends = make([]int, 0, len(c.recs))
+	for _, cr := range c.recs {
+		r := rawRecord{raw: cr.raw, header: c.header, row: cr.row}
+		fields, err := recordFields(&r, tok.names)
+		if err != nil {
+			c.err = fmt.Errorf("record %d is not a valid %s record", cr.ordinal, format)
+			return
+		}
+		tok.record(sources.MapFields(fields), func(h uint64) { c.toks = append(c.toks, h) })
+		c.ends = append(c.ends, len(c.toks))
+	}
+}
+
+// feed hands the chunk's records to add, or its error.
+func (c *chunk) feed(add func(offset, length, ordinal int64, tokens []uint64) error) error {
+	if c.err != nil {
+		return c.err
+	}
+	start := 0
+	for i, cr := range c.recs {
+		if err := add(cr.offset, cr.length, cr.ordinal, c.toks[start:c.ends[i]]); err != nil {
+			return err
+		}
+		start = c.ends[i]
+	}
+	return nil
+}

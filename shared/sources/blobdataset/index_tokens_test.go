@@ -1,0 +1,132 @@
+package blobdataset
+
+import (
+	"encoding/json"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/dsr-functions/dsr/shared/sources"
+)
+
+// TestTokensCoverRules is the index's promise checked on the rules
+// themselves: for random records (identifiers in every shape the rules
+// read, free text in strings, arrays and objects, relation values with
+// spaces) and random subjects, whenever sources.Rules matches a record for
+// a subject, one of the subject's lookups is among the record's tokens.
+func TestTokensCoverRules(t *testing.T) {
+	emails := []string{"ann@x.example", "bob.lee+tag@mail.y.example", "c@z.example"}
+	phones := []string{"14255550199", "442079460958", "12065550100"}
+	ids := []string{"p1", "P1", "42", "a b"}
+	emailShapes := []func(string) string{
+		func(e string) string { return e },
+		strings.ToUpper,
+		func(e string) string { return "Ann Lee <" + strings.ToUpper(e) + ">" },
+		func(e string) string { return "mailto:" + strings.ReplaceAll(e, "@", "%40") + "?subject=x" },
+		func(e string) string { return strings.ReplaceAll(e, "@", `\u0040`) },
+		func(e string) string { return strings.ReplaceAll(e, "@", "&#64;") },
+		func(e string) string { return " " + e + " " },
+		func(e string) string { return "jo" + e },
+		func(e string) string { return e + ".au" },
+		func(e string) string { at := strings.IndexByte(e, '@'); return e[:at/2] + "\n  " + e[at/2:] },
+		func(e string) string { at := strings.IndexByte(e, '@'); return e[:at+2] + "\n" + e[at+2:] },
+	}
+	phoneShapes := []func(string) string{
+		func(p string) string { return "+" + p },
+		func(p string) string {
+			if strings.HasPrefix(p, "1") {
+				return "(" + p[1:4] + ") " + p[4:7] + "-" + p[7:]
+			}
+			return "00" + p
+		},
+		func(p string) string { return "+" + p[:len(p)-4] + " " + p[len(p)-4:] },
+		func(p string) string { return `\u002B` + p },
+		func(p string) string { return p[1:] },
+		func(p string) string { return "tel " + p + "9" },
+	}
+	texts := func(rng *rand.Rand) string {
+		var b strings.Builder
+		for range 1 + rng.IntN(3) {
+			switch rng.IntN(4) {
+			case 0:
+				b.WriteString(emailShapes[rng.IntN(len(emailShapes))](emails[rng.IntN(len(emails))]))
+			case 1:
+				b.WriteString(phoneShapes[rng.IntN(len(phoneShapes))](phones[rng.IntN(len(phones))]))
+			case 2:
+				b.WriteString(" call me on 2024-05-22 or ")
+			default:
+				b.WriteString(". ")
+			}
+		}
+		return b.String()
+	}
+	d := &sources.Dataset{Name: "d", Format: sources.FormatNDJSON,
+		Identifiers: []sources.Identifier{{Field: "email", Kind: sources.KindEmail}, {Field: "emails[]", Kind: sources.KindEmail},
+			{Field: "phone", Kind: sources.KindPhone}, {Field: "id", Kind: sources.KindID, IDName: "pid"}, {Field: "n.id", Kind: sources.KindID, IDName: "nid"}},
+		FreeText:  []string{"notes", "thread[].body"},
+		Relations: []sources.Relation{{Field: "owner", References: "d", ReferencesField: "id"}},
+	}
+	cfg := &sources.Config{Version: 1, DefaultPhoneRegion: "US", Datasets: []sources.Dataset{*d}}
+	tok := newTokenizer(testIndexSecret, cfg, d)
+	rng := rand.New(rand.NewPCG(11, 12))
+	matched := 0
+	for range 4000 {
+		rec := map[string]any{
+			"email":  emailShapes[rng.IntN(len(emailShapes))](emails[rng.IntN(len(emails))]),
+			"emails": []any{emailShapes[rng.IntN(len(emailShapes))](emails[rng.IntN(len(emails))]), 7},
+			"phone":  phoneShapes[rng.IntN(len(phoneShapes))](phones[rng.IntN(len(phones))]),
+			"id":     []any{ids[rng.IntN(len(ids))], " " + ids[rng.IntN(len(ids))] + " ", json.Number("42")}[rng.IntN(3)],
+			"n":      map[string]any{"id": ids[rng.IntN(len(ids))]},
+			"notes":  []any{texts(rng), map[string]any{"x": texts(rng)}}[rng.IntN(2)],
+			"thread": []any{map[string]any{"body": texts(rng)}},
+			"owner":  " " + ids[rng.IntN(len(ids))],
+		}
+		// Through JSON and back, as a record is read.
+		raw, _ := json.Marshal(rec)
+		fields, err := (&rawRecord{raw: raw}).fields()
+		if err != nil {
+			t.Fatal(err)
+		}
+		have := map[uint64]bool{}
+		tok.record(sources.MapFields(fields), func(h uint64) { have[h] = true })
+		for range 4 {
+			s := sources.Subject{IDs: map[string]string{}}
+			if rng.IntN(2) == 0 {
+				s.Emails = []string{emails[rng.IntN(len(emails))]}
+			}
+			if rng.IntN(2) == 0 {
+				s.Phones = []string{phones[rng.IntN(len(phones))]}
+			}
+			if rng.IntN(2) == 0 {
+				s.IDs["pid"] = ids[rng.IntN(len(ids))]
+			}
+			if rng.IntN(3) == 0 {
+				s.IDs["nid"] = " " + ids[rng.IntN(len(ids))]
+			}
+			keys := keySet{}
+			if rng.IntN(2) == 0 {
+				keys.add("d", "id", ids[rng.IntN(len(ids))])
+			}
+			st := &subjectState{subj: s, keys: keys}
+			rules := rules(cfg, d, s, keys)
+			if rules.Match(sources.MapFields(fields)) == sources.NoMatch {
+				continue
+			}
+			matched++
+			hashes, ok := tok.lookups([]*subjectState{st})
+			if !ok {
+				t.Fatalf("subject %+v: not answerable", s)
+			}
+			found := false
+			for _, h := range hashes {
+				found = found || have[h]
+			}
+			if !found {
+				t.Fatalf("the rules match %s for subject %+v (keys %v), but none of its lookups is a token of the record", raw, s, keys)
+			}
+		}
+	}
+	if matched < 1000 {
+		t.Fatalf("only %d matches: the test data should match more often", matched)
+	}
+}
