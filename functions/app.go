@@ -8,6 +8,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"embed"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -143,7 +144,7 @@ var Serves = map[string][]string{
 // behind their access policy, except the console, which is built over the
 // others (newConsole). callbacks are the asynchronous webhook systems'
 // endpoints by name.
-func Registry(svc *pipeline.Service, authn *auth.Authenticator, callbacks map[string]http.Handler, prt *portal.Portal, limits sweeper.Windows, shards scan.Runner) funchost.Registry {
+func Registry(svc *pipeline.Service, authn *auth.Authenticator, callbacks map[string]http.Handler, prt *portal.Portal, limits sweeper.Windows, shards scan.Runner, indexes func(context.Context) (int, error)) funchost.Registry {
 	guard := func(name string, h http.Handler) http.Handler {
 		return auth.Guard(authn, Policies[name], h, svc.Log)
 	}
@@ -186,7 +187,7 @@ func Registry(svc *pipeline.Service, authn *auth.Authenticator, callbacks map[st
 			"scan":                scan.New(shards, svc.Log),
 		},
 		Timer: map[string]funchost.TimerFunc{
-			"sweeper": sweeper.New(svc, limits, scans),
+			"sweeper": sweeper.New(svc, limits, scans, indexes),
 		},
 		Serves: Serves,
 	}
@@ -272,7 +273,34 @@ func NewWithOptions(cfg *config.Config, sender queue.Sender, log *slog.Logger, o
 	// requests through it.
 	var svc *pipeline.Service
 	var blobOpts []blobdataset.Option
-	if scanQueue := funchost.QueueOf(fns, "scan"); scanQueue != "" && cfg.ScanShardBytes > 0 {
+	scanQueue := funchost.QueueOf(fns, "scan")
+	// An index build is asked for on dsr-scan. The timer's asks have one
+	// message id per blob and 10 minutes (its next run, 5 minutes on, is
+	// dropped as a duplicate while the first may still wait); a rewrite's
+	// is always new: the blob changed after any earlier ask.
+	askIndexAs := func(ctx context.Context, m blobdataset.IndexMessage, rewrite bool) error {
+		body, _ := json.Marshal(m)
+		sum := sha256.Sum256([]byte(m.Dataset + "\x00" + m.Blob))
+		id := fmt.Sprintf("index:%x:%d", sum[:12], time.Now().Unix()/600)
+		if rewrite {
+			id = fmt.Sprintf("index:%x:rewrite:%d", sum[:12], time.Now().UnixNano())
+		}
+		return sender.Send(ctx, scanQueue, queue.Message{ID: id, Body: body, Subject: "index"})
+	}
+	askIndex := func(ctx context.Context, m blobdataset.IndexMessage) error { return askIndexAs(ctx, m, false) }
+	if scanQueue != "" && len(cfg.PseudonymSecret) > 0 {
+		blobOpts = append(blobOpts, blobdataset.WithIndex(blobdataset.IndexOptions{
+			Container: stateContainer,
+			Secret:    derive(cfg.PseudonymSecret, "blob-index"),
+			Logger:    log,
+			Rebuild: func(ctx context.Context, dataset, blob string) {
+				if err := askIndexAs(ctx, blobdataset.IndexMessage{Dataset: dataset, Blob: blob}, true); err != nil {
+					log.Warn("an index rebuild could not be asked for; the timer asks again", "dataset", dataset, "err", err)
+				}
+			},
+		}))
+	}
+	if scanQueue != "" && cfg.ScanShardBytes > 0 {
 		blobOpts = append(blobOpts, blobdataset.WithFanout(blobdataset.Fanout{
 			Container:  stateContainer,
 			Secret:     derive(cfg.PseudonymSecret, "scan-subjects"),
@@ -371,10 +399,12 @@ func NewWithOptions(cfg *config.Config, sender queue.Sender, log *slog.Logger, o
 		conns.Close()
 	}
 	var shards scan.Runner
+	var indexes func(context.Context) (int, error)
 	if conns.Blob != nil && len(blobOpts) > 0 {
 		shards = conns.Blob
+		indexes = func(ctx context.Context) (int, error) { return conns.Blob.RefreshIndexes(ctx, askIndex) }
 	}
-	reg := Registry(svc, authn, callbacks, prt, limits, shards)
+	reg := Registry(svc, authn, callbacks, prt, limits, shards, indexes)
 	con, err := newConsole(fns, reg, authn, svc, cfg)
 	if err != nil {
 		conns.Close()

@@ -3,7 +3,8 @@
 // a request), deletes export packages whose links have expired, expires
 // requests never verified, deletes agents' proofs of authority after their
 // request's retention (and proofs left without a request), and deletes
-// ended rate-limit windows and the blobs of fanned-out scans a day old.
+// ended rate-limit windows and the blobs of fanned-out scans a day old,
+// and asks for the identifier indexes that are missing or stale.
 package sweeper
 
 import (
@@ -31,7 +32,10 @@ func (f SweepFunc) Sweep(ctx context.Context, olderThan time.Duration) (int, err
 // New returns the timer handler; limits and scans (a fanned-out
 // discovery's jobs and results, deleted a day after they were last
 // written) may be nil.
-func New(svc *pipeline.Service, limits, scans Windows) funchost.TimerFunc {
+//
+// indexes, if set, asks for the builds of the identifier indexes that are
+// missing or stale (only blobs that changed) and returns how many.
+func New(svc *pipeline.Service, limits, scans Windows, indexes func(context.Context) (int, error)) funchost.TimerFunc {
 	return func(ctx context.Context, info *funchost.TimerInfo) error {
 		if info.IsPastDue {
 			svc.Log.Info("sweeper: past due; sweeping now")
@@ -46,6 +50,13 @@ func New(svc *pipeline.Service, limits, scans Windows) funchost.TimerFunc {
 				err = errors.Join(err, lerr)
 			} else if n > 0 {
 				svc.Log.Info("sweeper: rate-limit windows deleted", "windows", n)
+			}
+		}
+		if indexes != nil {
+			if n, ierr := indexes(ctx); ierr != nil {
+				err = errors.Join(err, ierr)
+			} else if n > 0 {
+				svc.Log.Info("sweeper: index builds asked for", "blobs", n)
 			}
 		}
 		if scans != nil {
