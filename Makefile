@@ -16,9 +16,10 @@ build:
 	$(GO) build -o bin/dsr ./cmd/dsr
 
 ## run: start Azurite, seed the sample data and serve the API on http://127.0.0.1:7071/api
+#   (INDEX=1: every sample dataset keeps an identifier index, built at start; SAMPLE=large for a bigger sample)
 run: deps build
 	./scripts/azurite.sh
-	./bin/dsr local --sample $(SAMPLE)
+	$(if $(INDEX),DSR_SOURCES_CONFIG=sample/sources.indexed.json) ./bin/dsr local --sample $(SAMPLE)
 
 ## test: vet, format check, every test (each test package starts its own in-memory Azurite), short fuzz runs
 test: deps

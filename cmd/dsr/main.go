@@ -237,6 +237,19 @@ func local(ctx context.Context, log *slog.Logger, args []string) error {
 		BeforeComplete: crashAfter(os.Getenv("DSR_LOCAL_CRASH_AFTER"), log),
 	}
 	go host.Run(ctx)
+	// A first sweep now rather than at the timer's first tick (up to five
+	// minutes on): it re-drives what a crash left and asks for the
+	// identifier indexes that are missing.
+	for _, f := range host.Functions {
+		if f.Name == "sweeper" {
+			go func() {
+				now := time.Now().UTC()
+				if err := host.InvokeTimer(ctx, f, time.Time{}, now.Add(5*time.Minute)); err != nil && ctx.Err() == nil {
+					log.Warn("first sweep failed; the timer sweeps again", "err", err)
+				}
+			}()
+		}
+	}
 	fmt.Fprintf(os.Stderr, "DSR Functions running locally: http://%s/api (Ctrl-C to stop)\n", hostLn.Addr())
 	consoleURL, err := localConsoleURL(app, "http://"+hostLn.Addr().String(), cfg.KeyRoles)
 	if err != nil {

@@ -253,3 +253,32 @@ func TestParquetSourcesConfig(t *testing.T) {
 		t.Error("sources.parquet.json differs from sources.json beyond the datasets' blobs and formats")
 	}
 }
+
+// sample/sources.indexed.json (`make run INDEX=1`) is sample/sources.json
+// with the identifier index on for every Blob dataset, nothing else.
+func TestIndexedSourcesConfig(t *testing.T) {
+	load := func(name string) *sources.Config {
+		b, err := os.ReadFile("../../sample/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := sources.Parse(b)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return cfg
+	}
+	native, indexed := load("sources.json"), load("sources.indexed.json")
+	if len(indexed.Datasets) != len(native.Datasets) {
+		t.Fatalf("%d datasets, want %d", len(indexed.Datasets), len(native.Datasets))
+	}
+	for i := range native.Datasets {
+		if !indexed.Datasets[i].Index {
+			t.Errorf("dataset %s is not indexed", indexed.Datasets[i].Name)
+		}
+		indexed.Datasets[i].Index = false
+	}
+	if !reflect.DeepEqual(native, indexed) {
+		t.Error("sources.indexed.json differs from sources.json beyond the index fields")
+	}
+}
