@@ -223,18 +223,7 @@ func TestParquetSchemaMustCoverTheGenerator(t *testing.T) {
 // sample/sources.parquet.json is sample/sources.json with the Parquet
 // files' names and format, nothing else.
 func TestParquetSourcesConfig(t *testing.T) {
-	load := func(name string) *sources.Config {
-		b, err := os.ReadFile("../../sample/" + name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg, err := sources.Parse(b)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		return cfg
-	}
-	native, pq := load("sources.json"), load("sources.parquet.json")
+	native, pq := loadSampleConfig(t, "sources.json"), loadSampleConfig(t, "sources.parquet.json")
 	if len(pq.Datasets) != len(native.Datasets) {
 		t.Fatalf("%d datasets, want %d", len(pq.Datasets), len(native.Datasets))
 	}
@@ -257,18 +246,7 @@ func TestParquetSourcesConfig(t *testing.T) {
 // sample/sources.indexed.json (`make run INDEX=1`) is sample/sources.json
 // with the identifier index on for every Blob dataset, nothing else.
 func TestIndexedSourcesConfig(t *testing.T) {
-	load := func(name string) *sources.Config {
-		b, err := os.ReadFile("../../sample/" + name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg, err := sources.Parse(b)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		return cfg
-	}
-	native, indexed := load("sources.json"), load("sources.indexed.json")
+	native, indexed := loadSampleConfig(t, "sources.json"), loadSampleConfig(t, "sources.indexed.json")
 	if len(indexed.Datasets) != len(native.Datasets) {
 		t.Fatalf("%d datasets, want %d", len(indexed.Datasets), len(native.Datasets))
 	}
@@ -281,4 +259,18 @@ func TestIndexedSourcesConfig(t *testing.T) {
 	if !reflect.DeepEqual(native, indexed) {
 		t.Error("sources.indexed.json differs from sources.json beyond the index fields")
 	}
+}
+
+// loadSampleConfig parses one of the sample/ sources configs.
+func loadSampleConfig(t *testing.T, name string) *sources.Config {
+	t.Helper()
+	b, err := os.ReadFile("../../sample/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := sources.Parse(b)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return cfg
 }

@@ -293,32 +293,25 @@ func fanoutFormat(f sources.Format) bool {
 }
 
 // planShards groups blobs (in name order) into shards of about target
-// bytes, at most max of them (the target grows to keep the count). A
+// bytes, at most maxShards of them (the target grows to keep the count). A
 // blob larger than the target is split into parts at record boundaries
 // when split allows (NDJSON), else is a shard of its own.
-func planShards(blobs []jobBlob, target int64, max int, split bool) [][]jobPiece {
+func planShards(blobs []jobBlob, target int64, maxShards int, split bool) [][]jobPiece {
 	var total int64
 	for _, b := range blobs {
 		total += b.Size
 	}
-	target = max64(target, 1)
-	if n := (total + target - 1) / target; n > int64(max) {
-		target = (total + int64(max) - 1) / int64(max)
+	target = max(target, 1)
+	if n := (total + target - 1) / target; n > int64(maxShards) {
+		target = (total + int64(maxShards) - 1) / int64(maxShards)
 	}
 	for {
 		shards := packShards(blobs, target, split)
-		if len(shards) <= max {
+		if len(shards) <= maxShards {
 			return shards
 		}
 		target += target/2 + 1
 	}
-}
-
-func max64(a, b int64) int64 {
-	if a > b {
-		return a
-	}
-	return b
 }
 
 // packShards packs blobs in order into shards of at most target bytes.
