@@ -48,7 +48,7 @@ func BenchmarkConcurrentAccess(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	e := newE2EBench(b, size)
+	e := newE2EBench(b, size, false)
 	people := e.people(b, n)
 	b.Logf("%d contacts: %d records, %d bytes; %d requests", size.Contacts, e.records, e.bytes, n)
 
