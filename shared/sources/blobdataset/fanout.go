@@ -363,30 +363,6 @@ func (p *PendingScan) RetryAfter() time.Duration { return p.After }
 // DiscoveryProgress is what the request shows while it waits (sources.ProgressReporter).
 func (p *PendingScan) DiscoveryProgress() sources.Progress { return p.Progress }
 
-// sizedBlobs returns the dataset's blobs with their sizes, in name order,
-// when the store can tell sizes (nil otherwise: no fan-out).
-func (c *Connector) sizedBlobs(ctx context.Context, d *sources.Dataset, names []string) ([]jobBlob, error) {
-	s, ok := c.store.(blobSizer)
-	if !ok {
-		return nil, nil
-	}
-	props, err := s.sizes(ctx, d.Container, d.Prefix, d.Blob)
-	if errors.Is(err, errBlobNotFound) {
-		// Scanned in process, which reports the missing blob as the
-		// dataset's failure.
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("dataset %s: %w", d.Name, err)
-	}
-	out := make([]jobBlob, len(names))
-	for i, n := range names {
-		p := props[n]
-		out[i] = jobBlob{Name: n, Size: p.size, ETag: p.etag}
-	}
-	return out, nil
-}
-
 // datasetKey names a dataset's registry: its definition and blob names.
 func (f *Fanout) datasetKey(d *sources.Dataset, blobs []jobBlob) string {
 	mac := hmac.New(sha256.New, f.Secret)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"sync/atomic"
 	"testing"
 
 	"github.com/dsr-functions/dsr/shared/sources"
@@ -61,5 +62,69 @@ func TestIndexWithFanout(t *testing.T) {
 	}
 	if want[0].Total() < 6 || want[3].Total() == 0 {
 		t.Fatalf("the test data finds too little: %d and %d records", want[0].Total(), want[3].Total())
+	}
+}
+
+// listCountingStore is the Blob Storage store, counting the calls that tell
+// what blobs a dataset has (listings and HEADs).
+type listCountingStore struct {
+	azureStore
+	calls atomic.Int64
+}
+
+func (s *listCountingStore) list(ctx context.Context, cont, prefix string) ([]string, error) {
+	s.calls.Add(1)
+	return s.azureStore.list(ctx, cont, prefix)
+}
+
+func (s *listCountingStore) sizes(ctx context.Context, cont, prefix, blob string) (map[string]blobProps, error) {
+	s.calls.Add(1)
+	return s.azureStore.sizes(ctx, cont, prefix, blob)
+}
+
+func (s *listCountingStore) listETags(ctx context.Context, cont, prefix string) (map[string]string, error) {
+	s.calls.Add(1)
+	return s.azureStore.listETags(ctx, cont, prefix)
+}
+
+func (s *listCountingStore) stat(ctx context.Context, cont, name string) (string, int64, error) {
+	s.calls.Add(1)
+	return s.azureStore.stat(ctx, cont, name)
+}
+
+// A discovery pass lists each dataset once, whatever it needs to know of
+// the blobs: their names, their ETags (is the index fresh?) and their
+// sizes (fan out?). It used to list an indexed dataset that may fan out
+// twice, and a plain one that may fan out twice as well.
+func TestOneListingPerDatasetAndPass(t *testing.T) {
+	r := newFanoutRig(t)
+	for _, indexed := range []bool{false, true} {
+		for i := range r.datasets {
+			r.datasets[i].Index = indexed
+		}
+		c := r.connector(true)
+		c.fanout.ShardBytes = 1 << 30 // planned, but one shard: scanned in process
+		if indexed {
+			WithIndex(IndexOptions{Container: r.acct.Service.NewContainerClient(r.state), Secret: testIndexSecret})(c)
+			if _, err := c.BuildIndex(r.ctx, "contacts", "contacts/part-0.ndjson"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		st := &listCountingStore{azureStore: c.store.(azureStore)}
+		c.store = st
+		got, err := c.DiscoverMany(context.Background(), []sources.Subject{annSubj})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := r.connector(false).DiscoverMany(context.Background(), []sources.Subject{annSubj})
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("indexed %v: %+v, want the plain scan's %+v (%v)", indexed, got, want, err)
+		}
+		if n := st.calls.Load(); n != int64(len(r.datasets)) {
+			t.Errorf("indexed %v: %d listings for %d datasets, want one each", indexed, n, len(r.datasets))
+		}
+		if len(r.take()) != 0 {
+			t.Errorf("indexed %v: shards sent", indexed)
+		}
 	}
 }

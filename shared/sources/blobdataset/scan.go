@@ -64,18 +64,14 @@ func (c *Connector) scan(ctx context.Context, d *sources.Dataset, due []*subject
 	if d.Format == sources.FormatDelta {
 		return c.scanDelta(ctx, d, newDatasetMatcher(c.cfg, d, due), refs, len(due))
 	}
-	var names []string
-	var etags map[string]string
-	var err error
-	if c.indexed(d) {
-		// The listing's ETags say which blobs' indexes are fresh.
-		names, etags, err = c.blobVersions(ctx, d)
-	} else {
-		names, err = c.blobs(ctx, d)
-	}
+	_, versioned := c.store.(versioner)
+	// The listing's ETags say which blobs' indexes are fresh; its sizes
+	// whether to fan out.
+	l, err := c.listBlobs(ctx, d, versioned && c.indexed(d), c.fanout != nil && fanoutFormat(d.Format))
 	if err != nil {
 		return nil, err
 	}
+	names, etags := l.names, l.etags
 	// The matcher is built only for what runs here (a fanned-out scan
 	// builds its own).
 	var m *datasetMatcher
@@ -106,13 +102,13 @@ func (c *Connector) scan(ctx context.Context, d *sources.Dataset, due []*subject
 		}
 	}
 	if c.fanout != nil && fanoutFormat(d.Format) && len(rest) > 0 {
-		restNames := make([]string, len(rest))
-		for k, i := range rest {
-			restNames[k] = names[i]
-		}
-		sized, err := c.sizedBlobs(ctx, d, restNames)
-		if err != nil {
-			return nil, err
+		var sized []jobBlob
+		if l.props != nil {
+			sized = make([]jobBlob, len(rest))
+			for k, i := range rest {
+				p := l.props[names[i]]
+				sized[k] = jobBlob{Name: names[i], Size: p.size, ETag: p.etag}
+			}
 		}
 		if sized != nil && len(planShards(sized, c.fanout.ShardBytes, c.fanout.MaxShards, d.Format == sources.FormatNDJSON)) > 1 {
 			fanned, err := c.scanFanout(ctx, d, due, sized)
@@ -189,6 +185,59 @@ func assemble(d *sources.Dataset, subjects int, names []string, blobs []blobResu
 		}
 	}
 	return out
+}
+
+// listing is what one call to the store tells of a dataset's blobs.
+type listing struct {
+	// names are the blobs in name order.
+	names []string
+	// etags and props are the blobs' ETags and sizes, when asked for and
+	// the store can tell them (nil otherwise).
+	etags map[string]string
+	props map[string]blobProps
+}
+
+// listBlobs tells d's blobs, with their ETags (wantETags: the identifier
+// index's freshness check) and sizes (wantSizes: fan-out planning) when
+// asked, in one call to the store: one listing of a prefix dataset (names,
+// ETags and sizes come together), one HEAD of a single-blob dataset when
+// its version or size is needed and none otherwise. A pass used to list a
+// prefix for the names and again for the sizes or ETags. A single blob that
+// does not exist is returned without properties: its scan reports it as
+// the dataset's failure, as for a dataset that is not indexed.
+func (c *Connector) listBlobs(ctx context.Context, d *sources.Dataset, wantETags, wantSizes bool) (listing, error) {
+	s, ok := c.store.(blobSizer)
+	switch {
+	case ok && (wantETags || wantSizes):
+		props, err := s.sizes(ctx, d.Container, d.Prefix, d.Blob)
+		if errors.Is(err, errBlobNotFound) && d.Blob != "" {
+			return listing{names: []string{d.Blob}}, nil
+		}
+		if err != nil {
+			return listing{}, fmt.Errorf("dataset %s: %w", d.Name, err)
+		}
+		l := listing{names: make([]string, 0, len(props))}
+		if wantSizes {
+			l.props = props
+		}
+		if wantETags {
+			l.etags = make(map[string]string, len(props))
+		}
+		for n, p := range props {
+			l.names = append(l.names, n)
+			if l.etags != nil {
+				l.etags[n] = p.etag
+			}
+		}
+		slices.Sort(l.names)
+		return l, nil
+	case wantETags:
+		names, etags, err := c.blobVersions(ctx, d)
+		return listing{names: names, etags: etags}, err
+	default:
+		names, err := c.blobs(ctx, d)
+		return listing{names: names}, err
+	}
 }
 
 // blobs lists the dataset's blobs in name order.
