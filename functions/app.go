@@ -298,6 +298,14 @@ func NewWithOptions(cfg *config.Config, sender queue.Sender, log *slog.Logger, o
 					log.Warn("an index rebuild could not be asked for; the timer asks again", "dataset", dataset, "err", err)
 				}
 			},
+			// A discovery that scanned a blob because its index is
+			// missing or stale asks for the build now (on demand), with
+			// the timer's message id: the next request uses it.
+			Stale: func(ctx context.Context, dataset, blob string) {
+				if err := askIndex(ctx, blobdataset.IndexMessage{Dataset: dataset, Blob: blob}); err != nil {
+					log.Warn("an index build could not be asked for; the timer asks again", "dataset", dataset, "err", err)
+				}
+			},
 		}))
 	}
 	if scanQueue != "" && cfg.ScanShardBytes > 0 {

@@ -96,3 +96,42 @@ func TestIndexBuiltByTheSweeperAndUsed(t *testing.T) {
 		t.Error("the logs hold the subject's address")
 	}
 }
+
+// On demand: with no sweep, the first access request's discovery scans
+// the indexed datasets and asks for their indexes' builds on dsr-scan;
+// once built, the next request is answered through them.
+func TestIndexBuiltOnDemand(t *testing.T) {
+	h := newHarness(t, harnessOptions{manual: true, env: noRepeatFlagging, editSources: func(c *sources.Config) {
+		for i := range c.Datasets {
+			c.Datasets[i].Index = true
+		}
+	}})
+	want := h.datasetCounts(sample.Demo(h.size).RecordsWithoutPhone)
+	access := func() {
+		t.Helper()
+		doc := h.submit(`{"type":"access","subject":{"email":"avery.morgan@contoso.example"}}`)
+		h.deliver("discover")
+		h.deliver("export")
+		got, _ := h.waitTerminal(doc.ID)
+		for _, s := range got.Discovery.Sources {
+			if int(s.Records) != want[s.Source] || s.Error != "" {
+				t.Errorf("discovery %s: %d records (%q), want %d", s.Source, s.Records, s.Error, want[s.Source])
+			}
+		}
+	}
+	access()
+	if n := h.runScans(); n != len(h.sources.Datasets) {
+		t.Fatalf("the first discovery asked for %d index builds, want one per blob (%d)", n, len(h.sources.Datasets))
+	}
+	if n := h.indexObjects(); n != len(h.sources.Datasets) {
+		t.Fatalf("%d index objects, want %d", n, len(h.sources.Datasets))
+	}
+	bypassed := strings.Count(h.logs.String(), "identifier index bypassed")
+	access()
+	if n := h.runScans(); n != 0 {
+		t.Errorf("with every index fresh, a discovery asked for %d builds", n)
+	}
+	if strings.Count(h.logs.String(), "identifier index bypassed") != bypassed {
+		t.Errorf("the second discovery bypassed an index:\n%s", h.logs.String())
+	}
+}

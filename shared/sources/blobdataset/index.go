@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/dsr-functions/dsr/shared/sources"
@@ -36,6 +37,46 @@ type indexer struct {
 	// rebuild, if set, takes over the rebuilds after our rewrites
 	// (IndexOptions.Rebuild).
 	rebuild func(ctx context.Context, dataset, blob string)
+	// stale, if set, hears of blobs whose index a discovery found missing,
+	// stale or corrupt (IndexOptions.Stale); asked remembers the blob
+	// versions already told, so each is told once.
+	stale   func(ctx context.Context, dataset, blob string)
+	askedMu sync.Mutex
+	asked   map[string]bool
+}
+
+// maxAsked bounds the blob versions an indexer remembers having asked a
+// build for; past it, it forgets them all (an ask too many is dropped by
+// the queue's duplicate detection or finds the index fresh).
+const maxAsked = 4096
+
+// maxStaleAsks bounds the builds one dataset pass asks for: a dataset of
+// thousands of changed blobs is left to the timer's refresh rather than
+// delay the discovery by thousands of sends. A variable for tests.
+var maxStaleAsks int64 = 32
+
+// askBuild tells the app (IndexOptions.Stale) that the index of version
+// etag of blob is missing, stale or corrupt, once per version, unless the
+// pass has asked for maxStaleAsks builds already.
+func (ix *indexer) askBuild(ctx context.Context, d *sources.Dataset, blob, etag string, pass *atomic.Int64) {
+	if ix.stale == nil {
+		return
+	}
+	key := d.Name + "\x00" + blob + "\x00" + etag
+	ix.askedMu.Lock()
+	// Only new asks count against the pass's bound, so that blobs asked
+	// for earlier do not keep others waiting for the timer.
+	if ix.asked[key] || pass.Load() >= maxStaleAsks {
+		ix.askedMu.Unlock()
+		return
+	}
+	pass.Add(1)
+	if ix.asked == nil || len(ix.asked) >= maxAsked {
+		ix.asked = map[string]bool{}
+	}
+	ix.asked[key] = true
+	ix.askedMu.Unlock()
+	ix.stale(ctx, d.Name, blob)
 }
 
 func newIndexer(st indexStore, prefix string, secret []byte, log *slog.Logger) *indexer {

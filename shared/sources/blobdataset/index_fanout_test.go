@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -126,5 +129,85 @@ func TestOneListingPerDatasetAndPass(t *testing.T) {
 		if len(r.take()) != 0 {
 			t.Errorf("indexed %v: shards sent", indexed)
 		}
+	}
+}
+
+// A discovery that finds a blob's index missing or stale asks for its
+// build at once (IndexOptions.Stale), once per blob version and at most
+// maxStaleAsks times per dataset pass; fresh indexes ask for nothing.
+func TestStaleIndexAsksForABuild(t *testing.T) {
+	r := newFanoutRig(t)
+	for i := range r.datasets {
+		r.datasets[i].Index = true
+	}
+	c := r.connector(false)
+	var mu sync.Mutex
+	asked := map[string]int{}
+	WithIndex(IndexOptions{Container: r.acct.Service.NewContainerClient(r.state), Secret: testIndexSecret,
+		Stale: func(_ context.Context, dataset, blob string) {
+			mu.Lock()
+			defer mu.Unlock()
+			asked[dataset+" "+blob]++
+		}})(c)
+	discover := func() map[string]int {
+		t.Helper()
+		mu.Lock()
+		clear(asked)
+		mu.Unlock()
+		if _, err := c.DiscoverMany(context.Background(), []sources.Subject{annSubj}); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return maps.Clone(asked)
+	}
+	all := map[string]int{}
+	for b := range 6 {
+		all[fmt.Sprintf("contacts contacts/part-%d.ndjson", b)] = 1
+	}
+	for b := range 4 {
+		all[fmt.Sprintf("cases cases/part-%d.ndjson", b)] = 1
+	}
+	if got := discover(); !reflect.DeepEqual(got, all) {
+		t.Fatalf("no index built: asked %v, want every blob once", got)
+	}
+	if got := discover(); len(got) != 0 {
+		t.Fatalf("again: asked %v, want nothing (each blob version is asked for once)", got)
+	}
+	for name := range all {
+		ds, blob, _ := strings.Cut(name, " ")
+		if _, err := c.BuildIndex(r.ctx, ds, blob); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := discover(); len(got) != 0 {
+		t.Fatalf("every index fresh: asked %v", got)
+	}
+	r.put("contacts/part-2.ndjson", `{"id":"c999","email":"someone@example.com"}`+"\n")
+	if got := discover(); !reflect.DeepEqual(got, map[string]int{"contacts contacts/part-2.ndjson": 1}) {
+		t.Fatalf("one blob changed: asked %v, want that blob", got)
+	}
+
+	old := maxStaleAsks
+	maxStaleAsks = 2
+	t.Cleanup(func() { maxStaleAsks = old })
+	for b := range 6 {
+		r.put(fmt.Sprintf("contacts/part-%d.ndjson", b), fmt.Sprintf(`{"id":"c%d","email":"other@example.com"}`+"\n", 1000+b))
+	}
+	seen := map[string]bool{}
+	for pass := range 3 {
+		got := discover()
+		if len(got) != 2 {
+			t.Fatalf("six blobs changed, pass %d: asked %v, want 2 (the bound)", pass, got)
+		}
+		for b := range got {
+			if seen[b] {
+				t.Fatalf("pass %d asked for %s again", pass, b)
+			}
+			seen[b] = true
+		}
+	}
+	if got := discover(); len(got) != 0 {
+		t.Fatalf("every changed blob asked for: asked %v", got)
 	}
 }

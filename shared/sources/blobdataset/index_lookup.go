@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/dsr-functions/dsr/shared/sources"
 )
@@ -43,6 +44,20 @@ type bypassError struct{ reason, corruptETag string }
 func (e *bypassError) Error() string { return e.reason }
 
 func bypass(reason string) error { return &bypassError{reason: reason} }
+
+// needsBuild reports whether a bypass's reason says the blob's index must
+// be built again: it is missing, stale, or corrupt (deleted; an index of
+// another format version reads as corrupt). A query the index cannot
+// answer, an index replaced while read (just rebuilt) or an unreadable one
+// (a failed read) need no build.
+func needsBuild(reason string) bool {
+	for _, p := range []string{"missing", "stale", "corrupt"} {
+		if strings.HasPrefix(reason, p) {
+			return true
+		}
+	}
+	return false
+}
 
 // corrupt is bypass for an index object found corrupt, of ETag etag.
 func corrupt(reason, etag string) error { return &bypassError{reason: reason, corruptETag: etag} }
@@ -348,6 +363,8 @@ var (
 type indexQuery struct {
 	hashes     []uint64
 	answerable bool
+	// asks counts the builds this pass asked for (indexer.askBuild).
+	asks atomic.Int64
 }
 
 // newIndexQuery computes the lookups of the due subjects in dataset d.
@@ -385,6 +402,9 @@ func (c *Connector) lookupBlobIndexed(ctx context.Context, d *sources.Dataset, n
 		}
 		c.index.bypass(d, name, reason, strings.HasPrefix(reason, "corrupt") || reason == "unreadable")
 		c.index.bypassed.Add(1)
+		if needsBuild(reason) {
+			c.index.askBuild(ctx, d, name, etag, &q.asks)
+		}
 		return blobResult{}, false, nil
 	}
 	c.index.used.Add(1)

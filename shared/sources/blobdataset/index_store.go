@@ -32,6 +32,12 @@ type IndexOptions struct {
 	// BuildIndex) rather than make the rewrite read the blob once more. A
 	// blob whose index is not rebuilt is scanned until it is.
 	Rebuild func(ctx context.Context, dataset, blob string)
+	// Stale, if set, is called when a discovery finds a blob's index
+	// missing, stale or corrupt (and scans the blob): the app asks for the
+	// build at once (on demand) rather than wait for its timer. It is
+	// called at most once per blob version per connector, and at most
+	// maxStaleAsks times per dataset pass (the timer asks for the rest).
+	Stale func(ctx context.Context, dataset, blob string)
 	// Logger, if set, hears why a blob's index was not used: dataset,
 	// blob name and reason, never content; debug level for a missing or
 	// stale index (routine until it is rebuilt), warning for a corrupt or
@@ -58,6 +64,7 @@ func WithIndex(o IndexOptions) Option {
 		}
 		c.index = newIndexer(azureIndexStore{o.Container}, o.Prefix, o.Secret, o.Logger)
 		c.index.rebuild = o.Rebuild
+		c.index.stale = o.Stale
 	}
 }
 
