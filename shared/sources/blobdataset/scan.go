@@ -82,7 +82,7 @@ func (c *Connector) scan(ctx context.Context, d *sources.Dataset, due []*subject
 	if etags != nil {
 		m = newDatasetMatcher(c.cfg, d, due)
 		query := c.newIndexQuery(d, due)
-		err = c.forEachBlob(ctx, len(names), func(ctx context.Context, i int) error {
+		err = forEachN(ctx, len(names), max(c.parallelism, indexLookupParallelism), func(ctx context.Context, i int) error {
 			etag := etags[names[i]]
 			if etag == "" {
 				return nil
@@ -260,12 +260,24 @@ func (c *Connector) blobs(ctx context.Context, d *sources.Dataset) ([]string, er
 // first blob (in order) that failed for a reason of its own rather than
 // because another one did.
 func (c *Connector) forEachBlob(ctx context.Context, n int, fn func(ctx context.Context, i int) error) error {
+	return forEachN(ctx, n, c.parallelism, fn)
+}
+
+// indexLookupParallelism is how many blobs' indexes one pass looks up at
+// once. A lookup is a few small ranged reads, one stage after another, so
+// it waits on round trips rather than on bandwidth or CPU: a dataset of
+// thousands of indexed blobs is answered in thousands of round trips, and
+// 4 at a time (the scans' parallelism) would make them minutes.
+const indexLookupParallelism = 32
+
+// forEachN is forEachBlob with workers goroutines.
+func forEachN(ctx context.Context, n, workers int, fn func(ctx context.Context, i int) error) error {
 	inner, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errs := make([]error, n)
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	for range min(max(1, c.parallelism), n) {
+	for range min(max(1, workers), n) {
 		wg.Go(func() {
 			for {
 				i := int(next.Add(1) - 1)
