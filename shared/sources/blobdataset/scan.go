@@ -267,8 +267,9 @@ func (c *Connector) forEachBlob(ctx context.Context, n int, fn func(ctx context.
 // once. A lookup is a few small ranged reads, one stage after another, so
 // it waits on round trips rather than on bandwidth or CPU: a dataset of
 // thousands of indexed blobs is answered in thousands of round trips, and
-// 4 at a time (the scans' parallelism) would make them minutes.
-const indexLookupParallelism = 32
+// 4 at a time (the scans' parallelism) would make them minutes. A
+// variable for the benchmark that compares.
+var indexLookupParallelism = 32
 
 // forEachN is forEachBlob with workers goroutines.
 func forEachN(ctx context.Context, n, workers int, fn func(ctx context.Context, i int) error) error {
