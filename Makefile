@@ -50,13 +50,15 @@ package:
 ## bench: scan benchmarks side by side with grep -F and ripgrep (installed when missing, as root) on generated files
 #   (64 MiB and 1 GiB, kept in $TMPDIR), peak memory and parallel scans, one access request end to end, and 200
 #   concurrent access requests over the medium sample, Parquet discovery against DuckDB (npm ci installs it),
-#   discovery fanned out over 1 to 16 invocations; several minutes; results in BENCHMARKS.md
+#   discovery fanned out over 1 to 16 invocations, discovery through the identifier index (184 MB of sample data and
+#   1,000 small blobs); several minutes; results in BENCHMARKS.md
 bench:
 	GO=$(GO) ./scripts/bench.sh
 	$(GO) test ./functions/ -run '^$$' -bench BenchmarkAccessEndToEnd -benchtime 5x -count 3 -timeout 30m
 	$(GO) test ./functions/ -run '^$$' -bench BenchmarkConcurrentAccess -benchtime 1x -count 3 -timeout 30m
 	$(GO) test ./shared/sources/blobdataset/ -run '^$$' -bench 'BenchmarkParquetDiscovery$$' -benchtime 3x -count 1 -timeout 60m
 	$(GO) test ./shared/sources/blobdataset/ -run '^$$' -bench 'BenchmarkFanout$$' -benchtime 3x -count 1 -timeout 30m
+	$(GO) test ./shared/sources/blobdataset/ -run '^$$' -bench 'BenchmarkIndexedAccess|BenchmarkIndexedManyBlobs' -benchtime 5x -count 1 -timeout 60m
 
 ## clean: stop the local Azurite started by `make run` and remove build output and its data
 clean:
