@@ -28,7 +28,7 @@ func BenchmarkAccessFixedCost(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	e := newE2EBench(b, size, false)
+	e := newE2EBench(b, size, e2eOptions{})
 	var submit, toDiscovery, discovery, export, observed, total []time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
