@@ -274,35 +274,45 @@ func NewWithOptions(cfg *config.Config, sender queue.Sender, log *slog.Logger, o
 	var svc *pipeline.Service
 	var blobOpts []blobdataset.Option
 	scanQueue := funchost.QueueOf(fns, "scan")
-	// An index build is asked for on dsr-scan. The timer's asks have one
-	// message id per blob and 10 minutes (its next run, 5 minutes on, is
-	// dropped as a duplicate while the first may still wait); a rewrite's
-	// is always new: the blob changed after any earlier ask.
-	askIndexAs := func(ctx context.Context, m blobdataset.IndexMessage, rewrite bool) error {
+	// An index build is asked for on dsr-scan. The timer's asks and a
+	// discovery's name the blob version they found unindexed in the
+	// message id: one build per version, however often it is asked for
+	// (the timer's next run, 5 minutes on, is dropped as a duplicate while
+	// the first may still wait), never dropped as a duplicate of an ask
+	// for an earlier version (without a version: one ask per blob and 10
+	// minutes). A rewrite's is always new: the blob changed after any
+	// earlier ask.
+	askIndexAs := func(ctx context.Context, m blobdataset.IndexMessage, rewrite bool, version string) error {
 		body, _ := json.Marshal(m)
 		sum := sha256.Sum256([]byte(m.Dataset + "\x00" + m.Blob))
 		id := fmt.Sprintf("index:%x:%d", sum[:12], time.Now().Unix()/600)
-		if rewrite {
+		switch {
+		case rewrite:
 			id = fmt.Sprintf("index:%x:rewrite:%d", sum[:12], time.Now().UnixNano())
+		case version != "":
+			v := sha256.Sum256([]byte(version))
+			id = fmt.Sprintf("index:%x:version:%x", sum[:12], v[:8])
 		}
 		return sender.Send(ctx, scanQueue, queue.Message{ID: id, Body: body, Subject: "index"})
 	}
-	askIndex := func(ctx context.Context, m blobdataset.IndexMessage) error { return askIndexAs(ctx, m, false) }
+	askIndex := func(ctx context.Context, m blobdataset.IndexMessage, version string) error {
+		return askIndexAs(ctx, m, false, version)
+	}
 	if scanQueue != "" && len(cfg.PseudonymSecret) > 0 {
 		blobOpts = append(blobOpts, blobdataset.WithIndex(blobdataset.IndexOptions{
 			Container: stateContainer,
 			Secret:    derive(cfg.PseudonymSecret, "blob-index"),
 			Logger:    log,
 			Rebuild: func(ctx context.Context, dataset, blob string) {
-				if err := askIndexAs(ctx, blobdataset.IndexMessage{Dataset: dataset, Blob: blob}, true); err != nil {
+				if err := askIndexAs(ctx, blobdataset.IndexMessage{Dataset: dataset, Blob: blob}, true, ""); err != nil {
 					log.Warn("an index rebuild could not be asked for; the timer asks again", "dataset", dataset, "err", err)
 				}
 			},
 			// A discovery that scanned a blob because its index is
-			// missing or stale asks for the build now (on demand), with
-			// the timer's message id: the next request uses it.
-			Stale: func(ctx context.Context, dataset, blob string) {
-				if err := askIndex(ctx, blobdataset.IndexMessage{Dataset: dataset, Blob: blob}); err != nil {
+			// missing or stale asks for the build now (on demand): the
+			// next request uses it.
+			Stale: func(ctx context.Context, dataset, blob, etag string) {
+				if err := askIndex(ctx, blobdataset.IndexMessage{Dataset: dataset, Blob: blob}, etag); err != nil {
 					log.Warn("an index build could not be asked for; the timer asks again", "dataset", dataset, "err", err)
 				}
 			},

@@ -99,7 +99,9 @@ func TestIndexBuiltByTheSweeperAndUsed(t *testing.T) {
 
 // On demand: with no sweep, the first access request's discovery scans
 // the indexed datasets and asks for their indexes' builds on dsr-scan;
-// once built, the next request is answered through them.
+// once built, the next request is answered through them. Asks name the
+// blob version, so changes within the queue's duplicate detection window
+// are each built.
 func TestIndexBuiltOnDemand(t *testing.T) {
 	h := newHarness(t, harnessOptions{manual: true, env: noRepeatFlagging, editSources: func(c *sources.Config) {
 		for i := range c.Datasets {
@@ -133,5 +135,39 @@ func TestIndexBuiltOnDemand(t *testing.T) {
 	}
 	if strings.Count(h.logs.String(), "identifier index bypassed") != bypassed {
 		t.Errorf("the second discovery bypassed an index:\n%s", h.logs.String())
+	}
+
+	// A blob changed twice within the queue's duplicate detection window:
+	// the timer asks for the first version's build; the discovery that
+	// finds the second version unindexed asks again, under that version's
+	// message id, so its ask is not dropped as a duplicate of the timer's.
+	blob := h.sources.Datasets[0].Blob
+	data := h.readBlob(blob)
+	h.writeBlob(blob, append(data, '\n'))
+	h.sweep()
+	if n := h.runScans(); n != 1 {
+		t.Fatalf("after a change the sweep asked for %d builds, want 1", n)
+	}
+	h.writeBlob(blob, append(data, '\n', '\n'))
+	access()
+	if n := h.runScans(); n != 1 {
+		t.Fatalf("after a second change the discovery asked for %d builds, want 1 (not dropped as a duplicate)", n)
+	}
+	bypassed = strings.Count(h.logs.String(), "identifier index bypassed")
+	access()
+	if strings.Count(h.logs.String(), "identifier index bypassed") != bypassed {
+		t.Errorf("after the on-demand build a discovery bypassed an index:\n%s", h.logs.String())
+	}
+	// The timer's asks name the version too: a third change within the
+	// window is asked for by the next sweep, and a sweep with nothing
+	// changed asks for nothing.
+	h.writeBlob(blob, append(data, '\n', '\n', '\n'))
+	h.sweep()
+	if n := h.runScans(); n != 1 {
+		t.Fatalf("after a third change the sweep asked for %d builds, want 1", n)
+	}
+	h.sweep()
+	if n := h.runScans(); n != 0 {
+		t.Fatalf("with nothing changed the sweep asked for %d builds", n)
 	}
 }

@@ -40,7 +40,7 @@ type indexer struct {
 	// stale, if set, hears of blobs whose index a discovery found missing,
 	// stale or corrupt (IndexOptions.Stale); asked remembers the blob
 	// versions already told, so each is told once.
-	stale   func(ctx context.Context, dataset, blob string)
+	stale   func(ctx context.Context, dataset, blob, etag string)
 	askedMu sync.Mutex
 	asked   map[string]bool
 }
@@ -76,7 +76,7 @@ func (ix *indexer) askBuild(ctx context.Context, d *sources.Dataset, blob, etag 
 	}
 	ix.asked[key] = true
 	ix.askedMu.Unlock()
-	ix.stale(ctx, d.Name, blob)
+	ix.stale(ctx, d.Name, blob, etag)
 }
 
 func newIndexer(st indexStore, prefix string, secret []byte, log *slog.Logger) *indexer {
@@ -204,17 +204,23 @@ func metaValue(etag string) string { return strings.Trim(etag, `"`) }
 // listings (the dataset's blobs, with ETags, and the index objects, with
 // metadata), or a HEAD and a listing for a single-blob dataset.
 func (c *Connector) StaleIndexes(ctx context.Context, dataset string) ([]string, error) {
+	out, _, err := c.staleIndexes(ctx, dataset)
+	return out, err
+}
+
+// staleIndexes is StaleIndexes with the blobs' current ETags.
+func (c *Connector) staleIndexes(ctx context.Context, dataset string) ([]string, map[string]string, error) {
 	d, err := c.indexedDataset(dataset)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	names, etags, err := c.blobVersions(ctx, d)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	objs, err := c.index.store.list(ctx, c.index.prefix+d.Name+"/")
 	if err != nil {
-		return nil, fmt.Errorf("dataset %s: %w", d.Name, err)
+		return nil, nil, fmt.Errorf("dataset %s: %w", d.Name, err)
 	}
 	var out []string
 	for _, n := range names {
@@ -222,7 +228,7 @@ func (c *Connector) StaleIndexes(ctx context.Context, dataset string) ([]string,
 			out = append(out, n)
 		}
 	}
-	return out, nil
+	return out, etags, nil
 }
 
 // PruneIndexes deletes the index objects of dataset whose blob is gone

@@ -144,9 +144,12 @@ func TestStaleIndexAsksForABuild(t *testing.T) {
 	var mu sync.Mutex
 	asked := map[string]int{}
 	WithIndex(IndexOptions{Container: r.acct.Service.NewContainerClient(r.state), Secret: testIndexSecret,
-		Stale: func(_ context.Context, dataset, blob string) {
+		Stale: func(_ context.Context, dataset, blob, etag string) {
 			mu.Lock()
 			defer mu.Unlock()
+			if etag == "" {
+				t.Errorf("%s: asked without its version", blob)
+			}
 			asked[dataset+" "+blob]++
 		}})(c)
 	discover := func() map[string]int {

@@ -59,18 +59,20 @@ func (c *Connector) IndexedDatasets() []string {
 // dataset whose index is missing or stale, and deletes the indexes of
 // blobs that are gone. It returns how many builds it asked for. The
 // sweeper calls it (every five minutes): an index is refreshed only for
-// the blobs that changed.
-func (c *Connector) RefreshIndexes(ctx context.Context, send func(ctx context.Context, m IndexMessage) error) (int, error) {
+// the blobs that changed. send gets the blob's current version (ETag, ""
+// when the store cannot tell) besides the message, to name the ask: one
+// build per version, however often it is asked for.
+func (c *Connector) RefreshIndexes(ctx context.Context, send func(ctx context.Context, m IndexMessage, version string) error) (int, error) {
 	n := 0
 	var errs []error
 	for _, name := range c.IndexedDatasets() {
-		stale, err := c.StaleIndexes(ctx, name)
+		stale, etags, err := c.staleIndexes(ctx, name)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		for _, b := range stale {
-			if err := send(ctx, IndexMessage{Dataset: name, Blob: b}); err != nil {
+			if err := send(ctx, IndexMessage{Dataset: name, Blob: b}, etags[b]); err != nil {
 				errs = append(errs, fmt.Errorf("dataset %s: ask for an index build: %w", name, err))
 				continue
 			}

@@ -33,11 +33,12 @@ type IndexOptions struct {
 	// blob whose index is not rebuilt is scanned until it is.
 	Rebuild func(ctx context.Context, dataset, blob string)
 	// Stale, if set, is called when a discovery finds a blob's index
-	// missing, stale or corrupt (and scans the blob): the app asks for the
-	// build at once (on demand) rather than wait for its timer. It is
-	// called at most once per blob version per connector, and at most
-	// maxStaleAsks times per dataset pass (the timer asks for the rest).
-	Stale func(ctx context.Context, dataset, blob string)
+	// missing, stale or corrupt (and scans the blob), with the blob's
+	// version (ETag) it scanned: the app asks for the build at once (on
+	// demand) rather than wait for its timer. It is called at most once
+	// per blob version per connector, and at most maxStaleAsks times per
+	// dataset pass (the timer asks for the rest).
+	Stale func(ctx context.Context, dataset, blob, etag string)
 	// Logger, if set, hears why a blob's index was not used: dataset,
 	// blob name and reason, never content; debug level for a missing or
 	// stale index (routine until it is rebuilt), warning for a corrupt or
