@@ -6,6 +6,7 @@ package dsr
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -317,6 +318,12 @@ type Stored struct {
 	PendingBlobs map[string]PendingBlob `json:"pendingBlobs,omitempty"`
 	// Audited is how many history entries are in the audit trail.
 	Audited int `json:"audited,omitempty"`
+	// Positions is the detailed discovery result (record positions, no
+	// personal data) when it is small: kept in the document the next
+	// stage reads anyway, written with the discovery's own update, rather
+	// than in a blob of its own (one write and one read fewer per
+	// request). Empty: the positions are in the discovery blob.
+	Positions json.RawMessage `json:"positions,omitempty"`
 	// LastAttemptError is the latest failure of a stage, kept so that a
 	// request that finally fails can say why. Never personal data.
 	LastAttemptError string `json:"lastAttemptError,omitempty"`

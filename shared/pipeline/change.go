@@ -39,7 +39,7 @@ func (s *Service) loadChange(ctx context.Context, id string, stage dsr.Stage) (*
 		return nil, nil, nil, Permanent(fmt.Errorf("%s %s: the connector cannot change data", stage, id))
 	}
 	var disc sources.Discovery
-	if err := s.Store.GetDiscovery(ctx, id, &disc); err != nil {
+	if err := s.positionsOf(ctx, st, &disc); err != nil {
 		return nil, nil, nil, fmt.Errorf("%s %s: read discovery: %w", stage, id, err)
 	}
 	return st, &disc, rw, nil

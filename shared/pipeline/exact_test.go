@@ -299,7 +299,7 @@ func TestPlanRefusedWhenTheRequestLeftTheStage(t *testing.T) {
 	}
 	d := w.svc.Sources.Dataset("orders")
 	var disc sources.Discovery
-	if err := w.reqs.GetDiscovery(context.Background(), id, &disc); err != nil {
+	if err := w.svc.positionsOf(context.Background(), st, &disc); err != nil {
 		t.Fatal(err)
 	}
 	loc, _ := locationOf(&disc, "orders", "orders")

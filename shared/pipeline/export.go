@@ -34,7 +34,7 @@ func (s *Service) Export(ctx context.Context, id string, attempt int) error {
 		return fmt.Errorf("export %s: request is at stage %s, not export", id, st.Stage)
 	}
 	var disc sources.Discovery
-	if err := s.Store.GetDiscovery(ctx, id, &disc); err != nil {
+	if err := s.positionsOf(ctx, st, &disc); err != nil {
 		return fmt.Errorf("export %s: read discovery: %w", id, err)
 	}
 	res, err := s.writePackage(ctx, st, &disc)
@@ -47,10 +47,12 @@ func (s *Service) Export(ctx context.Context, id string, attempt int) error {
 			s.recordAttemptError(ctx, id, dsr.StageExport, derr)
 			return fmt.Errorf("export %s: rediscover: %w", id, derr)
 		}
-		if err := s.Store.PutDiscovery(ctx, id, fresh); err != nil {
-			return err
+		pos, perr := s.storePositions(ctx, id, fresh)
+		if perr != nil {
+			return perr
 		}
 		if _, err := s.Store.Update(ctx, id, func(st *dsr.Stored) (bool, error) {
+			st.Positions = pos
 			st.Discovery = s.summary(fresh, tombs)
 			for _, f := range fresh.Failed() {
 				st.AddFailedSource(f.Dataset)

@@ -370,7 +370,8 @@ func (s *Service) Discover(ctx context.Context, id string, attempt int) error {
 	if err := s.retrySources(ctx, id, dsr.StageDiscovery, attempt, reasons); err != nil {
 		return err
 	}
-	if err := s.Store.PutDiscovery(ctx, id, disc); err != nil {
+	pos, err := s.storePositions(ctx, id, disc)
+	if err != nil {
 		return err
 	}
 	st, err = s.Store.Update(ctx, id, func(st *dsr.Stored) (bool, error) {
@@ -382,6 +383,7 @@ func (s *Service) Discover(ctx context.Context, id string, attempt int) error {
 		if st.State.Terminal() || st.Stage != dsr.StageDiscovery {
 			return false, nil
 		}
+		st.Positions = pos
 		st.Discovery = s.summary(disc, tombs)
 		detail := fmt.Sprintf("%d records in %d sources", disc.Total(), len(st.Discovery.Sources))
 		for _, f := range disc.Failed() {

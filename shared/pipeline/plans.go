@@ -220,7 +220,7 @@ func (s *Service) beforeFailing(ctx context.Context, id string, stage dsr.Stage)
 		}
 	}
 	var disc sources.Discovery
-	if err := s.Store.GetDiscovery(ctx, id, &disc); err != nil {
+	if err := s.positionsOf(ctx, st, &disc); err != nil {
 		s.Log.Warn("no discovery for the partial report of a failing stage", "requestId", id, "stage", stage, "err", err)
 	}
 	return func(st *dsr.Stored) { s.partialReport(st, stage, &disc) }

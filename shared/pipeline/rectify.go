@@ -130,7 +130,7 @@ func (s *Service) holdsCurrent(st *dsr.Stored, kind sources.IdentifierKind, v st
 // subject's old one.
 func (s *Service) verifyRectification(ctx context.Context, st *dsr.Stored, attempt int) error {
 	var disc sources.Discovery
-	if err := s.Store.GetDiscovery(ctx, st.ID, &disc); err != nil {
+	if err := s.positionsOf(ctx, st, &disc); err != nil {
 		return fmt.Errorf("verify %s: read discovery: %w", st.ID, err)
 	}
 	rep := &dsr.VerificationReport{Sources: []dsr.VerificationSource{}, At: s.NowUTC()}

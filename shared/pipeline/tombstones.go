@@ -256,10 +256,22 @@ func (s *Service) rediscover(ctx context.Context, st *dsr.Stored, stage dsr.Stag
 	if derr != nil {
 		return fmt.Errorf("%s %s: rediscover: %w", stage, st.ID, derr)
 	}
-	if perr := s.Store.PutDiscovery(ctx, st.ID, fresh); perr != nil {
+	pos, perr := s.storePositions(ctx, st.ID, fresh)
+	if perr != nil {
 		return perr
 	}
-	s.recordAttemptError(ctx, st.ID, stage, cause)
+	// The fresh positions replace the old in the document (inline, or
+	// none when they went to the blob), with the attempt's error.
+	if _, uerr := s.Store.Update(ctx, st.ID, func(cur *dsr.Stored) (bool, error) {
+		cur.Positions = pos
+		if !cur.State.Terminal() {
+			cur.LastAttemptError = fmt.Sprintf("%s: %v", stage, cause)
+		}
+		return true, nil
+	}); uerr != nil {
+		return uerr
+	}
+	st.Positions = pos
 	return &rediscovered{fresh: fresh, err: fmt.Errorf("%s %s: %w; discovered again, retrying", stage, st.ID, cause)}
 }
 
