@@ -362,6 +362,10 @@ type memConnector struct {
 	// failRewrite fails a dataset's rewrites; failDiscover fails Discover.
 	failRewrite  map[string]error
 	failDiscover error
+	// entered counts Discover calls begun; gate, when set, holds each
+	// call until it is closed (a long pass).
+	entered int
+	gate    chan struct{}
 }
 
 // RewritePlanned is Rewrite with plan: BeforeCommit runs before the data
@@ -379,6 +383,13 @@ func (c *memConnector) Committed(_ context.Context, dataset, _ string, plan sour
 }
 
 func (c *memConnector) Discover(ctx context.Context, subj sources.Subject) (*sources.Discovery, error) {
+	c.mu.Lock()
+	c.entered++
+	gate := c.gate
+	c.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.discoveries++

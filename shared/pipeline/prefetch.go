@@ -43,9 +43,17 @@ type Lookahead struct {
 	// MaxAge is how long a looked-ahead result stays usable (default
 	// 30 s).
 	MaxAge time.Duration
+	// Every is how often the queue is looked at again while looked-ahead
+	// discoveries run (default 200 ms). A look happens when a discover
+	// invocation starts; under a burst every delivery slot may be taken
+	// by invocations waiting for the running pass, and the requests
+	// queued after their looks would miss the next pass and wait for the
+	// one after it.
+	Every time.Duration
 
-	mu      sync.Mutex
-	entries map[string]*prefetched
+	mu       sync.Mutex
+	entries  map[string]*prefetched
+	watching bool
 }
 
 // prefetched is one looked-ahead discovery.
@@ -61,6 +69,7 @@ type prefetched struct {
 const (
 	DefaultLookaheadDepth  = 256
 	DefaultLookaheadMaxAge = 30 * time.Second
+	DefaultLookaheadEvery  = 200 * time.Millisecond
 )
 
 func (l *Lookahead) depth() int {
@@ -75,6 +84,13 @@ func (l *Lookahead) maxInFlight() int {
 		return l.MaxInFlight
 	}
 	return DefaultLookaheadDepth
+}
+
+func (l *Lookahead) every() time.Duration {
+	if l.Every > 0 {
+		return l.Every
+	}
+	return DefaultLookaheadEvery
 }
 
 func (l *Lookahead) maxAge() time.Duration {
@@ -133,6 +149,15 @@ func (s *Service) discoverAhead(ctx context.Context, self string) context.Contex
 		// Only this invocation's own message is out.
 		return batch.WithoutCompany(ctx)
 	}
+	s.lookAt(bodies, self)
+	s.watchAhead()
+	return ctx
+}
+
+// lookAt starts the looked-ahead discoveries of the queued messages
+// bodies (except self's and those already started).
+func (s *Service) lookAt(bodies [][]byte, self string) {
+	l := s.Lookahead
 	now := s.NowUTC()
 	var start []string
 	l.mu.Lock()
@@ -163,13 +188,49 @@ func (s *Service) discoverAhead(ctx context.Context, self string) context.Contex
 	for _, id := range start {
 		go s.prefetch(id)
 	}
-	return ctx
+}
+
+// watchAhead looks at the queue again every l.Every while looked-ahead
+// discoveries run (one watcher at a time; it ends when none runs), so
+// that the requests queued while a pass runs join the next pass.
+func (s *Service) watchAhead() {
+	l := s.Lookahead
+	l.mu.Lock()
+	if l.watching || l.runningLocked() == 0 {
+		l.mu.Unlock()
+		return
+	}
+	l.watching = true
+	l.mu.Unlock()
+	go func() {
+		t := time.NewTicker(l.every())
+		defer t.Stop()
+		for range t.C {
+			l.mu.Lock()
+			if l.runningLocked() == 0 {
+				l.watching = false
+				l.mu.Unlock()
+				return
+			}
+			l.mu.Unlock()
+			ctx, cancel := context.WithTimeout(context.Background(), l.every())
+			bodies, _, err := l.Peeker.PeekBodies(ctx, s.Queues.Discover, l.depth())
+			cancel()
+			if err == nil {
+				s.lookAt(bodies, "")
+			}
+		}
+	}()
 }
 
 // running counts looked-ahead discoveries not yet finished.
 func (l *Lookahead) running() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.runningLocked()
+}
+
+func (l *Lookahead) runningLocked() int {
 	n := 0
 	for _, p := range l.entries {
 		select {

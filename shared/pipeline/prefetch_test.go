@@ -120,3 +120,51 @@ func TestLookaheadSkipsRequestsPastDiscovery(t *testing.T) {
 		t.Fatalf("bob's request %s", st.State)
 	}
 }
+
+// While looked-ahead discoveries run (a long pass), the queue is looked at
+// again: a request queued after the first look is discovered ahead before
+// the pass ends, so that it joins the next pass instead of the one after
+// it, and its own invocation uses that result.
+func TestLookaheadKeepsLookingWhilePassesRun(t *testing.T) {
+	w := newWorld(t)
+	w.svc.Lookahead = &Lookahead{Peeker: w.sent, Every: 5 * time.Millisecond}
+	gate := make(chan struct{})
+	w.conn.mu.Lock()
+	w.conn.gate = gate
+	w.conn.mu.Unlock()
+	entered := func() int {
+		w.conn.mu.Lock()
+		defer w.conn.mu.Unlock()
+		return w.conn.entered
+	}
+	w.submit(`{"type":"access","subject":{"email":"ann@x.example"}}`)
+	w.submit(`{"type":"access","subject":{"email":"bob@y.example"}}`)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.deliver(1) // ann's discovery, bob's looked ahead: both held
+	}()
+	waitFor(t, "ann's and bob's discoveries begun", func() bool { return entered() == 2 })
+	carol := w.submit(`{"type":"access","subject":{"email":"carol@z.example"}}`)
+	waitFor(t, "carol's discovery begun while the pass runs", func() bool { return entered() == 3 })
+	close(gate)
+	<-done
+	w.drain(1)
+	if n := w.conn.discoverCalls(); n != 3 {
+		t.Errorf("%d discoveries, want 3 (each request's own invocation after ann's used the looked-ahead one)", n)
+	}
+	if st := w.get(carol); st.State != dsr.StateCompleted {
+		t.Fatalf("carol's request ended %s", st.State)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 5 s: %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
