@@ -41,6 +41,9 @@ type Connector struct {
 	// WithIndex left it off.
 	index    *indexer
 	indexErr error
+	// recent keeps the records the latest scans matched, for a Read
+	// soon after (recent.go); nil: off.
+	recent *recentRecords
 }
 
 var _ sources.Connector = (*Connector)(nil)
@@ -62,10 +65,16 @@ func WithParallelism(n int) Option {
 	return func(c *Connector) { c.parallelism = max(1, n) }
 }
 
+// WithoutRecentRecords turns off the short-lived memory of matched records
+// (recent.go): every Read downloads its records.
+func WithoutRecentRecords() Option {
+	return func(c *Connector) { c.recent = nil }
+}
+
 // New returns a connector over the datasets of cfg in the account of svc.
 func New(cfg *sources.Config, svc *service.Client, opts ...Option) *Connector {
 	st := azureStore{svc: svc}
-	c := &Connector{cfg: cfg, svc: svc, store: st, reader: st, parallelism: DefaultParallelism}
+	c := &Connector{cfg: cfg, svc: svc, store: st, reader: st, parallelism: DefaultParallelism, recent: newRecentRecords()}
 	for _, o := range opts {
 		o(c)
 	}

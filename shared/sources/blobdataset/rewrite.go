@@ -87,6 +87,11 @@ func (c *Connector) RewritePlanned(ctx context.Context, dataset string, loc sour
 		return c.rewriteDelta(ctx, d, loc, edit, plan)
 	}
 	res, err := c.rewrite(ctx, d, loc, edit, plan)
+	if res.ETag != loc.ETag {
+		// The version the kept records belong to may be gone (committed,
+		// or the commit's outcome unknown): a Read goes to the blob.
+		c.recent.forget(d.Container, loc.Blob)
+	}
 	if err == nil && res.ETag != loc.ETag && c.indexed(d) {
 		c.refreshIndex(ctx, d, loc.Blob)
 	}

@@ -34,6 +34,11 @@ type blobResult struct {
 	// several subjects appears once per subject, in subject order.
 	hits []hit
 	keys []subjectKey
+	// keep asks matchRecord to collect the matched records themselves
+	// (records, up to recentBytes) for the connector's recentRecords.
+	keep      bool
+	records   []matchedRecord
+	keptBytes int
 }
 
 type hit struct {
@@ -325,7 +330,7 @@ func (c *Connector) scanBlob(ctx context.Context, d *sources.Dataset, name strin
 		return blobResult{}, fmt.Errorf("dataset %s: read blob %s: %w", d.Name, name, err)
 	}
 	defer body.Close()
-	res := blobResult{etag: etag}
+	res := blobResult{etag: etag, keep: c.recent != nil && rangeReadable(d.Format)}
 	var sc scratch
 	err = iterateSkipping(ctx, transportReader{body}, d.Format, m.skipper(), func(r *rawRecord) error {
 		return m.matchRecord(r, &sc, refs, d.Format, &res)
@@ -339,7 +344,15 @@ func (c *Connector) scanBlob(ctx context.Context, d *sources.Dataset, name strin
 		// over the limit. Reading it again gives the same.
 		return blobResult{}, &sources.DataError{Dataset: d.Name, Reason: "blob " + name + ": " + contentFree(err.Error())}
 	}
+	c.recent.put(d.Container, name, etag, res.records)
+	res.records = nil
 	return res, nil
+}
+
+// rangeReadable reports whether Read fetches records of format by their
+// byte positions (readRanges), where recentRecords can stand in for it.
+func rangeReadable(f sources.Format) bool {
+	return f == sources.FormatNDJSON || f == sources.FormatCSV || f == sources.FormatJSONArray
 }
 
 // matchRecord matches one record for every subject of m: the prefilter
@@ -358,6 +371,15 @@ func (m *datasetMatcher) matchRecord(r *rawRecord, sc *scratch, refs []string, f
 	rec := sources.MapFields(fields)
 	var rel []keyValue
 	relDone := false
+	hits := len(res.hits)
+	defer func() {
+		if res.keep && len(res.hits) > hits && res.keptBytes < recentBytes {
+			if o, err := r.ordered(); err == nil {
+				res.records = append(res.records, matchedRecord{offset: r.offset, length: r.length, rec: o})
+				res.keptBytes += recordSize(r.length)
+			}
+		}
+	}()
 	for _, k := range owners {
 		how := m.rules[k].Match(rec)
 		if how == sources.NoMatch {
