@@ -22,6 +22,7 @@ import (
 	"github.com/dsr-functions/dsr/shared/funchost"
 	"github.com/dsr-functions/dsr/shared/queue"
 	"github.com/dsr-functions/dsr/shared/queue/embedded"
+	"github.com/dsr-functions/dsr/shared/testutil"
 )
 
 const workQueue = "q-work"
@@ -89,17 +90,6 @@ func (e *localEnv) send(t *testing.T, queueName string, m queue.Message) {
 	t.Helper()
 	if err := e.broker.Send(context.Background(), queueName, m); err != nil {
 		t.Fatal(err)
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -178,7 +168,7 @@ func TestLocalHostDeliversHostWireFormat(t *testing.T) {
 	h := &fakeHandler{}
 	e := startLocal(t, localDefs, h, embedded.Options{Now: func() time.Time { return enqueued }}, nil)
 	e.send(t, workQueue, queue.Message{ID: "m1", Body: []byte(`{"id":"42"}`), Subject: "discover", Properties: map[string]any{"tenant": "t1"}})
-	waitFor(t, "the message to be completed", func() bool { return len(h.callsTo("/work")) == 1 && e.broker.Idle() })
+	testutil.WaitFor(t, 5*time.Second, "the message to be completed", func() bool { return len(h.callsTo("/work")) == 1 && e.broker.Idle() })
 	c := h.callsTo("/work")[0]
 
 	if c.method != http.MethodPost {
@@ -410,7 +400,7 @@ func TestLocalHostRedeliversUntilSuccess(t *testing.T) {
 	})
 	e := startLocal(t, localDefs, h, embedded.Options{MaxDeliveryCount: 5}, nil)
 	e.send(t, workQueue, queue.Message{ID: "m-retry", Body: []byte(`{"id":"1"}`)})
-	waitFor(t, "three invocations and completion", func() bool { return len(counts()) == 3 && e.broker.Idle() })
+	testutil.WaitFor(t, 5*time.Second, "three invocations and completion", func() bool { return len(counts()) == 3 && e.broker.Idle() })
 	if got := counts(); !reflect.DeepEqual(got, []int{1, 2, 3}) {
 		t.Errorf("DeliveryCounts seen = %v, want [1 2 3]", got)
 	}
@@ -428,7 +418,7 @@ func TestLocalHostDeadLettersAfterMaxDeliveryCount(t *testing.T) {
 	e := startLocal(t, localDefs, h, embedded.Options{MaxDeliveryCount: 3}, nil)
 	e.send(t, workQueue, queue.Message{ID: "m-poison", Body: []byte(`{"id":"1"}`), Properties: map[string]any{"tenant": "t1"}})
 	dlqName := workQueue + embedded.DeadLetterSuffix
-	waitFor(t, "the message to be dead-lettered", func() bool { return len(e.broker.Peek(dlqName)) == 1 })
+	testutil.WaitFor(t, 5*time.Second, "the message to be dead-lettered", func() bool { return len(e.broker.Peek(dlqName)) == 1 })
 	if got := counts(); !reflect.DeepEqual(got, []int{1, 2, 3}) {
 		t.Errorf("DeliveryCounts seen = %v, want [1 2 3]", got)
 	}
@@ -457,7 +447,7 @@ func TestLocalHostDeliversDeadLetters(t *testing.T) {
 	e := startLocal(t, withDeadLetter(), h, embedded.Options{MaxDeliveryCount: 2}, func(lh *funchost.LocalHost) { lh.FailureDelay = failureDelay })
 	e.send(t, workQueue, queue.Message{ID: "m-dl", Body: []byte(`{"id":"9"}`)})
 	dlqName := workQueue + embedded.DeadLetterSuffix
-	waitFor(t, "the dead-letter function to succeed", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "the dead-letter function to succeed", func() bool {
 		return len(h.callsTo("/work-deadletter")) == 2 && len(e.broker.Peek(dlqName)) == 0
 	})
 	if got := deliveryCounts(t, h.callsTo("/work")); !reflect.DeepEqual(got, []int{1, 2}) {
@@ -526,7 +516,7 @@ func TestLocalHostReplyContract(t *testing.T) {
 			}}
 			e := startLocal(t, localDefs, h, embedded.Options{MaxDeliveryCount: 5}, nil)
 			e.send(t, workQueue, queue.Message{ID: "m", Body: []byte(`{"id":"1"}`)})
-			waitFor(t, "completion", func() bool { return len(h.callsTo("/work")) >= tt.wantCalls && e.broker.Idle() })
+			testutil.WaitFor(t, 5*time.Second, "completion", func() bool { return len(h.callsTo("/work")) >= tt.wantCalls && e.broker.Idle() })
 			time.Sleep(20 * time.Millisecond)
 			calls := h.callsTo("/work")
 			want := []int{1, 2}[:tt.wantCalls]
@@ -551,7 +541,7 @@ func TestLocalHostHandlerTimeoutIsAFailure(t *testing.T) {
 		lh.Client = &http.Client{Timeout: 100 * time.Millisecond}
 	})
 	e.send(t, workQueue, queue.Message{ID: "m-slow"})
-	waitFor(t, "redelivery after the timeout", func() bool { return len(h.callsTo("/work")) == 2 && e.broker.Idle() })
+	testutil.WaitFor(t, 5*time.Second, "redelivery after the timeout", func() bool { return len(h.callsTo("/work")) == 2 && e.broker.Idle() })
 	if got := deliveryCounts(t, h.callsTo("/work")); !reflect.DeepEqual(got, []int{1, 2}) {
 		t.Errorf("DeliveryCounts = %v, want [1 2]", got)
 	}
@@ -564,7 +554,7 @@ func TestLocalHostConcurrentDeliveries(t *testing.T) {
 	for i := range n {
 		e.send(t, workQueue, queue.Message{ID: fmt.Sprint("m", i)})
 	}
-	waitFor(t, "every message to be completed", func() bool { return e.broker.Idle() })
+	testutil.WaitFor(t, 5*time.Second, "every message to be completed", func() bool { return e.broker.Idle() })
 	got := counts()
 	sort.Ints(got)
 	if len(got) != n || got[n-1] != 1 {
@@ -749,7 +739,7 @@ func TestLocalHostBeforeComplete(t *testing.T) {
 		}
 	})
 	e.send(t, workQueue, queue.Message{ID: "m1"})
-	waitFor(t, "the message to be completed", func() bool { return e.broker.Idle() })
+	testutil.WaitFor(t, 5*time.Second, "the message to be completed", func() bool { return e.broker.Idle() })
 	mu.Lock()
 	defer mu.Unlock()
 	if !reflect.DeepEqual(seen, []string{"work:1"}) {

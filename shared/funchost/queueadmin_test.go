@@ -13,6 +13,7 @@ import (
 	"github.com/dsr-functions/dsr/shared/funchost"
 	"github.com/dsr-functions/dsr/shared/problem"
 	"github.com/dsr-functions/dsr/shared/queue/embedded"
+	"github.com/dsr-functions/dsr/shared/testutil"
 )
 
 // postEnvelope sends body to the local host's queue route for queueName.
@@ -54,7 +55,7 @@ func TestLocalHostTakesQueueMessagesFromOutside(t *testing.T) {
 	if err := json.Unmarshal(answer, &receipt); err != nil || receipt.Queue != workQueue || receipt.MessageID != "ticket-4711" {
 		t.Fatalf("receipt %s: %v", answer, err)
 	}
-	waitFor(t, "the delivery", func() bool { return len(h.callsTo("/work")) == 1 && e.broker.Idle() })
+	testutil.WaitFor(t, 5*time.Second, "the delivery", func() bool { return len(h.callsTo("/work")) == 1 && e.broker.Idle() })
 
 	var req funchost.InvokeRequest
 	if err := json.Unmarshal(h.callsTo("/work")[0].body, &req); err != nil {

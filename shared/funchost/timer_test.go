@@ -17,6 +17,7 @@ import (
 
 	"github.com/dsr-functions/dsr/shared/funchost"
 	"github.com/dsr-functions/dsr/shared/queue/embedded"
+	"github.com/dsr-functions/dsr/shared/testutil"
 )
 
 var timerDefs = fstest.MapFS{
@@ -162,7 +163,7 @@ func TestLocalHostRunsTimerOnSchedule(t *testing.T) {
 	done := make(chan struct{})
 	start := time.Now()
 	go func() { host.Run(ctx); close(done) }()
-	waitFor(t, "two timer ticks", func() bool { return rec.count() >= 2 })
+	testutil.WaitFor(t, 5*time.Second, "two timer ticks", func() bool { return rec.count() >= 2 })
 	cancel()
 	select {
 	case <-done:

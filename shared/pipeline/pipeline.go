@@ -297,6 +297,11 @@ func subjectOf(st *dsr.Stored) sources.Subject {
 	return subj
 }
 
+// attemptError is how LastAttemptError names a stage's failure.
+func attemptError(stage dsr.Stage, err error) string {
+	return fmt.Sprintf("%s: %v", stage, err)
+}
+
 // recordAttemptError notes the latest failure of a stage on the request, so a
 // request that finally dead-letters says why.
 func (s *Service) recordAttemptError(ctx context.Context, id string, stage dsr.Stage, err error) {
@@ -304,7 +309,7 @@ func (s *Service) recordAttemptError(ctx context.Context, id string, stage dsr.S
 		if st.State.Terminal() {
 			return false, nil
 		}
-		st.LastAttemptError = fmt.Sprintf("%s: %v", stage, err)
+		st.LastAttemptError = attemptError(stage, err)
 		return true, nil
 	})
 	if uerr != nil {

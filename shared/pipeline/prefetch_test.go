@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dsr-functions/dsr/shared/dsr"
+	"github.com/dsr-functions/dsr/shared/testutil"
 )
 
 // PeekBodies shows the messages due on a queue, as the embedded broker
@@ -144,9 +145,9 @@ func TestLookaheadKeepsLookingWhilePassesRun(t *testing.T) {
 		defer close(done)
 		w.deliver(1) // ann's discovery, bob's looked ahead: both held
 	}()
-	waitFor(t, "ann's and bob's discoveries begun", func() bool { return entered() == 2 })
+	testutil.WaitFor(t, 5*time.Second, "ann's and bob's discoveries begun", func() bool { return entered() == 2 })
 	carol := w.submit(`{"type":"access","subject":{"email":"carol@z.example"}}`)
-	waitFor(t, "carol's discovery begun while the pass runs", func() bool { return entered() == 3 })
+	testutil.WaitFor(t, 5*time.Second, "carol's discovery begun while the pass runs", func() bool { return entered() == 3 })
 	close(gate)
 	<-done
 	w.drain(1)
@@ -155,16 +156,5 @@ func TestLookaheadKeepsLookingWhilePassesRun(t *testing.T) {
 	}
 	if st := w.get(carol); st.State != dsr.StateCompleted {
 		t.Fatalf("carol's request ended %s", st.State)
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within 5 s: %s", what)
-		}
-		time.Sleep(time.Millisecond)
 	}
 }

@@ -265,7 +265,7 @@ func (s *Service) rediscover(ctx context.Context, st *dsr.Stored, stage dsr.Stag
 	if _, uerr := s.Store.Update(ctx, st.ID, func(cur *dsr.Stored) (bool, error) {
 		cur.Positions = pos
 		if !cur.State.Terminal() {
-			cur.LastAttemptError = fmt.Sprintf("%s: %v", stage, cause)
+			cur.LastAttemptError = attemptError(stage, cause)
 		}
 		return true, nil
 	}); uerr != nil {

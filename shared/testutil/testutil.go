@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"testing"
+	"time"
 )
 
 // RunWith runs a test binary against a service: the one named by envVar if
@@ -24,4 +25,16 @@ func RunWith(m *testing.M, name, envVar string, start func() (stop func(), addre
 	code := m.Run()
 	stop()
 	return code
+}
+
+// WaitFor polls cond every millisecond until it holds, and fails the test
+// (naming what it waited for) if it does not within the given time: for
+// tests that wait on goroutines, a queue or a host they cannot join.
+func WaitFor(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(within); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", within, what)
+		}
+	}
 }

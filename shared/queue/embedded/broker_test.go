@@ -12,6 +12,7 @@ import (
 
 	"github.com/dsr-functions/dsr/shared/queue"
 	"github.com/dsr-functions/dsr/shared/queue/embedded"
+	"github.com/dsr-functions/dsr/shared/testutil"
 )
 
 // fakeClock is an Options.Now the test advances by hand.
@@ -70,17 +71,6 @@ func receiveNone(t *testing.T, b *embedded.Broker, queueName string, wait time.D
 	}
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Receive(%s) = %v, want context.DeadlineExceeded", queueName, err)
-	}
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -523,7 +513,7 @@ func TestLockExpiryAtMaxDeliveryCountDeadLetters(t *testing.T) {
 	if d.DeliveryCount != 2 {
 		t.Fatalf("DeliveryCount = %d, want 2", d.DeliveryCount)
 	}
-	eventually(t, "the expired message to be dead-lettered", func() bool { return len(b.Peek(dlq(q))) == 1 })
+	testutil.WaitFor(t, 3*time.Second, "the expired message to be dead-lettered", func() bool { return len(b.Peek(dlq(q))) == 1 })
 	if got := b.Peek(dlq(q))[0].Properties["DeadLetterReason"]; got != embedded.ReasonMaxDelivery {
 		t.Fatalf("DeadLetterReason = %v", got)
 	}
@@ -688,7 +678,7 @@ func TestConcurrentReceiversNeverShareALockedMessage(t *testing.T) {
 			for i := range messages {
 				send(t, b, q, queue.Message{ID: fmt.Sprint("m", i)})
 			}
-			eventually(t, "every message to be received", func() bool {
+			testutil.WaitFor(t, 3*time.Second, "every message to be received", func() bool {
 				mu.Lock()
 				defer mu.Unlock()
 				return len(seen) == messages

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dsr-functions/dsr/shared/sources"
+	"github.com/dsr-functions/dsr/shared/testutil"
 )
 
 // parallelFixture is a prefix dataset of many NDJSON blobs (logs) and a
@@ -218,14 +219,6 @@ func logsConfig() *sources.Config {
 }
 
 // waitFor polls cond for up to 5 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
 
 // TestDiscoverParallelCancel: cancelling discovery while every worker is
 // inside a blob stops all of them: discovery returns the cancellation
@@ -249,7 +242,7 @@ func TestDiscoverParallelCancel(t *testing.T) {
 		_, err := c.DiscoverMany(ctx, parallelSubjects)
 		done <- err
 	}()
-	waitFor(t, "every worker inside a blob", func() bool { open, _ := cnt.counts(); return open == parallelism })
+	testutil.WaitFor(t, 5*time.Second, "every worker inside a blob", func() bool { open, _ := cnt.counts(); return open == parallelism })
 	time.Sleep(20 * time.Millisecond) // no worker may open a further blob meanwhile
 	cancel()
 	select {

@@ -372,14 +372,6 @@ func (m *datasetMatcher) matchRecord(r *rawRecord, sc *scratch, refs []string, f
 	var rel []keyValue
 	relDone := false
 	hits := len(res.hits)
-	defer func() {
-		if res.keep && len(res.hits) > hits && res.keptBytes < recentBytes {
-			if o, err := r.ordered(); err == nil {
-				res.records = append(res.records, matchedRecord{offset: r.offset, length: r.length, rec: o})
-				res.keptBytes += recordSize(r.length)
-			}
-		}
-	}()
 	for _, k := range owners {
 		how := m.rules[k].Match(rec)
 		if how == sources.NoMatch {
@@ -403,6 +395,12 @@ func (m *datasetMatcher) matchRecord(r *rawRecord, sc *scratch, refs []string, f
 		}
 		for _, kv := range rel {
 			res.keys = append(res.keys, subjectKey{k, kv})
+		}
+	}
+	if res.keep && len(res.hits) > hits && res.keptBytes < recentBytes {
+		if o, err := r.ordered(); err == nil {
+			res.records = append(res.records, matchedRecord{offset: r.offset, length: r.length, rec: o})
+			res.keptBytes += recordSize(r.length)
 		}
 	}
 	return nil
