@@ -805,37 +805,68 @@ func (c *Connector) RunShard(ctx context.Context, m ShardMessage) error {
 		return errors.New("scan: this connector does not fan out")
 	}
 	lj := &loadedJob{id: m.Job}
-	ok, err := f.loadTally(ctx, lj)
-	if err != nil {
-		return fmt.Errorf("scan: read the job's tally: %w", err)
-	}
-	if !ok || m.Shard >= lj.tally.Shards {
-		return nil // swept, or not ours: nothing waits for it
+	// The tally says whether the shard is still wanted (the job swept or
+	// complete, the shard not one of its shards: nothing waits for it).
+	// It is read while the job is read and the shard scanned, which it
+	// stops if not: a round trip less before every shard's scan.
+	scanCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	tallied := make(chan error, 1)
+	wanted := false
+	go func() {
+		ok, err := f.loadTally(ctx, lj)
+		wanted = err == nil && ok && !lj.tally.Complete && m.Shard < lj.tally.Shards
+		if !wanted {
+			stop()
+		}
+		tallied <- err
+	}()
+	// waitTally returns whether to go on, or the tally's error.
+	waitTally := func() (bool, error) {
+		if err := <-tallied; err != nil {
+			return false, fmt.Errorf("scan: read the job's tally: %w", err)
+		}
+		return wanted, nil
 	}
 	// A job never changes once planned: an instance reads it once.
-	lj.job = c.shardMatchers.job(m.Job)
-	if ok, err = f.loadJob(ctx, lj); err != nil || !ok {
-		return fmt.Errorf("scan: read the job: %v, %w", ok, err)
+	job := c.shardMatchers.job(m.Job)
+	var jobErr error
+	if job == nil {
+		tmp := &loadedJob{id: m.Job}
+		ok, err := f.loadJob(scanCtx, tmp)
+		if err == nil && !ok {
+			err = errors.New("the job is gone")
+		}
+		job, jobErr = tmp.job, err
 	}
-	c.shardMatchers.keepJob(m.Job, lj.job)
-	if lj.tally.Complete {
-		return nil
+	var res shardResult
+	scanErr := jobErr
+	if jobErr == nil && m.Shard < len(job.Shards) {
+		res, scanErr = c.scanShard(scanCtx, m.Job, job, m.Shard)
 	}
+	if ok, err := waitTally(); !ok || err != nil {
+		return err
+	}
+	if jobErr != nil {
+		return fmt.Errorf("scan: read the job: %w", jobErr)
+	}
+	if scanErr != nil {
+		return scanErr
+	}
+	lj.job = job
+	c.shardMatchers.keepJob(m.Job, job)
 	// A redelivered shard scans again (rare) rather than every shard
-	// listing first: its result is written only if absent.
-	{
-		res, err := c.scanShard(ctx, m.Job, lj.job, m.Shard)
-		if err != nil {
-			return err
-		}
-		// The first result written counts; a redelivery's is the same.
-		any := azcore.ETagAny
-		if _, err := f.putJSONIf(ctx, shardName(m.Job, m.Shard), res, &any, true); err != nil && !bloberror.HasCode(err, bloberror.BlobAlreadyExists) {
-			return fmt.Errorf("scan: record shard: %w", err)
-		}
-		if err := f.listDone(ctx, lj); err != nil {
-			return fmt.Errorf("scan: %w", err)
-		}
+	// listing first: its result is written only if absent. The first
+	// result written counts; a redelivery's is the same.
+	any := azcore.ETagAny
+	own := m.Shard
+	if _, err := f.putJSONIf(ctx, shardName(m.Job, m.Shard), res, &any, true); bloberror.HasCode(err, bloberror.BlobAlreadyExists) {
+		own = -1 // the stored result counts, not this one
+	} else if err != nil {
+		return fmt.Errorf("scan: record shard: %w", err)
+	}
+	if err := f.listDone(ctx, lj); err != nil {
+		return fmt.Errorf("scan: %w", err)
 	}
 	if len(lj.done) < lj.tally.Shards {
 		return nil
@@ -847,7 +878,7 @@ func (c *Connector) RunShard(ctx context.Context, m ShardMessage) error {
 	if lj.tally.Complete {
 		return nil
 	}
-	marked, err := f.complete(ctx, lj)
+	marked, err := f.complete(ctx, lj, own, res)
 	if err != nil {
 		return err
 	}
@@ -900,22 +931,44 @@ func (c *Connector) scanShard(ctx context.Context, jobID string, job *scanJob, s
 	return res, nil
 }
 
-// complete assembles the job's result from its shards' and marks it
-// complete; marked says whether this call's write did.
-func (f *Fanout) complete(ctx context.Context, lj *loadedJob) (marked bool, err error) {
+// completeReads is how many shard results complete reads at once.
+const completeReads = 16
+
+// complete assembles the job's result from its shards' (shard own's is
+// ownResult, written by this call, so not read again; own is -1 if none
+// was) and marks it complete;
+// marked says whether this call's write did.
+func (f *Fanout) complete(ctx context.Context, lj *loadedJob, own int, ownResult shardResult) (marked bool, err error) {
 	// One entry per blob: a split blob's parts joined, their records
 	// numbered on from the parts before.
+	//
+	// The shards' results are read completeReads at a time: this is the
+	// tail of every fanned-out discovery (read one after another, 16
+	// results took as long as a shard's scan).
+	results := make([]shardResult, len(lj.job.Shards))
+	if own >= 0 {
+		results[own] = ownResult
+	}
+	err = forEachN(ctx, len(results), completeReads, func(ctx context.Context, s int) error {
+		if s == own {
+			return nil
+		}
+		ok, _, err := f.getJSON(ctx, shardName(lj.id, s), &results[s])
+		if err != nil {
+			return fmt.Errorf("scan: read shard %d: %w", s, err)
+		}
+		if !ok || results[s].Error == "" && len(results[s].Blobs) != len(lj.job.Shards[s]) {
+			return fmt.Errorf("scan: shard %d is counted but has no result", s)
+		}
+		return nil
+	})
+	if err != nil {
+		return false, err
+	}
 	res := shardResult{Blobs: make([]savedBlob, len(lj.job.Blobs))}
 	before := make([]int64, len(lj.job.Blobs))
 	for s, pieces := range lj.job.Shards {
-		var sr shardResult
-		ok, _, err := f.getJSON(ctx, shardName(lj.id, s), &sr)
-		if err != nil {
-			return false, fmt.Errorf("scan: read shard %d: %w", s, err)
-		}
-		if !ok || sr.Error == "" && len(sr.Blobs) != len(pieces) {
-			return false, fmt.Errorf("scan: shard %d is counted but has no result", s)
-		}
+		sr := results[s]
 		if sr.Error != "" {
 			res = shardResult{Error: sr.Error}
 			break
