@@ -488,3 +488,46 @@ func TestFanoutSweep(t *testing.T) {
 		t.Errorf("%d blobs left to sweep after the sweep", n)
 	}
 }
+
+// A shard delivered when nothing waits for it any more (its job complete
+// or swept, or a shard number the job does not have) succeeds without
+// writing: the tally, read while the shard is scanned, stops it.
+func TestFanoutShardNoLongerWanted(t *testing.T) {
+	r := newFanoutRig(t)
+	c := r.connector(true)
+	if _, err := c.DiscoverMany(waiting("r1", r.now), []sources.Subject{annSubj}); !errors.Is(err, sources.ErrPending) {
+		t.Fatal(err)
+	}
+	msgs := r.take()
+	r.runAll(c, msgs)
+	job := msgs[0].Job
+	if n, tl := r.doneShards(job), r.tally(job); n != len(msgs) || !tl.Complete || len(r.completed) != 1 {
+		t.Fatalf("after every shard: %d done, complete %v, woken %v", n, tl.Complete, r.completed)
+	}
+	shards := r.acct.Service.NewContainerClient(r.state)
+	if _, err := shards.NewBlobClient(shardName(job, 2)).Delete(r.ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Complete: a late redelivery (on an instance that knows the job, and
+	// on one that does not) writes no result and wakes nobody again.
+	r.runAll(c, msgs[2:3])
+	r.runAll(r.connector(true), msgs[2:3])
+	if n := r.doneShards(job); n != len(msgs)-1 || len(r.completed) != 1 {
+		t.Fatalf("a shard of a complete job: %d done, woken %v", n, r.completed)
+	}
+	// A shard number the job does not have.
+	r.runAll(c, []ShardMessage{{Job: job, Shard: len(msgs) + 3}})
+	if n := r.doneShards(job); n != len(msgs)-1 {
+		t.Fatalf("a shard the job does not have: %d done", n)
+	}
+	// Swept: no tally, no job.
+	r.now = r.now.Add(25 * time.Hour)
+	if _, err := c.SweepScans(r.ctx, 24*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	r.runAll(c, msgs[0:1])
+	r.runAll(r.connector(true), msgs[0:1])
+	if n := r.doneShards(job); n != 0 {
+		t.Fatalf("a shard of a swept job: %d results written", n)
+	}
+}
