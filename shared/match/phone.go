@@ -63,6 +63,68 @@ func NormalizePhone(s, defaultRegion string) (string, error) {
 	return strings.TrimPrefix(e164, "+"), nil
 }
 
+// phoneNormalizer is NormalizePhone with a default region bound, reduced
+// to whether the input is a number: what candidate runs need.
+type phoneNormalizer func(s string) (string, bool)
+
+func regionNormalizer(region string) phoneNormalizer {
+	return func(s string) (string, bool) {
+		p, err := NormalizePhone(s, region)
+		return p, err == nil
+	}
+}
+
+// PhoneMemo is NormalizePhoneField and PhoneMentionTokens for one default
+// region, remembering what they found for inputs that repeat. A parse by
+// the phone-number library costs more than tokenising the rest of a
+// record, and in a dataset the same number recurs: in a person's records,
+// in notes that quote it. Both maps are bounded (the inputs that come
+// first are kept), so memory stays flat. Not safe for concurrent use.
+type PhoneMemo struct {
+	region string
+	max    int
+	// fields maps a field's value, runs a candidate run of free text, to
+	// its normal form, "" if it is not a phone number.
+	fields, runs map[string]string
+}
+
+// NewPhoneMemo returns a PhoneMemo keeping up to max inputs of each kind
+// (only inputs of at most 64 bytes: numbers are shorter).
+func NewPhoneMemo(defaultRegion string, max int) *PhoneMemo {
+	return &PhoneMemo{region: defaultRegion, max: max, fields: map[string]string{}, runs: map[string]string{}}
+}
+
+const maxMemoInput = 64
+
+// remember returns m[s], computing and keeping it if it is not there.
+func (p *PhoneMemo) remember(m map[string]string, s string, compute func(string) (string, error)) (string, bool) {
+	if got, ok := m[s]; ok {
+		return got, got != ""
+	}
+	got, err := compute(s)
+	if err != nil {
+		got = ""
+	}
+	if len(s) <= maxMemoInput && len(m) < p.max {
+		m[strings.Clone(s)] = got
+	}
+	return got, got != ""
+}
+
+// Field is NormalizePhoneField(v, region), reduced to whether v is a
+// number.
+func (p *PhoneMemo) Field(v string) (string, bool) {
+	return p.remember(p.fields, v, func(v string) (string, error) { return NormalizePhoneField(v, p.region) })
+}
+
+// MentionTokens is PhoneMentionTokens(text, region, yield).
+func (p *PhoneMemo) MentionTokens(text string, yield func(phoneDigits string)) {
+	normalize := func(s string) (string, bool) {
+		return p.remember(p.runs, s, func(s string) (string, error) { return NormalizePhone(s, p.region) })
+	}
+	phoneMentionTokens(text, normalize, yield)
+}
+
 func phoneError(reason string) error {
 	return fmt.Errorf("phone: %s: %w", reason, ErrInvalidPhone)
 }
@@ -215,7 +277,7 @@ func trimCandidate(s string) string {
 // failing that one of its group windows, normalises to phoneDigits.
 func candidateMatches(run string, digits int, phoneDigits, region string) bool {
 	found := false
-	candidateNumbers(run, digits, region, func(got string) bool {
+	candidateNumbers(run, digits, regionNormalizer(region), func(got string) bool {
 		found = got == phoneDigits
 		return !found
 	})
@@ -227,12 +289,11 @@ func candidateMatches(run string, digits int, phoneDigits, region string) bool {
 // group windows that does (see ContainsPhone), until yield returns false.
 // It is the one definition of the numbers a run can hold, shared by
 // ContainsPhone and PhoneMentionTokens.
-func candidateNumbers(run string, digits int, region string, yield func(string) bool) {
+func candidateNumbers(run string, digits int, normalize phoneNormalizer, yield func(string) bool) {
 	run = trimCandidate(run)
 	whole := false
 	if digits <= maxCandidateDigits {
-		got, err := NormalizePhone(run, region)
-		if err == nil {
+		if got, ok := normalize(run); ok {
 			yield(got)
 			return
 		}
@@ -267,7 +328,7 @@ func candidateNumbers(run string, digits int, region string, yield func(string) 
 				continue
 			}
 			w := trimCandidate(run[groups[a][0]:groups[b][1]])
-			if got, err := NormalizePhone(w, region); err == nil && !yield(got) {
+			if got, ok := normalize(w); ok && !yield(got) {
 				return
 			}
 		}

@@ -106,16 +106,20 @@ func emitEmail(local, domain string, yield func(string)) {
 // or failing that each of its group windows, normalises to, as written and
 // after undoing encodings.
 func PhoneMentionTokens(text, defaultRegion string, yield func(phoneDigits string)) {
-	phoneTokens(text, defaultRegion, yield)
+	phoneMentionTokens(text, regionNormalizer(defaultRegion), yield)
+}
+
+func phoneMentionTokens(text string, normalize phoneNormalizer, yield func(string)) {
+	phoneTokens(text, normalize, yield)
 	if !HasEncodingMark([]byte(text)) {
 		return
 	}
 	if dec := DecodeText(text); dec != text {
-		phoneTokens(dec, defaultRegion, yield)
+		phoneTokens(dec, normalize, yield)
 	}
 }
 
-func phoneTokens(text, region string, yield func(string)) {
+func phoneTokens(text string, normalize phoneNormalizer, yield func(string)) {
 	for i := 0; i < len(text); {
 		if !phoneRunChars[text[i]] {
 			i++
@@ -129,7 +133,7 @@ func phoneTokens(text, region string, yield func(string)) {
 			j++
 		}
 		if digits >= minCandidateDigits {
-			candidateNumbers(text[i:j], digits, region, func(got string) bool {
+			candidateNumbers(text[i:j], digits, normalize, func(got string) bool {
 				yield(got)
 				return true
 			})

@@ -69,3 +69,41 @@ func TestMentionTokensExamples(t *testing.T) {
 		t.Errorf("PhoneMentionTokens = %q", got)
 	}
 }
+
+// TestPhoneMemoIsExact checks that remembering changes nothing: for random
+// texts and field values, repeated so they are answered from memory, and
+// with a memory so small it fills, PhoneMemo gives what
+// NormalizePhoneField and PhoneMentionTokens give.
+func TestPhoneMemoIsExact(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, size := range []int{0, 8, 1 << 12} {
+		memo := NewPhoneMemo("US", size)
+		var inputs []string
+		for range 400 {
+			var b strings.Builder
+			for range 1 + rng.IntN(3) {
+				b.WriteString(tokenFragments[rng.IntN(len(tokenFragments))])
+			}
+			inputs = append(inputs, b.String())
+		}
+		for range 3000 {
+			s := inputs[rng.IntN(len(inputs))]
+			want, err := NormalizePhoneField(s, "US")
+			if got, ok := memo.Field(s); ok != (err == nil) || got != want && ok {
+				t.Fatalf("memo %d: Field(%q) = %q, %v; NormalizePhoneField %q, %v", size, s, got, ok, want, err)
+			}
+			var wantT, gotT []string
+			PhoneMentionTokens(s, "US", func(p string) { wantT = append(wantT, p) })
+			memo.MentionTokens(s, func(p string) { gotT = append(gotT, p) })
+			if !slices.Equal(gotT, wantT) {
+				t.Fatalf("memo %d: MentionTokens(%q) = %q, PhoneMentionTokens %q", size, s, gotT, wantT)
+			}
+		}
+		if len(memo.fields) > size || len(memo.runs) > size {
+			t.Fatalf("memo %d holds %d fields and %d runs", size, len(memo.fields), len(memo.runs))
+		}
+		if size > 0 && (len(memo.fields) == 0 || len(memo.runs) == 0) {
+			t.Fatalf("memo %d remembered nothing", size)
+		}
+	}
+}

@@ -54,6 +54,9 @@ type tokenizer struct {
 	// a phone-number parse per digit run. Texts up to maxCachedText bytes
 	// are kept.
 	mentions map[string][]mention
+	// phones normalises phone numbers, in fields and in free text,
+	// remembering the numbers that recur.
+	phones *match.PhoneMemo
 }
 
 // mention is a token of a free text: an email or phone in normal form.
@@ -64,6 +67,7 @@ type mention struct{ ns, value string }
 const (
 	maxMentionCache = 1 << 15
 	maxCachedText   = 256
+	maxPhoneMemo    = 1 << 15
 )
 
 func newTokenizer(secret []byte, cfg *sources.Config, d *sources.Dataset) *tokenizer {
@@ -73,6 +77,7 @@ func newTokenizer(secret []byte, cfg *sources.Config, d *sources.Dataset) *token
 		mac:    hmac.New(sha256.New, secret),
 		prefix: []byte("dsr-index/1\x00" + d.Name + "\x00"),
 		names:  topLevelFields(d),
+		phones: match.NewPhoneMemo(cfg.DefaultPhoneRegion, maxPhoneMemo),
 	}
 }
 
@@ -105,7 +110,7 @@ func (t *tokenizer) record(rec sources.MapFields, yield func(uint64)) {
 			})
 		case sources.KindPhone:
 			rec.Strings(id.Field, func(v string) bool {
-				if p, err := match.NormalizePhoneField(v, t.region); err == nil {
+				if p, ok := t.phones.Field(v); ok {
 					yield(t.hash(nsPhone, "", p))
 				}
 				return true
@@ -134,7 +139,7 @@ func (t *tokenizer) textMentions(text string) []mention {
 	}
 	var out []mention
 	match.EmailMentionTokens(text, func(e string) { out = append(out, mention{nsEmail, e}) })
-	match.PhoneMentionTokens(text, t.region, func(p string) { out = append(out, mention{nsPhone, p}) })
+	t.phones.MentionTokens(text, func(p string) { out = append(out, mention{nsPhone, p}) })
 	if t.mentions == nil {
 		t.mentions = make(map[string][]mention, 1024)
 	}
