@@ -51,6 +51,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/dsr-functions/dsr/shared/policy"
 	"github.com/dsr-functions/dsr/shared/sources"
@@ -337,18 +338,33 @@ func (s *Store) List(ctx context.Context, after string, limit int) ([]*Tombstone
 	return out, "", nil
 }
 
+// findLookups is how many identifiers Find looks up at once.
+const findLookups = 8
+
 // Find returns the tombstones filed under any of the identifiers, each
 // once, oldest erasure first.
 func (s *Store) Find(ctx context.Context, ids []Identifier) ([]*Tombstone, error) {
 	if len(s.secret) == 0 {
 		return nil, nil
 	}
+	// One listing per identifier, findLookups at a time: a request's
+	// discovery waits for them, one after another they were a round trip
+	// each (and a batch of subjects has hundreds).
+	found := make([][]*Tombstone, len(ids))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(findLookups)
+	for i, id := range ids {
+		g.Go(func() error {
+			ts, err := s.Lookup(gctx, id)
+			found[i] = ts
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
 	byRequest := map[string]*Tombstone{}
-	for _, id := range ids {
-		ts, err := s.Lookup(ctx, id)
-		if err != nil {
-			return nil, err
-		}
+	for _, ts := range found {
 		for _, t := range ts {
 			byRequest[t.RequestID] = t
 		}
