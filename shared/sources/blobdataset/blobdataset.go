@@ -158,6 +158,36 @@ func (st *subjectState) due(d *sources.Dataset) bool {
 	return false
 }
 
+// dependencyLevels groups datasets in Order into levels: a dataset's level
+// is one more than the highest level of the datasets before it in order
+// that it references (a reference to one after it, in a cycle, is followed
+// on the next pass, as in order). The datasets of one level need nothing
+// from each other within a pass, so DiscoverMany scans them together: a
+// request waits for the longest chain of relations, not for every dataset
+// one after another.
+func dependencyLevels(order []*sources.Dataset) [][]*sources.Dataset {
+	pos := make(map[string]int, len(order))
+	for i, d := range order {
+		pos[d.Name] = i
+	}
+	level := make(map[string]int, len(order))
+	var out [][]*sources.Dataset
+	for i, d := range order {
+		l := 0
+		for _, r := range d.Relations {
+			if j, ok := pos[r.References]; ok && j < i {
+				l = max(l, level[r.References]+1)
+			}
+		}
+		level[d.Name] = l
+		for len(out) <= l {
+			out = append(out, nil)
+		}
+		out[l] = append(out[l], d)
+	}
+	return out
+}
+
 // DiscoverMany discovers several subjects in one go: result i is what
 // Discover(ctx, subjects[i]) returns. Each pass reads every blob once for
 // all the subjects it is due for: one combined prefilter over every
@@ -166,7 +196,9 @@ func (st *subjectState) due(d *sources.Dataset) bool {
 // subjects whose identifiers it holds. Relations are followed per subject
 // to that subject's fixed point; a dataset is scanned again only for the
 // subjects whose keys it relates to grew, and passes continue only while
-// some subject's keys still grow.
+// some subject's keys still grow. Within a pass, the datasets of one
+// dependency level (dependencyLevels) are scanned together, up to the
+// connector's parallelism at a time.
 //
 // A dataset whose data cannot be read (a DataError: a missing blob, a
 // candidate record that cannot be parsed, a malformed or oversized line)
@@ -175,7 +207,7 @@ func (st *subjectState) due(d *sources.Dataset) bool {
 // read for now, or a cancelled ctx, fails the whole call. Subjects may repeat; an empty list
 // returns an empty result.
 func (c *Connector) DiscoverMany(ctx context.Context, subjects []sources.Subject) ([]*sources.Discovery, error) {
-	order := c.cfg.Order()
+	levels := dependencyLevels(c.cfg.Order())
 	states := make([]*subjectState, len(subjects))
 	for i, s := range subjects {
 		keys := keySet{}
@@ -193,50 +225,68 @@ func (c *Connector) DiscoverMany(ctx context.Context, subjects []sources.Subject
 			return nil, err
 		}
 		changed := false
-		for _, d := range order {
-			var due []*subjectState
-			for _, st := range states {
-				if st.due(d) {
-					due = append(due, st)
+		for _, level := range levels {
+			// The level's due datasets are scanned together, then their
+			// results are taken in order, as if scanned one by one.
+			type levelScan struct {
+				d     *sources.Dataset
+				due   []*subjectState
+				found []scanResult
+				err   error
+			}
+			var scans []*levelScan
+			for _, d := range level {
+				var due []*subjectState
+				for _, st := range states {
+					if st.due(d) {
+						due = append(due, st)
+					}
 				}
-			}
-			if len(due) == 0 {
-				continue
-			}
-			for _, st := range due {
-				snap := map[string]int{}
-				for _, r := range d.Relations {
-					snap[r.References] = st.keys.size(r.References)
+				if len(due) == 0 {
+					continue
 				}
-				st.seen[d.Name] = snap
-			}
-			found, err := c.scan(ctx, d, due)
-			var bad *sources.DataError
-			if errors.As(err, &bad) {
-				// Only this dataset's part fails, at once; the others go on.
 				for _, st := range due {
-					if old := st.results[d.Name]; old == nil || old.Error != bad.Error() {
+					snap := map[string]int{}
+					for _, r := range d.Relations {
+						snap[r.References] = st.keys.size(r.References)
+					}
+					st.seen[d.Name] = snap
+				}
+				scans = append(scans, &levelScan{d: d, due: due})
+			}
+			_ = forEachN(ctx, len(scans), c.parallelism, func(ctx context.Context, i int) error {
+				scans[i].found, scans[i].err = c.scan(ctx, scans[i].d, scans[i].due)
+				return nil // every dataset's outcome is taken below
+			})
+			for _, sc := range scans {
+				d, due, found, err := sc.d, sc.due, sc.found, sc.err
+				var bad *sources.DataError
+				if errors.As(err, &bad) {
+					// Only this dataset's part fails, at once; the others go on.
+					for _, st := range due {
+						if old := st.results[d.Name]; old == nil || old.Error != bad.Error() {
+							changed = true
+						}
+						st.results[d.Name] = &sources.DatasetMatches{Dataset: d.Name, Error: bad.Error(), Permanent: true}
+					}
+					continue
+				}
+				if err != nil {
+					return nil, err
+				}
+				for k, st := range due {
+					m := found[k]
+					old := st.results[d.Name]
+					if old != nil && m.matches.Records < old.Records {
+						return nil, fmt.Errorf("dataset %s: %w (fewer records matched on a later pass)", d.Name, sources.ErrChanged)
+					}
+					if old == nil || old.Records != m.matches.Records {
 						changed = true
 					}
-					st.results[d.Name] = &sources.DatasetMatches{Dataset: d.Name, Error: bad.Error(), Permanent: true}
-				}
-				continue
-			}
-			if err != nil {
-				return nil, err
-			}
-			for k, st := range due {
-				m := found[k]
-				old := st.results[d.Name]
-				if old != nil && m.matches.Records < old.Records {
-					return nil, fmt.Errorf("dataset %s: %w (fewer records matched on a later pass)", d.Name, sources.ErrChanged)
-				}
-				if old == nil || old.Records != m.matches.Records {
-					changed = true
-				}
-				st.results[d.Name] = &m.matches
-				for _, kv := range m.keys {
-					st.keys.add(d.Name, kv.field, kv.value)
+					st.results[d.Name] = &m.matches
+					for _, kv := range m.keys {
+						st.keys.add(d.Name, kv.field, kv.value)
+					}
 				}
 			}
 		}
