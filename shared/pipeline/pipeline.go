@@ -268,6 +268,15 @@ func (s *Service) submit(ctx context.Context, sub *dsr.Submission, idemKey, orig
 			s.Log.Warn("identity attestation not audited", "requestId", st.ID, "err", err)
 		}
 	}
+	// The request exists whatever happens here: a failed audit append is
+	// caught up by the next stage, which syncs the trail before it acts.
+	// The trail comes before the first stage message: sent first, the
+	// stage loaded the request before its trail was recorded and appended
+	// the same entries again (four storage operations more per request,
+	// on the stage's way to its work).
+	if err := s.syncAudit(ctx, st); err != nil {
+		s.Log.Warn("audit append deferred to the next stage", "requestId", st.ID, "err", err)
+	}
 	if st.Stage == dsr.StageIntake && st.State == dsr.StateReceived {
 		if err := s.nextMessage(ctx, st); err != nil {
 			return nil, false, err
@@ -275,11 +284,6 @@ func (s *Service) submit(ctx context.Context, sub *dsr.Submission, idemKey, orig
 	}
 	if created {
 		s.Log.Info("request received", "requestId", st.ID, "type", st.Type, "origin", origin)
-	}
-	// The request exists whatever happens here: a failed audit append is
-	// caught up by the next stage, which syncs the trail before it acts.
-	if err := s.syncAudit(ctx, st); err != nil {
-		s.Log.Warn("audit append deferred to the next stage", "requestId", st.ID, "err", err)
 	}
 	return st, created, nil
 }
