@@ -13,6 +13,7 @@ import (
 	"hash"
 	"io"
 	"regexp"
+	"sync"
 	"time"
 
 	"github.com/dsr-functions/dsr/shared/dsr"
@@ -115,6 +116,38 @@ type DatasetCount struct {
 // default level for about a third more bytes on text-heavy records.
 const compressionLevel = flate.BestSpeed
 
+// deflaters keeps compressors for reuse. flate.NewWriter allocates and
+// clears about 650 KiB of tables, and a package has an entry for every
+// dataset besides the letter, the manifest and the schemas: for the small
+// package most requests get, that was most of Write's CPU time.
+var deflaters = sync.Pool{New: func() any {
+	w, _ := flate.NewWriter(io.Discard, compressionLevel) // the level is valid
+	return w
+}}
+
+// pooledDeflate is archive/zip's compressor for Deflate entries, from
+// deflaters.
+func pooledDeflate(w io.Writer) (io.WriteCloser, error) {
+	fw := deflaters.Get().(*flate.Writer)
+	fw.Reset(w)
+	return &pooledDeflater{fw}, nil
+}
+
+// pooledDeflater gives its compressor back when the entry is closed (an
+// entry abandoned after an error leaves it to the garbage collector).
+type pooledDeflater struct{ *flate.Writer }
+
+func (p *pooledDeflater) Close() error {
+	if p.Writer == nil {
+		return nil
+	}
+	err := p.Writer.Close()
+	p.Writer.Reset(io.Discard) // let go of the archive
+	deflaters.Put(p.Writer)
+	p.Writer = nil
+	return err
+}
+
 var datasetName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
 // Write streams a ZIP package to w and returns its size and SHA-256 (computed
@@ -176,9 +209,7 @@ func write(ctx context.Context, w io.Writer, req Request, datasets []Dataset, ge
 
 	hw := &hashingWriter{w: w, h: sha256.New()}
 	zw := zip.NewWriter(hw)
-	zw.RegisterCompressor(zip.Deflate, func(w io.Writer) (io.WriteCloser, error) {
-		return flate.NewWriter(w, compressionLevel)
-	})
+	zw.RegisterCompressor(zip.Deflate, pooledDeflate)
 
 	manifest, err := buildManifest(req, datasets, parts, total, generatedAt)
 	if err != nil {

@@ -504,6 +504,37 @@ func TestDeterministic(t *testing.T) {
 	}
 }
 
+// Compressors are pooled across packages (and goroutines): packages
+// written at once, some abandoned half-way by a failing writer, still give
+// the same bytes as one written alone.
+func TestDeterministicWhenConcurrent(t *testing.T) {
+	want, _ := writeZip(t, testDatasets(nil))
+	var wg sync.WaitGroup
+	got := make([][]byte, 8)
+	for i := range got {
+		wg.Go(func() {
+			if i%2 == 1 { // abandoned: its writer fails after a few bytes
+				_, err := export.Write(context.Background(), &failingWriter{n: 10 * i}, testRequest, testDatasets(nil), generatedAt)
+				if err == nil {
+					t.Error("a write to a failing writer succeeded")
+				}
+				return
+			}
+			var buf bytes.Buffer
+			if _, err := export.Write(context.Background(), &buf, testRequest, testDatasets(nil), generatedAt); err != nil {
+				t.Error(err)
+			}
+			got[i] = buf.Bytes()
+		})
+	}
+	wg.Wait()
+	for i := 0; i < len(got); i += 2 {
+		if !bytes.Equal(got[i], want) {
+			t.Errorf("package %d written concurrently differs from one written alone", i)
+		}
+	}
+}
+
 func countFiles(t *testing.T, dir string) int {
 	t.Helper()
 	entries, err := os.ReadDir(dir)
