@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -529,5 +531,72 @@ func TestFanoutShardNoLongerWanted(t *testing.T) {
 	r.runAll(r.connector(true), msgs[0:1])
 	if n := r.doneShards(job); n != 0 {
 		t.Fatalf("a shard of a swept job: %d results written", n)
+	}
+}
+
+// statCounting is the Azure store, counting the requests for a blob's
+// size or version made before reading it (HEADs, listings) and the opens
+// that tell the size themselves.
+type statCounting struct {
+	azureStore
+	stats, sized *atomic.Int64
+}
+
+func (s statCounting) stat(ctx context.Context, cont, name string) (string, int64, error) {
+	s.stats.Add(1)
+	return s.azureStore.stat(ctx, cont, name)
+}
+
+func (s statCounting) sizes(ctx context.Context, cont, prefix, name string) (map[string]blobProps, error) {
+	s.stats.Add(1)
+	return s.azureStore.sizes(ctx, cont, prefix, name)
+}
+
+func (s statCounting) openSized(ctx context.Context, cont, name string) (io.ReadCloser, blobProps, error) {
+	s.sized.Add(1)
+	return s.azureStore.openSized(ctx, cont, name)
+}
+
+// A single-blob dataset that may fan out is opened without asking its
+// size first: small, it is scanned from that download; large, the
+// download is closed and the blob fanned out; missing, the dataset fails
+// as a scan's does.
+func TestFanoutSingleBlobOpenedOnce(t *testing.T) {
+	r := newFanoutRig(t)
+	small := strings.Repeat(`{"email":"other@example.com"}`+"\n", 20) + `{"email":"ann@example.com"}` + "\n"
+	r.put("one/small.ndjson", small)
+	r.put("one/large.ndjson", strings.Repeat(small, 40)) // about 3 shards of 8 KiB
+	id := []sources.Identifier{{Field: "email", Kind: sources.KindEmail}}
+	r.datasets = []sources.Dataset{
+		{Name: "small", Blob: "one/small.ndjson", Format: sources.FormatNDJSON, Identifiers: id},
+		{Name: "large", Blob: "one/large.ndjson", Format: sources.FormatNDJSON, Identifiers: id},
+		{Name: "missing", Blob: "one/missing.ndjson", Format: sources.FormatNDJSON, Identifiers: id},
+	}
+	c := r.connector(true)
+	count := statCounting{azureStore: c.store.(azureStore), stats: &atomic.Int64{}, sized: &atomic.Int64{}}
+	c.store = count
+	_, err := c.DiscoverMany(waiting("r1", r.now), []sources.Subject{annSubj})
+	if !errors.Is(err, sources.ErrPending) {
+		t.Fatalf("discovery: %v, want the large blob fanned out", err)
+	}
+	if msgs := r.take(); len(msgs) < 2 {
+		t.Fatalf("%d shard messages for the large blob, want it split", len(msgs))
+	}
+	if n, o := count.stats.Load(), count.sized.Load(); n != 0 || o != 3 {
+		t.Errorf("%d size requests and %d sized opens, want none and one per dataset", n, o)
+	}
+	// The small and missing datasets alone: found, and failed as data.
+	r.datasets = r.datasets[:1:1]
+	r.datasets = append(r.datasets, sources.Dataset{Name: "missing", Blob: "one/missing.ndjson", Format: sources.FormatNDJSON, Identifiers: id})
+	c = r.connector(true)
+	got, err := c.DiscoverMany(waiting("r2", r.now), []sources.Subject{annSubj})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0].Datasets[0].Records != 1 {
+		t.Errorf("small dataset: %d records, want 1", got[0].Datasets[0].Records)
+	}
+	if miss := got[0].Datasets[1]; !miss.Permanent || !strings.Contains(miss.Error, "not found") {
+		t.Errorf("missing blob: %+v, want a permanent not-found failure", miss)
 	}
 }

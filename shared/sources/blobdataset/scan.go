@@ -70,9 +70,13 @@ func (c *Connector) scan(ctx context.Context, d *sources.Dataset, due []*subject
 		return c.scanDelta(ctx, d, newDatasetMatcher(c.cfg, d, due), refs, len(due))
 	}
 	_, versioned := c.store.(versioner)
+	indexed := versioned && c.indexed(d)
+	if so, ok := c.store.(sizedOpener); ok && d.Blob != "" && !indexed && c.fanout != nil && fanoutFormat(d.Format) && d.Format != sources.FormatParquet {
+		return c.scanOpened(ctx, d, due, so, refs)
+	}
 	// The listing's ETags say which blobs' indexes are fresh; its sizes
 	// whether to fan out.
-	l, err := c.listBlobs(ctx, d, versioned && c.indexed(d), c.fanout != nil && fanoutFormat(d.Format))
+	l, err := c.listBlobs(ctx, d, indexed, c.fanout != nil && fanoutFormat(d.Format))
 	if err != nil {
 		return nil, err
 	}
@@ -144,6 +148,27 @@ func (c *Connector) scan(ctx context.Context, d *sources.Dataset, due []*subject
 		return nil, err
 	}
 	return assemble(d, len(due), names, blobs), nil
+}
+
+// scanOpened is scan of a single-blob dataset that may be fanned out: the
+// download the scan reads tells the blob's size, so the blob is opened
+// first and fanned out only if it is large (the download then closed
+// unread), instead of asking its size with a HEAD before every scan.
+func (c *Connector) scanOpened(ctx context.Context, d *sources.Dataset, due []*subjectState, so sizedOpener, refs []string) ([]scanResult, error) {
+	body, p, err := so.openSized(ctx, d.Container, d.Blob)
+	if err != nil {
+		return nil, openError(d, d.Blob, err)
+	}
+	sized := []jobBlob{{Name: d.Blob, Size: p.size, ETag: p.etag}}
+	if len(planShards(sized, c.fanout.ShardBytes, c.fanout.MaxShards, d.Format == sources.FormatNDJSON)) > 1 {
+		body.Close()
+		return c.scanFanout(ctx, d, due, sized)
+	}
+	res, err := c.scanBody(ctx, d, d.Blob, body, p.etag, newDatasetMatcher(c.cfg, d, due), refs)
+	if err != nil {
+		return nil, err
+	}
+	return assemble(d, len(due), []string{d.Blob}, []blobResult{res}), nil
 }
 
 // mergeResults joins, subject by subject, the results of two scans of
@@ -321,18 +346,29 @@ func (c *Connector) scanBlob(ctx context.Context, d *sources.Dataset, name strin
 		return c.scanParquet(ctx, d, name, m, refs)
 	}
 	body, etag, err := c.store.open(ctx, d.Container, name)
+	if err != nil {
+		return blobResult{}, openError(d, name, err)
+	}
+	return c.scanBody(ctx, d, name, body, etag, m, refs)
+}
+
+// openError is the error of a blob that could not be opened for a scan.
+func openError(d *sources.Dataset, name string, err error) error {
 	if errors.Is(err, errBlobNotFound) {
 		// Configured but absent, or listed and then deleted: no retry
 		// brings it back.
-		return blobResult{}, &sources.DataError{Dataset: d.Name, Reason: fmt.Sprintf("blob %s/%s not found", d.Container, name)}
+		return &sources.DataError{Dataset: d.Name, Reason: fmt.Sprintf("blob %s/%s not found", d.Container, name)}
 	}
-	if err != nil {
-		return blobResult{}, fmt.Errorf("dataset %s: read blob %s: %w", d.Name, name, err)
-	}
+	return fmt.Errorf("dataset %s: read blob %s: %w", d.Name, name, err)
+}
+
+// scanBody is scanBlob of a blob already opened (version etag); it closes
+// body.
+func (c *Connector) scanBody(ctx context.Context, d *sources.Dataset, name string, body io.ReadCloser, etag string, m *datasetMatcher, refs []string) (blobResult, error) {
 	defer body.Close()
 	res := blobResult{etag: etag, keep: c.recent != nil && rangeReadable(d.Format)}
 	var sc scratch
-	err = iterateSkipping(ctx, transportReader{body}, d.Format, m.skipper(), func(r *rawRecord) error {
+	err := iterateSkipping(ctx, transportReader{body}, d.Format, m.skipper(), func(r *rawRecord) error {
 		return m.matchRecord(r, &sc, refs, d.Format, &res)
 	})
 	if err != nil {

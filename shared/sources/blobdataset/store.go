@@ -53,6 +53,13 @@ type blobSizer interface {
 	sizes(ctx context.Context, container, prefix, blob string) (map[string]blobProps, error)
 }
 
+// sizedOpener is a blobStore whose open also tells the blob's size, as
+// a download's headers do: a single-blob dataset then needs no HEAD before
+// discovery decides whether to fan it out (scanOpened).
+type sizedOpener interface {
+	openSized(ctx context.Context, container, name string) (io.ReadCloser, blobProps, error)
+}
+
 type blobProps struct {
 	size int64
 	etag string
@@ -153,6 +160,21 @@ func (s azureStore) open(ctx context.Context, cont, name string) (io.ReadCloser,
 		return nil, "", errors.New("download without an ETag")
 	}
 	return resp.Body, string(*resp.ETag), nil
+}
+
+func (s azureStore) openSized(ctx context.Context, cont, name string) (io.ReadCloser, blobProps, error) {
+	resp, err := s.svc.NewContainerClient(cont).NewBlobClient(name).DownloadStream(ctx, nil)
+	if bloberror.HasCode(err, bloberror.BlobNotFound, bloberror.ContainerNotFound) {
+		return nil, blobProps{}, fmt.Errorf("%w (%w)", errBlobNotFound, err)
+	}
+	if err != nil {
+		return nil, blobProps{}, err
+	}
+	if resp.ETag == nil || resp.ContentLength == nil {
+		resp.Body.Close()
+		return nil, blobProps{}, errors.New("download without an ETag or a size")
+	}
+	return resp.Body, blobProps{size: *resp.ContentLength, etag: string(*resp.ETag)}, nil
 }
 
 func (s azureStore) stat(ctx context.Context, cont, name string) (string, int64, error) {
