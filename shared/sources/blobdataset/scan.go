@@ -231,7 +231,9 @@ type listing struct {
 // index's freshness check) and sizes (wantSizes: fan-out planning) when
 // asked, in one call to the store: one listing of a prefix dataset (names,
 // ETags and sizes come together), one HEAD of a single-blob dataset when
-// its version or size is needed and none otherwise. A pass used to list a
+// its version or size is needed and none otherwise (scan asks a
+// single-blob dataset's size from its download instead, scanOpened, when
+// the store can tell it and no index needs the version first). A pass used to list a
 // prefix for the names and again for the sizes or ETags. A single blob that
 // does not exist is returned without properties: its scan reports it as
 // the dataset's failure, as for a dataset that is not indexed.
