@@ -936,8 +936,7 @@ const completeReads = 16
 
 // complete assembles the job's result from its shards' (shard own's is
 // ownResult, written by this call, so not read again; own is -1 if none
-// was) and marks it complete;
-// marked says whether this call's write did.
+// was) and marks it complete; marked says whether this call's write did.
 func (f *Fanout) complete(ctx context.Context, lj *loadedJob, own int, ownResult shardResult) (marked bool, err error) {
 	// One entry per blob: a split blob's parts joined, their records
 	// numbered on from the parts before.
