@@ -266,7 +266,7 @@ func TestCreateRecoversAfterCrashBetweenClaimAndWrite(t *testing.T) {
 }
 
 func TestUpdateConcurrentNoLostUpdate(t *testing.T) {
-	// 8 writers always fit in the 8 attempts (each lost attempt means another
+	// 8 writers always fit in the attempts (each lost attempt means another
 	// writer won); 16 need the jittered backoff so losers do not collide again.
 	for _, n := range []int{8, 16} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) { concurrentUpdates(t, n) })
