@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -30,6 +31,7 @@ import (
 	"github.com/dsr-functions/dsr/shared/sample"
 	"github.com/dsr-functions/dsr/shared/sources"
 	"github.com/dsr-functions/dsr/shared/testutil/azuritetest"
+	"github.com/dsr-functions/dsr/shared/testutil/latencyproxy"
 	"github.com/dsr-functions/dsr/shared/testutil/pgtest"
 )
 
@@ -136,6 +138,10 @@ type harnessOptions struct {
 	// front, when set, is the listener of the host's front door (so its
 	// address can be known before the app starts, as WEBSITE_HOSTNAME).
 	front net.Listener
+	// storageRTT, when set, puts that round trip between the app and
+	// Azurite (latencyproxy), as between a Function and Blob Storage; the
+	// test's own setup talks to Azurite directly.
+	storageRTT time.Duration
 }
 
 // oneContainerSink uploads a sample format's files into one container
@@ -156,6 +162,9 @@ func (s *oneContainerSink) Write(ctx context.Context, container, name string, fi
 	_, err := s.svc.NewContainerClient(s.container).NewBlockBlobClient(name).UploadBuffer(ctx, buf.Bytes(), nil)
 	return err
 }
+
+// blobHost finds the host:port of a connection string's blob endpoint.
+var blobHost = regexp.MustCompile(`BlobEndpoint=https?://([^/;]+)`)
 
 // harnessKey is the function key of every harness's local host.
 const harnessKey = "harness-function-key-0123456789"
@@ -224,8 +233,16 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 		}
 	}
 
+	storage := azuritetest.ConnectionString(t)
+	if o.storageRTT > 0 {
+		m := blobHost.FindStringSubmatch(storage)
+		if m == nil {
+			t.Fatal("the Azurite connection string names no blob endpoint")
+		}
+		storage = strings.Replace(storage, m[1], latencyproxy.Start(t, m[1], o.storageRTT/2), 1)
+	}
 	env := map[string]string{
-		"AzureWebJobsStorage":   azuritetest.ConnectionString(t),
+		"AzureWebJobsStorage":   storage,
 		"DSR_STATE_CONTAINER":   state,
 		"DSR_EXPORTS_CONTAINER": exports,
 		"DSR_AUDIT_CONTAINER":   auditName,
