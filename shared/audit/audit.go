@@ -128,6 +128,9 @@ func (t *Trail) AppendNew(ctx context.Context, entries ...Entry) error {
 	return t.append(ctx, true, entries)
 }
 
+// appendBlobs is how many blobs one append writes to at once.
+const appendBlobs = 8
+
 func (t *Trail) append(ctx context.Context, fresh bool, entries []Entry) error {
 	c, err := t.writer(ctx)
 	if err != nil {
@@ -159,21 +162,33 @@ func (t *Trail) append(ctx context.Context, fresh bool, entries []Entry) error {
 		add(RequestBlob(e.RequestID), line)
 		add(hourBlob(e.At), line)
 	}
-	for _, name := range names {
-		data := lines[name]
-		for len(data) > 0 {
-			// Whole lines, at most a block's worth each time.
-			n := len(data)
-			if n > maxBlockBytes {
-				n = bytes.LastIndexByte(data[:maxBlockBytes], '\n') + 1
+	// The blobs are appended to at once, up to appendBlobs at a time (the
+	// request's and the hour's were a round trip each, one after the
+	// other, on every stage's way); each blob's lines stay in order.
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, appendBlobs)
+	for i, name := range names {
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			data := lines[name]
+			for len(data) > 0 {
+				// Whole lines, at most a block's worth each time.
+				n := len(data)
+				if n > maxBlockBytes {
+					n = bytes.LastIndexByte(data[:maxBlockBytes], '\n') + 1
+				}
+				if err := t.group.append(ctx, c, name, data[:n], fresh && strings.HasPrefix(name, "requests/")); err != nil {
+					errs[i] = fmt.Errorf("audit: append to %s: %w", name, err)
+					return
+				}
+				data = data[n:]
 			}
-			if err := t.group.append(ctx, c, name, data[:n], fresh && strings.HasPrefix(name, "requests/")); err != nil {
-				return fmt.Errorf("audit: append to %s: %w", name, err)
-			}
-			data = data[n:]
-		}
+		})
 	}
-	return nil
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // appendLine appends one block, creating the append blob first if needed
