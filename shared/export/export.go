@@ -19,6 +19,7 @@ import (
 	"github.com/dsr-functions/dsr/shared/dsr"
 	"github.com/dsr-functions/dsr/shared/letter"
 	"github.com/dsr-functions/dsr/shared/sources"
+	"golang.org/x/sync/errgroup"
 )
 
 // Format is the value of manifest.json's "format" field.
@@ -110,6 +111,9 @@ type DatasetCount struct {
 	Records int64  `json:"records"`
 }
 
+// readDatasets is how many datasets Write reads at once.
+const readDatasets = 4
+
 // compressionLevel trades archive size for speed: exports can be hundreds of
 // megabytes and deflate dominates Write's CPU time, while the archive's size
 // matters little. flate.BestSpeed is about twice as fast as archive/zip's
@@ -155,9 +159,10 @@ var datasetName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 // and as every entry's modification time so the same inputs give
 // byte-identical output; it is converted to UTC and must not be zero.
 //
-// Each dataset's Read is called once, in order, before anything is written
-// to w; the records are spooled to a temporary file that is removed before
-// Write returns. Write stops with ctx's error if ctx is cancelled (checked
+// Each dataset's Read is called once, before anything is written to w,
+// up to readDatasets of them at a time (the first failure cancels the
+// others' ctx); each dataset's records are spooled to a temporary file,
+// removed before Write returns. Write stops with ctx's error if ctx is cancelled (checked
 // between records). On error w may have received a partial archive that must
 // be discarded, and the Result is zero.
 func Write(ctx context.Context, w io.Writer, req Request, datasets []Dataset, generatedAt time.Time) (res Result, err error) {
@@ -177,26 +182,46 @@ func write(ctx context.Context, w io.Writer, req Request, datasets []Dataset, ge
 	}
 	generatedAt = generatedAt.UTC()
 
-	sp, err := newSpool()
-	if err != nil {
-		return Result{}, err
-	}
+	// Each dataset's records go to a spool file of its own, readDatasets
+	// datasets at a time: read one after another, a request waited a
+	// storage round trip (or a system's answer) per dataset.
+	spools := make([]*spool, len(datasets))
 	defer func() {
-		if rmErr := sp.remove(); rmErr != nil && err == nil {
-			res, err = Result{}, rmErr
+		for _, sp := range spools {
+			if sp == nil {
+				continue
+			}
+			if rmErr := sp.remove(); rmErr != nil && err == nil {
+				res, err = Result{}, rmErr
+			}
 		}
 	}()
-
 	parts := make([]spooled, len(datasets))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(readDatasets)
 	for i, d := range datasets {
 		if d.Unavailable != "" {
 			continue
 		}
-		if parts[i], err = sp.add(ctx, d); err != nil {
-			return Result{}, fmt.Errorf("dataset %q: %w", d.Name, err)
+		sp, err := newSpool()
+		if err != nil {
+			_ = g.Wait()
+			return Result{}, err
 		}
+		spools[i] = sp
+		g.Go(func() error {
+			p, err := sp.add(gctx, d)
+			if err == nil {
+				err = sp.flush()
+			}
+			if err != nil {
+				return fmt.Errorf("dataset %q: %w", d.Name, err)
+			}
+			parts[i] = p
+			return nil
+		})
 	}
-	if err := sp.flush(); err != nil {
+	if err := g.Wait(); err != nil {
 		return Result{}, err
 	}
 
@@ -240,12 +265,12 @@ func write(ctx context.Context, w io.Writer, req Request, datasets []Dataset, ge
 			continue
 		}
 		if err := writeEntry(zw, jsonName(d.Name), generatedAt, func(ew io.Writer) error {
-			return sp.writeJSON(ctx, ew, p)
+			return spools[i].writeJSON(ctx, ew, p)
 		}); err != nil {
 			return Result{}, fmt.Errorf("dataset %q: %w", d.Name, err)
 		}
 		if err := writeEntry(zw, csvName(d.Name), generatedAt, func(ew io.Writer) error {
-			return sp.writeCSV(ctx, ew, p)
+			return spools[i].writeCSV(ctx, ew, p)
 		}); err != nil {
 			return Result{}, fmt.Errorf("dataset %q: %w", d.Name, err)
 		}
