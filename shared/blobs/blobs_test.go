@@ -4,14 +4,18 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
 
 	"github.com/dsr-functions/dsr/shared/blobs"
@@ -298,6 +302,56 @@ func TestSignReadTTLBounds(t *testing.T) {
 		}
 		if link.ExpiresAt.After(now.Add(ttl)) || link.ExpiresAt.Before(now.Add(ttl-time.Second)) {
 			t.Errorf("ttl %s: expires %s, signed %s", ttl, link.ExpiresAt, now)
+		}
+	}
+}
+
+// A package is stored whole, with its headers and metadata, whether it
+// fits in one request (a block or less) or is staged block by block; a
+// package whose reader fails leaves no blob.
+func TestPackagesPut(t *testing.T) {
+	ctx := context.Background()
+	a := azuritetest.Account(t)
+	p := &blobs.Packages{Account: a, Container: azuritetest.Container(t, a, "exports")}
+	for _, size := range []int{0, 100, 4 << 20, 4<<20 + 1, 9<<20 + 7} {
+		data := make([]byte, size)
+		rand.Read(data)
+		name := fmt.Sprintf("r%d/pkg.zip", size)
+		// A reader that hands out odd-sized pieces, as a pipe does.
+		if err := p.Put(ctx, name, "pkg.zip", iotest.OneByteReader(bytes.NewReader(data)), map[string]string{"requestid": "r1"}); err != nil {
+			t.Fatalf("%d bytes: %v", size, err)
+		}
+		props, err := a.Service.NewContainerClient(p.Container).NewBlobClient(name).GetProperties(ctx, nil)
+		if err != nil {
+			t.Fatalf("%d bytes: %v", size, err)
+		}
+		var requestID string
+		for k, v := range props.Metadata { // keys come back in any case
+			if strings.EqualFold(k, "requestid") && v != nil {
+				requestID = *v
+			}
+		}
+		if *props.ContentType != "application/zip" || *props.ContentDisposition != `attachment; filename="pkg.zip"` || requestID != "r1" {
+			t.Errorf("%d bytes: type %q, disposition %q, request id %q", size, *props.ContentType, *props.ContentDisposition, requestID)
+		}
+		r, err := p.Open(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(r)
+		r.Close()
+		if err != nil || !bytes.Equal(got, data) {
+			t.Errorf("%d bytes: read back %d bytes, %v", size, len(got), err)
+		}
+	}
+	for _, size := range []int64{10, 5 << 20} {
+		name := fmt.Sprintf("failed%d/pkg.zip", size)
+		broken := io.MultiReader(io.LimitReader(rand.Reader, size), iotest.ErrReader(errors.New("disk full")))
+		if err := p.Put(ctx, name, "pkg.zip", broken, nil); err == nil || !strings.Contains(err.Error(), "disk full") {
+			t.Errorf("a reader failing after %d bytes: %v", size, err)
+		}
+		if _, err := a.Service.NewContainerClient(p.Container).NewBlobClient(name).GetProperties(ctx, nil); !bloberror.HasCode(err, bloberror.BlobNotFound) {
+			t.Errorf("a reader failing after %d bytes left a blob: %v", size, err)
 		}
 	}
 }
