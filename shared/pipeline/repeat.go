@@ -14,6 +14,7 @@ import (
 	"github.com/dsr-functions/dsr/shared/dsr"
 	"github.com/dsr-functions/dsr/shared/policy"
 	"github.com/dsr-functions/dsr/shared/store"
+	"golang.org/x/sync/errgroup"
 )
 
 // Repeat requests (Art. 12(5)): a controller may refuse a request that is
@@ -85,29 +86,53 @@ func (s *Service) checkRepeat(ctx context.Context, st *dsr.Stored) (*dsr.Stored,
 	before := func(r store.SubjectRequest) bool {
 		return r.CreatedAt.Before(st.CreatedAt) || (r.CreatedAt.Equal(st.CreatedAt) && r.RequestID < st.ID)
 	}
-	earlier := map[string]store.SubjectRequest{}
 	entry := store.SubjectRequest{RequestID: st.ID, Type: st.Type, CreatedAt: st.CreatedAt}
-	for _, key := range s.subjectKeys(st) {
-		listed, err := s.Store.AddSubjectRequest(ctx, key, entry)
-		if err != nil {
-			return st, fmt.Errorf("repeat check of %s: %w", st.ID, err)
-		}
-		for _, r := range listed {
+	// The identifiers' registries, then the earlier requests, are read and
+	// written at once: each is a round trip or two on the way to the
+	// request's first stage.
+	keys := s.subjectKeys(st)
+	listed := make([][]store.SubjectRequest, len(keys))
+	g, gctx := errgroup.WithContext(ctx)
+	for i, key := range keys {
+		g.Go(func() (err error) {
+			listed[i], err = s.Store.AddSubjectRequest(gctx, key, entry)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return st, fmt.Errorf("repeat check of %s: %w", st.ID, err)
+	}
+	earlier := map[string]store.SubjectRequest{}
+	for _, l := range listed {
+		for _, r := range l {
 			if r.RequestID != st.ID && r.Type == st.Type && before(r) && !r.CreatedAt.Before(from) {
 				earlier[r.RequestID] = r
 			}
 		}
 	}
+	ids := slices.Sorted(maps.Keys(earlier))
+	prevs := make([]*dsr.Stored, len(ids))
+	g, gctx = errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for i, id := range ids {
+		g.Go(func() error {
+			prev, _, err := s.Store.Get(gctx, id)
+			if errors.Is(err, store.ErrNotFound) {
+				return nil // listed by a submission that never stored its request
+			}
+			if err != nil {
+				return fmt.Errorf("repeat check of %s: read %s: %w", st.ID, id, err)
+			}
+			prevs[i] = prev
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return st, err
+	}
 	var refs []dsr.RepeatRef
-	for _, id := range slices.Sorted(maps.Keys(earlier)) {
-		prev, _, err := s.Store.Get(ctx, id)
-		if errors.Is(err, store.ErrNotFound) {
-			continue // listed by a submission that never stored its request
-		}
-		if err != nil {
-			return st, fmt.Errorf("repeat check of %s: read %s: %w", st.ID, id, err)
-		}
-		if earlierCounts(prev.State) {
+	for _, prev := range prevs {
+		if prev != nil && earlierCounts(prev.State) {
 			refs = append(refs, dsr.RepeatRef{ID: prev.ID, Type: prev.Type, CreatedAt: prev.CreatedAt, State: prev.State})
 		}
 	}
