@@ -350,11 +350,23 @@ func (s *Service) Discover(ctx context.Context, id string, attempt int) error {
 	if !ahead {
 		// The trail gets this step together with the end of discovery
 		// (or when it waits): one append and one write fewer per
-		// request, and the entry keeps its own time.
-		if st, err = s.Store.Update(ctx, id, advance); err != nil {
-			return err
-		}
+		// request, and the entry keeps its own time. The move is written
+		// while the search runs, which needs nothing the move changes
+		// (the subject, the stage's start: intake and discovery count as
+		// one): the search does not wait a round trip for the write, and
+		// nothing after the search goes on before the write is done.
+		moved := make(chan error, 1)
+		var advanced *dsr.Stored
+		go func() {
+			var err error
+			advanced, err = s.Store.Update(ctx, id, advance)
+			moved <- err
+		}()
 		disc, tombs, err = s.discover(dctx, st)
+		if merr := <-moved; merr != nil {
+			return merr
+		}
+		st = advanced
 	}
 	if errors.Is(err, sources.ErrPending) {
 		if waiting, werr := s.waitForSystems(ctx, st, dsr.StageDiscovery, s.Queues.Discover, err); waiting || werr != nil {
