@@ -671,17 +671,28 @@ func (c *Connector) planJob(ctx context.Context, d *sources.Dataset, due []*subj
 
 // sendShards sends the messages of the job's unfinished shards.
 func (f *Fanout) sendShards(ctx context.Context, lj *loadedJob, resend int) error {
+	var todo []int
 	for s := range lj.tally.Shards {
-		if _, done := lj.done[s]; done {
-			continue
+		if _, done := lj.done[s]; !done {
+			todo = append(todo, s)
 		}
+	}
+	// sendsAtOnce at a time: a job of 64 shards was 64 round trips to
+	// Service Bus one after another before its first shard could start.
+	// The order does not matter, and a shard not sent is sent again by
+	// resendIfStale (the message ids make a duplicate harmless).
+	return forEachN(ctx, len(todo), sendsAtOnce, func(ctx context.Context, k int) error {
+		s := todo[k]
 		body, _ := json.Marshal(ShardMessage{Job: lj.id, Shard: s})
 		if err := f.Send(ctx, fmt.Sprintf("scan:%s:%d:%d", lj.id, s, resend), body); err != nil {
 			return fmt.Errorf("send shard %d of a scan: %w", s, err)
 		}
-	}
-	return nil
+		return nil
+	})
 }
+
+// sendsAtOnce is how many shard messages sendShards sends at once.
+const sendsAtOnce = 16
 
 // updateTally changes the job's tally with change (false: nothing to
 // change) in a conditional write, reading it again and retrying when
