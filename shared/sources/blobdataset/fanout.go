@@ -648,11 +648,14 @@ func (c *Connector) planJob(ctx context.Context, d *sources.Dataset, due []*subj
 			lj.tally.Waiters = append(lj.tally.Waiters, w.ID)
 		}
 	}
-	if _, err := f.putJSON(ctx, jobName(lj.id), job, nil); err != nil {
-		return nil, fmt.Errorf("dataset %s: plan a fanned-out scan: %w", d.Name, err)
-	}
+	// The job and its tally are written at once; both before the job is
+	// registered or any shard is sent, so whoever finds the job finds both.
+	var jobErr error
+	var wrote sync.WaitGroup
+	wrote.Go(func() { _, jobErr = f.putJSON(ctx, jobName(lj.id), job, nil) })
 	etag, err := f.putJSON(ctx, tallyName(lj.id), lj.tally, nil)
-	if err != nil {
+	wrote.Wait()
+	if err = errors.Join(jobErr, err); err != nil {
 		return nil, fmt.Errorf("dataset %s: plan a fanned-out scan: %w", d.Name, err)
 	}
 	lj.tallyETag = etag
