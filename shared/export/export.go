@@ -162,9 +162,9 @@ var datasetName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 // Each dataset's Read is called once, before anything is written to w,
 // up to readDatasets of them at a time (the first failure cancels the
 // others' ctx); each dataset's records are spooled to a temporary file,
-// removed before Write returns. Write stops with ctx's error if ctx is cancelled (checked
-// between records). On error w may have received a partial archive that must
-// be discarded, and the Result is zero.
+// removed before Write returns. Write stops with ctx's error if ctx is
+// cancelled (checked between records). On error w may have received a
+// partial archive that must be discarded, and the Result is zero.
 func Write(ctx context.Context, w io.Writer, req Request, datasets []Dataset, generatedAt time.Time) (res Result, err error) {
 	res, err = write(ctx, w, req, datasets, generatedAt)
 	if err != nil {
