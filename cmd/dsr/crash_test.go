@@ -58,6 +58,11 @@ func (r *crashRig) run(crashAfter string, args ...string) {
 		}
 		select {
 		case <-r.exited:
+			if crashAfter != "" && strings.Count(r.logs.String(), crashMarker) > r.kills {
+				// It crashed as asked, faster than a poll: a message
+				// restored from the journal ran its stage at once.
+				return
+			}
 			r.t.Fatalf("dsr local exited before it was ready:\n%s", r.logs.String())
 		default:
 		}
