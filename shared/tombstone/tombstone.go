@@ -348,8 +348,8 @@ func (s *Store) Find(ctx context.Context, ids []Identifier) ([]*Tombstone, error
 		return nil, nil
 	}
 	// One listing per identifier, findLookups at a time: a request's
-	// discovery waits for them, one after another they were a round trip
-	// each (and a batch of subjects has hundreds).
+	// discovery waits for them, and one after another they were a round
+	// trip each.
 	found := make([][]*Tombstone, len(ids))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(findLookups)

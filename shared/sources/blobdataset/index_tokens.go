@@ -39,9 +39,8 @@ const (
 // tokenizer hashes the tokens of one dataset's records and the lookups of
 // its subjects. It is not safe for concurrent use.
 type tokenizer struct {
-	d      *sources.Dataset
-	region string
-	mac    hash.Hash
+	d   *sources.Dataset
+	mac hash.Hash
 	// prefix separates the datasets' hashes.
 	prefix []byte
 	buf    []byte
@@ -73,7 +72,6 @@ const (
 func newTokenizer(secret []byte, cfg *sources.Config, d *sources.Dataset) *tokenizer {
 	return &tokenizer{
 		d:      d,
-		region: cfg.DefaultPhoneRegion,
 		mac:    hmac.New(sha256.New, secret),
 		prefix: []byte("dsr-index/1\x00" + d.Name + "\x00"),
 		names:  topLevelFields(d),

@@ -148,18 +148,8 @@ func quotedETag(etag string) string {
 }
 
 func (s azureStore) open(ctx context.Context, cont, name string) (io.ReadCloser, string, error) {
-	resp, err := s.svc.NewContainerClient(cont).NewBlobClient(name).DownloadStream(ctx, nil)
-	if bloberror.HasCode(err, bloberror.BlobNotFound, bloberror.ContainerNotFound) {
-		return nil, "", fmt.Errorf("%w (%w)", errBlobNotFound, err)
-	}
-	if err != nil {
-		return nil, "", err
-	}
-	if resp.ETag == nil {
-		resp.Body.Close()
-		return nil, "", errors.New("download without an ETag")
-	}
-	return resp.Body, string(*resp.ETag), nil
+	body, p, err := s.openSized(ctx, cont, name)
+	return body, p.etag, err
 }
 
 func (s azureStore) openSized(ctx context.Context, cont, name string) (io.ReadCloser, blobProps, error) {
