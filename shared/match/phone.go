@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/nyaruka/phonenumbers"
 )
@@ -76,53 +77,153 @@ func regionNormalizer(region string) phoneNormalizer {
 
 // PhoneMemo is NormalizePhoneField and PhoneMentionTokens for one default
 // region, remembering what they found for inputs that repeat. A parse by
-// the phone-number library costs more than tokenising the rest of a
-// record, and in a dataset the same number recurs: in a person's records,
-// in notes that quote it. Both maps are bounded (the inputs that come
-// first are kept), so memory stays flat. Not safe for concurrent use.
+// the phone-number library costs about 20 µs, more than tokenising the
+// rest of a record, and in a lake the same number recurs: in a person's
+// records, in other datasets that hold her (cases, logs), in notes that
+// quote it, written in different ways. So the memo keeps numbers by their
+// canonical form (phoneKey: "(917) 555-0149" and "917.555.0149" are one
+// entry), and one memo serves every worker and every blob of a process
+// (it is safe for concurrent use). Its maps are bounded (the inputs that
+// come first are kept), so memory stays flat.
 type PhoneMemo struct {
 	region string
 	max    int
-	// fields maps a field's value, runs a candidate run of free text, to
-	// its normal form, "" if it is not a phone number.
-	fields, runs map[string]string
+	// fields maps a field's value to NormalizePhoneField's answer,
+	// numbers a number's canonical form (or, if it has none, the input)
+	// to NormalizePhone's; "" if it is not a phone number.
+	fields, numbers memoMap
+}
+
+// memoMap is a bounded map read far more often than written: readers
+// share the lock.
+type memoMap struct {
+	mu sync.RWMutex
+	m  map[string]string
+}
+
+func (m *memoMap) len() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return len(m.m)
 }
 
 // NewPhoneMemo returns a PhoneMemo keeping up to max inputs of each kind
 // (only inputs of at most 64 bytes: numbers are shorter).
 func NewPhoneMemo(defaultRegion string, max int) *PhoneMemo {
-	return &PhoneMemo{region: defaultRegion, max: max, fields: map[string]string{}, runs: map[string]string{}}
+	return &PhoneMemo{region: defaultRegion, max: max, fields: memoMap{m: map[string]string{}}, numbers: memoMap{m: map[string]string{}}}
 }
 
 const maxMemoInput = 64
 
-// remember returns m[s], computing and keeping it if it is not there.
-func (p *PhoneMemo) remember(m map[string]string, s string, compute func(string) (string, error)) (string, bool) {
-	if got, ok := m[s]; ok {
+// remember returns m[key], computing and keeping it if it is not there.
+// Two callers may compute the same key at once; both get the same answer.
+func (p *PhoneMemo) remember(m *memoMap, key []byte, compute func() string) (string, bool) {
+	m.mu.RLock()
+	got, ok := m.m[string(key)] // no copy to look it up
+	m.mu.RUnlock()
+	if ok {
 		return got, got != ""
 	}
-	got, err := compute(s)
-	if err != nil {
-		got = ""
-	}
-	if len(s) <= maxMemoInput && len(m) < p.max {
-		m[strings.Clone(s)] = got
+	got = compute()
+	if len(key) <= maxMemoInput {
+		m.mu.Lock()
+		if len(m.m) < p.max {
+			m.m[string(key)] = got
+		}
+		m.mu.Unlock()
 	}
 	return got, got != ""
+}
+
+// normalize is NormalizePhone(s, region) reduced to whether s is a
+// number, remembered by s's canonical form.
+func (p *PhoneMemo) normalize(s string) (string, bool) {
+	var buf [maxMemoInput]byte
+	key, ok := phoneKey(buf[:0], s)
+	if !ok {
+		key = append(buf[:0], s...)
+	}
+	return p.remember(&p.numbers, key, func() string {
+		in := s
+		if ok {
+			in = string(key)
+		}
+		n, err := NormalizePhone(in, p.region)
+		if err != nil {
+			return ""
+		}
+		return n
+	})
 }
 
 // Field is NormalizePhoneField(v, region), reduced to whether v is a
 // number.
 func (p *PhoneMemo) Field(v string) (string, bool) {
-	return p.remember(p.fields, v, func(v string) (string, error) { return NormalizePhoneField(v, p.region) })
+	var buf [maxMemoInput]byte
+	return p.remember(&p.fields, append(buf[:0], v...), func() string {
+		if n, ok := p.normalize(v); ok {
+			return n
+		}
+		if dec := DecodeText(v); dec != v {
+			n, _ := p.normalize(dec)
+			return n
+		}
+		return ""
+	})
 }
 
 // MentionTokens is PhoneMentionTokens(text, region, yield).
 func (p *PhoneMemo) MentionTokens(text string, yield func(phoneDigits string)) {
-	normalize := func(s string) (string, bool) {
-		return p.remember(p.runs, s, func(s string) (string, error) { return NormalizePhone(s, p.region) })
+	phoneMentionTokens(text, p.normalize, yield)
+}
+
+// phoneKey returns, in dst's memory, the canonical form of s, a phone number written
+// with nothing but digits, spaces and "()-./" after an optional leading
+// '+' or "00": '+' if it has either, then its digits. NormalizePhone
+// gives the same answer for s and its canonical form, because the phone
+// library reads such an input as its digits and whether it is
+// international: it drops the characters before the first digit or '+',
+// finds no extension (those need letters, '#', '~', ',' or ';') and
+// strips the separators. (TestPhoneKeyKeepsTheNumber checks this against
+// the library.) ok is false for other inputs, for inputs too long for
+// the library (it refuses them whole) or for the memo, for fewer than
+// three digits (the library's rule for two differs), and for a national
+// form whose digits start "00" (NormalizePhone reads a leading "00" as
+// '+' only where the text starts with it).
+func phoneKey(dst []byte, s string) (key []byte, ok bool) {
+	s = strings.TrimSpace(s)
+	plus := false
+	if strings.HasPrefix(s, "00") {
+		plus, s = true, s[2:]
+	} else if strings.HasPrefix(s, "+") {
+		plus, s = true, s[1:]
 	}
-	phoneMentionTokens(text, normalize, yield)
+	if len(s) > maxMemoInput-1 {
+		return dst, false
+	}
+	dst = dst[:0]
+	if plus {
+		dst = append(dst, '+')
+	}
+	digits := 0
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case ' ', '(', ')', '-', '.', '/':
+		default:
+			if !isDigit(c) {
+				return dst, false
+			}
+			dst = append(dst, c)
+			digits++
+		}
+	}
+	if digits < 3 {
+		return dst, false
+	}
+	if !plus && dst[0] == '0' && dst[1] == '0' {
+		return dst, false
+	}
+	return dst, true
 }
 
 func phoneError(reason string) error {

@@ -99,11 +99,94 @@ func TestPhoneMemoIsExact(t *testing.T) {
 				t.Fatalf("memo %d: MentionTokens(%q) = %q, PhoneMentionTokens %q", size, s, gotT, wantT)
 			}
 		}
-		if len(memo.fields) > size || len(memo.runs) > size {
-			t.Fatalf("memo %d holds %d fields and %d runs", size, len(memo.fields), len(memo.runs))
+		if memo.fields.len() > size || memo.numbers.len() > size {
+			t.Fatalf("memo %d holds %d fields and %d runs", size, memo.fields.len(), memo.numbers.len())
 		}
-		if size > 0 && (len(memo.fields) == 0 || len(memo.runs) == 0) {
+		if size > 0 && (memo.fields.len() == 0 || memo.numbers.len() == 0) {
 			t.Fatalf("memo %d remembered nothing", size)
+		}
+	}
+}
+
+// phoneKeySeed and phoneKeyRounds are variables so that a longer search
+// can be run by hand.
+var phoneKeySeed, phoneKeyRounds = 12, 2500
+
+// TestPhoneKeyKeepsTheNumber checks phoneKey's claim against the phone
+// library: for numbers of many countries written in national and
+// international forms, with their separators shuffled, digits dropped or
+// added and prefixes changed, in many default regions (and none, and an
+// unknown one), NormalizePhone gives the same answer for an input and its
+// canonical form.
+func TestPhoneKeyKeepsTheNumber(t *testing.T) {
+	numbers := []string{
+		"+1 425 555 0100", "(425) 555-0100", "1-425-555-0100", "425.555.0100", "+1 (212) 555-0122", "011 44 20 7946 0958",
+		"+44 20 7946 0958", "020 7946 0958", "+49 30 901820", "030 901820", "+39 06 6982 1234", "06 6982 1234",
+		"0039 06 6982 1234", "+54 9 11 1234 5678", "011 15 1234 5678", "+33 1 42 68 53 00", "01 42 68 53 00",
+		"+55 11 91234 5678", "+91 98765 43210", "+81 3-1234-5678", "03-1234-5678", "+61 2 9876 5432",
+		"+52 55 1234 5678", "4482913", "2024-07-01", "12/05/2024 10:30", "555-0149", "00 1 425 555 0100",
+	}
+	regions := []string{"US", "GB", "DE", "IT", "AR", "FR", "BR", "IN", "JP", "AU", "MX", "", "ZZ"}
+	seps := []string{" ", "(", ")", "-", ".", "/", "", "  "}
+	rng := rand.New(rand.NewPCG(11, uint64(phoneKeySeed)))
+	mutate := func(s string) string {
+		var b strings.Builder
+		for i := 0; i < len(s); i++ {
+			c := s[i]
+			switch r := rng.IntN(20); {
+			case r == 0 && isDigit(c):
+				continue // drop a digit
+			case r == 1:
+				b.WriteString(seps[rng.IntN(len(seps))])
+			case r == 2:
+				b.WriteByte(byte('0' + rng.IntN(10)))
+			case r < 6 && !isDigit(c) && c != '+':
+				b.WriteString(seps[rng.IntN(len(seps))])
+				continue
+			}
+			b.WriteByte(c)
+		}
+		out := b.String()
+		switch rng.IntN(8) {
+		case 0:
+			out = "+" + strings.TrimLeft(out, "+")
+		case 1:
+			out = "00" + strings.TrimLeft(out, "+")
+		case 2:
+			out = " " + out + " "
+		case 3:
+			out = "(" + out
+		}
+		return out
+	}
+	same, checked := 0, 0
+	for range phoneKeyRounds {
+		s := mutate(numbers[rng.IntN(len(numbers))])
+		key, ok := phoneKey(nil, s)
+		if !ok {
+			continue
+		}
+		checked++
+		for _, r := range regions {
+			want, werr := NormalizePhone(s, r)
+			got, gerr := NormalizePhone(string(key), r)
+			if (werr == nil) != (gerr == nil) || want != got {
+				t.Fatalf("region %q: NormalizePhone(%q) = %q, %v; its key %q gives %q, %v", r, s, want, werr, key, got, gerr)
+			}
+			if werr == nil {
+				same++
+			}
+		}
+	}
+	// The check means something only if most inputs have a key and many
+	// are numbers.
+	t.Logf("%d inputs had a key, %d answers were numbers", checked, same)
+	if checked < 1500 || same < 5000 {
+		t.Fatalf("only %d inputs had a key, %d answers were numbers", checked, same)
+	}
+	for _, s := range []string{"12", "0 0 44 20 7946 0958", "1+425 555 0100", "425 555 0100 ext 7", "+1 425 555 0100#", strings.Repeat("1 ", 40)} {
+		if key, ok := phoneKey(nil, s); ok {
+			t.Errorf("phoneKey(%q) = %q, want none", s, key)
 		}
 	}
 }

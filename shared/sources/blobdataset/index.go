@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/dsr-functions/dsr/shared/match"
 	"github.com/dsr-functions/dsr/shared/sources"
 )
 
@@ -43,6 +44,17 @@ type indexer struct {
 	stale   func(ctx context.Context, dataset, blob, etag string)
 	askedMu sync.Mutex
 	asked   map[string]bool
+	// phones is the phone memo every build of this process shares (a
+	// number recurs across blobs and datasets), made on first use.
+	phonesOnce sync.Once
+	phones     *match.PhoneMemo
+}
+
+// phoneMemo returns the builds' shared phone memo for region (one
+// connector has one region).
+func (ix *indexer) phoneMemo(region string) *match.PhoneMemo {
+	ix.phonesOnce.Do(func() { ix.phones = match.NewPhoneMemo(region, maxPhoneMemo) })
+	return ix.phones
 }
 
 // maxAsked bounds the blob versions an indexer remembers having asked a

@@ -134,7 +134,9 @@ func (c *Connector) buildBlobIndex(ctx context.Context, d *sources.Dataset, blob
 	}
 	b.etag = etag
 	cr := &countingReader{r: transportReader{body}}
-	err = tokenizeBlob(ctx, cr, d.Format, func() *tokenizer { return newTokenizer(c.index.secret, c.cfg, d) }, b.add)
+	err = tokenizeBlob(ctx, cr, d.Format, func() *tokenizer {
+		return newTokenizer(c.index.secret, c.cfg, d, c.index.phoneMemo(c.cfg.DefaultPhoneRegion))
+	}, b.add)
 	if err == nil {
 		b.size = cr.n
 		err = b.finish()

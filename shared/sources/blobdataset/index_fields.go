@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/dsr-functions/dsr/shared/sources"
 )
@@ -50,50 +51,277 @@ func topLevelFields(d *sources.Dataset) map[string]bool {
 }
 
 // recordFields is rawRecord.fields for a tokenizer: with names set (see
-// topLevelFields) a JSON record yields only those fields.
-func recordFields(r *rawRecord, names map[string]bool) (map[string]any, error) {
+// topLevelFields) a JSON record yields only those fields, in out (cleared
+// first; a tokenizer reuses one map for all its records). It checks the
+// record and finds its members in one pass (objectMembers), where
+// json.Valid and a second walk took two, and copies only the named
+// fields' keys and values.
+func recordFields(r *rawRecord, names map[string]bool, out map[string]any) (map[string]any, error) {
 	if r.raw == nil || names == nil {
 		return r.fields()
 	}
 	raw := bytes.TrimSpace(r.raw)
-	// As fields: one JSON object and nothing else.
-	if len(raw) == 0 || raw[0] != '{' || !json.Valid(raw) {
-		return nil, errors.New("not one JSON object")
-	}
-	out := make(map[string]any, len(names))
+	clear(out)
 	var err error
-	eachTopLevel(raw, func(key, val []byte) bool {
-		k, ok := jsonString(key)
-		if !ok {
-			var s string
-			if err = json.Unmarshal(key, &s); err != nil {
-				return false
-			}
-			k = s
+	// As fields: one JSON object and nothing else.
+	valid := objectMembers(raw, func(key, val []byte) {
+		if err != nil {
+			return
 		}
-		if !names[k] {
-			return true
+		var k string
+		if body := key[1 : len(key)-1]; plainJSONString(body) {
+			if !names[string(body)] { // no copy to look it up
+				return
+			}
+			k = string(body)
+		} else {
+			if err = json.Unmarshal(key, &k); err != nil || !names[k] {
+				return
+			}
 		}
 		var v any
-		if v, err = jsonValue(val); err != nil {
-			return false
+		if v, err = jsonValue(val); err == nil {
+			out[k] = v
 		}
-		out[k] = v
-		return true
 	})
+	if !valid {
+		return nil, errors.New("not one JSON object")
+	}
 	return out, err
 }
 
-// jsonString returns the text of a JSON string token that holds no
-// escape and only ASCII (what encoding/json leaves as it is).
+// jsonString returns the text of a JSON string token that encoding/json
+// leaves as it is (plainJSONString).
 func jsonString(tok []byte) (string, bool) {
 	body := tok[1 : len(tok)-1]
-	for _, c := range body {
-		if c == '\\' || c >= 0x80 {
-			return "", false
-		}
+	if !plainJSONString(body) {
+		return "", false
 	}
 	return string(body), true
+}
+
+// plainJSONString reports whether the body of a valid JSON string token
+// holds no escape and is valid UTF-8: encoding/json replaces only escapes
+// and invalid UTF-8, so its value is the body as it is.
+func plainJSONString(body []byte) bool {
+	ascii := true
+	for _, c := range body {
+		if c == '\\' {
+			return false
+		}
+		if c >= utf8.RuneSelf {
+			ascii = false
+		}
+	}
+	return ascii || utf8.Valid(body)
+}
+
+// objectMembers reports whether b is exactly one JSON object as json.Valid
+// reads JSON (RFC 8259; strings may hold invalid UTF-8; at most
+// maxJSONDepth levels of nesting), and if it is, it has called fn with the
+// key token (quotes included) and the value bytes of each member, in
+// order. On invalid input fn may have been called for the members before
+// the fault.
+func objectMembers(b []byte, fn func(key, val []byte)) bool {
+	if len(b) == 0 || b[0] != '{' {
+		return false
+	}
+	i := skipSpace(b, 1)
+	if i < len(b) && b[i] == '}' {
+		return skipSpace(b, i+1) == len(b)
+	}
+	for {
+		if i >= len(b) || b[i] != '"' {
+			return false
+		}
+		ke, ok := scanString(b, i)
+		if !ok {
+			return false
+		}
+		j := skipSpace(b, ke)
+		if j >= len(b) || b[j] != ':' {
+			return false
+		}
+		vs := skipSpace(b, j+1)
+		ve, ok := scanValue(b, vs, 1)
+		if !ok {
+			return false
+		}
+		fn(b[i:ke], b[vs:ve])
+		i = skipSpace(b, ve)
+		if i >= len(b) {
+			return false
+		}
+		switch b[i] {
+		case ',':
+			i = skipSpace(b, i+1)
+		case '}':
+			return skipSpace(b, i+1) == len(b)
+		default:
+			return false
+		}
+	}
+}
+
+// maxJSONDepth is encoding/json's limit on nesting: json.Valid refuses
+// deeper values.
+const maxJSONDepth = 10000
+
+// scanValue returns the end of the JSON value starting at b[i] (depth is
+// the nesting of the object or array holding it), or false if there is no
+// valid value there.
+func scanValue(b []byte, i, depth int) (int, bool) {
+	if i >= len(b) {
+		return 0, false
+	}
+	switch c := b[i]; {
+	case c == '"':
+		return scanString(b, i)
+	case c == '{' || c == '[':
+		if depth >= maxJSONDepth {
+			return 0, false
+		}
+		return scanContainer(b, i, depth+1)
+	case c == '-' || isDigitByte(c):
+		return scanNumber(b, i)
+	case c == 't':
+		return scanLiteral(b, i, "true")
+	case c == 'f':
+		return scanLiteral(b, i, "false")
+	case c == 'n':
+		return scanLiteral(b, i, "null")
+	}
+	return 0, false
+}
+
+// scanContainer returns the end of the object or array starting at b[i].
+func scanContainer(b []byte, i, depth int) (int, bool) {
+	obj := b[i] == '{'
+	closer := byte(']')
+	if obj {
+		closer = '}'
+	}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == closer {
+		return i + 1, true
+	}
+	for {
+		var ok bool
+		if obj {
+			if i >= len(b) || b[i] != '"' {
+				return 0, false
+			}
+			if i, ok = scanString(b, i); !ok {
+				return 0, false
+			}
+			if i = skipSpace(b, i); i >= len(b) || b[i] != ':' {
+				return 0, false
+			}
+			i = skipSpace(b, i+1)
+		}
+		if i, ok = scanValue(b, i, depth); !ok {
+			return 0, false
+		}
+		if i = skipSpace(b, i); i >= len(b) {
+			return 0, false
+		}
+		switch b[i] {
+		case ',':
+			i = skipSpace(b, i+1)
+		case closer:
+			return i + 1, true
+		default:
+			return 0, false
+		}
+	}
+}
+
+// scanString returns the end of the string token starting at b[i] (the
+// opening quote): control characters must be escaped, escapes must be
+// JSON's; other bytes pass as they are.
+func scanString(b []byte, i int) (int, bool) {
+	for j := i + 1; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			return j + 1, true
+		case c == '\\':
+			j++
+			if j >= len(b) {
+				return 0, false
+			}
+			switch b[j] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if j+4 >= len(b) {
+					return 0, false
+				}
+				for _, h := range b[j+1 : j+5] {
+					if !isHexByte(h) {
+						return 0, false
+					}
+				}
+				j += 4
+			default:
+				return 0, false
+			}
+		case c < 0x20:
+			return 0, false
+		}
+	}
+	return 0, false
+}
+
+// scanNumber returns the end of the number starting at b[i]:
+// -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
+func scanNumber(b []byte, i int) (int, bool) {
+	if b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		for i < len(b) && isDigitByte(b[i]) {
+			i++
+		}
+	default:
+		return 0, false
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if i >= len(b) || !isDigitByte(b[i]) {
+			return 0, false
+		}
+		for i < len(b) && isDigitByte(b[i]) {
+			i++
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if i >= len(b) || !isDigitByte(b[i]) {
+			return 0, false
+		}
+		for i < len(b) && isDigitByte(b[i]) {
+			i++
+		}
+	}
+	return i, true
+}
+
+func scanLiteral(b []byte, i int, lit string) (int, bool) {
+	if len(b)-i < len(lit) || string(b[i:i+len(lit)]) != lit {
+		return 0, false
+	}
+	return i + len(lit), true
+}
+
+func isDigitByte(c byte) bool { return '0' <= c && c <= '9' }
+
+func isHexByte(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
 
 // jsonValue decodes one valid JSON value as encoding/json decodes it into
@@ -123,75 +351,9 @@ func jsonValue(val []byte) (any, error) {
 	return json.Number(val), nil
 }
 
-// eachTopLevel calls fn with the key token (quotes included) and the
-// value bytes of each member of obj, a valid JSON object, in order, until
-// fn returns false.
-func eachTopLevel(obj []byte, fn func(key, val []byte) bool) {
-	i := skipSpace(obj, 0) + 1
-	for {
-		i = skipSpace(obj, i)
-		if i >= len(obj) || obj[i] == '}' {
-			return
-		}
-		ks := i
-		ke := endOfString(obj, i)
-		i = skipSpace(obj, ke) + 1 // the colon
-		vs := skipSpace(obj, i)
-		ve := endOfValue(obj, vs)
-		if !fn(obj[ks:ke], obj[vs:ve]) {
-			return
-		}
-		i = skipSpace(obj, ve)
-		if i < len(obj) && obj[i] == ',' {
-			i++
-		}
-	}
-}
-
 func skipSpace(b []byte, i int) int {
 	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
 		i++
 	}
 	return i
-}
-
-// endOfString returns the index after the string token starting at b[i].
-func endOfString(b []byte, i int) int {
-	for j := i + 1; j < len(b); j++ {
-		switch b[j] {
-		case '\\':
-			j++
-		case '"':
-			return j + 1
-		}
-	}
-	return len(b)
-}
-
-// endOfValue returns the index after the value starting at b[i].
-func endOfValue(b []byte, i int) int {
-	switch b[i] {
-	case '"':
-		return endOfString(b, i)
-	case '{', '[':
-		depth := 0
-		for j := i; j < len(b); j++ {
-			switch b[j] {
-			case '"':
-				j = endOfString(b, j) - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				if depth--; depth == 0 {
-					return j + 1
-				}
-			}
-		}
-		return len(b)
-	}
-	j := i
-	for j < len(b) && !strings.ContainsRune(",}] \t\r\n", rune(b[j])) {
-		j++
-	}
-	return j
 }

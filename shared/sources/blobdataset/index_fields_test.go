@@ -1,6 +1,7 @@
 package blobdataset
 
 import (
+	"encoding/json"
 	"math/rand/v2"
 	"reflect"
 	"strings"
@@ -24,6 +25,7 @@ func TestRecordFieldsAsDecoded(t *testing.T) {
 	}
 	ws := []string{"", " ", "\t", "\r\n "}
 	rng := rand.New(rand.NewPCG(21, 22))
+	reused := map[string]any{}
 	for n := range 20000 {
 		var b strings.Builder
 		b.WriteString(ws[rng.IntN(len(ws))] + "{")
@@ -42,7 +44,7 @@ func TestRecordFieldsAsDecoded(t *testing.T) {
 			raw = append(raw, `{}`...)
 		}
 		full, err1 := (&rawRecord{raw: raw}).fields()
-		fast, err2 := recordFields(&rawRecord{raw: raw}, names)
+		fast, err2 := recordFields(&rawRecord{raw: raw}, names, reused)
 		if (err1 == nil) != (err2 == nil) {
 			t.Fatalf("%q: fields error %v, recordFields error %v", raw, err1, err2)
 		}
@@ -71,4 +73,68 @@ func TestTopLevelFields(t *testing.T) {
 			t.Errorf("topLevelFields with %q = %v, want nil", deep, got)
 		}
 	}
+}
+
+// jsonPieces are fragments from which TestObjectMembersIsValid builds
+// texts: valid tokens, near misses of each token rule, and the bytes that
+// sit at its edges (controls, invalid UTF-8, lone escapes).
+var jsonPieces = []string{
+	"{", "}", "[", "]", ":", ",", " ", "\t", "\n", "\r", "\v", "\u00a0",
+	`"a"`, `"é"`, "\"\xff\"", `"\u00e9"`, `"\uD800"`, `"\uZZZZ"`, `"\u12"`, `"\x"`, `"\/"`, `"\b\f\n\r\t"`, "\"\x01\"", "\"\x7f\"", `"`, `\`,
+	"0", "-0", "01", "-", "1.", "1.5", ".5", "1e", "1e+", "1E-7", "-12.5e3", "+1", "0x1", "1.2.3",
+	"true", "tru", "false", "null", "nul", "NaN",
+}
+
+// TestObjectMembersIsValid checks objectMembers against json.Valid (with
+// the leading '{' rule) on random texts built from jsonPieces, on
+// well-formed records with one byte changed, and at the nesting limit:
+// it must accept exactly what they accept.
+func TestObjectMembersIsValid(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	check := func(b []byte) {
+		t.Helper()
+		want := len(b) > 0 && b[0] == '{' && json.Valid(b)
+		if got := objectMembers(b, func(_, _ []byte) {}); got != want {
+			t.Fatalf("objectMembers(%q) = %v, json.Valid %v", b, got, want)
+		}
+	}
+	record := []byte(`{"id":"a-1","n":-12.5e3,"ok":true,"x":null,"tags":["a",{"b":[1,2,{}]},[]],"s":"q\"\\\/\u00e9 é"}`)
+	for range 200000 {
+		var b []byte
+		switch rng.IntN(3) {
+		case 0:
+			b = append(b, '{')
+			for range rng.IntN(12) {
+				b = append(b, jsonPieces[rng.IntN(len(jsonPieces))]...)
+			}
+		case 1:
+			b = append(b, record...)
+			b[rng.IntN(len(b))] = byte(rng.IntN(256))
+		default:
+			b = append(b, record...)
+			p := rng.IntN(len(b) + 1)
+			piece := jsonPieces[rng.IntN(len(jsonPieces))]
+			b = append(b[:p], append([]byte(piece), b[p:]...)...)
+		}
+		check(b)
+	}
+	for _, depth := range []int{maxJSONDepth - 1, maxJSONDepth, maxJSONDepth + 1} {
+		// depth levels in all: the record and depth-1 arrays in it.
+		b := []byte(`{"a":` + strings.Repeat("[", depth-1) + strings.Repeat("]", depth-1) + "}")
+		check(b)
+	}
+}
+
+// FuzzObjectMembers is TestObjectMembersIsValid's check on fuzzed input.
+func FuzzObjectMembers(f *testing.F) {
+	for _, p := range jsonPieces {
+		f.Add([]byte("{" + p))
+	}
+	f.Add([]byte(`{"a":[1,{"b":"c"}],"d":"\u00e9"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		want := len(b) > 0 && b[0] == '{' && json.Valid(b)
+		if got := objectMembers(b, func(_, _ []byte) {}); got != want {
+			t.Fatalf("objectMembers(%q) = %v, json.Valid %v", b, got, want)
+		}
+	})
 }

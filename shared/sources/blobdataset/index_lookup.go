@@ -369,7 +369,7 @@ type indexQuery struct {
 
 // newIndexQuery computes the lookups of the due subjects in dataset d.
 func (c *Connector) newIndexQuery(d *sources.Dataset, due []*subjectState) *indexQuery {
-	hashes, ok := newTokenizer(c.index.secret, c.cfg, d).lookups(due)
+	hashes, ok := newTokenizer(c.index.secret, c.cfg, d, nil).lookups(due)
 	return &indexQuery{hashes: hashes, answerable: ok}
 }
 

@@ -27,6 +27,9 @@ type chunk struct {
 	seq    int64
 	header []string
 	recs   []chunkRecord
+	// arena holds the records' bytes (raw points into it), one
+	// allocation for the chunk rather than one per record.
+	arena []byte
 	// tokens of record i are toks[ends[i-1]:ends[i]].
 	toks []uint64
 	ends []int
@@ -86,19 +89,32 @@ func tokenizeBlob(ctx context.Context, rd io.Reader, format sources.Format, newT
 	var seq int64
 	cur := &chunk{}
 	send := func() error {
+		c := cur
+		// The raw slices point into the arena: set them once it is
+		// final (appending may have moved it).
+		off := 0
+		for i := range c.recs {
+			if c.recs[i].raw != nil {
+				n := len(c.recs[i].raw)
+				c.recs[i].raw = c.arena[off : off+n : off+n]
+				off += n
+			}
+		}
 		select {
-		case work <- cur:
+		case work <- c:
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		}
 		seq++
-		cur = &chunk{seq: seq}
+		cur = &chunk{seq: seq, arena: make([]byte, 0, cap(c.arena))}
 		return nil
 	}
 	err := iterate(ctx, rd, format, func(r *rawRecord) error {
 		cr := chunkRecord{ordinal: r.ordinal, offset: r.offset, length: r.length}
 		if r.raw != nil {
-			cr.raw = append([]byte(nil), r.raw...)
+			// Only the length for now: send points it into the arena.
+			cur.arena = append(cur.arena, r.raw...)
+			cr.raw = r.raw[:len(r.raw):len(r.raw)]
 		} else {
 			cur.header = r.header
 			cr.row = append([]string(nil), r.row...)
@@ -131,7 +147,7 @@ func (c *chunk) tokenize(tok *tokenizer, format sources.Format) {
 	c.ends = make([]int, 0, len(c.recs))
 	for _, cr := range c.recs {
 		r := rawRecord{raw: cr.raw, header: c.header, row: cr.row}
-		fields, err := recordFields(&r, tok.names)
+		fields, err := recordFields(&r, tok.names, tok.fields)
 		if err != nil {
 			c.err = fmt.Errorf("record %d is not a valid %s record", cr.ordinal, format)
 			return

@@ -48,13 +48,16 @@ type tokenizer struct {
 	// names are the top-level fields the tokens come from, if that is
 	// all they come from (recordFields decodes only those).
 	names map[string]bool
+	// fields is the map recordFields fills for each record in turn.
+	fields map[string]any
 	// mentions caches the mention tokens of free texts, which repeat
 	// (templates, canned replies): finding phone numbers in a text costs
 	// a phone-number parse per digit run. Texts up to maxCachedText bytes
 	// are kept.
 	mentions map[string][]mention
 	// phones normalises phone numbers, in fields and in free text,
-	// remembering the numbers that recur.
+	// remembering the numbers that recur (shared by the connector's
+	// builds: indexer.phoneMemo).
 	phones *match.PhoneMemo
 }
 
@@ -69,13 +72,19 @@ const (
 	maxPhoneMemo    = 1 << 15
 )
 
-func newTokenizer(secret []byte, cfg *sources.Config, d *sources.Dataset) *tokenizer {
+// newTokenizer returns a tokenizer for dataset d; phones may be nil (a
+// tokenizer of lookups only, or a test), and then it gets its own.
+func newTokenizer(secret []byte, cfg *sources.Config, d *sources.Dataset, phones *match.PhoneMemo) *tokenizer {
+	if phones == nil {
+		phones = match.NewPhoneMemo(cfg.DefaultPhoneRegion, maxPhoneMemo)
+	}
 	return &tokenizer{
 		d:      d,
 		mac:    hmac.New(sha256.New, secret),
 		prefix: []byte("dsr-index/1\x00" + d.Name + "\x00"),
 		names:  topLevelFields(d),
-		phones: match.NewPhoneMemo(cfg.DefaultPhoneRegion, maxPhoneMemo),
+		fields: map[string]any{},
+		phones: phones,
 	}
 }
 

@@ -67,7 +67,7 @@ func TestTokensCoverRules(t *testing.T) {
 		Relations: []sources.Relation{{Field: "owner", References: "d", ReferencesField: "id"}},
 	}
 	cfg := &sources.Config{Version: 1, DefaultPhoneRegion: "US", Datasets: []sources.Dataset{*d}}
-	tok := newTokenizer(testIndexSecret, cfg, d)
+	tok := newTokenizer(testIndexSecret, cfg, d, nil)
 	rng := rand.New(rand.NewPCG(11, 12))
 	matched := 0
 	for range 4000 {
