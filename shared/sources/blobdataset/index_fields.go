@@ -74,10 +74,8 @@ func recordFields(r *rawRecord, names map[string]bool, out map[string]any) (map[
 				return
 			}
 			k = string(body)
-		} else {
-			if err = json.Unmarshal(key, &k); err != nil || !names[k] {
-				return
-			}
+		} else if k, err = unquote(key); err != nil || !names[k] {
+			return
 		}
 		var v any
 		if v, err = jsonValue(val); err == nil {
@@ -88,6 +86,14 @@ func recordFields(r *rawRecord, names map[string]bool, out map[string]any) (map[
 		return nil, errors.New("not one JSON object")
 	}
 	return out, err
+}
+
+// unquote decodes a JSON string token as encoding/json does (apart, so
+// that only this rare path pays for the value encoding/json takes).
+func unquote(tok []byte) (string, error) {
+	var s string
+	err := json.Unmarshal(tok, &s)
+	return s, err
 }
 
 // jsonString returns the text of a JSON string token that encoding/json
