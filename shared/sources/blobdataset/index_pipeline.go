@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"sync"
 
 	"github.com/dsr-functions/dsr/shared/sources"
@@ -66,6 +67,9 @@ func tokenizeBlob(ctx context.Context, rd io.Reader, format sources.Format, newT
 			}
 		})
 	}
+	// Fed chunks are used again: the records' bytes are most of what a
+	// build would allocate, and so of what its garbage collection costs.
+	free := make(chan *chunk, 2*workers+2)
 	// The consumer puts chunks back in order and feeds add.
 	consumed := make(chan error, 1)
 	go func() {
@@ -77,7 +81,13 @@ func tokenizeBlob(ctx context.Context, rd io.Reader, format sources.Format, newT
 			for c := pending[next]; c != nil && err == nil; c = pending[next] {
 				delete(pending, next)
 				next++
-				err = c.feed(add)
+				if err = c.feed(add); err == nil {
+					c.reset()
+					select {
+					case free <- c:
+					default:
+					}
+				}
 			}
 			if err != nil {
 				cancel(err)
@@ -106,20 +116,28 @@ func tokenizeBlob(ctx context.Context, rd io.Reader, format sources.Format, newT
 			return context.Cause(ctx)
 		}
 		seq++
-		cur = &chunk{seq: seq, arena: make([]byte, 0, cap(c.arena))}
+		select {
+		case cur = <-free:
+		default:
+			cur = &chunk{arena: make([]byte, 0, cap(c.arena))}
+		}
+		cur.seq = seq
 		return nil
 	}
 	err := iterate(ctx, rd, format, func(r *rawRecord) error {
-		cr := chunkRecord{ordinal: r.ordinal, offset: r.offset, length: r.length}
+		// The next record slot, keeping the row it held before.
+		cur.recs = slices.Grow(cur.recs, 1)[:len(cur.recs)+1]
+		cr := &cur.recs[len(cur.recs)-1]
+		cr.ordinal, cr.offset, cr.length = r.ordinal, r.offset, r.length
 		if r.raw != nil {
 			// Only the length for now: send points it into the arena.
 			cur.arena = append(cur.arena, r.raw...)
 			cr.raw = r.raw[:len(r.raw):len(r.raw)]
 		} else {
 			cur.header = r.header
-			cr.row = append([]string(nil), r.row...)
+			cr.raw = nil
+			cr.row = append(cr.row[:0], r.row...)
 		}
-		cur.recs = append(cur.recs, cr)
 		if len(cur.recs) == pipelineChunk {
 			return send()
 		}
@@ -142,9 +160,15 @@ func tokenizeBlob(ctx context.Context, rd io.Reader, format sources.Format, newT
 	return err
 }
 
+// reset empties a fed chunk for the next records, keeping its memory.
+func (c *chunk) reset() {
+	c.header, c.err = nil, nil
+	c.recs, c.arena, c.toks, c.ends = c.recs[:0], c.arena[:0], c.toks[:0], c.ends[:0]
+}
+
 // tokenize parses the chunk's records and hashes their tokens.
 func (c *chunk) tokenize(tok *tokenizer, format sources.Format) {
-	c.ends = make([]int, 0, len(c.recs))
+	c.ends = c.ends[:0]
 	for _, cr := range c.recs {
 		r := rawRecord{raw: cr.raw, header: c.header, row: cr.row}
 		fields, err := recordFields(&r, tok.names, tok.fields)
