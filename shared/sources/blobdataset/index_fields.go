@@ -50,42 +50,135 @@ func topLevelFields(d *sources.Dataset) map[string]bool {
 	return out
 }
 
-// recordFields is rawRecord.fields for a tokenizer: with names set (see
-// topLevelFields) a JSON record yields only those fields, in out (cleared
-// first; a tokenizer reuses one map for all its records). It checks the
-// record and finds its members in one pass (objectMembers), where
-// json.Valid and a second walk took two, and copies only the named
-// fields' keys and values.
-func recordFields(r *rawRecord, names map[string]bool, out map[string]any) (map[string]any, error) {
-	if r.raw == nil || names == nil {
-		return r.fields()
+// recordFields reads record r for a tokenizer. With slots (names from
+// topLevelFields) a JSON record yields only those fields, into slots (one
+// per tokenizer, emptied first); otherwise it is rawRecord.fields. text,
+// if not empty, holds the same bytes as r.raw: plain string values are
+// then cut from it rather than copied one by one (a tokenizer makes one
+// text per chunk of records). It checks the record and finds its members
+// in one pass (objectMembers), where json.Valid and a second walk took
+// two.
+func recordFields(r *rawRecord, text string, slots *fieldSlots) (sources.FieldReader, error) {
+	if r.raw == nil || slots == nil {
+		fields, err := r.fields()
+		return sources.MapFields(fields), err
 	}
-	raw := bytes.TrimSpace(r.raw)
-	clear(out)
+	// JSON's white space around the object, as the decoder of
+	// rawRecord.fields skips it (no other: bytes.TrimSpace would also
+	// trim what the decoder refuses), keeping where it starts in text.
+	start, end := skipSpace(r.raw, 0), len(r.raw)
+	for end > start && isJSONSpace(r.raw[end-1]) {
+		end--
+	}
+	raw := r.raw[start:end]
+	slots.reset()
 	var err error
 	// As fields: one JSON object and nothing else.
-	valid := objectMembers(raw, func(key, val []byte) {
+	valid := objectMembers(raw, func(ks, ke, vs, ve int) {
 		if err != nil {
 			return
 		}
-		var k string
-		if body := key[1 : len(key)-1]; plainJSONString(body) {
-			if !names[string(body)] { // no copy to look it up
+		var (
+			i  int
+			ok bool
+		)
+		if body := raw[ks+1 : ke-1]; plainJSONString(body) {
+			i, ok = slots.idx[string(body)] // no copy to look it up
+		} else {
+			var k string
+			if k, err = unquote(raw[ks:ke]); err != nil {
 				return
 			}
-			k = string(body)
-		} else if k, err = unquote(key); err != nil || !names[k] {
+			i, ok = slots.idx[k]
+		}
+		if !ok {
 			return
 		}
-		var v any
-		if v, err = jsonValue(val); err == nil {
-			out[k] = v
+		slot := &slots.slots[i]
+		slot.set = true
+		if val := raw[vs:ve]; val[0] == '"' && plainJSONString(val[1:len(val)-1]) {
+			slot.plain = true
+			if text != "" {
+				slot.str = text[start+vs+1 : start+ve-1]
+			} else {
+				slot.str = string(val[1 : len(val)-1])
+			}
+			return
 		}
+		slot.plain = false
+		slot.val, err = jsonValue(raw[vs:ve])
 	})
 	if !valid {
 		return nil, errors.New("not one JSON object")
 	}
-	return out, err
+	return slots, err
+}
+
+// fieldSlots holds the named top-level fields of one JSON record as
+// recordFields found them, and reads them as sources.MapFields reads the
+// record decoded whole: for a name without dots or brackets,
+// sources.WalkPath looks the name up as a key and tries nothing else.
+// Plain strings are kept as strings, not in an interface, which would
+// allocate for each.
+type fieldSlots struct {
+	idx   map[string]int
+	slots []fieldSlot
+}
+
+type fieldSlot struct {
+	set, plain bool
+	str        string
+	val        any
+}
+
+// newFieldSlots returns the slots of names (nil: none).
+func newFieldSlots(names map[string]bool) *fieldSlots {
+	if names == nil {
+		return nil
+	}
+	f := &fieldSlots{idx: map[string]int{}}
+	for n := range names {
+		f.idx[n] = len(f.slots)
+		f.slots = append(f.slots, fieldSlot{})
+	}
+	return f
+}
+
+func (f *fieldSlots) reset() { clear(f.slots) }
+
+func (f *fieldSlots) slot(name string) *fieldSlot {
+	if i, ok := f.idx[name]; ok && f.slots[i].set {
+		return &f.slots[i]
+	}
+	return nil
+}
+
+// Strings implements sources.FieldReader: the field's value if it is a
+// scalar (sources.Scalar: a non-empty string, a number, a bool).
+func (f *fieldSlots) Strings(name string, yield func(string) bool) {
+	switch s := f.slot(name); {
+	case s == nil:
+	case s.plain:
+		if s.str != "" {
+			yield(s.str)
+		}
+	default:
+		if v, ok := sources.Scalar(s.val); ok {
+			yield(v)
+		}
+	}
+}
+
+// Text implements sources.FieldReader: every string in the field's value
+// (sources.TextValues).
+func (f *fieldSlots) Text(name string, yield func(string) bool) {
+	switch s := f.slot(name); {
+	case s == nil:
+	case s.plain:
+		yield(s.str)
+	default:
+		sources.TextValues(s.val, yield)
+	}
 }
 
 // unquote decodes a JSON string token as encoding/json does (apart, so
@@ -125,10 +218,10 @@ func plainJSONString(body []byte) bool {
 // objectMembers reports whether b is exactly one JSON object as json.Valid
 // reads JSON (RFC 8259; strings may hold invalid UTF-8; at most
 // maxJSONDepth levels of nesting), and if it is, it has called fn with the
-// key token (quotes included) and the value bytes of each member, in
-// order. On invalid input fn may have been called for the members before
+// bounds in b of the key token (quotes included) and of the value of each
+// member, in order. On invalid input fn may have been called for the members before
 // the fault.
-func objectMembers(b []byte, fn func(key, val []byte)) bool {
+func objectMembers(b []byte, fn func(keyStart, keyEnd, valStart, valEnd int)) bool {
 	if len(b) == 0 || b[0] != '{' {
 		return false
 	}
@@ -153,7 +246,7 @@ func objectMembers(b []byte, fn func(key, val []byte)) bool {
 		if !ok {
 			return false
 		}
-		fn(b[i:ke], b[vs:ve])
+		fn(i, ke, vs, ve)
 		i = skipSpace(b, ve)
 		if i >= len(b) {
 			return false
@@ -358,8 +451,10 @@ func jsonValue(val []byte) (any, error) {
 }
 
 func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+	for i < len(b) && isJSONSpace(b[i]) {
 		i++
 	}
 	return i
 }
+
+func isJSONSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }

@@ -3,7 +3,7 @@ package blobdataset
 import (
 	"encoding/json"
 	"math/rand/v2"
-	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -14,7 +14,8 @@ import (
 // on random JSON records (escaped and repeated keys, escapes, non-ASCII
 // and invalid UTF-8, numbers in every form, nested values holding quotes
 // and brackets, whitespace) and cut-off ones: the same records fail, and
-// the named fields hold the same values.
+// the named fields read the same (Strings and Text), with string values
+// cut from the record's text or copied.
 func TestRecordFieldsAsDecoded(t *testing.T) {
 	names := map[string]bool{"email": true, "phone": true, "id": true, "notes": true, "é": true}
 	keys := []string{`"email"`, `"phone"`, `"id"`, `"notes"`, `"other"`, `"em\u0061il"`, `"\u00e9"`, `"é"`, `"ph\"one"`, `"id "`, `"notes\n"`}
@@ -24,18 +25,21 @@ func TestRecordFieldsAsDecoded(t *testing.T) {
 		`[]`, `{}`, `["a", {"b": "c]}"}, 3]`, `{"x": ["y", "z\"}"], "n": 1}`, `[[["deep"]]]`,
 	}
 	ws := []string{"", " ", "\t", "\r\n "}
+	// Around the record, also what bytes.TrimSpace trims and JSON does
+	// not allow: the record's place in its text moves.
+	edges := append([]string{"\v", "\u00a0", "\u2003 "}, ws...)
 	rng := rand.New(rand.NewPCG(21, 22))
-	reused := map[string]any{}
+	slots := newFieldSlots(names)
 	for n := range 20000 {
 		var b strings.Builder
-		b.WriteString(ws[rng.IntN(len(ws))] + "{")
+		b.WriteString(edges[rng.IntN(len(edges))] + "{")
 		for k := range rng.IntN(7) {
 			if k > 0 {
 				b.WriteString(ws[rng.IntN(len(ws))] + ",")
 			}
 			b.WriteString(ws[rng.IntN(len(ws))] + keys[rng.IntN(len(keys))] + ws[rng.IntN(len(ws))] + ":" + ws[rng.IntN(len(ws))] + values[rng.IntN(len(values))])
 		}
-		b.WriteString(ws[rng.IntN(len(ws))] + "}" + ws[rng.IntN(len(ws))])
+		b.WriteString(ws[rng.IntN(len(ws))] + "}" + edges[rng.IntN(len(edges))])
 		raw := []byte(b.String())
 		if n%5 == 0 {
 			raw = raw[:rng.IntN(len(raw)+1)] // often not JSON any more
@@ -44,33 +48,39 @@ func TestRecordFieldsAsDecoded(t *testing.T) {
 			raw = append(raw, `{}`...)
 		}
 		full, err1 := (&rawRecord{raw: raw}).fields()
-		fast, err2 := recordFields(&rawRecord{raw: raw}, names, reused)
+		// Values cut from the record's text, or copied.
+		text := ""
+		if n%2 == 0 {
+			text = string(raw)
+		}
+		fast, err2 := recordFields(&rawRecord{raw: raw}, text, slots)
 		if (err1 == nil) != (err2 == nil) {
 			t.Fatalf("%q: fields error %v, recordFields error %v", raw, err1, err2)
 		}
 		if err1 != nil {
 			continue
 		}
+		// Read as the tokenizer reads them: the slots answer as the
+		// path walk over the whole decoded record does.
 		for name := range names {
-			v1, ok1 := full[name]
-			v2, ok2 := fast[name]
-			if ok1 != ok2 || !reflect.DeepEqual(v1, v2) {
-				t.Fatalf("%q: field %q decoded %#v (%v), recordFields gave %#v (%v)", raw, name, v1, ok1, v2, ok2)
+			for _, asText := range []bool{false, true} {
+				var walked, read []string
+				collect := func(out *[]string) func(string) bool {
+					return func(s string) bool { *out = append(*out, s); return true }
+				}
+				if asText {
+					sources.MapFields(full).Text(name, collect(&walked))
+					fast.Text(name, collect(&read))
+				} else {
+					sources.MapFields(full).Strings(name, collect(&walked))
+					fast.Strings(name, collect(&read))
+				}
+				slices.Sort(walked)
+				slices.Sort(read)
+				if !slices.Equal(walked, read) {
+					t.Fatalf("%q: field %q (text %v): decoded whole %q, recordFields %q", raw, name, asText, walked, read)
+				}
 			}
-		}
-	}
-}
-
-func TestTopLevelFields(t *testing.T) {
-	d := &sources.Dataset{Identifiers: []sources.Identifier{{Field: "email", Kind: sources.KindEmail}, {Field: "full.name", Kind: sources.KindName}},
-		FreeText: []string{"notes"}, Relations: []sources.Relation{{Field: "owner"}}}
-	if got := topLevelFields(d); !reflect.DeepEqual(got, map[string]bool{"email": true, "notes": true, "owner": true}) {
-		t.Errorf("topLevelFields = %v (a name field is never tokenised)", got)
-	}
-	for _, deep := range []string{"a.b", "a[]", "a[].b"} {
-		d.FreeText = []string{deep}
-		if got := topLevelFields(d); got != nil {
-			t.Errorf("topLevelFields with %q = %v, want nil", deep, got)
 		}
 	}
 }
@@ -94,7 +104,7 @@ func TestObjectMembersIsValid(t *testing.T) {
 	check := func(b []byte) {
 		t.Helper()
 		want := len(b) > 0 && b[0] == '{' && json.Valid(b)
-		if got := objectMembers(b, func(_, _ []byte) {}); got != want {
+		if got := objectMembers(b, func(_, _, _, _ int) {}); got != want {
 			t.Fatalf("objectMembers(%q) = %v, json.Valid %v", b, got, want)
 		}
 	}
@@ -133,7 +143,7 @@ func FuzzObjectMembers(f *testing.F) {
 	f.Add([]byte(`{"a":[1,{"b":"c"}],"d":"\u00e9"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		want := len(b) > 0 && b[0] == '{' && json.Valid(b)
-		if got := objectMembers(b, func(_, _ []byte) {}); got != want {
+		if got := objectMembers(b, func(_, _, _, _ int) {}); got != want {
 			t.Fatalf("objectMembers(%q) = %v, json.Valid %v", b, got, want)
 		}
 	})

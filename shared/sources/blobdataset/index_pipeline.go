@@ -169,14 +169,23 @@ func (c *chunk) reset() {
 // tokenize parses the chunk's records and hashes their tokens.
 func (c *chunk) tokenize(tok *tokenizer, format sources.Format) {
 	c.ends = c.ends[:0]
+	// One copy of the records' bytes as text, from which their string
+	// values are cut (recordFields).
+	text := string(c.arena)
+	at := 0
 	for _, cr := range c.recs {
 		r := rawRecord{raw: cr.raw, header: c.header, row: cr.row}
-		fields, err := recordFields(&r, tok.names, tok.fields)
+		var rtext string
+		if cr.raw != nil {
+			rtext = text[at : at+len(cr.raw)]
+			at += len(cr.raw)
+		}
+		fields, err := recordFields(&r, rtext, tok.slots)
 		if err != nil {
 			c.err = fmt.Errorf("record %d is not a valid %s record", cr.ordinal, format)
 			return
 		}
-		tok.record(sources.MapFields(fields), func(h uint64) { c.toks = append(c.toks, h) })
+		tok.record(fields, func(h uint64) { c.toks = append(c.toks, h) })
 		c.ends = append(c.ends, len(c.toks))
 	}
 }

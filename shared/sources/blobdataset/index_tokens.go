@@ -48,8 +48,8 @@ type tokenizer struct {
 	// names are the top-level fields the tokens come from, if that is
 	// all they come from (recordFields decodes only those).
 	names map[string]bool
-	// fields is the map recordFields fills for each record in turn.
-	fields map[string]any
+	// slots take those fields of each record in turn (recordFields).
+	slots *fieldSlots
 	// mentions caches the mention tokens of free texts, which repeat
 	// (templates, canned replies): finding phone numbers in a text costs
 	// a phone-number parse per digit run. Texts up to maxCachedText bytes
@@ -83,7 +83,7 @@ func newTokenizer(secret []byte, cfg *sources.Config, d *sources.Dataset, phones
 		mac:    hmac.New(sha256.New, secret),
 		prefix: []byte("dsr-index/1\x00" + d.Name + "\x00"),
 		names:  topLevelFields(d),
-		fields: map[string]any{},
+		slots:  newFieldSlots(topLevelFields(d)),
 		phones: phones,
 	}
 }
@@ -105,7 +105,7 @@ func (t *tokenizer) hash(ns, field, value string) uint64 {
 
 // record calls yield with the hash of every token of a parsed record (a
 // token may come more than once).
-func (t *tokenizer) record(rec sources.MapFields, yield func(uint64)) {
+func (t *tokenizer) record(rec sources.FieldReader, yield func(uint64)) {
 	for _, id := range t.d.Identifiers {
 		switch id.Kind {
 		case sources.KindEmail:
@@ -160,7 +160,7 @@ func (t *tokenizer) textMentions(text string) []mention {
 
 // values yields the trimmed values of field, as the rules compare ids and
 // relation keys.
-func (t *tokenizer) values(rec sources.MapFields, field string, yield func(uint64)) {
+func (t *tokenizer) values(rec sources.FieldReader, field string, yield func(uint64)) {
 	rec.Strings(field, func(v string) bool {
 		if v = strings.TrimSpace(v); v != "" {
 			yield(t.hash(nsValue, field, v))
