@@ -51,17 +51,28 @@ func topLevelFields(d *sources.Dataset) map[string]bool {
 }
 
 // recordFields reads record r for a tokenizer. With slots (names from
-// topLevelFields) a JSON record yields only those fields, into slots (one
-// per tokenizer, emptied first); otherwise it is rawRecord.fields. text,
+// topLevelFields) a record yields only those fields, into slots (one per
+// tokenizer, emptied first); otherwise it is rawRecord.fields. text,
 // if not empty, holds the same bytes as r.raw: plain string values are
 // then cut from it rather than copied one by one (a tokenizer makes one
 // text per chunk of records). It checks the record and finds its members
 // in one pass (objectMembers), where json.Valid and a second walk took
 // two.
 func recordFields(r *rawRecord, text string, slots *fieldSlots) (sources.FieldReader, error) {
-	if r.raw == nil || slots == nil {
+	if slots == nil {
 		fields, err := r.fields()
 		return sources.MapFields(fields), err
+	}
+	if r.raw == nil {
+		// A CSV row: rawRecord.fields maps each column to its cell,
+		// the last of repeated columns winning.
+		slots.reset()
+		for i, h := range r.header {
+			if j, ok := slots.idx[h]; ok && i < len(r.row) {
+				slots.slots[j] = fieldSlot{set: true, plain: true, str: r.row[i]}
+			}
+		}
+		return slots, nil
 	}
 	// JSON's white space around the object, as the decoder of
 	// rawRecord.fields skips it (no other: bytes.TrimSpace would also

@@ -85,6 +85,48 @@ func TestRecordFieldsAsDecoded(t *testing.T) {
 	}
 }
 
+// TestRecordFieldsCSV checks the slots of CSV rows against the rows'
+// maps (rawRecord.fields): repeated columns, short and long rows, empty
+// cells.
+func TestRecordFieldsCSV(t *testing.T) {
+	names := map[string]bool{"email": true, "notes": true, "id": true}
+	columns := []string{"email", "notes", "id", "other", "Email", "email "}
+	cells := []string{"", "ann@x.example", " id-1 ", "call 425-555-0100", "x"}
+	rng := rand.New(rand.NewPCG(5, 6))
+	slots := newFieldSlots(names)
+	for range 5000 {
+		var header, row []string
+		for range rng.IntN(6) {
+			header = append(header, columns[rng.IntN(len(columns))])
+		}
+		for range rng.IntN(7) {
+			row = append(row, cells[rng.IntN(len(cells))])
+		}
+		r := &rawRecord{header: header, row: row}
+		full, err := r.fields()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fast, err := recordFields(r, "", slots)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name := range names {
+			var walked, read []string
+			collect := func(out *[]string) func(string) bool {
+				return func(s string) bool { *out = append(*out, s); return true }
+			}
+			sources.MapFields(full).Strings(name, collect(&walked))
+			fast.Strings(name, collect(&read))
+			sources.MapFields(full).Text(name, collect(&walked))
+			fast.Text(name, collect(&read))
+			if !slices.Equal(walked, read) {
+				t.Fatalf("header %q row %q: field %q read %q from the map, %q from the slots", header, row, name, walked, read)
+			}
+		}
+	}
+}
+
 // jsonPieces are fragments from which TestObjectMembersIsValid builds
 // texts: valid tokens, near misses of each token rule, and the bytes that
 // sit at its edges (controls, invalid UTF-8, lone escapes).
