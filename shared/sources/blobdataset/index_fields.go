@@ -52,16 +52,13 @@ func topLevelFields(d *sources.Dataset) map[string]bool {
 
 // recordFields reads record r for a tokenizer. With slots (names from
 // topLevelFields) a record yields only those fields, into slots (one per
-// tokenizer, emptied first); otherwise it is rawRecord.fields. text,
-// if not empty, holds the same bytes as r.raw: plain string values are
-// then cut from it rather than copied one by one (a tokenizer makes one
-// text per chunk of records). It checks the record and finds its members
-// in one pass (objectMembers), where json.Valid and a second walk took
-// two.
-func recordFields(r *rawRecord, text string, slots *fieldSlots) (sources.FieldReader, error) {
+// tokenizer, emptied first); otherwise it is rawRecord.fields. It checks
+// a JSON record and finds its members in one pass (objectMembers), where
+// json.Valid and a second walk took two.
+func recordFields(r *rawRecord, slots *fieldSlots) (recordView, error) {
 	if slots == nil {
 		fields, err := r.fields()
-		return sources.MapFields(fields), err
+		return recordView{m: fields}, err
 	}
 	if r.raw == nil {
 		// A CSV row: rawRecord.fields maps each column to its cell,
@@ -72,11 +69,11 @@ func recordFields(r *rawRecord, text string, slots *fieldSlots) (sources.FieldRe
 				slots.slots[j] = fieldSlot{set: true, plain: true, str: r.row[i]}
 			}
 		}
-		return slots, nil
+		return recordView{slots: slots}, nil
 	}
 	// JSON's white space around the object, as the decoder of
 	// rawRecord.fields skips it (no other: bytes.TrimSpace would also
-	// trim what the decoder refuses), keeping where it starts in text.
+	// trim what the decoder refuses).
 	start, end := skipSpace(r.raw, 0), len(r.raw)
 	for end > start && isJSONSpace(r.raw[end-1]) {
 		end--
@@ -109,20 +106,44 @@ func recordFields(r *rawRecord, text string, slots *fieldSlots) (sources.FieldRe
 		slot.set = true
 		if val := raw[vs:ve]; val[0] == '"' && plainJSONString(val[1:len(val)-1]) {
 			slot.plain = true
-			if text != "" {
-				slot.str = text[start+vs+1 : start+ve-1]
-			} else {
-				slot.str = string(val[1 : len(val)-1])
-			}
+			slot.str = string(val[1 : len(val)-1])
 			return
 		}
 		slot.plain = false
 		slot.val, err = jsonValue(raw[vs:ve])
 	})
 	if !valid {
-		return nil, errors.New("not one JSON object")
+		return recordView{}, errors.New("not one JSON object")
 	}
-	return slots, err
+	return recordView{slots: slots}, err
+}
+
+// recordView is a record as a tokenizer reads it: its slots or, when a
+// field path reaches deeper than the top level, the whole decoded
+// record. It is a concrete type rather than a sources.FieldReader so
+// that the functions the tokenizer hands it for each field stay on the
+// stack (through an interface, each would be allocated).
+type recordView struct {
+	slots *fieldSlots
+	m     sources.MapFields
+}
+
+// Strings is sources.FieldReader's.
+func (v recordView) Strings(path string, yield func(string) bool) {
+	if v.slots != nil {
+		v.slots.Strings(path, yield)
+		return
+	}
+	v.m.Strings(path, yield)
+}
+
+// Text is sources.FieldReader's.
+func (v recordView) Text(path string, yield func(string) bool) {
+	if v.slots != nil {
+		v.slots.Text(path, yield)
+		return
+	}
+	v.m.Text(path, yield)
 }
 
 // fieldSlots holds the named top-level fields of one JSON record as

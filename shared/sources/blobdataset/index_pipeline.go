@@ -169,18 +169,9 @@ func (c *chunk) reset() {
 // tokenize parses the chunk's records and hashes their tokens.
 func (c *chunk) tokenize(tok *tokenizer, format sources.Format) {
 	c.ends = c.ends[:0]
-	// One copy of the records' bytes as text, from which their string
-	// values are cut (recordFields).
-	text := string(c.arena)
-	at := 0
 	for _, cr := range c.recs {
 		r := rawRecord{raw: cr.raw, header: c.header, row: cr.row}
-		var rtext string
-		if cr.raw != nil {
-			rtext = text[at : at+len(cr.raw)]
-			at += len(cr.raw)
-		}
-		fields, err := recordFields(&r, rtext, tok.slots)
+		fields, err := recordFields(&r, tok.slots)
 		if err != nil {
 			c.err = fmt.Errorf("record %d is not a valid %s record", cr.ordinal, format)
 			return

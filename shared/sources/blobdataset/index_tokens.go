@@ -105,7 +105,7 @@ func (t *tokenizer) hash(ns, field, value string) uint64 {
 
 // record calls yield with the hash of every token of a parsed record (a
 // token may come more than once).
-func (t *tokenizer) record(rec sources.FieldReader, yield func(uint64)) {
+func (t *tokenizer) record(rec recordView, yield func(uint64)) {
 	for _, id := range t.d.Identifiers {
 		switch id.Kind {
 		case sources.KindEmail:
@@ -160,7 +160,7 @@ func (t *tokenizer) textMentions(text string) []mention {
 
 // values yields the trimmed values of field, as the rules compare ids and
 // relation keys.
-func (t *tokenizer) values(rec sources.FieldReader, field string, yield func(uint64)) {
+func (t *tokenizer) values(rec recordView, field string, yield func(uint64)) {
 	rec.Strings(field, func(v string) bool {
 		if v = strings.TrimSpace(v); v != "" {
 			yield(t.hash(nsValue, field, v))

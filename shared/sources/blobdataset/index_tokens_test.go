@@ -88,7 +88,7 @@ func TestTokensCoverRules(t *testing.T) {
 			t.Fatal(err)
 		}
 		have := map[uint64]bool{}
-		tok.record(sources.MapFields(fields), func(h uint64) { have[h] = true })
+		tok.record(recordView{m: fields}, func(h uint64) { have[h] = true })
 		for range 4 {
 			s := sources.Subject{IDs: map[string]string{}}
 			if rng.IntN(2) == 0 {
