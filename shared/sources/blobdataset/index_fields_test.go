@@ -129,6 +129,9 @@ var jsonPieces = []string{
 	`"a"`, `"é"`, "\"\xff\"", `"\u00e9"`, `"\uD800"`, `"\uZZZZ"`, `"\u12"`, `"\x"`, `"\/"`, `"\b\f\n\r\t"`, "\"\x01\"", "\"\x7f\"", `"`, `\`,
 	"0", "-0", "01", "-", "1.", "1.5", ".5", "1e", "1e+", "1E-7", "-12.5e3", "+1", "0x1", "1.2.3",
 	"true", "tru", "false", "null", "nul", "NaN",
+	// Longer strings, with what ends or breaks them at other places.
+	`"a longer string of plain text, past a word or two"`, `"long text with an \" escape in the middle"`,
+	"\"long text with a \x1f control near its end\"", "\"ends in a backslash \\\"", `"text ending in é and more text"`,
 }
 
 // TestObjectMembersIsValid checks objectMembers against json.Valid (with
