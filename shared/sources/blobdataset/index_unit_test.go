@@ -192,3 +192,44 @@ func TestIndexEncodingFindsEveryBlock(t *testing.T) {
 			spill, h.Entries, len(obj), b.size, extra, len(universe))
 	}
 }
+
+// TestPairSorterRadix sorts runs large enough for the radix sort: pairs
+// added block after block, as a build adds them (hashes repeat across
+// blocks), and pairs in no order at all, which the radix sort alone would
+// leave unsorted within a hash; both come out in increasing order, over
+// two runs and the pairs left in memory.
+func TestPairSorterRadix(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	hashes := make([]uint64, 5000)
+	for i := range hashes {
+		hashes[i] = rng.Uint64() >> (64 - hashBitsMax)
+	}
+	for _, ordered := range []bool{true, false} {
+		s := &pairSorter{limit: 3 * radixMin / 2}
+		var want []uint64
+		for block := uint64(0); len(want) < 4*radixMin; block++ {
+			for range 40 {
+				p := hashes[rng.IntN(len(hashes))]<<blockBitsMax | block
+				if !ordered {
+					p = rng.Uint64()
+				}
+				want = append(want, p)
+				if err := s.add(p); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if err := s.finish(); err != nil {
+			t.Fatal(err)
+		}
+		var got []uint64
+		if err := s.each(func(p uint64) error { got = append(got, p); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		s.close()
+		slices.Sort(want)
+		if len(s.runs) < 2 || !slices.Equal(got, want) {
+			t.Fatalf("ordered %v: %d runs; %d pairs out, sorted %v, equal %v", ordered, len(s.runs), len(got), slices.IsSorted(got), slices.Equal(got, want))
+		}
+	}
+}
