@@ -190,3 +190,52 @@ func TestPhoneKeyKeepsTheNumber(t *testing.T) {
 		}
 	}
 }
+
+// TestNorthAmericanIsTheLibrarys checks northAmerican against the phone
+// library: ten-digit numbers (area codes starting with every digit,
+// 0 and 1 included) written in many ways, with and without "+1", "1",
+// "001" and "011" before them, in default regions US (as configured, in
+// any case and spacing), CA, GB, DE, none and an unknown one. Every
+// answer it gives must be NormalizePhone's.
+func TestNorthAmericanIsTheLibrarys(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, uint64(phoneKeySeed)))
+	regions := []string{"US", "us", " US ", "CA", "GB", "DE", "", "ZZ"}
+	prefixes := []string{"", "+1", "+1 ", "1", "1-", "1 ", "001 ", "011 ", "+", "+44 "}
+	formats := []func(d string) string{
+		func(d string) string { return d },
+		func(d string) string { return "(" + d[:3] + ") " + d[3:6] + "-" + d[6:] },
+		func(d string) string { return d[:3] + "." + d[3:6] + "." + d[6:] },
+		func(d string) string { return d[:3] + "-" + d[3:6] + "-" + d[6:] },
+		func(d string) string { return d[:3] + " " + d[3:6] + " " + d[6:] },
+		func(d string) string { return d[:3] + "/" + d[3:] },
+		func(d string) string { return d[:9] }, // nine digits
+		func(d string) string { return d + "5" }, // eleven
+	}
+	answered := 0
+	for range phoneKeyRounds + 1500 {
+		var d strings.Builder
+		for range 10 {
+			d.WriteByte(byte('0' + rng.IntN(10)))
+		}
+		s := prefixes[rng.IntN(len(prefixes))] + formats[rng.IntN(len(formats))](d.String())
+		key, ok := phoneKey(nil, s)
+		if !ok {
+			continue
+		}
+		for _, r := range regions {
+			got, ok := northAmerican(key, strings.ToUpper(strings.TrimSpace(r)) == "US")
+			if !ok {
+				continue
+			}
+			answered++
+			want, err := NormalizePhone(s, r)
+			if err != nil || got != want {
+				t.Fatalf("region %q: %q (key %q): northAmerican %q, NormalizePhone %q, %v", r, s, key, got, want, err)
+			}
+		}
+	}
+	t.Logf("%d answers checked", answered)
+	if answered < 5000 {
+		t.Fatalf("only %d answers checked", answered)
+	}
+}
