@@ -128,6 +128,28 @@ func (t *Trail) AppendNew(ctx context.Context, entries ...Entry) error {
 	return t.append(ctx, true, entries)
 }
 
+// Prepare creates the trail blob of a request about to be created, so
+// that its first entries are one append (not a create and an append) and
+// the create overlaps the request's own creation. A blob that exists
+// already is left as it is. If the request is then not created, its blob
+// stays, empty: the trail is append-only.
+func (t *Trail) Prepare(ctx context.Context, requestID string) error {
+	c, err := t.writer(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = c.NewAppendBlobClient(RequestBlob(requestID)).Create(ctx, &appendblob.CreateOptions{
+		HTTPHeaders:      &blob.HTTPHeaders{BlobContentType: to.Ptr("application/x-ndjson")},
+		AccessConditions: &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfNoneMatch: to.Ptr(azcore.ETagAny)}},
+	})
+	// Through the create-only SAS an existing blob is refused as
+	// unauthorised (see appendLine).
+	if err != nil && !bloberror.HasCode(err, bloberror.BlobAlreadyExists, bloberror.ConditionNotMet, bloberror.AuthorizationPermissionMismatch) {
+		return fmt.Errorf("audit: create %s: %w", RequestBlob(requestID), err)
+	}
+	return nil
+}
+
 // appendBlobs is how many blobs one append writes to at once.
 const appendBlobs = 8
 

@@ -91,6 +91,35 @@ func TestAppendNewCreatesOrAppends(t *testing.T) {
 	}
 }
 
+// Prepare creates a request's blob ahead of its entries: the first append
+// then goes straight in; preparing again (a blob with entries, through the
+// create-only access) replaces nothing.
+func TestPrepareThenAppend(t *testing.T) {
+	acct := azuritetest.Account(t)
+	trail := audit.New(acct, azuritetest.Container(t, acct, "audit"))
+	ctx := context.Background()
+	at := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	if err := trail.Prepare(ctx, "r1"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := trail.ForRequest(ctx, "r1"); err != nil || len(got) != 0 {
+		t.Fatalf("a prepared trail: %+v, %v", got, err)
+	}
+	if err := trail.Append(ctx, audit.Entry{ID: "r1:1", At: at, RequestID: "r1", Event: "state"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := trail.Prepare(ctx, "r1"); err != nil {
+		t.Fatalf("preparing a trail with entries: %v", err)
+	}
+	if err := trail.Append(ctx, audit.Entry{ID: "r1:2", At: at, RequestID: "r1", Event: "state"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := trail.ForRequest(ctx, "r1")
+	if err != nil || len(got) != 2 || got[0].ID != "r1:1" || got[1].ID != "r1:2" {
+		t.Fatalf("entries %+v, %v; want r1:1 and r1:2", got, err)
+	}
+}
+
 // The trail's own write access cannot rewrite or delete an entry: Storage
 // refuses it, whatever the code tries.
 func TestEntriesCannotBeRewrittenOrDeleted(t *testing.T) {

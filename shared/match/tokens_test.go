@@ -208,7 +208,7 @@ func TestNorthAmericanIsTheLibrarys(t *testing.T) {
 		func(d string) string { return d[:3] + "-" + d[3:6] + "-" + d[6:] },
 		func(d string) string { return d[:3] + " " + d[3:6] + " " + d[6:] },
 		func(d string) string { return d[:3] + "/" + d[3:] },
-		func(d string) string { return d[:9] }, // nine digits
+		func(d string) string { return d[:9] },   // nine digits
 		func(d string) string { return d + "5" }, // eleven
 	}
 	answered := 0

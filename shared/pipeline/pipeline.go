@@ -247,7 +247,23 @@ func (s *Service) submit(ctx context.Context, sub *dsr.Submission, idemKey, orig
 	if idemKey != "" {
 		idemKey = createdBy + "|" + idemKey
 	}
+	// The request's trail blob is created while the request is (a round
+	// trip less before the first stage message). Not with an idempotency
+	// key: the request may turn out to exist already, and the new id's
+	// empty blob would stay.
+	var prepared chan error
+	if p, ok := s.Audit.(interface {
+		Prepare(ctx context.Context, requestID string) error
+	}); ok && idemKey == "" {
+		prepared = make(chan error, 1)
+		id := st.ID
+		go func() { prepared <- p.Prepare(ctx, id) }()
+	}
+	id := st.ID
 	st, created, err := s.Store.Create(ctx, st, idemKey, Fingerprint(sub))
+	if prepared != nil && <-prepared == nil {
+		ctx = withTrailPrepared(ctx, id)
+	}
 	if err != nil {
 		return nil, false, err
 	}
@@ -525,10 +541,23 @@ func (s *Service) syncAudit(ctx context.Context, st *dsr.Stored) error {
 func (s *Service) appendAudit(ctx context.Context, st *dsr.Stored, entries []audit.Entry) error {
 	if n, ok := s.Audit.(interface {
 		AppendNew(context.Context, ...audit.Entry) error
-	}); ok && st.Audited == 0 {
+	}); ok && st.Audited == 0 && !trailPrepared(ctx, st.ID) {
 		return n.AppendNew(ctx, entries...)
 	}
 	return s.Audit.Append(ctx, entries...)
+}
+
+// trailPreparedKey marks a context in which a request's trail blob was
+// created ahead of its first entries (submit).
+type trailPreparedKey struct{}
+
+func withTrailPrepared(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, trailPreparedKey{}, id)
+}
+
+func trailPrepared(ctx context.Context, id string) bool {
+	v, _ := ctx.Value(trailPreparedKey{}).(string)
+	return v != "" && v == id
 }
 
 // historyEntries are the audit entries of the request's history entries

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/dsr-functions/dsr/shared/dsr"
+	"github.com/dsr-functions/dsr/shared/tombstone"
 )
 
 // Every request type walks exactly its route (dsr.Routes), stage by stage,
@@ -284,5 +287,85 @@ func TestStageStart(t *testing.T) {
 		if got := stageStart(st); !got.Equal(tc.want) {
 			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
 		}
+	}
+}
+
+// searchingTombstones is a tombstone store whose lookups wait until a
+// search has begun (or fail, with err set): it tells whether discovery
+// waits for the lookup before it searches.
+type searchingTombstones struct {
+	*memTombstones
+	conn *memConnector
+	err  error
+	// overlapped is set when a lookup saw a search already running.
+	overlapped atomic.Bool
+}
+
+func (s *searchingTombstones) Find(ctx context.Context, ids []tombstone.Identifier) ([]*tombstone.Tombstone, error) {
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		s.conn.mu.Lock()
+		entered := s.conn.entered
+		s.conn.mu.Unlock()
+		if entered > 0 {
+			s.overlapped.Store(true)
+			break
+		}
+	}
+	if s.err != nil {
+		return nil, s.err
+	}
+	return s.memTombstones.Find(ctx, ids)
+}
+
+// Discovery searches while it looks for tombstones: with none found, one
+// search; with one found (an earlier erasure), the search for the subject
+// the tombstone completes is the one that counts; a failed lookup fails
+// the discovery rather than let a search that did not see the tombstones
+// stand.
+func TestDiscoveryDoesNotWaitForTombstones(t *testing.T) {
+	w := newWorld(t)
+	tombs := &searchingTombstones{memTombstones: w.svc.Tombstones.(*memTombstones), conn: w.conn}
+	w.svc.Tombstones = tombs
+	id := w.submit(`{"type":"discovery","subject":{"email":"ann@x.example"}}`)
+	w.drain(1)
+	if st := w.get(id); st.State != dsr.StateCompleted || st.Discovery.TotalRecords != 3 {
+		t.Fatalf("%s/%s, discovery %+v", st.Stage, st.State, st.Discovery)
+	}
+	if !tombs.overlapped.Load() || w.conn.discoveries != 1 {
+		t.Fatalf("lookup overlapped the search: %v; %d searches, want 1", tombs.overlapped.Load(), w.conn.discoveries)
+	}
+
+	// An erasure files a tombstone holding her contact's id; a later
+	// request that names her by email only finds her masked order
+	// through it, with a second search.
+	erasure := w.submit(`{"type":"erasure","subject":{"email":"ann@x.example"}}`)
+	w.drain(1)
+	if _, err := w.svc.Approve(context.Background(), erasure, dsr.Actor{Kind: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	w.drain(1)
+	before := w.conn.discoveries
+	later := w.submit(`{"type":"discovery","subject":{"email":"ann@x.example"}}`)
+	w.drain(1)
+	if st := w.get(later); st.State != dsr.StateCompleted || st.Discovery.TotalRecords != 1 {
+		t.Fatalf("after the erasure: %s/%s, discovery %+v", st.Stage, st.State, st.Discovery)
+	}
+	if n := w.conn.discoveries - before; n != 2 {
+		t.Fatalf("%d searches after the tombstone was found, want 2", n)
+	}
+
+	tombs.err = errors.New("tombstones unreachable")
+	failed := w.submit(`{"type":"discovery","subject":{"email":"bob@y.example"}}`)
+	m, _, _ := w.sent.take(w.now)
+	sm, err := ParseStageMessage(m.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.svc.RunStage(context.Background(), sm, 1); err == nil || !strings.Contains(err.Error(), "tombstones unreachable") {
+		t.Fatalf("discovery with the lookup failing: %v", err)
+	}
+	st := w.get(failed)
+	if st.Discovery != nil || !strings.Contains(st.LastAttemptError, "tombstones") {
+		t.Fatalf("with the lookup failing: %s/%s, discovery %+v, last error %q", st.Stage, st.State, st.Discovery, st.LastAttemptError)
 	}
 }
