@@ -158,6 +158,11 @@ type StageMessage struct {
 	// Retry numbers a scheduled retry of a failed stage (retry.go); 0 for
 	// the stage's first message.
 	Retry int `json:"retry,omitempty"`
+	// Audited, when set, says the sender appended the request's first
+	// Audited history entries to the audit trail before it sent this
+	// (handOver): the stage takes that as the trail's mark, which the
+	// sender then did not write to the request.
+	Audited int `json:"audited,omitempty"`
 }
 
 // ErrInvalidMessage marks a stage message that can never be processed.
@@ -172,8 +177,8 @@ func ParseStageMessage(body []byte) (StageMessage, error) {
 	if !dsr.ValidID(m.RequestID) {
 		return m, fmt.Errorf("%w: requestId missing or malformed", ErrInvalidMessage)
 	}
-	if m.Retry < 0 {
-		return m, fmt.Errorf("%w: negative retry", ErrInvalidMessage)
+	if m.Retry < 0 || m.Audited < 0 {
+		return m, fmt.Errorf("%w: negative retry or audited", ErrInvalidMessage)
 	}
 	return m, nil
 }
@@ -286,17 +291,22 @@ func (s *Service) submit(ctx context.Context, sub *dsr.Submission, idemKey, orig
 	}
 	// The request exists whatever happens here: a failed audit append is
 	// caught up by the next stage, which syncs the trail before it acts.
-	// The trail comes before the first stage message: sent first, the
+	// The trail comes before the first stage message (sent first, the
 	// stage loaded the request before its trail was recorded and appended
-	// the same entries again (four storage operations more per request,
-	// on the stage's way to its work).
-	if err := s.syncAudit(ctx, st); err != nil {
-		s.Log.Warn("audit append deferred to the next stage", "requestId", st.ID, "err", err)
-	}
+	// the same entries again), and the message says how far it goes
+	// (handOver), so no write records that before it is sent.
 	if st.Stage == dsr.StageIntake && st.State == dsr.StateReceived {
-		if err := s.nextMessage(ctx, st); err != nil {
-			return nil, false, err
+		if err := s.handOver(ctx, st); err != nil {
+			if !errors.Is(err, errTrail) {
+				return nil, false, err
+			}
+			s.Log.Warn("audit append deferred to the next stage", "requestId", st.ID, "err", err)
+			if err := s.nextMessage(ctx, st); err != nil {
+				return nil, false, err
+			}
 		}
+	} else if err := s.syncAudit(ctx, st); err != nil {
+		s.Log.Warn("audit append deferred to the next stage", "requestId", st.ID, "err", err)
 	}
 	if created {
 		s.Log.Info("request received", "requestId", st.ID, "type", st.Type, "origin", origin)
@@ -435,10 +445,7 @@ func (s *Service) Discover(ctx context.Context, id string, attempt int) error {
 		return err
 	}
 	s.Log.Info("discovery done", "requestId", id, "records", disc.Total())
-	if err := s.syncAudit(ctx, st); err != nil {
-		return err
-	}
-	return s.nextMessage(ctx, st)
+	return s.handOver(ctx, st)
 }
 
 // summary turns a discovery into the request's report: counts and Art. 15
@@ -507,10 +514,11 @@ func (s *Service) decisionEntry(st *dsr.Stored, event string, by dsr.Actor, deta
 // the entry's position, so a crash between the two steps leads to a repeat
 // that readers recognise, never a gap.
 func (s *Service) syncAudit(ctx context.Context, st *dsr.Stored) error {
-	if s.Audit == nil || st.Audited >= len(st.History) {
+	from := s.auditedFrom(ctx, st)
+	if s.Audit == nil || from >= len(st.History) {
 		return nil
 	}
-	entries, to := s.historyEntries(st)
+	entries, to := s.historyEntries(st, from)
 	if err := s.appendAudit(ctx, st, entries); err != nil {
 		return fmt.Errorf("audit %s: %w", st.ID, err)
 	}
@@ -560,11 +568,61 @@ func trailPrepared(ctx context.Context, id string) bool {
 	return v != "" && v == id
 }
 
+// auditedFrom is how many of the request's history entries are in the
+// trail: its mark, or further if the stage message being handled says so
+// (StageMessage.Audited, carried in ctx).
+func (s *Service) auditedFrom(ctx context.Context, st *dsr.Stored) int {
+	from := st.Audited
+	if h, _ := ctx.Value(auditedHintKey{}).(auditedHint); h.id == st.ID && h.n > from && h.n <= len(st.History) {
+		from = h.n
+	}
+	return from
+}
+
+// errTrail marks handOver's failures to append to the trail (the message
+// was not sent).
+var errTrail = errors.New("audit")
+
+// auditedHint is a stage message's Audited, for its request.
+type auditedHint struct {
+	id string
+	n  int
+}
+
+type auditedHintKey struct{}
+
+// handOver ends a stage: it appends the request's new history entries to
+// the trail, then sends the message of the stage the request now waits
+// for, saying how far the trail goes. The next stage takes that as the
+// trail's mark, so the document write that would record it (a round trip
+// before the message) is saved; the next stage's own mark records it. A
+// message lost or sent again without it costs entries appended twice,
+// which readers recognise by their ids. With no next stage, it is
+// syncAudit.
+func (s *Service) handOver(ctx context.Context, st *dsr.Stored) error {
+	stage, r, ok := s.pendingStage(st)
+	if !ok || s.Audit == nil {
+		if err := s.syncAudit(ctx, st); err != nil {
+			return err
+		}
+		return s.nextMessage(ctx, st)
+	}
+	from := s.auditedFrom(ctx, st)
+	to := len(st.History)
+	if from < to {
+		entries, _ := s.historyEntries(st, from)
+		if err := s.appendAudit(ctx, st, entries); err != nil {
+			return fmt.Errorf("%w %s: %w", errTrail, st.ID, err)
+		}
+	}
+	return s.sendMessage(ctx, r.Queue, st.ID+":"+string(stage), StageMessage{RequestID: st.ID, Stage: stage, Audited: to}, time.Time{})
+}
+
 // historyEntries are the audit entries of the request's history entries
-// not yet in the trail (from st.Audited), and the history length they
-// bring the trail to.
-func (s *Service) historyEntries(st *dsr.Stored) ([]audit.Entry, int) {
-	from, to := st.Audited, len(st.History)
+// not yet in the trail (from from, see auditedFrom), and the history
+// length they bring the trail to.
+func (s *Service) historyEntries(st *dsr.Stored, from int) ([]audit.Entry, int) {
+	to := len(st.History)
 	if from >= to {
 		return nil, from
 	}

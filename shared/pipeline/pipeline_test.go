@@ -369,3 +369,69 @@ func TestDiscoveryDoesNotWaitForTombstones(t *testing.T) {
 		t.Fatalf("with the lookup failing: %s/%s, discovery %+v, last error %q", st.Stage, st.State, st.Discovery, st.LastAttemptError)
 	}
 }
+
+// Stages hand over with the trail's extent in the message, not in a write
+// of the request: an access request's trail holds every history entry
+// exactly once, the discover and export messages say how far the trail
+// went, and the request ends with its mark at its whole history. A message
+// without the extent (sent again by an operator, say) costs entries
+// appended twice, never one missing.
+func TestHandOverCarriesTheTrailsExtent(t *testing.T) {
+	w := newWorld(t)
+	id := w.submit(`{"type":"access","subject":{"email":"ann@x.example"}}`)
+	var carried []int
+	for {
+		m, q, ok := w.sent.take(w.now)
+		if !ok {
+			break
+		}
+		sm, err := ParseStageMessage(m.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		carried = append(carried, sm.Audited)
+		if r := w.svc.Runners()[sm.Stage]; r.Queue != q {
+			t.Fatalf("%s on %s", sm.Stage, q)
+		}
+		if err := w.svc.RunStage(context.Background(), sm, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := w.get(id)
+	if st.State != dsr.StateCompleted || st.Audited != len(st.History) {
+		t.Fatalf("%s/%s, audited %d of %d", st.Stage, st.State, st.Audited, len(st.History))
+	}
+	if len(carried) != 2 || carried[0] == 0 || carried[1] <= carried[0] {
+		t.Fatalf("the discover and export messages carried %v", carried)
+	}
+	count := func() map[string]int {
+		n := map[string]int{}
+		for _, e := range w.audit.entries {
+			if e.RequestID == id {
+				n[e.ID]++
+			}
+		}
+		return n
+	}
+	n := count()
+	for i := range st.History {
+		if got := n[fmt.Sprintf("%s:%d", id, i+1)]; got != 1 {
+			t.Fatalf("history entry %d is in the trail %d times: %v", i+1, got, n)
+		}
+	}
+
+	// The same stage message without the extent, for a request whose mark
+	// lags (as after a hand-over): the trail is caught up again.
+	lagging := w.submit(`{"type":"discovery","subject":{"email":"bob@y.example"}}`)
+	m, _, _ := w.sent.take(w.now)
+	sm, _ := ParseStageMessage(m.Body)
+	sm.Audited = 0
+	if err := w.svc.RunStage(context.Background(), sm, 1); err != nil {
+		t.Fatal(err)
+	}
+	st = w.get(lagging)
+	trail, _ := w.audit.ForRequest(context.Background(), lagging)
+	if st.State != dsr.StateCompleted || len(trail) != len(st.History) || st.Audited != len(st.History) {
+		t.Fatalf("%s/%s: %d entries in the trail, %d in the history, audited %d", st.Stage, st.State, len(trail), len(st.History), st.Audited)
+	}
+}

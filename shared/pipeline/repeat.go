@@ -144,7 +144,7 @@ func (s *Service) checkRepeat(ctx context.Context, st *dsr.Stored) (*dsr.Stored,
 	// document write fewer per request (syncAudit then has nothing to do).
 	audited := st.Audited
 	if s.Audit != nil {
-		entries, to := s.historyEntries(st)
+		entries, to := s.historyEntries(st, s.auditedFrom(ctx, st))
 		if len(refs) > 0 {
 			entries = append(entries, s.repeatEntry(st, refs))
 		}

@@ -73,6 +73,9 @@ func (s *Service) RunStage(ctx context.Context, m StageMessage, attempt int) err
 		s.Log.Error("stage message for a stage without a runner dropped", "requestId", m.RequestID, "stage", m.Stage)
 		return nil
 	}
+	if m.Audited > 0 {
+		ctx = context.WithValue(ctx, auditedHintKey{}, auditedHint{m.RequestID, m.Audited})
+	}
 	return r.Run(ctx, m.RequestID, attempt)
 }
 
