@@ -34,9 +34,10 @@ func (s *Service) subjectFor(ctx context.Context, st *dsr.Stored) (sources.Subje
 // Most subjects were never erased, so it does not wait for the tombstone
 // lookup: it searches for the subject as the request names her while the
 // lookup runs, and keeps that result when no tombstone is found. When one
-// is, it searches again for the subject the tombstones complete, and only
-// that result counts. A round trip less per request, a second search for
-// the subjects of earlier erasures. Not with webhook sources: a search
+// is (or the lookup fails), it stops that search; then it searches for the
+// subject the tombstones complete, and only that result counts. A round
+// trip less per request, a search started in vain for the subjects of
+// earlier erasures. Not with webhook sources: a search
 // there asks another system, which may keep its answer for the request,
 // so it is asked once, for the whole subject.
 func (s *Service) discover(ctx context.Context, st *dsr.Stored) (*sources.Discovery, []*tombstone.Tombstone, error) {
@@ -51,30 +52,33 @@ func (s *Service) discover(ctx context.Context, st *dsr.Stored) (*sources.Discov
 	subj := subjectOf(st)
 	dctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	type found struct {
-		tombs []*tombstone.Tombstone
-		err   error
+	type searched struct {
+		disc *sources.Discovery
+		err  error
 	}
-	lookup := make(chan found, 1)
+	search := make(chan searched, 1)
 	go func() {
-		tombs, err := s.Tombstones.Find(ctx, tombstone.SubjectIdentifiers(subj))
-		if err != nil {
-			err = fmt.Errorf("read tombstones: %w", err)
-			cancel(err) // the search's result would not be used
-		}
-		lookup <- found{tombs, err}
+		disc, err := s.Connector.Discover(s.requestContext(dctx, st), subj)
+		search <- searched{disc, err}
 	}()
-	disc, err := s.Connector.Discover(s.requestContext(dctx, st), subj)
-	f := <-lookup
-	if f.err != nil {
-		return nil, nil, f.err
+	tombs, err := s.Tombstones.Find(ctx, tombstone.SubjectIdentifiers(subj))
+	if err != nil || len(tombs) > 0 {
+		// The search's result will not be used: stop it, and wait
+		// until it has stopped.
+		cancel(errSearchSuperseded)
+		<-search
+		if err != nil {
+			return nil, nil, fmt.Errorf("read tombstones: %w", err)
+		}
+		disc, err := s.Connector.Discover(s.requestContext(ctx, st), tombstone.Merge(subj, tombs))
+		return disc, tombs, err
 	}
-	if len(f.tombs) == 0 {
-		return disc, nil, err
-	}
-	disc, err = s.Connector.Discover(s.requestContext(ctx, st), tombstone.Merge(subj, f.tombs))
-	return disc, f.tombs, err
+	r := <-search
+	return r.disc, nil, r.err
 }
+
+// errSearchSuperseded stops a search that the tombstones made pointless.
+var errSearchSuperseded = errors.New("search superseded by the subject's tombstones")
 
 // asksOtherSystems reports whether a search reaches a webhook source.
 func (s *Service) asksOtherSystems() bool {
