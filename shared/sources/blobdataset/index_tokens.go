@@ -45,10 +45,9 @@ type tokenizer struct {
 	prefix []byte
 	buf    []byte
 	sum    []byte
-	// names are the top-level fields the tokens come from, if that is
-	// all they come from (recordFields decodes only those).
-	names map[string]bool
-	// slots take those fields of each record in turn (recordFields).
+	// slots take the top-level fields the tokens come from, if that is
+	// all they come from (topLevelFields), of each record in turn
+	// (recordFields decodes only those); nil otherwise.
 	slots *fieldSlots
 	// mentions caches the mention tokens of free texts, which repeat
 	// (templates, canned replies): finding phone numbers in a text costs
@@ -82,7 +81,6 @@ func newTokenizer(secret []byte, cfg *sources.Config, d *sources.Dataset, phones
 		d:      d,
 		mac:    hmac.New(sha256.New, secret),
 		prefix: []byte("dsr-index/1\x00" + d.Name + "\x00"),
-		names:  topLevelFields(d),
 		slots:  newFieldSlots(topLevelFields(d)),
 		phones: phones,
 	}
