@@ -28,6 +28,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/sas"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/dsr-functions/dsr/shared/blobs"
 )
@@ -187,13 +188,10 @@ func (t *Trail) append(ctx context.Context, fresh bool, entries []Entry) error {
 	// The blobs are appended to at once, up to appendBlobs at a time (the
 	// request's and the hour's were a round trip each, one after the
 	// other, on every stage's way); each blob's lines stay in order.
-	errs := make([]error, len(names))
-	var wg sync.WaitGroup
-	slots := make(chan struct{}, appendBlobs)
-	for i, name := range names {
-		slots <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-slots }()
+	var g errgroup.Group
+	g.SetLimit(appendBlobs)
+	for _, name := range names {
+		g.Go(func() error {
 			data := lines[name]
 			for len(data) > 0 {
 				// Whole lines, at most a block's worth each time.
@@ -202,15 +200,14 @@ func (t *Trail) append(ctx context.Context, fresh bool, entries []Entry) error {
 					n = bytes.LastIndexByte(data[:maxBlockBytes], '\n') + 1
 				}
 				if err := t.group.append(ctx, c, name, data[:n], fresh && strings.HasPrefix(name, "requests/")); err != nil {
-					errs[i] = fmt.Errorf("audit: append to %s: %w", name, err)
-					return
+					return fmt.Errorf("audit: append to %s: %w", name, err)
 				}
 				data = data[n:]
 			}
+			return nil
 		})
 	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return g.Wait()
 }
 
 // appendLine appends one block, creating the append blob first if needed

@@ -183,10 +183,6 @@ func ParseStageMessage(body []byte) (StageMessage, error) {
 	return m, nil
 }
 
-func (s *Service) send(ctx context.Context, queueName string, id string, stage dsr.Stage) error {
-	return s.sendStage(ctx, queueName, id+":"+string(stage), id, stage, time.Time{})
-}
-
 // sendStage sends a stage message with the given MessageId, delivered at
 // at (zero: now).
 func (s *Service) sendStage(ctx context.Context, queueName, messageID, id string, stage dsr.Stage, at time.Time) error {
@@ -256,15 +252,14 @@ func (s *Service) submit(ctx context.Context, sub *dsr.Submission, idemKey, orig
 	// trip less before the first stage message). Not with an idempotency
 	// key: the request may turn out to exist already, and the new id's
 	// empty blob would stay.
+	id := st.ID
 	var prepared chan error
 	if p, ok := s.Audit.(interface {
 		Prepare(ctx context.Context, requestID string) error
 	}); ok && idemKey == "" {
 		prepared = make(chan error, 1)
-		id := st.ID
 		go func() { prepared <- p.Prepare(ctx, id) }()
 	}
-	id := st.ID
 	st, created, err := s.Store.Create(ctx, st, idemKey, Fingerprint(sub))
 	if prepared != nil && <-prepared == nil {
 		ctx = withTrailPrepared(ctx, id)
@@ -518,11 +513,11 @@ func (s *Service) syncAudit(ctx context.Context, st *dsr.Stored) error {
 	if s.Audit == nil || from >= len(st.History) {
 		return nil
 	}
-	entries, to := s.historyEntries(st, from)
-	if err := s.appendAudit(ctx, st, entries); err != nil {
-		return fmt.Errorf("audit %s: %w", st.ID, err)
+	to, err := s.appendTrail(ctx, st, from)
+	if err != nil {
+		return err
 	}
-	_, err := s.Store.Update(ctx, st.ID, func(cur *dsr.Stored) (bool, error) {
+	_, err = s.Store.Update(ctx, st.ID, func(cur *dsr.Stored) (bool, error) {
 		if cur.Audited >= to {
 			return false, nil
 		}
@@ -579,8 +574,8 @@ func (s *Service) auditedFrom(ctx context.Context, st *dsr.Stored) int {
 	return from
 }
 
-// errTrail marks handOver's failures to append to the trail (the message
-// was not sent).
+// errTrail marks failures to append to the trail (appendTrail): from
+// handOver, the message was not sent.
 var errTrail = errors.New("audit")
 
 // auditedHint is a stage message's Audited, for its request.
@@ -600,22 +595,31 @@ type auditedHintKey struct{}
 // which readers recognise by their ids. With no next stage, it is
 // syncAudit.
 func (s *Service) handOver(ctx context.Context, st *dsr.Stored) error {
-	stage, r, ok := s.pendingStage(st)
-	if !ok || s.Audit == nil {
+	if _, _, ok := s.pendingStage(st); !ok || s.Audit == nil {
 		if err := s.syncAudit(ctx, st); err != nil {
 			return err
 		}
 		return s.nextMessage(ctx, st)
 	}
-	from := s.auditedFrom(ctx, st)
-	to := len(st.History)
-	if from < to {
-		entries, _ := s.historyEntries(st, from)
-		if err := s.appendAudit(ctx, st, entries); err != nil {
-			return fmt.Errorf("%w %s: %w", errTrail, st.ID, err)
-		}
+	to, err := s.appendTrail(ctx, st, s.auditedFrom(ctx, st))
+	if err != nil {
+		return err
 	}
-	return s.sendMessage(ctx, r.Queue, st.ID+":"+string(stage), StageMessage{RequestID: st.ID, Stage: stage, Audited: to}, time.Time{})
+	return s.sendNext(ctx, st, to)
+}
+
+// appendTrail appends the request's history entries from from on to the
+// trail, and returns how far the trail then goes. Its failures are
+// errTrail's.
+func (s *Service) appendTrail(ctx context.Context, st *dsr.Stored, from int) (int, error) {
+	entries, to := s.historyEntries(st, from)
+	if len(entries) == 0 {
+		return to, nil
+	}
+	if err := s.appendAudit(ctx, st, entries); err != nil {
+		return from, fmt.Errorf("%w %s: %w", errTrail, st.ID, err)
+	}
+	return to, nil
 }
 
 // historyEntries are the audit entries of the request's history entries

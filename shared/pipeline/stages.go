@@ -57,11 +57,17 @@ func (s *Service) pendingStage(st *dsr.Stored) (dsr.Stage, Runner, bool) {
 // with the MessageId derived from request and stage, so a message sent
 // twice is delivered once.
 func (s *Service) nextMessage(ctx context.Context, st *dsr.Stored) error {
+	return s.sendNext(ctx, st, 0)
+}
+
+// sendNext is nextMessage, the message saying the trail holds the first
+// audited history entries (StageMessage.Audited; 0: not said).
+func (s *Service) sendNext(ctx context.Context, st *dsr.Stored, audited int) error {
 	stage, r, ok := s.pendingStage(st)
 	if !ok {
 		return nil
 	}
-	return s.send(ctx, r.Queue, st.ID, stage)
+	return s.sendMessage(ctx, r.Queue, st.ID+":"+string(stage), StageMessage{RequestID: st.ID, Stage: stage, Audited: audited}, time.Time{})
 }
 
 // RunStage runs the stage a stage message names (a queue function's work):

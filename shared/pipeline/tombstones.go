@@ -37,9 +37,9 @@ func (s *Service) subjectFor(ctx context.Context, st *dsr.Stored) (sources.Subje
 // is (or the lookup fails), it stops that search; then it searches for the
 // subject the tombstones complete, and only that result counts. A round
 // trip less per request, a search started in vain for the subjects of
-// earlier erasures. Not with webhook sources: a search
-// there asks another system, which may keep its answer for the request,
-// so it is asked once, for the whole subject.
+// earlier erasures. Not with webhook sources: a search there asks another
+// system, which may keep its answer for the request, so it is asked once,
+// for the whole subject.
 func (s *Service) discover(ctx context.Context, st *dsr.Stored) (*sources.Discovery, []*tombstone.Tombstone, error) {
 	if s.Tombstones == nil || s.asksOtherSystems() {
 		subj, tombs, err := s.subjectFor(ctx, st)

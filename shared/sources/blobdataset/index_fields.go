@@ -222,16 +222,6 @@ func unquote(tok []byte) (string, error) {
 	return s, err
 }
 
-// jsonString returns the text of a JSON string token that encoding/json
-// leaves as it is (plainJSONString).
-func jsonString(tok []byte) (string, bool) {
-	body := tok[1 : len(tok)-1]
-	if !plainJSONString(body) {
-		return "", false
-	}
-	return string(body), true
-}
-
 // plainJSONString reports whether the body of a valid JSON string token
 // holds no escape and is valid UTF-8: encoding/json replaces only escapes
 // and invalid UTF-8, so its value is the body as it is.
@@ -461,12 +451,7 @@ func isHexByte(c byte) bool {
 func jsonValue(val []byte) (any, error) {
 	switch val[0] {
 	case '"':
-		if s, ok := jsonString(val); ok {
-			return s, nil
-		}
-		var s string
-		err := json.Unmarshal(val, &s)
-		return s, err
+		return unquote(val) // plain strings went to the slots as they are
 	case 't':
 		return true, nil
 	case 'f':
