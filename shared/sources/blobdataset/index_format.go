@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/bits"
 )
@@ -31,11 +32,13 @@ import (
 // candidate blocks and matches their records as a scan does.
 
 // indexMagic starts every index object; the digits are the format version.
-const indexMagic = "DSRIDX01"
+const indexMagic = "DSRIDX02"
 
 // indexVersion is the format version in the header; an index of another
-// version is stale.
-const indexVersion = 1
+// version is stale. Version 2 hashes tokens with SipHash (tokenKey), where
+// version 1 used HMAC-SHA256: the token hashes differ, so every version 1
+// index is rebuilt.
+const indexVersion = 2
 
 // indexBlockBytes is the size of data a block covers (records are never
 // split, so a block may be longer).
@@ -114,6 +117,17 @@ func layoutHeader(h *indexHeader, mac *indexMAC, fanoutBytes, blockBytes, bucket
 	}
 }
 
+// errOtherFormat reports an index object of another format version (one
+// written before an upgrade): stale, not corrupt, so it is bypassed
+// quietly and rebuilt, not reported and deleted.
+var errOtherFormat = errors.New("index object is of another format version")
+
+// otherFormat reports whether b starts with the magic of another version.
+func otherFormat(b []byte) bool {
+	base := len(indexMagic) - 2
+	return len(b) >= len(indexMagic) && string(b[:base]) == indexMagic[:base] && string(b[:len(indexMagic)]) != indexMagic
+}
+
 // maxHeader bounds the header JSON a reader accepts.
 const maxHeader = 4 << 10
 
@@ -130,6 +144,9 @@ func headerNeed(b []byte) int64 {
 // bytes), checks its MAC (mac nil: unchecked, for tests) and that its
 // sections are consistent.
 func decodeHeader(b []byte, mac *indexMAC) (*indexHeader, error) {
+	if otherFormat(b) {
+		return nil, errOtherFormat
+	}
 	if len(b) < headerFixed || string(b[:len(indexMagic)]) != indexMagic {
 		return nil, errCorrupt
 	}

@@ -84,6 +84,8 @@ func (c *Connector) openIndex(ctx context.Context, d *sources.Dataset, blob, eta
 	}
 	h, err := decodeHeader(data, nil)
 	switch {
+	case errors.Is(err, errOtherFormat):
+		return nil, bypass("stale (another index format)")
 	case err != nil:
 		return nil, corrupt("corrupt", oetag)
 	case h.End != size:

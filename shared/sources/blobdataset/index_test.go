@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/dsr-functions/dsr/shared/match"
 	"github.com/dsr-functions/dsr/shared/sample"
 	"github.com/dsr-functions/dsr/shared/sources"
@@ -300,6 +301,54 @@ func TestIndexStaleBypassed(t *testing.T) {
 		if strings.Contains(strings.ReplaceAll(logs, "reason=", ""), personal) {
 			t.Errorf("the log holds %q: %s", personal, logs)
 		}
+	}
+}
+
+// TestIndexOfAnotherFormatRebuilt checks an upgrade of the index format:
+// an index written by the previous version (format 1's magic, its version
+// in the metadata) is stale, not corrupt: discovery scans the blob
+// without a warning and leaves the object, StaleIndexes names the blob,
+// and the next build replaces it.
+func TestIndexOfAnotherFormatRebuilt(t *testing.T) {
+	smallIndexBlocks(t, 100)
+	f := newFixture(t)
+	for name, data := range shapesData {
+		f.put(name, data)
+	}
+	p := f.indexedConnectors(shapesConfig(f))
+	buildAll(t, p.idx)
+	ann := sources.Subject{Emails: []string{"ann@x.example"}}
+	p.counts()
+
+	old := p.indexBytes(t, "tickets", "tickets.csv")
+	copy(old, "DSRIDX01")
+	p.putIndex(t, "tickets", "tickets.csv", old)
+	d := p.idx.cfg.Dataset("tickets")
+	if _, err := p.state.NewBlobClient(p.idx.index.name(d, "tickets.csv")).SetMetadata(f.ctx,
+		map[string]*string{metaVersion: to.Ptr("1")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	p.sameDiscovery(t, ann, sources.Subject{IDs: map[string]string{"personId": "p1"}})
+	if _, bypassed := p.counts(); bypassed == 0 {
+		t.Error("the index of format 1 was not bypassed")
+	}
+	if logs := p.log.String(); !strings.Contains(logs, "another index format") || strings.Contains(logs, "level=WARN") {
+		t.Errorf("want the old index bypassed at debug level as stale: %s", logs)
+	}
+	if got := p.indexBytes(t, "tickets", "tickets.csv"); !bytes.Equal(got, old) {
+		t.Error("the index of format 1 was deleted or changed by a lookup")
+	}
+	if stale, err := p.idx.StaleIndexes(f.ctx, "tickets"); err != nil || len(stale) != 1 || stale[0] != "tickets.csv" {
+		t.Fatalf("StaleIndexes = %v, %v; want [tickets.csv]", stale, err)
+	}
+	buildAll(t, p.idx)
+	if got := p.indexBytes(t, "tickets", "tickets.csv"); !bytes.HasPrefix(got, []byte(indexMagic)) {
+		t.Errorf("after the build the index starts %q, want %q", got[:8], indexMagic)
+	}
+	p.counts()
+	p.sameDiscovery(t, ann, sources.Subject{IDs: map[string]string{"personId": "p1"}})
+	if used, bypassed := p.counts(); used == 0 || bypassed != 0 {
+		t.Errorf("after the rebuild: index used for %d blobs, bypassed for %d", used, bypassed)
 	}
 }
 

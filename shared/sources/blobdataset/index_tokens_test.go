@@ -130,3 +130,49 @@ func TestTokensCoverRules(t *testing.T) {
 		t.Fatalf("only %d matches: the test data should match more often", matched)
 	}
 }
+
+// TestTokenHashesAreKeyedAndSeparated checks what the index's privacy and
+// its lookups rest on: a token's hash depends on the secret and on the
+// dataset (another dataset's or another secret's index never answers for
+// this one), on the kind of value and, for ids and relation keys, on the
+// field; and it is stable, since a lookup must hash a subject's value to
+// what the build hashed.
+func TestTokenHashesAreKeyedAndSeparated(t *testing.T) {
+	cfg := &sources.Config{DefaultPhoneRegion: "US"}
+	a := &sources.Dataset{Name: "a"}
+	b := &sources.Dataset{Name: "b"}
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	other := []byte("0123456789abcdef0123456789abcdeF")
+	hash := func(secret []byte, d *sources.Dataset, ns, field, value string) uint64 {
+		return newTokenizer(secret, cfg, d, nil).hash(ns, field, value)
+	}
+	base := hash(secret, a, nsEmail, "", "ann@x.example")
+	if again := hash(secret, a, nsEmail, "", "ann@x.example"); again != base {
+		t.Fatalf("the same token hashed to %x then %x", base, again)
+	}
+	if base>>hashBitsMax != 0 {
+		t.Fatalf("hash %x has more than %d bits", base, hashBitsMax)
+	}
+	for name, h := range map[string]uint64{
+		"another secret":  hash(other, a, nsEmail, "", "ann@x.example"),
+		"another dataset": hash(secret, b, nsEmail, "", "ann@x.example"),
+		"another kind":    hash(secret, a, nsValue, "", "ann@x.example"),
+		"another value":   hash(secret, a, nsEmail, "", "ann@x.exampl"),
+	} {
+		if h == base {
+			t.Errorf("%s: hash %x equals the token's", name, h)
+		}
+	}
+	// The separators keep field and value apart: ("ab", "c") is not
+	// ("a", "bc").
+	if hash(secret, a, nsValue, "ab", "c") == hash(secret, a, nsValue, "a", "bc") {
+		t.Error("field and value run together")
+	}
+	k0, k1 := tokenKey(secret, "a")
+	if l0, l1 := tokenKey(secret, "b"); l0 == k0 || l1 == k1 {
+		t.Error("two datasets share a key half")
+	}
+	if k0 == 0 && k1 == 0 {
+		t.Error("zero key")
+	}
+}
