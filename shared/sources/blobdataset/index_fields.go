@@ -83,7 +83,7 @@ func recordFields(r *rawRecord, slots *fieldSlots) (recordView, error) {
 	slots.reset()
 	var err error
 	// As fields: one JSON object and nothing else.
-	valid := objectMembers(raw, func(ks, ke, vs, ve int) {
+	valid := objectMembers(raw, func(ks, ke, vs, ve int, kf, vf strFlags) {
 		if err != nil {
 			return
 		}
@@ -91,7 +91,7 @@ func recordFields(r *rawRecord, slots *fieldSlots) (recordView, error) {
 			i  int
 			ok bool
 		)
-		if body := raw[ks+1 : ke-1]; plainJSONString(body) {
+		if body := raw[ks+1 : ke-1]; kf.plain(body) {
 			i, ok = slots.idx[string(body)] // no copy to look it up
 		} else {
 			var k string
@@ -105,7 +105,7 @@ func recordFields(r *rawRecord, slots *fieldSlots) (recordView, error) {
 		}
 		slot := &slots.slots[i]
 		slot.set = true
-		if val := raw[vs:ve]; val[0] == '"' && plainJSONString(val[1:len(val)-1]) {
+		if val := raw[vs:ve]; val[0] == '"' && vf.plain(val[1:len(val)-1]) {
 			slot.plain = true
 			slot.str = string(val[1 : len(val)-1])
 			return
@@ -222,29 +222,29 @@ func unquote(tok []byte) (string, error) {
 	return s, err
 }
 
-// plainJSONString reports whether the body of a valid JSON string token
-// holds no escape and is valid UTF-8: encoding/json replaces only escapes
-// and invalid UTF-8, so its value is the body as it is.
-func plainJSONString(body []byte) bool {
-	ascii := true
-	for _, c := range body {
-		if c == '\\' {
-			return false
-		}
-		if c >= utf8.RuneSelf {
-			ascii = false
-		}
-	}
-	return ascii || utf8.Valid(body)
+// strFlags describe a valid JSON string token, as scanString found it.
+type strFlags uint8
+
+const (
+	strEscaped strFlags = 1 << iota // holds a backslash escape
+	strHigh                         // holds bytes past ASCII
+)
+
+// plain reports whether the string whose body (between the quotes) is
+// body holds no escape and is valid UTF-8: encoding/json replaces only
+// escapes and invalid UTF-8, so its value is the body as it is.
+func (f strFlags) plain(body []byte) bool {
+	return f&strEscaped == 0 && (f&strHigh == 0 || utf8.Valid(body))
 }
 
 // objectMembers reports whether b is exactly one JSON object as json.Valid
 // reads JSON (RFC 8259; strings may hold invalid UTF-8; at most
 // maxJSONDepth levels of nesting), and if it is, it has called fn with the
 // bounds in b of the key token (quotes included) and of the value of each
-// member, in order. On invalid input fn may have been called for the members before
-// the fault.
-func objectMembers(b []byte, fn func(keyStart, keyEnd, valStart, valEnd int)) bool {
+// member, in order, with the flags of the key and, if the value is a
+// string, of the value (zero otherwise). On invalid input fn may have been
+// called for the members before the fault.
+func objectMembers(b []byte, fn func(keyStart, keyEnd, valStart, valEnd int, key, val strFlags)) bool {
 	if len(b) == 0 || b[0] != '{' {
 		return false
 	}
@@ -256,7 +256,7 @@ func objectMembers(b []byte, fn func(keyStart, keyEnd, valStart, valEnd int)) bo
 		if i >= len(b) || b[i] != '"' {
 			return false
 		}
-		ke, ok := scanString(b, i)
+		ke, kf, ok := scanString(b, i)
 		if !ok {
 			return false
 		}
@@ -265,11 +265,19 @@ func objectMembers(b []byte, fn func(keyStart, keyEnd, valStart, valEnd int)) bo
 			return false
 		}
 		vs := skipSpace(b, j+1)
-		ve, ok := scanValue(b, vs, 1)
+		var (
+			ve int
+			vf strFlags
+		)
+		if vs < len(b) && b[vs] == '"' {
+			ve, vf, ok = scanString(b, vs)
+		} else {
+			ve, ok = scanValue(b, vs, 1)
+		}
 		if !ok {
 			return false
 		}
-		fn(i, ke, vs, ve)
+		fn(i, ke, vs, ve, kf, vf)
 		i = skipSpace(b, ve)
 		if i >= len(b) {
 			return false
@@ -298,7 +306,8 @@ func scanValue(b []byte, i, depth int) (int, bool) {
 	}
 	switch c := b[i]; {
 	case c == '"':
-		return scanString(b, i)
+		end, _, ok := scanString(b, i)
+		return end, ok
 	case c == '{' || c == '[':
 		if depth >= maxJSONDepth {
 			return 0, false
@@ -333,7 +342,7 @@ func scanContainer(b []byte, i, depth int) (int, bool) {
 			if i >= len(b) || b[i] != '"' {
 				return 0, false
 			}
-			if i, ok = scanString(b, i); !ok {
+			if i, _, ok = scanString(b, i); !ok {
 				return 0, false
 			}
 			if i = skipSpace(b, i); i >= len(b) || b[i] != ':' {
@@ -359,39 +368,57 @@ func scanContainer(b []byte, i, depth int) (int, bool) {
 }
 
 // scanString returns the end of the string token starting at b[i] (the
-// opening quote): control characters must be escaped, escapes must be
-// JSON's; other bytes pass as they are.
-func scanString(b []byte, i int) (int, bool) {
+// opening quote) and what it holds: control characters must be escaped,
+// escapes must be JSON's; other bytes pass as they are. Most bytes of a
+// record are plain ASCII in strings, so one table lookup passes them.
+func scanString(b []byte, i int) (int, strFlags, bool) {
+	var f strFlags
 	for j := i + 1; j < len(b); j++ {
-		switch c := b[j]; {
+		c := b[j]
+		if jsonStrPlain[c] {
+			continue
+		}
+		switch {
 		case c == '"':
-			return j + 1, true
+			return j + 1, f, true
 		case c == '\\':
+			f |= strEscaped
 			j++
 			if j >= len(b) {
-				return 0, false
+				return 0, 0, false
 			}
 			switch b[j] {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 			case 'u':
 				if j+4 >= len(b) {
-					return 0, false
+					return 0, 0, false
 				}
 				for _, h := range b[j+1 : j+5] {
 					if !isHexByte(h) {
-						return 0, false
+						return 0, 0, false
 					}
 				}
 				j += 4
 			default:
-				return 0, false
+				return 0, 0, false
 			}
 		case c < 0x20:
-			return 0, false
+			return 0, 0, false
+		default:
+			f |= strHigh
 		}
 	}
-	return 0, false
+	return 0, 0, false
 }
+
+// jsonStrPlain marks the bytes a JSON string holds as they are and that
+// tell nothing: ASCII from space on, except the quote and the backslash.
+var jsonStrPlain = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 // scanNumber returns the end of the number starting at b[i]:
 // -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?

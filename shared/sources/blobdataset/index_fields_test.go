@@ -1,11 +1,13 @@
 package blobdataset
 
 import (
+	"bytes"
 	"encoding/json"
 	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/dsr-functions/dsr/shared/sources"
 )
@@ -134,18 +136,47 @@ var jsonPieces = []string{
 	"\"long text with a \x1f control near its end\"", "\"ends in a backslash \\\"", `"text ending in é and more text"`,
 }
 
-// TestObjectMembersIsValid checks objectMembers against json.Valid (with
-// the leading '{' rule) on random texts built from jsonPieces, on
-// well-formed records with one byte changed, and at the nesting limit:
-// it must accept exactly what they accept.
+// checkObjectMembers checks objectMembers on b against json.Valid (with
+// the leading '{' rule): it must accept exactly what that accepts, and say
+// of every key and string value it reports what a plain reading of its
+// body says.
+func checkObjectMembers(t *testing.T, b []byte) {
+	t.Helper()
+	want := len(b) > 0 && b[0] == '{' && json.Valid(b)
+	got := objectMembers(b, func(ks, ke, vs, ve int, kf, vf strFlags) {
+		t.Helper()
+		if body := b[ks+1 : ke-1]; kf.plain(body) != plainJSONString(body) {
+			t.Fatalf("objectMembers(%q): key %q plain %v, want %v", b, body, kf.plain(body), plainJSONString(body))
+		}
+		if b[vs] != '"' {
+			if vf != 0 {
+				t.Fatalf("objectMembers(%q): value %q not a string has flags %b", b, b[vs:ve], vf)
+			}
+			return
+		}
+		if body := b[vs+1 : ve-1]; vf.plain(body) != plainJSONString(body) {
+			t.Fatalf("objectMembers(%q): value %q plain %v, want %v", b, body, vf.plain(body), plainJSONString(body))
+		}
+	})
+	if got != want {
+		t.Fatalf("objectMembers(%q) = %v, json.Valid %v", b, got, want)
+	}
+}
+
+// plainJSONString is what strFlags.plain must say, read the slow way: the
+// body holds no backslash and is valid UTF-8.
+func plainJSONString(body []byte) bool {
+	return bytes.IndexByte(body, '\\') < 0 && utf8.Valid(body)
+}
+
+// TestObjectMembersIsValid runs checkObjectMembers on random texts built
+// from jsonPieces, on well-formed records with one byte changed, and at
+// the nesting limit.
 func TestObjectMembersIsValid(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	check := func(b []byte) {
 		t.Helper()
-		want := len(b) > 0 && b[0] == '{' && json.Valid(b)
-		if got := objectMembers(b, func(_, _, _, _ int) {}); got != want {
-			t.Fatalf("objectMembers(%q) = %v, json.Valid %v", b, got, want)
-		}
+		checkObjectMembers(t, b)
 	}
 	record := []byte(`{"id":"a-1","n":-12.5e3,"ok":true,"x":null,"tags":["a",{"b":[1,2,{}]},[]],"s":"q\"\\\/\u00e9 é"}`)
 	for range 200000 {
@@ -181,9 +212,6 @@ func FuzzObjectMembers(f *testing.F) {
 	}
 	f.Add([]byte(`{"a":[1,{"b":"c"}],"d":"\u00e9"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		want := len(b) > 0 && b[0] == '{' && json.Valid(b)
-		if got := objectMembers(b, func(_, _, _, _ int) {}); got != want {
-			t.Fatalf("objectMembers(%q) = %v, json.Valid %v", b, got, want)
-		}
+		checkObjectMembers(t, b)
 	})
 }
