@@ -842,17 +842,16 @@ func (c *Connector) RunShard(ctx context.Context, m ShardMessage) error {
 		}
 		return wanted, nil
 	}
-	// A job never changes once planned: an instance reads it once.
-	job := c.shardMatchers.job(m.Job)
-	var jobErr error
-	if job == nil {
+	// A job never changes once planned: an instance reads it once, even
+	// when its first shards arrive together.
+	job, jobErr := c.shardMatchers.loadJob(scanCtx, m.Job, func(ctx context.Context) (*scanJob, error) {
 		tmp := &loadedJob{id: m.Job}
-		ok, err := f.loadJob(scanCtx, tmp)
+		ok, err := f.loadJob(ctx, tmp)
 		if err == nil && !ok {
 			err = errors.New("the job is gone")
 		}
-		job, jobErr = tmp.job, err
-	}
+		return tmp.job, err
+	})
 	var res shardResult
 	scanErr := jobErr
 	if jobErr == nil && m.Shard < len(job.Shards) {
@@ -868,7 +867,6 @@ func (c *Connector) RunShard(ctx context.Context, m ShardMessage) error {
 		return scanErr
 	}
 	lj.job = job
-	c.shardMatchers.keepJob(m.Job, job)
 	// A redelivered shard scans again (rare) rather than every shard
 	// listing first: its result is written only if absent. The first
 	// result written counts; a redelivery's is the same.
@@ -892,6 +890,14 @@ func (c *Connector) RunShard(ctx context.Context, m ShardMessage) error {
 	if lj.tally.Complete {
 		return nil
 	}
+	// Shards of a job that finish together here all see it done: one
+	// completes it, the others leave it to that one (which, if it fails
+	// or its instance dies, is redelivered and completes it then) rather
+	// than each reading every result again.
+	if !c.shardMatchers.beginComplete(m.Job) {
+		return nil
+	}
+	defer c.shardMatchers.endComplete(m.Job)
 	marked, err := f.complete(ctx, lj, own, res)
 	if err != nil {
 		return err
@@ -1109,8 +1115,12 @@ type cachedMatcher struct {
 	job  string
 	once sync.Once
 	m    *datasetMatcher
-	// scan is the job itself, once read.
-	scan *scanJob
+	// scan is the job itself, once read; loading is closed when a read
+	// under way ends.
+	scan    *scanJob
+	loading chan struct{}
+	// completing is set while a shard here completes the job.
+	completing bool
 }
 
 // entry returns the job's entry, adding it (and dropping the oldest) if
@@ -1129,18 +1139,60 @@ func (mc *matcherCache) entry(job string) *cachedMatcher {
 	return e
 }
 
-// job returns the job if an earlier shard here read it.
-func (mc *matcherCache) job(job string) *scanJob {
-	mc.mu.Lock()
-	defer mc.mu.Unlock()
-	return mc.entry(job).scan
+// loadJob returns the job, calling read for it only if no shard here has
+// read it yet and none is reading it: the first shards of a job arrive at
+// an instance together, and a job of a thousand subjects took each of
+// them tens of milliseconds to read and decode. A failed read is not
+// kept: the shards waiting for it read it themselves.
+func (mc *matcherCache) loadJob(ctx context.Context, job string, read func(context.Context) (*scanJob, error)) (*scanJob, error) {
+	for {
+		mc.mu.Lock()
+		e := mc.entry(job)
+		if e.scan != nil {
+			mc.mu.Unlock()
+			return e.scan, nil
+		}
+		if wait := e.loading; wait != nil {
+			mc.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		done := make(chan struct{})
+		e.loading = done
+		mc.mu.Unlock()
+		j, err := read(ctx)
+		mc.mu.Lock()
+		if err == nil {
+			e.scan = j
+		}
+		e.loading = nil
+		close(done)
+		mc.mu.Unlock()
+		return j, err
+	}
 }
 
-// keepJob remembers a job read.
-func (mc *matcherCache) keepJob(job string, j *scanJob) {
+// beginComplete reports whether the caller is to complete the job: false
+// while another shard here is completing it. endComplete ends that.
+func (mc *matcherCache) beginComplete(job string) bool {
 	mc.mu.Lock()
 	defer mc.mu.Unlock()
-	mc.entry(job).scan = j
+	e := mc.entry(job)
+	if e.completing {
+		return false
+	}
+	e.completing = true
+	return true
+}
+
+func (mc *matcherCache) endComplete(job string) {
+	mc.mu.Lock()
+	defer mc.mu.Unlock()
+	mc.entry(job).completing = false
 }
 
 // matcherCacheSize is how many jobs' matchers an instance keeps.

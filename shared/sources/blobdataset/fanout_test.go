@@ -606,3 +606,83 @@ func TestFanoutSingleBlobOpenedOnce(t *testing.T) {
 		t.Errorf("missing blob: %+v, want a permanent not-found failure", miss)
 	}
 }
+
+// TestMatcherCacheLoadsAJobOnce checks the instance's job cache: shards
+// of one job arriving together read the job once; a failed read is not
+// kept (the next shard reads again); a waiting shard gives up with its
+// context; and only one shard at a time completes a job here.
+func TestMatcherCacheLoadsAJobOnce(t *testing.T) {
+	var mc matcherCache
+	ctx := context.Background()
+	var reads atomic.Int32
+	release := make(chan struct{})
+	read := func(context.Context) (*scanJob, error) {
+		reads.Add(1)
+		<-release
+		return &scanJob{Dataset: "d"}, nil
+	}
+	var wg sync.WaitGroup
+	got := make([]*scanJob, 8)
+	for i := range got {
+		wg.Go(func() {
+			j, err := mc.loadJob(ctx, "job1", read)
+			if err != nil {
+				t.Error(err)
+			}
+			got[i] = j
+		})
+	}
+	// Let them all arrive, then end the one read.
+	for deadline := time.Now().Add(5 * time.Second); reads.Load() == 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond)
+	close(release)
+	wg.Wait()
+	if n := reads.Load(); n != 1 {
+		t.Fatalf("8 shards arriving together read the job %d times, want 1", n)
+	}
+	for i, j := range got {
+		if j == nil || j != got[0] {
+			t.Fatalf("shard %d got job %p, the first %p", i, j, got[0])
+		}
+	}
+
+	// A failed read is not kept.
+	fail := errors.New("boom")
+	if _, err := mc.loadJob(ctx, "job2", func(context.Context) (*scanJob, error) { return nil, fail }); !errors.Is(err, fail) {
+		t.Fatalf("failed read: %v", err)
+	}
+	if j, err := mc.loadJob(ctx, "job2", func(context.Context) (*scanJob, error) { return &scanJob{Dataset: "d2"}, nil }); err != nil || j.Dataset != "d2" {
+		t.Fatalf("read after a failure = %v, %v", j, err)
+	}
+
+	// A shard waiting for another's read gives up with its context.
+	block := make(chan struct{})
+	defer close(block)
+	go mc.loadJob(ctx, "job3", func(context.Context) (*scanJob, error) { <-block; return &scanJob{}, nil })
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		mc.mu.Lock()
+		loading := mc.entry("job3").loading != nil
+		mc.mu.Unlock()
+		if loading {
+			break
+		}
+	}
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if _, err := mc.loadJob(short, "job3", read); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a waiting shard whose context ended: %v", err)
+	}
+
+	if !mc.beginComplete("job1") {
+		t.Fatal("the first shard may not complete the job")
+	}
+	if mc.beginComplete("job1") {
+		t.Fatal("two shards complete the job at once")
+	}
+	mc.endComplete("job1")
+	if !mc.beginComplete("job1") {
+		t.Fatal("after the first ended, a redelivered shard may not complete the job")
+	}
+}
