@@ -914,17 +914,23 @@ func (c *Connector) scanShard(ctx context.Context, jobID string, job *scanJob, s
 	if d == nil {
 		return shardResult{Error: "the dataset is no longer configured"}, nil
 	}
-	m := c.shardMatchers.get(jobID, func() *datasetMatcher {
-		states := make([]*subjectState, len(job.Subjects))
-		for i, s := range job.Subjects {
-			keys := s.Keys
-			if keys == nil {
-				keys = keySet{}
+	// The matcher (tens of milliseconds for a thousand subjects, once per
+	// job here) is built while the pieces' downloads are opened, so the
+	// first byte's latency is not added to it.
+	matcher := func() *datasetMatcher {
+		return c.shardMatchers.get(jobID, func() *datasetMatcher {
+			states := make([]*subjectState, len(job.Subjects))
+			for i, s := range job.Subjects {
+				keys := s.Keys
+				if keys == nil {
+					keys = keySet{}
+				}
+				states[i] = &subjectState{subj: s.Subject, keys: keys}
 			}
-			states[i] = &subjectState{subj: s.Subject, keys: keys}
-		}
-		return newDatasetMatcher(c.cfg, d, states)
-	})
+			return newDatasetMatcher(c.cfg, d, states)
+		})
+	}
+	go matcher()
 	refs := c.cfg.ReferencedFields(d.Name)
 	pieces := job.Shards[shard]
 	res := shardResult{Blobs: make([]savedBlob, len(pieces))}
@@ -932,11 +938,11 @@ func (c *Connector) scanShard(ctx context.Context, jobID string, job *scanJob, s
 		p := pieces[i]
 		b := job.Blobs[p.Blob]
 		if p.Start == 0 && p.End == b.Size {
-			r, err := c.scanBlob(ctx, d, b.Name, m, refs)
+			r, err := c.scanBlobWith(ctx, d, b.Name, matcher, refs)
 			res.Blobs[i] = saveBlob(r)
 			return err
 		}
-		r, n, err := c.scanRange(ctx, d, b, p.Start, p.End, m, refs)
+		r, n, err := c.scanRange(ctx, d, b, p.Start, p.End, matcher, refs)
 		res.Blobs[i] = saveBlob(r)
 		res.Blobs[i].Records = n
 		return err

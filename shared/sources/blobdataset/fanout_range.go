@@ -19,7 +19,7 @@ import (
 // so every record belongs to exactly one part. Hits have offsets in the
 // blob and ordinals counted from the part's first record; n is how many
 // records the part holds.
-func (c *Connector) scanRange(ctx context.Context, d *sources.Dataset, b jobBlob, start, end int64, m *datasetMatcher, refs []string) (blobResult, int64, error) {
+func (c *Connector) scanRange(ctx context.Context, d *sources.Dataset, b jobBlob, start, end int64, matcher func() *datasetMatcher, refs []string) (blobResult, int64, error) {
 	if c.reader == nil {
 		return blobResult{}, 0, errors.New("this connector cannot read parts of blobs")
 	}
@@ -52,6 +52,7 @@ func (c *Connector) scanRange(ctx context.Context, d *sources.Dataset, b jobBlob
 		return res, 0, nil
 	}
 	var sc scratch
+	m := matcher()
 	rd := &partReader{r: br, left: end - base}
 	err = iterateNDJSONCounting(ctx, rd, func(r *rawRecord) error {
 		r.offset += base

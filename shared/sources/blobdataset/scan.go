@@ -344,14 +344,21 @@ func forEachN(ctx context.Context, n, workers int, fn func(ctx context.Context, 
 
 // scanBlob streams one blob and matches its records for every subject of m.
 func (c *Connector) scanBlob(ctx context.Context, d *sources.Dataset, name string, m *datasetMatcher, refs []string) (blobResult, error) {
+	return c.scanBlobWith(ctx, d, name, func() *datasetMatcher { return m }, refs)
+}
+
+// scanBlobWith is scanBlob with the matcher asked for once the download is
+// open, so that it may still be building while the first byte is on its
+// way (a shard's first of a job: scanShard).
+func (c *Connector) scanBlobWith(ctx context.Context, d *sources.Dataset, name string, matcher func() *datasetMatcher, refs []string) (blobResult, error) {
 	if d.Format == sources.FormatParquet {
-		return c.scanParquet(ctx, d, name, m, refs)
+		return c.scanParquet(ctx, d, name, matcher(), refs)
 	}
 	body, etag, err := c.store.open(ctx, d.Container, name)
 	if err != nil {
 		return blobResult{}, openError(d, name, err)
 	}
-	return c.scanBody(ctx, d, name, body, etag, m, refs)
+	return c.scanBody(ctx, d, name, body, etag, matcher(), refs)
 }
 
 // openError is the error of a blob that could not be opened for a scan.
