@@ -663,11 +663,20 @@ func (c *Connector) planJob(ctx context.Context, d *sources.Dataset, due []*subj
 	for _, i := range need {
 		entry.Keys = append(entry.Keys, keys[i])
 	}
-	if err := f.register(ctx, regName, entry); err != nil {
-		return nil, fmt.Errorf("dataset %s: plan a fanned-out scan: %w", d.Name, err)
+	// The shards go out while the job is registered (a read and a
+	// conditional write): a shard needs only the job and its tally. If
+	// the registration fails, the discovery fails and is retried, and
+	// the job no discovery finds runs once and is swept.
+	var sendErr error
+	var sent sync.WaitGroup
+	sent.Go(func() { sendErr = f.sendShards(ctx, lj, 0) })
+	regErr := f.register(ctx, regName, entry)
+	sent.Wait()
+	if regErr != nil {
+		return nil, fmt.Errorf("dataset %s: plan a fanned-out scan: %w", d.Name, regErr)
 	}
-	if err := f.sendShards(ctx, lj, 0); err != nil {
-		return nil, fmt.Errorf("dataset %s: %w", d.Name, err)
+	if sendErr != nil {
+		return nil, fmt.Errorf("dataset %s: %w", d.Name, sendErr)
 	}
 	return lj, nil
 }
