@@ -538,13 +538,16 @@ func (s *Service) syncAudit(ctx context.Context, st *dsr.Stored) error {
 }
 
 // appendAudit appends a request's entries to the trail. While nothing of
-// the request is in the trail yet (Audited is 0), a trail that can
+// the request is in the trail yet (neither its mark nor the stage message
+// being handled says otherwise, auditedFrom), a trail that can
 // (audit.Trail.AppendNew) creates its blob first instead of after a
-// failed append.
+// failed append. A stage handed a message that carries the trail's extent
+// appends at once: its document's mark may still be 0 (handOver), and a
+// create before each stage's append was a wasted round trip.
 func (s *Service) appendAudit(ctx context.Context, st *dsr.Stored, entries []audit.Entry) error {
 	if n, ok := s.Audit.(interface {
 		AppendNew(context.Context, ...audit.Entry) error
-	}); ok && st.Audited == 0 && !trailPrepared(ctx, st.ID) {
+	}); ok && s.auditedFrom(ctx, st) == 0 && !trailPrepared(ctx, st.ID) {
 		return n.AppendNew(ctx, entries...)
 	}
 	return s.Audit.Append(ctx, entries...)

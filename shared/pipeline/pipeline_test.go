@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/dsr-functions/dsr/shared/audit"
 	"github.com/dsr-functions/dsr/shared/dsr"
 	"github.com/dsr-functions/dsr/shared/tombstone"
 )
@@ -433,5 +435,60 @@ func TestHandOverCarriesTheTrailsExtent(t *testing.T) {
 	trail, _ := w.audit.ForRequest(context.Background(), lagging)
 	if st.State != dsr.StateCompleted || len(trail) != len(st.History) || st.Audited != len(st.History) {
 		t.Fatalf("%s/%s: %d entries in the trail, %d in the history, audited %d", st.Stage, st.State, len(trail), len(st.History), st.Audited)
+	}
+}
+
+// freshCounting is a trail that can create a request's blob before its
+// first append (audit.Trail.AppendNew), counting those calls by request.
+type freshCounting struct {
+	*memAudit
+	mu    sync.Mutex
+	fresh map[string]int
+}
+
+func (f *freshCounting) AppendNew(ctx context.Context, entries ...audit.Entry) error {
+	f.mu.Lock()
+	for _, e := range entries {
+		f.fresh[e.RequestID]++
+		break
+	}
+	f.mu.Unlock()
+	return f.memAudit.Append(ctx, entries...)
+}
+
+// Only a request's first entries ask for its trail blob to be created:
+// the stages after the hand-over, whose document's mark may still be 0,
+// know from their message that the trail is there and append at once
+// (a create before each stage's append was one wasted round trip each).
+func TestStagesAppendToAnExistingTrail(t *testing.T) {
+	w := newWorld(t)
+	fc := &freshCounting{memAudit: w.audit, fresh: map[string]int{}}
+	w.svc.Audit = fc
+	id := w.submit(`{"type":"access","subject":{"email":"ann@x.example"}}`)
+	stages := 0
+	for {
+		m, _, ok := w.sent.take(w.now)
+		if !ok {
+			break
+		}
+		sm, err := ParseStageMessage(m.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.svc.RunStage(context.Background(), sm, 1); err != nil {
+			t.Fatal(err)
+		}
+		stages++
+	}
+	st := w.get(id)
+	if st.State != dsr.StateCompleted || stages != 2 {
+		t.Fatalf("%s/%s after %d stages", st.Stage, st.State, stages)
+	}
+	if n := fc.fresh[id]; n != 1 {
+		t.Errorf("the trail's blob was asked to be created %d times, want once (the request's first entries)", n)
+	}
+	trail, _ := fc.ForRequest(context.Background(), id)
+	if len(trail) != len(st.History) {
+		t.Errorf("%d entries in the trail, %d in the history", len(trail), len(st.History))
 	}
 }
