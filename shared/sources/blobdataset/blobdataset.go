@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/service"
 
@@ -44,6 +45,9 @@ type Connector struct {
 	// recent keeps the records the latest scans matched, for a Read
 	// soon after (recent.go); nil: off.
 	recent *recentRecords
+	// largeBlobs are the single blobs ("container/name") found too large
+	// to open early (early.go).
+	largeBlobs sync.Map
 }
 
 var _ sources.Connector = (*Connector)(nil)
@@ -220,6 +224,15 @@ func (c *Connector) DiscoverMany(ctx context.Context, subjects []sources.Subject
 		}
 		states[i] = &subjectState{subj: s, keys: keys, results: map[string]*sources.DatasetMatches{}, seen: map[string]map[string]int{}}
 	}
+	// The small blobs of the later levels are downloaded now, while the
+	// first level is scanned (early.go); the downloads stop when the
+	// discovery returns.
+	var early *earlyOpens
+	if len(levels) > 1 && len(subjects) > 0 {
+		ectx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		early = c.openEarly(ectx, levels[1:])
+	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -255,7 +268,7 @@ func (c *Connector) DiscoverMany(ctx context.Context, subjects []sources.Subject
 				scans = append(scans, &levelScan{d: d, due: due})
 			}
 			_ = forEachN(ctx, len(scans), c.parallelism, func(ctx context.Context, i int) error {
-				scans[i].found, scans[i].err = c.scan(ctx, scans[i].d, scans[i].due)
+				scans[i].found, scans[i].err = c.scan(ctx, scans[i].d, scans[i].due, early)
 				return nil // every dataset's outcome is taken below
 			})
 			for _, sc := range scans {

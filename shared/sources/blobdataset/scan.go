@@ -61,7 +61,10 @@ type subjectKey struct {
 // the matches come back in the results). The dataset's blobs are read once
 // for all subjects, up to c.parallelism at a time, and the results are
 // assembled in blob name order, so they do not depend on the parallelism.
-func (c *Connector) scan(ctx context.Context, d *sources.Dataset, due []*subjectState) ([]scanResult, error) {
+//
+// early holds the blobs this discovery opened early (nil: none): a dataset
+// whose blob is there is scanned from it.
+func (c *Connector) scan(ctx context.Context, d *sources.Dataset, due []*subjectState, early *earlyOpens) ([]scanResult, error) {
 	if d.Format == sources.FormatSynapse {
 		return c.scanSynapse(ctx, d, due)
 	}
@@ -71,6 +74,9 @@ func (c *Connector) scan(ctx context.Context, d *sources.Dataset, due []*subject
 	}
 	_, versioned := c.store.(versioner)
 	indexed := versioned && c.indexed(d)
+	if body, p, ok := early.take(ctx, d.Name); ok {
+		return c.scanOpenedBody(ctx, d, due, body, p, refs)
+	}
 	if so, ok := c.store.(sizedOpener); ok && d.Blob != "" && !indexed && c.fanout != nil && fanoutFormat(d.Format) && d.Format != sources.FormatParquet {
 		return c.scanOpened(ctx, d, due, so, refs)
 	}
@@ -159,8 +165,14 @@ func (c *Connector) scanOpened(ctx context.Context, d *sources.Dataset, due []*s
 	if err != nil {
 		return nil, openError(d, d.Blob, err)
 	}
+	return c.scanOpenedBody(ctx, d, due, body, p, refs)
+}
+
+// scanOpenedBody is scanOpened once the blob is open (body, props p): it
+// closes body.
+func (c *Connector) scanOpenedBody(ctx context.Context, d *sources.Dataset, due []*subjectState, body io.ReadCloser, p blobProps, refs []string) ([]scanResult, error) {
 	sized := []jobBlob{{Name: d.Blob, Size: p.size, ETag: p.etag}}
-	if len(planShards(sized, c.fanout.ShardBytes, c.fanout.MaxShards, d.Format == sources.FormatNDJSON)) > 1 {
+	if c.fanout != nil && fanoutFormat(d.Format) && len(planShards(sized, c.fanout.ShardBytes, c.fanout.MaxShards, d.Format == sources.FormatNDJSON)) > 1 {
 		body.Close()
 		return c.scanFanout(ctx, d, due, sized)
 	}
