@@ -201,6 +201,9 @@ type e2eOptions struct {
 	// storageRTT puts a round trip between the app and Azurite
 	// (harnessOptions.storageRTT).
 	storageRTT time.Duration
+	// traceStorage records the app's storage operations
+	// (harnessOptions.traceStorage).
+	traceStorage bool
 }
 
 func newE2EBench(b *testing.B, size sample.Size, o e2eOptions) *e2eBench {
@@ -233,7 +236,7 @@ func newE2EBench(b *testing.B, size sample.Size, o e2eOptions) *e2eBench {
 	if o.repeatFlagging {
 		env = nil
 	}
-	e.harness = newHarness(b, harnessOptions{size: size, concurrency: conc, env: env, editSources: edit, storageRTT: o.storageRTT, upload: func(ctx context.Context, bc *blockblob.Client, f sample.File, size sample.Size) error {
+	e.harness = newHarness(b, harnessOptions{size: size, concurrency: conc, env: env, editSources: edit, storageRTT: o.storageRTT, traceStorage: o.traceStorage, upload: func(ctx context.Context, bc *blockblob.Client, f sample.File, size sample.Size) error {
 		n, nb, err := uploadCounting(ctx, bc, f, size)
 		if err != nil {
 			return err

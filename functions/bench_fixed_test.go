@@ -3,6 +3,7 @@ package functions_test
 import (
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,7 +28,9 @@ import (
 // Each poll is a read of Azurite, which serves one operation at a time:
 // polls every 2 ms delay the app's own operations on loopback.
 // DSR_BENCH_POLL (a Go duration) polls less often, to show the fixed cost
-// without that. Run it with:
+// without that. DSR_BENCH_TRACE (a file name) gets the last request's
+// storage operations in time order (storageTrace): what waits for what.
+// Run it with:
 //
 //	go test ./functions/ -run '^$' -bench BenchmarkAccessFixedCost -benchtime 20x -timeout 10m
 //
@@ -52,7 +55,7 @@ func BenchmarkAccessFixedCost(b *testing.B) {
 			b.Fatalf("DSR_BENCH_POLL=%q: want a duration such as 25ms", v)
 		}
 	}
-	e := newE2EBench(b, size, e2eOptions{storageRTT: rtt})
+	e := newE2EBench(b, size, e2eOptions{storageRTT: rtt, traceStorage: os.Getenv("DSR_BENCH_TRACE") != ""})
 	var submit, toDiscovery, discovery, export, observed, total, untilDone []time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -87,6 +90,15 @@ func BenchmarkAccessFixedCost(b *testing.B) {
 		observed = append(observed, seen.Sub(done))
 		total = append(total, seen.Sub(start))
 		untilDone = append(untilDone, done.Sub(start))
+		if e.trace != nil && i == b.N-1 {
+			// The last request's storage operations, for where the time goes.
+			var tl strings.Builder
+			e.trace.print(&tl, start, seen, map[string]time.Time{"POST answered": answered, "created": created,
+				"discovery": disc, "export": exp, "done": done, "seen by the client": seen})
+			if err := os.WriteFile(os.Getenv("DSR_BENCH_TRACE"), []byte(tl.String()), 0o644); err != nil {
+				b.Fatal(err)
+			}
+		}
 	}
 	b.StopTimer()
 	median := func(d []time.Duration) float64 {

@@ -110,6 +110,8 @@ type harness struct {
 	outbox     string
 	proofs     string
 	size       sample.Size
+	// trace records the app's storage operations (traceStorage).
+	trace *storageTrace
 }
 
 type harnessOptions struct {
@@ -142,6 +144,9 @@ type harnessOptions struct {
 	// Azurite (latencyproxy), as between a Function and Blob Storage; the
 	// test's own setup talks to Azurite directly.
 	storageRTT time.Duration
+	// traceStorage records the app's storage operations (h.trace), behind
+	// any storageRTT.
+	traceStorage bool
 }
 
 // oneContainerSink uploads a sample format's files into one container
@@ -240,6 +245,15 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 			t.Fatal("the Azurite connection string names no blob endpoint")
 		}
 		storage = strings.Replace(storage, m[1], latencyproxy.Start(t, m[1], o.storageRTT/2), 1)
+	}
+	if o.traceStorage {
+		m := blobHost.FindStringSubmatch(storage)
+		if m == nil {
+			t.Fatal("the Azurite connection string names no blob endpoint")
+		}
+		var addr string
+		h.trace, addr = startStorageTrace(t, m[1])
+		storage = strings.Replace(storage, m[1], addr, 1)
 	}
 	env := map[string]string{
 		"AzureWebJobsStorage":   storage,
