@@ -371,6 +371,8 @@ func NewWithOptions(cfg *config.Config, sender queue.Sender, log *slog.Logger, o
 		StageBackoff:    pipeline.Backoff{Base: cfg.StageRetryDelay, Max: cfg.StageRetryMaxDelay},
 		StageRetries:    cfg.StageRetries,
 		Cleanup:         conns.Cleanup,
+		// A small export runs in the discovering invocation (chain.go).
+		ChainExportRecords: pipeline.DefaultChainExportRecords,
 	}
 	if p, ok := sender.(pipeline.QueuePeeker); ok {
 		// The embedded queue shows what waits; Service Bus is not asked

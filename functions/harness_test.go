@@ -286,6 +286,12 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 	// Failing stages retry within milliseconds here, not minutes
 	// (DSR_STAGE_RETRIES still sets how often).
 	h.app.Service.StageBackoff = pipeline.Backoff{Base: 5 * time.Millisecond, Max: 40 * time.Millisecond}
+	if o.manual {
+		// Tests that deliver messages themselves follow a request from
+		// queue to queue: its export goes through the export queue, as a
+		// large one does, not chained to discovery (pipeline/chain.go).
+		h.app.Service.ChainExportRecords = 0
+	}
 	handler := httptest.NewServer(funchost.RequireHostToken(h.app.Handler, harnessHostToken))
 	t.Cleanup(handler.Close)
 	h.handlerURL = handler.URL

@@ -109,6 +109,11 @@ type Service struct {
 	// while one runs, so that a burst shares fewer, larger passes
 	// (prefetch.go).
 	Lookahead *Lookahead
+	// ChainExportRecords, when above 0, lets a discovery that found at
+	// most that many records run the export itself, in the same
+	// invocation, instead of handing it over through the export queue
+	// (chain.go); 0: every export goes through its queue.
+	ChainExportRecords int
 	// blobLocks serialise this instance's rewrites of each blob (changeBlob).
 	blobLocks keyedLocks
 }
@@ -608,6 +613,9 @@ func (s *Service) handOver(ctx context.Context, st *dsr.Stored) error {
 	if err != nil {
 		return err
 	}
+	if s.runChained(ctx, st, to) {
+		return nil
+	}
 	return s.sendNext(ctx, st, to)
 }
 
@@ -656,6 +664,10 @@ func (s *Service) historyEntries(st *dsr.Stored, from int) ([]audit.Entry, int) 
 // trail up to date. It returns (nil, nil) for an unknown request: the
 // message is dropped (logged), since retrying cannot help.
 func (s *Service) loadForStage(ctx context.Context, id, stage string) (*dsr.Stored, error) {
+	if st := handedOver(ctx, id); st != nil {
+		// Run by the stage before it, which has just written st (chain.go).
+		return st, nil
+	}
 	st, _, err := s.Store.Get(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		s.Log.Warn(stage+": unknown request; message dropped", "requestId", id)
