@@ -15,7 +15,9 @@ import (
 // Such an export (ChainExportRecords) runs in the discovering invocation
 // instead, right after the hand-over's trail entries, from the document
 // the discovery has just written (its conditional write succeeded, so it
-// is the current version as much as a read a moment later would be).
+// is the current version as much as a read a moment later would be),
+// while the hand-over appends the discovery's entries to the trail: the
+// export's own entries, at its end, wait for that append.
 //
 // Nothing is lost on a crash: the discover message is completed only when
 // the invocation ends, so a crash during the chained export redelivers
@@ -62,15 +64,28 @@ func (s *Service) chains(st *dsr.Stored) bool {
 	return ok && stage == dsr.StageExport
 }
 
-// runChained runs the stage st waits for here, if it chains, with the
-// trail holding st's first audited history entries. It reports whether
+// pendingTrail is the hand-over's append of the stage before's entries
+// while the chained stage runs: the chained stage's first append waits for
+// it (auditedFrom) and starts where it ended, or, if it failed, where the
+// document's mark says, so that the trail keeps every entry, in order.
+type pendingTrail struct {
+	id   string
+	done chan struct{} // closed when to and err are set
+	to   int
+	err  error
+}
+
+type pendingTrailKey struct{}
+
+// runChained runs the stage st waits for here (the caller checked that it
+// chains), while trail appends the entries before it. It reports whether
 // the stage ran to its end; false: the caller sends the stage's message.
-func (s *Service) runChained(ctx context.Context, st *dsr.Stored, audited int) bool {
-	if !s.chains(st) || ctx.Err() != nil {
+func (s *Service) runChained(ctx context.Context, st *dsr.Stored, trail *pendingTrail) bool {
+	if ctx.Err() != nil {
 		return false
 	}
 	stage, r, _ := s.pendingStage(st)
-	cctx := context.WithValue(ctx, auditedHintKey{}, auditedHint{st.ID, audited})
+	cctx := context.WithValue(ctx, pendingTrailKey{}, trail)
 	cctx = context.WithValue(cctx, handedOverKey{}, handedOverDoc{st.ID, clone(st)})
 	if err := r.Run(cctx, st.ID, 1); err != nil {
 		s.Log.Info("chained stage failed; handed over through its queue", "requestId", st.ID, "stage", stage, "err", err)

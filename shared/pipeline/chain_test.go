@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/dsr-functions/dsr/shared/audit"
 	"github.com/dsr-functions/dsr/shared/dsr"
 )
 
@@ -106,6 +107,41 @@ func TestChainedExport(t *testing.T) {
 		}
 	})
 
+	t.Run("the hand-over's trail append fails", func(t *testing.T) {
+		// The chained export's entries then bring the discovery's along:
+		// every history entry in the trail, first seen in order.
+		w := newWorld(t)
+		w.svc.ChainExportRecords = 10
+		id := w.submit(`{"type":"access","subject":{"email":"ann@x.example"}}`)
+		fa := &failNextAppend{memAudit: w.audit}
+		fa.fail.Store(true)
+		w.svc.Audit = fa
+		if got := w.drain(1); !slices.Equal(got, []dsr.Stage{dsr.StageDiscovery}) {
+			t.Fatalf("stage messages %v, want discovery's only", got)
+		}
+		st := completed(t, w, id)
+		if fa.fail.Load() {
+			t.Fatal("no append failed: the test did not test anything")
+		}
+		next := 1
+		for _, e := range w.audit.entries {
+			if e.RequestID != id || e.Event != "state" {
+				continue
+			}
+			var n int
+			fmt.Sscanf(strings.TrimPrefix(e.ID, id+":"), "%d", &n)
+			if n > next {
+				t.Fatalf("trail entry %d before entry %d", n, next)
+			}
+			if n == next {
+				next++
+			}
+		}
+		if next != len(st.History)+1 {
+			t.Fatalf("the trail holds history entries 1 to %d of %d", next-1, len(st.History))
+		}
+	})
+
 	t.Run("other routes are not chained", func(t *testing.T) {
 		w := newWorld(t)
 		w.svc.ChainExportRecords = 10
@@ -115,4 +151,17 @@ func TestChainedExport(t *testing.T) {
 			t.Fatalf("erasure at %s/%s after discovery, want waiting for approval", st.Stage, st.State)
 		}
 	})
+}
+
+// failNextAppend fails one append to the trail when armed.
+type failNextAppend struct {
+	*memAudit
+	fail atomic.Bool
+}
+
+func (f *failNextAppend) Append(ctx context.Context, entries ...audit.Entry) error {
+	if f.fail.CompareAndSwap(true, false) {
+		return errors.New("trail unavailable")
+	}
+	return f.memAudit.Append(ctx, entries...)
 }

@@ -579,6 +579,13 @@ func (s *Service) auditedFrom(ctx context.Context, st *dsr.Stored) int {
 	if h, _ := ctx.Value(auditedHintKey{}).(auditedHint); h.id == st.ID && h.n > from && h.n <= len(st.History) {
 		from = h.n
 	}
+	if p, _ := ctx.Value(pendingTrailKey{}).(*pendingTrail); p != nil && p.id == st.ID {
+		// A chained stage: the stage before it is appending its entries.
+		<-p.done
+		if p.err == nil && p.to > from && p.to <= len(st.History) {
+			from = p.to
+		}
+	}
 	return from
 }
 
@@ -609,12 +616,30 @@ func (s *Service) handOver(ctx context.Context, st *dsr.Stored) error {
 		}
 		return s.nextMessage(ctx, st)
 	}
-	to, err := s.appendTrail(ctx, st, s.auditedFrom(ctx, st))
+	from := s.auditedFrom(ctx, st)
+	if s.chains(st) {
+		// The trail's append and the chained stage run together; the
+		// stage's own entries wait for the append (chain.go).
+		trail := &pendingTrail{id: st.ID, done: make(chan struct{})}
+		go func() {
+			defer close(trail.done)
+			trail.to, trail.err = s.appendTrail(ctx, st, from)
+		}()
+		ran := s.runChained(ctx, st, trail)
+		<-trail.done
+		switch {
+		case ran:
+			// The stage's entries took the trail to its end, after
+			// this append or, had it failed, with its entries too.
+			return nil
+		case trail.err != nil:
+			return trail.err
+		}
+		return s.sendNext(ctx, st, trail.to)
+	}
+	to, err := s.appendTrail(ctx, st, from)
 	if err != nil {
 		return err
-	}
-	if s.runChained(ctx, st, to) {
-		return nil
 	}
 	return s.sendNext(ctx, st, to)
 }
