@@ -16,8 +16,8 @@ import (
 
 // storageTrace is an HTTP proxy between the app and Azurite that records
 // every storage operation (method, blob, operation, condition) with when
-// it started and ended: BenchmarkAccessFixedCost prints one request's
-// timeline from it (DSR_BENCH_TRACE=1), which shows what runs in sequence
+// it started and ended: BenchmarkAccessFixedCost writes one request's
+// timeline from it (DSR_BENCH_TRACE=<file>), which shows what runs in sequence
 // and what overlaps. Test-only: blob names hold request ids, not people.
 type storageTrace struct {
 	mu  sync.Mutex
